@@ -1,0 +1,1 @@
+"""ecglens.data"""

@@ -1,0 +1,157 @@
+"""The one ECG object of ecglens.
+
+Conventions (hold everywhere in the library):
+
+* ``signal``: float32 array ``[n_leads, n_samples]`` in **millivolts**.
+* ``fs``: sampling rate in Hz.
+* ``leads``: canonical names (see :mod:`ecglens.leads`), one per row of ``signal``.
+* ``age``: years as float; PTB-XL's "300" (over 89) is stored as 90.0; unknown is ``None``.
+* ``sex``: ``"F"`` or ``"M"``; unknown is ``None``. Numeric tables use ``1 = female, 0 = male`` (PTB-XL's
+  coding), and models output ``p_female``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .exceptions import LeadError, SamplingRateError
+from .leads import CANONICAL_LEADS, normalize_lead_names, to_canonical_order
+
+__all__ = ["Ecg", "sex_to_code", "code_to_sex"]
+
+
+def sex_to_code(sex: str | None) -> float:
+    """Map ``"F"``/``"M"``/``None`` to the numeric coding ``1.0``/``0.0``/``nan`` (1 = female)."""
+    return {"F": 1.0, "M": 0.0}.get(sex or "", float("nan"))
+
+
+def code_to_sex(code: float | int | None) -> str | None:
+    """Map ``1``/``0``/``nan`` (1 = female) to ``"F"``/``"M"``/``None``."""
+    if code is None or (isinstance(code, float) and np.isnan(code)):
+        return None
+    return "F" if int(code) == 1 else "M"
+
+
+@dataclass(frozen=True, eq=False)
+class Ecg:
+    """A resting ECG: signal in mV with its sampling rate, lead names and metadata.
+
+    Parameters
+    ----------
+    signal : np.ndarray, shape (n_leads, n_samples)
+        Amplitudes in mV; converted to float32.
+    fs : float
+        Sampling rate in Hz.
+    leads : tuple of str
+        Lead names, normalised to canonical spelling (``avr`` -> ``aVR``).
+    record_id : str
+        An identifier (file stem, exam id, ...).
+    age : float or None
+        Age in years (``None`` unknown).
+    sex : {"F", "M", None}
+        Sex (``None`` unknown).
+    derived_leads : tuple of str
+        Leads computed from I and II rather than recorded.
+    source : str
+        Where it came from (a path, a dataset name).
+    meta : mapping
+        Anything else read from the file (patient id, diagnoses, device, ...).
+    """
+
+    signal: np.ndarray
+    fs: float
+    leads: tuple[str, ...]
+    record_id: str = ""
+    age: float | None = None
+    sex: str | None = None
+    derived_leads: tuple[str, ...] = ()
+    source: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        sig = np.asarray(self.signal, dtype=np.float32)
+        if sig.ndim != 2:
+            raise LeadError(f"Ecg.signal must be 2-D [n_leads, n_samples], got shape {sig.shape}.")
+        leads = normalize_lead_names(self.leads)
+        if len(leads) != sig.shape[0]:
+            raise LeadError(
+                f"{len(leads)} lead names for a signal with {sig.shape[0]} rows; give one name per row."
+            )
+        fs = float(self.fs)
+        if not np.isfinite(fs) or fs <= 0:
+            raise SamplingRateError(f"sampling rate must be a positive number of Hz, got {self.fs!r}.")
+        if self.sex not in (None, "F", "M"):
+            raise ValueError(f"sex must be 'F', 'M' or None, got {self.sex!r}")
+        object.__setattr__(self, "signal", sig)
+        object.__setattr__(self, "leads", leads)
+        object.__setattr__(self, "fs", fs)
+        object.__setattr__(self, "derived_leads", tuple(self.derived_leads))
+        if self.age is not None:
+            age = float(self.age)
+            object.__setattr__(self, "age", None if np.isnan(age) else age)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_leads(self) -> int:
+        """Number of leads (rows of ``signal``)."""
+        return int(self.signal.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples per lead."""
+        return int(self.signal.shape[1])
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds."""
+        return self.n_samples / self.fs
+
+    def lead(self, name: str) -> np.ndarray:
+        """Return one lead's samples (mV), by any spelling of its name."""
+        (key,) = normalize_lead_names([name])
+        if key not in self.leads:
+            raise LeadError(f"lead {name!r} not in this ECG (it has {list(self.leads)}).")
+        return self.signal[self.leads.index(key)]
+
+    # ------------------------------------------------------------------ transformations
+    def replace(self, **changes: Any) -> Ecg:
+        """Return a copy with some fields replaced (``signal``, ``fs``, ``meta``, ...)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_standard_leads(self, leads: tuple[str, ...] = CANONICAL_LEADS, derive: bool = True) -> Ecg:
+        """Reorder to ``leads`` (default the 12 standard leads), deriving III/aVR/aVL/aVF when missing."""
+        if self.leads == tuple(leads):
+            return self
+        signal, names, derived = to_canonical_order(self.signal, self.leads, leads, derive=derive)
+        return self.replace(
+            signal=signal, leads=names, derived_leads=tuple(dict.fromkeys(self.derived_leads + derived))
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """A one-line-per-field summary (for ``ecglens info`` and tables)."""
+        finite = np.isfinite(self.signal)
+        peak = float(np.nanmax(np.abs(self.signal))) if finite.any() else float("nan")
+        return {
+            "record": self.record_id,
+            "fs_hz": self.fs,
+            "n_leads": self.n_leads,
+            "n_samples": self.n_samples,
+            "duration_s": round(self.duration, 3),
+            "leads": ",".join(self.leads),
+            "derived_leads": ",".join(self.derived_leads),
+            "age": self.age,
+            "sex": self.sex,
+            "peak_abs_mv": round(peak, 3),
+            "source": self.source,
+        }
+
+    def __repr__(self) -> str:  # short: never print the whole array
+        return (
+            f"Ecg(record_id={self.record_id!r}, fs={self.fs:g}, leads={len(self.leads)}, "
+            f"n_samples={self.n_samples}, age={self.age}, sex={self.sex})"
+        )

@@ -1,0 +1,176 @@
+"""The reader registry: one reader per file format, chosen by content, never guessed.
+
+A reader is a function ``read(path: Path, **kwargs) -> Ecg`` registered with :func:`register_reader`, together
+with the file suffixes it claims and a ``sniff(path) -> bool`` that looks at the file's content. ``read_ecg``
+picks the reader whose suffix matches *and* whose sniff accepts the file; a file that no reader accepts raises
+:class:`~ecglens.exceptions.UnsupportedFormatError` naming the formats that were tried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..ecg import Ecg
+from ..exceptions import UnsupportedFormatError
+
+__all__ = ["ReaderSpec", "register_reader", "list_readers", "get_reader", "detect_format", "read_ecg"]
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """A registered reader.
+
+    Attributes
+    ----------
+    name : str
+        Format name used with ``read_ecg(path, format=name)``.
+    suffixes : tuple of str
+        Lower-case suffixes the format uses (``".hea"``, ``".xml"``); the path's suffix must be one of them.
+    read : callable
+        ``read(path, **kwargs) -> Ecg``.
+    sniff : callable
+        ``sniff(path) -> bool``: True when the content looks like this format (cheap; reads a few bytes).
+    priority : int
+        Higher is tried first among readers that claim the same suffix (specific before generic).
+    description : str
+        One line for ``ecglens formats`` and error messages.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    read: Callable[..., Ecg]
+    sniff: Callable[[Path], bool]
+    priority: int = 0
+    description: str = ""
+
+
+_READERS: dict[str, ReaderSpec] = {}
+
+
+def register_reader(
+    name: str,
+    suffixes: tuple[str, ...],
+    sniff: Callable[[Path], bool] | None = None,
+    priority: int = 0,
+    description: str = "",
+) -> Callable[[Callable[..., Ecg]], Callable[..., Ecg]]:
+    """Decorator that registers ``read(path, **kwargs) -> Ecg`` under ``name``."""
+
+    def deco(fn: Callable[..., Ecg]) -> Callable[..., Ecg]:
+        if name in _READERS:
+            raise ValueError(f"a reader named {name!r} is already registered")
+        _READERS[name] = ReaderSpec(
+            name=name,
+            suffixes=tuple(s.lower() for s in suffixes),
+            read=fn,
+            sniff=sniff or (lambda p: True),
+            priority=priority,
+            description=description or ((fn.__doc__ or "").strip().splitlines() or [""])[0],
+        )
+        return fn
+
+    return deco
+
+
+def list_readers() -> list[ReaderSpec]:
+    """All registered readers, highest priority first."""
+    _ensure_loaded()
+    return sorted(_READERS.values(), key=lambda r: (-r.priority, r.name))
+
+
+def get_reader(name: str) -> ReaderSpec:
+    """Return the reader registered as ``name``."""
+    _ensure_loaded()
+    if name not in _READERS:
+        raise UnsupportedFormatError(f"unknown format {name!r}; known formats: {sorted(_READERS)}.")
+    return _READERS[name]
+
+
+def _candidates(path: Path) -> list[Path]:
+    """The path itself plus, for a suffix-less WFDB record name, its ``.hea`` file."""
+    out = [path]
+    if path.suffix.lower() not in {s for r in _READERS.values() for s in r.suffixes}:
+        hea = path.with_name(path.name + ".hea")
+        if hea.exists():
+            out.insert(0, hea)
+    return out
+
+
+def detect_format(path: str | Path) -> tuple[str, Path]:
+    """Find the reader for ``path`` by suffix and content.
+
+    Returns
+    -------
+    name : str
+        The format's registered name.
+    path : Path
+        The file the reader should open (e.g. ``rec.hea`` for a record given as ``rec`` or ``rec.dat``).
+    """
+    _ensure_loaded()
+    path = Path(path)
+    tried: list[str] = []
+    for cand in _candidates(path):
+        suffix = cand.suffix.lower()
+        for spec in list_readers():
+            if suffix not in spec.suffixes:
+                continue
+            tried.append(spec.name)
+            try:
+                ok = spec.sniff(cand)
+            except OSError:
+                ok = False
+            if ok:
+                return spec.name, cand
+    if not path.exists() and not any(c.exists() for c in _candidates(path)):
+        raise UnsupportedFormatError(f"{path}: no such file. Check the path (a WFDB record may be given as "
+                                     "'NAME', 'NAME.hea' or 'NAME.dat').")
+    known = ", ".join(f"{r.name} ({'/'.join(r.suffixes)})" for r in list_readers())
+    raise UnsupportedFormatError(
+        f"{path}: not a recognised ECG file"
+        + (f" (looked like none of: {', '.join(dict.fromkeys(tried))})" if tried else f" (suffix {path.suffix!r})")
+        + f". Supported formats: {known}. For a raw array use format='numpy' or 'csv' with fs and leads."
+    )
+
+
+def read_ecg(path: str | Path, format: str | None = None, **kwargs: Any) -> Ecg:
+    """Read one ECG record from any supported format.
+
+    Parameters
+    ----------
+    path : str or Path
+        The record file (``rec.hea``, ``rec.dat``, ``rec`` for WFDB; ``x.xml``, ``x.dcm``, ...).
+    format : str, optional
+        A registered format name (see :func:`list_readers`); default: detected from suffix and content.
+    **kwargs
+        Passed to the reader (e.g. ``fs=`` and ``leads=`` for raw arrays).
+
+    Returns
+    -------
+    Ecg
+        Signal in mV, canonical lead names, native fs, age/sex when the file has them.
+    """
+    if format is None:
+        format, path = detect_format(path)
+    return get_reader(format).read(Path(path), **kwargs)
+
+
+_LOADED = False
+
+
+def _ensure_loaded() -> None:
+    """Import the reader modules so their ``@register_reader`` decorators run."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import importlib
+    import pkgutil
+
+    from .. import io as io_pkg
+
+    for mod in pkgutil.iter_modules(io_pkg.__path__):
+        if mod.name not in {"registry"} and not mod.name.startswith("_"):
+            importlib.import_module(f"{io_pkg.__name__}.{mod.name}")
