@@ -1,0 +1,74 @@
+"""``ecglens evaluate``: score a checkpoint on a prepared cache, every metric with a bootstrap 95 % CI.
+
+Examples::
+
+    ecglens evaluate runs/age_sex/best.safetensors cache/ptbxl100 --folds 9 --out eval/age_sex_fold9
+    ecglens evaluate age-sex cache/georgia --out eval/age_sex_georgia --n-boot 2000
+    ecglens evaluate mi.safetensors cache/ptbxl100 --folds 10 --threshold-folds 9 --out eval/mi_fold10
+
+CHECKPOINT is a ``.safetensors`` checkpoint or the name of a shipped model; DATA is a folder written by
+``ecglens prepare`` with the checkpoint's preprocessing. Each output is matched to its truth column (``age`` <->
+age, ``p_female`` <-> sex, ``p_<LABEL>`` <-> LABEL); age is also scored on the PTB-XL healthy / non-healthy
+subsets and per decade. Binary decisions use threshold 0.5 unless ``--threshold-folds`` names validation folds
+on which the threshold is chosen (Youden's J by default) and then applied unchanged. The command prints a table
+and writes ``metrics.json``, ``predictions.csv`` and the figures (PNG) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register", "run_evaluate"]
+
+
+def _folds(text: str) -> list[int]:
+    from ..io.ptbxl import parse_folds
+
+    try:
+        return [int(f) for f in parse_folds(text)]
+    except (TypeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(f"cannot read folds {text!r} ({err}); write e.g. 9, 1-8 or 9,10") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``evaluate`` to the ``ecglens`` parser."""
+    p = sub.add_parser("evaluate", help="score a checkpoint on a prepared cache (metrics with bootstrap CIs)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or shipped model name")
+    p.add_argument("data", type=Path, metavar="DATA", help="a cache folder written by `ecglens prepare`")
+    p.add_argument("--folds", type=_folds, default=None,
+                   help="folds to evaluate, e.g. 9, 10 or 1-8 (default: every record)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: eval_<checkpoint>_<data>)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument("--batch-size", type=int, default=256, help="records per forward pass (default: 256)")
+    p.add_argument("--threshold-folds", type=_folds, default=None,
+                   help="validation folds on which binary decision thresholds are chosen (default: use 0.5)")
+    p.add_argument("--threshold-method", choices=("youden", "sensitivity", "specificity"), default="youden",
+                   help="threshold rule on the validation folds (default: youden; sensitivity/specificity "
+                        "target 0.9)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run ``ecglens evaluate``; returns the exit code."""
+    from ..evaluate.runner import evaluate_checkpoint, format_results
+
+    out = args.out or Path(f"eval_{Path(args.checkpoint).name.split('.')[0]}_{args.data.resolve().name}")
+    results = evaluate_checkpoint(args.checkpoint, args.data, folds=args.folds, out_dir=out, n_boot=args.n_boot,
+                                  seed=args.seed, batch_size=args.batch_size, threshold_folds=args.threshold_folds,
+                                  threshold_method=args.threshold_method, progress=not args.quiet)
+    prov = results["provenance"]
+    folds = "all records" if args.folds is None else f"folds {args.folds}"
+    print(f"\n{prov['checkpoint']} on {prov['data']} ({folds}): {prov['n_evaluated']} records, "
+          f"{results['ci']} ({results['n_boot']} resamples by {results['resampling']}, seed {results['seed']})")
+    if prov.get("n_rejected_in_cache"):
+        print(f"({prov['n_rejected_in_cache']} records were rejected when the cache was prepared; "
+              "see its manifest.json)")
+    print(format_results(results))
+    print(f"\nwrote {out / 'metrics.json'}, {out / 'predictions.csv'} and {len(results['files']) - 2} figures "
+          f"to {out}")
+    return 0 if results["outputs"] else 1

@@ -1,0 +1,113 @@
+"""``ecglens info PATH``: what one ECG record holds, or what a prepared cache holds.
+
+Examples::
+
+    ecglens info data/georgia/E07500.hea        # one record: fs, leads, length, age, sex, quality flags
+    ecglens info cache/ptbxl100 --json          # a cache made by `ecglens prepare`: counts, folds, labels
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["record_info", "register", "run_info"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``info`` to the ``ecglens`` parser."""
+    p = sub.add_parser("info", help="summarise one ECG record or a prepared cache",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", type=Path, metavar="PATH", help="an ECG file (any supported format) or a cache folder")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--format", default=None, help="force a reader (see the list of formats); default: detect")
+    p.set_defaults(func=run_info)
+
+
+def _quality(ecg: Any) -> dict[str, Any]:
+    """Quality of the record from :func:`ecglens.signal.quality.assess_quality` (when the module exists).
+
+    ``quality`` is one line (``"ok"`` or ``"flat:V3, noisy:II"``); ``quality_report`` the full report (JSON only).
+    """
+    try:
+        from ..signal.quality import assess_quality
+    except ImportError:
+        return {}
+    report = assess_quality(ecg)
+    return {"quality": report.summary(), "quality_report": report.to_dict()}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly version of a value (numpy scalars/arrays, tuples, paths)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def record_info(path: Path, format: str | None = None) -> dict[str, Any]:
+    """Summary of one record: ``Ecg.summary()``, the quality flags and the short scalar metadata."""
+    from ..io import read_ecg
+
+    ecg = read_ecg(path, format=format)
+    info = dict(ecg.summary())
+    info.update(_quality(ecg))
+    for key, value in ecg.meta.items():
+        if isinstance(value, (str, int, float, bool)) and len(str(value)) <= 200 and key not in info:
+            info[f"meta_{key}"] = value
+    return _plain(info)
+
+
+def _cache_info(path: Path) -> dict[str, Any]:
+    """Summary of a cache folder (raises a clear error when it is incomplete)."""
+    from ..data.cache import open_cache
+
+    return _plain(open_cache(path).summary())
+
+
+#: fields shown with ``--json`` only (they have a one-line form in the table)
+_JSON_ONLY = ("quality_report", "preprocess")
+
+
+def _print_table(info: Mapping[str, Any]) -> None:
+    """One ``key  value`` line per field; nested mappings on one line."""
+    info = {k: v for k, v in info.items() if k not in _JSON_ONLY}
+    width = max(len(k) for k in info) if info else 0
+    for key, value in info.items():
+        if isinstance(value, Mapping):
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        print(f"{key:<{width}}  {'-' if value is None or value == '' else value}")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Handler of ``ecglens info``; returns the exit code."""
+    from ..data.cache import CACHE_FILES
+    from ..exceptions import ConfigError
+
+    path: Path = args.path
+    if path.is_dir():
+        if not any((path / name).exists() for name in CACHE_FILES):
+            raise ConfigError(f"{path} is a folder but not an ecglens cache; give one record file "
+                              "(e.g. NAME.hea) or a folder made by `ecglens prepare`.")
+        info = _cache_info(path)
+    else:
+        info = record_info(path, format=args.format)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        _print_table(info)
+    return 0

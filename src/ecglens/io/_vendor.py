@@ -1,0 +1,249 @@
+"""Helpers shared by the vendor readers (GE MUSE XML, HL7 aECG, DICOM waveform) and the raw-array readers.
+
+* :func:`parse_xml_safely` parses XML with the standard library (``xml.etree.ElementTree``) after a first pass
+  with ``expat`` that refuses entity declarations and DOCTYPE internal subsets, so entity-expansion bombs
+  ("billion laughs") and external-entity tricks are rejected before any tree is built. A plain
+  ``<!DOCTYPE RestingECG SYSTEM "restecg.dtd">`` line (which real GE MUSE exports carry) is allowed: expat never
+  fetches external DTDs. No third-party XML library (defusedxml, lxml) is needed.
+* :func:`xml_root` reads only the first few KB of a file and returns its root element's local name and
+  namespace: the content sniffing used to choose a reader.
+* :func:`standardise_leads` puts a record's leads in canonical order, deriving III, aVR, aVL and aVF from I and
+  II when the file lacks them; non-standard leads are kept after the 12.
+* :func:`age_in_years` / :data:`SEX_CODES` convert vendor spellings of age and sex.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from xml.parsers import expat
+
+from ..ecg import Ecg
+from ..exceptions import CorruptRecordError, UnsupportedFormatError
+from ..leads import CANONICAL_LEADS, LIMB_DERIVED
+
+__all__ = [
+    "SEX_CODES",
+    "VOLTAGE_TO_MV",
+    "age_from_dates",
+    "age_in_years",
+    "child",
+    "child_text",
+    "children",
+    "local_name",
+    "parse_date",
+    "parse_xml_safely",
+    "standardise_leads",
+    "xml_root",
+]
+
+#: sex spellings seen in vendor files -> "F" / "M" (anything else is unknown)
+SEX_CODES: dict[str, str] = {"F": "F", "FEMALE": "F", "W": "F", "M": "M", "MALE": "M"}
+
+#: voltage unit spellings (upper-cased) -> factor to millivolts
+VOLTAGE_TO_MV: dict[str, float] = {
+    "NV": 1e-6,
+    "UV": 1e-3,
+    "\u00b5V": 1e-3,  # micro sign
+    "\u03bcV": 1e-3,  # greek mu
+    "MICROVOLT": 1e-3,
+    "MICROVOLTS": 1e-3,
+    "MV": 1.0,
+    "MILLIVOLT": 1.0,
+    "MILLIVOLTS": 1.0,
+    "V": 1e3,
+    "VOLT": 1e3,
+    "VOLTS": 1e3,
+}
+
+_AGE_UNIT_YEARS: dict[str, float] = {
+    "Y": 1.0,
+    "YEARS": 1.0,
+    "YEAR": 1.0,
+    "M": 1 / 12,
+    "MONTHS": 1 / 12,
+    "MONTH": 1 / 12,
+    "W": 7 / 365.25,
+    "WEEKS": 7 / 365.25,
+    "WEEK": 7 / 365.25,
+    "D": 1 / 365.25,
+    "DAYS": 1 / 365.25,
+    "DAY": 1 / 365.25,
+    "H": 1 / 8766,
+    "HOURS": 1 / 8766,
+    "HOUR": 1 / 8766,
+}
+
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_START_TAG = re.compile(r"<([A-Za-z_][\w.\-]*)(?::([A-Za-z_][\w.\-]*))?((?:\s[^>]*)?)/?>", re.DOTALL)
+_XMLNS = re.compile(r"""\sxmlns(?::([\w.\-]+))?\s*=\s*(["'])(.*?)\2""", re.DOTALL)
+
+
+# ---------------------------------------------------------------------------------------------- XML parsing
+def _refuse_entities(path: Path, fmt: str, data: bytes) -> None:
+    """Run expat over ``data`` and raise when it declares entities or has a DOCTYPE internal subset."""
+
+    def doctype(name: str, system_id: str | None, public_id: str | None, has_internal_subset: int) -> None:
+        if has_internal_subset:
+            raise UnsupportedFormatError(
+                f"{path}: refusing an XML file whose DOCTYPE has an internal subset (it can declare entities, "
+                f"the basis of XML bombs). {fmt} files do not need one; remove the [...] part of <!DOCTYPE>."
+            )
+
+    def entity(*_args: object) -> None:
+        raise UnsupportedFormatError(
+            f"{path}: refusing an XML file that declares entities (<!ENTITY ...>), the basis of XML bombs and "
+            f"external-entity attacks. {fmt} files do not declare entities; export the file again."
+        )
+
+    scanner = expat.ParserCreate()
+    scanner.StartDoctypeDeclHandler = doctype
+    scanner.EntityDeclHandler = entity
+    scanner.UnparsedEntityDeclHandler = entity
+    scanner.Parse(data, True)
+
+
+def parse_xml_safely(path: str | Path, fmt: str) -> ET.Element:
+    """Parse an XML file into an element tree, refusing entity declarations.
+
+    Parameters
+    ----------
+    path : str or Path
+        The XML file.
+    fmt : str
+        Human name of the expected format (used in error messages), e.g. ``"GE MUSE XML"``.
+
+    Returns
+    -------
+    xml.etree.ElementTree.Element
+        The root element.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        The file declares entities or has a DOCTYPE internal subset (possible XML bomb).
+    CorruptRecordError
+        The file is not well-formed XML (truncated, binary, wrong encoding).
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        _refuse_entities(path, fmt, data)
+        return ET.fromstring(data)
+    except (expat.ExpatError, ET.ParseError) as err:
+        raise CorruptRecordError(
+            f"{path}: not well-formed XML ({err}); expected a {fmt} file. The file may be truncated or not "
+            "an XML export; export the ECG again."
+        ) from err
+
+
+def xml_root(path: str | Path, nbytes: int = 8192) -> tuple[str, str | None] | None:
+    """Return ``(local_name, namespace)`` of the root element, reading only the first ``nbytes`` of the file.
+
+    Returns ``None`` when the head of the file does not look like XML. Used by the readers' ``sniff``.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(nbytes)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = head.decode("utf-16", errors="ignore")
+    else:
+        text = head.decode("latin-1")
+    text = _COMMENT.sub("", text.lstrip("\ufeff\u00ef\u00bb\u00bf \t\r\n"))
+    if not text.startswith("<"):
+        return None
+    match = _START_TAG.search(text)
+    if match is None:
+        return None
+    prefix, name, attrs = match.group(1), match.group(2), match.group(3)
+    if name is None:  # no prefix: group 1 is the name
+        prefix, name = None, prefix
+    namespaces = {m.group(1): m.group(3) for m in _XMLNS.finditer(attrs)}
+    return name, namespaces.get(prefix)
+
+
+def local_name(tag: str) -> str:
+    """``"{urn:hl7-org:v3}sequence"`` -> ``"sequence"``."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def children(elem: ET.Element, name: str) -> Iterator[ET.Element]:
+    """Direct children of ``elem`` whose local name is ``name`` (any namespace)."""
+    return (c for c in elem if local_name(c.tag) == name)
+
+
+def child(elem: ET.Element | None, *names: str) -> ET.Element | None:
+    """Follow a path of local names through first matching children; ``None`` when any step is missing."""
+    for name in names:
+        if elem is None:
+            return None
+        elem = next(children(elem, name), None)
+    return elem
+
+
+def child_text(elem: ET.Element | None, *names: str) -> str | None:
+    """Stripped text at the end of a path of local names, or ``None`` when missing or empty."""
+    found = child(elem, *names)
+    text = (found.text or "").strip() if found is not None else ""
+    return text or None
+
+
+# ---------------------------------------------------------------------------------------------- leads
+def standardise_leads(ecg: Ecg) -> Ecg:
+    """Canonical lead order; derive III, aVR, aVL, aVF from I and II when missing; keep other leads after.
+
+    Parameters
+    ----------
+    ecg : Ecg
+        A record as read from a file (any lead order, possibly 8 leads).
+
+    Returns
+    -------
+    Ecg
+        Leads in the order ``I, II, III, aVR, aVL, aVF, V1..V6`` (those present or derivable), followed by any
+        non-standard leads in file order; ``derived_leads`` names the computed ones.
+    """
+    have = set(ecg.leads)
+    can_derive = {"I", "II"} <= have
+    target = [n for n in CANONICAL_LEADS if n in have or (can_derive and n in LIMB_DERIVED)]
+    target += [n for n in ecg.leads if n not in CANONICAL_LEADS]
+    return ecg.to_standard_leads(tuple(target))
+
+
+# ---------------------------------------------------------------------------------------------- age / dates
+def age_in_years(value: str | float | None, unit: str | None = "Y") -> float | None:
+    """Convert an age and its unit (``"YEARS"``, ``"Y"``, ``"MONTHS"``, ``"D"``, ...) to years; ``None`` if unknown."""
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    factor = _AGE_UNIT_YEARS.get((unit or "Y").strip().upper())
+    if factor is None or not number >= 0:
+        return None
+    return round(number * factor, 3)
+
+
+def parse_date(value: str | None) -> date | None:
+    """Parse the date part of ``YYYYMMDD...``, ``YYYY-MM-DD`` or ``MM-DD-YYYY`` (GE MUSE); ``None`` if unknown."""
+    digits = re.sub(r"\D", "", value or "")
+    if len(digits) < 8:
+        return None
+    text = (value or "").strip()
+    try:
+        if re.match(r"^\d{2}[-/]\d{2}[-/]\d{4}", text):  # MM-DD-YYYY
+            return date(int(digits[4:8]), int(digits[0:2]), int(digits[2:4]))
+        return date(int(digits[0:4]), int(digits[4:6]), int(digits[6:8]))
+    except ValueError:
+        return None
+
+
+def age_from_dates(birth: str | None, on: str | None) -> float | None:
+    """Completed years between a birth date and an acquisition date (both as strings); ``None`` if unknown."""
+    b, d = parse_date(birth), parse_date(on)
+    if b is None or d is None or d < b:
+        return None
+    return float(d.year - b.year - ((d.month, d.day) < (b.month, b.day)))

@@ -1,0 +1,520 @@
+"""WFDB records (``.hea`` + ``.dat``) and PhysioNet-challenge records (``.hea`` + ``.mat``).
+
+Reading goes through the `wfdb <https://github.com/MIT-LCP/wfdb-python>`_ package
+(``wfdb.rdrecord(..., physical=True)``): formats, per-lead gains and baselines are applied exactly as wfdb
+applies them. This module adds what a deep-learning pipeline needs on top:
+
+* **Paths.** A record may be given as ``rec``, ``rec.hea``, ``rec.dat`` or ``rec.mat``; every form resolves to
+  ``rec.hea``.
+* **Units.** Each channel is converted from its header unit (``mV``, ``uV``/``μV``, ``V``, ``nV``) to mV.
+* **Leads.** Names are normalised (LUDB ``i, ii, avr, v1``; CODE ``AVR``) and put in the canonical order
+  ``I, II, III, aVR, aVL, aVF, V1-V6``. A record with only the 8 independent leads (I, II, V1-V6) gets III,
+  aVR, aVL and aVF derived, listed in ``Ecg.derived_leads``. Records whose leads cannot make the 12 standard
+  leads (e.g. a 2-lead Holter) keep their own leads, normalised.
+* **Demographics.** Age, sex, patient/exam id and ``Dx`` codes come from the header comments
+  (:mod:`ecglens.io.metadata`).
+* **Checks before reading.** Header present and parseable, fs > 0, every signal file present and at least as
+  large as the header says (wfdb may otherwise return short data or fail obscurely), and after reading
+  a signal that is not all zero / all NaN / flat. Each failure raises a specific :mod:`ecglens.exceptions`
+  error naming the file and what to do.
+
+Gains written per volt but labelled ``/mV`` (PhysioNet/CinC 2020 PTB records)
+-------------------------------------------------------------------------------
+The CinC 2020 conversion of the PTB Diagnostic ECG Database (``S0001.hea``...) declares ``2000000/mV``. Read
+literally, the signal's peak-to-peak amplitudes are 0.0003-0.0013 mV, a thousand times below any ECG. The
+original PTB Diagnostic database stores 16-bit samples at 0.5 uV resolution, i.e. a gain of ``2000/mV`` =
+``2000000/V``; the challenge files keep those same ADC counts (``S0001``: QRS peak-to-peak 600-2600 counts),
+so the header's gain is the per-*volt* gain with the unit written as mV. With 2000/mV the 12 leads of
+``S0001`` span 0.3-1.3 mV peak-to-peak, a normal ECG. The reader therefore treats a header whose every gain is
+>= 1e5 counts/mV (a resolution below 10 nV, which no ECG front end has) *and* whose signal read literally is
+below 0.05 mV peak-to-peak as a per-volt gain, multiplies the amplitudes by 1000, and records
+``meta["gain_correction"]``. ``fix_volt_gain=False`` turns this off.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..ecg import Ecg, sex_to_code
+from ..exceptions import (
+    CorruptRecordError,
+    EcglensError,
+    LeadError,
+    SamplingRateError,
+    SignalQualityError,
+    UnitError,
+    UnsupportedFormatError,
+)
+from .metadata import parse_header_comments
+from .registry import register_reader
+
+__all__ = ["UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "wfdb_catalogue"]
+
+#: header unit (lower case) -> factor to mV
+UNIT_TO_MV: dict[str, float] = {
+    "mv": 1.0,
+    "millivolt": 1.0,
+    "millivolts": 1.0,
+    "uv": 1e-3,
+    "\u00b5v": 1e-3,  # micro sign
+    "\u03bcv": 1e-3,  # greek mu
+    "microvolt": 1e-3,
+    "microvolts": 1e-3,
+    "v": 1e3,
+    "volt": 1e3,
+    "volts": 1e3,
+    "nv": 1e-6,
+}
+
+#: bytes per sample of the fixed-size WFDB formats (FLAC formats 508/516/524 are compressed: not checked)
+_BYTES_PER_SAMPLE: dict[str, float] = {
+    "8": 1,
+    "16": 2,
+    "61": 2,
+    "80": 1,
+    "160": 2,
+    "24": 3,
+    "32": 4,
+    "212": 1.5,
+    "310": 4 / 3,
+    "311": 4 / 3,
+}
+
+_WFDB_SUFFIXES = (".hea", ".dat", ".mat")
+_IMPLAUSIBLE_GAIN_PER_MV = 1e5  # >= this many counts per mV means < 10 nV resolution
+_TINY_PEAK_TO_PEAK_MV = 0.05  # a real ECG lead spans more than this
+_VOLT_GAIN_FACTOR = 1e3
+
+
+# --------------------------------------------------------------------------- paths and sniffing
+def resolve_header(path: str | Path) -> Path:
+    """Return the ``.hea`` of a record given as ``rec``, ``rec.hea``, ``rec.dat`` or ``rec.mat``."""
+    path = Path(path)
+    if path.suffix.lower() in _WFDB_SUFFIXES:
+        return path.with_suffix(".hea")
+    return path.with_name(path.name + ".hea")
+
+
+def _looks_like_text(path: Path, n_bytes: int = 2048) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(n_bytes)
+    return b"\x00" not in head
+
+
+def _is_challenge_mat(path: Path) -> bool:
+    """True for a MATLAB v4 file holding the ``val`` matrix of the PhysioNet challenges."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    return len(head) >= 24 and b"val\x00" in head[:32]
+
+
+def _sniff(path: Path) -> bool:
+    """``.hea``: any text file (a malformed one is then reported as corrupt, not as unknown).
+    ``.dat``: always claimed (WFDB's signal-file suffix). ``.mat``: claimed when its ``.hea`` exists or it is
+    a challenge ``val`` matrix (a lone MATLAB file of another kind is left to other readers)."""
+    suffix = path.suffix.lower()
+    if suffix == ".hea":
+        return path.is_file() and _looks_like_text(path)
+    if suffix == ".mat":
+        return resolve_header(path).is_file() or (path.is_file() and _is_challenge_mat(path))
+    return path.is_file() or resolve_header(path).is_file()
+
+
+# --------------------------------------------------------------------------- header checks
+_MALFORMED_HINT = (
+    "The first line must read 'NAME N_SIGNALS FS N_SAMPLES' and each signal line 'FILE FORMAT GAIN/UNIT ... "
+    "LEAD'; re-export the record or fix the header."
+)
+_RECORD_LINE = re.compile(
+    r"^(?P<name>[^\s/]+)(?:/(?P<nseg>\d+))?\s+(?P<nsig>\d+)(?:\s+(?P<fs>\S+))?(?:\s+(?P<len>\d+))?"
+)
+_SIGNAL_LINE = re.compile(
+    r"^(?P<file>\S+)\s+(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::\d+)?(?:\+(?P<offset>\d+))?(?:\s|$)"
+)
+
+
+@dataclass(frozen=True)
+class _HeaderFacts:
+    """What the pre-read checks need from a header, parsed from its text (wfdb parses it again to read).
+
+    ``signals``: one ``(file, fmt, samples_per_frame, byte_offset)`` per signal line; ``segments``: the
+    segment names of a multi-segment record (empty otherwise); ``fs_field``: the sampling-rate field as
+    written.
+    """
+
+    n_sig: int
+    fs_field: str | None
+    sig_len: int | None
+    signals: tuple[tuple[str, str, int, int], ...]
+    segments: tuple[str, ...]
+
+
+def _malformed(hea: Path, what: str) -> CorruptRecordError:
+    return CorruptRecordError(f"{hea}: malformed WFDB header ({what}). {_MALFORMED_HINT}")
+
+
+def _header_facts(hea: Path) -> _HeaderFacts:
+    """Parse the record and signal lines of ``hea`` (no wfdb; cheap) or raise :class:`CorruptRecordError`."""
+    if not hea.is_file():
+        raise CorruptRecordError(
+            f"{hea}: header file missing. A WFDB record needs its .hea header beside the signal file; "
+            "copy the header into the same folder (same record name)."
+        )
+    lines = [ln.split("#")[0].strip() for ln in hea.read_text(encoding="latin-1").splitlines()]
+    lines = [ln for ln in lines if ln]
+    record = _RECORD_LINE.match(lines[0]) if lines else None
+    if record is None:
+        raise _malformed(
+            hea, "no record line 'NAME N_SIGNALS ...'" if not lines else f"record line {lines[0]!r}"
+        )
+    n_sig, sig_len = int(record.group("nsig")), record.group("len")
+    if record.group("nseg"):
+        segments = tuple(ln.split()[0] for ln in lines[1 : 1 + int(record.group("nseg"))])
+        return _HeaderFacts(n_sig, record.group("fs"), None, (), segments)
+    if len(lines) - 1 < n_sig:
+        raise _malformed(
+            hea, f"the record line declares {n_sig} signals but {len(lines) - 1} signal lines follow"
+        )
+    signals = []
+    for line in lines[1 : 1 + n_sig]:
+        match = _SIGNAL_LINE.match(line)
+        if match is None:
+            raise _malformed(hea, f"signal line {line!r}")
+        signals.append(
+            (
+                match.group("file"),
+                match.group("fmt"),
+                int(match.group("spf") or 1),
+                int(match.group("offset") or 0),
+            )
+        )
+    return _HeaderFacts(n_sig, record.group("fs"), int(sig_len) if sig_len else None, tuple(signals), ())
+
+
+def _check_header(facts: _HeaderFacts, hea: Path) -> None:
+    """fs > 0 (checked on the text: wfdb silently falls back to 250 Hz on e.g. ``-500``) and signals > 0."""
+    if facts.fs_field is not None:
+        try:
+            fs = float(re.split(r"[/(]", facts.fs_field)[0])
+        except ValueError:
+            fs = float("nan")
+        if not np.isfinite(fs) or fs <= 0:
+            raise SamplingRateError(
+                f"{hea}: sampling rate {facts.fs_field!r} Hz in the header. Set the third field of the first "
+                "header line to the real sampling rate in Hz (e.g. 500)."
+            )
+    if not facts.n_sig:
+        raise CorruptRecordError(f"{hea}: header declares 0 signals; this record holds no ECG to read.")
+
+
+def _expected_sizes(facts: _HeaderFacts) -> dict[str, int]:
+    """Minimum byte size of each signal file, from the header (files in compressed formats omitted)."""
+    if not facts.sig_len:
+        return {}
+    unchecked = {f for f, fmt, _, _ in facts.signals if fmt not in _BYTES_PER_SAMPLE}
+    per_file: dict[str, list[float]] = {}
+    for name, fmt, spf, offset in facts.signals:
+        if name not in unchecked:
+            per_file.setdefault(name, [offset, 0.0])[1] += facts.sig_len * spf * _BYTES_PER_SAMPLE[fmt]
+    return {name: int(off) + math.floor(n) for name, (off, n) in per_file.items()}
+
+
+def _check_signal_files(facts: _HeaderFacts, hea: Path) -> None:
+    """Every signal file exists and holds at least the bytes the header announces (per segment when
+    the record is multi-segment)."""
+    for seg in facts.segments:
+        if seg != "~":
+            seg_hea = hea.parent / f"{seg}.hea"
+            _check_signal_files(_header_facts(seg_hea), seg_hea)
+    names = [n for n in dict.fromkeys(f for f, *_ in facts.signals) if n != "~"]
+    missing = [n for n in names if not (hea.parent / n).is_file()]
+    if missing:
+        raise CorruptRecordError(
+            f"{hea}: signal file {missing[0]!r} is missing (expected at {hea.parent / missing[0]}). "
+            "Copy the .dat/.mat file that belongs to this header into the same folder."
+        )
+    for name, expected in _expected_sizes(facts).items():
+        actual = (hea.parent / name).stat().st_size
+        if actual < expected:
+            raise CorruptRecordError(
+                f"{hea.parent / name}: truncated signal file ({actual} bytes, the header announces "
+                f"{facts.sig_len} samples x {facts.n_sig} signals = {expected} bytes). "
+                "The download or copy was probably interrupted; fetch the record again."
+            )
+
+
+def _read_header(hea: Path) -> Any:
+    """``wfdb.rdheader`` (after the text checks) with its failures turned into ecglens errors."""
+    import wfdb
+
+    _check_header(_header_facts(hea), hea)
+    try:
+        return wfdb.rdheader(str(hea)[: -len(".hea")])
+    except Exception as err:  # wfdb raises many kinds on malformed text
+        raise _malformed(hea, f"{type(err).__name__}: {err}") from err
+
+
+# --------------------------------------------------------------------------- signal conversion
+def _unit_factors(units: Sequence[str | None], hea: Path) -> np.ndarray:
+    """Per-channel factor to mV from the header units (missing unit = WFDB default, mV)."""
+    factors = []
+    for unit in units:
+        key = (unit or "mV").strip().lower()
+        if key not in UNIT_TO_MV:
+            raise UnitError(
+                f"{hea}: unit {unit!r} is not a voltage ecglens knows ({sorted(UNIT_TO_MV)}). "
+                "Fix the unit after the gain in the header ('200/mV', '1000/uV') or convert the record to mV."
+            )
+        factors.append(UNIT_TO_MV[key])
+    return np.asarray(factors, dtype=np.float64)
+
+
+def _robust_peak_to_peak(signal: np.ndarray) -> float:
+    """Median over leads of the 0.5-99.5 percentile range (mV); signal is [n_samples, n_leads]."""
+    finite = np.where(np.isfinite(signal), signal, np.nan)
+    with np.errstate(all="ignore"):
+        spans = np.nanpercentile(finite, 99.5, axis=0) - np.nanpercentile(finite, 0.5, axis=0)
+    spans = spans[np.isfinite(spans)]
+    return float(np.median(spans)) if spans.size else float("nan")
+
+
+def _fix_volt_gain(signal_mv: np.ndarray, header: Any, units: Sequence[str]) -> tuple[np.ndarray, str | None]:
+    """Undo a per-volt gain labelled per mV (see the module docstring). signal_mv: [n_samples, n_leads]."""
+    gains = np.asarray(header.adc_gain, dtype=np.float64)
+    labelled_mv = all((u or "mV").strip().lower() == "mv" for u in units)
+    if not labelled_mv or gains.size == 0 or np.min(gains) < _IMPLAUSIBLE_GAIN_PER_MV:
+        return signal_mv, None
+    span = _robust_peak_to_peak(signal_mv)
+    if not (0 < span < _TINY_PEAK_TO_PEAK_MV):
+        return signal_mv, None
+    note = (
+        f"header gain {gains[0]:.0f}/mV read as {gains[0]:.0f}/V (x{_VOLT_GAIN_FACTOR:g}): "
+        "literal reading gave "
+        f"{span:.2g} mV peak-to-peak"
+    )
+    return signal_mv * _VOLT_GAIN_FACTOR, note
+
+
+def _check_content(signal: np.ndarray, hea: Path) -> None:
+    """Reject signals that carry no information. signal: [n_samples, n_leads] in mV."""
+    finite = np.isfinite(signal)
+    if signal.size == 0:
+        raise SignalQualityError(f"{hea}: the record has 0 samples; nothing to analyse.")
+    if not finite.any():
+        raise SignalQualityError(
+            f"{hea}: every sample is NaN (WFDB's 'invalid sample' value); the recording holds no signal. "
+            "Exclude this record or re-export it from the source device."
+        )
+    values = np.where(finite, signal, 0.0)
+    if not np.any(values):
+        raise SignalQualityError(
+            f"{hea}: the signal is all zeros on every lead; the electrodes were off or the export failed. "
+            "Exclude this record or re-export it."
+        )
+    lo = np.where(finite, signal, np.inf).min(axis=0)
+    hi = np.where(finite, signal, -np.inf).max(axis=0)
+    if np.all(hi - lo <= 0):
+        raise SignalQualityError(f"{hea}: every lead is a flat line; the record holds no ECG. Exclude it.")
+
+
+def _read_physical(hea: Path) -> Any:
+    """``wfdb.rdrecord(physical=True)``; any wfdb failure becomes :class:`CorruptRecordError`."""
+    import wfdb
+
+    try:
+        return wfdb.rdrecord(str(hea)[: -len(".hea")], physical=True, m2s=True)
+    except Exception as err:
+        if "HeaderSyntax" in type(err).__name__:
+            raise _malformed(hea, f"{type(err).__name__}: {err}") from err
+        raise CorruptRecordError(
+            f"{hea}: wfdb could not read the record ({type(err).__name__}: {err}). "
+            "Check that the header matches its signal file (format, number of signals and samples)."
+        ) from err
+
+
+def _standardise(ecg: Ecg) -> Ecg:
+    """Canonical 12-lead order (deriving limb leads from I and II) when the record allows it."""
+    try:
+        return ecg.to_standard_leads()
+    except LeadError:
+        return ecg
+
+
+# --------------------------------------------------------------------------- the reader
+@register_reader(
+    "wfdb",
+    suffixes=_WFDB_SUFFIXES,
+    sniff=_sniff,
+    priority=0,
+    description="WFDB .hea + .dat and PhysioNet-challenge .hea + .mat (via the wfdb package)",
+)
+def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: bool = True) -> Ecg:
+    """Read a WFDB or PhysioNet-challenge record as an :class:`~ecglens.ecg.Ecg` in mV.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``rec``, ``rec.hea``, ``rec.dat`` or ``rec.mat``.
+    standard_leads : bool
+        Reorder to ``I, II, III, aVR, aVL, aVF, V1-V6`` and derive missing limb leads from I and II, when the
+        record has the leads for it (otherwise its own leads are kept, normalised).
+    fix_volt_gain : bool
+        Repair headers whose gain is per volt but labelled per mV (see the module docstring).
+
+    Returns
+    -------
+    Ecg
+        ``signal`` float32 [n_leads, n_samples] in mV at the header's fs; ``record_id`` the record name;
+        ``age``/``sex`` from the comments; ``meta`` with ``patient_id``, ``exam_id``, ``dx``, ``comments``,
+        ``header_units`` (and ``gain_correction`` when applied).
+
+    Raises
+    ------
+    CorruptRecordError
+        Header missing or malformed, signal file missing or truncated, or any other wfdb read failure.
+    SamplingRateError
+        fs <= 0 in the header.
+    UnitError
+        A channel unit that is not a voltage.
+    SignalQualityError
+        All-zero, all-NaN or flat signal.
+    """
+    hea = resolve_header(path)
+    facts = _header_facts(hea)
+    _check_header(facts, hea)
+    _check_signal_files(facts, hea)
+    record = _read_physical(hea)
+    units = list(record.units or ["mV"] * record.n_sig)
+    signal = np.asarray(record.p_signal, dtype=np.float64) * _unit_factors(units, hea)
+    correction = None
+    if fix_volt_gain:
+        signal, correction = _fix_volt_gain(signal, record, units)
+    _check_content(signal, hea)
+    info = parse_header_comments(record.comments or [])
+    meta: dict[str, Any] = {"format": "wfdb", **info.to_meta(), "header_units": units}
+    if correction:
+        meta["gain_correction"] = correction
+    ecg = Ecg(
+        signal=signal.T,
+        fs=float(record.fs),
+        leads=tuple(record.sig_name),
+        record_id=str(record.record_name or hea.stem),
+        age=info.age,
+        sex=info.sex,
+        source=str(path),
+        meta=meta,
+    )
+    return _standardise(ecg) if standard_leads else ecg
+
+
+# --------------------------------------------------------------------------- folders and catalogues
+def _header_kind(hea: Path) -> tuple[str, tuple[str, ...]]:
+    """Classify a header from its text: ("signal" | "multi" | "none", segment names)."""
+    try:
+        facts = _header_facts(hea)
+    except (EcglensError, OSError):
+        return "signal", ()  # malformed: listed, so that reading it reports why
+    if facts.segments:
+        return "multi", facts.segments
+    return ("signal" if any(f != "~" for f, *_ in facts.signals) else "none"), ()
+
+
+def find_wfdb_records(folder: str | Path) -> list[Path]:
+    """All signal records under ``folder`` (recursive), as paths to their ``.hea`` files, sorted.
+
+    Headers that declare no stored signal (0 signals, layout headers whose files are all ``~``) are skipped.
+    A multi-segment record is listed once, by its top-level header (its segment headers are not listed).
+    Malformed headers *are* listed, so that reading them reports the problem instead of dropping them.
+
+    Parameters
+    ----------
+    folder : str or Path
+        A folder (or a single ``.hea`` file).
+    """
+    folder = Path(folder)
+    if folder.is_file():
+        return [folder] if folder.suffix.lower() == ".hea" else []
+    if not folder.is_dir():
+        raise UnsupportedFormatError(f"{folder}: no such folder. Give the folder that holds the .hea files.")
+    kinds = {hea: _header_kind(hea) for hea in sorted(folder.rglob("*.hea"))}
+    segments = {
+        hea.parent / f"{seg}.hea" for hea, (kind, segs) in kinds.items() if kind == "multi" for seg in segs
+    }
+    return [hea for hea, (kind, _) in kinds.items() if kind != "none" and hea not in segments]
+
+
+def _catalogue_row(hea: Path) -> dict[str, Any]:
+    header = _read_header(hea)
+    info = parse_header_comments(header.comments or [])
+    return {
+        "record_id": str(header.record_name or hea.stem),
+        "path": str(hea.absolute().with_suffix("")),
+        "source": "wfdb",
+        "age": np.nan if info.age is None else info.age,
+        "sex": sex_to_code(info.sex),
+        "patient_id": info.patient_id if info.patient_id is not None else np.nan,
+        "exam_id": info.exam_id if info.exam_id is not None else np.nan,
+        "fs": float(header.fs) if header.fs else np.nan,
+        "n_samples": header.sig_len,
+        "n_leads": header.n_sig,
+        "dx": ";".join(info.dx),
+        "error": "",
+    }
+
+
+def wfdb_catalogue(folder: str | Path, progress: bool = False) -> pd.DataFrame:
+    """Index every WFDB record under ``folder`` from its header alone (no signal is read).
+
+    Parameters
+    ----------
+    folder : str or Path
+        Folder searched recursively (see :func:`find_wfdb_records`).
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per record: ``record_id, path`` (record path without suffix, readable by ``read_ecg``),
+        ``source="wfdb", age`` (years, NaN unknown), ``sex`` (1 female, 0 male, NaN unknown),
+        ``patient_id, exam_id`` (str or NaN), ``fs, n_samples, n_leads, dx`` (";"-joined codes) and ``error``
+        (empty, or why the header could not be parsed: such records are kept, not dropped).
+    """
+    from tqdm.auto import tqdm
+
+    rows = []
+    for hea in tqdm(find_wfdb_records(folder), desc="headers", disable=not progress, unit="rec"):
+        try:
+            rows.append(_catalogue_row(hea))
+        except EcglensError as err:
+            rows.append(
+                {
+                    "record_id": hea.stem,
+                    "path": str(hea.absolute().with_suffix("")),
+                    "source": "wfdb",
+                    "error": str(err),
+                }
+            )
+    columns = [
+        "record_id",
+        "path",
+        "source",
+        "age",
+        "sex",
+        "patient_id",
+        "exam_id",
+        "fs",
+        "n_samples",
+        "n_leads",
+        "dx",
+        "error",
+    ]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,278 @@
+"""Train-time augmentations of one ECG sample.
+
+Every function takes ``x`` as a float array ``[n_leads, n_samples]`` in mV (float32 from the cache), the
+sampling rate ``fs`` in Hz where time matters, and an explicit :class:`numpy.random.Generator`; it returns a
+**new** float32 array and never modifies ``x``. Use them on training data only; evaluation and prediction use
+:class:`~ecglens.signal.transforms.Preprocess` alone.
+
+:class:`Augment` bundles them into a serialisable spec (each augmentation applied with its own probability),
+all off by default; :meth:`Augment.default` is a mild preset for age / sex / diagnosis models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ConfigError
+from .functional import crop_or_pad
+
+__all__ = [
+    "Augment",
+    "amplitude_scale",
+    "baseline_wander",
+    "gaussian_noise",
+    "lead_dropout",
+    "random_crop",
+    "time_shift",
+]
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    """A float32 copy of ``x`` (always a copy, so callers may write to it)."""
+    return np.array(x, dtype=np.float32, copy=True)
+
+
+def gaussian_noise(x: np.ndarray, rng: np.random.Generator, std_mv: float = 0.02) -> np.ndarray:
+    """Add white Gaussian noise.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (n_leads, n_samples)
+        Signal in mV.
+    rng : np.random.Generator
+        Random source.
+    std_mv : float
+        Noise standard deviation in mV (0.02 mV: about 2 % of a typical QRS).
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    return (_f32(x) + rng.normal(0.0, std_mv, size=np.shape(x))).astype(np.float32)
+
+
+def baseline_wander(
+    x: np.ndarray,
+    fs: float,
+    rng: np.random.Generator,
+    amplitude_mv: float = 0.1,
+    max_freq_hz: float = 0.5,
+    n_components: int = 3,
+) -> np.ndarray:
+    """Add baseline wander: a sum of low-frequency sines, common to all leads with per-lead gains.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (n_leads, n_samples)
+        Signal in mV sampled at ``fs``.
+    fs : float
+        Sampling rate in Hz.
+    rng : np.random.Generator
+        Random source.
+    amplitude_mv : float
+        Peak amplitude of each sine in mV (drawn uniformly up to this value).
+    max_freq_hz : float
+        Highest sine frequency (Hz); respiration is 0.15-0.4 Hz, electrode drift lower.
+    n_components : int
+        Number of sines.
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    out = _f32(x)
+    t = np.arange(out.shape[-1]) / float(fs)
+    freqs = rng.uniform(min(0.05, max_freq_hz), max_freq_hz, size=n_components)
+    amps = rng.uniform(0.0, amplitude_mv, size=n_components)
+    phases = rng.uniform(0.0, 2 * np.pi, size=n_components)
+    wander = (amps[:, None] * np.sin(2 * np.pi * freqs[:, None] * t + phases[:, None])).sum(axis=0)
+    gains = rng.uniform(0.5, 1.0, size=out.shape[:-1] + (1,))
+    return (out + gains * wander).astype(np.float32)
+
+
+def amplitude_scale(
+    x: np.ndarray, rng: np.random.Generator, low: float = 0.9, high: float = 1.1, per_lead: bool = False
+) -> np.ndarray:
+    """Multiply by a random gain drawn uniformly from ``[low, high]`` (one for all leads, or one per lead).
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    shape = np.shape(x)[:-1] + (1,) if per_lead else (1,) * np.ndim(x)
+    return (_f32(x) * rng.uniform(low, high, size=shape)).astype(np.float32)
+
+
+def time_shift(x: np.ndarray, fs: float, rng: np.random.Generator, max_shift_s: float = 0.5) -> np.ndarray:
+    """Shift in time by up to ``max_shift_s`` seconds either way; vacated samples become zeros (no wrap-around).
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    src = _f32(x)
+    n = src.shape[-1]
+    limit = min(round(max_shift_s * float(fs)), n - 1)
+    shift = int(rng.integers(-limit, limit + 1)) if limit > 0 else 0
+    out = np.zeros_like(src)
+    if shift >= 0:
+        out[..., shift:] = src[..., : n - shift]
+    else:
+        out[..., :shift] = src[..., -shift:]
+    return out
+
+
+def random_crop(x: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """A random window of ``n_samples`` from a longer array (a shorter one is zero-padded at a random place).
+
+    Returns
+    -------
+    np.ndarray, float32, shape (n_leads, n_samples)
+    """
+    return crop_or_pad(_f32(x), n_samples, mode="random", rng=rng)[0]
+
+
+def lead_dropout(x: np.ndarray, rng: np.random.Generator, max_leads: int = 2) -> np.ndarray:
+    """Set between 1 and ``max_leads`` random leads to zero (at least one lead is always kept).
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    out = _f32(x)
+    n_leads = out.shape[-2] if out.ndim >= 2 else 1
+    k = min(int(max_leads), n_leads - 1)
+    if k < 1:
+        return out
+    drop = rng.choice(n_leads, size=int(rng.integers(1, k + 1)), replace=False)
+    out[..., drop, :] = 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Which augmentations to apply, how often and how strongly (all off by default).
+
+    Applied in this order, each with its probability: random crop (always, when ``crop_seconds`` is set),
+    amplitude scale, baseline wander, Gaussian noise, time shift, lead dropout.
+
+    Parameters
+    ----------
+    crop_seconds : float or None
+        Random crop to this duration (from a longer cached window); ``None``: no crop.
+    scale_p, scale_low, scale_high : float
+        Probability and gain range of :func:`amplitude_scale` (one gain for all leads).
+    wander_p, wander_mv, wander_max_hz : float
+        Probability, per-sine amplitude (mV) and top frequency (Hz) of :func:`baseline_wander`.
+    noise_p, noise_std_mv : float
+        Probability and standard deviation (mV) of :func:`gaussian_noise`.
+    shift_p, shift_max_s : float
+        Probability and largest shift (s) of :func:`time_shift`.
+    dropout_p : float
+        Probability of :func:`lead_dropout`.
+    dropout_max_leads : int
+        Most leads zeroed at once.
+    """
+
+    crop_seconds: float | None = None
+    scale_p: float = 0.0
+    scale_low: float = 0.9
+    scale_high: float = 1.1
+    wander_p: float = 0.0
+    wander_mv: float = 0.1
+    wander_max_hz: float = 0.5
+    noise_p: float = 0.0
+    noise_std_mv: float = 0.02
+    shift_p: float = 0.0
+    shift_max_s: float = 0.5
+    dropout_p: float = 0.0
+    dropout_max_leads: int = 2
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name == "crop_seconds":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"Augment.{f.name} must be a finite number, got {value!r}.")
+            if f.name.endswith("_p") and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"Augment.{f.name} is a probability and must be in [0, 1], got {value!r}.")
+            if value < 0:
+                raise ConfigError(f"Augment.{f.name} must not be negative, got {value!r}.")
+        if self.scale_low > self.scale_high:
+            raise ConfigError(
+                f"Augment needs scale_low <= scale_high, got {self.scale_low} > {self.scale_high}."
+            )
+        if self.dropout_max_leads != int(self.dropout_max_leads):
+            raise ConfigError(
+                f"Augment.dropout_max_leads must be a whole number, got {self.dropout_max_leads!r}."
+            )
+        if self.crop_seconds is not None and self.crop_seconds <= 0:
+            raise ConfigError(f"Augment.crop_seconds must be positive or None, got {self.crop_seconds!r}.")
+
+    @classmethod
+    def default(cls) -> Augment:
+        """A mild preset that keeps every sample a plausible ECG.
+
+        Gain 0.9-1.1 with p=0.5 (inter-device and electrode-placement variation of about 10 %); baseline
+        wander up to 0.1 mV per sine below 0.5 Hz with p=0.5 (what the 0.5 Hz high-pass leaves of breathing);
+        Gaussian noise of 0.02 mV with p=0.5; time shift up to 0.5 s with p=0.3; one or two leads zeroed with
+        p=0.1 (missing or disconnected leads at prediction time).
+        """
+        return cls(scale_p=0.5, wander_p=0.5, noise_p=0.5, shift_p=0.3, dropout_p=0.1)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when no augmentation is enabled."""
+        probs = (self.scale_p, self.wander_p, self.noise_p, self.shift_p, self.dropout_p)
+        return self.crop_seconds is None and not any(probs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of the fields; inverse of :meth:`from_dict`."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Augment:
+        """Build from a dict (missing keys take their defaults; unknown keys raise :class:`ConfigError`)."""
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(valid))
+        if unknown:
+            raise ConfigError(f"unknown augment key(s) {unknown}; valid keys are {valid}.")
+        return cls(**dict(d))
+
+    def __call__(self, x: np.ndarray, fs: float, rng: np.random.Generator) -> np.ndarray:
+        """Augment one sample.
+
+        Parameters
+        ----------
+        x : np.ndarray, shape (n_leads, n_samples)
+            Signal in mV at ``fs`` Hz (not modified).
+        fs : float
+            Sampling rate in Hz.
+        rng : np.random.Generator
+            Random source (seed it for reproducible augmentation).
+
+        Returns
+        -------
+        np.ndarray, float32, shape (n_leads, n_samples) or (n_leads, round(crop_seconds * fs)).
+        """
+        out = _f32(x)
+        if self.crop_seconds is not None:
+            out = random_crop(out, round(self.crop_seconds * float(fs)), rng)
+        steps = (
+            (self.scale_p, lambda a: amplitude_scale(a, rng, self.scale_low, self.scale_high)),
+            (self.wander_p, lambda a: baseline_wander(a, fs, rng, self.wander_mv, self.wander_max_hz)),
+            (self.noise_p, lambda a: gaussian_noise(a, rng, self.noise_std_mv)),
+            (self.shift_p, lambda a: time_shift(a, fs, rng, self.shift_max_s)),
+            (self.dropout_p, lambda a: lead_dropout(a, rng, self.dropout_max_leads)),
+        )
+        for prob, step in steps:
+            if prob > 0 and rng.random() < prob:
+                out = step(out)
+        return out

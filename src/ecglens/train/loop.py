@@ -1,0 +1,301 @@
+"""``fit(config)``: train a model on a prepared cache and write a self-describing run folder.
+
+A run folder holds::
+
+    RUN_DIR/
+      config.yaml        the resolved config (defaults filled in, overrides applied)
+      splits.csv         record_id, fold, split (train / val) of every row used
+      last.ckpt          Lightning checkpoint of the last epoch (for --resume; written by us, ok to load)
+      best.ckpt          Lightning checkpoint of the best epoch (by trainer.monitor)
+      model.safetensors  the best weights + preprocess + task + config + metrics (ecglens.load_checkpoint)
+      metrics.json       validation metrics of the best weights (recomputed on the whole validation split)
+      val_predictions.csv  record_id + predictions + labels on the validation split
+      history.csv        one row per epoch: train / val loss and metrics, learning rate
+      curves.png         training curves
+      logs/              Lightning CSVLogger output (one version per start / resume)
+
+``fit(config, resume=RUN_DIR)`` continues from ``RUN_DIR/last.ckpt``: the epoch counter, optimiser, schedule and
+history carry on (to ``optim.epochs`` of the given config, which may be larger than before).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.dataset import EcgDataModule
+from ..data.targets import TaskSpec, task_from_name
+from ..exceptions import CheckpointError, ConfigError
+from .checkpoint import save_checkpoint
+from .config import TrainConfig, config_to_dict, save_config
+from .module import EcgLightningModule
+
+__all__ = ["RunResult", "fit", "build_task", "build_augment", "build_datamodule", "plot_history"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`fit` produced: the run folder, the checkpoint file and the best validation metrics."""
+
+    run_dir: Path
+    checkpoint_path: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------- builders
+
+
+def build_task(config: TrainConfig) -> TaskSpec:
+    """The (unfitted) task of a config: ``task.spec`` when given, else the preset ``task.name`` + options."""
+    if config.task.spec is not None:
+        return TaskSpec.from_dict(config.task.spec)
+    return task_from_name(config.task.name, **config.task.options)
+
+
+def build_augment(config: TrainConfig) -> Any:
+    """``ecglens.signal.augment.Augment`` of the config (``Augment.default()`` when ``spec`` is empty), or None."""
+    if not config.augment.enabled:
+        return None
+    from ..signal.augment import Augment
+
+    return Augment.from_dict(config.augment.spec) if config.augment.spec else Augment.default()
+
+
+def build_datamodule(config: TrainConfig, cache: Any = None) -> EcgDataModule:
+    """The data module of a config (``cache``: an opened cache to use instead of ``config.data.cache``)."""
+    d = config.data
+    return EcgDataModule(cache if cache is not None else d.cache, build_task(config),
+                         train_folds=d.train_folds, val_folds=d.val_folds, train_fraction=d.train_fraction,
+                         max_train=d.max_train, subsample_seed=d.subsample_seed, augment=build_augment(config),
+                         batch_size=config.optim.batch_size, num_workers=config.trainer.num_workers,
+                         seed=config.trainer.seed)
+
+
+def _uses_gpu(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def _precision(config: TrainConfig) -> str:
+    """``auto`` -> 16-mixed on GPU, 32-true on CPU; 16-mixed on CPU falls back to 32-true (with a warning)."""
+    wanted, gpu = config.trainer.precision, _uses_gpu(config.trainer.accelerator)
+    if wanted == "auto":
+        return "16-mixed" if gpu else "32-true"
+    if wanted == "16-mixed" and not gpu:
+        warnings.warn("precision 16-mixed needs a GPU; training in 32-true on CPU.", stacklevel=3)
+        return "32-true"
+    return wanted
+
+
+def _set_threads(config: TrainConfig) -> None:
+    if config.trainer.num_threads is not None:
+        torch.set_num_threads(max(1, config.trainer.num_threads))
+    elif not _uses_gpu(config.trainer.accelerator):
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - config.trainer.num_workers))
+
+
+def _run_dir(config: TrainConfig, out: str | os.PathLike[str] | None, resume: str | os.PathLike[str] | None) -> Path:
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "last.ckpt").is_file():
+            raise CheckpointError(f"Cannot resume: {run_dir / 'last.ckpt'} not found. Pass the folder of a run "
+                                  "started by `ecglens train` (it writes last.ckpt after every epoch).")
+        return run_dir
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path(config.trainer.out_dir) / f"{config.name}-{stamp}"
+    run_dir = Path(out)
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        raise ConfigError(f"Run folder {run_dir} exists and is not empty. Choose another --out, or continue that "
+                          f"run with --resume {run_dir}.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def monitor_names(task: TaskSpec) -> list[str]:
+    """Metric names a run logs each epoch (valid values of ``trainer.monitor``)."""
+    raw, task = np.zeros((2, task.num_outputs)), task.fit(np.ones((2, task.num_labels)))  # names only
+    metrics = task.metrics(task.postprocess(raw), np.full((2, task.num_labels), np.nan))
+    parts = [f"{t.key}_loss" for t in task.targets] if len(task.targets) > 1 else []
+    return [f"{split}_{name}" for split in ("val", "train") for name in ["loss", *parts, *metrics]]
+
+
+def _check_monitor(config: TrainConfig, task: TaskSpec) -> None:
+    valid = monitor_names(task)
+    if config.trainer.monitor not in valid:
+        raise ConfigError(f"trainer.monitor={config.trainer.monitor!r} is not logged by task {task.name!r}. "
+                          f"Choose one of: {', '.join(valid)}.")
+
+
+def _callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+
+    t = config.trainer
+    callbacks: list[Any] = [ModelCheckpoint(dirpath=run_dir, filename="best", monitor=t.monitor,
+                                            mode=t.monitor_mode, save_top_k=1, save_last=True,
+                                            enable_version_counter=False)]
+    if t.patience is not None:
+        callbacks.append(EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.patience))
+    if t.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    return callbacks
+
+
+def _trainer(config: TrainConfig, run_dir: Path, n_batches: int) -> Any:
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    t = config.trainer
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=_precision(config), max_epochs=config.optim.epochs, max_time=t.max_time,
+        logger=CSVLogger(str(run_dir), name="logs"), callbacks=_callbacks(config, run_dir),
+        default_root_dir=str(run_dir), log_every_n_steps=max(1, min(t.log_every_n_steps, n_batches)),
+        gradient_clip_val=config.optim.grad_clip, deterministic=t.deterministic,
+        enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- fit
+
+
+def fit(config: TrainConfig, *, out: str | os.PathLike[str] | None = None,
+        resume: str | os.PathLike[str] | None = None, cache: Any = None) -> RunResult:
+    """Train ``config`` and write the run folder (see the module docstring).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The resolved config (``load_config``).
+    out : path, optional
+        Run folder (default ``<trainer.out_dir>/<name>-<timestamp>``); must be new or empty.
+    resume : path, optional
+        A run folder to continue from its ``last.ckpt`` (``out`` is then ignored).
+    cache : PreparedCache, optional
+        An opened cache to use instead of opening ``config.data.cache``.
+
+    Returns
+    -------
+    RunResult
+        ``run_dir``, ``checkpoint_path`` (``model.safetensors``) and the best epoch's validation metrics.
+    """
+    import lightning as L
+
+    run_dir = _run_dir(config, out, resume)
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    threads = torch.get_num_threads()
+    _set_threads(config)
+    try:
+        return _fit(config, run_dir, resume, cache)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(config: TrainConfig, run_dir: Path, resume: Any, cache: Any) -> RunResult:
+    from ..models import create_model
+
+    dm = build_datamodule(config, cache)
+    _check_monitor(config, dm.task)
+    model = create_model(config.model.name, in_leads=dm.in_leads, num_outputs=dm.task.num_outputs,
+                         **config.model.kwargs)
+    module = EcgLightningModule(model, dm.task, config.optim)
+    trainer = _trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
+    if trainer.is_global_zero:
+        save_config(config, run_dir / "config.yaml")
+        dm.splits_table().to_csv(run_dir / "splits.csv", index=False)
+    with warnings.catch_warnings():  # the run folder holds config.yaml / splits.csv (and, resuming, checkpoints)
+        warnings.filterwarnings("ignore", message=r".*exists and is not empty")
+        trainer.fit(module, datamodule=dm, ckpt_path=str(run_dir / "last.ckpt") if resume is not None else None)
+    if not trainer.is_global_zero:
+        return RunResult(run_dir, run_dir / "model.safetensors", {})
+    return _finish(config, run_dir, trainer, module, dm)
+
+
+def _load_best(trainer: Any, module: EcgLightningModule, run_dir: Path) -> int:
+    """Load the best epoch's weights into ``module`` (our own Lightning checkpoint); return that epoch."""
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or str(run_dir / "last.ckpt")
+    state = torch.load(best, map_location="cpu", weights_only=False)  # written by this run, so safe to unpickle
+    module.load_state_dict(state["state_dict"])
+    return int(state.get("epoch", -1))
+
+
+def _finish(config: TrainConfig, run_dir: Path, trainer: Any, module: EcgLightningModule,
+            dm: EcgDataModule) -> RunResult:
+    """Evaluate the best weights on the validation split and write every output of the run folder."""
+    best_epoch = _load_best(trainer, module, run_dir)
+    loader = torch.utils.data.DataLoader(dm.val_dataset(), batch_size=dm.batch_size, shuffle=False)
+    raw, y = module.predict_raw(loader)
+    outputs = dm.task.postprocess(raw)
+    val = dm.task.metrics(outputs, y)
+    val["loss"] = float(dm.task.loss(torch.from_numpy(raw), torch.from_numpy(y)))
+    metrics = {"split": "val", "folds": list(config.data.val_folds), "n": int(len(y)), "best_epoch": best_epoch,
+               "epochs_run": int(trainer.current_epoch), **{k: float(v) for k, v in val.items()}}
+    (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
+    _write_predictions(run_dir / "val_predictions.csv", dm, outputs, y)
+    module.cpu()
+    path = save_checkpoint(run_dir / "model.safetensors", module.model, config.model.name,
+                           dict(config.model.kwargs), dm.task, getattr(dm.cache, "preprocess", None),
+                           _with_split(config, dm), metrics, in_leads=dm.in_leads)
+    history = pd.DataFrame(module.history)
+    history.to_csv(run_dir / "history.csv", index=False)
+    if len(history):
+        plot_history(history, run_dir / "curves.png", title=f"{config.name}: {config.model.name}, {dm.task.name}")
+    return RunResult(run_dir, path, metrics)
+
+
+def _with_split(config: TrainConfig, dm: EcgDataModule) -> dict[str, Any]:
+    """The resolved config plus the split actually used (counts, subsampling) for the checkpoint."""
+    return {**config_to_dict(config), "split": dm.split_info}
+
+
+def _finite(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in d.items()}
+
+
+def _write_predictions(path: Path, dm: EcgDataModule, outputs: dict[str, np.ndarray], y: np.ndarray) -> None:
+    ids = dm.splits_table().query("split == 'val'")["record_id"].to_numpy()
+    table = pd.DataFrame({"record_id": ids, **outputs})
+    for i, column in enumerate(dm.task.label_columns):
+        table[f"label_{column}"] = y[:, i]
+    table.to_csv(path, index=False)
+
+
+def plot_history(history: pd.DataFrame, path: str | os.PathLike[str], title: str = "") -> Path:
+    """Plot loss and each validation metric per epoch (train and val where both exist) to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    keys = ("_mae", "_r", "_auroc")  # the headline metric(s) of each target; the rest is in history.csv
+    names = ["loss"] + sorted({c[4:] for c in history.columns if c.startswith("val_") and c.endswith(keys)})
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for split, style in (("train", "--"), ("val", "-")):
+            column = f"{split}_{name}"
+            if column in history and history[column].notna().any():
+                ax.plot(history["epoch"] + 1, history[column], style, marker="o", ms=3, label=split)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)

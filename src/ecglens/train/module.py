@@ -1,0 +1,188 @@
+"""The LightningModule: a model of the zoo, a task (loss, metrics) and the optimiser.
+
+Per epoch it logs ``train_loss`` / ``val_loss`` and the task's metrics (``val_age_mae``, ``val_sex_auroc``, ...),
+each computed on the **whole** split at epoch end (predictions gathered across processes under DDP), and keeps
+a ``history`` (one dict per epoch) that is stored in Lightning checkpoints so a resumed run continues it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.targets import TaskSpec
+from .config import OptimConfig
+
+__all__ = ["EcgLightningModule", "lr_lambda"]
+
+#: where the history lives inside a Lightning checkpoint
+HISTORY_KEY = "ecglens_history"
+
+
+def _onecycle(total: int, cfg: OptimConfig) -> Callable[[int], float]:
+    """Linear warm-up from lr/25 to lr over ``warmup_fraction`` of the steps, then cosine down to lr/1e4."""
+    warm = max(1, int(round(total * cfg.warmup_fraction)))
+    start, final = 1.0 / 25.0, 1e-4
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return start + (1.0 - start) * step / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _cosine(total: int, cfg: OptimConfig) -> Callable[[int], float]:
+    """Cosine decay from lr to lr/1e4 over all steps."""
+
+    def factor(step: int) -> float:
+        progress = min(1.0, step / max(1, total))
+        return 1e-4 + (1.0 - 1e-4) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _constant(total: int, cfg: OptimConfig) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        return 1.0
+
+    return factor
+
+
+_SCHEDULES: dict[str, Callable[[int, OptimConfig], Callable[[int], float]]] = {
+    "onecycle": _onecycle,
+    "cosine": _cosine,
+    "constant": _constant,
+}
+
+
+def lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
+    """The learning-rate multiplier ``f(step)`` of ``cfg.schedule`` for a run of ``total_steps`` optimiser steps.
+
+    It is a plain function (not an object with state), so ``LambdaLR`` checkpoints only the step count: a run
+    resumed with more epochs continues on the schedule stretched to the new length.
+    """
+    return _SCHEDULES[cfg.schedule](max(1, int(total_steps)), cfg)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices / kernels only (not on biases and normalisation parameters)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class EcgLightningModule(L.LightningModule):
+    """Train ``model`` on ``task`` with AdamW and the schedule of ``optim_cfg``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps ``[batch, leads, samples]`` to ``[batch, task.num_outputs]``.
+    task : TaskSpec
+        A *fitted* task (label statistics from the training split).
+    optim_cfg : OptimConfig
+        Learning rate, weight decay, schedule.
+    """
+
+    def __init__(self, model: nn.Module, task: TaskSpec, optim_cfg: OptimConfig | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.optim_cfg = optim_cfg or OptimConfig()
+        self.save_hyperparameters({"task": task.to_dict(), "optim": dataclasses.asdict(self.optim_cfg)})
+        self.history: list[dict[str, float]] = []
+        self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"train": [], "val": []}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        raw = self.model(x).float()
+        loss = self.task.loss(raw, y)
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(x))
+        self._outputs["train"].append((raw.detach(), y))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self._outputs["val"].append((self.model(x).float(), y))
+
+    def _gathered(self, split: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        pairs, self._outputs[split] = self._outputs[split], []
+        if not pairs:
+            return None
+        raw, y = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+        if self.trainer.world_size > 1:
+            raw, y = self.all_gather(raw).flatten(0, 1), self.all_gather(y).flatten(0, 1)
+        return raw.float(), y.float()
+
+    def epoch_metrics(self, split: str) -> dict[str, float]:
+        """Loss, per-target losses and task metrics of the predictions collected for ``split`` (then cleared)."""
+        gathered = self._gathered(split)
+        if gathered is None:
+            return {}
+        raw, y = gathered
+        parts = self.task.loss_components(raw, y)
+        out = {f"{split}_loss": float(sum(w * v for w, v in zip(self.task.weights, parts.values())))}
+        if len(parts) > 1:
+            out.update({f"{split}_{name}_loss": float(v) for name, v in parts.items()})
+        metrics = self.task.metrics(self.task.postprocess(raw), y.cpu().numpy())
+        out.update({f"{split}_{k}": float(v) for k, v in metrics.items()})
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self._outputs["val"] = []
+            return
+        row: dict[str, float] = {"epoch": float(self.current_epoch), "step": float(self.global_step)}
+        row.update(self.epoch_metrics("train"))
+        row.update(self.epoch_metrics("val"))
+        if self.trainer.optimizers:
+            row["lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        logged = {k: v for k, v in row.items() if k not in ("epoch", "step") and math.isfinite(v)}
+        bar = {"val_loss"} | {k for k in logged if k.endswith(("_mae", "_auroc"))}
+        self.log_dict({k: v for k, v in logged.items() if k in bar}, prog_bar=True, sync_dist=False)
+        self.log_dict({k: v for k, v in logged.items() if k not in bar}, prog_bar=False, sync_dist=False)
+        if self.trainer.state.fn == "fit":
+            self.history.append(row)
+
+    def on_train_epoch_start(self) -> None:
+        self._outputs["train"] = []
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.optim_cfg
+        optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[HISTORY_KEY] = [dict(r) for r in self.history]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = [dict(r) for r in checkpoint.get(HISTORY_KEY, [])]
+
+    @torch.inference_mode()
+    def predict_raw(self, loader: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Raw outputs ``[N, num_outputs]`` and labels ``[N, num_labels]`` of a data loader (eval mode)."""
+        was_training = self.model.training
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        raws, ys = [], []
+        for x, y in loader:
+            raws.append(self.model(x.to(device)).float().cpu())
+            ys.append(y)
+        self.model.train(was_training)
+        return torch.cat(raws).numpy(), torch.cat(ys).numpy()

@@ -1,0 +1,216 @@
+"""Every kind of bad input raises its specific ecglens error, naming the file and saying what to do.
+
+Broken records are copies of a real CODE-15% fixture (``code15/100003``: 12 leads, 2934 samples, format 16)
+damaged in tmp_path, or small records written by hand.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecglens.exceptions import (
+    CorruptRecordError,
+    EcglensError,
+    LeadError,
+    SamplingRateError,
+    SignalQualityError,
+    SignalQualityWarning,
+    UnitError,
+    UnsupportedFormatError,
+)
+from ecglens.io import read_ecg
+from ecglens.io.code15 import iter_code15_hdf5, read_code15_exam
+from ecglens.io.ptbxl import ptbxl_catalogue
+from ecglens.io.wfdb import wfdb_catalogue
+
+N_SAMPLES, N_LEADS = 2934, 12
+
+
+@pytest.fixture
+def record(fixtures_dir, tmp_path) -> Path:
+    """A writable copy of code15/100003 in tmp_path; returns the record path without suffix."""
+    for suffix in (".hea", ".dat"):
+        dst = tmp_path / f"100003{suffix}"
+        shutil.copyfile(fixtures_dir / "code15" / f"100003{suffix}", dst)
+        dst.chmod(0o644)
+    return tmp_path / "100003"
+
+
+def _edit_header(record: Path, old: str, new: str, count: int = 1) -> None:
+    hea = record.with_suffix(".hea")
+    text = hea.read_text()
+    assert old in text
+    hea.write_text(text.replace(old, new, count))
+
+
+def _write_dat(record: Path, values: np.ndarray) -> None:
+    np.asarray(values, dtype="<i2").tofile(record.with_suffix(".dat"))
+
+
+def test_good_copy_reads(record):
+    assert read_ecg(record).n_samples == N_SAMPLES  # the damage below is the only difference
+
+
+def test_truncated_dat(record):
+    dat = record.with_suffix(".dat")
+    dat.write_bytes(dat.read_bytes()[:10_000])
+    with pytest.raises(CorruptRecordError, match="truncated") as err:
+        read_ecg(record)
+    assert "100003.dat" in str(err.value) and "10000 bytes" in str(err.value)
+    assert f"{N_SAMPLES * N_LEADS * 2} bytes" in str(err.value) and "again" in str(err.value)
+
+
+def test_malformed_record_line(record):
+    record.with_suffix(".hea").write_text("this is not a WFDB header\n")
+    with pytest.raises(CorruptRecordError, match="malformed WFDB header") as err:
+        read_ecg(record)
+    assert "100003.hea" in str(err.value) and "NAME N_SIGNALS FS N_SAMPLES" in str(err.value)
+
+
+def test_missing_signal_lines(record):
+    hea = record.with_suffix(".hea")
+    lines = hea.read_text().splitlines()
+    hea.write_text("\n".join(lines[:5]) + "\n")  # record line says 12 signals, 4 follow
+    with pytest.raises(CorruptRecordError, match="declares 12 signals but 4"):
+        read_ecg(record)
+
+
+def test_empty_header(record):
+    record.with_suffix(".hea").write_text("")
+    with pytest.raises(CorruptRecordError, match="malformed"):
+        read_ecg(record.with_suffix(".hea"))
+
+
+def test_header_missing(record):
+    record.with_suffix(".hea").unlink()
+    with pytest.raises(CorruptRecordError, match="header file missing") as err:
+        read_ecg(record.with_suffix(".dat"))
+    assert "100003.hea" in str(err.value)
+    with pytest.raises(UnsupportedFormatError, match="no such file"):
+        read_ecg(record)  # bare record name, nothing called that exists
+    with pytest.raises(CorruptRecordError, match="header file missing"):
+        read_ecg(record, format="wfdb")
+
+
+def test_dat_missing(record):
+    record.with_suffix(".dat").unlink()
+    with pytest.raises(CorruptRecordError, match=r"signal file '100003\.dat' is missing") as err:
+        read_ecg(record)
+    assert "Copy the .dat" in str(err.value)
+
+
+def test_mat_missing(fixtures_dir, tmp_path):
+    shutil.copyfile(fixtures_dir / "georgia" / "E07500.hea", tmp_path / "E07500.hea")
+    with pytest.raises(CorruptRecordError, match=r"'E07500\.mat' is missing"):
+        read_ecg(tmp_path / "E07500")
+
+
+def test_challenge_mat_without_header(fixtures_dir, tmp_path):
+    shutil.copyfile(fixtures_dir / "cpsc" / "A0002.mat", tmp_path / "A0002.mat")
+    with pytest.raises(CorruptRecordError, match="header file missing"):
+        read_ecg(tmp_path / "A0002.mat")
+
+
+def test_all_zero_signal(record):
+    _write_dat(record, np.zeros(N_SAMPLES * N_LEADS))
+    with pytest.raises(SignalQualityError, match="all zeros") as err:
+        read_ecg(record)
+    assert "Exclude" in str(err.value)
+
+
+def test_all_nan_signal(record):
+    _write_dat(record, np.full(N_SAMPLES * N_LEADS, -32768))  # WFDB's invalid-sample value for format 16
+    with pytest.raises(SignalQualityError, match="NaN"):
+        read_ecg(record)
+
+
+def test_flat_signal(record):
+    _write_dat(record, np.full(N_SAMPLES * N_LEADS, 250))
+    with pytest.raises(SignalQualityError, match="flat"):
+        read_ecg(record)
+
+
+@pytest.mark.parametrize("fs", ["0", "-500"])
+def test_non_positive_sampling_rate(record, fs):
+    _edit_header(record, "100003 12 400 2934", f"100003 12 {fs} 2934")
+    with pytest.raises(SamplingRateError, match="sampling rate") as err:
+        read_ecg(record)
+    assert "real sampling rate" in str(err.value)
+
+
+def test_unknown_unit(record):
+    _edit_header(record, "1000(0)/mV", "1000(0)/mmHg", count=N_LEADS)
+    with pytest.raises(UnitError, match="mmHg"):
+        read_ecg(record)
+
+
+def test_duplicate_leads(record):
+    _edit_header(record, " V6\n", " V5\n")
+    with pytest.raises(LeadError, match="duplicate"):
+        read_ecg(record)
+
+
+def test_other_wfdb_failures_are_wrapped(record):
+    _edit_header(record, ".dat 16 ", ".dat 999 ", count=N_LEADS)  # a format wfdb does not know
+    with pytest.raises(CorruptRecordError, match="wfdb could not read") as err:
+        read_ecg(record)
+    assert "100003.hea" in str(err.value) and "999" in str(err.value)
+    assert isinstance(err.value.__cause__, Exception)
+
+
+@pytest.mark.parametrize(
+    "name, content", [("ecg.xyz", b"hello"), ("data.mat", b"MATLAB 5.0 MAT-file" + bytes(200))]
+)
+def test_unknown_format(tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(UnsupportedFormatError, match="not a recognised ECG file") as err:
+        read_ecg(tmp_path / name)
+    assert "Supported formats" in str(err.value)
+
+
+def test_all_errors_are_value_errors(record):
+    """Batch jobs catch EcglensError (a ValueError) and record the reason."""
+    record.with_suffix(".dat").unlink()
+    with pytest.raises(EcglensError):
+        read_ecg(record)
+    with pytest.raises(ValueError):
+        read_ecg(record)
+
+
+def test_catalogue_keeps_broken_headers(record):
+    record.with_suffix(".hea").write_text("garbage\n")
+    cat = wfdb_catalogue(record.parent)
+    assert len(cat) == 1 and "malformed" in cat["error"].iloc[0]
+
+
+def test_ptbxl_malformed_scp_codes(fixtures_dir, tmp_path):
+    src = fixtures_dir / "ptbxl_official"
+    table = pd.read_csv(src / "ptbxl_database.csv")
+    table.loc[0, "scp_codes"] = "__import__('os').system('echo no')"
+    table.to_csv(tmp_path / "ptbxl_database.csv", index=False)
+    shutil.copyfile(src / "scp_statements.csv", tmp_path / "scp_statements.csv")
+    with pytest.raises(CorruptRecordError, match="ecg_id 1: scp_codes"):
+        ptbxl_catalogue(tmp_path)
+
+
+def test_code15_all_zero_exam(tmp_path, rng):
+    tracings = np.zeros((2, 4096, 12), np.float32)
+    tracings[1] = rng.normal(size=(4096, 12))
+    with h5py.File(tmp_path / "exams_part0.hdf5", "w") as f:
+        f["tracings"] = tracings
+        f["exam_id"] = np.array([7, 8])
+    with pytest.raises(SignalQualityError, match="all zeros"):
+        read_code15_exam(tmp_path / "exams_part0.hdf5", 7)
+    with pytest.warns(SignalQualityWarning, match="/7.code15"):
+        exams = list(iter_code15_hdf5(tmp_path))
+    assert [e.record_id for e in exams] == ["8"]
+    with warnings.catch_warnings(), pytest.raises(SignalQualityError):
+        warnings.simplefilter("ignore")
+        list(iter_code15_hdf5(tmp_path, on_error="raise"))
