@@ -55,6 +55,15 @@ SMALL: dict[str, dict] = {
 MODELS = list_models()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the tiny models here gain nothing from more, and a shared CPU loses a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small(name: str, seed: int = 0, **kwargs) -> EcgModel:
     torch.manual_seed(seed)
     return create_model(name, **{**SMALL.get(name, {}), **kwargs})
