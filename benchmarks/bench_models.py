@@ -188,10 +188,9 @@ def format_row(row: dict[str, Any]) -> str:
     )
     if "error" in row:
         return f"{label:<34} failed: {row['error']}"
-    return (
-        f"{label:<34} {row['params'] / 1e6:>8.2f} {row['train_ecg_per_s']:>11.1f} {row['infer_ecg_per_s']:>11.1f}"
-        f" {row['train_peak_mib']:>11.0f} {row['infer_peak_mib']:>11.0f}"
-    )
+    speed = f"{row['train_ecg_per_s']:>11.1f} {row['infer_ecg_per_s']:>11.1f}"
+    memory = f"{row['train_peak_mib']:>11.0f} {row['infer_peak_mib']:>11.0f}"
+    return f"{label:<34} {row['params'] / 1e6:>9.2f} {speed} {memory}"
 
 
 def cpu_name() -> str:
@@ -226,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({args.fs:g} Hz x {args.seconds:g} s); {args.steps} timed step(s) after {args.warmup} warm-up; "
         f"threads {args.threads or torch.get_num_threads()}; CPU: {cpu_name()}"
     )
-    header = f"{'model':<34} {'params(M)':>8} {'train ECG/s':>11} {'infer ECG/s':>11} {'train peak':>11} {'infer peak':>11}"
-    print(header + "\n" + " " * 71 + "(MiB RSS)   (MiB RSS)\n" + "-" * len(header))
+    columns = ("params(M)", "train ECG/s", "infer ECG/s", "train peak", "infer peak")
+    header = f"{'model':<34} {columns[0]:>9} " + " ".join(f"{c:>11}" for c in columns[1:])
+    print(header + "\n" + " " * 72 + "(MiB RSS)   (MiB RSS)\n" + "-" * len(header))
     rows = []
     for name in names:
         row = run_one(name, model_kwargs.get(name, {}), cfg, subprocess=not args.no_subprocess)

@@ -1,4 +1,4 @@
-"""Checkpoints: one safetensors file that rebuilds the model and carries preprocess, task, config and metrics."""
+"""Checkpoints: one safetensors file that rebuilds the model and carries preprocess, task, config, metrics."""
 
 from __future__ import annotations
 
@@ -16,15 +16,29 @@ from ecglens.exceptions import CheckpointError, LeadError
 from ecglens.models import create_model
 from ecglens.signal.transforms import Preprocess
 from ecglens.train import checkpoint as ckpt_mod
-from ecglens.train.checkpoint import list_pretrained, load_checkpoint, read_checkpoint_metadata, save_checkpoint
+from ecglens.train.checkpoint import (
+    list_pretrained,
+    load_checkpoint,
+    read_checkpoint_metadata,
+    save_checkpoint,
+)
 from ecglens.train.config import config_to_dict, load_config
 
 KWARGS = {"channels": [8, 16], "kernel_size": 5}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models run fastest on one thread (and do not fight other processes for the CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def trained(rng):
-    """A tiny model with non-trivial weights (incl. BatchNorm statistics), its fitted task and a preprocess."""
+    """A tiny model with non-trivial weights (BatchNorm statistics too), its fitted task, a preprocess."""
     torch.manual_seed(0)
     task = task_from_name("age_sex").fit(np.array([[30.0, 1.0], [70.0, 0.0], [55.0, np.nan]]))
     model = create_model("cnn_baseline", in_leads=12, num_outputs=task.num_outputs, **KWARGS)
@@ -39,9 +53,19 @@ def trained(rng):
 
 
 def _save(path, model, task, pre, metrics=None):
-    config = load_config(None, ["model.name=cnn_baseline", "model.kwargs={channels: [8, 16], kernel_size: 5}"])
-    return save_checkpoint(path, model, "cnn_baseline", KWARGS, task, pre, config,
-                           metrics if metrics is not None else {"age_mae": 7.5, "n": 3})
+    config = load_config(
+        None, ["model.name=cnn_baseline", "model.kwargs={channels: [8, 16], kernel_size: 5}"]
+    )
+    return save_checkpoint(
+        path,
+        model,
+        "cnn_baseline",
+        KWARGS,
+        task,
+        pre,
+        config,
+        metrics if metrics is not None else {"age_mae": 7.5, "n": 3},
+    )
 
 
 def test_round_trip_gives_identical_outputs_and_all_descriptions(tmp_path, trained):
@@ -61,8 +85,9 @@ def test_round_trip_gives_identical_outputs_and_all_descriptions(tmp_path, train
     assert ck.task == task and ck.task.targets[0].mean == pytest.approx(155 / 3)
     assert ck.preprocess == pre
     assert ck.model_name == "cnn_baseline" and ck.model_kwargs == KWARGS and ck.in_leads == 12
-    assert ck.config == config_to_dict(load_config(None, ["model.name=cnn_baseline",
-                                                          "model.kwargs={channels: [8, 16], kernel_size: 5}"]))
+    assert ck.config == config_to_dict(
+        load_config(None, ["model.name=cnn_baseline", "model.kwargs={channels: [8, 16], kernel_size: 5}"])
+    )
     assert ck.metrics == {"age_mae": 7.5, "n": 3}
     from ecglens import __version__
 
@@ -75,12 +100,14 @@ def test_file_is_plain_safetensors_with_json_metadata_no_pickle(tmp_path, traine
     assert path.suffix == ".safetensors" and [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
     raw = path.read_bytes()
     header_len = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + header_len])    # safetensors: 8-byte length + JSON header + raw tensor bytes
+    header = json.loads(
+        raw[8 : 8 + header_len]
+    )  # safetensors: 8-byte length + JSON header + raw tensor bytes
     assert header["__metadata__"]["format"] == ckpt_mod.FORMAT
     meta = json.loads(header["__metadata__"]["ecglens"])
     assert meta["model"] == {"name": "cnn_baseline", "kwargs": KWARGS, "in_leads": 12, "num_outputs": 3}
     assert meta["preprocess"]["fs"] == 100.0 and meta["task"]["name"] == "age_sex"
-    assert meta["metrics"] == {"r": None}     # NaN is stored as null (strict JSON)
+    assert meta["metrics"] == {"r": None}  # NaN is stored as null (strict JSON)
     assert read_checkpoint_metadata(path) == meta
     with safe_open(str(path), framework="pt") as f:
         assert set(f.keys()) == set(model.state_dict())
@@ -97,7 +124,7 @@ def test_predict_checks_leads_and_accepts_a_single_record(tmp_path, trained):
 
 
 def test_bare_names_are_looked_up_in_the_weights_folder(tmp_path, trained, monkeypatch):
-    model, task, pre, x = trained
+    model, task, pre, _ = trained
     _save(tmp_path / "tiny-age-sex.safetensors", model, task, pre)
     monkeypatch.setattr(ckpt_mod, "_weights_dir", lambda: tmp_path)
     monkeypatch.chdir(tmp_path.parent)
@@ -127,7 +154,7 @@ def test_weights_that_do_not_fit_the_description_are_refused(tmp_path, trained):
     meta = read_checkpoint_metadata(path)
     meta["model"]["kwargs"] = {"channels": [8, 32], "kernel_size": 5}
     with safe_open(str(path), framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     save_file(tensors, str(path), metadata={"format": ckpt_mod.FORMAT, "ecglens": json.dumps(meta)})
     with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(path)

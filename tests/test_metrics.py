@@ -141,6 +141,8 @@ def test_threshold_selection(rng):
     assert M.select_threshold(y, s, "sensitivity", target=0.9) == thr90
     with pytest.raises(EcglensError, match="unknown threshold method"):
         M.select_threshold(y, s, "magic")
+    with pytest.raises(EcglensError, match="proportion"):
+        M.threshold_for_sensitivity(y, s, target=90)
     with pytest.raises(EcglensError, match="cannot choose a threshold"):
         M.select_threshold(np.zeros(5), s[:5])
 

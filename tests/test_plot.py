@@ -17,7 +17,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _synthetic(fs: float = 500.0, seconds: float = 10.0, leads=CANONICAL_LEADS) -> Ecg:
     """Beats at 72/min: a 1.5 mV triangle 'QRS' and a 0.3 mV 'T' wave, scaled per lead."""
-    t = np.arange(int(round(fs * seconds))) / fs
+    t = np.arange(round(fs * seconds)) / fs
     phase = (t * 1.2) % 1.0
     qrs = np.clip(1.0 - np.abs(phase - 0.2) / 0.02, 0, None) * 1.5
     twave = 0.3 * np.exp(-(((phase - 0.45) / 0.05) ** 2))

@@ -56,7 +56,9 @@ def test_regression_loss_matches_numpy_on_standardised_known_labels(cohort, loss
     assert task.targets[0].mean == pytest.approx(mean) and task.targets[0].std == pytest.approx(std)
     raw = cohort["raw"][:, :1]
     expected = oracle(raw[ok, 0] - (cohort["age"][ok] - mean) / std).mean()
-    got = task.loss(torch.tensor(raw, dtype=torch.float64), torch.tensor(cohort["y"][:, :1], dtype=torch.float64))
+    got = task.loss(
+        torch.tensor(raw, dtype=torch.float64), torch.tensor(cohort["y"][:, :1], dtype=torch.float64)
+    )
     assert float(got) == pytest.approx(expected, rel=1e-6)
 
 
@@ -77,10 +79,13 @@ def test_binary_loss_matches_sklearn_log_loss_and_pos_weight_matches_torch(cohor
     raw = cohort["raw"][:, :1]
     y = torch.tensor(cohort["y"][:, 1:], dtype=torch.float64)
     got = task_from_name("sex").loss(torch.tensor(raw, dtype=torch.float64), y)
-    assert float(got) == pytest.approx(log_loss(cohort["sex"][ok], _sigmoid(raw[ok, 0]), labels=[0, 1]), rel=1e-6)
+    assert float(got) == pytest.approx(
+        log_loss(cohort["sex"][ok], _sigmoid(raw[ok, 0]), labels=[0, 1]), rel=1e-6
+    )
     weighted = task_from_name("sex", pos_weight=3.0).loss(torch.tensor(raw, dtype=torch.float64), y)
     oracle = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(3.0, dtype=torch.float64))(
-        torch.tensor(raw[ok, 0]), torch.tensor(cohort["sex"][ok]))
+        torch.tensor(raw[ok, 0]), torch.tensor(cohort["sex"][ok])
+    )
     assert float(weighted) == pytest.approx(float(oracle), rel=1e-6)
 
 
@@ -109,8 +114,8 @@ def test_missing_labels_give_no_gradient_and_an_all_missing_batch_gives_zero_los
     raw = torch.tensor(cohort["raw"], requires_grad=True)
     task.loss(raw, torch.tensor(cohort["y"], dtype=torch.float64)).backward()
     assert torch.isfinite(raw.grad).all()
-    assert torch.all(raw.grad[7] == 0)                # row 7: age and sex both missing
-    assert torch.all(raw.grad[1, :2] == 0) and raw.grad[1, 2] != 0   # row 1: age missing, sex known
+    assert torch.all(raw.grad[7] == 0)  # row 7: age and sex both missing
+    assert torch.all(raw.grad[1, :2] == 0) and raw.grad[1, 2] != 0  # row 1: age missing, sex known
     empty = torch.full((4, 2), float("nan"), dtype=torch.float64)
     raw2 = torch.zeros(4, 3, dtype=torch.float64, requires_grad=True)
     loss = task.loss(raw2, empty)
@@ -133,7 +138,7 @@ def test_unfitted_regression_refuses_to_compute_a_loss():
         task_from_name("age").loss(torch.zeros(2, 2), torch.ones(2, 1))
 
 
-# ----------------------------------------------------------------------------------------------- postprocess / metrics
+# ----------------------------------------------------------------------------------- postprocess / metrics
 
 
 def test_postprocess_returns_years_and_probabilities(cohort):
@@ -148,8 +153,11 @@ def test_postprocess_returns_years_and_probabilities(cohort):
 
 def test_regression_and_binary_metrics_match_sklearn_on_known_labels(cohort, rng):
     task = task_from_name("age_sex").fit(cohort["y"])
-    out = {"age": cohort["age"] + rng.normal(0, 8, len(cohort["age"])),
-           "age_std": np.ones(len(cohort["age"])), "p_female": rng.random(len(cohort["sex"]))}
+    out = {
+        "age": cohort["age"] + rng.normal(0, 8, len(cohort["age"])),
+        "age_std": np.ones(len(cohort["age"])),
+        "p_female": rng.random(len(cohort["sex"])),
+    }
     out["age"][1] = 50.0  # a prediction where the label is missing: must not count
     m = task.metrics(out, cohort["y"])
     a, s = ~np.isnan(cohort["age"]), ~np.isnan(cohort["sex"])

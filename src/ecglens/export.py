@@ -44,17 +44,17 @@ import torch
 from .exceptions import CheckpointError, ConfigError, LeadError
 
 __all__ = [
-    "ONNX_FORMAT",
     "INPUT_NAME",
+    "ONNX_FORMAT",
     "OUTPUT_NAME",
-    "export_onnx",
-    "verify_onnx",
-    "read_onnx_metadata",
-    "cached_onnx",
-    "onnx_cache_dir",
     "OnnxBackend",
-    "onnx_backend",
+    "cached_onnx",
+    "export_onnx",
     "load_onnx_checkpoint",
+    "onnx_backend",
+    "onnx_cache_dir",
+    "read_onnx_metadata",
+    "verify_onnx",
 ]
 
 #: value of the ``format`` entry in the ``onnx`` block of the metadata
@@ -128,6 +128,8 @@ def _session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
+        if int(threads) == 1:  # no spin-waiting threads: friendlier on a shared CPU
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
@@ -140,8 +142,8 @@ def _probe_length(model: torch.nn.Module, path: Path, leads: int, length: int, b
     """Run the exported graph at a second length; ``None`` when it matches PyTorch, else the reason."""
     x = _random_input(batch, leads, length, seed=1)
     try:
-        got = _session(path).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-    except Exception as err:  # onnxruntime raises its own error types for shape failures
+        got = _session(path, threads=1).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own error types for shape failures
         return f"onnxruntime failed at length {length} ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
     ref = _torch_raw(model, x)
     diff = float(np.max(np.abs(got - ref))) if ref.size else 0.0
@@ -278,7 +280,7 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"ONNX file {path} not found. Export one with `ecglens export CHECKPOINT --onnx FILE`.")
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # onnx raises DecodeError and friends for malformed files
+    except Exception as err:  # noqa: BLE001 - onnx raises DecodeError and friends for malformed files
         raise CheckpointError(f"{path} is not a readable ONNX file ({type(err).__name__}).") from None
     props = {p.key: p.value for p in proto.metadata_props}
     if _META_KEY not in props:
@@ -328,7 +330,7 @@ def verify_onnx(checkpoint: Any, path: str | os.PathLike[str], lengths: Sequence
         raise ConfigError(f"{path} was exported with a fixed length of {fixed} samples; cannot verify lengths "
                           f"{bad}. Verify at {fixed} or re-export with dynamic_length=True.")
     batch = int(batch_size) if info["dynamic_batch"] else 1
-    session, model = _session(path), _cpu_model(ckpt)
+    session, model = _session(path, threads=1), _cpu_model(ckpt)
     worst = 0.0
     for i, length in enumerate(lengths):
         x = _random_input(batch, int(ckpt.in_leads), int(length), seed=seed + i)

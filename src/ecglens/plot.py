@@ -38,7 +38,7 @@ from .ecg import Ecg
 from .exceptions import EcglensError
 from .leads import normalize_lead_name
 
-__all__ = ["plot_ecg", "ECG_LAYOUT_3X4", "PaperSpec"]
+__all__ = ["ECG_LAYOUT_3X4", "PaperSpec", "plot_ecg"]
 
 #: the standard printed layout: rows of leads, each column a consecutive quarter of the page time
 ECG_LAYOUT_3X4: tuple[tuple[str, ...], ...] = (

@@ -42,7 +42,10 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -52,21 +55,9 @@ import pandas as pd
 from .ecg import Ecg
 from .exceptions import CheckpointError, ConfigError, EcglensError
 
-__all__ = [
-    "Backend",
-    "TorchBackend",
-    "register_backend",
-    "list_backends",
-    "create_backend",
-    "InputAdapter",
-    "PreparedEcg",
-    "Prediction",
-    "Predictor",
-    "find_records",
-    "read_record",
-    "demo_predictions",
-    "BASE_COLUMNS",
-]
+__all__ = ["BASE_COLUMNS", "DEFAULT_MAX_WINDOWS", "Backend", "InputAdapter", "Prediction", "Predictor",
+           "PreparedEcg", "TorchBackend", "create_backend", "demo_predictions", "find_records", "list_backends",
+           "plan_windows", "read_record", "register_backend"]
 
 #: first columns of every :meth:`Predictor.predict_paths` table (then one per output, ``n_windows``, ``flags``)
 BASE_COLUMNS: tuple[str, ...] = ("record", "status", "message")
@@ -206,7 +197,7 @@ def _resampled_length(n: int, fs: float, target_fs: float) -> int:
     from .signal.functional import resample_factors
 
     up, down = resample_factors(fs, target_fs)
-    return n if up == down else int(math.ceil(n * up / down))
+    return n if up == down else math.ceil(n * up / down)
 
 
 def plan_windows(n_total: int, width: int, max_windows: int | None = DEFAULT_MAX_WINDOWS,
@@ -270,6 +261,11 @@ class InputAdapter:
         if self.preprocess.crop == "random":  # prediction is deterministic: centre crops
             object.__setattr__(self, "preprocess", dataclasses.replace(self.preprocess, crop="center"))
 
+    @cached_property
+    def _chain(self) -> Any:
+        """The contract's chain without its unit check (done, with conversion, by :meth:`harmonise`)."""
+        return dataclasses.replace(self.preprocess, check_units=False)
+
     def harmonise(self, ecg: Ecg) -> tuple[Ecg, list[str]]:
         """Contract leads and mV: returns the adjusted record (native fs) and the flags so far.
 
@@ -330,10 +326,11 @@ class InputAdapter:
             std, flags = self.harmonise(ecg)
             n_total = _resampled_length(std.n_samples, std.fs, pre.fs)
             starts, cropped = plan_windows(n_total, pre.n_samples, self.max_windows, pre.crop)
+            chain = self._chain
             if len(starts) == 1:
-                windows = pre.apply(std)[None]
+                windows = chain.apply(std)[None]
             else:
-                windows = pre.windows(std, hop_seconds=(starts[1] - starts[0]) / pre.fs, max_windows=len(starts))
+                windows = chain.windows(std, hop_seconds=(starts[1] - starts[0]) / pre.fs, max_windows=len(starts))
             if self.quality:
                 from .signal.quality import assess_quality
 
@@ -511,29 +508,40 @@ def _prepare_chunk(chunk: Sequence[tuple[int, str, str]]) -> tuple[list[_Item], 
     return items, (np.concatenate(arrays) if arrays else None)
 
 
+@contextmanager
 def _chunk_stream(chunks: list[list[tuple[int, str, str]]], adapter: InputAdapter,
                   read_kwargs: Mapping[str, Any] | None, workers: int,
-                  timeout: float) -> Iterator[tuple[list[_Item], np.ndarray | None]]:
-    """Prepared chunks in order; ``workers`` processes with at most ``2 * workers + 1`` chunks in flight."""
+                  timeout: float) -> Iterator[Iterator[tuple[list[_Item], np.ndarray | None]]]:
+    """Context giving the prepared chunks in order, computed by ``workers`` processes.
+
+    The pool is started on entering the context (before any progress-bar thread exists); with ``workers <= 1``
+    (or one chunk) the chunks are prepared lazily in this process.
+    """
     if workers <= 1 or len(chunks) <= 1:
         _init_worker(adapter, read_kwargs)
-        yield from (_prepare_chunk(c) for c in chunks)
+        yield (_prepare_chunk(c) for c in chunks)
         return
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
     with ctx.Pool(processes=workers, initializer=_init_worker, initargs=(adapter, read_kwargs)) as pool:
-        todo = iter(chunks)
-        pending = deque((c, pool.apply_async(_prepare_chunk, (c,))) for c, _ in zip(todo, range(2 * workers + 1)))
-        while pending:
-            chunk, job = pending.popleft()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append((nxt, pool.apply_async(_prepare_chunk, (nxt,))))
-            try:
-                yield job.get(timeout=timeout)
-            except mp.TimeoutError:
-                yield [_Item(i, r, error=f"no answer from the reading worker within {timeout:g} s (it may have "
-                                         "crashed on this file); read it alone with `ecglens info`.")
-                       for i, r, _ in chunk], None
+        yield _ordered_results(pool, chunks, 2 * workers + 1, timeout)
+
+
+def _ordered_results(pool: Any, chunks: list[list[tuple[int, str, str]]], in_flight: int,
+                     timeout: float) -> Iterator[tuple[list[_Item], np.ndarray | None]]:
+    """Chunk results in submission order, with at most ``in_flight`` chunks submitted and not yet consumed."""
+    todo = iter(chunks)
+    pending = deque((c, pool.apply_async(_prepare_chunk, (c,))) for c in islice(todo, in_flight))
+    while pending:
+        chunk, job = pending.popleft()
+        nxt = next(todo, None)
+        if nxt is not None:
+            pending.append((nxt, pool.apply_async(_prepare_chunk, (nxt,))))
+        try:
+            yield job.get(timeout=timeout)
+        except mp.TimeoutError:
+            yield [_Item(i, r, error=f"no answer from the reading worker within {timeout:g} s (it may have "
+                                     "crashed on this file); read it alone with `ecglens info`.")
+                   for i, r, _ in chunk], None
 
 
 # ============================================================================================ the predictor
@@ -701,8 +709,8 @@ class Predictor:
         tasks = [(i, name, str(path)) for i, (name, path) in enumerate(records)]
         chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
         batcher = _Batcher(self, batch_size)
-        stream = _chunk_stream(chunks, self.adapter, read_kwargs, n_workers, timeout)
-        with tqdm(total=len(tasks), unit="ECG", desc="predict", disable=not progress) as bar:
+        with _chunk_stream(chunks, self.adapter, read_kwargs, n_workers, timeout) as stream, \
+                tqdm(total=len(tasks), unit="ECG", desc="predict", disable=not progress) as bar:
             for items, windows in stream:
                 rows = batcher.add(items, windows)
                 bar.update(len(rows))
@@ -757,7 +765,7 @@ class _Batcher:
         for item in items:
             if item.error is not None or failure is not None:
                 rows.append({"record": item.record, "status": "error", "message": item.error or failure,
-                             **{k: np.nan for k in names}, "n_windows": item.n_windows or np.nan,
+                             **{k: np.nan for k in names}, "n_windows": 0,
                              "flags": ";".join(item.flags)})
                 pos += item.n_windows
                 continue

@@ -23,24 +23,47 @@ __all__ = ["register", "run_train"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model from a YAML config (age, sex, diagnoses, multi-task)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", nargs="?", type=Path,
-                   help="YAML config (see configs/); optional with --resume (then RUN_DIR/config.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML config (age, sex, diagnoses, multi-task)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "config",
+        nargs="?",
+        type=Path,
+        help="YAML config (see configs/); optional with --resume (then RUN_DIR/config.yaml)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
     p.add_argument("--out", type=Path, help="run folder (default: trainer.out_dir/<name>-<timestamp>)")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from last.ckpt")
+    p.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from last.ckpt"
+    )
     p.add_argument("--devices", help="devices per node (int or 'auto'); same as --set trainer.devices=N")
-    p.add_argument("--num-nodes", type=int, help="nodes for multi-node DDP; same as --set trainer.num_nodes=N")
-    p.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], help="where to train (default: the config)")
+    p.add_argument(
+        "--num-nodes", type=int, help="nodes for multi-node DDP; same as --set trainer.num_nodes=N"
+    )
+    p.add_argument(
+        "--accelerator", choices=["cpu", "gpu", "auto"], help="where to train (default: the config)"
+    )
     p.set_defaults(func=run_train)
 
 
 def _cli_overrides(args: argparse.Namespace) -> list[str]:
     """``--devices`` / ``--num-nodes`` / ``--accelerator`` as config overrides (applied after ``--set``)."""
-    flags = {"trainer.devices": args.devices, "trainer.num_nodes": args.num_nodes,
-             "trainer.accelerator": args.accelerator}
+    flags = {
+        "trainer.devices": args.devices,
+        "trainer.num_nodes": args.num_nodes,
+        "trainer.accelerator": args.accelerator,
+    }
     return [f"{key}={value}" for key, value in flags.items() if value is not None]
 
 
@@ -52,7 +75,9 @@ def run_train(args: argparse.Namespace) -> int:
     config_path = args.config
     if config_path is None:
         if args.resume is None:
-            raise ConfigError("Pass a config file (e.g. configs/age_sex.yaml), or --resume RUN_DIR to continue a run.")
+            raise ConfigError(
+                "Pass a config file (e.g. configs/age_sex.yaml), or --resume RUN_DIR to continue a run."
+            )
         config_path = args.resume / "config.yaml"
     config = load_config(config_path, [*args.overrides, *_cli_overrides(args)])
     result = fit(config, out=args.out, resume=args.resume)

@@ -45,7 +45,8 @@ class CacheDataset(Dataset):
     indices : sequence of int
         Rows of ``signals`` / ``labels`` in this dataset.
     augment : callable ``(x, fs, rng) -> x``, optional
-        Train-only augmentation of one record ``[n_leads, n_samples]`` (e.g. ``ecglens.signal.augment.Augment``).
+        Train-only augmentation of one record ``[n_leads, n_samples]``
+        (e.g. ``ecglens.signal.augment.Augment``).
     fs : float
         Sampling rate of ``signals`` in Hz (passed to ``augment``).
     seed : int
@@ -54,16 +55,27 @@ class CacheDataset(Dataset):
     Items are ``(x, y)``: ``x`` float32 tensor ``[n_leads, n_samples]``, ``y`` float32 tensor ``[n_labels]``.
     """
 
-    def __init__(self, signals: np.ndarray, labels: np.ndarray, indices: Sequence[int],
-                 augment: Augmenter | None = None, fs: float = 100.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        signals: np.ndarray,
+        labels: np.ndarray,
+        indices: Sequence[int],
+        augment: Augmenter | None = None,
+        fs: float = 100.0,
+        seed: int = 0,
+    ) -> None:
         self.signals = signals
         self.labels = np.asarray(labels, dtype=np.float32)
         self.labels = self.labels[:, None] if self.labels.ndim == 1 else self.labels
         self.indices = np.asarray(indices, dtype=np.int64)
         if len(self.labels) != len(signals):
-            raise ConfigError(f"labels have {len(self.labels)} rows but signals {len(signals)}; they must align.")
+            raise ConfigError(
+                f"labels have {len(self.labels)} rows but signals {len(signals)}; they must align."
+            )
         if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= len(signals)):
-            raise ConfigError(f"indices must lie in [0, {len(signals)}), got {self.indices.min()}..{self.indices.max()}.")
+            raise ConfigError(
+                f"indices must lie in [0, {len(signals)}), got {self.indices.min()}..{self.indices.max()}."
+            )
         self.augment = augment
         self.fs = float(fs)
         self.seed = int(seed)
@@ -103,12 +115,15 @@ class CacheDataset(Dataset):
         sig = state["signals"]
         if isinstance(sig, tuple) and sig and sig[0] == "memmap":
             _, filename, dtype, shape, offset = sig
-            state["signals"] = np.memmap(filename, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset)
+            state["signals"] = np.memmap(
+                filename, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset
+            )
         self.__dict__.update(state)
 
 
-def split_by_folds(folds: np.ndarray, train_folds: Sequence[int], val_folds: Sequence[int]
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def split_by_folds(
+    folds: np.ndarray, train_folds: Sequence[int], val_folds: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the training and validation folds.
 
     Parameters
@@ -127,8 +142,9 @@ def split_by_folds(folds: np.ndarray, train_folds: Sequence[int], val_folds: Seq
     return train, val
 
 
-def subsample_indices(indices: np.ndarray, fraction: float = 1.0, max_n: int | None = None,
-                      seed: int = 0) -> np.ndarray:
+def subsample_indices(
+    indices: np.ndarray, fraction: float = 1.0, max_n: int | None = None, seed: int = 0
+) -> np.ndarray:
     """A seeded random subset (sorted) of ``indices``: ``fraction`` of them, at most ``max_n``."""
     if not 0.0 < fraction <= 1.0:
         raise ConfigError(f"train_fraction must be in (0, 1], got {fraction}.")
@@ -149,7 +165,8 @@ def _check_patient_disjoint(meta: pd.DataFrame, train: np.ndarray, val: np.ndarr
     shared = set(pid.iloc[train].dropna()) & set(pid.iloc[val].dropna())
     if shared:
         raise ConfigError(
-            f"{len(shared)} patient(s) (e.g. {sorted(map(str, shared))[:3]}) have records in both the training and "
+            f"{len(shared)} patient(s) (e.g. {sorted(map(str, shared))[:3]}) have records in both the "
+            "training and "
             "the validation folds. Use folds that are patient-disjoint (PTB-XL strat_fold is)."
         )
 
@@ -177,7 +194,8 @@ class EcgDataModule(L.LightningDataModule):
         The cache (anything with ``signals`` [N, L, T], ``meta`` DataFrame with a ``fold`` column, and
         ``preprocess`` (its ``fs`` is used) works).
     task : TaskSpec
-        The task; its label statistics are fitted on the (subsampled) training rows: use :attr:`task` afterwards.
+        The task; its label statistics are fitted on the (subsampled) training rows: use :attr:`task`
+        afterwards.
     train_folds, val_folds : sequence of int
         Folds of the two splits (default 1-8 and 9).
     train_fraction, max_train, subsample_seed
@@ -190,34 +208,57 @@ class EcgDataModule(L.LightningDataModule):
     Rows whose labels are all missing are left out of both splits (they carry no signal for the task).
     """
 
-    def __init__(self, cache: Any, task: TaskSpec, *, train_folds: Sequence[int] = tuple(range(1, 9)),
-                 val_folds: Sequence[int] = (9,), train_fraction: float = 1.0, max_train: int | None = None,
-                 subsample_seed: int = 0, augment: Augmenter | None = None, batch_size: int = 64,
-                 num_workers: int = 2, seed: int = 0) -> None:
+    def __init__(
+        self,
+        cache: Any,
+        task: TaskSpec,
+        *,
+        train_folds: Sequence[int] = tuple(range(1, 9)),
+        val_folds: Sequence[int] = (9,),
+        train_fraction: float = 1.0,
+        max_train: int | None = None,
+        subsample_seed: int = 0,
+        augment: Augmenter | None = None,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.cache = _open(cache)
         self.meta: pd.DataFrame = self.cache.meta.reset_index(drop=True)
         if "fold" not in self.meta.columns:
-            raise ConfigError("The cache metadata has no 'fold' column; rebuild the cache from a catalogue with "
-                              "folds (e.g. ptbxl_catalogue) or add one.")
+            raise ConfigError(
+                "The cache metadata has no 'fold' column; rebuild the cache from a catalogue with "
+                "folds (e.g. ptbxl_catalogue) or add one."
+            )
         self.labels = task.labels_from_meta(self.meta)
         train, val = split_by_folds(self.meta["fold"].to_numpy(), train_folds, val_folds)
         labelled = ~np.all(np.isnan(self.labels), axis=1)
         train_all, val = train[labelled[train]], val[labelled[val]]
         self.train_indices = subsample_indices(train_all, train_fraction, max_train, subsample_seed)
         self.val_indices = val
-        for name, idx, folds in (("training", self.train_indices, train_folds), ("validation", val, val_folds)):
+        for name, idx, folds in (
+            ("training", self.train_indices, train_folds),
+            ("validation", val, val_folds),
+        ):
             if idx.size == 0:
-                raise ConfigError(f"The {name} split is empty: no labelled rows in folds {list(folds)} of the cache "
-                                  f"(folds present: {sorted(self.meta['fold'].dropna().unique().tolist())}).")
+                raise ConfigError(
+                    f"The {name} split is empty: no labelled rows in folds {list(folds)} of the cache "
+                    f"(folds present: {sorted(self.meta['fold'].dropna().unique().tolist())})."
+                )
         _check_patient_disjoint(self.meta, self.train_indices, self.val_indices)
         self.task = task.fit(self.labels[self.train_indices])
         self.fs = _cache_fs(self.cache)
         self.augment, self.batch_size, self.num_workers, self.seed = augment, batch_size, num_workers, seed
         self.split_info = {
-            "train_folds": list(train_folds), "val_folds": list(val_folds), "n_train": int(self.train_indices.size),
-            "n_train_available": int(train_all.size), "n_val": int(val.size), "train_fraction": train_fraction,
-            "max_train": max_train, "subsample_seed": subsample_seed,
+            "train_folds": list(train_folds),
+            "val_folds": list(val_folds),
+            "n_train": int(self.train_indices.size),
+            "n_train_available": int(train_all.size),
+            "n_val": int(val.size),
+            "train_fraction": train_fraction,
+            "max_train": max_train,
+            "subsample_seed": subsample_seed,
             "n_unlabelled_dropped": int((~labelled[np.concatenate([train, val])]).sum()),
         }
 
@@ -226,15 +267,23 @@ class EcgDataModule(L.LightningDataModule):
         return int(self.cache.signals.shape[1])
 
     def train_dataset(self) -> CacheDataset:
-        return CacheDataset(self.cache.signals, self.labels, self.train_indices, self.augment, self.fs, self.seed)
+        return CacheDataset(
+            self.cache.signals, self.labels, self.train_indices, self.augment, self.fs, self.seed
+        )
 
     def val_dataset(self) -> CacheDataset:
         return CacheDataset(self.cache.signals, self.labels, self.val_indices, None, self.fs, self.seed)
 
     def _loader(self, ds: CacheDataset, train: bool) -> DataLoader:
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=train, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                          drop_last=train and len(ds) > self.batch_size)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=train and len(ds) > self.batch_size,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset(), train=True)
@@ -245,7 +294,15 @@ class EcgDataModule(L.LightningDataModule):
     def splits_table(self) -> pd.DataFrame:
         """``record_id, fold, split`` of every row used (``split`` is ``train`` or ``val``)."""
         ids = self.meta["record_id"] if "record_id" in self.meta.columns else pd.Series(self.meta.index)
-        parts = [pd.DataFrame({"row": idx, "record_id": ids.iloc[idx].to_numpy(),
-                               "fold": self.meta["fold"].iloc[idx].to_numpy(), "split": name})
-                 for name, idx in (("train", self.train_indices), ("val", self.val_indices))]
+        parts = [
+            pd.DataFrame(
+                {
+                    "row": idx,
+                    "record_id": ids.iloc[idx].to_numpy(),
+                    "fold": self.meta["fold"].iloc[idx].to_numpy(),
+                    "split": name,
+                }
+            )
+            for name, idx in (("train", self.train_indices), ("val", self.val_indices))
+        ]
         return pd.concat(parts, ignore_index=True)

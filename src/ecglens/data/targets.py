@@ -3,10 +3,10 @@
 A task is declarative and serialisable (it is stored in every checkpoint), so the exact label encoding,
 standardisation and loss a model was trained with travel with its weights.
 
-* :class:`RegressionTarget` — one continuous label (e.g. age in years). Labels are standardised with a mean and
-  standard deviation fitted on the **training split** (:meth:`TaskSpec.fit`) and stored; losses ``"mse"``,
-  ``"l1"`` or ``"gaussian_nll"`` (two outputs: mean and log-variance, so the model also reports an uncertainty,
-  ``<name>_std`` in years).
+* :class:`RegressionTarget` — one continuous label (e.g. age in years). Labels are standardised with a mean
+  and standard deviation fitted on the **training split** (:meth:`TaskSpec.fit`) and stored; losses
+  ``"mse"``, ``"l1"`` or ``"gaussian_nll"`` (two outputs: mean and log-variance, so the model also reports an
+  uncertainty, ``<name>_std`` in years).
 * :class:`BinaryTarget` — one 0/1 label (e.g. sex, 1 = female), binary cross-entropy, output a probability.
 * :class:`MultilabelTarget` — several 0/1 labels (e.g. the PTB-XL diagnostic superclasses).
 * :class:`TaskSpec` — one or more targets sharing one backbone, with loss weights (multi-task).
@@ -30,7 +30,7 @@ import difflib
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,17 +41,17 @@ import torch.nn.functional as F
 from ..exceptions import ConfigError
 
 __all__ = [
-    "Target",
-    "RegressionTarget",
+    "PTBXL_SUPERCLASSES",
     "BinaryTarget",
     "MultilabelTarget",
+    "RegressionTarget",
+    "Target",
     "TaskSpec",
-    "register_target",
-    "target_from_dict",
-    "register_task",
-    "task_from_name",
     "list_tasks",
-    "PTBXL_SUPERCLASSES",
+    "register_target",
+    "register_task",
+    "target_from_dict",
+    "task_from_name",
 ]
 
 PTBXL_SUPERCLASSES: tuple[str, ...] = ("NORM", "MI", "STTC", "CD", "HYP")
@@ -118,8 +118,9 @@ def _label_mask(y: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tenso
 def _column(meta: pd.DataFrame, column: str) -> np.ndarray:
     if column not in meta.columns:
         raise ConfigError(
-            f"Label column {column!r} is not in the cache metadata (columns: {', '.join(map(str, meta.columns))}). "
-            "Choose a task whose labels the cache has, or rebuild the cache from a catalogue with that column."
+            f"Label column {column!r} is not in the cache metadata "
+            f"(columns: {', '.join(map(str, meta.columns))}). Choose a task whose labels the cache has, "
+            "or rebuild the cache from a catalogue with that column."
         )
     return pd.to_numeric(meta[column], errors="coerce").to_numpy(dtype=np.float64)
 
@@ -129,7 +130,8 @@ def _binary_column(meta: pd.DataFrame, column: str) -> np.ndarray:
     bad = ~np.isnan(values) & ~np.isin(values, (0.0, 1.0))
     if bad.any():
         raise ConfigError(
-            f"Binary label column {column!r} has values other than 0/1/NaN (e.g. {values[bad][:3].tolist()}). "
+            f"Binary label column {column!r} has values other than 0/1/NaN "
+            f"(e.g. {values[bad][:3].tolist()}). "
             "Encode it as 0/1 (sex: 1 = female, 0 = male) with NaN for unknown."
         )
     return values
@@ -182,10 +184,12 @@ class Target:
         return np.stack([_column(meta, c) for c in self.label_columns], axis=1)
 
     def fit(self, y: np.ndarray) -> Target:
-        """Return a copy with statistics fitted on training labels ``y`` ``[N, num_labels]`` (default: self)."""
+        """A copy with statistics fitted on training labels ``y`` ``[N, num_labels]`` (default: self)."""
         return self
 
-    def compute_loss(self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def compute_loss(
+        self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Masked mean loss (scalar) of ``raw`` ``[B, num_outputs]`` against ``y`` ``[B, num_labels]``."""
         raise NotImplementedError
 
@@ -194,7 +198,7 @@ class Target:
         raise NotImplementedError
 
     def metrics(self, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
-        """Metrics of postprocessed ``outputs`` against labels ``y`` ``[N, num_labels]`` (NaN rows ignored)."""
+        """Metrics of postprocessed ``outputs`` against labels ``y`` ``[N, num_labels]`` (NaN ignored)."""
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,7 +218,7 @@ def _loss_l1(raw: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def _loss_gaussian_nll(raw: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``0.5 * (log var + (z - mu)^2 / var)``, as ``torch.nn.GaussianNLLLoss(full=False)`` with var >= 1e-6."""
+    """``0.5 * (log var + (z - mu)^2 / var)``, as ``torch.nn.GaussianNLLLoss(full=False)``, var >= 1e-6."""
     logvar = raw[:, 1].clamp(min=_LOG_NLL_EPS)
     return 0.5 * (logvar + (z - raw[:, 0]) ** 2 * torch.exp(-logvar))
 
@@ -253,7 +257,9 @@ class RegressionTarget(Target):
 
     def __post_init__(self) -> None:
         if self.loss not in _REGRESSION_LOSSES:
-            raise ConfigError(f"Unknown regression loss {self.loss!r}. {_suggest(self.loss, list(_REGRESSION_LOSSES))}")
+            raise ConfigError(
+                f"Unknown regression loss {self.loss!r}. {_suggest(self.loss, list(_REGRESSION_LOSSES))}"
+            )
         if self.std is not None and not self.std > 0:
             raise ConfigError(f"RegressionTarget std must be > 0, got {self.std}; leave it empty to fit it.")
 
@@ -296,7 +302,9 @@ class RegressionTarget(Target):
         std = float(values.std())
         return dataclasses.replace(self, mean=float(values.mean()), std=std if std > 0 else 1.0)
 
-    def compute_loss(self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def compute_loss(
+        self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         mean, std = self._stats()
         y0, valid = _label_mask(y[:, 0], None if mask is None else mask[:, 0])
         per_sample = _REGRESSION_LOSSES[self.loss][0](raw, (y0 - mean) / std)
@@ -372,7 +380,9 @@ class BinaryTarget(Target):
     def labels_from_meta(self, meta: pd.DataFrame) -> np.ndarray:
         return _binary_column(meta, self.column)[:, None]
 
-    def compute_loss(self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def compute_loss(
+        self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         y0, valid = _label_mask(y[:, 0], None if mask is None else mask[:, 0])
         pw = None if self.pos_weight is None else torch.tensor(float(self.pos_weight), device=raw.device)
         per_sample = F.binary_cross_entropy_with_logits(raw[:, 0], y0, pos_weight=pw, reduction="none")
@@ -435,7 +445,9 @@ class MultilabelTarget(Target):
     def labels_from_meta(self, meta: pd.DataFrame) -> np.ndarray:
         return np.stack([_binary_column(meta, c) for c in self.columns], axis=1)
 
-    def compute_loss(self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def compute_loss(
+        self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         y0, valid = _label_mask(y, mask)
         per_element = F.binary_cross_entropy_with_logits(raw, y0, reduction="none")
         return _masked_mean(per_element, valid)
@@ -447,8 +459,10 @@ class MultilabelTarget(Target):
 
     def metrics(self, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
         y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-        per = {f"{c}_auroc": _auroc(y[:, i], np.asarray(outputs[o])) for i, (c, o) in
-               enumerate(zip(self.columns, self.output_names))}
+        per = {
+            f"{c}_auroc": _auroc(y[:, i], np.asarray(outputs[o]))
+            for i, (c, o) in enumerate(zip(self.columns, self.output_names, strict=True))
+        }
         valid = [v for v in per.values() if not math.isnan(v)]
         return {**per, f"{self.name}_macro_auroc": float(np.mean(valid)) if valid else float("nan")}
 
@@ -484,13 +498,18 @@ class TaskSpec:
         targets = tuple(self.targets)
         if not targets:
             raise ConfigError("A TaskSpec needs at least one target.")
-        weights = tuple(float(w) for w in (self.weights if self.weights is not None else [1.0] * len(targets)))
+        weights = tuple(
+            float(w) for w in (self.weights if self.weights is not None else [1.0] * len(targets))
+        )
         if len(weights) != len(targets) or any(not (w >= 0) for w in weights):
             raise ConfigError(
-                f"TaskSpec weights {list(weights)} must be {len(targets)} non-negative numbers, one per target."
+                f"TaskSpec weights {list(weights)} must be {len(targets)} non-negative numbers, "
+                "one per target."
             )
-        for what, names in (("Output names", [n for t in targets for n in t.output_names]),
-                            ("Target keys", [t.key for t in targets])):
+        for what, names in (
+            ("Output names", [n for t in targets for n in t.output_names]),
+            ("Target keys", [t.key for t in targets]),
+        ):
             if len(set(names)) != len(names):
                 raise ConfigError(f"{what} {names} repeat; give the targets distinct columns or `name`s.")
         object.__setattr__(self, "targets", targets)
@@ -526,15 +545,18 @@ class TaskSpec:
     def _check(self, raw: Any, y: Any = None) -> None:
         if raw.ndim != 2 or raw.shape[1] != self.num_outputs:
             raise ConfigError(
-                f"Task {self.name!r} expects raw outputs [batch, {self.num_outputs}], got {tuple(raw.shape)}: "
+                f"Task {self.name!r} expects raw outputs [batch, {self.num_outputs}], "
+                f"got {tuple(raw.shape)}: "
                 f"build the model with num_outputs=task.num_outputs ({self.num_outputs})."
             )
         if y is not None and (y.ndim != 2 or y.shape[1] != self.num_labels):
-            raise ConfigError(f"Task {self.name!r} expects labels [batch, {self.num_labels}], got {tuple(y.shape)}.")
+            raise ConfigError(
+                f"Task {self.name!r} expects labels [batch, {self.num_labels}], got {tuple(y.shape)}."
+            )
 
     # -- labels
     def labels_from_meta(self, meta: pd.DataFrame) -> np.ndarray:
-        """Labels ``[N, num_labels]`` float32 in natural units (years, 0/1) from a metadata table; NaN missing."""
+        """Labels ``[N, num_labels]`` float32 in natural units (years, 0/1) from a meta table; NaN missing."""
         return np.concatenate([t.labels_from_meta(meta) for t in self.targets], axis=1).astype(np.float32)
 
     def fit(self, y: np.ndarray) -> TaskSpec:
@@ -544,12 +566,15 @@ class TaskSpec:
         return dataclasses.replace(self, targets=fitted)
 
     # -- training
-    def loss_components(self, raw: torch.Tensor, y: torch.Tensor,
-                        mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss_components(
+        self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Unweighted masked loss of each target, keyed by :attr:`Target.key` (``age``, ``sex``, ...)."""
         self._check(raw, y)
-        return {t.key: t.compute_loss(raw[:, os_], y[:, ls], None if mask is None else mask[:, ls])
-                for t, os_, ls in self._slices()}
+        return {
+            t.key: t.compute_loss(raw[:, os_], y[:, ls], None if mask is None else mask[:, ls])
+            for t, os_, ls in self._slices()
+        }
 
     def loss(self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Weighted task loss (scalar).
@@ -563,7 +588,7 @@ class TaskSpec:
             Extra mask (False = ignore), combined with the NaN mask.
         """
         parts = self.loss_components(raw, y, mask)
-        return sum(w * v for w, v in zip(self.weights, parts.values()))
+        return sum(w * v for w, v in zip(self.weights, parts.values(), strict=True))
 
     # -- inference and scoring
     def postprocess(self, raw: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
@@ -590,7 +615,11 @@ class TaskSpec:
 
     # -- serialisation
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "targets": [t.to_dict() for t in self.targets], "weights": list(self.weights)}
+        return {
+            "name": self.name,
+            "targets": [t.to_dict() for t in self.targets],
+            "weights": list(self.weights),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskSpec:
@@ -598,9 +627,14 @@ class TaskSpec:
         if unknown:
             raise ConfigError(f"Unknown task field(s) {unknown}. Valid: name, targets, weights.")
         if "targets" not in d:
-            raise ConfigError("A task dict needs 'targets': a list of {kind: regression|binary|multilabel, ...}.")
-        return cls(targets=tuple(target_from_dict(t) for t in d["targets"]), weights=d.get("weights"),
-                   name=d.get("name", "custom"))
+            raise ConfigError(
+                "A task dict needs 'targets': a list of {kind: regression|binary|multilabel, ...}."
+            )
+        return cls(
+            targets=tuple(target_from_dict(t) for t in d["targets"]),
+            weights=d.get("weights"),
+            name=d.get("name", "custom"),
+        )
 
 
 # ----------------------------------------------------------------------------------------------- presets
@@ -609,7 +643,7 @@ _TASKS: dict[str, Callable[..., TaskSpec]] = {}
 
 
 def register_task(name: str) -> Callable[[Callable[..., TaskSpec]], Callable[..., TaskSpec]]:
-    """Decorator registering a task factory under ``name`` (its keyword arguments are the preset's options)."""
+    """Decorator registering a task factory under ``name`` (its keyword arguments are the options)."""
 
     def decorate(factory: Callable[..., TaskSpec]) -> Callable[..., TaskSpec]:
         _TASKS[name] = factory
@@ -624,7 +658,7 @@ def list_tasks() -> list[str]:
 
 
 def task_from_name(name: str, **options: Any) -> TaskSpec:
-    """Build a named task preset (``"age"``, ``"sex"``, ``"age_sex"``, ``"ptbxl_superclasses"``, ``"MI"``, ...).
+    """Build a named task preset (``"age"``, ``"sex"``, ``"age_sex"``, ``"ptbxl_superclasses"``, ``"MI"``...).
 
     ``options`` are the preset's keyword arguments (e.g. ``age_loss="l1"``); unknown names or options raise
     :class:`~ecglens.exceptions.ConfigError` listing the valid ones.
@@ -653,10 +687,14 @@ def _sex_task(pos_weight: float | None = None) -> TaskSpec:
 
 
 @register_task("age_sex")
-def _age_sex_task(age_loss: str = "gaussian_nll", weights: Sequence[float] = (1.0, 1.0),
-                  pos_weight: float | None = None) -> TaskSpec:
+def _age_sex_task(
+    age_loss: str = "gaussian_nll", weights: Sequence[float] = (1.0, 1.0), pos_weight: float | None = None
+) -> TaskSpec:
     """Age (years) and sex (``p_female``) from one backbone, losses weighted by ``weights``."""
-    targets = (RegressionTarget("age", loss=age_loss), BinaryTarget("sex", name="p_female", pos_weight=pos_weight))
+    targets = (
+        RegressionTarget("age", loss=age_loss),
+        BinaryTarget("sex", name="p_female", pos_weight=pos_weight),
+    )
     return TaskSpec(targets, weights=tuple(weights), name="age_sex")
 
 

@@ -30,8 +30,8 @@ from torch import nn
 
 from ..exceptions import ConfigError, EcglensError
 
-__all__ = ["ATTRIBUTION_METHODS", "attribute", "completeness_gap", "lead_importance", "windows_to_timeline",
-           "resample_attribution"]
+__all__ = ["ATTRIBUTION_METHODS", "attribute", "completeness_gap", "lead_importance", "resample_attribution",
+           "windows_to_timeline"]
 
 
 def _as_model(model: Any) -> nn.Module:

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_curve
 
 from . import metrics as M
 
-__all__ = ["plot_scatter", "plot_bland_altman", "plot_roc", "plot_calibration", "plot_decade_bias", "new_figure"]
+__all__ = ["new_figure", "plot_bland_altman", "plot_calibration", "plot_decade_bias", "plot_roc", "plot_scatter"]
 
 _POINT_COLOR = "#1f4e79"
 
@@ -124,7 +124,7 @@ def plot_roc(y_true: Any, y_score: Any, label: str | None = None, title: str | N
         fpr, tpr, _ = roc_curve(t, s)
         ax.plot(fpr, tpr, lw=1.5, label=f"{name}AUROC = {M.auroc(t, s):.3f} (n = {t.size})")
     else:
-        ax.plot([], [], label=f"{name}AUROC undefined ({M.binary_note(t)})")
+        ax.plot([], [], label=f"{name}AUROC undefined ({int(t.sum())} positive of {t.size})")
     if new:
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         ax.set_xlim(0, 1)

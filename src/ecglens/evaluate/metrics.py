@@ -42,11 +42,34 @@ from sklearn.metrics import (
 from ..exceptions import EcglensError
 
 __all__ = [
-    "mae", "rmse", "pearson_r", "r2", "bias", "regression_metrics", "age_decade", "by_decade",
-    "auroc", "auprc", "brier", "accuracy", "sensitivity", "specificity", "binary_metrics", "binary_note",
-    "at_threshold", "threshold_youden", "threshold_for_sensitivity", "threshold_for_specificity",
-    "select_threshold", "THRESHOLD_METHODS", "calibration", "multilabel_auroc", "micro_auroc",
-    "REGRESSION_METRICS", "BINARY_METRICS", "THRESHOLD_METRICS",
+    "BINARY_METRICS",
+    "REGRESSION_METRICS",
+    "THRESHOLD_METHODS",
+    "THRESHOLD_METRICS",
+    "accuracy",
+    "age_decade",
+    "at_threshold",
+    "auprc",
+    "auroc",
+    "bias",
+    "binary_metrics",
+    "binary_note",
+    "brier",
+    "by_decade",
+    "calibration",
+    "mae",
+    "micro_auroc",
+    "multilabel_auroc",
+    "pearson_r",
+    "r2",
+    "regression_metrics",
+    "rmse",
+    "select_threshold",
+    "sensitivity",
+    "specificity",
+    "threshold_for_sensitivity",
+    "threshold_for_specificity",
+    "threshold_youden",
 ]
 
 MetricFn = Callable[..., float]
@@ -386,6 +409,11 @@ def _roc(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return fpr[1:], tpr[1:], thr[1:]  # drop sklearn's leading +inf threshold (predicts nothing positive)
 
 
+def _check_target(target: float) -> None:
+    if not 0 < float(target) <= 1:
+        raise EcglensError(f"target must be a proportion in (0, 1], e.g. 0.9 for 90 %, got {target!r}.")
+
+
 def threshold_youden(y_true: Any, y_score: Any) -> float:
     """Threshold maximising Youden's J = sensitivity + specificity - 1 (ties: the highest threshold)."""
     fpr, tpr, thr = _roc(y_true, y_score)
@@ -394,13 +422,15 @@ def threshold_youden(y_true: Any, y_score: Any) -> float:
 
 def threshold_for_sensitivity(y_true: Any, y_score: Any, target: float = 0.9) -> float:
     """Highest threshold whose sensitivity is at least ``target`` (best specificity at that sensitivity)."""
-    fpr, tpr, thr = _roc(y_true, y_score)
+    _check_target(target)
+    _, tpr, thr = _roc(y_true, y_score)
     return float(thr[int(np.flatnonzero(tpr >= target)[0])])
 
 
 def threshold_for_specificity(y_true: Any, y_score: Any, target: float = 0.9) -> float:
     """Lowest threshold whose specificity is at least ``target`` (best sensitivity at that specificity)."""
-    fpr, tpr, thr = _roc(y_true, y_score)
+    _check_target(target)
+    fpr, _, thr = _roc(y_true, y_score)
     ok = np.flatnonzero(1.0 - fpr >= target)
     return float(thr[int(ok[-1])]) if ok.size else float(np.nextafter(thr[0], np.inf))
 

@@ -37,9 +37,19 @@ from . import metrics as M
 from .bootstrap import bootstrap_metrics
 
 __all__ = [
-    "OUTPUT_TARGETS", "PREFIX_TARGETS", "AUXILIARY_SUFFIXES", "HEALTH_COLUMNS", "OutputTarget", "map_outputs",
-    "health_subsets", "evaluate_predictions", "write_report", "predictions_table", "predict_cache",
-    "evaluate_checkpoint", "format_results",
+    "AUXILIARY_SUFFIXES",
+    "HEALTH_COLUMNS",
+    "OUTPUT_TARGETS",
+    "PREFIX_TARGETS",
+    "OutputTarget",
+    "evaluate_checkpoint",
+    "evaluate_predictions",
+    "format_results",
+    "health_subsets",
+    "map_outputs",
+    "predict_cache",
+    "predictions_table",
+    "write_report",
 ]
 
 #: exact output name -> (truth column, kind)

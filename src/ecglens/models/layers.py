@@ -322,10 +322,10 @@ class EcgModel(nn.Module):
 # ----------------------------------------------------------------------------------------------------
 
 
-def _rebuild_conv1d(old: nn.Conv1d, in_leads: int, weight: torch.Tensor) -> nn.Conv1d:
+def _rebuild_conv1d(old: nn.Conv1d, in_leads: int) -> nn.Conv1d:
     if old.groups != 1:
         raise ConfigError(f"cannot adapt a grouped input convolution ({old}); only groups=1 is supported.")
-    new = nn.Conv1d(
+    return nn.Conv1d(
         in_leads,
         old.out_channels,
         old.kernel_size,
@@ -335,14 +335,13 @@ def _rebuild_conv1d(old: nn.Conv1d, in_leads: int, weight: torch.Tensor) -> nn.C
         bias=old.bias is not None,
         padding_mode=old.padding_mode,
     )
-    return new
 
 
-def _rebuild_leadmix(old: LeadMixConv2d, in_leads: int, weight: torch.Tensor) -> LeadMixConv2d:
+def _rebuild_leadmix(old: LeadMixConv2d, in_leads: int) -> LeadMixConv2d:
     return LeadMixConv2d(old.in_channels, old.out_channels, in_leads, bias=old.bias is not None)
 
 
-#: layer type -> (axis of the weight that indexes leads, rebuild(old, in_leads, weight) -> new layer)
+#: layer type -> (axis of the weight that indexes leads, rebuild(old, in_leads) -> new layer)
 _LEAD_ADAPTERS: dict[type, tuple[int, Callable[..., nn.Module]]] = {
     nn.Conv1d: (1, _rebuild_conv1d),
     LeadMixConv2d: (2, _rebuild_leadmix),
@@ -444,7 +443,7 @@ def adapt_input_leads(
             raise ConfigError(f"cannot adapt {path} of type {type(old).__name__} to another lead count.")
         dim, rebuild = adapter
         weight = _new_lead_weight(old.weight, dim, in_leads, idx)
-        new = rebuild(old, in_leads, weight).to(device=old.weight.device, dtype=old.weight.dtype)
+        new = rebuild(old, in_leads).to(device=old.weight.device, dtype=old.weight.dtype)
         new.weight.copy_(weight)
         new.weight.requires_grad_(old.weight.requires_grad)
         if old.bias is not None:

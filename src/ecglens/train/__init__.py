@@ -14,16 +14,16 @@ import importlib
 from typing import Any
 
 __all__ = [
-    "TrainConfig",
-    "load_config",
-    "save_config",
-    "fit",
-    "RunResult",
-    "EcgLightningModule",
     "Checkpoint",
-    "save_checkpoint",
-    "load_checkpoint",
+    "EcgLightningModule",
+    "RunResult",
+    "TrainConfig",
+    "fit",
     "list_pretrained",
+    "load_checkpoint",
+    "load_config",
+    "save_checkpoint",
+    "save_config",
 ]
 
 _WHERE = {

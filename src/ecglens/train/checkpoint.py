@@ -9,8 +9,9 @@ A checkpoint is a single ``.safetensors`` file. Its tensors are the model's ``st
 * ``task``: the :class:`~ecglens.data.targets.TaskSpec` (with the fitted label mean / std);
 * ``config``: the resolved training config; ``metrics``: validation metrics; ``ecglens_version``, ``created``.
 
-Loading never unpickles anything: safetensors holds tensors and strings only. Shipped models live in the package
-folder ``ecglens/weights/<name>.safetensors`` and are loaded by bare name (``load_checkpoint("age-sex")``).
+Loading never unpickles anything: safetensors holds tensors and strings only. Shipped models live in the
+package folder ``ecglens/weights/<name>.safetensors`` and are loaded by bare name
+(``load_checkpoint("age-sex")``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,14 @@ from torch import nn
 from ..data.targets import TaskSpec
 from ..exceptions import CheckpointError, EcglensError, LeadError
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "read_checkpoint_metadata", "list_pretrained",
-           "FORMAT"]
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "list_pretrained",
+    "load_checkpoint",
+    "read_checkpoint_metadata",
+    "save_checkpoint",
+]
 
 #: value of the ``format`` metadata entry of every ecglens checkpoint
 FORMAT = "ecglens-checkpoint/1"
@@ -66,10 +73,18 @@ def _config_dict(config: Any) -> dict[str, Any] | None:
     return _json_safe(dict(config))
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, model_name: str | None = None,
-                    model_kwargs: dict[str, Any] | None = None, task: TaskSpec | None = None,
-                    preprocess: Any = None, config: Any = None, metrics: dict[str, Any] | None = None, *,
-                    in_leads: int | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    model_name: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    task: TaskSpec | None = None,
+    preprocess: Any = None,
+    config: Any = None,
+    metrics: dict[str, Any] | None = None,
+    *,
+    in_leads: int | None = None,
+) -> Path:
     """Write ``model`` and its description to one ``.safetensors`` file (atomically).
 
     Parameters
@@ -79,8 +94,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, model_name: 
     model : nn.Module
         The trained model (any device; weights are stored on CPU).
     model_name, model_kwargs : str, dict
-        How ``ecglens.models.create_model`` rebuilds it (default: the model's ``model_name`` / ``model_kwargs``
-        attributes, which ``create_model`` sets).
+        How ``ecglens.models.create_model`` rebuilds it (default: the model's ``model_name`` /
+        ``model_kwargs`` attributes, which ``create_model`` sets).
     task : TaskSpec
         The fitted task (label statistics included).
     preprocess : Preprocess or None
@@ -103,7 +118,9 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, model_name: 
     path = path if path.suffix == _SUFFIX else path.with_name(path.name + _SUFFIX)
     model_name = model_name or getattr(model, "model_name", None)
     if not model_name or task is None:
-        raise CheckpointError("save_checkpoint needs the model's registry name (model_name=...) and its task.")
+        raise CheckpointError(
+            "save_checkpoint needs the model's registry name (model_name=...) and its task."
+        )
     in_leads = in_leads or getattr(model, "in_leads", None) or len(getattr(preprocess, "leads", ()) or ())
     if not in_leads:
         raise CheckpointError("Cannot tell the model's input leads: pass in_leads=... to save_checkpoint.")
@@ -111,9 +128,14 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, model_name: 
 
     meta = {
         "format": FORMAT,
-        "model": {"name": model_name, "kwargs": _json_safe(model_kwargs if model_kwargs is not None
-                                                          else getattr(model, "model_kwargs", {})),
-                  "in_leads": int(in_leads), "num_outputs": int(task.num_outputs)},
+        "model": {
+            "name": model_name,
+            "kwargs": _json_safe(
+                model_kwargs if model_kwargs is not None else getattr(model, "model_kwargs", {})
+            ),
+            "in_leads": int(in_leads),
+            "num_outputs": int(task.num_outputs),
+        },
         "preprocess": None if preprocess is None else _json_safe(preprocess.to_dict()),
         "task": _json_safe(task.to_dict()),
         "config": _config_dict(config),
@@ -155,14 +177,18 @@ def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
     """The file of a checkpoint path or of a shipped model's bare name; :class:`CheckpointError` if none."""
     text = os.fspath(path_or_name)
     available = list_pretrained()
-    listing = f"Shipped models: {', '.join(available)}." if available else "No models are shipped in this install."
+    listing = (
+        f"Shipped models: {', '.join(available)}." if available else "No models are shipped in this install."
+    )
     if _is_bare_name(text):
         candidate = _weights_dir() / f"{text}{_SUFFIX}"
         if candidate.is_file():
             with resources.as_file(candidate) as real:
                 return Path(real)
-        raise CheckpointError(f"Unknown model name {text!r}. {listing} Or pass the path of a .safetensors "
-                              "checkpoint (written by `ecglens train`).")
+        raise CheckpointError(
+            f"Unknown model name {text!r}. {listing} Or pass the path of a .safetensors "
+            "checkpoint (written by `ecglens train`)."
+        )
     path = Path(text)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint file {path} not found. {listing}")
@@ -170,19 +196,23 @@ def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
 
 
 def read_checkpoint_metadata(path_or_name: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON description of a checkpoint (model, preprocess, task, config, metrics, ...), without weights."""
-    from safetensors import safe_open
+    """The JSON description of a checkpoint (model, preprocess, task, config, metrics...), no weights."""
+    from safetensors import SafetensorError, safe_open
 
     path = resolve_checkpoint(path_or_name)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for malformed files
-        raise CheckpointError(f"{path} is not a readable safetensors file ({err}). Re-export it with "
-                              "`ecglens train` / save_checkpoint.") from None
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({err}). Re-export it with "
+            "`ecglens train` / save_checkpoint."
+        ) from None
     if _META_KEY not in meta:
-        raise CheckpointError(f"{path} is a safetensors file but not an ecglens checkpoint (no 'ecglens' metadata); "
-                              "save models with ecglens.train.checkpoint.save_checkpoint.")
+        raise CheckpointError(
+            f"{path} is a safetensors file but not an ecglens checkpoint (no 'ecglens' metadata); "
+            "save models with ecglens.train.checkpoint.save_checkpoint."
+        )
     try:
         return json.loads(meta[_META_KEY])
     except json.JSONDecodeError as err:
@@ -250,13 +280,15 @@ class Checkpoint:
         x = np.asarray(x, dtype=np.float32)
         x = x[None] if x.ndim == 2 else x
         if x.ndim != 3 or x.shape[1] != self.in_leads:
-            raise LeadError(f"Checkpoint {self.path.name} expects x of shape [N, {self.in_leads}, n_samples], got "
-                            f"{x.shape}. Bring records to the model's contract first (ecglens.Predictor does).")
+            raise LeadError(
+                f"Checkpoint {self.path.name} expects x of shape [N, {self.in_leads}, n_samples], got "
+                f"{x.shape}. Bring records to the model's contract first (ecglens.Predictor does)."
+            )
         device = next(self.model.parameters()).device
         raws = []
         with torch.inference_mode():
             for start in range(0, len(x), max(1, int(batch_size))):
-                batch = torch.from_numpy(x[start:start + batch_size]).to(device)
+                batch = torch.from_numpy(x[start : start + batch_size]).to(device)
                 raws.append(self.model(batch).float().cpu())
         raw = torch.cat(raws) if raws else torch.zeros((0, self.task.num_outputs))
         return self.task.postprocess(raw)
@@ -267,24 +299,32 @@ def _build_model(meta: dict[str, Any], path: Path) -> nn.Module:
 
     spec = meta.get("model") or {}
     try:
-        return create_model(spec["name"], in_leads=int(spec["in_leads"]), num_outputs=int(spec["num_outputs"]),
-                            **dict(spec.get("kwargs") or {}))
+        return create_model(
+            spec["name"],
+            in_leads=int(spec["in_leads"]),
+            num_outputs=int(spec["num_outputs"]),
+            **dict(spec.get("kwargs") or {}),
+        )
     except KeyError as err:
         raise CheckpointError(f"{path}: the model description lacks {err}; the file is damaged.") from None
     except EcglensError as err:
-        raise CheckpointError(f"{path}: cannot rebuild model {spec.get('name')!r} ({err}). It may need a newer "
-                              "ecglens.") from None
+        raise CheckpointError(
+            f"{path}: cannot rebuild model {spec.get('name')!r} ({err}). It may need a newer ecglens."
+        ) from None
 
 
-def load_checkpoint(path_or_name: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(
+    path_or_name: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> Checkpoint:
     """Load a checkpoint file or a shipped model by name (``"age-sex"``), ready to predict.
 
     Raises
     ------
     CheckpointError
-        Unknown name (the message lists the shipped ones), missing or malformed file, or weights that do not fit
-        the described model.
+        Unknown name (the message lists the shipped ones), missing or malformed file, or weights that do not
+        fit the described model.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     path = resolve_checkpoint(path_or_name)
@@ -292,16 +332,27 @@ def load_checkpoint(path_or_name: str | os.PathLike[str], map_location: str | to
     model = _build_model(meta, path)
     try:
         load_model(model, str(path), strict=True, device=str(map_location))
-    except Exception as err:  # safetensors raises RuntimeError / its own errors for mismatches
-        raise CheckpointError(f"{path}: the weights do not fit model {meta['model']['name']!r} ({err}).") from None
+    except (SafetensorError, RuntimeError, ValueError) as err:  # RuntimeError: missing / unexpected keys
+        raise CheckpointError(
+            f"{path}: the weights do not fit model {meta['model']['name']!r} ({err})."
+        ) from None
     model = model.to(map_location).eval()
     preprocess = None
     if meta.get("preprocess") is not None:
         from ..signal.transforms import Preprocess
 
         preprocess = Preprocess.from_dict(meta["preprocess"])
-    return Checkpoint(model=model, model_name=meta["model"]["name"], model_kwargs=dict(meta["model"]["kwargs"]),
-                      in_leads=int(meta["model"]["in_leads"]), task=TaskSpec.from_dict(meta["task"]),
-                      preprocess=preprocess, config=meta.get("config"), metrics=dict(meta.get("metrics") or {}),
-                      version=str(meta.get("ecglens_version", "")), created=str(meta.get("created", "")),
-                      path=path, meta=meta)
+    return Checkpoint(
+        model=model,
+        model_name=meta["model"]["name"],
+        model_kwargs=dict(meta["model"]["kwargs"]),
+        in_leads=int(meta["model"]["in_leads"]),
+        task=TaskSpec.from_dict(meta["task"]),
+        preprocess=preprocess,
+        config=meta.get("config"),
+        metrics=dict(meta.get("metrics") or {}),
+        version=str(meta.get("ecglens_version", "")),
+        created=str(meta.get("created", "")),
+        path=path,
+        meta=meta,
+    )

@@ -1,9 +1,10 @@
 """Training configuration: frozen dataclasses <-> YAML, with type-checked ``key.sub=value`` overrides.
 
-A config file has the sections ``data``, ``model``, ``task``, ``optim``, ``augment`` and ``trainer`` (all optional;
-missing keys take the defaults below) and an optional ``name``. Every key is checked: an unknown key or a value
-of the wrong type raises :class:`~ecglens.exceptions.ConfigError` naming the valid keys. The *resolved* config
-(defaults filled in, overrides applied) is written to every run folder and stored in every checkpoint.
+A config file has the sections ``data``, ``model``, ``task``, ``optim``, ``augment`` and ``trainer`` (all
+optional; missing keys take the defaults below) and an optional ``name``. Every key is checked: an unknown key
+or a value of the wrong type raises :class:`~ecglens.exceptions.ConfigError` naming the valid keys. The
+*resolved* config (defaults filled in, overrides applied) is written to every run folder and stored in every
+checkpoint.
 
 Example
 -------
@@ -34,19 +35,19 @@ import yaml
 from ..exceptions import ConfigError
 
 __all__ = [
+    "SCHEDULES",
+    "AugmentConfig",
     "DataConfig",
     "ModelConfig",
-    "TaskConfig",
     "OptimConfig",
-    "AugmentConfig",
-    "TrainerConfig",
+    "TaskConfig",
     "TrainConfig",
-    "SCHEDULES",
-    "load_config",
-    "save_config",
+    "TrainerConfig",
+    "apply_overrides",
     "config_from_dict",
     "config_to_dict",
-    "apply_overrides",
+    "load_config",
+    "save_config",
 ]
 
 #: learning-rate schedules understood by :class:`ecglens.train.module.EcgLightningModule`
@@ -61,8 +62,8 @@ def _choices(*values: str) -> dict[str, tuple[str, ...]]:
 class DataConfig:
     """Which prepared cache to train on and how to split it.
 
-    ``train_folds`` / ``val_folds`` select rows by the cache's ``fold`` column (PTB-XL ``strat_fold``, which is
-    patient-disjoint). ``train_fraction`` and ``max_train`` subsample the training rows (seeded by
+    ``train_folds`` / ``val_folds`` select rows by the cache's ``fold`` column (PTB-XL ``strat_fold``, which
+    is patient-disjoint). ``train_fraction`` and ``max_train`` subsample the training rows (seeded by
     ``subsample_seed``) for learning-curve / data-efficiency experiments.
     """
 
@@ -125,15 +126,17 @@ class TrainerConfig:
 
     ``precision="auto"`` means ``16-mixed`` on a GPU and ``32-true`` on CPU; ``16-mixed`` asked for on a CPU
     falls back to ``32-true``. ``max_time`` is ``"DD:HH:MM:SS"`` (quote it in YAML). ``patience`` epochs
-    without improvement of ``monitor`` stop training (``null`` disables early stopping). ``num_threads``: torch
-    CPU threads (default: the CPU count minus the data-loader workers, at least 1).
+    without improvement of ``monitor`` stop training (``null`` disables early stopping). ``num_threads``:
+    torch CPU threads (default: the CPU count minus the data-loader workers, at least 1).
     """
 
     accelerator: str = "auto"
     devices: int | str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = field(default="auto", metadata=_choices("auto", "32-true", "32", "16-mixed", "bf16-mixed"))
+    precision: str = field(
+        default="auto", metadata=_choices("auto", "32-true", "32", "16-mixed", "bf16-mixed")
+    )
     seed: int = 0
     patience: int | None = 10
     max_time: str | None = None
@@ -179,9 +182,15 @@ def _is_union(tp: Any) -> bool:
 
 
 def _fail(key: str, tp: Any, value: Any) -> ConfigError:
-    hint = " (quote strings that look like numbers or times in YAML)" if str in typing.get_args(tp) + (tp,) else ""
-    return ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}{hint}. Fix it in the YAML file or "
-                       f"with --set {key}=VALUE.")
+    hint = (
+        " (quote strings that look like numbers or times in YAML)"
+        if str in typing.get_args(tp) + (tp,)
+        else ""
+    )
+    return ConfigError(
+        f"{key}: expected {_describe(tp)}, got {value!r}{hint}. Fix it in the YAML file or "
+        f"with --set {key}=VALUE."
+    )
 
 
 def _to_int(value: Any) -> int:
@@ -265,8 +274,10 @@ def _plain(value: Any) -> Any:
 def _unknown_key(key: str, valid: Sequence[str], where: str) -> ConfigError:
     close = difflib.get_close_matches(key, list(valid), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"Unknown config key {where + key!r}.{hint} Valid keys{' of ' + where[:-1] if where else ''}: "
-                       f"{', '.join(valid)}.")
+    return ConfigError(
+        f"Unknown config key {where + key!r}.{hint} Valid keys{' of ' + where[:-1] if where else ''}: "
+        f"{', '.join(valid)}."
+    )
 
 
 def _from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
@@ -289,7 +300,9 @@ def config_from_dict(data: Mapping[str, Any] | None) -> TrainConfig:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"A config must be a mapping of sections (data, model, ...), got {type(data).__name__}.")
+        raise ConfigError(
+            f"A config must be a mapping of sections (data, model, ...), got {type(data).__name__}."
+        )
     return _from_dict(TrainConfig, data)
 
 
@@ -322,22 +335,26 @@ def _is_mapping_type(tp: Any) -> bool:
 def _parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"Override {item!r} is not KEY=VALUE (e.g. optim.lr=3e-4 or model.kwargs.width=32).")
+        raise ConfigError(
+            f"Override {item!r} is not KEY=VALUE (e.g. optim.lr=3e-4 or model.kwargs.width=32)."
+        )
     return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
 
 
 def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
     """Apply ``["section.key=value", ...]`` overrides (values parsed as YAML, then type-checked).
 
-    Keys inside free-form mappings (``model.kwargs``, ``task.options``, ``augment.spec``) may be new; every other
-    key must exist.
+    Keys inside free-form mappings (``model.kwargs``, ``task.options``, ``augment.spec``) may be new; every
+    other key must exist.
     """
     data = config_to_dict(config)
     for item in overrides:
         path, value = _parse_override(item)
         tp, depth = _leaf_type(path)
         if depth < len(path) and not _is_mapping_type(tp):
-            raise ConfigError(f"Override {item!r}: {'.'.join(path[:depth])} is a {_describe(tp)}, not a section.")
+            raise ConfigError(
+                f"Override {item!r}: {'.'.join(path[:depth])} is a {_describe(tp)}, not a section."
+            )
         node = data
         for part in path[:-1]:
             if not isinstance(node.get(part), dict):

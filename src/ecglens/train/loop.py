@@ -14,8 +14,8 @@ A run folder holds::
       curves.png         training curves
       logs/              Lightning CSVLogger output (one version per start / resume)
 
-``fit(config, resume=RUN_DIR)`` continues from ``RUN_DIR/last.ckpt``: the epoch counter, optimiser, schedule and
-history carry on (to ``optim.epochs`` of the given config, which may be larger than before).
+``fit(config, resume=RUN_DIR)`` continues from ``RUN_DIR/last.ckpt``: the epoch counter, optimiser, schedule
+and history carry on (to ``optim.epochs`` of the given config, which may be larger than before).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .checkpoint import save_checkpoint
 from .config import TrainConfig, config_to_dict, save_config
 from .module import EcgLightningModule
 
-__all__ = ["RunResult", "fit", "build_task", "build_augment", "build_datamodule", "plot_history"]
+__all__ = ["RunResult", "build_augment", "build_datamodule", "build_task", "fit", "plot_history"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def build_task(config: TrainConfig) -> TaskSpec:
 
 
 def build_augment(config: TrainConfig) -> Any:
-    """``ecglens.signal.augment.Augment`` of the config (``Augment.default()`` when ``spec`` is empty), or None."""
+    """The config's ``ecglens.signal.augment.Augment`` (``Augment.default()`` if no ``spec``) or None."""
     if not config.augment.enabled:
         return None
     from ..signal.augment import Augment
@@ -73,11 +73,19 @@ def build_augment(config: TrainConfig) -> Any:
 def build_datamodule(config: TrainConfig, cache: Any = None) -> EcgDataModule:
     """The data module of a config (``cache``: an opened cache to use instead of ``config.data.cache``)."""
     d = config.data
-    return EcgDataModule(cache if cache is not None else d.cache, build_task(config),
-                         train_folds=d.train_folds, val_folds=d.val_folds, train_fraction=d.train_fraction,
-                         max_train=d.max_train, subsample_seed=d.subsample_seed, augment=build_augment(config),
-                         batch_size=config.optim.batch_size, num_workers=config.trainer.num_workers,
-                         seed=config.trainer.seed)
+    return EcgDataModule(
+        cache if cache is not None else d.cache,
+        build_task(config),
+        train_folds=d.train_folds,
+        val_folds=d.val_folds,
+        train_fraction=d.train_fraction,
+        max_train=d.max_train,
+        subsample_seed=d.subsample_seed,
+        augment=build_augment(config),
+        batch_size=config.optim.batch_size,
+        num_workers=config.trainer.num_workers,
+        seed=config.trainer.seed,
+    )
 
 
 def _uses_gpu(accelerator: str) -> bool:
@@ -102,22 +110,50 @@ def _set_threads(config: TrainConfig) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - config.trainer.num_workers))
 
 
-def _run_dir(config: TrainConfig, out: str | os.PathLike[str] | None, resume: str | os.PathLike[str] | None) -> Path:
+def _run_dir(
+    config: TrainConfig, out: str | os.PathLike[str] | None, resume: str | os.PathLike[str] | None
+) -> Path:
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "last.ckpt").is_file():
-            raise CheckpointError(f"Cannot resume: {run_dir / 'last.ckpt'} not found. Pass the folder of a run "
-                                  "started by `ecglens train` (it writes last.ckpt after every epoch).")
+            raise CheckpointError(
+                f"Cannot resume: {run_dir / 'last.ckpt'} not found. Pass the folder of a run "
+                "started by `ecglens train` (it writes last.ckpt after every epoch)."
+            )
+        return run_dir
+    if not _is_rank_zero():  # a DDP worker process: use the folder rank 0 chose and checked
+        run_dir = Path(os.environ.get(_RUN_DIR_ENV) or out or "")
+        if not str(run_dir):
+            raise ConfigError(
+                "Multi-node training needs the same run folder on every node: pass --out RUN_DIR."
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir
     if out is None:
+        if config.trainer.num_nodes > 1:
+            raise ConfigError(
+                "Multi-node training needs the same run folder on every node: pass --out RUN_DIR."
+            )
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path(config.trainer.out_dir) / f"{config.name}-{stamp}"
     run_dir = Path(out)
     if run_dir.is_dir() and any(run_dir.iterdir()):
-        raise ConfigError(f"Run folder {run_dir} exists and is not empty. Choose another --out, or continue that "
-                          f"run with --resume {run_dir}.")
+        raise ConfigError(
+            f"Run folder {run_dir} exists and is not empty. Choose another --out, or continue that "
+            f"run with --resume {run_dir}."
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[_RUN_DIR_ENV] = str(run_dir.resolve())  # inherited by the DDP processes Lightning launches
     return run_dir
+
+
+#: environment variable through which rank 0 tells the DDP processes it launches where the run folder is
+_RUN_DIR_ENV = "ECGLENS_RUN_DIR"
+
+
+def _is_rank_zero() -> bool:
+    """False in a process that a distributed launcher (Lightning, torchrun, SLURM) started as rank > 0."""
+    return all(int(os.environ.get(k) or 0) == 0 for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def monitor_names(task: TaskSpec) -> list[str]:
@@ -131,17 +167,27 @@ def monitor_names(task: TaskSpec) -> list[str]:
 def _check_monitor(config: TrainConfig, task: TaskSpec) -> None:
     valid = monitor_names(task)
     if config.trainer.monitor not in valid:
-        raise ConfigError(f"trainer.monitor={config.trainer.monitor!r} is not logged by task {task.name!r}. "
-                          f"Choose one of: {', '.join(valid)}.")
+        raise ConfigError(
+            f"trainer.monitor={config.trainer.monitor!r} is not logged by task {task.name!r}. "
+            f"Choose one of: {', '.join(valid)}."
+        )
 
 
 def _callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     t = config.trainer
-    callbacks: list[Any] = [ModelCheckpoint(dirpath=run_dir, filename="best", monitor=t.monitor,
-                                            mode=t.monitor_mode, save_top_k=1, save_last=True,
-                                            enable_version_counter=False)]
+    callbacks: list[Any] = [
+        ModelCheckpoint(
+            dirpath=run_dir,
+            filename="best",
+            monitor=t.monitor,
+            mode=t.monitor_mode,
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,
+        )
+    ]
     if t.patience is not None:
         callbacks.append(EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.patience))
     if t.progress_bar:
@@ -154,21 +200,37 @@ def _trainer(config: TrainConfig, run_dir: Path, n_batches: int) -> Any:
     from lightning.pytorch.loggers import CSVLogger
 
     t = config.trainer
+    per_node = t.devices if isinstance(t.devices, int) and t.devices > 0 else 1  # "auto" / -1: unknown here
+    world = max(1, per_node * t.num_nodes)
     return L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=_precision(config), max_epochs=config.optim.epochs, max_time=t.max_time,
-        logger=CSVLogger(str(run_dir), name="logs"), callbacks=_callbacks(config, run_dir),
-        default_root_dir=str(run_dir), log_every_n_steps=max(1, min(t.log_every_n_steps, n_batches)),
-        gradient_clip_val=config.optim.grad_clip, deterministic=t.deterministic,
-        enable_progress_bar=t.progress_bar, enable_model_summary=t.progress_bar,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=_precision(config),
+        max_epochs=config.optim.epochs,
+        max_time=t.max_time,
+        logger=CSVLogger(str(run_dir), name="logs"),
+        callbacks=_callbacks(config, run_dir),
+        default_root_dir=str(run_dir),
+        log_every_n_steps=max(1, min(t.log_every_n_steps, n_batches // world)),
+        gradient_clip_val=config.optim.grad_clip,
+        deterministic=t.deterministic,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=t.progress_bar,
     )
 
 
 # ----------------------------------------------------------------------------------------------- fit
 
 
-def fit(config: TrainConfig, *, out: str | os.PathLike[str] | None = None,
-        resume: str | os.PathLike[str] | None = None, cache: Any = None) -> RunResult:
+def fit(
+    config: TrainConfig,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
+    cache: Any = None,
+) -> RunResult:
     """Train ``config`` and write the run folder (see the module docstring).
 
     Parameters
@@ -204,16 +266,21 @@ def _fit(config: TrainConfig, run_dir: Path, resume: Any, cache: Any) -> RunResu
 
     dm = build_datamodule(config, cache)
     _check_monitor(config, dm.task)
-    model = create_model(config.model.name, in_leads=dm.in_leads, num_outputs=dm.task.num_outputs,
-                         **config.model.kwargs)
+    model = create_model(
+        config.model.name, in_leads=dm.in_leads, num_outputs=dm.task.num_outputs, **config.model.kwargs
+    )
     module = EcgLightningModule(model, dm.task, config.optim)
     trainer = _trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
         dm.splits_table().to_csv(run_dir / "splits.csv", index=False)
-    with warnings.catch_warnings():  # the run folder holds config.yaml / splits.csv (and, resuming, checkpoints)
+    with (
+        warnings.catch_warnings()
+    ):  # the run folder holds config.yaml / splits.csv (and, resuming, checkpoints)
         warnings.filterwarnings("ignore", message=r".*exists and is not empty")
-        trainer.fit(module, datamodule=dm, ckpt_path=str(run_dir / "last.ckpt") if resume is not None else None)
+        trainer.fit(
+            module, datamodule=dm, ckpt_path=str(run_dir / "last.ckpt") if resume is not None else None
+        )
     if not trainer.is_global_zero:
         return RunResult(run_dir, run_dir / "model.safetensors", {})
     return _finish(config, run_dir, trainer, module, dm)
@@ -222,13 +289,16 @@ def _fit(config: TrainConfig, run_dir: Path, resume: Any, cache: Any) -> RunResu
 def _load_best(trainer: Any, module: EcgLightningModule, run_dir: Path) -> int:
     """Load the best epoch's weights into ``module`` (our own Lightning checkpoint); return that epoch."""
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or str(run_dir / "last.ckpt")
-    state = torch.load(best, map_location="cpu", weights_only=False)  # written by this run, so safe to unpickle
+    state = torch.load(
+        best, map_location="cpu", weights_only=False
+    )  # written by this run, so safe to unpickle
     module.load_state_dict(state["state_dict"])
     return int(state.get("epoch", -1))
 
 
-def _finish(config: TrainConfig, run_dir: Path, trainer: Any, module: EcgLightningModule,
-            dm: EcgDataModule) -> RunResult:
+def _finish(
+    config: TrainConfig, run_dir: Path, trainer: Any, module: EcgLightningModule, dm: EcgDataModule
+) -> RunResult:
     """Evaluate the best weights on the validation split and write every output of the run folder."""
     best_epoch = _load_best(trainer, module, run_dir)
     loader = torch.utils.data.DataLoader(dm.val_dataset(), batch_size=dm.batch_size, shuffle=False)
@@ -236,18 +306,34 @@ def _finish(config: TrainConfig, run_dir: Path, trainer: Any, module: EcgLightni
     outputs = dm.task.postprocess(raw)
     val = dm.task.metrics(outputs, y)
     val["loss"] = float(dm.task.loss(torch.from_numpy(raw), torch.from_numpy(y)))
-    metrics = {"split": "val", "folds": list(config.data.val_folds), "n": int(len(y)), "best_epoch": best_epoch,
-               "epochs_run": int(trainer.current_epoch), **{k: float(v) for k, v in val.items()}}
+    metrics = {
+        "split": "val",
+        "folds": list(config.data.val_folds),
+        "n": len(y),
+        "best_epoch": best_epoch,
+        "epochs_run": int(trainer.current_epoch),
+        **{k: float(v) for k, v in val.items()},
+    }
     (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
     _write_predictions(run_dir / "val_predictions.csv", dm, outputs, y)
     module.cpu()
-    path = save_checkpoint(run_dir / "model.safetensors", module.model, config.model.name,
-                           dict(config.model.kwargs), dm.task, getattr(dm.cache, "preprocess", None),
-                           _with_split(config, dm), metrics, in_leads=dm.in_leads)
+    path = save_checkpoint(
+        run_dir / "model.safetensors",
+        module.model,
+        config.model.name,
+        dict(config.model.kwargs),
+        dm.task,
+        getattr(dm.cache, "preprocess", None),
+        _with_split(config, dm),
+        metrics,
+        in_leads=dm.in_leads,
+    )
     history = pd.DataFrame(module.history)
     history.to_csv(run_dir / "history.csv", index=False)
     if len(history):
-        plot_history(history, run_dir / "curves.png", title=f"{config.name}: {config.model.name}, {dm.task.name}")
+        plot_history(
+            history, run_dir / "curves.png", title=f"{config.name}: {config.model.name}, {dm.task.name}"
+        )
     return RunResult(run_dir, path, metrics)
 
 
@@ -281,7 +367,7 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike[str], title: str
     cols = min(3, len(names))
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):
         for split, style in (("train", "--"), ("val", "-")):
             column = f"{split}_{name}"
             if column in history and history[column].notna().any():
@@ -291,7 +377,7 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike[str], title: str
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title)

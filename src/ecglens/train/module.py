@@ -1,8 +1,9 @@
 """The LightningModule: a model of the zoo, a task (loss, metrics) and the optimiser.
 
-Per epoch it logs ``train_loss`` / ``val_loss`` and the task's metrics (``val_age_mae``, ``val_sex_auroc``, ...),
-each computed on the **whole** split at epoch end (predictions gathered across processes under DDP), and keeps
-a ``history`` (one dict per epoch) that is stored in Lightning checkpoints so a resumed run continues it.
+Per epoch it logs ``train_loss`` / ``val_loss`` and the task's metrics (``val_age_mae``,
+``val_sex_auroc``, ...), each computed on the **whole** split at epoch end (predictions gathered across
+processes under DDP), and keeps a ``history`` (one dict per epoch) that is stored in Lightning checkpoints
+so a resumed run continues it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ HISTORY_KEY = "ecglens_history"
 
 def _onecycle(total: int, cfg: OptimConfig) -> Callable[[int], float]:
     """Linear warm-up from lr/25 to lr over ``warmup_fraction`` of the steps, then cosine down to lr/1e4."""
-    warm = max(1, int(round(total * cfg.warmup_fraction)))
+    warm = max(1, round(total * cfg.warmup_fraction))
     start, final = 1.0 / 25.0, 1e-4
 
     def factor(step: int) -> float:
@@ -65,7 +66,7 @@ _SCHEDULES: dict[str, Callable[[int, OptimConfig], Callable[[int], float]]] = {
 
 
 def lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
-    """The learning-rate multiplier ``f(step)`` of ``cfg.schedule`` for a run of ``total_steps`` optimiser steps.
+    """The learning-rate multiplier ``f(step)`` of ``cfg.schedule`` for a run of ``total_steps`` steps.
 
     It is a plain function (not an object with state), so ``LambdaLR`` checkpoints only the step count: a run
     resumed with more epochs continues on the schedule stretched to the new length.
@@ -129,13 +130,15 @@ class EcgLightningModule(L.LightningModule):
         return raw.float(), y.float()
 
     def epoch_metrics(self, split: str) -> dict[str, float]:
-        """Loss, per-target losses and task metrics of the predictions collected for ``split`` (then cleared)."""
+        """Loss, per-target losses and task metrics of the predictions collected for ``split`` (cleared)."""
         gathered = self._gathered(split)
         if gathered is None:
             return {}
         raw, y = gathered
         parts = self.task.loss_components(raw, y)
-        out = {f"{split}_loss": float(sum(w * v for w, v in zip(self.task.weights, parts.values())))}
+        out = {
+            f"{split}_loss": float(sum(w * v for w, v in zip(self.task.weights, parts.values(), strict=True)))
+        }
         if len(parts) > 1:
             out.update({f"{split}_{name}_loss": float(v) for name, v in parts.items()})
         metrics = self.task.metrics(self.task.postprocess(raw), y.cpu().numpy())
@@ -146,15 +149,18 @@ class EcgLightningModule(L.LightningModule):
         if self.trainer.sanity_checking:
             self._outputs["val"] = []
             return
-        row: dict[str, float] = {"epoch": float(self.current_epoch), "step": float(self.global_step)}
+        row: dict[str, float] = {"epoch": self.current_epoch, "step": self.global_step}
         row.update(self.epoch_metrics("train"))
         row.update(self.epoch_metrics("val"))
         if self.trainer.optimizers:
             row["lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
         logged = {k: v for k, v in row.items() if k not in ("epoch", "step") and math.isfinite(v)}
-        bar = {"val_loss"} | {k for k in logged if k.endswith(("_mae", "_auroc"))}
-        self.log_dict({k: v for k, v in logged.items() if k in bar}, prog_bar=True, sync_dist=False)
-        self.log_dict({k: v for k, v in logged.items() if k not in bar}, prog_bar=False, sync_dist=False)
+        headline = ("_mae", "_auroc")
+        bar = {k for k in logged if k == "val_loss" or (k.startswith("val_") and k.endswith(headline))}
+        # values are already gathered over processes: every rank logs the same numbers (so does their mean)
+        sync = self.trainer.world_size > 1
+        self.log_dict({k: v for k, v in logged.items() if k in bar}, prog_bar=True, sync_dist=sync)
+        self.log_dict({k: v for k, v in logged.items() if k not in bar}, prog_bar=False, sync_dist=sync)
         if self.trainer.state.fn == "fit":
             self.history.append(row)
 

@@ -1,0 +1,259 @@
+"""Figures and a summary table of a transfer-learning grid (``results.csv`` of :mod:`ecglens.experiments.transfer`).
+
+* :func:`summarize` -- one row per setting (model, pretraining task, strategy, source size, target size): mean of
+  the metric over seeds with a 95 % interval (over seeds: mean +- t * sd / sqrt(k) for k >= 2 seeds; one seed:
+  that run's bootstrap interval on the test set).
+* :func:`plot_target_size_curves` -- metric vs number of target ECGs (log x), one panel per model, one line per
+  pretraining task / strategy (``none`` = from scratch), interval as a band.
+* :func:`plot_gain_vs_source_size` -- gain over from-scratch training (paired by model, target size and seed)
+  vs number of source ECGs (log x); rows: pretraining tasks, columns: models, one line per target size.
+* :func:`plot_pretraining_tasks` -- the pretraining tasks side by side (bars with intervals) per model, one panel
+  per target size.
+* :func:`write_transfer_figures` -- all of the above into a folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["summarize", "paired_gains", "plot_target_size_curves", "plot_gain_vs_source_size",
+           "plot_pretraining_tasks", "write_transfer_figures"]
+
+_KEYS = ["model", "pretrain_task", "strategy", "source_size", "target_size"]
+_TASK_COLORS = {"none": "0.25", "age": "tab:blue", "sex": "tab:orange", "age_sex": "tab:green"}
+_STRATEGY_STYLES = {"scratch": "-", "finetune": "-", "gradual_unfreeze": "-.", "linear_probe": "--"}
+
+
+def _prepared(results: pd.DataFrame) -> pd.DataFrame:
+    df = results.copy()
+    for column in ("source_size", "target_size"):
+        df[column] = df[column].fillna("").astype(str).replace({"nan": ""})
+    for column in ("n_target", "n_source", "seed"):
+        df[column] = pd.to_numeric(df[column], errors="coerce")
+    return df
+
+
+def _quiet_mean(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else math.nan
+
+
+def _interval(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[float, float, float, float]:
+    """mean, sd, lower, upper: a t interval over seeds, or the bootstrap interval of a single run."""
+    from scipy import stats
+
+    values = values[np.isfinite(values)]
+    k = values.size
+    if k == 0:
+        return (math.nan,) * 4
+    mean = float(values.mean())
+    if k == 1:
+        return mean, math.nan, _quiet_mean(low), _quiet_mean(high)
+    sd = float(values.std(ddof=1))
+    half = float(stats.t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+    return mean, sd, mean - half, mean + half
+
+
+def summarize(results: pd.DataFrame, metric: str = "test_auroc") -> pd.DataFrame:
+    """Mean of ``metric`` over seeds per setting, with a 95 % interval (see the module docstring).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, pretrain_task, strategy, source_size, target_size, n_source, n_target, n_seeds, mean, sd,
+        ci_low, ci_high`` (``n_source`` / ``n_target``: mean actual record counts).
+    """
+    df = _prepared(results)
+    rows = []
+    for key, g in df.groupby(_KEYS, sort=False, dropna=False):
+        mean, sd, lo, hi = _interval(pd.to_numeric(g[metric], errors="coerce").to_numpy(float),
+                                     pd.to_numeric(g.get(f"{metric}_low"), errors="coerce").to_numpy(float),
+                                     pd.to_numeric(g.get(f"{metric}_high"), errors="coerce").to_numpy(float))
+        rows.append({**dict(zip(_KEYS, key)), "n_source": g["n_source"].mean(), "n_target": g["n_target"].mean(),
+                     "n_seeds": int(g["seed"].nunique()), "mean": mean, "sd": sd, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=[*_KEYS, "n_source", "n_target", "n_seeds", "mean", "sd", "ci_low",
+                                       "ci_high"])
+
+
+def paired_gains(results: pd.DataFrame, metric: str = "test_auroc") -> pd.DataFrame:
+    """Per pretrained run: ``gain = metric - metric of the from-scratch run`` with the same model, target size
+    and seed (rows without such a partner are left out)."""
+    df = _prepared(results)
+    base = df[df["pretrain_task"] == "none"][["model", "target_size", "seed", metric]]
+    base = base.rename(columns={metric: "scratch"})
+    pre = df[df["pretrain_task"] != "none"].merge(base, on=["model", "target_size", "seed"], how="inner")
+    pre["gain"] = pd.to_numeric(pre[metric], errors="coerce") - pd.to_numeric(pre["scratch"], errors="coerce")
+    return pre
+
+
+def _largest_source(df: pd.DataFrame) -> str | None:
+    pre = df[df["pretrain_task"] != "none"]
+    if pre.empty:
+        return None
+    return str(pre.groupby("source_size")["n_source"].mean().idxmax())
+
+
+def _primary_strategy(df: pd.DataFrame) -> str | None:
+    names = [s for s in df["strategy"].unique() if s != "scratch"]
+    return "finetune" if "finetune" in names else (sorted(names)[0] if names else None)
+
+
+def _grid(n_panels: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.4), nrows: int | None = None) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncols = max(1, min(ncols, n_panels))
+    nrows = nrows or -(-n_panels // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
+    return fig, axes
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _label(metric: str) -> str:
+    split, _, name = metric.partition("_")
+    return f"{name.upper()} ({split})"
+
+
+def plot_target_size_curves(results: pd.DataFrame, path: str | os.PathLike[str], metric: str = "test_auroc",
+                            source_size: str | None = None) -> Path:
+    """Metric vs target-set size (log x), a panel per model, a line per pretraining task and strategy.
+
+    Pretrained lines use ``source_size`` (default: the largest); ``none`` is training from scratch.
+    """
+    df = _prepared(results)
+    source_size = source_size or _largest_source(df)
+    table = summarize(df, metric)
+    table = table[(table["pretrain_task"] == "none") | (table["source_size"] == str(source_size))]
+    models = list(dict.fromkeys(df["model"]))
+    fig, axes = _grid(len(models))
+    for ax, model in zip(axes.flat, models):
+        for (task, strategy), g in table[table["model"] == model].groupby(["pretrain_task", "strategy"], sort=False):
+            g = g.sort_values("n_target")
+            color = _TASK_COLORS.get(task)
+            ax.plot(g["n_target"], g["mean"], _STRATEGY_STYLES.get(strategy, ":"), marker="o", ms=3, color=color,
+                    label=f"{task} ({strategy})")
+            ax.fill_between(g["n_target"], g["ci_low"], g["ci_high"], color=color, alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.set_title(model)
+        ax.set_xlabel("target training ECGs")
+        ax.set_ylabel(_label(metric))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    fig.suptitle(f"{_label(metric)} vs target size (source size {source_size}); mean over seeds, 95 % interval")
+    return _save(fig, path)
+
+
+def plot_gain_vs_source_size(results: pd.DataFrame, path: str | os.PathLike[str], metric: str = "test_auroc",
+                             strategy: str | None = None) -> Path:
+    """Gain over from-scratch training vs source size (log x): rows pretraining tasks, columns models, a line
+    per target size (mean over seeds, 95 % t interval when there are >= 2 seeds)."""
+    from matplotlib import colormaps
+
+    gains = paired_gains(results, metric)
+    strategy = strategy or _primary_strategy(_prepared(results))
+    gains = gains[gains["strategy"] == strategy]
+    models = list(dict.fromkeys(_prepared(results)["model"]))
+    tasks = list(dict.fromkeys(gains["pretrain_task"])) or ["(none)"]
+    fig, axes = _grid(len(models) * len(tasks), ncols=len(models), nrows=len(tasks))
+    sizes = sorted(gains["target_size"].unique(), key=lambda s: (s == "all", float(s) if s != "all" else 0))
+    colors = colormaps["viridis"](np.linspace(0, 0.9, max(1, len(sizes))))
+    for r, task in enumerate(tasks):
+        for c, model in enumerate(models):
+            ax = axes[r][c]
+            sub = gains[(gains["model"] == model) & (gains["pretrain_task"] == task)]
+            for color, size in zip(colors, sizes):
+                g = sub[sub["target_size"] == size]
+                if g.empty:
+                    continue
+                stats = [(s["n_source"].mean(), *_interval(s["gain"].to_numpy(float), np.array([np.nan]),
+                                                           np.array([np.nan])))
+                         for _, s in g.groupby("source_size")]
+                x, mean, _, lo, hi = (np.array(v, dtype=float) for v in zip(*sorted(stats)))
+                ax.plot(x, mean, marker="o", ms=3, color=color, label=f"target {size}")
+                ax.fill_between(x, lo, hi, color=color, alpha=0.12, lw=0)
+            ax.axhline(0.0, color="0.4", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_title(f"{model}: {task}", fontsize=9)
+            ax.set_xlabel("source (pretraining) ECGs")
+            ax.set_ylabel(f"gain in {_label(metric)}")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=6)
+    fig.suptitle(f"Gain from pretraining over training from scratch ({strategy}), paired by seed")
+    return _save(fig, path)
+
+
+def plot_pretraining_tasks(results: pd.DataFrame, path: str | os.PathLike[str], metric: str = "test_auroc",
+                           source_size: str | None = None, strategy: str | None = None) -> Path:
+    """The pretraining tasks side by side: bars (mean over seeds, 95 % interval) per model, a panel per target
+    size; pretrained bars use ``source_size`` (default the largest) and ``strategy`` (default ``finetune``)."""
+    df = _prepared(results)
+    source_size = source_size or _largest_source(df)
+    strategy = strategy or _primary_strategy(df)
+    table = summarize(df, metric)
+    keep = (table["pretrain_task"] == "none") | ((table["source_size"] == str(source_size))
+                                                 & (table["strategy"] == strategy))
+    table = table[keep]
+    sizes = sorted(table["target_size"].unique(), key=lambda s: (s == "all", float(s) if s != "all" else 0))
+    models = list(dict.fromkeys(df["model"]))
+    tasks = list(dict.fromkeys(df["pretrain_task"]))
+    fig, axes = _grid(len(sizes))
+    width = 0.8 / max(1, len(tasks))
+    for ax, size in zip(axes.flat, sizes):
+        sub = table[table["target_size"] == size]
+        for k, task in enumerate(tasks):
+            g = sub[sub["pretrain_task"] == task].set_index("model").reindex(models)
+            x = np.arange(len(models)) + (k - (len(tasks) - 1) / 2) * width
+            err = np.vstack([g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]]).clip(min=0)
+            ax.bar(x, g["mean"], width, yerr=np.nan_to_num(err), capsize=2, label=task,
+                   color=_TASK_COLORS.get(task))
+        ax.set_xticks(np.arange(len(models)), models, rotation=20, fontsize=7)
+        if metric.endswith("auroc"):
+            ax.set_ylim(0.4, 1.0)
+        ax.set_title(f"target size {size}")
+        ax.set_ylabel(_label(metric))
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(sizes):]:
+        ax.axis("off")
+    fig.suptitle(f"Pretraining tasks ({strategy}, source size {source_size}) vs from scratch (none)")
+    return _save(fig, path)
+
+
+def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str],
+                           metrics: Sequence[str] = ("test_auroc", "test_auprc")) -> dict[str, Path]:
+    """Write ``summary.csv`` and, per metric, the three figures into ``out_dir``; returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    frames = [summarize(results, m).assign(metric=m) for m in metrics]
+    paths["summary"] = out / "summary.csv"
+    pd.concat(frames, ignore_index=True).to_csv(paths["summary"], index=False)
+    for m in metrics:
+        paths[f"{m}_vs_target_size"] = plot_target_size_curves(results, out / f"{m}_vs_target_size.png", m)
+        if (results["pretrain_task"] != "none").any() and (results["pretrain_task"] == "none").any():
+            paths[f"{m}_gain_vs_source_size"] = plot_gain_vs_source_size(
+                results, out / f"{m}_gain_vs_source_size.png", m)
+        paths[f"{m}_pretraining_tasks"] = plot_pretraining_tasks(results, out / f"{m}_pretraining_tasks.png", m)
+    return paths

@@ -1,0 +1,816 @@
+"""The transfer-learning experiment: does pretraining on age, sex or both help a small clinical target (MI)?
+
+A reproduction on PTB-XL of the study design of Gustafsson et al., "Transfer learning for predicting acute
+myocardial infarction using electrocardiograms": for each model of the zoo, pretrain on a *source* task (age,
+sex, age + sex) with a given number of source ECGs, fine-tune on a *target* task (the ``MI`` diagnostic
+superclass) with a given number of target ECGs, and compare with the same architecture trained from scratch.
+
+The grid is {model} x {pretraining task: none, age, sex, age_sex} x {source size} x {target size} x
+{strategy} x {seed}; ``none`` means training from scratch (strategy ``scratch``, no source size). Source and
+target are patient-disjoint (different PTB-XL folds). Each pretraining run (model x task x source size x seed)
+is done once, stored under ``OUT/pretrain/`` and reused by every target run that needs it. Each target run
+appends one row to ``OUT/results.csv`` (all settings, seeds, sizes, train time, validation and test AUROC /
+AUPRC with bootstrap confidence intervals); a run whose ``run_key`` is already there is skipped, so an
+interrupted grid continues where it stopped. ``shard=(i, n)`` runs the i-th of n deterministic parts (whole
+pretraining groups, so no two shards train the same source model) for several processes or machines writing to
+one output folder (appends are file-locked).
+
+Output folder::
+
+    OUT/experiment.yaml   the resolved config and the protocol fingerprint (a re-run must match it)
+    OUT/results.csv       one row per finished target run (RESULT_COLUMNS)
+    OUT/failures.csv      runs that raised, with the error (retried on the next start)
+    OUT/pretrain/<group>/ pretraining run folders (model.safetensors, metrics, curves, pretrain.json)
+    OUT/runs/<run>/       target run folders (metrics, history, curves, test_predictions.csv)
+    OUT/figures/          AUROC vs target size, gain vs source size, pretraining tasks (+ summary.csv)
+    OUT/synthetic_cache/  the synthetic cohort, when the config asks for one (profile ``quick``)
+
+>>> cfg = load_transfer_config("configs/transfer_ptbxl.yaml", profile="quick")   # doctest: +SKIP
+>>> summary = run_transfer(cfg, out="runs/transfer_quick")                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..exceptions import ConfigError
+from ..train.config import TrainConfig, _from_dict, _parse_override, apply_overrides, config_from_dict
+from ..train.finetune import STRATEGIES, CacheView, without_curves
+
+__all__ = ["ALL", "NO_PRETRAINING", "PROFILES", "RESULT_COLUMNS", "TransferConfig", "TargetRun", "PretrainRun",
+           "TransferSummary", "load_transfer_config", "plan_grid", "shard_runs", "parse_shard", "pretrain_config",
+           "target_config", "protocol", "write_synthetic_cache", "read_results", "run_transfer"]
+
+#: the "use every available record" size
+ALL = "all"
+#: the pretraining task of the from-scratch baseline
+NO_PRETRAINING = "none"
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """A seeded synthetic cohort replacing the cache (``ecglens.experiments.simulate``; MI from T-wave and age)."""
+
+    n_records: int = 540
+    seed: int = 0
+    fs: float = 100.0
+    seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Pretraining data: folds, options of the tasks (``{age: {loss: l1}}``), sizes (records, or ``all``)."""
+
+    folds: tuple[int, ...] = (1, 2, 3)
+    val_folds: tuple[int, ...] = (4,)
+    task_options: dict[str, Any] = field(default_factory=dict)
+    sizes: tuple[int | str, ...] = (ALL,)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Target data: a binary task, training folds (subsampled to ``sizes``), validation and test folds.
+
+    ``val_size``: a seeded subsample of the validation folds (per seed) instead of all of them.
+    """
+
+    task: str = "MI"
+    task_options: dict[str, Any] = field(default_factory=dict)
+    folds: tuple[int, ...] = (5, 6, 7)
+    val_folds: tuple[int, ...] = (8,)
+    val_size: int | None = None
+    test_folds: tuple[int, ...] = (9,)
+    sizes: tuple[int | str, ...] = (100, 250, 500, 1000, 2500, ALL)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model of the grid: ``create_model`` keyword arguments and training-config overrides for it."""
+
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """The axes. ``seed_limits``: ``{target size: n}`` -- from that size on use only the first n seeds."""
+
+    models: dict[str, Any] = field(default_factory=lambda: {"cnn_baseline": {}})
+    pretrain_tasks: tuple[str, ...] = (NO_PRETRAINING, "age", "sex", "age_sex")
+    strategies: tuple[str, ...] = ("finetune", "linear_probe")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    seed_limits: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Bootstrap of the validation / test metrics (seeded, by patient when the cache has ``patient_id``)."""
+
+    n_boot: int = 1000
+    alpha: float = 0.05
+    seed: int = 0
+    by_patient: bool = True
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """A transfer-learning experiment (see ``configs/transfer_ptbxl.yaml`` and ``docs/transfer.md``).
+
+    ``source_train`` / ``target_train`` are training-config sections (``optim``, ``augment``, ``trainer``) for the
+    pretraining and target runs; ``finetune`` holds :class:`~ecglens.train.finetune.FinetuneConfig` options
+    (the strategy comes from the grid). ``keep_checkpoints``: keep the target runs' weights; ``curves``: draw
+    every run's ``curves.png`` (about a second per run).
+    """
+
+    name: str = "transfer"
+    cache: str = "cache/ptbxl100"
+    synthetic: SyntheticSpec | None = None
+    out_dir: str = "runs/transfer"
+    source: SourceSpec = field(default_factory=SourceSpec)
+    target: TargetSpec = field(default_factory=TargetSpec)
+    grid: GridSpec = field(default_factory=GridSpec)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    source_train: dict[str, Any] = field(default_factory=dict)
+    target_train: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
+    keep_checkpoints: bool = False
+    curves: bool = True
+    profiles: dict[str, Any] = field(default_factory=dict)
+
+    def model_entry(self, name: str) -> ModelEntry:
+        return _from_dict(ModelEntry, self.grid.models.get(name) or {}, f"grid.models.{name}.")
+
+
+_QUIET_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "num_workers": 0, "num_threads": 1,
+                  "progress_bar": False, "patience": None, "log_every_n_steps": 1}
+_QUICK_TRAIN = {"optim": {"epochs": 1, "batch_size": 16, "lr": 0.003, "schedule": "constant"},
+                "augment": {"enabled": False}, "trainer": _QUIET_TRAINER}
+
+#: built-in profiles: overrides merged into a config by ``--profile NAME`` (a config's own ``profiles`` section
+#: can extend them). ``quick`` runs the whole pipeline on a small synthetic cohort in seconds.
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "synthetic": {"n_records": 300, "seed": 0, "fs": 100.0, "seconds": 2.5},
+        "source": {"sizes": [ALL]},
+        "target": {"sizes": [20, ALL], "val_size": None},
+        "grid": {"models": {"cnn_baseline": {"kwargs": {"channels": [8, 16], "kernel_size": 5}}},
+                 "seeds": [0], "seed_limits": {}},
+        "eval": {"n_boot": 50},
+        "curves": False,
+        "source_train": _QUICK_TRAIN,
+        "target_train": _QUICK_TRAIN,
+    },
+}
+
+#: paths whose mapping a profile replaces instead of merging into (a profile's model list is the model list)
+_REPLACED_BY_PROFILE = {("grid", "models")}
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        here = (*path, str(key))
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and here not in _REPLACED_BY_PROFILE:
+            out[key] = _merge(out[key], value, here)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_profile(data: dict[str, Any], profile: str) -> dict[str, Any]:
+    own = (data.get("profiles") or {}).get(profile)
+    if profile not in PROFILES and own is None:
+        names = sorted(set(PROFILES) | set(data.get("profiles") or {}))
+        raise ConfigError(f"Unknown profile {profile!r}. Available: {', '.join(names)} (built-in or the config's "
+                          "`profiles:` section).")
+    data = _merge(data, PROFILES.get(profile, {}))
+    return _merge(data, own or {})
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = _parse_override(item)
+        node = data
+        for part in path[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node[part] = dict(node[part])
+            node = node[part]
+        node[path[-1]] = value
+    return data
+
+
+def load_transfer_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (),
+                         profile: str | None = None) -> TransferConfig:
+    """Read a transfer YAML, apply a profile (``quick``) and ``key.sub=value`` overrides, and check it."""
+    data: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file {path} not found. See configs/transfer_ptbxl.yaml.")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"Config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError("A transfer config must be a mapping (source, target, grid, ...).")
+    data = json.loads(json.dumps(data))  # a deep, plain copy
+    if profile:
+        data = _apply_profile(data, profile)
+    cfg = _from_dict(TransferConfig, _apply_overrides(data, overrides))
+    _validate(cfg)
+    return cfg
+
+
+def _size_value(size: int | str) -> float:
+    return math.inf if size == ALL else float(size)
+
+
+def _check_sizes(sizes: Sequence[int | str], where: str) -> None:
+    bad = [s for s in sizes if not (s == ALL or (isinstance(s, int) and s >= 1))]
+    if bad or not sizes:
+        raise ConfigError(f"{where} must be a non-empty list of positive record counts or 'all', got {list(sizes)}.")
+
+
+def _validate(cfg: TransferConfig) -> None:
+    from ..data.targets import task_from_name
+    from ..models import get_model_spec
+
+    _check_sizes(cfg.source.sizes, "source.sizes")
+    _check_sizes(cfg.target.sizes, "target.sizes")
+    src, tgt = set(cfg.source.folds) | set(cfg.source.val_folds), set(cfg.target.folds) | set(cfg.target.val_folds)
+    if src & (tgt | set(cfg.target.test_folds)) or set(cfg.target.test_folds) & tgt:
+        raise ConfigError("source folds, target train/val folds and target test folds must be disjoint (folds "
+                          f"keep patients apart): source {sorted(src)}, target {sorted(tgt)}, test "
+                          f"{list(cfg.target.test_folds)}.")
+    for task in set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING}:
+        task_from_name(task, **dict(cfg.source.task_options.get(task) or {}))
+    target = task_from_name(cfg.target.task, **cfg.target.task_options)
+    if target.num_labels != 1 or target.targets[0].kind != "binary":
+        raise ConfigError(f"target.task {cfg.target.task!r} must be a binary task (AUROC / AUPRC are reported), "
+                          "e.g. MI.")
+    for name in cfg.grid.strategies:
+        if name not in STRATEGIES or name == "scratch":
+            raise ConfigError(f"grid.strategies: {name!r} is not a fine-tuning strategy; use "
+                              f"{', '.join(s for s in STRATEGIES if s != 'scratch')} (scratch is pretrain task none).")
+    if not cfg.grid.models or not cfg.grid.seeds or not cfg.grid.pretrain_tasks:
+        raise ConfigError("grid.models, grid.seeds and grid.pretrain_tasks must not be empty.")
+    for name in cfg.grid.models:
+        get_model_spec(name)
+        cfg.model_entry(name)
+    _seed_limits(cfg)
+    for section in ("source_train", "target_train"):
+        clash = sorted({"data", "model", "task", "name"} & set(getattr(cfg, section)))
+        if clash:
+            raise ConfigError(f"{section} must not set {clash}: the protocol sets them (cache, folds, model, task).")
+
+
+def _seed_limits(cfg: TransferConfig) -> list[tuple[float, int]]:
+    out = []
+    for key, value in cfg.grid.seed_limits.items():
+        try:
+            threshold = _size_value(ALL if str(key) == ALL else int(key))
+            n = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"grid.seed_limits entries are `target size: number of seeds`, got {key!r}: "
+                              f"{value!r}.") from None
+        if n < 1:
+            raise ConfigError(f"grid.seed_limits[{key}] must be >= 1 seed, got {n}.")
+        out.append((threshold, n))
+    return sorted(out)
+
+
+# ----------------------------------------------------------------------------------------------- the grid
+
+
+def _short_hash(value: Any, n: int = 6) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class PretrainRun:
+    """One pretraining run (shared by every target run with the same model, task, source size and seed)."""
+
+    model: str
+    model_tag: str
+    task: str
+    source_size: int | str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.model_tag}_{self.task}_src{self.source_size}_s{self.seed}"
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """One target run: a row of ``results.csv``."""
+
+    model: str
+    model_tag: str
+    pretrain_task: str
+    source_size: int | str | None
+    strategy: str
+    target_size: int | str
+    seed: int
+
+    @property
+    def pretrain(self) -> PretrainRun | None:
+        if self.pretrain_task == NO_PRETRAINING:
+            return None
+        return PretrainRun(self.model, self.model_tag, self.pretrain_task, self.source_size, self.seed)
+
+    @property
+    def group(self) -> str:
+        """Runs of one group share a pretraining run (or, from scratch, a model and seed)."""
+        pre = self.pretrain
+        return pre.key if pre is not None else f"{self.model_tag}_{NO_PRETRAINING}_s{self.seed}"
+
+    @property
+    def key(self) -> str:
+        src = "-" if self.source_size is None else self.source_size
+        return f"{self.model_tag}_{self.pretrain_task}_src{src}_{self.strategy}_tgt{self.target_size}_s{self.seed}"
+
+
+def _model_tag(cfg: TransferConfig, name: str) -> str:
+    entry = cfg.model_entry(name)
+    return f"{name}-{_short_hash({'kwargs': entry.kwargs, 'overrides': list(entry.overrides)})}"
+
+
+def _seeds_for(cfg: TransferConfig, target_size: int | str) -> tuple[int, ...]:
+    n = len(cfg.grid.seeds)
+    for threshold, limit in _seed_limits(cfg):
+        if _size_value(target_size) >= threshold:
+            n = min(n, limit)
+    return cfg.grid.seeds[:n]
+
+
+def plan_grid(cfg: TransferConfig) -> list[TargetRun]:
+    """Every target run of the grid, grouped by pretraining run (model, task, source size, seed) in config order."""
+    runs: list[TargetRun] = []
+    for model in cfg.grid.models:
+        tag = _model_tag(cfg, model)
+        for task in cfg.grid.pretrain_tasks:
+            scratch = task == NO_PRETRAINING
+            for source_size in [None] if scratch else cfg.source.sizes:
+                for seed in cfg.grid.seeds:
+                    for target_size in cfg.target.sizes:
+                        if seed not in _seeds_for(cfg, target_size):
+                            continue
+                        for strategy in ["scratch"] if scratch else cfg.grid.strategies:
+                            runs.append(TargetRun(model, tag, task, source_size, strategy, target_size, seed))
+    return runs
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` (1 <= i <= n) -> ``(i, n)``; ``None`` -> ``(1, 1)``."""
+    if text is None:
+        return 1, 1
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like i/n (e.g. 2/4), got {text!r}.") from None
+    if not 1 <= i <= n:
+        raise ConfigError(f"--shard {text}: shards are numbered 1..n, so use 1/{n} ... {n}/{n}.")
+    return i, n
+
+
+def shard_runs(runs: Sequence[TargetRun], shard: tuple[int, int]) -> list[TargetRun]:
+    """The runs of shard ``(i, n)``: groups (in plan order) dealt round-robin, so shards never share a group."""
+    i, n = shard
+    groups = list(dict.fromkeys(r.group for r in runs))
+    mine = {g for k, g in enumerate(groups) if k % n == i - 1}
+    return [r for r in runs if r.group in mine]
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def write_synthetic_cache(spec: SyntheticSpec, out: str | os.PathLike[str]) -> Path:
+    """Write a synthetic cohort as an ecglens cache folder (reused when it exists with the same spec).
+
+    ECGs, age and sex come from :func:`ecglens.experiments.simulate.simulate_cohort`. ``MI`` (0/1) is drawn with
+    ``logit = -1.2 - 5 (t_scale - 1) + 0.03 (age - 60) + 0.3 male``, so it shows in the ECG through the T-wave
+    amplitude and, weakly, through age; ``NORM = 1 - MI``. Folds 1-10 are assigned at random (one ECG per
+    patient, so every split is patient-disjoint).
+    """
+    from ..experiments.simulate import simulate_cohort
+    from ..signal.transforms import Preprocess
+
+    out = Path(out)
+    want = dataclasses.asdict(spec)
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("synthetic") == want:
+        return out
+    cohort = simulate_cohort(n_patients=spec.n_records, seed=spec.seed, fs=spec.fs, seconds=spec.seconds)
+    p, rng = cohort.patients, np.random.default_rng(spec.seed + 1)
+    logit = -1.2 - 5.0 * (p["t_scale"] - 1.0) + 0.03 * (p["age"] - 60.0) + 0.3 * (1.0 - p["sex"])
+    mi = (rng.random(len(p)) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
+    meta = pd.DataFrame({"record_id": cohort.ecg_table["record_id"], "source": "synthetic", "path": "",
+                         "age": p["age"], "sex": p["sex"], "fold": rng.permutation(np.arange(len(p)) % 10 + 1),
+                         "patient_id": p["patient_id"], "MI": mi, "NORM": 1 - mi})
+    pre = Preprocess(fs=spec.fs, seconds=spec.seconds, highpass_hz=None)
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "signals.npy", cohort.signals.astype(np.float32))
+    meta.to_csv(tmp / "meta.csv", index=False)
+    manifest = {"format": "ecglens-cache/1", "source": "synthetic", "synthetic": want, "preprocess": pre.to_dict(),
+                "fs": pre.fs, "n_samples": pre.n_samples, "leads": list(pre.leads), "dtype": "float32",
+                "shape": list(cohort.signals.shape), "n_records": len(p), "n_accepted": len(p), "n_rejected": 0,
+                "rejected": []}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def _open_data(cfg: TransferConfig, out: Path) -> tuple[Any, str]:
+    from ..data.cache import open_cache
+
+    path = write_synthetic_cache(cfg.synthetic, out / "synthetic_cache") if cfg.synthetic else Path(cfg.cache)
+    cache = open_cache(path)
+    need = {"fold"} | ({"age", "sex"} if set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING} else set())
+    missing = sorted(need - set(cache.meta.columns))
+    if missing:
+        raise ConfigError(f"The cache {path} has no column(s) {missing}; prepare it from PTB-XL "
+                          "(`ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9`).")
+    return cache, str(path)
+
+
+def _target_view(cfg: TransferConfig, cache: Any, seed: int) -> CacheView:
+    """The cache with only the seeded ``val_size`` part of the validation folds kept as validation rows."""
+    from ..data.targets import task_from_name
+
+    folds = cache.meta["fold"].to_numpy(dtype=np.float64).copy()
+    if cfg.target.val_size is not None:
+        task = task_from_name(cfg.target.task, **cfg.target.task_options)
+        labelled = ~np.isnan(task.labels_from_meta(cache.meta)[:, 0])
+        val = np.flatnonzero(np.isin(folds, cfg.target.val_folds) & labelled)
+        if cfg.target.val_size < val.size:
+            keep = np.random.default_rng(seed).choice(val, size=cfg.target.val_size, replace=False)
+            folds[np.setdiff1d(val, keep)] = np.nan
+    return CacheView(cache, folds=folds)
+
+
+# ----------------------------------------------------------------------------------------------- configs
+
+
+def _train_config(cfg: TransferConfig, section: Mapping[str, Any], model: str, cache_path: str,
+                  data: Mapping[str, Any], task: Mapping[str, Any], seed: int, name: str) -> TrainConfig:
+    entry = cfg.model_entry(model)
+    merged = {**json.loads(json.dumps(section)), "name": name, "data": {"cache": cache_path, **data},
+              "model": {"name": model, "kwargs": entry.kwargs}, "task": dict(task)}
+    merged["trainer"] = {**merged.get("trainer", {}), "seed": seed}
+    return apply_overrides(config_from_dict(merged), list(entry.overrides))
+
+
+def pretrain_config(cfg: TransferConfig, run: PretrainRun, cache_path: str) -> TrainConfig:
+    """The training config of a pretraining run (source folds, ``max_train`` = source size, seeded)."""
+    data = {"train_folds": list(cfg.source.folds), "val_folds": list(cfg.source.val_folds),
+            "max_train": None if run.source_size == ALL else run.source_size, "subsample_seed": run.seed}
+    task = {"name": run.task, "options": dict(cfg.source.task_options.get(run.task) or {})}
+    return _train_config(cfg, cfg.source_train, run.model, cache_path, data, task, run.seed,
+                         f"{cfg.name}-pretrain-{run.key}")
+
+
+def target_config(cfg: TransferConfig, run: TargetRun, cache_path: str) -> TrainConfig:
+    """The training config of a target run (target folds, ``max_train`` = target size, seeded)."""
+    data = {"train_folds": list(cfg.target.folds), "val_folds": list(cfg.target.val_folds),
+            "max_train": None if run.target_size == ALL else run.target_size, "subsample_seed": run.seed}
+    task = {"name": cfg.target.task, "options": dict(cfg.target.task_options)}
+    return _train_config(cfg, cfg.target_train, run.model, cache_path, data, task, run.seed,
+                         f"{cfg.name}-target-{run.key}")
+
+
+_NOT_PROTOCOL_TRAINER = ("accelerator", "devices", "num_nodes", "strategy", "num_workers", "num_threads",
+                         "progress_bar", "log_every_n_steps", "out_dir")
+
+
+def protocol(cfg: TransferConfig) -> dict[str, Any]:
+    """What results of one output folder must share (data, splits, budgets, evaluation), not the grid axes."""
+    def train(section: Mapping[str, Any]) -> dict[str, Any]:
+        trainer = {k: v for k, v in (section.get("trainer") or {}).items() if k not in _NOT_PROTOCOL_TRAINER}
+        return {**{k: v for k, v in section.items() if k != "trainer"}, "trainer": trainer}
+
+    d = dataclasses.asdict(cfg)
+    return json.loads(json.dumps({
+        "data": d["synthetic"] or d["cache"],
+        "source": {k: v for k, v in d["source"].items() if k != "sizes"},
+        "target": {k: v for k, v in d["target"].items() if k != "sizes"},
+        "eval": d["eval"], "finetune": d["finetune"],
+        "source_train": train(cfg.source_train), "target_train": train(cfg.target_train),
+    }, default=str))
+
+
+def _check_protocol(cfg: TransferConfig, out: Path) -> str:
+    """Write ``experiment.yaml`` on the first start; later starts must have the same protocol."""
+    proto = protocol(cfg)
+    digest = _short_hash(proto, 12)
+    path = out / "experiment.yaml"
+    if path.is_file():
+        old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if old.get("protocol_hash") != digest:
+            before = old.get("protocol") or {}
+            diff = sorted(k for k in set(before) | set(proto) if before.get(k) != proto.get(k))
+            raise ConfigError(f"{out} holds results of a different protocol (differs in: {', '.join(diff)}). Use "
+                              "another --out for the new protocol, or restore the settings it was run with.")
+        return digest
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"protocol_hash": digest, "protocol": proto, "config": dataclasses.asdict(cfg),
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False), encoding="utf-8")
+    return digest
+
+
+# ----------------------------------------------------------------------------------------------- results
+
+#: columns of ``results.csv``, in order (sizes are record counts or "all"; folds are space-separated)
+RESULT_COLUMNS: tuple[str, ...] = (
+    "run_key", "experiment", "model", "model_tag", "model_kwargs", "pretrain_task", "strategy",
+    "source_size", "n_source", "target_task", "target_size", "n_target", "n_target_pos", "seed",
+    "subsample_seed", "val_seed", "n_val", "n_val_pos", "n_test", "n_test_pos",
+    "source_folds", "source_val_folds", "target_folds", "val_folds", "test_folds", "leads",
+    "epochs_run", "best_epoch", "train_time_s", "pretrain_time_s", "pretrain_val_loss",
+    "val_auroc", "val_auroc_low", "val_auroc_high", "val_auprc", "val_auprc_low", "val_auprc_high",
+    "test_auroc", "test_auroc_low", "test_auroc_high", "test_auprc", "test_auprc_low", "test_auprc_high",
+    "n_boot", "ci_level", "device", "protocol_hash", "run_dir", "pretrain_dir", "finished_at",
+)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (``fcntl.flock``) on ``path.lock`` where the platform has one."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: single-process use
+        fcntl = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _append(path: Path, row: Mapping[str, Any], columns: Sequence[str]) -> None:
+    with _locked(path):
+        header = not path.is_file() or path.stat().st_size == 0
+        pd.DataFrame([{c: row.get(c) for c in columns}], columns=list(columns)).to_csv(
+            path, mode="a", header=header, index=False)
+
+
+def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """``results.csv`` of an output folder (or the file itself), one row per ``run_key`` (the last one kept)."""
+    path = Path(path)
+    path = path / "results.csv" if path.is_dir() else path
+    if not path.is_file():
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+    table = pd.read_csv(path, dtype={"source_size": str, "target_size": str, "model_kwargs": str})
+    return table.drop_duplicates("run_key", keep="last").reset_index(drop=True)
+
+
+def _folds_text(folds: Sequence[int]) -> str:
+    return " ".join(str(int(f)) for f in folds)
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's per-run banners (GPU available, tips, ...) at WARNING level while the grid runs."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # torch / lightning version noise
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _drop_checkpoints(folder: Path, keep_model: bool) -> None:
+    for name in ("last.ckpt", "best.ckpt") + (() if keep_model else ("model.safetensors",)):
+        (folder / name).unlink(missing_ok=True)
+
+
+def _ensure_pretrained(cfg: TransferConfig, run: PretrainRun, cache: Any, cache_path: str,
+                       out: Path) -> tuple[Path, dict[str, Any]]:
+    """The pretraining run's checkpoint and info, training it first unless it is already done."""
+    from ..train.loop import fit
+
+    folder = out / "pretrain" / run.key
+    info_path, model_path = folder / "pretrain.json", folder / "model.safetensors"
+    if info_path.is_file() and model_path.is_file():
+        return model_path, json.loads(info_path.read_text())
+    shutil.rmtree(folder, ignore_errors=True)  # an unfinished earlier attempt
+    start = time.perf_counter()
+    result = fit(pretrain_config(cfg, run, cache_path), out=folder, cache=cache)
+    splits = pd.read_csv(folder / "splits.csv")
+    info = {"key": run.key, "model": run.model, "task": run.task, "source_size": str(run.source_size),
+            "seed": run.seed, "n_source": int((splits["split"] == "train").sum()),
+            "time_s": round(time.perf_counter() - start, 3), "metrics": result.metrics,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    _drop_checkpoints(folder, keep_model=True)
+    info_path.write_text(json.dumps(info, indent=2, default=str))
+    return model_path, info
+
+
+def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: Path) -> dict[str, Any]:
+    """Validation and test AUROC / AUPRC with bootstrap CIs, and the split counts, of a finished target run."""
+    from ..evaluate.bootstrap import bootstrap_metrics
+    from ..evaluate.metrics import auprc, auroc
+    from ..evaluate.runner import predict_cache
+    from ..train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint_path)
+    data = CacheView(view, ckpt.preprocess.leads) if ckpt.preprocess is not None else view
+    y_all = ckpt.task.labels_from_meta(data.meta)[:, 0]
+    splits = pd.read_csv(folder / "splits.csv")
+    fold = data.meta["fold"].to_numpy(dtype=np.float64)
+    rows = {"val": splits.loc[splits["split"] == "val", "row"].to_numpy(),
+            "test": np.flatnonzero(np.isin(fold, cfg.target.test_folds) & ~np.isnan(y_all))}
+    train = splits.loc[splits["split"] == "train", "row"].to_numpy()
+    pid = data.meta["patient_id"].to_numpy() if cfg.eval.by_patient and "patient_id" in data.meta else None
+    out: dict[str, Any] = {"n_target": int(train.size), "n_target_pos": int(np.nansum(y_all[train])),
+                           "leads": ",".join(data.leads)}
+    name = ckpt.task.output_names[0]
+    for split, idx in rows.items():
+        p, y = predict_cache(ckpt, data.signals, idx, progress=False)[name], y_all[idx]
+        stats = bootstrap_metrics({"auroc": auroc, "auprc": auprc}, y, p, n_boot=cfg.eval.n_boot,
+                                  alpha=cfg.eval.alpha, seed=cfg.eval.seed, groups=None if pid is None else pid[idx])
+        for metric, s in stats.items():
+            out.update({f"{split}_{metric}": s["value"], f"{split}_{metric}_low": s["ci_low"],
+                        f"{split}_{metric}_high": s["ci_high"]})
+        out.update({f"n_{split}": int(idx.size), f"n_{split}_pos": int(np.nansum(y))})
+        if split == "test":
+            pd.DataFrame({"record_id": data.meta["record_id"].to_numpy()[idx], name: p, "label": y}).to_csv(
+                folder / "test_predictions.csv", index=False)
+    return out
+
+
+def _device(config: TrainConfig) -> str:
+    import torch
+
+    gpu = config.trainer.accelerator in ("gpu", "cuda") or (config.trainer.accelerator == "auto"
+                                                             and torch.cuda.is_available())
+    return "cuda" if gpu else "cpu"
+
+
+def _run_target(cfg: TransferConfig, run: TargetRun, cache: Any, cache_path: str, out: Path,
+                pretrained: tuple[Path, dict[str, Any]] | None, digest: str) -> dict[str, Any]:
+    """Fine-tune (or train from scratch) one target run, score it and return its ``results.csv`` row."""
+    from ..train.finetune import finetune, finetune_settings_from_dict
+
+    folder = out / "runs" / run.key
+    shutil.rmtree(folder, ignore_errors=True)
+    view = _target_view(cfg, cache, run.seed)
+    config = target_config(cfg, run, cache_path)
+    settings = finetune_settings_from_dict({**cfg.finetune, "strategy": run.strategy})
+    start = time.perf_counter()
+    result = finetune(None if pretrained is None else pretrained[0], config, settings, out=folder, cache=view)
+    train_time = time.perf_counter() - start
+    scores = _score(cfg, result.checkpoint_path, view, folder)
+    _drop_checkpoints(folder, keep_model=cfg.keep_checkpoints)
+    info = pretrained[1] if pretrained is not None else {}
+    t, s = cfg.target, cfg.source
+    return {
+        "run_key": run.key, "experiment": cfg.name, "model": run.model, "model_tag": run.model_tag,
+        "model_kwargs": json.dumps(cfg.model_entry(run.model).kwargs, sort_keys=True),
+        "pretrain_task": run.pretrain_task, "strategy": run.strategy,
+        "source_size": "" if run.source_size is None else str(run.source_size), "n_source": info.get("n_source", 0),
+        "target_task": t.task, "target_size": str(run.target_size), "seed": run.seed, "subsample_seed": run.seed,
+        "val_seed": run.seed if t.val_size is not None else None,
+        "source_folds": _folds_text(s.folds), "source_val_folds": _folds_text(s.val_folds),
+        "target_folds": _folds_text(t.folds), "val_folds": _folds_text(t.val_folds),
+        "test_folds": _folds_text(t.test_folds), "epochs_run": result.metrics.get("epochs_run"),
+        "best_epoch": result.metrics.get("best_epoch"), "train_time_s": round(train_time, 3),
+        "pretrain_time_s": info.get("time_s"), "pretrain_val_loss": (info.get("metrics") or {}).get("loss"),
+        "n_boot": cfg.eval.n_boot, "ci_level": 1.0 - cfg.eval.alpha, "device": _device(config),
+        "protocol_hash": digest, "run_dir": str(folder.relative_to(out)),
+        "pretrain_dir": "" if pretrained is None else str(pretrained[0].parent.relative_to(out)),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **scores,
+    }
+
+
+@dataclass(frozen=True)
+class TransferSummary:
+    """What :func:`run_transfer` did."""
+
+    out: Path
+    shard: tuple[int, int]
+    n_grid: int
+    n_shard: int
+    n_skipped: int
+    n_done: int
+    n_failed: int
+    n_pretrained: int
+    runs: tuple[TargetRun, ...] = ()
+    figures: dict[str, Path] = field(default_factory=dict)
+
+
+def _run_group(cfg: TransferConfig, runs: list[TargetRun], cache: Any, cache_path: str, out: Path, digest: str,
+               bar: Any, fail_fast: bool) -> tuple[int, int, int]:
+    """The target runs of one group (after its pretraining run); returns (done, failed, pretrained now)."""
+    pre, pretrained, trained = runs[0].pretrain, None, 0
+    try:
+        if pre is not None:
+            trained = int(not (out / "pretrain" / pre.key / "pretrain.json").is_file())
+            pretrained = _ensure_pretrained(cfg, pre, cache, cache_path, out)
+    except Exception as err:  # recorded and retried on the next start; the grid goes on
+        if fail_fast:
+            raise
+        for run in runs:
+            _record_failure(out, run, f"pretraining {pre.key} failed: {type(err).__name__}: {err}")
+        bar.update(len(runs))
+        return 0, len(runs), 0
+    done = 0
+    for run in runs:
+        try:
+            _append(out / "results.csv", _run_target(cfg, run, cache, cache_path, out, pretrained, digest),
+                    RESULT_COLUMNS)
+            done += 1
+        except Exception as err:  # one failed run never stops the grid
+            if fail_fast:
+                raise
+            _record_failure(out, run, f"{type(err).__name__}: {err}")
+        bar.update(1)
+    return done, len(runs) - done, trained
+
+
+def _record_failure(out: Path, run: TargetRun, message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"FAILED {run.key}: {message}")
+    _append(out / "failures.csv", {"run_key": run.key, "error": message,
+                                   "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            ("run_key", "error", "at"))
+
+
+def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None, *,
+                 shard: tuple[int, int] = (1, 1), dry_run: bool = False, figures: bool = True,
+                 progress: bool = True, fail_fast: bool = False) -> TransferSummary:
+    """Run (the shard ``(i, n)`` of) the grid of ``cfg`` into ``out`` (default ``cfg.out_dir``); see module doc.
+
+    Finished runs (their ``run_key`` in ``results.csv``) are skipped; ``dry_run`` only plans. A run that raises
+    is written to ``failures.csv`` and the grid goes on (``fail_fast``: re-raise). Figures are drawn from every
+    row of ``results.csv`` (all shards so far) unless ``figures=False``.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out if out is not None else cfg.out_dir)
+    grid = plan_grid(cfg)
+    mine = shard_runs(grid, shard)
+    finished = set(read_results(out)["run_key"].astype(str))
+    todo = [r for r in mine if r.key not in finished]
+    summary = dict(out=out, shard=shard, n_grid=len(grid), n_shard=len(mine), n_skipped=len(mine) - len(todo),
+                   runs=tuple(todo))
+    if dry_run:
+        return TransferSummary(**summary, n_done=0, n_failed=0, n_pretrained=0)
+    digest = _check_protocol(cfg, out)
+    counts = np.zeros(3, dtype=int)  # done, failed, pretrained
+    if todo:
+        cache, cache_path = _open_data(cfg, out)
+        groups: dict[str, list[TargetRun]] = {}
+        for run in todo:
+            groups.setdefault(run.group, []).append(run)
+        bar = tqdm(total=len(todo), desc=f"transfer {shard[0]}/{shard[1]}", unit="run", disable=not progress)
+        with _quiet_lightning(), contextlib.nullcontext() if cfg.curves else without_curves(), bar:
+            for runs in groups.values():
+                counts += _run_group(cfg, runs, cache, cache_path, out, digest, bar, fail_fast)
+    paths: dict[str, Path] = {}
+    table = read_results(out) if figures else None
+    if table is not None and len(table):
+        from .figures import write_transfer_figures
+
+        paths = write_transfer_figures(table, out / "figures")
+    done, failed, pretrained = (int(c) for c in counts)
+    return TransferSummary(**summary, n_done=done, n_failed=failed, n_pretrained=pretrained, figures=paths)

@@ -1,0 +1,646 @@
+"""The ecglens web service: upload an ECG, get the 12 plotted leads and the model's predictions.
+
+Routes
+------
+``GET /``
+    One self-contained page (``static/index.html``): choose the file(s) of one record, press *Predict*, see the
+    plotted leads, the predictions, their uncertainty and what was done to the record.
+``POST /predict``
+    ``multipart/form-data`` with one or more files in the field ``file`` forming **one record**: ``.hea`` +
+    ``.dat``, ``.hea`` + ``.mat`` (WFDB / PhysioNet challenge), ``.dcm`` (DICOM waveform), ``.xml`` (GE MUSE,
+    HL7 aECG), or a ``.zip`` holding one such record. Returns JSON: ``record``, ``format``, ``outputs``,
+    ``uncertainty`` (the model's own ``*_std`` outputs), ``window_spread`` (SD across 10 s windows of a long
+    record), ``n_windows``, ``flags``, ``warnings``, ``recorded`` (age / sex from the file), ``ecg`` (fs,
+    duration, leads), ``model``, ``input_contract``, ``timing_ms`` and ``plot_png`` (base64 PNG of the leads).
+``GET /models``
+    The served model and the shipped ones: names, architectures, tasks, outputs and input contracts.
+``GET /health``
+    ``{"status": "ok", ...}`` with the served model and the upload limits.
+
+Safety
+------
+Every failure of an upload is answered with a JSON error ``{"error": code, "detail": message, "status": n}``
+and a 4xx status, never a 500: 413 when the request body exceeds ``max_upload_mb`` (the ``Content-Length`` is
+checked first, then the streamed bytes are counted and reading stops at the limit) or a zip would unpack to too
+much / too many entries; 400 for too many files, several records, unsafe zip paths or a malformed request; 415
+for a file type ecglens does not read; 422 for a record that cannot be read or brought to the model's contract.
+Unexpected exceptions are logged with their traceback and answered as 422. Uploads are written into a
+``tempfile.TemporaryDirectory`` that is removed when the request ends, under names reduced to safe characters
+(no path from the client is ever used on disk). The model is loaded once, when the app is created, and runs on
+CPU in a worker thread (at most ``workers`` records at a time) so the event loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import io
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..exceptions import (
+    CorruptRecordError,
+    EcglensError,
+    LeadError,
+    SamplingRateError,
+    SignalQualityError,
+    UnitError,
+    UnsupportedFormatError,
+)
+
+__all__ = ["ACCEPTED_SUFFIXES", "ServeError", "UploadLimits", "create_app", "safe_filename"]
+
+logger = logging.getLogger("ecglens.serve")
+
+_MB = 1024 * 1024
+#: suffix of a file that is a record by itself (or the header of one) -> what it is
+_PRIMARY: dict[str, str] = {".hea": "WFDB header", ".dcm": "DICOM waveform", ".dicom": "DICOM waveform",
+                            ".xml": "MUSE / HL7 aECG XML"}
+#: signal files that belong to a WFDB header
+_COMPANIONS: frozenset[str] = frozenset({".dat", ".mat"})
+#: everything the upload accepts (a .zip is unpacked first)
+ACCEPTED_SUFFIXES: tuple[str, ...] = (".hea", ".dat", ".mat", ".dcm", ".dicom", ".xml", ".zip")
+_FIELD = "file"
+_SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 120
+_TMP_PREFIX = "ecglens-upload-"
+#: the per-request temporary folder as it may appear in error messages (removed from them)
+_TMP_PATH = re.compile(r"[^\s'\"]*" + _TMP_PREFIX + r"[^/\s'\"]*/(?:unzipped/)?")
+#: exception class -> (HTTP status, error code); looked up along the exception's MRO
+_ERROR_STATUS: dict[type[BaseException], tuple[int, str]] = {
+    UnsupportedFormatError: (415, "unsupported_format"),
+    CorruptRecordError: (422, "corrupt_record"),
+    LeadError: (422, "lead_error"),
+    SamplingRateError: (422, "sampling_rate_error"),
+    UnitError: (422, "unit_error"),
+    SignalQualityError: (422, "signal_quality_error"),
+    EcglensError: (422, "unreadable_record"),
+}
+
+
+class ServeError(Exception):
+    """An upload the service refuses: HTTP ``status``, a short ``code`` and a message saying how to fix it."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = int(status), code, message
+
+
+class _BodyTooLarge(Exception):
+    """Raised by the counting ``receive`` once the request body passes the limit."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Limits on one ``POST /predict`` request.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Largest request body (all files together), bytes.
+    max_files : int
+        Most files per request.
+    max_zip_entries : int
+        Most files inside an uploaded zip.
+    max_unzipped_bytes : int
+        Largest total size of a zip's content once unpacked, bytes (against zip bombs).
+    """
+
+    max_bytes: int = 20 * _MB
+    max_files: int = 4
+    max_zip_entries: int = 16
+    max_unzipped_bytes: int = 100 * _MB
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_upload_mb": round(self.max_bytes / _MB, 3), "max_files": self.max_files,
+                "max_zip_entries": self.max_zip_entries,
+                "max_unzipped_mb": round(self.max_unzipped_bytes / _MB, 3),
+                "accepted_suffixes": list(ACCEPTED_SUFFIXES)}
+
+
+@dataclass
+class _State:
+    """What the app holds between requests."""
+
+    predictor: Any
+    limits: UploadLimits
+    workers: int
+    plot_dpi: float
+    tmp_dir: str | None
+    served: dict[str, Any]
+    page: str
+    _limiter: tuple[Any, anyio.CapacityLimiter] | None = field(default=None, repr=False)
+
+    def limiter(self) -> anyio.CapacityLimiter:
+        """A capacity limiter bound to the running event loop (created on first use in each loop)."""
+        loop = asyncio.get_running_loop()
+        if self._limiter is None or self._limiter[0] is not loop:
+            self._limiter = (loop, anyio.CapacityLimiter(self.workers))
+        return self._limiter[1]
+
+
+# ============================================================================================ helpers
+def safe_filename(name: str | None, default: str = "upload") -> str:
+    """A client file name reduced to a safe basename.
+
+    Any folder part (``/`` or ``\\``) is dropped, characters outside ``A-Z a-z 0-9 . _ -`` become ``_``, leading
+    dots are removed (no hidden files, no ``..``) and the result is at most 120 characters (suffix kept).
+
+    >>> safe_filename("../../etc/pass wd.hea")
+    'pass_wd.hea'
+    """
+    base = re.split(r"[\\/]", str(name or ""))[-1]
+    base = _SAFE_CHARS.sub("_", base).lstrip(".")
+    if len(base) > _MAX_NAME:
+        stem, dot, suffix = base.rpartition(".")
+        keep = f".{suffix[:16]}" if dot and stem else ""
+        base = base[: _MAX_NAME - len(keep)] + keep
+    return base if base.strip("._-") else default
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-safe copy: NaN / inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": message, "status": status}, status_code=status,
+                        headers={"Cache-Control": "no-store"})
+
+
+def _status_of(err: BaseException) -> tuple[int, str]:
+    """HTTP status and error code of an ecglens error (by the first class of its MRO in the table)."""
+    for cls in type(err).__mro__:
+        if cls in _ERROR_STATUS:
+            return _ERROR_STATUS[cls]
+    return 422, "unreadable_record"
+
+
+def _counting_receive(receive: Any, limit: int) -> Any:
+    """Wrap an ASGI ``receive`` so that more than ``limit`` body bytes raise :class:`_BodyTooLarge`."""
+    seen = 0
+
+    async def wrapped() -> Mapping[str, Any]:
+        nonlocal seen
+        message = await receive()
+        if message.get("type") == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _BodyTooLarge(seen)
+        return message
+
+    return wrapped
+
+
+def _too_large(limits: UploadLimits) -> ServeError:
+    return ServeError(413, "upload_too_large", f"The upload is larger than {limits.max_bytes / _MB:g} MB. Upload "
+                      "one record (a 10 s 12-lead ECG is well under 1 MB), or start the server with a larger "
+                      "--max-upload-mb.")
+
+
+def _check_request(request: Request, limits: UploadLimits) -> None:
+    """Refuse, before reading the body, a request that is not multipart or declares too many bytes."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.lower().startswith("multipart/form-data"):
+        raise ServeError(415, "unsupported_media_type", f"Send the record's files as multipart/form-data in the "
+                         f"field '{_FIELD}' (got content type {ctype or 'none'!r}).")
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.strip().isdigit():
+            raise ServeError(400, "bad_request", f"Invalid Content-Length header {length!r}.")
+        if int(length) > limits.max_bytes:
+            raise _too_large(limits)
+
+
+async def _read_form(request: Request, limits: UploadLimits) -> Any:
+    """Parse the multipart body, counting streamed bytes and files (stops at the first limit passed)."""
+    counted = Request(request.scope, _counting_receive(request.receive, limits.max_bytes))
+    try:
+        return await counted.form(max_files=limits.max_files, max_fields=8)
+    except _BodyTooLarge:
+        raise _too_large(limits) from None
+    except StarletteHTTPException as err:
+        detail = str(err.detail)
+        if "Too many files" in detail:
+            raise ServeError(400, "too_many_files", f"Too many files: upload at most {limits.max_files} files "
+                             "forming one record (e.g. NAME.hea + NAME.dat), or one .zip.") from None
+        raise ServeError(400, "bad_request", f"Malformed multipart upload ({detail}).") from None
+
+
+def _uploads(form: Any, limits: UploadLimits) -> list[UploadFile]:
+    """The uploaded files of the form (field ``file``, else any file field)."""
+    uploads = [v for v in form.getlist(_FIELD) if isinstance(v, UploadFile)]
+    uploads = uploads or [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+    if not uploads:
+        raise ServeError(400, "no_file", f"No file received: send the record's file(s) in the form field "
+                         f"'{_FIELD}'.")
+    if len(uploads) > limits.max_files:
+        raise ServeError(400, "too_many_files", f"Too many files ({len(uploads)}): upload at most "
+                         f"{limits.max_files} files forming one record, or one .zip.")
+    return uploads
+
+
+def _save_uploads(uploads: Sequence[UploadFile], folder: Path) -> list[Path]:
+    """Write the uploaded files into ``folder`` under safe names (runs in a worker thread); returns the paths."""
+    paths: list[Path] = []
+    for i, upload in enumerate(uploads):
+        target = folder / safe_filename(upload.filename, default=f"upload{i}")
+        if target in paths:
+            raise ServeError(400, "duplicate_file", f"Two uploaded files are both named {target.name!r}; upload "
+                             "each file of the record once.")
+        upload.file.seek(0)
+        with open(target, "wb") as out:
+            shutil.copyfileobj(upload.file, out, 1 << 20)
+        paths.append(target)
+    return paths
+
+
+# ============================================================================================ zip
+def _zip_member_name(info: zipfile.ZipInfo) -> str | None:
+    """The safe basename of a zip entry; ``None`` for entries to skip; ServeError for unsafe paths."""
+    raw = info.filename.replace("\\", "/")
+    parts = PurePosixPath(raw).parts
+    if raw.startswith("/") or re.match(r"^[A-Za-z]:", raw) or ".." in parts:
+        raise ServeError(400, "unsafe_zip", f"The zip entry {info.filename!r} points outside the archive (absolute "
+                         "path or '..'); ecglens refuses such archives. Zip the record's files directly.")
+    if info.is_dir() or parts[0] == "__MACOSX" or PurePosixPath(raw).name.startswith("."):
+        return None
+    return safe_filename(PurePosixPath(raw).name)
+
+
+def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int) -> int:
+    """Extract one entry counting real bytes (declared sizes can lie); returns bytes written."""
+    written = 0
+    with zf.open(info) as src, open(target, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            written += len(chunk)
+            if written > budget:
+                raise ServeError(413, "zip_too_large", "The zip unpacks to more data than allowed; upload one "
+                                 "record.")
+            dst.write(chunk)
+    return written
+
+
+def _extract_zip(path: Path, folder: Path, limits: UploadLimits) -> list[Path]:
+    """Unpack an uploaded zip of one record into ``folder`` (flat, safe names, bounded size and entry count)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ServeError(422, "corrupt_zip", f"{path.name} is not a readable zip archive ({err}).") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_zip_entries:
+            raise ServeError(413, "zip_too_many_entries", f"{path.name} holds {len(infos)} entries; at most "
+                             f"{limits.max_zip_entries} are accepted. Zip one record only.")
+        members = [(info, _zip_member_name(info)) for info in infos]
+        members = [(info, name) for info, name in members if name is not None]
+        if sum(info.file_size for info, _ in members) > limits.max_unzipped_bytes:
+            raise ServeError(413, "zip_too_large", f"{path.name} unpacks to more than "
+                             f"{limits.max_unzipped_bytes / _MB:g} MB; upload one record.")
+        folder.mkdir()
+        budget, out = limits.max_unzipped_bytes, []
+        for info, name in members:
+            target = folder / name
+            if target in out:
+                raise ServeError(400, "duplicate_file", f"{path.name} holds two files named {name!r}; zip one "
+                                 "record only.")
+            try:
+                budget -= _copy_member(zf, info, target, budget)
+            except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as err:
+                raise ServeError(422, "corrupt_zip", f"Cannot unpack {info.filename!r} from {path.name} ({err}); "
+                                 "encrypted or damaged archives are not supported.") from None
+            out.append(target)
+    return out
+
+
+# ============================================================================================ the record
+def _expand(paths: list[Path], folder: Path, limits: UploadLimits) -> list[Path]:
+    """Replace an uploaded zip by its content (a zip must come alone)."""
+    zips = [p for p in paths if p.suffix.lower() == ".zip"]
+    if not zips:
+        return paths
+    if len(paths) > 1:
+        raise ServeError(400, "mixed_upload", "Upload either one .zip holding one record or the record's files, "
+                         "not both.")
+    return _extract_zip(zips[0], folder / "unzipped", limits)
+
+
+def _wfdb_signal_files(header: Path) -> set[str]:
+    """File names a WFDB header refers to (empty when it cannot be parsed; the reader will say why)."""
+    try:
+        lines = [ln.split() for ln in header.read_text(errors="replace").splitlines()
+                 if ln.strip() and not ln.lstrip().startswith("#")]
+        n_sig = int(lines[0][1]) if len(lines[0]) > 1 else 0
+        if "/" in lines[0][0]:  # a multi-segment record lists segment headers, not signal files
+            return set()
+        return {parts[0] for parts in lines[1:1 + n_sig] if parts and parts[0] != "~"}
+    except (OSError, ValueError, IndexError):
+        return set()
+
+
+def _pick_record(paths: Sequence[Path]) -> Path:
+    """The file to read: the one primary file of the upload (a WFDB header needs its signal files)."""
+    unsupported = [p.name for p in paths if p.suffix.lower() not in _PRIMARY and p.suffix.lower() not in _COMPANIONS]
+    if unsupported:
+        raise ServeError(415, "unsupported_file_type", f"Unsupported file type: {', '.join(unsupported)}. Upload a "
+                         "WFDB record (.hea with its .dat or .mat), a DICOM waveform (.dcm), a MUSE / HL7 aECG "
+                         ".xml, or a .zip holding one of these.")
+    primary = [p for p in paths if p.suffix.lower() in _PRIMARY]
+    if not primary:
+        raise ServeError(422, "missing_header", f"{', '.join(p.name for p in paths) or 'The upload'} needs its WFDB "
+                         "header: select the .hea file together with the .dat / .mat file.")
+    if len(primary) > 1:
+        names = ", ".join(p.name for p in primary)
+        raise ServeError(400, "several_records", f"The upload holds several records ({names}); upload one record "
+                         "per request.")
+    record = primary[0]
+    if record.suffix.lower() == ".hea":
+        missing = sorted(name for name in _wfdb_signal_files(record) if not (record.parent / name).is_file())
+        if missing:
+            raise ServeError(422, "missing_signal_file", f"{record.name} refers to {', '.join(missing)}, which was "
+                             "not uploaded: select the header and its signal file(s) together.")
+    elif len(paths) > 1:
+        raise ServeError(400, "extra_files", f"{record.name} is a complete record; do not add other files "
+                         f"({', '.join(p.name for p in paths if p != record)}).")
+    return record
+
+
+def _read_record(path: Path) -> tuple[Any, str]:
+    """Read the record with the reader registry; returns ``(ecg, format name)``."""
+    from ..io import detect_format, read_ecg
+
+    fmt, real = detect_format(path)
+    try:
+        return read_ecg(real, format=fmt), fmt
+    except EcglensError:
+        raise
+    except Exception as err:  # noqa: BLE001 - third-party parsers raise anything on damaged files
+        logger.info("reader %s failed on %s: %r", fmt, path.name, err)
+        raise CorruptRecordError(f"{path.name} could not be read as {fmt} ({type(err).__name__}: {err}). The file "
+                                 "is damaged or incomplete; export the record again.") from None
+
+
+def _plot_source(ecg: Any, prepared: Any) -> Any:
+    """The record to draw: the harmonised one (mV, contract leads) when it has the 12 standard leads."""
+    from ..leads import CANONICAL_LEADS
+
+    harmonised = prepared.ecg
+    if harmonised is not None and set(CANONICAL_LEADS) <= set(harmonised.leads):
+        return harmonised
+    try:
+        return ecg.to_standard_leads(CANONICAL_LEADS, derive=True)
+    except EcglensError:
+        return ecg  # missing leads are drawn blank and labelled by plot_ecg
+
+
+def _plot_png(ecg: Any, dpi: float) -> str | None:
+    """Base64 PNG of the 12-lead plot (``None``, logged, if drawing fails: the prediction still stands)."""
+    from ..plot import plot_ecg
+
+    buf = io.BytesIO()
+    try:
+        plot_ecg(ecg, path=buf, dpi=dpi)
+    except Exception:  # a plotting problem must not lose the prediction
+        logger.exception("plotting %s failed", getattr(ecg, "record_id", "?"))
+        return None
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _ecg_summary(ecg: Any) -> dict[str, Any]:
+    return {"fs": float(ecg.fs), "n_samples": int(ecg.n_samples), "seconds": ecg.n_samples / float(ecg.fs),
+            "leads": list(ecg.leads), "derived_leads": list(ecg.derived_leads)}
+
+
+def _analyse(state: _State, record_path: Path) -> dict[str, Any]:
+    """Read, harmonise, predict and plot one record (runs in a worker thread)."""
+    predictor = state.predictor
+    record = record_path.stem
+    t0 = time.perf_counter()
+    ecg, fmt = _read_record(record_path)
+    t1 = time.perf_counter()
+    prepared = predictor.adapter.prepare(ecg, record=record, keep_ecg=True)
+    prediction = predictor.predict_prepared(prepared)
+    t2 = time.perf_counter()
+    png = _plot_png(_plot_source(ecg, prepared), state.plot_dpi)
+    t3 = time.perf_counter()
+    outputs = dict(prediction.outputs)
+    return {
+        "record": record, "format": fmt, "outputs": outputs,
+        "uncertainty": {k[: -len("_std")]: v for k, v in outputs.items() if k.endswith("_std")},
+        "window_spread": dict(prediction.window_spread), "n_windows": prediction.n_windows,
+        "flags": list(prediction.flags), "warnings": list(prediction.warnings),
+        "recorded": {"age": ecg.age, "sex": ecg.sex}, "ecg": _ecg_summary(ecg),
+        "model": {k: state.served[k] for k in ("name", "architecture", "task", "backend", "outputs")},
+        "input_contract": state.served["input_contract"],
+        "timing_ms": {"read": 1e3 * (t1 - t0), "predict": 1e3 * (t2 - t1), "plot": 1e3 * (t3 - t2)},
+        "plot_png": png, "plot_mime": "image/png",
+    }
+
+
+def _process_upload(state: _State, uploads: Sequence[UploadFile], folder: Path) -> dict[str, Any]:
+    """Save, unpack, pick the record and analyse it (runs in a worker thread)."""
+    files = _expand(_save_uploads(uploads, folder), folder, state.limits)
+    return _analyse(state, _pick_record(files))
+
+
+async def _handle_predict(request: Request, state: _State) -> dict[str, Any]:
+    """The body of ``POST /predict``; raises ServeError / EcglensError for refused uploads."""
+    _check_request(request, state.limits)
+    form = await _read_form(request, state.limits)
+    try:
+        with tempfile.TemporaryDirectory(prefix=_TMP_PREFIX, dir=state.tmp_dir,
+                                         ignore_cleanup_errors=True) as tmp:
+            work = functools.partial(_process_upload, state, _uploads(form, state.limits), Path(tmp))
+            return await anyio.to_thread.run_sync(work, limiter=state.limiter())
+    finally:
+        await form.close()
+
+
+# ============================================================================================ models
+def _contract_of(preprocess: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The input contract of a preprocess spec, with ``n_samples``, units and a one-line description."""
+    from ..signal.transforms import Preprocess
+
+    if preprocess is None:
+        return None
+    pre = Preprocess.from_dict(preprocess)
+    return {**pre.to_dict(), "n_samples": pre.n_samples, "units": "mV", "description": pre.describe()}
+
+
+def _card(name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``/models`` says about a checkpoint, from its JSON description."""
+    from ..data.targets import TaskSpec
+
+    model, task = meta.get("model") or {}, meta.get("task") or {}
+    return {"name": name, "architecture": model.get("name"), "task": task.get("name"),
+            "outputs": list(TaskSpec.from_dict(task).output_names), "in_leads": model.get("in_leads"),
+            "input_contract": _contract_of(meta.get("preprocess")), "metrics": meta.get("metrics") or {},
+            "ecglens_version": meta.get("ecglens_version"), "created": meta.get("created")}
+
+
+def _shipped_cards() -> list[dict[str, Any]]:
+    """Cards of the shipped checkpoints (a damaged one is listed with its error)."""
+    from ..train.checkpoint import list_pretrained, read_checkpoint_metadata
+
+    cards = []
+    for name in list_pretrained():
+        try:
+            cards.append(_card(name, read_checkpoint_metadata(name)))
+        except Exception as err:  # noqa: BLE001 - one bad file must not hide the others
+            cards.append({"name": name, "error": str(err)})
+    return cards
+
+
+def _served_card(predictor: Any) -> dict[str, Any]:
+    ckpt = predictor.checkpoint
+    meta = dict(getattr(ckpt, "meta", None) or {})
+    meta.setdefault("model", {"name": ckpt.model_name, "in_leads": ckpt.in_leads})
+    meta.setdefault("task", ckpt.task.to_dict())
+    meta["preprocess"] = predictor.preprocess.to_dict()
+    path = getattr(ckpt, "path", None)
+    card = _card(Path(path).stem if path else ckpt.model_name, meta)
+    return {**card, "backend": predictor.backend_name, "label": predictor.model_label}
+
+
+def _load_predictor(model: Any, backend: str) -> Any:
+    """A Predictor from a shipped name, a checkpoint path, an exported .onnx file or a Predictor."""
+    from ..predict import Predictor
+
+    if isinstance(model, Predictor):
+        return model
+    if str(model).lower().endswith(".onnx"):
+        from ..export import load_onnx_checkpoint
+
+        return Predictor(load_onnx_checkpoint(model), backend="onnx")
+    return Predictor.from_pretrained(model, backend=backend)
+
+
+def _page() -> str:
+    return (resources.files(__package__) / "static" / "index.html").read_text(encoding="utf-8")
+
+
+# ============================================================================================ the app
+def _check_limits(max_upload_mb: float, max_files: int, workers: int) -> None:
+    from ..exceptions import ConfigError
+
+    if not (isinstance(max_upload_mb, (int, float)) and max_upload_mb > 0):
+        raise ConfigError(f"max_upload_mb must be a positive number of megabytes, got {max_upload_mb!r}.")
+    if int(max_files) < 1 or int(workers) < 1:
+        raise ConfigError(f"max_files and workers must be at least 1, got {max_files!r} and {workers!r}.")
+
+
+def create_app(model: Any = "age-sex", max_upload_mb: float = 20, max_files: int = 4, *, backend: str = "torch",
+               workers: int = 2, max_zip_entries: int = 16, max_unzipped_mb: float = 100, plot_dpi: float = 110,
+               tmp_dir: str | os.PathLike[str] | None = None) -> FastAPI:
+    """Build the web service (the model is loaded here, once).
+
+    Parameters
+    ----------
+    model : str or path or Predictor
+        A shipped model name (``"age-sex"``), a ``.safetensors`` checkpoint, an exported ``.onnx`` file, or a
+        ready :class:`~ecglens.predict.Predictor`.
+    max_upload_mb : float
+        Largest request body in MB (all files of the record together).
+    max_files : int
+        Most files per request.
+    backend : {"torch", "onnx"}
+        Prediction backend for a checkpoint (an ``.onnx`` file always uses onnxruntime).
+    workers : int
+        Records analysed at the same time (each in a worker thread).
+    max_zip_entries, max_unzipped_mb : int, float
+        Limits on an uploaded zip (entries; unpacked size in MB).
+    plot_dpi : float
+        Resolution of the returned plot.
+    tmp_dir : path, optional
+        Parent folder of the per-request temporary folders (default: the system's).
+
+    Returns
+    -------
+    fastapi.FastAPI
+        With routes ``/``, ``/predict``, ``/models``, ``/health`` (see the module docstring).
+
+    Raises
+    ------
+    CheckpointError
+        When the model cannot be loaded (the message lists the shipped models).
+    """
+    from .. import __version__
+
+    _check_limits(max_upload_mb, max_files, workers)
+    predictor = _load_predictor(model, backend)
+    limits = UploadLimits(max_bytes=int(max_upload_mb * _MB), max_files=int(max_files),
+                          max_zip_entries=int(max_zip_entries), max_unzipped_bytes=int(max_unzipped_mb * _MB))
+    state = _State(predictor=predictor, limits=limits, workers=int(workers), plot_dpi=float(plot_dpi),
+                   tmp_dir=None if tmp_dir is None else os.fspath(tmp_dir), served=_served_card(predictor),
+                   page=_page())
+    shipped = _shipped_cards()
+    app = FastAPI(title="ecglens", version=__version__,
+                  description="Upload a resting 12-lead ECG; get the plotted leads and the model's predictions.")
+    app.state.ecglens = state
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(state.page, headers={"X-Content-Type-Options": "nosniff"})
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return _jsonable({"status": "ok", "ecglens_version": __version__, "model": state.served["name"],
+                          "backend": state.served["backend"], "limits": limits.to_dict()})
+
+    @app.get("/models")
+    async def models() -> dict[str, Any]:
+        return _jsonable({"served": state.served, "models": shipped, "limits": limits.to_dict()})
+
+    @app.post("/predict")
+    async def predict(request: Request) -> JSONResponse:
+        return await _predict_endpoint(request, state)
+
+    return app
+
+
+async def _predict_endpoint(request: Request, state: _State) -> JSONResponse:
+    """``POST /predict``: every failure becomes a JSON 4xx error, logged; never a 500."""
+    start = time.perf_counter()
+    try:
+        result = await _handle_predict(request, state)
+    except ServeError as err:
+        status, code, message = err.status, err.code, err.message
+    except EcglensError as err:
+        (status, code), message = _status_of(err), str(err)
+    except Exception as err:  # the service answers every upload, it never crashes
+        logger.exception("unexpected error while processing an upload")
+        status, code = 422, "processing_failed"
+        message = f"The record could not be processed ({type(err).__name__}: {err})."
+    else:
+        logger.info("predict %s: ok in %.0f ms", result["record"], 1e3 * (time.perf_counter() - start))
+        return JSONResponse(_jsonable(result), headers={"Cache-Control": "no-store"})
+    message = _TMP_PATH.sub("", message)  # never show the server's folders; the file name stays
+    logger.info("predict refused (%d %s): %s", status, code, message)
+    return _error_response(status, code, message)

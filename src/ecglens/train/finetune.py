@@ -1,0 +1,705 @@
+"""Transfer learning: start from a pretrained checkpoint, put a new head on it and train it on a new task.
+
+Every model of the zoo works the same way, through the model contract (``reset_head``, ``param_groups()`` from
+input to head, ``first_conv`` + :func:`~ecglens.models.adapt_input_leads`). Strategies (:data:`STRATEGIES`):
+
+``scratch``
+    The checkpoint's architecture (same name and keyword arguments), randomly initialised; every layer trained
+    with the same learning rate. The baseline a pretrained model must beat. Needs no checkpoint when
+    ``config.model`` names the architecture.
+``linear_probe``
+    The pretrained backbone is frozen (``requires_grad=False``) and kept in eval mode (BatchNorm statistics and
+    dropout fixed, ``freeze_bn``); only the new head is trained.
+``finetune``
+    Every layer is trained, with discriminative learning rates: group ``i`` of ``n`` (``param_groups()``, input
+    first, head last) gets ``lr * lr_decay ** (n - 1 - i)`` (``lr_decay=1`` gives one learning rate).
+``gradual_unfreeze``
+    ``finetune`` with ULMFiT-style gradual unfreezing: the head alone in the first ``unfreeze_every`` epochs,
+    then one more group (from the head backwards) every ``unfreeze_every`` epochs; frozen groups are in eval mode.
+
+Fewer leads: ``leads=["I", "II", "V1", ..., "V6"]`` (or ``["II"]``) selects those leads from the cache and
+rebuilds the model's first layer for them, keeping the pretrained weights of the kept leads (``lead_init="keep"``)
+or spreading the summed weights evenly over the new leads (``"mean"``). The checkpoint written then declares
+those leads in its input contract.
+
+A fine-tuning run writes the same run folder as ``ecglens train`` (``config.yaml``, ``splits.csv``,
+``model.safetensors`` with the new task, ``metrics.json``, ``history.csv``, ``curves.png``,
+``val_predictions.csv``) plus ``finetune.yaml`` (strategy, options, the pretrained checkpoint and where it came
+from); the checkpoint's stored config has ``finetune`` and ``pretrained`` entries too.
+
+>>> from ecglens.train.finetune import finetune, load_finetune_config         # doctest: +SKIP
+>>> config, settings = load_finetune_config("configs/finetune_mi.yaml", ["finetune.strategy=linear_probe"])
+>>> result = finetune("runs/age_sex/model.safetensors", config, settings)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from ..exceptions import CheckpointError, ConfigError, LeadError
+from ..leads import normalize_lead_name
+from .config import (
+    ModelConfig,
+    TrainConfig,
+    _from_dict,
+    _parse_override,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    save_config,
+)
+from .module import EcgLightningModule, lr_lambda
+
+__all__ = [
+    "Strategy",
+    "STRATEGIES",
+    "FinetuneConfig",
+    "CacheView",
+    "LeadSubset",
+    "load_finetune_config",
+    "finetune_settings_from_dict",
+    "prepare_model",
+    "discriminative_param_groups",
+    "set_trainable_groups",
+    "freeze_frozen_modules",
+    "FinetuneModule",
+    "finetune",
+    "without_curves",
+]
+
+
+# ----------------------------------------------------------------------------------------------- strategies
+
+
+def _all_groups(n_groups: int, epoch: int, every: int) -> int:
+    return n_groups
+
+
+def _head_only(n_groups: int, epoch: int, every: int) -> int:
+    return 1
+
+
+def _gradual(n_groups: int, epoch: int, every: int) -> int:
+    return min(n_groups, 1 + max(0, epoch) // max(1, every))
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How a fine-tuning run initialises and trains the model.
+
+    Attributes
+    ----------
+    name : str
+        Key in :data:`STRATEGIES`.
+    pretrained : bool
+        Start from the checkpoint's weights (False: random init of the same architecture).
+    discriminative : bool
+        Use ``lr * lr_decay ** (n - 1 - i)`` for parameter group ``i`` (False: one learning rate).
+    trainable : callable ``(n_groups, epoch, unfreeze_every) -> int``
+        How many groups, counted from the head backwards, train in ``epoch``.
+    description : str
+        One line for ``--help`` and the docs.
+    """
+
+    name: str
+    pretrained: bool
+    discriminative: bool
+    trainable: Callable[[int, int, int], int]
+    description: str
+
+
+#: strategy name -> :class:`Strategy` (dispatch table; add an entry to add a strategy)
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("scratch", False, False, _all_groups, "same architecture, random init, all layers, one lr"),
+        Strategy("linear_probe", True, False, _head_only, "frozen pretrained backbone (eval mode), new head"),
+        Strategy("finetune", True, True, _all_groups, "all layers, discriminative lrs (lr_decay per group)"),
+        Strategy("gradual_unfreeze", True, True, _gradual,
+                 "head first, then one more group every unfreeze_every epochs; discriminative lrs"),
+    )
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    """The :class:`Strategy` called ``name``; unknown names raise :class:`ConfigError` listing the valid ones."""
+    if name not in STRATEGIES:
+        raise ConfigError(f"Unknown fine-tuning strategy {name!r}. Choose one of: {', '.join(STRATEGIES)} "
+                          "(--strategy NAME or finetune.strategy=NAME).")
+    return STRATEGIES[name]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The ``finetune:`` section of a fine-tuning config (the other sections are a :class:`TrainConfig`).
+
+    Attributes
+    ----------
+    strategy : str
+        One of :data:`STRATEGIES`.
+    lr_decay : float
+        Discriminative learning-rate factor per parameter group, in (0, 1] (``finetune``, ``gradual_unfreeze``):
+        the head trains at ``optim.lr``, the group before it at ``lr * lr_decay``, and so on to the input.
+    unfreeze_every : int
+        Epochs between unfreezing one more group (``gradual_unfreeze``).
+    leads : list of str or None
+        Leads to fine-tune on (a subset of the cache's and, for pretrained starts, the checkpoint's leads, e.g.
+        the 8 independent leads ``[I, II, V1, V2, V3, V4, V5, V6]`` or one lead ``[II]``); ``None``: the
+        checkpoint's leads.
+    lead_init : {"keep", "mean"}
+        How the first layer is adapted to ``leads``: keep the pretrained weights of those leads, or give every
+        new lead the summed weights divided by the number of leads (see ``adapt_input_leads``).
+    freeze_bn : bool
+        Keep frozen layers in eval mode (BatchNorm running statistics and dropout fixed).
+    """
+
+    strategy: str = field(default="finetune", metadata={"choices": tuple(STRATEGIES)})
+    lr_decay: float = 0.5
+    unfreeze_every: int = 1
+    leads: tuple[str, ...] | None = None
+    lead_init: str = field(default="keep", metadata={"choices": ("keep", "mean")})
+    freeze_bn: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ConfigError(f"finetune.lr_decay must be in (0, 1], got {self.lr_decay}. Use e.g. 0.5 "
+                              "(1 gives every layer the same learning rate).")
+        if self.unfreeze_every < 1:
+            raise ConfigError(f"finetune.unfreeze_every must be >= 1 epoch, got {self.unfreeze_every}.")
+        if self.leads is not None and not self.leads:
+            raise ConfigError("finetune.leads must name at least one lead (or be null for the checkpoint's).")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML / JSON-safe dict."""
+        return config_to_dict(self)
+
+
+def finetune_settings_from_dict(data: Mapping[str, Any] | None, overrides: Sequence[str] = ()) -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from a ``finetune:`` mapping and ``["finetune.key=value", ...]`` overrides."""
+    data = dict(data or {})
+    if not isinstance(data, dict):
+        raise ConfigError("The finetune section must be a mapping (strategy: ..., lr_decay: ...).")
+    for item in overrides:
+        path, value = _parse_override(item)
+        if path[0] == "finetune":
+            path = path[1:]
+        if len(path) != 1:
+            raise ConfigError(f"Override {item!r}: finetune options are flat keys, e.g. finetune.lr_decay=0.3.")
+        data[path[0]] = value
+    return _from_dict(FinetuneConfig, data, "finetune.")
+
+
+def load_finetune_config(path: str | os.PathLike[str] | None = None,
+                         overrides: Sequence[str] = ()) -> tuple[TrainConfig, FinetuneConfig]:
+    """Read a fine-tuning YAML: a training config (``data``, ``task``, ``optim``, ...) plus a ``finetune`` section.
+
+    ``overrides`` starting with ``finetune.`` go to the :class:`FinetuneConfig`; all others to the
+    :class:`TrainConfig` (``optim.lr=3e-4``, ...). ``model`` is taken from the checkpoint at run time.
+    """
+    data: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file {path} not found. Pass an existing YAML file (see configs/finetune_mi.yaml).")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"Config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: a config must be a mapping of sections (data, task, optim, finetune, ...).")
+    data = dict(data)
+    section = data.pop("finetune", None)
+    mine = [o for o in overrides if o.strip().startswith("finetune.")]
+    rest = [o for o in overrides if not o.strip().startswith("finetune.")]
+    return apply_overrides(config_from_dict(data), rest), finetune_settings_from_dict(section, mine)
+
+
+# ----------------------------------------------------------------------------------------------- cache views
+
+
+class LeadSubset:
+    """Read-only view of a signal array ``[N, L, T]`` keeping some leads: ``view[i] -> [len(idx), T]``.
+
+    Nothing is copied until a row is read, so a memory-mapped cache stays on disk.
+    """
+
+    def __init__(self, signals: Any, lead_index: Sequence[int]) -> None:
+        self.base = signals
+        self.lead_index = np.asarray(lead_index, dtype=np.int64)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (int(self.base.shape[0]), int(self.lead_index.size), int(self.base.shape[2]))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def __len__(self) -> int:
+        return int(self.base.shape[0])
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        return np.take(np.asarray(self.base[rows]), self.lead_index, axis=-2)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    # a memory map would be pickled as a full copy (spawned data-loader workers): send its file instead
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        sig = self.base
+        if isinstance(sig, np.memmap) and sig.filename and sig.flags.c_contiguous:
+            state["base"] = ("memmap", str(sig.filename), sig.dtype.str, tuple(sig.shape), int(sig.offset))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        base = state["base"]
+        if isinstance(base, tuple) and base and base[0] == "memmap":
+            _, filename, dtype, shape, offset = base
+            state["base"] = np.memmap(filename, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset)
+        self.__dict__.update(state)
+
+
+def _cache_leads(cache: Any) -> tuple[str, ...]:
+    leads = getattr(cache, "leads", None) or getattr(getattr(cache, "preprocess", None), "leads", None)
+    if not leads:
+        raise ConfigError("The cache declares no lead names (manifest 'leads' / preprocess.leads); prepare it "
+                          "with `ecglens prepare` so the leads are recorded.")
+    return tuple(normalize_lead_name(x) for x in leads)
+
+
+class CacheView:
+    """A prepared cache seen through a lead selection and / or other fold labels; nothing is copied.
+
+    Parameters
+    ----------
+    cache : PreparedCache or similar
+        Anything with ``signals`` ``[N, L, T]``, ``meta`` (with ``fold``), ``preprocess`` (and ``leads``).
+    leads : sequence of str, optional
+        Leads to keep, in this order (any alias spelling); ``None`` keeps all.
+    folds : array-like, shape (N,), optional
+        Replacement ``fold`` column (NaN: the row is in no split), e.g. to hold out a seeded part of a fold.
+
+    Attributes
+    ----------
+    signals, meta, preprocess, manifest, path, fs, leads
+        As on :class:`~ecglens.data.cache.PreparedCache`; ``preprocess.leads`` is the kept leads.
+    """
+
+    def __init__(self, cache: Any, leads: Sequence[str] | None = None, folds: Any = None) -> None:
+        self.base = cache
+        all_leads = _cache_leads(cache)
+        wanted = all_leads if leads is None else tuple(normalize_lead_name(x) for x in leads)
+        missing = [x for x in wanted if x not in all_leads]
+        if missing:
+            raise LeadError(f"Lead(s) {missing} are not in the cache (its leads: {', '.join(all_leads)}). Choose "
+                            "leads the cache has, or prepare a cache with them.")
+        index = [all_leads.index(x) for x in wanted]
+        same = index == list(range(len(all_leads)))
+        self.signals = cache.signals if same else LeadSubset(cache.signals, index)
+        meta = cache.meta
+        if folds is not None:
+            folds = np.asarray(folds, dtype=np.float64)
+            if folds.shape != (len(meta),):
+                raise ConfigError(f"folds must have one entry per cache row ({len(meta)}), got shape {folds.shape}.")
+            meta = meta.assign(fold=folds)
+        self.meta = meta
+        pre = getattr(cache, "preprocess", None)
+        self.preprocess = None if pre is None else dataclasses.replace(pre, leads=wanted)
+        self.manifest = {**dict(getattr(cache, "manifest", {}) or {}), "leads": list(wanted)}
+        self.path = getattr(cache, "path", None)
+        self.leads = wanted
+        self.lead_index = tuple(index)
+
+    @property
+    def fs(self) -> float:
+        fs = getattr(self.base, "fs", None) or getattr(self.preprocess, "fs", None)
+        return float(fs or 100.0)
+
+    def __len__(self) -> int:
+        return int(self.signals.shape[0])
+
+    def __repr__(self) -> str:
+        return f"CacheView({self.path!s}, leads={','.join(self.leads)}, n={len(self)})"
+
+
+# ----------------------------------------------------------------------------------------------- the model
+
+
+def _check_contract(pre_ckpt: Any, pre_cache: Any, where: str) -> None:
+    """Refuse a cache prepared differently from the checkpoint (fs, duration, filters, normalisation)."""
+    if pre_ckpt is None or pre_cache is None:
+        return
+    a, b = pre_ckpt.to_dict(), pre_cache.to_dict()
+    fields = ("fs", "seconds", "highpass_hz", "notch_hz", "normalize")
+    diff = [f"{k}: checkpoint {a.get(k)!r}, cache {b.get(k)!r}" for k in fields if a.get(k) != b.get(k)]
+    if diff:
+        raise ConfigError(f"The cache {where} was prepared differently from the pretrained model's input contract "
+                          f"({'; '.join(diff)}). Prepare the target data with the checkpoint's preprocessing "
+                          "(`ecglens prepare ... --fs/--seconds/--highpass/--normalize` as listed) or use "
+                          "strategy scratch.")
+
+
+def prepare_model(checkpoint: Any, num_outputs: int, strategy: str = "finetune", *,
+                  leads: Sequence[str] | None = None, lead_init: str = "keep",
+                  model_config: ModelConfig | None = None) -> nn.Module:
+    """The model a fine-tuning run starts from, in training mode, with a new head of ``num_outputs``.
+
+    Parameters
+    ----------
+    checkpoint : Checkpoint or path or None
+        The pretrained checkpoint (``load_checkpoint`` result, a file or a shipped name). ``None`` only for
+        ``scratch`` with ``model_config``.
+    num_outputs : int
+        Outputs of the new task's head.
+    strategy : str
+        ``scratch`` builds the architecture with random weights (seed torch first for a reproducible init);
+        the others load the pretrained weights.
+    leads : sequence of str, optional
+        Input leads of the new model (default: the checkpoint's); the first layer is adapted when they differ.
+    lead_init : {"keep", "mean"}
+        First-layer adaptation (see :class:`FinetuneConfig`).
+    model_config : ModelConfig, optional
+        Architecture for ``scratch`` without a checkpoint.
+
+    Returns
+    -------
+    nn.Module
+        ``[batch, len(leads), n_samples] -> [batch, num_outputs]``.
+    """
+    from ..models import adapt_input_leads, create_model
+
+    plan = get_strategy(strategy)
+    ckpt = _load(checkpoint) if checkpoint is not None else None
+    if ckpt is None and (plan.pretrained or model_config is None):
+        raise ConfigError(f"Strategy {strategy!r} needs a pretrained checkpoint"
+                          + ("" if plan.pretrained else " or a model config (model.name)") + ".")
+    source_leads = _checkpoint_leads(ckpt) if ckpt is not None else None
+    wanted = tuple(normalize_lead_name(x) for x in leads) if leads is not None else source_leads
+    if not plan.pretrained:
+        name = ckpt.model_name if ckpt is not None else model_config.name
+        kwargs = dict(ckpt.model_kwargs if ckpt is not None else model_config.kwargs)
+        n_in = len(wanted) if wanted is not None else (ckpt.in_leads if ckpt is not None else 12)
+        return create_model(name, in_leads=n_in, num_outputs=num_outputs, **kwargs).train()
+    model = ckpt.model.train()
+    if wanted is not None and tuple(wanted) != tuple(source_leads or ()):
+        keep = None
+        if lead_init == "keep":
+            missing = [x for x in wanted if x not in (source_leads or ())]
+            if missing:
+                raise LeadError(f"Lead(s) {missing} were not inputs of the pretrained model (its leads: "
+                                f"{', '.join(source_leads or ())}); use lead_init=mean or leads it was trained on.")
+            keep = list(wanted)
+        adapt_input_leads(model, len(wanted), keep=keep, source_leads=source_leads)
+    model.reset_head(num_outputs)
+    return model
+
+
+def _load(checkpoint: Any) -> Any:
+    if hasattr(checkpoint, "model") and hasattr(checkpoint, "model_name"):
+        return checkpoint
+    from .checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint)
+
+
+def _checkpoint_leads(ckpt: Any) -> tuple[str, ...]:
+    pre = getattr(ckpt, "preprocess", None)
+    if pre is not None and len(pre.leads) == ckpt.in_leads:
+        return tuple(pre.leads)
+    from ..leads import CANONICAL_LEADS
+
+    if ckpt.in_leads == len(CANONICAL_LEADS):
+        return tuple(CANONICAL_LEADS)
+    raise CheckpointError(f"{getattr(ckpt, 'path', 'the checkpoint')} has {ckpt.in_leads} input leads but no "
+                          "preprocess spec naming them; fine-tune with finetune.leads=null on a cache with the "
+                          "same leads, or re-save it with its preprocess.")
+
+
+# ----------------------------------------------------------------------------------------------- groups
+
+
+def _named_groups(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
+    if not hasattr(model, "param_groups"):
+        raise ConfigError(f"{type(model).__name__} has no param_groups(); fine-tuning needs an ecglens zoo model.")
+    return model.param_groups()
+
+
+def discriminative_param_groups(model: nn.Module, lr: float, lr_decay: float = 1.0, weight_decay: float = 0.0,
+                                only_trainable: bool = False) -> list[dict[str, Any]]:
+    """Optimizer parameter groups with one learning rate per model group, head first.
+
+    Group ``i`` of the model's ``n`` groups (input ``i = 0`` ... head ``i = n - 1``) gets
+    ``lr * lr_decay ** (n - 1 - i)``. Each is split in a weight-decayed part (weights with ``ndim >= 2``) and a
+    part without weight decay (biases, norms), as ``ecglens train`` does. Frozen parameters are included (they
+    are skipped by the optimizer while their ``grad`` is None) unless ``only_trainable``, so groups unfrozen later
+    train at their own rate.
+
+    Returns
+    -------
+    list of dict
+        ``{"params", "lr", "weight_decay", "name"}`` per non-empty part; ``name`` is ``"<group>"`` or
+        ``"<group>.no_decay"``.
+    """
+    groups = _named_groups(model)
+    n = len(groups)
+    out: list[dict[str, Any]] = []
+    for i, (name, params) in reversed(list(enumerate(groups))):
+        params = [p for p in params if p.requires_grad] if only_trainable else list(params)
+        group_lr = float(lr) * float(lr_decay) ** (n - 1 - i)
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        for suffix, part, wd in (("", decay, weight_decay), (".no_decay", no_decay, 0.0)):
+            if part:
+                out.append({"params": part, "lr": group_lr, "weight_decay": wd, "name": name + suffix})
+    return out
+
+
+def set_trainable_groups(model: nn.Module, n_trainable: int) -> list[str]:
+    """Let the last ``n_trainable`` groups of ``model.param_groups()`` train and freeze the others.
+
+    Returns the names of the trainable groups (head last).
+    """
+    groups = _named_groups(model)
+    n_trainable = max(1, min(len(groups), int(n_trainable)))
+    for i, (_, params) in enumerate(groups):
+        for p in params:
+            p.requires_grad_(i >= len(groups) - n_trainable)
+    return [name for name, _ in groups[len(groups) - n_trainable:]]
+
+
+def freeze_frozen_modules(model: nn.Module) -> list[str]:
+    """Put every sub-module whose parameters are all frozen in eval mode (BatchNorm statistics, dropout fixed).
+
+    Returns the names of the modules switched to eval (outermost only).
+    """
+    switched: list[str] = []
+    for name, module in model.named_modules():
+        if not name or any(name.startswith(s + ".") for s in switched):
+            continue
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
+            switched.append(name)
+    return switched
+
+
+# ----------------------------------------------------------------------------------------------- lightning
+
+
+class FinetuneModule(EcgLightningModule):
+    """:class:`EcgLightningModule` with a fine-tuning strategy: freezing schedule and per-group learning rates.
+
+    Parameters
+    ----------
+    model : nn.Module
+        From :func:`prepare_model`.
+    task : TaskSpec
+        The fitted target task.
+    optim_cfg : OptimConfig
+        ``lr`` is the head's learning rate.
+    settings : FinetuneConfig
+        Strategy and its options.
+    """
+
+    def __init__(self, model: nn.Module, task: Any, optim_cfg: Any = None,
+                 settings: FinetuneConfig | None = None) -> None:
+        super().__init__(model, task, optim_cfg)
+        self.settings = settings or FinetuneConfig()
+        self.strategy = get_strategy(self.settings.strategy)
+        self.apply_schedule(0)
+
+    def trainable_groups(self, epoch: int) -> int:
+        """Groups (from the head backwards) that train in ``epoch``."""
+        n = len(_named_groups(self.model))
+        return self.strategy.trainable(n, epoch, self.settings.unfreeze_every)
+
+    def apply_schedule(self, epoch: int) -> list[str]:
+        """Freeze / unfreeze for ``epoch`` and fix frozen modules in eval mode; returns the trainable groups."""
+        names = set_trainable_groups(self.model, self.trainable_groups(epoch))
+        if self.settings.freeze_bn and self.model.training:
+            freeze_frozen_modules(self.model)
+        return names
+
+    def train(self, mode: bool = True) -> FinetuneModule:
+        super().train(mode)
+        settings = getattr(self, "settings", None)  # None while the parent constructor runs
+        if mode and settings is not None and settings.freeze_bn:
+            freeze_frozen_modules(self.model)
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self.apply_schedule(self.current_epoch)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.optim_cfg
+        decay = self.settings.lr_decay if self.strategy.discriminative else 1.0
+        only_trainable = self.strategy.trainable is _head_only
+        groups = discriminative_param_groups(self.model, cfg.lr, decay, cfg.weight_decay, only_trainable)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+# ----------------------------------------------------------------------------------------------- the run
+
+
+def _resolve_config(config: TrainConfig, ckpt: Any) -> TrainConfig:
+    """``config`` with ``model`` set to the checkpoint's architecture (what the run really trains)."""
+    if ckpt is None:
+        return config
+    model = ModelConfig(name=ckpt.model_name, kwargs=dict(ckpt.model_kwargs))
+    if config.model.name != model.name and config.model != ModelConfig():
+        warnings.warn(f"model.name={config.model.name!r} in the config is ignored: fine-tuning keeps the "
+                      f"checkpoint's architecture {model.name!r}.", stacklevel=3)
+    return dataclasses.replace(config, model=model)
+
+
+def _pretrained_info(ckpt: Any) -> dict[str, Any] | None:
+    if ckpt is None:
+        return None
+    return {"path": str(getattr(ckpt, "path", "")), "model": ckpt.model_name, "task": ckpt.task.name,
+            "in_leads": int(ckpt.in_leads), "created": getattr(ckpt, "created", ""),
+            "version": getattr(ckpt, "version", ""), "metrics": dict(getattr(ckpt, "metrics", {}) or {})}
+
+
+@contextlib.contextmanager
+def without_curves() -> Iterator[None]:
+    """Skip drawing ``curves.png`` in runs finished inside this block (``history.csv`` is still written).
+
+    Drawing the curves costs about a second per run, which adds up over an experiment grid of small runs. This
+    swaps ``ecglens.train.loop.plot_history`` for a no-op while the block runs (single-threaded use only).
+    """
+    from . import loop
+
+    original = loop.plot_history
+    loop.plot_history = lambda history, path, title="": Path(path)
+    try:
+        yield
+    finally:
+        loop.plot_history = original
+
+
+def finetune(checkpoint: Any, config: TrainConfig, settings: FinetuneConfig | None = None, *,
+             out: str | os.PathLike[str] | None = None, cache: Any = None, curves: bool = True) -> Any:
+    """Fine-tune a pretrained checkpoint on the task and data of ``config``; write a run folder.
+
+    Parameters
+    ----------
+    checkpoint : path, shipped name, Checkpoint or None
+        The pretrained model (``None`` only for ``strategy="scratch"``, which then builds ``config.model``).
+    config : TrainConfig
+        Data (cache, folds, subsampling), task, optimiser, trainer. ``optim.lr`` is the head's learning rate.
+        ``model`` is replaced by the checkpoint's architecture.
+    settings : FinetuneConfig, optional
+        Strategy and options (default: ``finetune`` with ``lr_decay=0.5``).
+    out : path, optional
+        Run folder (default ``<trainer.out_dir>/<name>-<timestamp>``); must be new or empty.
+    cache : PreparedCache or CacheView, optional
+        An opened cache to use instead of ``config.data.cache``.
+    curves : bool
+        Draw ``curves.png`` (False: see :func:`without_curves`).
+
+    Returns
+    -------
+    ecglens.train.loop.RunResult
+        ``run_dir``, ``checkpoint_path`` (``model.safetensors`` with the new task) and validation metrics.
+    """
+    import lightning as L
+
+    from . import loop
+
+    settings = settings or FinetuneConfig()
+    ckpt = _load(checkpoint) if checkpoint is not None else None
+    config = _resolve_config(config, ckpt)
+    run_dir = loop._run_dir(config, out, None)
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    threads = torch.get_num_threads()
+    loop._set_threads(config)
+    try:
+        with contextlib.nullcontext() if curves else without_curves():
+            return _finetune(ckpt, config, settings, run_dir, cache)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _target_view(config: TrainConfig, settings: FinetuneConfig, ckpt: Any, cache: Any) -> Any:
+    from ..data.cache import open_cache
+
+    base = cache if cache is not None else open_cache(config.data.cache)
+    _check_contract(getattr(ckpt, "preprocess", None), getattr(base, "preprocess", None),
+                    str(getattr(base, "path", config.data.cache)))
+    leads = settings.leads if settings.leads is not None else (_checkpoint_leads(ckpt) if ckpt is not None else None)
+    return base if leads is None else CacheView(base, leads)
+
+
+def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir: Path, cache: Any) -> Any:
+    from . import loop
+
+    data = _target_view(config, settings, ckpt, cache)
+    dm = loop.build_datamodule(config, data)
+    loop._check_monitor(config, dm.task)
+    leads = _cache_leads(data)
+    model = prepare_model(ckpt, dm.task.num_outputs, settings.strategy, leads=leads, lead_init=settings.lead_init,
+                          model_config=config.model)
+    module = FinetuneModule(model, dm.task, config.optim, settings)
+    trainer = loop._trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
+    extra = {"finetune": settings.to_dict(), "pretrained": _pretrained_info(ckpt), "leads": list(leads)}
+    if trainer.is_global_zero:
+        save_config(config, run_dir / "config.yaml")
+        (run_dir / "finetune.yaml").write_text(yaml.safe_dump(_plain(extra), sort_keys=False), encoding="utf-8")
+        dm.splits_table().to_csv(run_dir / "splits.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*exists and is not empty")
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")  # frozen layers, on purpose
+        trainer.fit(module, datamodule=dm)
+    if not trainer.is_global_zero:
+        return loop.RunResult(run_dir, run_dir / "model.safetensors", {})
+    result = loop._finish(config, run_dir, trainer, module, dm)
+    _resave_with_provenance(result, module, config, dm, extra)
+    return result
+
+
+def _plain(value: Any) -> Any:
+    return yaml.safe_load(yaml.safe_dump(_json_ready(value)))
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _resave_with_provenance(result: Any, module: FinetuneModule, config: TrainConfig, dm: Any,
+                            extra: dict[str, Any]) -> None:
+    """Write the checkpoint again with ``finetune`` / ``pretrained`` entries in its stored config."""
+    from .checkpoint import save_checkpoint
+
+    stored = {**config_to_dict(config), "split": dm.split_info, **_json_ready(extra)}
+    save_checkpoint(result.checkpoint_path, module.model.cpu(), config.model.name, dict(config.model.kwargs),
+                    dm.task, getattr(dm.cache, "preprocess", None), stored, result.metrics, in_leads=dm.in_leads)

@@ -1,0 +1,245 @@
+"""Tests of ONNX export (``ecglens.export``, ``ecglens export``) and the ``"onnx"`` prediction backend.
+
+Every model of the zoo (``list_models()``, small widths) is exported from a tiny random checkpoint written with
+``save_checkpoint`` and compared with PyTorch by onnxruntime at two input lengths. The ONNX backend of
+``Predictor`` is checked against the PyTorch backend on a synthetic WFDB record (25 s, so several windows run in
+one batch). Nothing here depends on a shipped model or a hard-coded result.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from ecglens.data.targets import task_from_name
+from ecglens.exceptions import CheckpointError, ConfigError
+from ecglens.export import (
+    OnnxBackend,
+    cached_onnx,
+    export_onnx,
+    load_onnx_checkpoint,
+    read_onnx_metadata,
+    verify_onnx,
+)
+from ecglens.models import create_model, list_models
+from ecglens.signal.transforms import Preprocess
+from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
+
+#: small variants of each zoo model (a model not listed here is exported at its defaults)
+SMALL: dict[str, dict] = {
+    "cnn_baseline": {"channels": (8, 16)},
+    "attia_cnn": {"filters": (4,) * 8, "spatial_filters": 8, "hidden": (16, 8)},
+    "cnn_bigru": {"channels": (8, 16, 16), "hidden": 8},
+    "bilstm": {"stem_channels": (8, 16, 16), "hidden": 8},
+    "resnet1d_ribeiro": {"filters": (8, 16, 16, 24, 24)},
+    "resnet_se_gustafsson": {"stem_channels": 8, "channels": (8, 16, 16, 24)},
+    "xresnet1d50": {"width": 0.125, "head_hidden": 16},
+    "xresnet1d101": {"width": 0.0625, "head_hidden": 16},
+    "inception1d": {"filters": 8, "bottleneck": 8, "depth": 3, "head_hidden": 16},
+    "s4": {"d_model": 16, "d_state": 8, "n_layers": 2, "stem_channels": 8},
+}
+#: a short contract keeps the export tests fast (4 s at 100 Hz = 400 samples)
+PRE = Preprocess(fs=100.0, seconds=4.0)
+
+
+def fitted_task():
+    rng = np.random.default_rng(0)
+    labels = np.c_[rng.uniform(20, 90, 64), rng.integers(0, 2, 64)]
+    return task_from_name("age_sex").fit(labels)
+
+
+def make_checkpoint(folder: Path, name: str = "cnn_baseline", pre: Preprocess = PRE, seed: int = 0) -> Path:
+    """A random (untrained) checkpoint of ``name`` with the age-sex task."""
+    task = fitted_task()
+    torch.manual_seed(seed)
+    model = create_model(name, num_outputs=task.num_outputs, **SMALL.get(name, {}))
+    return save_checkpoint(folder / f"{name}.safetensors", model, task=task, preprocess=pre)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: much faster than several on a busy shared CPU (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ckpt_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt"), pre=Preprocess())
+
+
+@pytest.fixture(scope="module")
+def onnx_path(ckpt_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_onnx(ckpt_path, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def long_record(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic 12-lead WFDB record: 25 s at 250 Hz, mV-scale sinusoids + noise."""
+    wfdb = pytest.importorskip("wfdb")
+    folder = tmp_path_factory.mktemp("rec")
+    fs, n = 250, 250 * 25
+    t = np.arange(n) / fs
+    rng = np.random.default_rng(3)
+    sig = np.stack([0.8 * np.sin(2 * np.pi * 1.2 * t + k) + 0.05 * rng.standard_normal(n) for k in range(12)], 1)
+    leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    wfdb.wrsamp("long", fs=fs, units=["mV"] * 12, sig_name=leads, p_signal=sig, fmt=["16"] * 12,
+                write_dir=str(folder))
+    return folder / "long.hea"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every zoo model
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_zoo_model_exports_and_matches_torch(name: str, tmp_path: Path) -> None:
+    ckpt = load_checkpoint(make_checkpoint(tmp_path, name))
+    path = export_onnx(ckpt, tmp_path / f"{name}.onnx")
+    info = read_onnx_metadata(path)["onnx"]
+    assert info["dynamic_batch"] is True
+    assert info["dynamic_length"] is True, info["note"]  # every zoo model is length-generic today
+    diff = verify_onnx(ckpt, path, lengths=(PRE.n_samples, 650), batch_size=3)
+    assert diff <= 1e-4
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the file
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_metadata_carries_the_checkpoint_description(ckpt_path: Path, onnx_path: Path) -> None:
+    import onnx
+
+    ckpt = load_checkpoint(ckpt_path)
+    props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    assert {"ecglens", "model_name", "preprocess", "task", "input_contract"} <= set(props)
+    assert props["model_name"] == "cnn_baseline"
+    doc = read_onnx_metadata(onnx_path)
+    assert Preprocess.from_dict(doc["preprocess"]) == ckpt.preprocess
+    assert doc["task"] == ckpt.task.to_dict()
+    assert doc["model"]["num_outputs"] == 3
+    contract = doc["onnx"]["input_contract"]
+    assert contract["shape"] == ["batch", 12, "samples"]
+    assert contract["fs"] == 100.0 and contract["n_samples"] == 1000
+    assert contract["output_names"] == ["age", "age_std", "p_female"]
+    graph = onnx.load(str(onnx_path)).graph
+    assert [i.name for i in graph.input] == ["ecg"] and [o.name for o in graph.output] == ["raw"]
+
+
+def test_weightless_checkpoint_from_onnx(onnx_path: Path, ckpt_path: Path) -> None:
+    light = load_onnx_checkpoint(onnx_path)
+    ckpt = load_checkpoint(ckpt_path)
+    assert light.model is None
+    assert light.task.output_names == ckpt.task.output_names
+    assert light.preprocess == ckpt.preprocess
+
+
+def test_not_an_ecglens_onnx_file(tmp_path: Path) -> None:
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"definitely not protobuf" * 10)
+    with pytest.raises(CheckpointError, match="ONNX"):
+        read_onnx_metadata(bad)
+    with pytest.raises(CheckpointError, match="not found"):
+        read_onnx_metadata(tmp_path / "missing.onnx")
+
+
+def test_fixed_length_export(ckpt_path: Path, tmp_path: Path) -> None:
+    path = export_onnx(ckpt_path, tmp_path / "fixed.onnx", dynamic_length=False, dynamic_batch=False)
+    info = read_onnx_metadata(path)["onnx"]
+    assert info["fixed_length"] == 1000 and info["dynamic_batch"] is False
+    assert verify_onnx(ckpt_path, path) <= 1e-4
+    with pytest.raises(ConfigError, match="fixed length of 1000"):
+        verify_onnx(ckpt_path, path, lengths=(500,))
+    backend = OnnxBackend(path)
+    x = np.random.default_rng(0).standard_normal((3, 12, 1000)).astype(np.float32)
+    with torch.no_grad():
+        ref = load_checkpoint(ckpt_path).model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(backend.run(x), ref, atol=1e-4)  # batch of 3 through a batch-1 graph
+    with pytest.raises(ConfigError, match="exactly 1000 samples"):
+        backend.run(x[:, :, :500])
+
+
+def _flatten_model(in_leads: int = 12, num_outputs: int = 1, length: int = 400) -> nn.Module:
+    """Test model whose head flattens time, so its graph only works at one length."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_leads * length, num_outputs))
+
+
+def test_model_that_is_not_length_generic_falls_back_to_fixed_length(tmp_path: Path, monkeypatch) -> None:
+    from ecglens.models import _registry
+
+    monkeypatch.setitem(_registry._MODELS, "flatten_test",
+                        _registry.ModelSpec("flatten_test", _flatten_model, "test", {"in_leads": 12,
+                                                                                     "num_outputs": 1}))
+    path = make_checkpoint(tmp_path, "flatten_test")
+    with pytest.warns(UserWarning, match="not length-generic"):
+        out = export_onnx(path, tmp_path / "flat.onnx")
+    info = read_onnx_metadata(out)["onnx"]
+    assert info["dynamic_length"] is False and info["fixed_length"] == PRE.n_samples
+    assert "fixed length 400" in info["note"]
+    assert verify_onnx(path, out) <= 1e-4
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the backend and the CLI
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_predictor_onnx_backend_equals_torch(ckpt_path: Path, long_record: Path, tmp_path: Path) -> None:
+    from ecglens.predict import Predictor
+
+    torch_pred = Predictor.from_pretrained(ckpt_path).predict_file(long_record)
+    onnx_pred = Predictor.from_pretrained(ckpt_path, backend="onnx", cache_dir=tmp_path).predict_file(long_record)
+    assert torch_pred.n_windows == onnx_pred.n_windows > 1
+    assert onnx_pred.flags == torch_pred.flags
+    for key, value in torch_pred.outputs.items():
+        assert onnx_pred.outputs[key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+    assert list(tmp_path.glob("cnn_baseline-*-opset17.onnx"))  # exported on the fly into the cache folder
+
+
+def test_predictor_with_weightless_onnx_checkpoint(onnx_path: Path, ckpt_path: Path, long_record: Path) -> None:
+    from ecglens.predict import Predictor
+
+    ref = Predictor.from_pretrained(ckpt_path).predict_file(long_record).outputs
+    got = Predictor(load_onnx_checkpoint(onnx_path), backend="onnx").predict_file(long_record).outputs
+    assert got == pytest.approx(ref, rel=1e-5, abs=1e-5)
+
+
+def test_onnx_file_from_another_model_is_refused(onnx_path: Path, tmp_path: Path) -> None:
+    from ecglens.predict import Predictor
+
+    other = make_checkpoint(tmp_path, "attia_cnn")
+    with pytest.raises(CheckpointError, match="Export the ONNX file from this checkpoint"):
+        Predictor.from_pretrained(other, backend="onnx", onnx_path=onnx_path)
+
+
+def test_cache_reuses_the_export(ckpt_path: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ECGLENS_CACHE", str(tmp_path))
+    first = cached_onnx(ckpt_path)
+    stamp = first.stat().st_mtime_ns
+    assert first.parent == tmp_path / "onnx"
+    assert cached_onnx(ckpt_path) == first and first.stat().st_mtime_ns == stamp
+
+
+def test_cli_export_verify(ckpt_path: Path, tmp_path: Path, capsys) -> None:
+    from ecglens.cli import app
+
+    out = tmp_path / "cli.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = app(["export", str(ckpt_path), "--onnx", str(out), "--verify"])
+    text = capsys.readouterr().out
+    assert code == 0 and out.is_file()
+    assert "dynamic axes: batch, samples" in text and "verify: max |onnxruntime - torch|" in text
+    assert app(["export", str(tmp_path / "nope.safetensors"), "--onnx", str(out)]) == 2

@@ -1,0 +1,122 @@
+"""Tests of the one-ECG HTML report (ecglens.report, ``ecglens report``) and the demo's prediction step.
+
+The model is a tiny random ``cnn_baseline`` checkpoint written in the test; the report must be a single
+self-contained file: every image a base64 ``data:`` URI, no external script, style sheet or image.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ecglens.cli import app
+from ecglens.data.targets import task_from_name
+from ecglens.examples import example_paths
+from ecglens.exceptions import ConfigError
+from ecglens.models import create_model
+from ecglens.predict import Predictor, demo_predictions
+from ecglens.report import build_report, explained_output_index
+from ecglens.signal.transforms import Preprocess
+from ecglens.train.checkpoint import save_checkpoint
+
+IMG = '<img src="data:image/png;base64,'
+
+
+@pytest.fixture(scope="module")
+def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(1)
+    task = task_from_name("age_sex").fit(np.array([[45.0, 1.0], [65.0, 0.0]]))
+    model = create_model("cnn_baseline", in_leads=12, num_outputs=task.num_outputs, channels=(8, 16))
+    config = {"name": "age_sex", "data": {"cache": "cache/ptbxl100", "train_folds": [1, 2, 3, 4, 5, 6, 7, 8],
+                                          "val_folds": [9]}}
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-age-sex.safetensors"
+    return save_checkpoint(path, model, task=task, preprocess=Preprocess(), config=config,
+                           metrics={"age_mae": 8.5, "p_female_auroc": 0.81})
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint_path: Path) -> Predictor:
+    return Predictor.from_pretrained(checkpoint_path)
+
+
+@pytest.fixture(scope="module")
+def html_8lead(predictor: Predictor) -> str:
+    """Report for the shipped 8-lead 250 Hz example (limb leads derived), true age given."""
+    return build_report(example_paths()[0], predictor=predictor, true_age=63.0, n_steps=8)
+
+
+def assert_self_contained(text: str) -> None:
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert IMG in text
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text, re.IGNORECASE)
+    assert "<script" not in text.lower() and "<link" not in text.lower() and "url(" not in text.lower()
+    srcs = re.findall(r"""src\s*=\s*["']([^"']{0,30})""", text)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+
+
+def test_report_is_self_contained_with_all_sections(html_8lead: str, predictor: Predictor) -> None:
+    assert_self_contained(html_8lead)
+    assert html_8lead.count(IMG) == 3  # tracing, attribution overlay, lead importance
+    for text in ("ECG-predicted age", "ECG-age gap", "from --true-age", "ECG-predicted sex", "Integrated gradients",
+                 "derived:III,aVR,aVL,aVF", "resampled:250-&gt;100", "Lead importance", "cache/ptbxl100",
+                 "age_mae", "p_female_auroc", "not a medical device", predictor.preprocess.describe()):
+        assert text in html_8lead, text
+
+
+def test_report_numbers_match_the_predictor(html_8lead: str, predictor: Predictor) -> None:
+    pred = predictor.predict_file(example_paths()[0])
+    age = pred.outputs["age"]
+    assert f"{age:.1f} &plusmn; {pred.outputs['age_std']:.1f} y" in html_8lead
+    assert f"{age - 63.0:+.1f} y" in html_8lead
+
+
+def test_report_true_age_from_header_and_no_attribution(predictor: Predictor) -> None:
+    path = example_paths()[2]  # header says Age: 63
+    text = build_report(path, predictor=predictor, explain=None)
+    assert_self_contained(text)
+    assert text.count(IMG) == 1 and "No attribution map" in text
+    assert "from the file header" in text
+
+
+def test_report_saliency_and_bad_output(predictor: Predictor) -> None:
+    ecg_path = example_paths()[1]  # 15 s: two windows, both on the page
+    text = build_report(ecg_path, predictor=predictor, method="saliency", explain="p_female")
+    assert "Saliency" in text and text.count(IMG) == 3
+    with pytest.raises(ConfigError, match="cannot explain"):
+        build_report(ecg_path, predictor=predictor, explain="hemoglobin")
+
+
+def test_explained_output_index(predictor: Predictor) -> None:
+    task = predictor.checkpoint.task
+    age_target = task.targets[0]
+    assert explained_output_index(task, "age") == (0, pytest.approx(age_target.std), "years")
+    assert explained_output_index(task, "p_female") == (2, 1.0, "logit")
+    with pytest.raises(ConfigError):
+        explained_output_index(task, "nope")
+
+
+def test_cli_report(checkpoint_path: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r" / "report.html"
+    code = app(["report", str(example_paths()[2]), "--model", str(checkpoint_path), "--out", str(out),
+                "--true-age", "70", "--n-steps", "4"])
+    assert code == 0 and out.is_file() and "wrote" in capsys.readouterr().out
+    text = out.read_text(encoding="utf-8")
+    assert_self_contained(text)
+    assert "70 y, from --true-age" in text
+
+
+def test_demo_predictions_with_a_model(checkpoint_path: Path, tmp_path: Path, capsys) -> None:
+    table = demo_predictions(str(checkpoint_path), tmp_path)
+    assert table is not None and (table["status"] == "ok").all() and len(table) == len(example_paths())
+    saved = pd.read_csv(tmp_path / "preds.csv")
+    assert list(saved.columns) == ["record", "status", "message", "age", "age_std", "p_female", "n_windows",
+                                   "flags"]
+    reports = list(tmp_path.glob("report_*.html"))
+    assert len(reports) == 1
+    assert_self_contained(reports[0].read_text(encoding="utf-8"))
+    assert "sim_250hz_8lead" in capsys.readouterr().out

@@ -1,0 +1,356 @@
+"""Training: configs (YAML, overrides, errors), schedules, the dataset / data module, fit, resume and the CLI.
+
+The end-to-end tests train a tiny CNN for a few seconds on a synthetic cohort whose age effect is known: every
+beat's amplitude is ``0.3 + 0.02 * (age - 20)`` mV (times a per-lead gain in 0.8-1.2), and lead V1 is twice as
+large in women and half as large in men; white noise of 0.05 mV is added. A model that learns anything must
+beat the predict-the-training-mean baseline on the validation folds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ecglens.cli import app
+from ecglens.data.dataset import CacheDataset, EcgDataModule, split_by_folds, subsample_indices
+from ecglens.data.targets import task_from_name
+from ecglens.exceptions import CheckpointError, ConfigError
+from ecglens.signal.transforms import Preprocess
+from ecglens.train.config import (
+    SCHEDULES,
+    OptimConfig,
+    TrainConfig,
+    apply_overrides,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = REPO / "configs" / "quick_synthetic.yaml"
+FS, SECONDS = 100.0, 2.5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models run fastest on one thread (and do not fight other processes for the CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def synthetic_cohort(n: int = 120, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame, Preprocess]:
+    """Signals ``[n, 12, 250]`` (mV, 100 Hz, 2.5 s) whose amplitude grows with age and V1 depends on sex."""
+    rng = np.random.default_rng(seed)
+    pre = Preprocess(fs=FS, seconds=SECONDS, highpass_hz=None)
+    t = np.arange(pre.n_samples) / FS
+    age = rng.uniform(20, 80, n)
+    sex = (rng.random(n) < 0.5).astype(float)
+    hr = rng.normal(60, 3, n)[:, None]
+    beats = np.exp(-(((((t[None] * hr / 60) + rng.uniform(0, 1, (n, 1))) % 1) - 0.5) ** 2) / 0.002)
+    sig = (0.3 + 0.02 * (age - 20))[:, None, None] * beats[:, None, :] * rng.uniform(0.8, 1.2, (n, 12, 1))
+    sig[:, 6] *= np.where(sex == 1, 2.0, 0.5)[:, None]
+    sig = (sig + rng.normal(0, 0.05, sig.shape)).astype(np.float32)
+    age[3], sex[5] = np.nan, np.nan
+    meta = pd.DataFrame(
+        {
+            "record_id": [f"r{i:03d}" for i in range(n)],
+            "source": "synthetic",
+            "path": "",
+            "age": age,
+            "sex": sex,
+            "fold": np.arange(n) % 10 + 1,
+            "patient_id": [f"p{i}" for i in range(n)],
+        }
+    )
+    return sig, meta, pre
+
+
+def write_cache(out: Path, signals: np.ndarray, meta: pd.DataFrame, pre: Preprocess) -> Path:
+    """Write the three files of an ecglens cache folder (what ``open_cache`` reads)."""
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "signals.npy", signals)
+    meta.to_csv(out / "meta.csv", index=False)
+    manifest = {
+        "format": "ecglens-cache/1",
+        "preprocess": pre.to_dict(),
+        "fs": pre.fs,
+        "n_samples": pre.n_samples,
+        "leads": list(pre.leads),
+        "dtype": "float32",
+        "shape": list(signals.shape),
+        "n_accepted": len(signals),
+        "n_rejected": 0,
+        "rejected": [],
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return write_cache(tmp_path_factory.mktemp("cache") / "synthetic", *synthetic_cohort())
+
+
+@pytest.fixture
+def memory_cache():
+    sig, meta, pre = synthetic_cohort(n=60)
+    return SimpleNamespace(signals=sig, meta=meta, preprocess=pre)
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+def test_config_yaml_round_trip_and_typed_overrides(tmp_path):
+    cfg = load_config(
+        QUICK,
+        [
+            "optim.lr=3e-4",
+            "trainer.devices=2",
+            "model.kwargs.dropout=0.1",
+            "data.val_folds=[9]",
+            "trainer.max_time='00:00:05:00'",
+            "trainer.patience=null",
+        ],
+    )
+    assert cfg.optim.lr == pytest.approx(3e-4) and isinstance(cfg.optim.lr, float)
+    assert cfg.trainer.devices == 2 and cfg.trainer.max_time == "00:00:05:00" and cfg.trainer.patience is None
+    assert cfg.model.kwargs == {"channels": [8, 16], "kernel_size": 5, "dropout": 0.1}
+    assert cfg.data.val_folds == (9,)
+    again = load_config(save_config(cfg, tmp_path / "c.yaml"))
+    assert again == cfg and config_to_dict(again) == config_to_dict(cfg)
+    assert load_config(None) == TrainConfig()
+
+
+def test_unknown_keys_and_bad_values_name_what_is_valid():
+    with pytest.raises(ConfigError, match=r"'optim.lrr'.*Did you mean 'lr'.*weight_decay"):
+        load_config(None, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match=r"Valid keys: name, data, model"):
+        load_config(None, ["optimizer.lr=1"])
+    with pytest.raises(ConfigError, match=r"optim.epochs: expected int, got 'ten'"):
+        load_config(None, ["optim.epochs=ten"])
+    with pytest.raises(
+        ConfigError, match=r"optim.schedule: 'linear' is not one of onecycle, cosine, constant"
+    ):
+        load_config(None, ["optim.schedule=linear"])
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        load_config(None, ["optim.lr"])
+    with pytest.raises(ConfigError, match="is a float, not a section"):
+        load_config(None, ["optim.lr.max=1"])
+    with pytest.raises(ConfigError, match="trainer.seed: expected int, got 1.5"):
+        load_config(None, ["trainer.seed=1.5"])
+
+
+def test_bad_yaml_file_reports_the_key(tmp_path):
+    (tmp_path / "bad.yaml").write_text("data:\n  cach: x\n")
+    with pytest.raises(ConfigError, match=r"'data.cach'.*Did you mean 'cache'"):
+        load_config(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+TRAIN_CONFIGS = ("age_sex.yaml", "age.yaml", "sex.yaml", "quick_synthetic.yaml")  # `ecglens train` configs
+
+
+@pytest.mark.parametrize("path", [REPO / "configs" / n for n in TRAIN_CONFIGS], ids=lambda p: p.name)
+def test_shipped_configs_load_and_name_real_models_and_tasks(path):
+    from ecglens.models import create_model
+    from ecglens.train.loop import build_augment, build_task, monitor_names
+
+    cfg = load_config(path)
+    task = build_task(cfg)
+    model = create_model(cfg.model.name, in_leads=12, num_outputs=task.num_outputs, **cfg.model.kwargs)
+    assert model.eval()(torch.zeros(1, 12, 256)).shape == (1, task.num_outputs)
+    assert cfg.trainer.monitor in monitor_names(task)
+    assert (build_augment(cfg) is None) == (not cfg.augment.enabled)
+    if path.name != "quick_synthetic.yaml":  # the PTB-XL configs keep fold 10 out and validate on fold 9
+        assert cfg.data.train_folds == tuple(range(1, 9)) and cfg.data.val_folds == (9,)
+
+
+# ----------------------------------------------------------------------------------------------- schedules
+
+
+def test_schedules_are_the_configured_ones_and_have_their_shape():
+    from ecglens.train.module import _SCHEDULES, lr_lambda
+
+    assert set(_SCHEDULES) == set(SCHEDULES)
+    one = lr_lambda(OptimConfig(schedule="onecycle", warmup_fraction=0.25), 100)
+    assert (
+        one(0) == pytest.approx(1 / 25) and one(25) == pytest.approx(1.0) and one(100) == pytest.approx(1e-4)
+    )
+    assert all(one(i) <= one(i - 1) for i in range(26, 101)) and all(
+        one(i) > one(i - 1) for i in range(1, 26)
+    )
+    cos = lr_lambda(OptimConfig(schedule="cosine"), 100)
+    assert (
+        cos(0) == pytest.approx(1.0)
+        and cos(50) == pytest.approx(0.5, abs=1e-3)
+        and cos(100) == pytest.approx(1e-4)
+    )
+    assert lr_lambda(OptimConfig(schedule="constant"), 10)(7) == 1.0
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def test_cache_dataset_items_and_train_only_augmentation(memory_cache):
+    labels = task_from_name("age_sex").labels_from_meta(memory_cache.meta)
+    calls = []
+
+    def augment(x, fs, rng):
+        calls.append(fs)
+        return x + rng.normal(0, 1, x.shape)
+
+    ds = CacheDataset(memory_cache.signals, labels, [4, 9], augment=augment, fs=FS, seed=1)
+    x, y = ds[1]
+    assert x.dtype == torch.float32 and x.shape == (12, 250) and len(ds) == 2
+    assert not np.allclose(x.numpy(), memory_cache.signals[9]) and calls == [FS]
+    np.testing.assert_array_equal(y.numpy(), labels[9])
+    plain = CacheDataset(memory_cache.signals, labels, [9])
+    np.testing.assert_array_equal(plain[0][0].numpy(), memory_cache.signals[9])
+    again = CacheDataset(memory_cache.signals, labels, [4, 9], augment=augment, fs=FS, seed=1)
+    np.testing.assert_array_equal(again[1][0].numpy(), x.numpy())  # seeded augmentation is reproducible
+
+
+def test_memmapped_dataset_pickles_its_file_not_its_data(cache_dir):
+    import pickle
+
+    sig = np.load(cache_dir / "signals.npy", mmap_mode="r")
+    ds = CacheDataset(sig, np.zeros((len(sig), 1)), [0, 5])
+    blob = pickle.dumps(ds)
+    assert len(blob) < sig.nbytes / 10
+    np.testing.assert_array_equal(pickle.loads(blob)[1][0].numpy(), sig[5])
+
+
+def test_datamodule_splits_by_fold_fits_on_train_and_augments_train_only(memory_cache):
+    def aug(x, fs, rng):
+        return x
+
+    dm = EcgDataModule(memory_cache, task_from_name("age_sex"), augment=aug, batch_size=8, num_workers=0)
+    folds = memory_cache.meta["fold"].to_numpy()
+    assert set(folds[dm.train_indices]) == set(range(1, 9)) and set(folds[dm.val_indices]) == {9}
+    train_ages = memory_cache.meta["age"].to_numpy()[dm.train_indices]
+    assert dm.task.targets[0].mean == pytest.approx(np.nanmean(train_ages))
+    assert dm.train_dataset().augment is aug and dm.val_dataset().augment is None
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 12, 250) and y.shape == (8, 2)
+    table = dm.splits_table()
+    assert (table["split"] == "val").sum() == dm.split_info["n_val"] == len(dm.val_indices)
+
+
+def test_subsampling_is_seeded_and_recorded(memory_cache):
+    kw = {"train_fraction": 0.5, "subsample_seed": 3, "num_workers": 0}
+    a = EcgDataModule(memory_cache, task_from_name("age"), **kw)
+    b = EcgDataModule(memory_cache, task_from_name("age"), **kw)
+    np.testing.assert_array_equal(a.train_indices, b.train_indices)
+    assert a.split_info["n_train"] == len(a.train_indices) == a.split_info["n_train_available"] // 2
+    assert len(subsample_indices(np.arange(100), 1.0, max_n=7, seed=0)) == 7
+    with pytest.raises(ConfigError, match="train_fraction"):
+        subsample_indices(np.arange(10), 0.0)
+
+
+def test_unlabelled_rows_are_dropped_and_bad_splits_refused(memory_cache):
+    dm = EcgDataModule(memory_cache, task_from_name("age"), num_workers=0)
+    assert 3 not in dm.train_indices and 3 not in dm.val_indices  # row 3 has no age
+    with pytest.raises(ConfigError, match="both train_folds and val_folds"):
+        split_by_folds(np.arange(10), [1, 2], [2])
+    with pytest.raises(ConfigError, match=r"validation split is empty.*folds present"):
+        EcgDataModule(memory_cache, task_from_name("age"), val_folds=[11], num_workers=0)
+    shared = memory_cache.meta.copy()
+    shared.loc[shared["fold"] == 9, "patient_id"] = "p0"
+    leaky = SimpleNamespace(signals=memory_cache.signals, meta=shared, preprocess=memory_cache.preprocess)
+    with pytest.raises(ConfigError, match="patient-disjoint"):
+        EcgDataModule(leaky, task_from_name("age"), num_workers=0)
+
+
+# ----------------------------------------------------------------------------------------------- fit
+
+
+def test_cli_training_beats_the_mean_baseline_and_writes_a_complete_run(cache_dir, tmp_path, capsys):
+    from ecglens.train.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    code = app(
+        ["train", str(QUICK), "--set", f"data.cache={cache_dir}", "--out", str(run), "--accelerator", "cpu"]
+    )
+    assert code == 0 and "validation metrics" in capsys.readouterr().out
+    for name in (
+        "config.yaml",
+        "model.safetensors",
+        "metrics.json",
+        "history.csv",
+        "curves.png",
+        "last.ckpt",
+        "best.ckpt",
+        "splits.csv",
+        "val_predictions.csv",
+    ):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    preds = pd.read_csv(run / "val_predictions.csv")
+    meta = pd.read_csv(cache_dir / "meta.csv")
+    splits = pd.read_csv(run / "splits.csv")
+    train_mean = meta["age"].iloc[splits.loc[splits["split"] == "train", "row"]].mean()
+    baseline = np.nanmean(np.abs(preds["label_age"] - train_mean))
+    assert metrics["age_mae"] < 0.8 * baseline, (metrics["age_mae"], baseline)
+    assert metrics["age_mae"] == pytest.approx(np.nanmean(np.abs(preds["label_age"] - preds["age"])))
+    assert set(meta["fold"].iloc[splits.loc[splits["split"] == "val", "row"]]) == {9, 10}
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == list(range(8)) and history["val_loss"].notna().all()
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    ck = load_checkpoint(run / "model.safetensors")
+    assert ck.metrics["age_mae"] == pytest.approx(metrics["age_mae"])
+    assert ck.config["data"]["cache"] == str(cache_dir) and ck.config["split"]["n_val"] == len(preds)
+    assert ck.preprocess.n_samples == 250 and ck.task.targets[0].mean == pytest.approx(train_mean)
+    val_rows = splits.loc[splits["split"] == "val", "row"].to_numpy()
+    out = ck.predict(np.load(cache_dir / "signals.npy")[val_rows])
+    np.testing.assert_allclose(out["age"], preds["age"], rtol=1e-4)
+    assert load_config(run / "config.yaml").data.cache == str(cache_dir)
+
+
+def test_resume_continues_the_epoch_counter_and_the_history(cache_dir, tmp_path):
+    from ecglens.train.loop import fit
+
+    cfg = load_config(QUICK, [f"data.cache={cache_dir}", "optim.epochs=1", "augment.enabled=false"])
+    run = tmp_path / "run"
+    first = fit(cfg, out=run)
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0]
+    with pytest.raises(ConfigError, match="--resume"):
+        fit(cfg, out=run)  # never overwrite a run by accident
+    second = fit(apply_overrides(cfg, ["optim.epochs=2"]), resume=run)
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == [0, 1] and history["step"].iloc[1] == 2 * history["step"].iloc[0]
+    best = second.metrics["best_epoch"]
+    assert history["val_loss"].iloc[best] == pytest.approx(second.metrics["loss"], rel=1e-4)
+    assert history["val_loss"].iloc[best] == history["val_loss"].min()
+    assert second.metrics["epochs_run"] == 2 and first.metrics["epochs_run"] == 1
+    assert torch.load(run / "last.ckpt", weights_only=False)["epoch"] == 1
+    assert sorted(p.name for p in (run / "logs").iterdir()) == ["version_0", "version_1"]
+    with pytest.raises(CheckpointError, match="last.ckpt"):
+        fit(cfg, resume=tmp_path / "elsewhere")
+
+
+def test_monitor_must_be_a_logged_metric(cache_dir, tmp_path):
+    from ecglens.train.loop import fit
+
+    cfg = load_config(QUICK, [f"data.cache={cache_dir}", "trainer.monitor=val_age_mea"])
+    with pytest.raises(ConfigError, match="val_age_mae"):
+        fit(cfg, out=tmp_path / "run")
+
+
+def test_precision_is_mixed_only_on_gpu():
+    from ecglens.train.loop import _precision
+
+    cpu = load_config(None, ["trainer.accelerator=cpu"])
+    assert _precision(cpu) == "32-true"
+    with pytest.warns(UserWarning, match="needs a GPU"):
+        assert _precision(apply_overrides(cpu, ["trainer.precision=16-mixed"])) == "32-true"
+    gpu = load_config(None, ["trainer.accelerator=gpu"])
+    assert _precision(gpu) == "16-mixed"
