@@ -18,6 +18,10 @@ only. Prints a table and writes ``benchmarks/results/bench_export.json`` (git-ig
     python benchmarks/bench_export.py                         # age-sex if installed, else random xresnet1d50
     python benchmarks/bench_export.py --checkpoint runs/mi/best.safetensors --compile
     python benchmarks/bench_export.py --arch resnet1d_ribeiro --repeats 20 --batches 3
+    python benchmarks/bench_export.py --threads 1 --repeats 15 --batches 3 --compile   # on a busy shared CPU
+
+On a CPU shared with other jobs, several intra-op threads per runtime oversubscribe the cores and the timings
+become noise (PyTorch's worst); ``--threads 1`` gives comparable numbers there.
 """
 
 from __future__ import annotations

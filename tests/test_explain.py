@@ -12,6 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+pytest.importorskip("captum", reason="attributions need the optional dependency captum (ecglens[explain])")
+
 from ecglens.evaluate.explain import (
     attribute,
     completeness_gap,

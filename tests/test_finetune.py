@@ -40,6 +40,9 @@ from ecglens.train.finetune import (
     set_trainable_groups,
 )
 
+pytestmark = [pytest.mark.filterwarnings("ignore:.*treespec.*"),
+              pytest.mark.filterwarnings("ignore:.*module\\(s\\) in eval mode")]  # frozen layers, on purpose
+
 REPO = Path(__file__).resolve().parents[1]
 FS, SECONDS = 100.0, 2.5
 TINY = {"channels": [8, 16], "kernel_size": 5}
@@ -78,10 +81,10 @@ def pretrained(tmp_path_factory, cohort) -> Path:
 
 
 def train_config(**optim):
-    return config_from_dict({"name": "ft", "data": {"cache": "memory", "train_folds": [1, 2, 3, 4, 5, 6, 7, 8],
-                                                    "val_folds": [9, 10]},
-                             "task": {"name": "MI"}, "augment": {"enabled": False}, "trainer": QUIET,
-                             "optim": {"epochs": 2, "batch_size": 16, "lr": 0.01, "schedule": "constant", **optim}})
+    data = {"cache": "memory", "train_folds": [1, 2, 3, 4, 5, 6, 7, 8], "val_folds": [9, 10]}
+    optim = {"epochs": 2, "batch_size": 16, "lr": 0.01, "schedule": "constant", **optim}
+    return config_from_dict({"name": "ft", "data": data, "task": {"name": "MI"}, "trainer": QUIET,
+                             "augment": {"enabled": False}, "optim": optim})
 
 
 def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -90,9 +93,10 @@ def state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def fit_module(model, cohort, settings: FinetuneConfig, epochs: int = 2) -> tuple[FinetuneModule, L.Trainer]:
     """Train ``model`` with FinetuneModule in a bare Lightning Trainer (no files)."""
-    dm = EcgDataModule(cohort, task_from_name("MI"), train_folds=range(1, 9), val_folds=(9, 10), batch_size=16,
-                       num_workers=0)
-    module = FinetuneModule(model, dm.task, OptimConfig(lr=0.01, schedule="constant", epochs=epochs), settings)
+    dm = EcgDataModule(cohort, task_from_name("MI"), train_folds=range(1, 9), val_folds=(9, 10),
+                       batch_size=16, num_workers=0)
+    optim = OptimConfig(lr=0.01, schedule="constant", epochs=epochs)
+    module = FinetuneModule(model, dm.task, optim, settings)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(module, datamodule=dm)
@@ -126,7 +130,7 @@ def test_finetune_config_file_and_overrides():
     assert config.trainer.monitor == "val_MI_auroc"
 
 
-# ----------------------------------------------------------------------------------------------- groups / init
+# ------------------------------------------------------------------------------------------- groups / init
 
 
 def test_discriminative_learning_rates_per_group():
@@ -200,7 +204,7 @@ def test_linear_probe_changes_only_the_head(pretrained, cohort):
     torch.manual_seed(0)
     model = prepare_model(pretrained, 1, "linear_probe")
     before = state(model)
-    module, trainer = fit_module(model, cohort, FinetuneConfig(strategy="linear_probe"))
+    module, trainer = fit_module(model, cohort, FinetuneConfig(strategy="linear_probe"), epochs=1)
     after = state(module.model)
     backbone = [k for k in before if not k.startswith("head")]
     assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)  # BN statistics included
@@ -213,7 +217,7 @@ def test_finetune_trains_all_groups_with_discriminative_rates(pretrained, cohort
     torch.manual_seed(0)
     model = prepare_model(pretrained, 1, "finetune")
     before = state(model)
-    module, trainer = fit_module(model, cohort, FinetuneConfig(strategy="finetune", lr_decay=0.1))
+    module, trainer = fit_module(model, cohort, FinetuneConfig(strategy="finetune", lr_decay=0.1), epochs=1)
     after = state(module.model)
     assert all(changed(before, after, prefix) for prefix in ("stem", "blocks.0", "head"))
     initial = {g["name"]: g["initial_lr"] for g in trainer.optimizers[0].param_groups}
@@ -232,6 +236,17 @@ def test_gradual_unfreezing_unfreezes_from_the_head_backwards(pretrained, cohort
     assert module.trainable_groups(0) == 1 and module.trainable_groups(5) == 3
 
 
+def test_unfrozen_groups_go_back_to_train_mode(pretrained):
+    model = prepare_model(pretrained, 1, "gradual_unfreeze")
+    settings = FinetuneConfig(strategy="gradual_unfreeze")
+    module = FinetuneModule(model, task_from_name("MI"), OptimConfig(), settings)
+    assert (model.stem.training, model.blocks.training, model.head.training) == (False, False, True)
+    assert module.apply_schedule(1) == ["block1", "head"]
+    assert (model.stem.training, model.blocks.training, model.head.training) == (False, True, True)
+    module.train()  # what Lightning may call: frozen layers stay in eval mode
+    assert not model.stem.training and model.blocks.training
+
+
 def test_finetune_api_one_lead_writes_a_run_folder(pretrained, cohort, tmp_path):
     result = finetune(pretrained, train_config(epochs=1), FinetuneConfig(strategy="finetune", leads=["II"]),
                       out=tmp_path / "one", cache=cohort, curves=False)
@@ -247,9 +262,9 @@ def write_cache(out: Path, signals: np.ndarray, meta: pd.DataFrame, pre: Preproc
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "signals.npy", signals)
     meta.to_csv(out / "meta.csv", index=False)
-    manifest = {"format": "ecglens-cache/1", "preprocess": pre.to_dict(), "fs": pre.fs, "n_samples": pre.n_samples,
-                "leads": list(pre.leads), "dtype": "float32", "shape": list(signals.shape),
-                "n_accepted": len(signals), "n_rejected": 0, "rejected": []}
+    manifest = {"format": "ecglens-cache/1", "preprocess": pre.to_dict(), "fs": pre.fs,
+                "n_samples": pre.n_samples, "leads": list(pre.leads), "dtype": "float32",
+                "shape": list(signals.shape), "n_accepted": len(signals), "n_rejected": 0, "rejected": []}
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
 
@@ -259,13 +274,14 @@ def test_cli_finetune_eight_leads_linear_probe(pretrained, tmp_path, capsys):
     config = tmp_path / "ft.yaml"
     config.write_text((REPO / "configs" / "finetune_mi.yaml").read_text())
     out = tmp_path / "run"
-    code = app(["finetune", str(pretrained), str(config), "--strategy", "linear_probe", "--leads", ",".join(EIGHT),
-                "--out", str(out), "--set", f"data.cache={cache}", "--set", "optim.epochs=1",
-                "--set", "optim.batch_size=16", "--set", "augment.enabled=false", "--set", "trainer.accelerator=cpu",
-                "--set", "trainer.devices=1", "--set", "trainer.num_workers=0", "--set", "trainer.progress_bar=false"])
+    sets = [f"data.cache={cache}", "optim.epochs=1", "optim.batch_size=16", "augment.enabled=false",
+            "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_workers=0",
+            "trainer.progress_bar=false"]
+    code = app(["finetune", str(pretrained), str(config), "--strategy", "linear_probe",
+                "--leads", ",".join(EIGHT), "--out", str(out), *[a for s in sets for a in ("--set", s)]])
     assert code == 0 and "linear_probe" in capsys.readouterr().out
-    for name in ("config.yaml", "finetune.yaml", "splits.csv", "model.safetensors", "metrics.json", "history.csv",
-                 "curves.png", "val_predictions.csv"):
+    for name in ("config.yaml", "finetune.yaml", "splits.csv", "model.safetensors", "metrics.json",
+                 "history.csv", "curves.png", "val_predictions.csv"):
         assert (out / name).is_file(), name
     ckpt = load_checkpoint(out / "model.safetensors")
     assert ckpt.in_leads == 8 and ckpt.preprocess.leads == tuple(EIGHT) and ckpt.output_names == ("p_MI",)

@@ -281,6 +281,19 @@ def test_raw_arrays_with_reader_options_beside_wfdb(predictor: Predictor, tmp_pa
     assert "resampled:250->100" in arr["flags"] and "derived:III,aVR,aVL,aVF" in arr["flags"]
 
 
+def test_real_records_at_100_and_500_hz_agree(predictor: Predictor, fixtures_dir: Path) -> None:
+    """PTB-XL ships every record at 500 Hz and downsampled to 100 Hz: both must give nearly the same prediction
+    (pair differences far smaller than the differences between records)."""
+    root = fixtures_dir / "ptbxl_official"
+    low = predictor.predict_paths(root / "records100", progress=False, workers=0)
+    high = predictor.predict_paths(root / "records500", progress=False, workers=0)
+    assert len(low) == len(high) >= 20 and (low["status"] == "ok").all() and (high["status"] == "ok").all()
+    assert [Path(r).name[:5] for r in low["record"]] == [Path(r).name[:5] for r in high["record"]]
+    assert high["flags"].str.contains("resampled:500->100").all()
+    a, b = low["age"].to_numpy(), high["age"].to_numpy()
+    assert np.corrcoef(a, b)[0, 1] > 0.95 and (a - b).std() < 0.25 * a.std()
+
+
 def test_no_records_is_a_clear_error(predictor: Predictor, tmp_path: Path) -> None:
     with pytest.raises(EcglensError, match="no ECG records found"):
         predictor.predict_paths([tmp_path], progress=False)

@@ -47,6 +47,7 @@ def predictor(checkpoint_path: Path) -> Predictor:
 @pytest.fixture(scope="module")
 def html_8lead(predictor: Predictor) -> str:
     """Report for the shipped 8-lead 250 Hz example (limb leads derived), true age given."""
+    pytest.importorskip("captum", reason="attribution maps need the optional dependency captum")
     return build_report(example_paths()[0], predictor=predictor, true_age=63.0, n_steps=8)
 
 
@@ -84,6 +85,7 @@ def test_report_true_age_from_header_and_no_attribution(predictor: Predictor) ->
 
 
 def test_report_saliency_and_bad_output(predictor: Predictor) -> None:
+    pytest.importorskip("captum", reason="attribution maps need the optional dependency captum")
     ecg_path = example_paths()[1]  # 15 s: two windows, both on the page
     text = build_report(ecg_path, predictor=predictor, method="saliency", explain="p_female")
     assert "Saliency" in text and text.count(IMG) == 3

@@ -376,3 +376,17 @@ def test_safe_filename(raw: str, safe: str) -> None:
 def test_safe_filename_is_bounded() -> None:
     name = safe_filename("a" * 500 + ".hea")
     assert len(name) <= 120 and name.endswith(".hea")
+
+
+def test_cli_serve_builds_the_app_and_runs_uvicorn(ckpt: Path, monkeypatch, capsys) -> None:
+    uvicorn = pytest.importorskip("uvicorn")
+    from ecglens.cli import app as cli
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    assert cli(["serve", "--model", str(ckpt), "--port", "8123", "--max-files", "2"]) == 0
+    (served, kwargs), = calls
+    assert kwargs["host"] == "127.0.0.1" and kwargs["port"] == 8123
+    assert served.state.ecglens.limits.max_files == 2
+    assert "model tiny (cnn_baseline, torch)" in capsys.readouterr().out
+    assert cli(["serve", "--model", "no-such-model"]) == 2  # a clean error, not a traceback

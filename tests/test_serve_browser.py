@@ -104,6 +104,7 @@ class DevTools:
         self.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 1000, "deviceScaleFactor": 1,
                                                          "mobile": False})
         self.send("Page.navigate", {"url": url})
+        self.wait_for(f"location.href === {url!r} && document.readyState === 'complete'")
 
     def js(self, expression: str) -> Any:
         result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
@@ -113,9 +114,11 @@ class DevTools:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = TIMEOUT) -> Any:
+        """Poll ``expression`` until it is truthy (an exception, e.g. while the page loads, counts as false)."""
+        guarded = f"(() => {{ try {{ return ({expression}); }} catch (e) {{ return false; }} }})()"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            value = self.js(expression)
+            value = self.js(guarded)
             if value:
                 return value
             time.sleep(0.1)

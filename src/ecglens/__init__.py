@@ -1,9 +1,12 @@
 """ecglens: deep learning on resting 12-lead ECGs.
 
-The public API is what this module exports; everything else is an implementation detail.
+The public API is what this module exports; everything else is an implementation detail. Heavy parts (torch,
+Lightning) are imported lazily, so ``import ecglens`` stays fast for reading ECGs.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -12,4 +15,33 @@ from .exceptions import EcglensError
 from .io import list_readers, read_ecg
 from .leads import CANONICAL_LEADS
 
-__all__ = ["__version__", "Ecg", "EcglensError", "read_ecg", "list_readers", "CANONICAL_LEADS"]
+__all__ = [
+    "__version__",
+    "Ecg",
+    "EcglensError",
+    "read_ecg",
+    "list_readers",
+    "CANONICAL_LEADS",
+    "Preprocess",
+    "create_model",
+    "list_models",
+    "load_checkpoint",
+    "Predictor",
+]
+
+_LAZY = {
+    "Preprocess": ("ecglens.signal.transforms", "Preprocess"),
+    "create_model": ("ecglens.models", "create_model"),
+    "list_models": ("ecglens.models", "list_models"),
+    "load_checkpoint": ("ecglens.train.checkpoint", "load_checkpoint"),
+    "Predictor": ("ecglens.predict", "Predictor"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'ecglens' has no attribute {name!r}")

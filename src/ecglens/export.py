@@ -177,6 +177,18 @@ def _document(ckpt: Any) -> dict[str, Any]:
     return json.loads(json.dumps(doc, default=str))
 
 
+def _onnx_block(ckpt: Any, opset: int, dynamic_batch: bool, dynamic_length: bool,
+                note: str | None) -> dict[str, Any]:
+    """The ``onnx`` part of the stored description: axes, names, versions, contract, notes."""
+    n = _n_samples(ckpt)
+    return {"format": ONNX_FORMAT, "opset": int(opset), "dynamic_batch": bool(dynamic_batch),
+            "dynamic_length": bool(dynamic_length), "fixed_length": None if dynamic_length else n,
+            "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "torch_version": torch.__version__,
+            "source": ckpt.path.name if getattr(ckpt, "path", None) else None,
+            "note": None if note is None else f"fixed length {n}: {note}",
+            "input_contract": _contract(ckpt, None if dynamic_length else n, dynamic_batch)}
+
+
 def _write_metadata(path: Path, ckpt: Any, onnx_block: dict[str, Any]) -> None:
     """Store the checkpoint's description in the file's ``metadata_props`` (rewrites the file)."""
     import onnx
@@ -252,13 +264,7 @@ def export_onnx(checkpoint: Any, path: str | os.PathLike[str], opset: int = 17, 
         except (RuntimeError, TypeError, ValueError, torch.onnx.errors.OnnxExporterError) as err:
             raise CheckpointError(f"ONNX export of model {ckpt.model_name!r} failed at opset {opset} ({err}). "
                                   "Try a newer opset (--opset 18) or use the PyTorch backend.") from err
-        block = {"format": ONNX_FORMAT, "opset": int(opset), "dynamic_batch": bool(dynamic_batch),
-                 "dynamic_length": bool(dynamic_length), "fixed_length": None if dynamic_length else n,
-                 "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "torch_version": torch.__version__,
-                 "source": ckpt.path.name if getattr(ckpt, "path", None) else None,
-                 "note": None if note is None else f"fixed length {n}: {note}",
-                 "input_contract": _contract(ckpt, None if dynamic_length else n, dynamic_batch)}
-        _write_metadata(tmp, ckpt, block)
+        _write_metadata(tmp, ckpt, _onnx_block(ckpt, opset, dynamic_batch, dynamic_length, note))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -473,7 +479,7 @@ def _check_match(ckpt: Any, backend: OnnxBackend) -> None:
 
 def onnx_backend(checkpoint: Any, onnx_path: str | os.PathLike[str] | None = None,
                  cache_dir: str | os.PathLike[str] | None = None, opset: int = 17,
-                 threads: int | None = None) -> OnnxBackend:
+                 num_threads: int | None = None) -> OnnxBackend:
     """Backend factory registered as ``"onnx"`` with :func:`ecglens.predict.register_backend`.
 
     Parameters
@@ -487,14 +493,14 @@ def onnx_backend(checkpoint: Any, onnx_path: str | os.PathLike[str] | None = Non
         Cache folder of on-the-fly exports (default :func:`onnx_cache_dir`).
     opset : int
         Opset of on-the-fly exports.
-    threads : int, optional
-        onnxruntime intra-op threads.
+    num_threads : int, optional
+        onnxruntime intra-op threads (the same option name as the torch backend's).
     """
     own = Path(getattr(checkpoint, "path", "") or "")
     if onnx_path is None and own.suffix.lower() == ".onnx":
         onnx_path = own
     path = Path(onnx_path) if onnx_path is not None else cached_onnx(checkpoint, cache_dir, opset)
-    backend = OnnxBackend(path, threads=threads)
+    backend = OnnxBackend(path, threads=num_threads)
     _check_match(checkpoint, backend)
     return backend
 

@@ -3,18 +3,15 @@
 A checkpoint declares its input contract (:class:`~ecglens.signal.transforms.Preprocess`: fs, duration, leads,
 filters, normalisation). :class:`Predictor` brings any recording to it, and says what it did in ``flags``:
 
-* **leads** — reordered to the contract; III, aVR, aVL, aVF derived from I and II when missing
-  (``derived:III,aVR,aVL,aVF``); a record lacking other needed leads is refused (:class:`LeadError`);
-* **units** — amplitudes that are plainly microvolts (or raw counts at 1000 counts/mV, which are the same
-  numbers) or volts are converted to mV (``unit_converted:uV->mV``); amplitudes that no power of ten makes
-  plausible (raw counts at an unknown gain) are refused (:class:`UnitError`);
+* **leads** — reordered; III, aVR, aVL, aVF derived from I and II when missing (``derived:III,aVR,aVL,aVF``);
+  a record lacking other needed leads is refused (:class:`LeadError`);
+* **units** — plain microvolts (or raw counts at 1000 counts/mV: the same numbers) or volts are converted to mV
+  (``unit_converted:uV->mV``); amplitudes no power of ten makes plausible are refused (:class:`UnitError`);
 * **sampling rate** — resampled from any rate >= 50 Hz (``resampled:500->100``);
-* **length** — a record shorter than the model window is padded (``padded``); a longer one is cut into
-  windows that cover it evenly (overlapping when its length is not a multiple of the window), predicted
-  window by window and averaged; the standard deviation across windows is reported as ``window_spread``.
-  Parts of a record that no window covers are reported as ``cropped``;
-* **quality** — flat, noisy, saturated and NaN-containing leads are flagged (``flat:V3``, ``noisy:II``), not
-  refused.
+* **length** — a short record is padded (``padded``); a long one is cut into windows covering it evenly
+  (overlapping when its length is not a multiple of the window), predicted window by window and averaged, with
+  the SD across windows as ``window_spread``; parts no window covers are reported as ``cropped``;
+* **quality** — flat, noisy, saturated and NaN-containing leads are flagged (``flat:V3``), not refused.
 
 Batch prediction (:meth:`Predictor.predict_paths`) reads and harmonises records in a pool of worker processes
 (chunked, a bounded number of chunks in flight) and runs the model in the parent on batches, so signals are
@@ -788,14 +785,16 @@ def demo_predictions(model_name: str, out_dir: str | os.PathLike[str]) -> pd.Dat
     out = Path(out_dir)
     try:
         predictor = Predictor.from_pretrained(model_name)
-    except CheckpointError as err:
-        print(f"\n(model {model_name!r} is not installed, skipping predictions: {str(err).split('. ')[0]}.)")
+    except CheckpointError:
+        print(f"\n(model {model_name!r} is not installed: skipping predictions. Train one with `ecglens train "
+              "configs/age_sex.yaml`, or pass --model CHECKPOINT.)")
         return None
     paths = example_paths()
     table = predictor.predict_paths(paths, progress=False, workers=1)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "preds.csv", index=False)
     shown = table.assign(record=[Path(r).name for r in table["record"]])
+    shown = shown.drop(columns=["message"]) if not shown["message"].astype(bool).any() else shown
     print(f"\nPredictions of {predictor.model_label} for the example ECGs:\n")
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"\nwrote {out / 'preds.csv'}")

@@ -57,10 +57,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _maybe_predict(args: argparse.Namespace, out: Path) -> None:
-    """Predict with a pretrained model when one is installed (added by the prediction layer)."""
-    try:
-        from ..predict import demo_predictions
-    except ImportError:
-        print("\n(no prediction layer installed yet: skipping predictions)")
-        return
+    """Predict with the pretrained model (prints a note when it is not installed)."""
+    from ..predict import demo_predictions
+
     demo_predictions(args.model, out)

@@ -32,14 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="pretrained checkpoint: a .safetensors file or a shipped model name")
     p.add_argument("config", type=Path, help="YAML config (see configs/finetune_mi.yaml)")
-    p.add_argument("--strategy", metavar="NAME", help="scratch, linear_probe, finetune or gradual_unfreeze; same as "
-                   "--set finetune.strategy=NAME")
+    p.add_argument("--strategy", metavar="NAME",
+                   help="scratch, linear_probe, finetune or gradual_unfreeze (= --set finetune.strategy=...)")
     p.add_argument("--leads", help="comma-separated leads to fine-tune on, e.g. I,II,V1,V2,V3,V4,V5,V6 or II")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.lr=3e-4 or finetune.lr_decay=0.3 (repeatable)")
+                   help="override a config value, e.g. --set optim.lr=3e-4 or finetune.lr_decay=0.3 "
+                        "(repeatable)")
     p.add_argument("--out", type=Path, help="run folder (default: trainer.out_dir/<name>-<timestamp>)")
     p.add_argument("--devices", help="devices per node (int or 'auto'); same as --set trainer.devices=N")
-    p.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], help="where to train (default: the config)")
+    p.add_argument("--accelerator", choices=["cpu", "gpu", "auto"],
+                   help="where to train (default: the config)")
     p.set_defaults(func=run_finetune)
 
 

@@ -59,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="reading processes (default: min(4, CPU count); 0 reads in the main process)")
     p.add_argument("--backend", default="torch", help="inference backend: torch (default) or onnx")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads of the torch backend (default: torch's choice)")
     p.add_argument("--max-windows", type=int, default=None,
                    help="most 10 s windows per record for long recordings (default 30)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,7 +86,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..predict import DEFAULT_MAX_WINDOWS, Predictor
 
     max_windows = args.max_windows if args.max_windows is not None else DEFAULT_MAX_WINDOWS
-    predictor = Predictor.from_pretrained(args.model, backend=args.backend, max_windows=max_windows)
+    options = {"num_threads": args.threads} if args.threads else {}
+    predictor = Predictor.from_pretrained(args.model, backend=args.backend, max_windows=max_windows, **options)
     table = predictor.predict_paths([str(p) for p in args.inputs], progress=not args.no_progress,
                                     batch_size=args.batch_size, workers=args.workers,
                                     read_kwargs=array_read_kwargs(args))

@@ -73,6 +73,14 @@ def _check_output_index(model: nn.Module, x: torch.Tensor, output_index: int) ->
                           f"(0..{n_out - 1}).")
 
 
+def _as_batch(x: np.ndarray | torch.Tensor, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """``x`` as a float32 tensor [N, L, T] on ``device``, and whether it was a single record [L, T]."""
+    arr = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32))
+    if arr.ndim not in (2, 3):
+        raise EcglensError(f"x must be [leads, samples] or [batch, leads, samples], got shape {tuple(arr.shape)}.")
+    return (arr[None] if arr.ndim == 2 else arr).to(device), arr.ndim == 2
+
+
 def attribute(model: Any, x: np.ndarray | torch.Tensor, output_index: int, method: str = "saliency",
               n_steps: int = 50, baseline: np.ndarray | None = None,
               internal_batch_size: int | None = 64) -> np.ndarray:
@@ -112,13 +120,14 @@ def attribute(model: Any, x: np.ndarray | torch.Tensor, output_index: int, metho
         raise ConfigError(f"unknown attribution method {method!r}; choose one of {sorted(ATTRIBUTION_METHODS)}.")
     if int(n_steps) < 1:
         raise ConfigError(f"n_steps must be a positive integer, got {n_steps!r}.")
+    try:
+        import captum.attr  # noqa: F401 - optional dependency, checked before any work
+    except ImportError:
+        raise EcglensError("attributions need captum, an optional dependency: pip install 'ecglens[explain]'.") \
+            from None
     module = _as_model(model).eval()
     device = next(module.parameters()).device
-    arr = torch.as_tensor(np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32))
-    single = arr.ndim == 2
-    if arr.ndim not in (2, 3):
-        raise EcglensError(f"x must be [leads, samples] or [batch, leads, samples], got shape {tuple(arr.shape)}.")
-    inp = (arr[None] if single else arr).to(device)
+    inp, single = _as_batch(x, device)
     base = torch.zeros_like(inp) if baseline is None else torch.as_tensor(
         np.broadcast_to(np.asarray(baseline, dtype=np.float32), inp.shape).copy(), device=device)
     with torch.enable_grad():

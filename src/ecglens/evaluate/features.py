@@ -9,7 +9,7 @@ Features (one lead, lead II by default; NeuroKit2 underneath, ``fs`` always expl
 ===================  ====  =================================================================================
 column               unit  definition
 ===================  ====  =================================================================================
-``heart_rate``       bpm   60 / mean R-R interval (R peaks: ``nk.ecg_peaks`` on ``nk.ecg_clean`` output)
+``heart_rate``       bpm   60 / mean R-R interval (R peaks: ``nk.ecg_findpeaks`` on ``nk.ecg_clean``)
 ``rr_mean_ms``       ms    mean R-R interval
 ``sdnn_ms``          ms    SD of the R-R intervals (ddof 1); needs >= 4 beats
 ``rmssd_ms``         ms    root mean square of successive R-R differences; needs >= 4 beats
@@ -62,6 +62,7 @@ __all__ = [
     "FEATURE_COLUMNS",
     "FEATURE_METHODS",
     "FEATURE_UNITS",
+    "association_grid",
     "extract_features",
     "feature_associations",
     "plot_associations",
@@ -86,6 +87,9 @@ FEATURE_COLUMNS: tuple[str, ...] = tuple(FEATURE_UNITS)
 _INTERVAL_RANGES: dict[str, tuple[float, float]] = {"pr_ms": (60, 400), "qrs_ms": (40, 250), "qt_ms": (200, 700)}
 _MIN_BEATS, _MIN_BEATS_HRV = 3, 4
 _MIN_PEAK_TO_PEAK_MV = 0.05
+#: plausible mean heart rate (bpm) and largest R-R coefficient of variation; beyond them the "R peaks" are noise
+_HR_RANGE = (25.0, 250.0)
+_MAX_RR_CV = 0.5
 
 
 class _FeatureFailure(Exception):
@@ -116,7 +120,7 @@ def _check_signal(x: np.ndarray, fs: float) -> np.ndarray:
 def _r_peaks(clean: np.ndarray, fs: float) -> np.ndarray:
     import neurokit2 as nk
 
-    _, info = nk.ecg_peaks(clean, sampling_rate=fs, method="neurokit")
+    info = nk.ecg_findpeaks(clean, sampling_rate=fs, method="neurokit")
     peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
     if peaks.size < _MIN_BEATS:
         raise _FeatureFailure(f"{peaks.size} R peak(s) found (need >= {_MIN_BEATS})")
@@ -125,6 +129,9 @@ def _r_peaks(clean: np.ndarray, fs: float) -> np.ndarray:
 
 def _rhythm(peaks: np.ndarray, fs: float) -> dict[str, float]:
     rr = np.diff(peaks) / fs * 1000.0
+    hr, cv = 60_000.0 / rr.mean(), rr.std() / rr.mean()
+    if not _HR_RANGE[0] <= hr <= _HR_RANGE[1] or cv > _MAX_RR_CV:
+        raise _FeatureFailure(f"implausible R-R series (mean HR {hr:.0f} bpm, R-R CV {cv:.2f}); noise?")
     out = {"rr_mean_ms": float(rr.mean()), "heart_rate": float(60_000.0 / rr.mean()), "n_beats": float(peaks.size)}
     if peaks.size >= _MIN_BEATS_HRV:
         out["sdnn_ms"] = float(rr.std(ddof=1))
@@ -222,12 +229,12 @@ def record_features(x: np.ndarray, fs: float, method: str = "dwt") -> dict[str, 
         except _FeatureFailure as err:
             out["feature_error"] = str(err)
             return out
-        except Exception as err:  # NeuroKit2 raises assorted errors on odd signals; never stop a batch
+        except Exception as err:  # noqa: BLE001 - NeuroKit2 raises assorted errors on odd signals; never stop a batch
             out["feature_error"] = f"R-peak detection failed ({type(err).__name__}: {err})"
             return out
         try:
             out.update(FEATURE_METHODS[method](clean, peaks, fs))
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - as above: a failed delineation leaves the other features
             out["feature_error"] = f"delineation failed ({type(err).__name__}: {err})"
     if np.isfinite(out["qt_ms"]):
         out["qtc_ms"] = out["qt_ms"] / np.sqrt(out["rr_mean_ms"] / 1000.0)
@@ -316,6 +323,8 @@ def extract_features(
         ``n_records``, ``n_failed`` (no features at all), ``n_partial`` (some missing), ``reasons`` (counts),
         ``method``, ``lead``, ``fs``, ``seconds`` (wall time).
     """
+    import neurokit2  # noqa: F401  (imported once here, so forked workers do not import it again)
+
     _check_method(method)
     if signals.ndim != 3:
         raise ConfigError(f"signals must be [n_records, n_leads, n_samples], got shape {signals.shape}.")
@@ -432,6 +441,20 @@ def _stars(p: float) -> str:
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
+def association_grid(table: pd.DataFrame, value: str = "spearman_r") -> pd.DataFrame:
+    """Feature x output grid of formatted coefficients with stars, for reports.
+
+    ``table`` is :func:`feature_associations` output; cells read ``+0.62***`` (``*`` p < 0.05, ``**`` < 0.01,
+    ``***`` < 0.001, two-sided, uncorrected for multiple comparisons) or ``NA``.
+    """
+    p = table[value.replace("_r", "_p")]
+    cell = ["NA" if not np.isfinite(r) else f"{r:+.2f}{_stars(q)}" for r, q in zip(table[value], p)]
+    grid = table.assign(cell=cell).pivot(index="feature", columns="output", values="cell")
+    grid = grid.loc[table["feature"].drop_duplicates(), table["output"].drop_duplicates()]
+    name = value.split("_")[0].capitalize()
+    return grid.reset_index().rename(columns=lambda c: c if c == "feature" else f"{name} r: {c}")
+
+
 def plot_associations(table: pd.DataFrame, path: str | Path | None = None, *, value: str = "spearman_r",
                       title: str | None = None) -> Any:
     """Heatmap of feature x output correlations, annotated with r and significance stars.
@@ -459,8 +482,9 @@ def plot_associations(table: pd.DataFrame, path: str | Path | None = None, *, va
         raise ConfigError(f"value must be 'spearman_r' or 'pearson_r' (a column of the table), got {value!r}.")
     grid = table.pivot(index="feature", columns="output", values=value)
     pvals = table.pivot(index="feature", columns="output", values=p_col).reindex_like(grid)
-    order = [f for f in table["feature"].drop_duplicates() if f in grid.index]
-    grid, pvals = grid.loc[order], pvals.loc[order]
+    rows = [f for f in table["feature"].drop_duplicates() if f in grid.index]
+    cols = [o for o in table["output"].drop_duplicates() if o in grid.columns]
+    grid, pvals = grid.loc[rows, cols], pvals.loc[rows, cols]
     fig, ax = new_figure((1.6 + 1.3 * grid.shape[1], 1.0 + 0.42 * grid.shape[0]))
     im = ax.imshow(grid.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
     for (i, j), r in np.ndenumerate(grid.to_numpy(dtype=float)):

@@ -1,14 +1,15 @@
-"""Figures and a summary table of a transfer-learning grid (``results.csv`` of :mod:`ecglens.experiments.transfer`).
+"""Figures and a summary table of a transfer-learning grid (``results.csv`` of
+:mod:`ecglens.experiments.transfer`).
 
-* :func:`summarize` -- one row per setting (model, pretraining task, strategy, source size, target size): mean of
-  the metric over seeds with a 95 % interval (over seeds: mean +- t * sd / sqrt(k) for k >= 2 seeds; one seed:
-  that run's bootstrap interval on the test set).
-* :func:`plot_target_size_curves` -- metric vs number of target ECGs (log x), one panel per model, one line per
-  pretraining task / strategy (``none`` = from scratch), interval as a band.
+* :func:`summarize` -- one row per setting (model, pretraining task, strategy, source size, target size): mean
+  of the metric over seeds with a 95 % interval (over seeds: mean +- t * sd / sqrt(k) for k >= 2 seeds; one
+  seed: that run's bootstrap interval on the test set).
+* :func:`plot_target_size_curves` -- metric vs number of target ECGs (log x), one panel per model, one line
+  per pretraining task / strategy (``none`` = from scratch), interval as a band.
 * :func:`plot_gain_vs_source_size` -- gain over from-scratch training (paired by model, target size and seed)
   vs number of source ECGs (log x); rows: pretraining tasks, columns: models, one line per target size.
-* :func:`plot_pretraining_tasks` -- the pretraining tasks side by side (bars with intervals) per model, one panel
-  per target size.
+* :func:`plot_pretraining_tasks` -- the pretraining tasks side by side (bars with intervals) per model, one
+  panel per target size.
 * :func:`write_transfer_figures` -- all of the above into a folder.
 """
 
@@ -23,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["summarize", "paired_gains", "plot_target_size_curves", "plot_gain_vs_source_size",
-           "plot_pretraining_tasks", "write_transfer_figures"]
+__all__ = ["paired_gains", "plot_gain_vs_source_size", "plot_pretraining_tasks", "plot_target_size_curves",
+           "summarize", "write_transfer_figures"]
 
 _KEYS = ["model", "pretrain_task", "strategy", "source_size", "target_size"]
 _TASK_COLORS = {"none": "0.25", "age": "tab:blue", "sex": "tab:orange", "age_sex": "tab:green"}
@@ -77,8 +78,9 @@ def summarize(results: pd.DataFrame, metric: str = "test_auroc") -> pd.DataFrame
         mean, sd, lo, hi = _interval(pd.to_numeric(g[metric], errors="coerce").to_numpy(float),
                                      pd.to_numeric(g.get(f"{metric}_low"), errors="coerce").to_numpy(float),
                                      pd.to_numeric(g.get(f"{metric}_high"), errors="coerce").to_numpy(float))
-        rows.append({**dict(zip(_KEYS, key)), "n_source": g["n_source"].mean(), "n_target": g["n_target"].mean(),
-                     "n_seeds": int(g["seed"].nunique()), "mean": mean, "sd": sd, "ci_low": lo, "ci_high": hi})
+        rows.append({**dict(zip(_KEYS, key)), "n_source": g["n_source"].mean(),
+                     "n_target": g["n_target"].mean(), "n_seeds": int(g["seed"].nunique()), "mean": mean,
+                     "sd": sd, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=[*_KEYS, "n_source", "n_target", "n_seeds", "mean", "sd", "ci_low",
                                        "ci_high"])
 
@@ -103,10 +105,11 @@ def _largest_source(df: pd.DataFrame) -> str | None:
 
 def _primary_strategy(df: pd.DataFrame) -> str | None:
     names = [s for s in df["strategy"].unique() if s != "scratch"]
-    return "finetune" if "finetune" in names else (sorted(names)[0] if names else None)
+    return "finetune" if "finetune" in names else (min(names) if names else None)
 
 
-def _grid(n_panels: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.4), nrows: int | None = None) -> Any:
+def _grid(n_panels: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.4),
+          nrows: int | None = None) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,9 +121,29 @@ def _grid(n_panels: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.4),
     return fig, axes
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+def _log_x(ax: Any) -> None:
+    """Log x axis labelled with plain record counts (20, 100, 1000) instead of powers of ten."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    if not ax.has_data():  # nothing finite to show (e.g. every run of the panel undefined)
+        ax.text(0.5, 0.5, "no finished runs with a defined value", ha="center", va="center", fontsize=7,
+                transform=ax.transAxes)
+        return
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _legend(ax: Any, fontsize: float) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=fontsize)
+
+
+def _save(fig: Any, path: str | os.PathLike[str], title: str) -> Path:
     import matplotlib.pyplot as plt
 
+    fig.suptitle(title, fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -147,22 +170,26 @@ def plot_target_size_curves(results: pd.DataFrame, path: str | os.PathLike[str],
     models = list(dict.fromkeys(df["model"]))
     fig, axes = _grid(len(models))
     for ax, model in zip(axes.flat, models):
-        for (task, strategy), g in table[table["model"] == model].groupby(["pretrain_task", "strategy"], sort=False):
-            g = g.sort_values("n_target")
+        mine = table[table["model"] == model]
+        for (task, strategy), g in mine.groupby(["pretrain_task", "strategy"], sort=False):
+            g = g[np.isfinite(g["mean"])].sort_values("n_target")
+            if g.empty:
+                continue
             color = _TASK_COLORS.get(task)
-            ax.plot(g["n_target"], g["mean"], _STRATEGY_STYLES.get(strategy, ":"), marker="o", ms=3, color=color,
+            ax.plot(g["n_target"], g["mean"], _STRATEGY_STYLES.get(strategy, ":"), marker="o", ms=3,
+                    color=color,
                     label=f"{task} ({strategy})")
             ax.fill_between(g["n_target"], g["ci_low"], g["ci_high"], color=color, alpha=0.15, lw=0)
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_title(model)
         ax.set_xlabel("target training ECGs")
         ax.set_ylabel(_label(metric))
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        _legend(ax, 7)
     for ax in list(axes.flat)[len(models):]:
         ax.axis("off")
-    fig.suptitle(f"{_label(metric)} vs target size (source size {source_size}); mean over seeds, 95 % interval")
-    return _save(fig, path)
+    return _save(fig, path, f"{_label(metric)} vs target ECGs (pretrained on {source_size} source ECGs)\n"
+                            "mean over seeds, 95 % interval")
 
 
 def plot_gain_vs_source_size(results: pd.DataFrame, path: str | os.PathLike[str], metric: str = "test_auroc",
@@ -184,7 +211,7 @@ def plot_gain_vs_source_size(results: pd.DataFrame, path: str | os.PathLike[str]
             ax = axes[r][c]
             sub = gains[(gains["model"] == model) & (gains["pretrain_task"] == task)]
             for color, size in zip(colors, sizes):
-                g = sub[sub["target_size"] == size]
+                g = sub[(sub["target_size"] == size) & np.isfinite(sub["gain"])]
                 if g.empty:
                     continue
                 stats = [(s["n_source"].mean(), *_interval(s["gain"].to_numpy(float), np.array([np.nan]),
@@ -194,20 +221,20 @@ def plot_gain_vs_source_size(results: pd.DataFrame, path: str | os.PathLike[str]
                 ax.plot(x, mean, marker="o", ms=3, color=color, label=f"target {size}")
                 ax.fill_between(x, lo, hi, color=color, alpha=0.12, lw=0)
             ax.axhline(0.0, color="0.4", lw=0.8)
-            ax.set_xscale("log")
+            _log_x(ax)
             ax.set_title(f"{model}: {task}", fontsize=9)
             ax.set_xlabel("source (pretraining) ECGs")
             ax.set_ylabel(f"gain in {_label(metric)}")
             ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=6)
-    fig.suptitle(f"Gain from pretraining over training from scratch ({strategy}), paired by seed")
-    return _save(fig, path)
+            _legend(ax, 6)
+    return _save(fig, path, f"Gain over training from scratch ({strategy}),\npaired by model, target size "
+                            "and seed")
 
 
 def plot_pretraining_tasks(results: pd.DataFrame, path: str | os.PathLike[str], metric: str = "test_auroc",
                            source_size: str | None = None, strategy: str | None = None) -> Path:
     """The pretraining tasks side by side: bars (mean over seeds, 95 % interval) per model, a panel per target
-    size; pretrained bars use ``source_size`` (default the largest) and ``strategy`` (default ``finetune``)."""
+    size; pretrained bars use ``source_size`` (default: the largest) and ``strategy`` (default: finetune)."""
     df = _prepared(results)
     source_size = source_size or _largest_source(df)
     strategy = strategy or _primary_strategy(df)
@@ -234,11 +261,11 @@ def plot_pretraining_tasks(results: pd.DataFrame, path: str | os.PathLike[str], 
         ax.set_title(f"target size {size}")
         ax.set_ylabel(_label(metric))
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=7)
+        _legend(ax, 7)
     for ax in list(axes.flat)[len(sizes):]:
         ax.axis("off")
-    fig.suptitle(f"Pretraining tasks ({strategy}, source size {source_size}) vs from scratch (none)")
-    return _save(fig, path)
+    return _save(fig, path, f"Pretraining tasks ({strategy}, {source_size} source ECGs) vs from scratch "
+                            "(none)")
 
 
 def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str],
@@ -255,5 +282,6 @@ def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str
         if (results["pretrain_task"] != "none").any() and (results["pretrain_task"] == "none").any():
             paths[f"{m}_gain_vs_source_size"] = plot_gain_vs_source_size(
                 results, out / f"{m}_gain_vs_source_size.png", m)
-        paths[f"{m}_pretraining_tasks"] = plot_pretraining_tasks(results, out / f"{m}_pretraining_tasks.png", m)
+        paths[f"{m}_pretraining_tasks"] = plot_pretraining_tasks(results, out / f"{m}_pretraining_tasks.png",
+                                                                 m)
     return paths

@@ -5,25 +5,17 @@ myocardial infarction using electrocardiograms": for each model of the zoo, pret
 sex, age + sex) with a given number of source ECGs, fine-tune on a *target* task (the ``MI`` diagnostic
 superclass) with a given number of target ECGs, and compare with the same architecture trained from scratch.
 
-The grid is {model} x {pretraining task: none, age, sex, age_sex} x {source size} x {target size} x
-{strategy} x {seed}; ``none`` means training from scratch (strategy ``scratch``, no source size). Source and
-target are patient-disjoint (different PTB-XL folds). Each pretraining run (model x task x source size x seed)
-is done once, stored under ``OUT/pretrain/`` and reused by every target run that needs it. Each target run
-appends one row to ``OUT/results.csv`` (all settings, seeds, sizes, train time, validation and test AUROC /
-AUPRC with bootstrap confidence intervals); a run whose ``run_key`` is already there is skipped, so an
-interrupted grid continues where it stopped. ``shard=(i, n)`` runs the i-th of n deterministic parts (whole
-pretraining groups, so no two shards train the same source model) for several processes or machines writing to
-one output folder (appends are file-locked).
+The grid is {model} x {pretraining task: none (= from scratch), age, sex, age_sex} x {source size} x {target
+size} x {strategy} x {seed}, source and target patient-disjoint (PTB-XL folds). A pretraining run (model x
+task x source size x seed) is done once and reused by every target run that needs it. Each target run appends
+one row to ``OUT/results.csv`` (settings, seeds, sizes, times, validation / test AUROC and AUPRC with
+bootstrap CIs); runs already there are skipped (resume). ``shard=(i, n)`` runs the i-th of n deterministic
+parts (whole pretraining groups) for several processes or machines writing into one folder (appends are
+file-locked). See docs/transfer.md.
 
-Output folder::
-
-    OUT/experiment.yaml   the resolved config and the protocol fingerprint (a re-run must match it)
-    OUT/results.csv       one row per finished target run (RESULT_COLUMNS)
-    OUT/failures.csv      runs that raised, with the error (retried on the next start)
-    OUT/pretrain/<group>/ pretraining run folders (model.safetensors, metrics, curves, pretrain.json)
-    OUT/runs/<run>/       target run folders (metrics, history, curves, test_predictions.csv)
-    OUT/figures/          AUROC vs target size, gain vs source size, pretraining tasks (+ summary.csv)
-    OUT/synthetic_cache/  the synthetic cohort, when the config asks for one (profile ``quick``)
+Output folder: ``experiment.yaml`` (resolved config, protocol fingerprint), ``results.csv``, ``failures.csv``,
+``pretrain/<key>/`` and ``runs/<key>/`` (run folders), ``figures/`` (:mod:`ecglens.experiments.figures`) and,
+for the ``quick`` profile, ``synthetic_cache/``.
 
 >>> cfg = load_transfer_config("configs/transfer_ptbxl.yaml", profile="quick")   # doctest: +SKIP
 >>> summary = run_transfer(cfg, out="runs/transfer_quick")                          # doctest: +SKIP
@@ -51,11 +43,12 @@ import yaml
 
 from ..exceptions import ConfigError
 from ..train.config import TrainConfig, _from_dict, _parse_override, apply_overrides, config_from_dict
-from ..train.finetune import STRATEGIES, CacheView, without_curves
+from ..train.finetune import STRATEGIES, CacheView, read_yaml_mapping, without_curves
 
-__all__ = ["ALL", "NO_PRETRAINING", "PROFILES", "RESULT_COLUMNS", "TransferConfig", "TargetRun", "PretrainRun",
-           "TransferSummary", "load_transfer_config", "plan_grid", "shard_runs", "parse_shard", "pretrain_config",
-           "target_config", "protocol", "write_synthetic_cache", "read_results", "run_transfer"]
+__all__ = ["ALL", "NO_PRETRAINING", "PROFILES", "RESULT_COLUMNS", "PretrainRun", "TargetRun",
+           "TransferConfig", "TransferSummary", "load_transfer_config", "parse_shard", "plan_grid",
+           "pretrain_config", "protocol", "read_results", "run_transfer", "shard_runs", "target_config",
+           "write_synthetic_cache"]
 
 #: the "use every available record" size
 ALL = "all"
@@ -67,7 +60,7 @@ NO_PRETRAINING = "none"
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """A seeded synthetic cohort replacing the cache (``ecglens.experiments.simulate``; MI from T-wave and age)."""
+    """A seeded synthetic cohort instead of the cache (see :func:`write_synthetic_cache`)."""
 
     n_records: int = 540
     seed: int = 0
@@ -87,10 +80,8 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """Target data: a binary task, training folds (subsampled to ``sizes``), validation and test folds.
-
-    ``val_size``: a seeded subsample of the validation folds (per seed) instead of all of them.
-    """
+    """Target data: a binary task, train folds (subsampled to ``sizes``), validation (``val_size``: a seeded
+    subsample of them, per seed) and test folds."""
 
     task: str = "MI"
     task_options: dict[str, Any] = field(default_factory=dict)
@@ -134,10 +125,10 @@ class EvalSpec:
 class TransferConfig:
     """A transfer-learning experiment (see ``configs/transfer_ptbxl.yaml`` and ``docs/transfer.md``).
 
-    ``source_train`` / ``target_train`` are training-config sections (``optim``, ``augment``, ``trainer``) for the
-    pretraining and target runs; ``finetune`` holds :class:`~ecglens.train.finetune.FinetuneConfig` options
-    (the strategy comes from the grid). ``keep_checkpoints``: keep the target runs' weights; ``curves``: draw
-    every run's ``curves.png`` (about a second per run).
+    ``source_train`` / ``target_train`` are training-config sections (``optim``, ``augment``, ``trainer``) for
+    the pretraining and target runs; ``finetune`` holds :class:`~ecglens.train.finetune.FinetuneConfig`
+    options (the strategy comes from the grid). ``keep_checkpoints``: keep the target runs' weights;
+    ``curves``: draw every run's ``curves.png`` (about a second per run).
     """
 
     name: str = "transfer"
@@ -159,13 +150,13 @@ class TransferConfig:
         return _from_dict(ModelEntry, self.grid.models.get(name) or {}, f"grid.models.{name}.")
 
 
-_QUIET_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "num_workers": 0, "num_threads": 1,
-                  "progress_bar": False, "patience": None, "log_every_n_steps": 1}
+_QUIET_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "num_workers": 0,
+                  "num_threads": 1, "progress_bar": False, "patience": None, "log_every_n_steps": 1}
 _QUICK_TRAIN = {"optim": {"epochs": 1, "batch_size": 16, "lr": 0.003, "schedule": "constant"},
                 "augment": {"enabled": False}, "trainer": _QUIET_TRAINER}
 
-#: built-in profiles: overrides merged into a config by ``--profile NAME`` (a config's own ``profiles`` section
-#: can extend them). ``quick`` runs the whole pipeline on a small synthetic cohort in seconds.
+#: built-in profiles: overrides merged into a config by ``--profile NAME`` (a config's own ``profiles``
+#: section can extend them). ``quick`` runs the whole pipeline on a small synthetic cohort in seconds.
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "synthetic": {"n_records": 300, "seed": 0, "fs": 100.0, "seconds": 2.5},
@@ -188,7 +179,8 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any], path: tuple[str, ..
     out = dict(base)
     for key, value in over.items():
         here = (*path, str(key))
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and here not in _REPLACED_BY_PROFILE:
+        nested = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        if nested and here not in _REPLACED_BY_PROFILE:
             out[key] = _merge(out[key], value, here)
         else:
             out[key] = value
@@ -199,8 +191,8 @@ def _apply_profile(data: dict[str, Any], profile: str) -> dict[str, Any]:
     own = (data.get("profiles") or {}).get(profile)
     if profile not in PROFILES and own is None:
         names = sorted(set(PROFILES) | set(data.get("profiles") or {}))
-        raise ConfigError(f"Unknown profile {profile!r}. Available: {', '.join(names)} (built-in or the config's "
-                          "`profiles:` section).")
+        raise ConfigError(f"Unknown profile {profile!r}. Available: {', '.join(names)} (built-in or the "
+                          "config's `profiles:` section).")
     data = _merge(data, PROFILES.get(profile, {}))
     return _merge(data, own or {})
 
@@ -221,17 +213,7 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str
 def load_transfer_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (),
                          profile: str | None = None) -> TransferConfig:
     """Read a transfer YAML, apply a profile (``quick``) and ``key.sub=value`` overrides, and check it."""
-    data: Any = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Config file {path} not found. See configs/transfer_ptbxl.yaml.")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"Config file {path} is not valid YAML: {err}") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError("A transfer config must be a mapping (source, target, grid, ...).")
+    data = read_yaml_mapping(path, "configs/transfer_ptbxl.yaml")
     data = json.loads(json.dumps(data))  # a deep, plain copy
     if profile:
         data = _apply_profile(data, profile)
@@ -247,7 +229,8 @@ def _size_value(size: int | str) -> float:
 def _check_sizes(sizes: Sequence[int | str], where: str) -> None:
     bad = [s for s in sizes if not (s == ALL or (isinstance(s, int) and s >= 1))]
     if bad or not sizes:
-        raise ConfigError(f"{where} must be a non-empty list of positive record counts or 'all', got {list(sizes)}.")
+        raise ConfigError(f"{where} must be a non-empty list of positive record counts or 'all', got "
+                          f"{list(sizes)}.")
 
 
 def _validate(cfg: TransferConfig) -> None:
@@ -256,46 +239,67 @@ def _validate(cfg: TransferConfig) -> None:
 
     _check_sizes(cfg.source.sizes, "source.sizes")
     _check_sizes(cfg.target.sizes, "target.sizes")
-    src, tgt = set(cfg.source.folds) | set(cfg.source.val_folds), set(cfg.target.folds) | set(cfg.target.val_folds)
+    src = set(cfg.source.folds) | set(cfg.source.val_folds)
+    tgt = set(cfg.target.folds) | set(cfg.target.val_folds)
     if src & (tgt | set(cfg.target.test_folds)) or set(cfg.target.test_folds) & tgt:
-        raise ConfigError("source folds, target train/val folds and target test folds must be disjoint (folds "
-                          f"keep patients apart): source {sorted(src)}, target {sorted(tgt)}, test "
+        raise ConfigError("source folds, target train/val folds and target test folds must be disjoint "
+                          f"(folds keep patients apart): source {sorted(src)}, target {sorted(tgt)}, test "
                           f"{list(cfg.target.test_folds)}.")
     for task in set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING}:
         task_from_name(task, **dict(cfg.source.task_options.get(task) or {}))
     target = task_from_name(cfg.target.task, **cfg.target.task_options)
     if target.num_labels != 1 or target.targets[0].kind != "binary":
-        raise ConfigError(f"target.task {cfg.target.task!r} must be a binary task (AUROC / AUPRC are reported), "
-                          "e.g. MI.")
+        raise ConfigError(f"target.task {cfg.target.task!r} must be a binary task (AUROC / AUPRC are "
+                          "reported), e.g. MI.")
     for name in cfg.grid.strategies:
         if name not in STRATEGIES or name == "scratch":
             raise ConfigError(f"grid.strategies: {name!r} is not a fine-tuning strategy; use "
-                              f"{', '.join(s for s in STRATEGIES if s != 'scratch')} (scratch is pretrain task none).")
+                              f"{', '.join(s for s in STRATEGIES if s != 'scratch')} (scratch is pretrain "
+                              "task none).")
     if not cfg.grid.models or not cfg.grid.seeds or not cfg.grid.pretrain_tasks:
         raise ConfigError("grid.models, grid.seeds and grid.pretrain_tasks must not be empty.")
     for name in cfg.grid.models:
-        get_model_spec(name)
-        cfg.model_entry(name)
+        options = set(get_model_spec(name).defaults) - {"in_leads", "num_outputs"}
+        if set(cfg.model_entry(name).kwargs) - options:
+            raise ConfigError(f"grid.models.{name}.kwargs: unknown option(s) "
+                              f"{sorted(set(cfg.model_entry(name).kwargs) - options)}; valid: "
+                              f"{sorted(options)}.")
     _seed_limits(cfg)
     for section in ("source_train", "target_train"):
         clash = sorted({"data", "model", "task", "name"} & set(getattr(cfg, section)))
         if clash:
-            raise ConfigError(f"{section} must not set {clash}: the protocol sets them (cache, folds, model, task).")
+            raise ConfigError(f"{section} must not set {clash}: the protocol sets them (cache, folds, model, "
+                              "task).")
+    _check_train_sections(cfg)
+
+
+def _check_train_sections(cfg: TransferConfig) -> None:
+    """Build a pretraining and a target config per model and task now: a typo fails before the grid runs."""
+    from ..train.loop import build_task, monitor_names
+
+    first = {(r.model, r.pretrain_task): r for r in reversed(plan_grid(cfg))}
+    for run in first.values():
+        configs = [target_config(cfg, run, cfg.cache)]
+        if run.pretrain is not None:
+            configs.append(pretrain_config(cfg, run.pretrain, cfg.cache))
+        for config in configs:
+            valid = monitor_names(build_task(config))
+            if config.trainer.monitor not in valid:
+                raise ConfigError(f"trainer.monitor={config.trainer.monitor!r} is not logged by task "
+                                  f"{config.task.name!r} ({config.name}); choose one of {', '.join(valid)}.")
 
 
 def _seed_limits(cfg: TransferConfig) -> list[tuple[float, int]]:
-    out = []
-    for key, value in cfg.grid.seed_limits.items():
-        try:
-            threshold = _size_value(ALL if str(key) == ALL else int(key))
-            n = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"grid.seed_limits entries are `target size: number of seeds`, got {key!r}: "
-                              f"{value!r}.") from None
-        if n < 1:
-            raise ConfigError(f"grid.seed_limits[{key}] must be >= 1 seed, got {n}.")
-        out.append((threshold, n))
-    return sorted(out)
+    """``grid.seed_limits`` as sorted ``(target size threshold, number of seeds)``."""
+    try:
+        items = cfg.grid.seed_limits.items()
+        out = sorted((_size_value(ALL if str(k) == ALL else int(k)), int(v)) for k, v in items)
+    except (TypeError, ValueError):
+        out = [(0.0, 0)]
+    if any(n < 1 for _, n in out):
+        raise ConfigError("grid.seed_limits must map target sizes (or 'all') to a number of seeds >= 1, e.g. "
+                          f"{{1000: 2, all: 1}}; got {cfg.grid.seed_limits}.")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- the grid
@@ -347,7 +351,8 @@ class TargetRun:
     @property
     def key(self) -> str:
         src = "-" if self.source_size is None else self.source_size
-        return f"{self.model_tag}_{self.pretrain_task}_src{src}_{self.strategy}_tgt{self.target_size}_s{self.seed}"
+        return (f"{self.model_tag}_{self.pretrain_task}_src{src}_{self.strategy}_tgt{self.target_size}"
+                f"_s{self.seed}")
 
 
 def _model_tag(cfg: TransferConfig, name: str) -> str:
@@ -364,7 +369,7 @@ def _seeds_for(cfg: TransferConfig, target_size: int | str) -> tuple[int, ...]:
 
 
 def plan_grid(cfg: TransferConfig) -> list[TargetRun]:
-    """Every target run of the grid, grouped by pretraining run (model, task, source size, seed) in config order."""
+    """Every target run of the grid, grouped by pretraining run (model, task, source size, seed)."""
     runs: list[TargetRun] = []
     for model in cfg.grid.models:
         tag = _model_tag(cfg, model)
@@ -394,7 +399,7 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def shard_runs(runs: Sequence[TargetRun], shard: tuple[int, int]) -> list[TargetRun]:
-    """The runs of shard ``(i, n)``: groups (in plan order) dealt round-robin, so shards never share a group."""
+    """The runs of shard ``(i, n)``: groups (in plan order) dealt round-robin; shards never share a group."""
     i, n = shard
     groups = list(dict.fromkeys(r.group for r in runs))
     mine = {g for k, g in enumerate(groups) if k % n == i - 1}
@@ -407,10 +412,10 @@ def shard_runs(runs: Sequence[TargetRun], shard: tuple[int, int]) -> list[Target
 def write_synthetic_cache(spec: SyntheticSpec, out: str | os.PathLike[str]) -> Path:
     """Write a synthetic cohort as an ecglens cache folder (reused when it exists with the same spec).
 
-    ECGs, age and sex come from :func:`ecglens.experiments.simulate.simulate_cohort`. ``MI`` (0/1) is drawn with
-    ``logit = -1.2 - 5 (t_scale - 1) + 0.03 (age - 60) + 0.3 male``, so it shows in the ECG through the T-wave
-    amplitude and, weakly, through age; ``NORM = 1 - MI``. Folds 1-10 are assigned at random (one ECG per
-    patient, so every split is patient-disjoint).
+    ECGs, age and sex come from :func:`ecglens.experiments.simulate.simulate_cohort`. ``MI`` (0/1) is drawn
+    with ``logit = -1.2 - 5 (t_scale - 1) + 0.03 (age - 60) + 0.3 male``, so it shows in the ECG through the
+    T-wave amplitude and, weakly, through age; ``NORM = 1 - MI``. Folds 1-10 are assigned at random (one ECG
+    per patient, so every split is patient-disjoint).
     """
     from ..experiments.simulate import simulate_cohort
     from ..signal.transforms import Preprocess
@@ -425,7 +430,8 @@ def write_synthetic_cache(spec: SyntheticSpec, out: str | os.PathLike[str]) -> P
     logit = -1.2 - 5.0 * (p["t_scale"] - 1.0) + 0.03 * (p["age"] - 60.0) + 0.3 * (1.0 - p["sex"])
     mi = (rng.random(len(p)) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
     meta = pd.DataFrame({"record_id": cohort.ecg_table["record_id"], "source": "synthetic", "path": "",
-                         "age": p["age"], "sex": p["sex"], "fold": rng.permutation(np.arange(len(p)) % 10 + 1),
+                         "age": p["age"], "sex": p["sex"],
+                         "fold": rng.permutation(np.arange(len(p)) % 10 + 1),
                          "patient_id": p["patient_id"], "MI": mi, "NORM": 1 - mi})
     pre = Preprocess(fs=spec.fs, seconds=spec.seconds, highpass_hz=None)
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
@@ -433,10 +439,10 @@ def write_synthetic_cache(spec: SyntheticSpec, out: str | os.PathLike[str]) -> P
     tmp.mkdir(parents=True)
     np.save(tmp / "signals.npy", cohort.signals.astype(np.float32))
     meta.to_csv(tmp / "meta.csv", index=False)
-    manifest = {"format": "ecglens-cache/1", "source": "synthetic", "synthetic": want, "preprocess": pre.to_dict(),
-                "fs": pre.fs, "n_samples": pre.n_samples, "leads": list(pre.leads), "dtype": "float32",
-                "shape": list(cohort.signals.shape), "n_records": len(p), "n_accepted": len(p), "n_rejected": 0,
-                "rejected": []}
+    manifest = {"format": "ecglens-cache/1", "source": "synthetic", "synthetic": want,
+                "preprocess": pre.to_dict(), "fs": pre.fs, "n_samples": pre.n_samples,
+                "leads": list(pre.leads), "dtype": "float32", "shape": list(cohort.signals.shape),
+                "n_records": len(p), "n_accepted": len(p), "n_rejected": 0, "rejected": []}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
@@ -531,13 +537,15 @@ def _check_protocol(cfg: TransferConfig, out: Path) -> str:
         if old.get("protocol_hash") != digest:
             before = old.get("protocol") or {}
             diff = sorted(k for k in set(before) | set(proto) if before.get(k) != proto.get(k))
-            raise ConfigError(f"{out} holds results of a different protocol (differs in: {', '.join(diff)}). Use "
-                              "another --out for the new protocol, or restore the settings it was run with.")
+            raise ConfigError(f"{out} holds results of a different protocol (differs in: {', '.join(diff)}). "
+                              "Use another --out for the new protocol, or restore the settings it was run "
+                              "with.")
         return digest
     out.mkdir(parents=True, exist_ok=True)
     doc = {"protocol_hash": digest, "protocol": proto, "config": dataclasses.asdict(cfg),
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    path.write_text(yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False), encoding="utf-8")
+    text = yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False)
+    path.write_text(text, encoding="utf-8")
     return digest
 
 
@@ -558,7 +566,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (``fcntl.flock``) on ``path.lock`` where the platform has one."""
+    """An exclusive advisory lock (``fcntl.flock``, released on close) on ``path.lock`` where available."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: single-process use
@@ -567,11 +575,7 @@ def _locked(path: Path) -> Iterator[None]:
     with open(path.with_name(path.name + ".lock"), "a") as handle:
         if fcntl is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
 def _append(path: Path, row: Mapping[str, Any], columns: Sequence[str]) -> None:
@@ -582,7 +586,7 @@ def _append(path: Path, row: Mapping[str, Any], columns: Sequence[str]) -> None:
 
 
 def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """``results.csv`` of an output folder (or the file itself), one row per ``run_key`` (the last one kept)."""
+    """``results.csv`` of an output folder (or the file itself), one row per ``run_key`` (the last kept)."""
     path = Path(path)
     path = path / "results.csv" if path.is_dir() else path
     if not path.is_file():
@@ -604,8 +608,8 @@ def _quiet_lightning() -> Iterator[None]:
     import logging
     import warnings
 
-    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
-    levels = [lg.level for lg in loggers]
+    names = ("lightning.pytorch", "lightning.fabric", "lightning")
+    loggers = {lg: lg.level for lg in map(logging.getLogger, names)}
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     try:
@@ -613,7 +617,7 @@ def _quiet_lightning() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # torch / lightning version noise
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in loggers.items():
             lg.setLevel(level)
 
 
@@ -645,7 +649,7 @@ def _ensure_pretrained(cfg: TransferConfig, run: PretrainRun, cache: Any, cache_
 
 
 def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: Path) -> dict[str, Any]:
-    """Validation and test AUROC / AUPRC with bootstrap CIs, and the split counts, of a finished target run."""
+    """Validation and test AUROC / AUPRC with bootstrap CIs and the split counts of a finished target run."""
     from ..evaluate.bootstrap import bootstrap_metrics
     from ..evaluate.metrics import auprc, auroc
     from ..evaluate.runner import predict_cache
@@ -666,7 +670,8 @@ def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: 
     for split, idx in rows.items():
         p, y = predict_cache(ckpt, data.signals, idx, progress=False)[name], y_all[idx]
         stats = bootstrap_metrics({"auroc": auroc, "auprc": auprc}, y, p, n_boot=cfg.eval.n_boot,
-                                  alpha=cfg.eval.alpha, seed=cfg.eval.seed, groups=None if pid is None else pid[idx])
+                                  alpha=cfg.eval.alpha, seed=cfg.eval.seed,
+                                  groups=None if pid is None else pid[idx])
         for metric, s in stats.items():
             out.update({f"{split}_{metric}": s["value"], f"{split}_{metric}_low": s["ci_low"],
                         f"{split}_{metric}_high": s["ci_high"]})
@@ -706,8 +711,9 @@ def _run_target(cfg: TransferConfig, run: TargetRun, cache: Any, cache_path: str
         "run_key": run.key, "experiment": cfg.name, "model": run.model, "model_tag": run.model_tag,
         "model_kwargs": json.dumps(cfg.model_entry(run.model).kwargs, sort_keys=True),
         "pretrain_task": run.pretrain_task, "strategy": run.strategy,
-        "source_size": "" if run.source_size is None else str(run.source_size), "n_source": info.get("n_source", 0),
-        "target_task": t.task, "target_size": str(run.target_size), "seed": run.seed, "subsample_seed": run.seed,
+        "source_size": "" if run.source_size is None else str(run.source_size),
+        "n_source": info.get("n_source", 0), "target_task": t.task, "target_size": str(run.target_size),
+        "seed": run.seed, "subsample_seed": run.seed,
         "val_seed": run.seed if t.val_size is not None else None,
         "source_folds": _folds_text(s.folds), "source_val_folds": _folds_text(s.val_folds),
         "target_folds": _folds_text(t.folds), "val_folds": _folds_text(t.val_folds),
@@ -737,8 +743,8 @@ class TransferSummary:
     figures: dict[str, Path] = field(default_factory=dict)
 
 
-def _run_group(cfg: TransferConfig, runs: list[TargetRun], cache: Any, cache_path: str, out: Path, digest: str,
-               bar: Any, fail_fast: bool) -> tuple[int, int, int]:
+def _run_group(cfg: TransferConfig, runs: list[TargetRun], cache: Any, cache_path: str, out: Path,
+               digest: str, bar: Any, fail_fast: bool) -> tuple[int, int, int]:
     """The target runs of one group (after its pretraining run); returns (done, failed, pretrained now)."""
     pre, pretrained, trained = runs[0].pretrain, None, 0
     try:
@@ -770,19 +776,19 @@ def _record_failure(out: Path, run: TargetRun, message: str) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(f"FAILED {run.key}: {message}")
-    _append(out / "failures.csv", {"run_key": run.key, "error": message,
-                                   "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-            ("run_key", "error", "at"))
+    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row = {"run_key": run.key, "error": message, "at": at}
+    _append(out / "failures.csv", row, tuple(row))
 
 
 def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None, *,
                  shard: tuple[int, int] = (1, 1), dry_run: bool = False, figures: bool = True,
                  progress: bool = True, fail_fast: bool = False) -> TransferSummary:
-    """Run (the shard ``(i, n)`` of) the grid of ``cfg`` into ``out`` (default ``cfg.out_dir``); see module doc.
+    """Run (the shard ``(i, n)`` of) the grid of ``cfg`` into ``out`` (default ``cfg.out_dir``).
 
-    Finished runs (their ``run_key`` in ``results.csv``) are skipped; ``dry_run`` only plans. A run that raises
-    is written to ``failures.csv`` and the grid goes on (``fail_fast``: re-raise). Figures are drawn from every
-    row of ``results.csv`` (all shards so far) unless ``figures=False``.
+    Finished runs (their ``run_key`` in ``results.csv``) are skipped; ``dry_run`` only plans. A run that
+    raises is written to ``failures.csv`` and the grid goes on (``fail_fast``: re-raise). Figures are drawn
+    from every row of ``results.csv`` (all shards so far) unless ``figures=False``.
     """
     from tqdm.auto import tqdm
 
@@ -791,8 +797,8 @@ def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None,
     mine = shard_runs(grid, shard)
     finished = set(read_results(out)["run_key"].astype(str))
     todo = [r for r in mine if r.key not in finished]
-    summary = dict(out=out, shard=shard, n_grid=len(grid), n_shard=len(mine), n_skipped=len(mine) - len(todo),
-                   runs=tuple(todo))
+    summary = {"out": out, "shard": shard, "n_grid": len(grid), "n_shard": len(mine),
+               "n_skipped": len(mine) - len(todo), "runs": tuple(todo)}
     if dry_run:
         return TransferSummary(**summary, n_done=0, n_failed=0, n_pretrained=0)
     digest = _check_protocol(cfg, out)

@@ -600,10 +600,18 @@ def create_app(model: Any = "age-sex", max_upload_mb: float = 20, max_files: int
     state = _State(predictor=predictor, limits=limits, workers=int(workers), plot_dpi=float(plot_dpi),
                    tmp_dir=None if tmp_dir is None else os.fspath(tmp_dir), served=_served_card(predictor),
                    page=_page())
-    shipped = _shipped_cards()
     app = FastAPI(title="ecglens", version=__version__,
                   description="Upload a resting 12-lead ECG; get the plotted leads and the model's predictions.")
     app.state.ecglens = state
+    _add_routes(app, state, _shipped_cards())
+    return app
+
+
+def _add_routes(app: FastAPI, state: _State, shipped: list[dict[str, Any]]) -> None:
+    """``/``, ``/health``, ``/models`` and ``/predict``."""
+    from .. import __version__
+
+    limits = state.limits
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -621,8 +629,6 @@ def create_app(model: Any = "age-sex", max_upload_mb: float = 20, max_files: int
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
         return await _predict_endpoint(request, state)
-
-    return app
 
 
 async def _predict_endpoint(request: Request, state: _State) -> JSONResponse:

@@ -8,33 +8,35 @@ input to head, ``first_conv`` + :func:`~ecglens.models.adapt_input_leads`). Stra
     with the same learning rate. The baseline a pretrained model must beat. Needs no checkpoint when
     ``config.model`` names the architecture.
 ``linear_probe``
-    The pretrained backbone is frozen (``requires_grad=False``) and kept in eval mode (BatchNorm statistics and
-    dropout fixed, ``freeze_bn``); only the new head is trained.
+    The pretrained backbone is frozen (``requires_grad=False``) and kept in eval mode (BatchNorm statistics
+    and dropout fixed, ``freeze_bn``); only the new head is trained.
 ``finetune``
-    Every layer is trained, with discriminative learning rates: group ``i`` of ``n`` (``param_groups()``, input
-    first, head last) gets ``lr * lr_decay ** (n - 1 - i)`` (``lr_decay=1`` gives one learning rate).
+    Every layer is trained, with discriminative learning rates: group ``i`` of ``n`` (``param_groups()``,
+    input first, head last) gets ``lr * lr_decay ** (n - 1 - i)`` (``lr_decay=1`` gives one learning rate).
 ``gradual_unfreeze``
     ``finetune`` with ULMFiT-style gradual unfreezing: the head alone in the first ``unfreeze_every`` epochs,
-    then one more group (from the head backwards) every ``unfreeze_every`` epochs; frozen groups are in eval mode.
+    then one more group (from the head backwards) every ``unfreeze_every`` epochs; frozen groups are in eval
+    mode.
 
 Fewer leads: ``leads=["I", "II", "V1", ..., "V6"]`` (or ``["II"]``) selects those leads from the cache and
-rebuilds the model's first layer for them, keeping the pretrained weights of the kept leads (``lead_init="keep"``)
-or spreading the summed weights evenly over the new leads (``"mean"``). The checkpoint written then declares
-those leads in its input contract.
+rebuilds the model's first layer for them, keeping the pretrained weights of the kept leads
+(``lead_init="keep"``) or spreading the summed weights evenly over the new leads (``"mean"``). The checkpoint
+written then declares those leads in its input contract.
 
 A fine-tuning run writes the same run folder as ``ecglens train`` (``config.yaml``, ``splits.csv``,
 ``model.safetensors`` with the new task, ``metrics.json``, ``history.csv``, ``curves.png``,
-``val_predictions.csv``) plus ``finetune.yaml`` (strategy, options, the pretrained checkpoint and where it came
-from); the checkpoint's stored config has ``finetune`` and ``pretrained`` entries too.
+``val_predictions.csv``) plus ``finetune.yaml`` (strategy, options, the pretrained checkpoint and where it
+came from); the checkpoint's stored config has ``finetune`` and ``pretrained`` entries too.
 
 >>> from ecglens.train.finetune import finetune, load_finetune_config         # doctest: +SKIP
->>> config, settings = load_finetune_config("configs/finetune_mi.yaml", ["finetune.strategy=linear_probe"])
+>>> config, settings = load_finetune_config("configs/finetune_mi.yaml", ["optim.lr=3e-4"])  # doctest: +SKIP
 >>> result = finetune("runs/age_sex/model.safetensors", config, settings)     # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import warnings
@@ -62,22 +64,10 @@ from .config import (
 )
 from .module import EcgLightningModule, lr_lambda
 
-__all__ = [
-    "Strategy",
-    "STRATEGIES",
-    "FinetuneConfig",
-    "CacheView",
-    "LeadSubset",
-    "load_finetune_config",
-    "finetune_settings_from_dict",
-    "prepare_model",
-    "discriminative_param_groups",
-    "set_trainable_groups",
-    "freeze_frozen_modules",
-    "FinetuneModule",
-    "finetune",
-    "without_curves",
-]
+__all__ = ["STRATEGIES", "CacheView", "FinetuneConfig", "FinetuneModule", "LeadSubset", "Strategy",
+           "discriminative_param_groups", "finetune", "finetune_settings_from_dict", "freeze_frozen_modules",
+           "load_finetune_config", "prepare_model", "read_yaml_mapping", "set_trainable_groups",
+           "without_curves"]
 
 
 # ----------------------------------------------------------------------------------------------- strategies
@@ -134,7 +124,7 @@ STRATEGIES: dict[str, Strategy] = {
 
 
 def get_strategy(name: str) -> Strategy:
-    """The :class:`Strategy` called ``name``; unknown names raise :class:`ConfigError` listing the valid ones."""
+    """The :class:`Strategy` called ``name``; unknown names raise :class:`ConfigError` naming valid ones."""
     if name not in STRATEGIES:
         raise ConfigError(f"Unknown fine-tuning strategy {name!r}. Choose one of: {', '.join(STRATEGIES)} "
                           "(--strategy NAME or finetune.strategy=NAME).")
@@ -150,13 +140,14 @@ class FinetuneConfig:
     strategy : str
         One of :data:`STRATEGIES`.
     lr_decay : float
-        Discriminative learning-rate factor per parameter group, in (0, 1] (``finetune``, ``gradual_unfreeze``):
-        the head trains at ``optim.lr``, the group before it at ``lr * lr_decay``, and so on to the input.
+        Discriminative learning-rate factor per parameter group, in (0, 1] (``finetune``,
+        ``gradual_unfreeze``): the head trains at ``optim.lr``, the group before it at ``lr * lr_decay``, and
+        so on to the input.
     unfreeze_every : int
         Epochs between unfreezing one more group (``gradual_unfreeze``).
     leads : list of str or None
-        Leads to fine-tune on (a subset of the cache's and, for pretrained starts, the checkpoint's leads, e.g.
-        the 8 independent leads ``[I, II, V1, V2, V3, V4, V5, V6]`` or one lead ``[II]``); ``None``: the
+        Leads to fine-tune on (a subset of the cache's and, for pretrained starts, the checkpoint's leads,
+        e.g. the 8 independent leads ``[I, II, V1, V2, V3, V4, V5, V6]`` or one lead ``[II]``); ``None``: the
         checkpoint's leads.
     lead_init : {"keep", "mean"}
         How the first layer is adapted to ``leads``: keep the pretrained weights of those leads, or give every
@@ -186,8 +177,9 @@ class FinetuneConfig:
         return config_to_dict(self)
 
 
-def finetune_settings_from_dict(data: Mapping[str, Any] | None, overrides: Sequence[str] = ()) -> FinetuneConfig:
-    """A :class:`FinetuneConfig` from a ``finetune:`` mapping and ``["finetune.key=value", ...]`` overrides."""
+def finetune_settings_from_dict(data: Mapping[str, Any] | None,
+                                overrides: Sequence[str] = ()) -> FinetuneConfig:
+    """A :class:`FinetuneConfig` from a ``finetune:`` mapping and ``["finetune.key=value"]`` overrides."""
     data = dict(data or {})
     if not isinstance(data, dict):
         raise ConfigError("The finetune section must be a mapping (strategy: ..., lr_decay: ...).")
@@ -196,29 +188,37 @@ def finetune_settings_from_dict(data: Mapping[str, Any] | None, overrides: Seque
         if path[0] == "finetune":
             path = path[1:]
         if len(path) != 1:
-            raise ConfigError(f"Override {item!r}: finetune options are flat keys, e.g. finetune.lr_decay=0.3.")
+            raise ConfigError(f"Override {item!r}: finetune options are flat keys, e.g. "
+                              "finetune.lr_decay=0.3.")
         data[path[0]] = value
     return _from_dict(FinetuneConfig, data, "finetune.")
 
 
+def read_yaml_mapping(path: str | os.PathLike[str] | None, example: str) -> dict[str, Any]:
+    """The mapping in a YAML config file (``{}`` for ``None``); a :class:`ConfigError` citing ``example``."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} not found. Pass an existing YAML file (see {example}).")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"Config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path} must hold a mapping of sections (see {example}), not "
+                          f"{type(data).__name__}.")
+    return dict(data)
+
+
 def load_finetune_config(path: str | os.PathLike[str] | None = None,
                          overrides: Sequence[str] = ()) -> tuple[TrainConfig, FinetuneConfig]:
-    """Read a fine-tuning YAML: a training config (``data``, ``task``, ``optim``, ...) plus a ``finetune`` section.
+    """Read a fine-tuning YAML: a training config (``data``, ``task``, ``optim``, ...) + ``finetune`` section.
 
     ``overrides`` starting with ``finetune.`` go to the :class:`FinetuneConfig`; all others to the
     :class:`TrainConfig` (``optim.lr=3e-4``, ...). ``model`` is taken from the checkpoint at run time.
     """
-    data: Any = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Config file {path} not found. Pass an existing YAML file (see configs/finetune_mi.yaml).")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"Config file {path} is not valid YAML: {err}") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: a config must be a mapping of sections (data, task, optim, finetune, ...).")
+    data = read_yaml_mapping(path, "configs/finetune_mi.yaml")
     data = dict(data)
     section = data.pop("finetune", None)
     mine = [o for o in overrides if o.strip().startswith("finetune.")]
@@ -280,8 +280,8 @@ class LeadSubset:
 def _cache_leads(cache: Any) -> tuple[str, ...]:
     leads = getattr(cache, "leads", None) or getattr(getattr(cache, "preprocess", None), "leads", None)
     if not leads:
-        raise ConfigError("The cache declares no lead names (manifest 'leads' / preprocess.leads); prepare it "
-                          "with `ecglens prepare` so the leads are recorded.")
+        raise ConfigError("The cache declares no lead names (manifest 'leads' / preprocess.leads); prepare "
+                          "it with `ecglens prepare` so the leads are recorded.")
     return tuple(normalize_lead_name(x) for x in leads)
 
 
@@ -309,8 +309,8 @@ class CacheView:
         wanted = all_leads if leads is None else tuple(normalize_lead_name(x) for x in leads)
         missing = [x for x in wanted if x not in all_leads]
         if missing:
-            raise LeadError(f"Lead(s) {missing} are not in the cache (its leads: {', '.join(all_leads)}). Choose "
-                            "leads the cache has, or prepare a cache with them.")
+            raise LeadError(f"Lead(s) {missing} are not in the cache (its leads: {', '.join(all_leads)}). "
+                            "Choose leads the cache has, or prepare a cache with them.")
         index = [all_leads.index(x) for x in wanted]
         same = index == list(range(len(all_leads)))
         self.signals = cache.signals if same else LeadSubset(cache.signals, index)
@@ -318,7 +318,8 @@ class CacheView:
         if folds is not None:
             folds = np.asarray(folds, dtype=np.float64)
             if folds.shape != (len(meta),):
-                raise ConfigError(f"folds must have one entry per cache row ({len(meta)}), got shape {folds.shape}.")
+                raise ConfigError(f"folds must have one entry per cache row ({len(meta)}), got shape "
+                                  f"{folds.shape}.")
             meta = meta.assign(fold=folds)
         self.meta = meta
         pre = getattr(cache, "preprocess", None)
@@ -351,10 +352,10 @@ def _check_contract(pre_ckpt: Any, pre_cache: Any, where: str) -> None:
     fields = ("fs", "seconds", "highpass_hz", "notch_hz", "normalize")
     diff = [f"{k}: checkpoint {a.get(k)!r}, cache {b.get(k)!r}" for k in fields if a.get(k) != b.get(k)]
     if diff:
-        raise ConfigError(f"The cache {where} was prepared differently from the pretrained model's input contract "
-                          f"({'; '.join(diff)}). Prepare the target data with the checkpoint's preprocessing "
-                          "(`ecglens prepare ... --fs/--seconds/--highpass/--normalize` as listed) or use "
-                          "strategy scratch.")
+        raise ConfigError(f"The cache {where} was prepared differently from the pretrained model's input "
+                          f"contract ({'; '.join(diff)}). Prepare the target data with the checkpoint's "
+                          "preprocessing (`ecglens prepare ... --fs/--seconds/--highpass/--normalize` as "
+                          "listed) or use strategy scratch.")
 
 
 def prepare_model(checkpoint: Any, num_outputs: int, strategy: str = "finetune", *,
@@ -384,7 +385,7 @@ def prepare_model(checkpoint: Any, num_outputs: int, strategy: str = "finetune",
     nn.Module
         ``[batch, len(leads), n_samples] -> [batch, num_outputs]``.
     """
-    from ..models import adapt_input_leads, create_model
+    from ..models import create_model
 
     plan = get_strategy(strategy)
     ckpt = _load(checkpoint) if checkpoint is not None else None
@@ -399,22 +400,31 @@ def prepare_model(checkpoint: Any, num_outputs: int, strategy: str = "finetune",
         n_in = len(wanted) if wanted is not None else (ckpt.in_leads if ckpt is not None else 12)
         return create_model(name, in_leads=n_in, num_outputs=num_outputs, **kwargs).train()
     model = ckpt.model.train()
-    if wanted is not None and tuple(wanted) != tuple(source_leads or ()):
-        keep = None
-        if lead_init == "keep":
-            missing = [x for x in wanted if x not in (source_leads or ())]
-            if missing:
-                raise LeadError(f"Lead(s) {missing} were not inputs of the pretrained model (its leads: "
-                                f"{', '.join(source_leads or ())}); use lead_init=mean or leads it was trained on.")
-            keep = list(wanted)
-        adapt_input_leads(model, len(wanted), keep=keep, source_leads=source_leads)
+    if wanted is not None and tuple(wanted) != tuple(source_leads):
+        _adapt_leads(model, wanted, source_leads, lead_init)
     model.reset_head(num_outputs)
     return model
 
 
+def _adapt_leads(model: nn.Module, wanted: Sequence[str], source_leads: Sequence[str],
+                 lead_init: str) -> None:
+    """Rebuild the first layer for ``wanted`` leads (``keep``: their pretrained weights; ``mean``: spread)."""
+    from ..models import adapt_input_leads
+
+    keep = None
+    if lead_init == "keep":
+        missing = [x for x in wanted if x not in source_leads]
+        if missing:
+            raise LeadError(f"Lead(s) {missing} were not inputs of the pretrained model (its leads: "
+                            f"{', '.join(source_leads)}); use lead_init=mean or leads it was trained on.")
+        keep = list(wanted)
+    adapt_input_leads(model, len(wanted), keep=keep, source_leads=source_leads)
+
+
 def _load(checkpoint: Any) -> Any:
+    """A loaded checkpoint; a :class:`Checkpoint` passed in is copied, so fine-tuning never changes it."""
     if hasattr(checkpoint, "model") and hasattr(checkpoint, "model_name"):
-        return checkpoint
+        return dataclasses.replace(checkpoint, model=copy.deepcopy(checkpoint.model))
     from .checkpoint import load_checkpoint
 
     return load_checkpoint(checkpoint)
@@ -429,8 +439,8 @@ def _checkpoint_leads(ckpt: Any) -> tuple[str, ...]:
     if ckpt.in_leads == len(CANONICAL_LEADS):
         return tuple(CANONICAL_LEADS)
     raise CheckpointError(f"{getattr(ckpt, 'path', 'the checkpoint')} has {ckpt.in_leads} input leads but no "
-                          "preprocess spec naming them; fine-tune with finetune.leads=null on a cache with the "
-                          "same leads, or re-save it with its preprocess.")
+                          "preprocess spec naming them; fine-tune with finetune.leads=null on a cache with "
+                          "the same leads, or re-save it with its preprocess.")
 
 
 # ----------------------------------------------------------------------------------------------- groups
@@ -438,7 +448,8 @@ def _checkpoint_leads(ckpt: Any) -> tuple[str, ...]:
 
 def _named_groups(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
     if not hasattr(model, "param_groups"):
-        raise ConfigError(f"{type(model).__name__} has no param_groups(); fine-tuning needs an ecglens zoo model.")
+        raise ConfigError(f"{type(model).__name__} has no param_groups(); fine-tuning needs an ecglens zoo "
+                          "model.")
     return model.param_groups()
 
 
@@ -447,10 +458,10 @@ def discriminative_param_groups(model: nn.Module, lr: float, lr_decay: float = 1
     """Optimizer parameter groups with one learning rate per model group, head first.
 
     Group ``i`` of the model's ``n`` groups (input ``i = 0`` ... head ``i = n - 1``) gets
-    ``lr * lr_decay ** (n - 1 - i)``. Each is split in a weight-decayed part (weights with ``ndim >= 2``) and a
-    part without weight decay (biases, norms), as ``ecglens train`` does. Frozen parameters are included (they
-    are skipped by the optimizer while their ``grad`` is None) unless ``only_trainable``, so groups unfrozen later
-    train at their own rate.
+    ``lr * lr_decay ** (n - 1 - i)``. Each is split in a weight-decayed part (weights with ``ndim >= 2``) and
+    a part without weight decay (biases, norms), as ``ecglens train`` does. Frozen parameters are included
+    (the optimizer skips them while their ``grad`` is None) unless ``only_trainable``, so groups unfrozen
+    later train at their own rate.
 
     Returns
     -------
@@ -486,7 +497,8 @@ def set_trainable_groups(model: nn.Module, n_trainable: int) -> list[str]:
 
 
 def freeze_frozen_modules(model: nn.Module) -> list[str]:
-    """Put every sub-module whose parameters are all frozen in eval mode (BatchNorm statistics, dropout fixed).
+    """Put every sub-module whose parameters are all frozen in eval mode (BatchNorm statistics and dropout
+    fixed).
 
     Returns the names of the modules switched to eval (outermost only).
     """
@@ -505,7 +517,7 @@ def freeze_frozen_modules(model: nn.Module) -> list[str]:
 
 
 class FinetuneModule(EcgLightningModule):
-    """:class:`EcgLightningModule` with a fine-tuning strategy: freezing schedule and per-group learning rates.
+    """:class:`EcgLightningModule` with a fine-tuning strategy: a freezing schedule, per-group learning rates.
 
     Parameters
     ----------
@@ -532,10 +544,13 @@ class FinetuneModule(EcgLightningModule):
         return self.strategy.trainable(n, epoch, self.settings.unfreeze_every)
 
     def apply_schedule(self, epoch: int) -> list[str]:
-        """Freeze / unfreeze for ``epoch`` and fix frozen modules in eval mode; returns the trainable groups."""
+        """Freeze / unfreeze for ``epoch``; while training, groups unfrozen now go back to train mode and
+        frozen ones stay in eval mode (``freeze_bn``). Returns the trainable groups (head last)."""
         names = set_trainable_groups(self.model, self.trainable_groups(epoch))
-        if self.settings.freeze_bn and self.model.training:
-            freeze_frozen_modules(self.model)
+        if self.model.training:
+            self.model.train()
+            if self.settings.freeze_bn:
+                freeze_frozen_modules(self.model)
         return names
 
     def train(self, mode: bool = True) -> FinetuneModule:
@@ -544,6 +559,12 @@ class FinetuneModule(EcgLightningModule):
         if mode and settings is not None and settings.freeze_bn:
             freeze_frozen_modules(self.model)
         return self
+
+    def on_fit_start(self) -> None:
+        if self.trainer.world_size > 1 and self.strategy.trainable is _gradual:
+            raise ConfigError("gradual_unfreeze cannot run on several devices (DDP fixes the trainable "
+                              "parameters when it starts); use --devices 1, or strategy finetune / "
+                              "linear_probe.")
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
@@ -648,7 +669,9 @@ def _target_view(config: TrainConfig, settings: FinetuneConfig, ckpt: Any, cache
     base = cache if cache is not None else open_cache(config.data.cache)
     _check_contract(getattr(ckpt, "preprocess", None), getattr(base, "preprocess", None),
                     str(getattr(base, "path", config.data.cache)))
-    leads = settings.leads if settings.leads is not None else (_checkpoint_leads(ckpt) if ckpt is not None else None)
+    leads = settings.leads
+    if leads is None and ckpt is not None:
+        leads = _checkpoint_leads(ckpt)
     return base if leads is None else CacheView(base, leads)
 
 
@@ -659,14 +682,16 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
     dm = loop.build_datamodule(config, data)
     loop._check_monitor(config, dm.task)
     leads = _cache_leads(data)
-    model = prepare_model(ckpt, dm.task.num_outputs, settings.strategy, leads=leads, lead_init=settings.lead_init,
+    model = prepare_model(ckpt, dm.task.num_outputs, settings.strategy, leads=leads,
+                          lead_init=settings.lead_init,
                           model_config=config.model)
     module = FinetuneModule(model, dm.task, config.optim, settings)
     trainer = loop._trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
     extra = {"finetune": settings.to_dict(), "pretrained": _pretrained_info(ckpt), "leads": list(leads)}
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
-        (run_dir / "finetune.yaml").write_text(yaml.safe_dump(_plain(extra), sort_keys=False), encoding="utf-8")
+        text = yaml.safe_dump(_plain(extra), sort_keys=False)
+        (run_dir / "finetune.yaml").write_text(text, encoding="utf-8")
         dm.splits_table().to_csv(run_dir / "splits.csv", index=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*exists and is not empty")
@@ -702,4 +727,5 @@ def _resave_with_provenance(result: Any, module: FinetuneModule, config: TrainCo
 
     stored = {**config_to_dict(config), "split": dm.split_info, **_json_ready(extra)}
     save_checkpoint(result.checkpoint_path, module.model.cpu(), config.model.name, dict(config.model.kwargs),
-                    dm.task, getattr(dm.cache, "preprocess", None), stored, result.metrics, in_leads=dm.in_leads)
+                    dm.task, getattr(dm.cache, "preprocess", None), stored, result.metrics,
+                    in_leads=dm.in_leads)

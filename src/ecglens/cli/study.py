@@ -1,0 +1,176 @@
+"""``ecglens study``: end-to-end clinical studies (docs/clinical.md).
+
+Examples::
+
+    # hemoglobin -> anemia -> survival on a simulated cohort with a known hazard ratio (a few minutes on 2 CPUs)
+    ecglens study simulate --out runs/study_sim --seed 0
+    ecglens study simulate --out /tmp/study_quick --quick            # tiny, well under a minute
+
+    # the same study on your own tables (column names and units: docs/clinical.md)
+    ecglens study hb --ecgs ecgs.csv --labs labs.csv --outcomes outcomes.csv \\
+        --external-ecgs ext_ecgs.csv --external-labs ext_labs.csv --external-outcomes ext_outcomes.csv --out runs/hb
+
+    # ECG-age gap on PTB-XL (fold 9) with a trained age model
+    ecglens study ptbxl-age runs/age/model.safetensors cache/ptbxl100 --folds 9 --out runs/age_study
+
+Every run writes ``summary.json``, ``study.md``, ``tables/`` (CSV + Markdown) and ``figures/`` (PNG) into a new
+``--out`` folder; nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["STUDIES", "register", "run_study"]
+
+_HEADLINE = ("true_hazard_ratio", "hazard_ratio", "hazard_ratio_ci", "c_index", "hb_mae", "hb_mae_baseline",
+             "hb_pearson_r", "anemia_auroc")
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None,
+                   help="study YAML (default: the repository's configs/study_simulate.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set study.n_boot=2000 or train.optim.epochs=12")
+    p.add_argument("--seed", type=int, default=None, help="study seed (also the training seed)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (train.optim.epochs)")
+    p.add_argument("--quick", action="store_true", help="the config's 'quick' profile: tiny and fast (tests)")
+    p.add_argument("--out", type=Path, required=True, help="new output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="Hb / anemia / survival study on a simulated cohort (known true HR)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _config_args(p)
+    p.add_argument("--n-patients", type=int, default=None, help="internal cohort size (simulation.n_patients)")
+    p.set_defaults(study="simulate")
+
+
+def _add_hb(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("hb", help="the Hb / anemia / survival study on your own ECG, lab and outcome tables",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _config_args(p)
+    for prefix, need in (("", True), ("external-", False)):
+        p.add_argument(f"--{prefix}ecgs", type=Path, required=need,
+                       help="ECG catalogue CSV: record_id, path, patient_id, time, age, sex")
+        p.add_argument(f"--{prefix}labs", type=Path, required=need,
+                       help="hemoglobin draws CSV: patient_id, time, value, unit")
+        p.add_argument(f"--{prefix}outcomes", type=Path, default=None,
+                       help="outcomes CSV: patient_id, time (years from the ECG), event (1 = event)")
+    p.set_defaults(study="hb")
+
+
+def _add_ptbxl_age(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ptbxl-age", help="ECG-age gap by healthy / non-healthy, figures and feature associations",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="checkpoint with an 'age' output (file or shipped name)")
+    p.add_argument("cache", type=Path, help="cache folder prepared with the checkpoint's preprocessing")
+    p.add_argument("--folds", default=None, help="folds to analyse, e.g. 9 or 1-8 (default: all records)")
+    p.add_argument("--out", type=Path, required=True, help="new output folder")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap / subsample seed (default 0)")
+    p.add_argument("--gap-threshold", type=float, default=8.0, help="gap category threshold, years (default 8)")
+    p.add_argument("--feature-method", choices=("dwt", "peaks"), default="dwt",
+                   help="ECG features with wave delineation (dwt) or R peaks only (peaks, fast)")
+    p.add_argument("--feature-records", type=int, default=1000, help="at most this many records for features")
+    p.add_argument("--workers", type=int, default=2, help="processes for the ECG features (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(study="ptbxl-age")
+
+
+def _load(args: argparse.Namespace) -> dict[str, Any]:
+    from ..experiments.study import load_study_config
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides += [f"study.seed={args.seed}", f"train.trainer.seed={args.seed}"]
+    if args.epochs is not None:
+        overrides.append(f"train.optim.epochs={args.epochs}")
+    if getattr(args, "n_patients", None) is not None:
+        overrides.append(f"simulation.n_patients={args.n_patients}")
+    return load_study_config(args.config, overrides, profile="quick" if args.quick else None)
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    for key in _HEADLINE:
+        if key in summary:
+            print(f"{key:>20}: {summary[key]}")
+    print(f"wrote summary.json, study.md, tables/ and figures/ to {out}")
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from ..experiments.study import run_simulation_study
+
+    summary = run_simulation_study(_load(args), args.out, progress=not args.quiet)
+    _print_summary(summary, args.out)
+    return 0
+
+
+def _run_hb(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ..exceptions import ConfigError
+    from ..experiments.study import CohortInputs, _prepare_out, run_hb_study
+
+    def read(path: Path | None) -> Any:
+        if path is None:
+            return None
+        if not path.is_file():
+            raise ConfigError(f"{path} not found; pass an existing CSV file.")
+        return pd.read_csv(path)
+
+    cfg = _load(args)
+    internal = CohortInputs("internal", read(args.ecgs), read(args.labs), read(args.outcomes))
+    external = None
+    if args.external_ecgs is not None:
+        if args.external_labs is None:
+            raise ConfigError("--external-ecgs needs --external-labs (the external cohort's Hb draws).")
+        external = CohortInputs("external", read(args.external_ecgs), read(args.external_labs),
+                                read(args.external_outcomes))
+    summary = run_hb_study(internal, external, cfg, _prepare_out(args.out), progress=not args.quiet)
+    _print_summary(summary, args.out)
+    return 0
+
+
+def _run_ptbxl_age(args: argparse.Namespace) -> int:
+    from ..experiments.study import FeatureSettings, run_ptbxl_age_study
+    from ..io.ptbxl import parse_folds
+
+    folds = None if args.folds is None else [int(f) for f in parse_folds(args.folds)]
+    features = FeatureSettings(method=args.feature_method, max_records=args.feature_records, workers=args.workers)
+    summary = run_ptbxl_age_study(args.checkpoint, args.cache, args.out, folds, n_boot=args.n_boot, seed=args.seed,
+                                  gap_threshold=args.gap_threshold, features=features, progress=not args.quiet)
+    print(json.dumps(summary["gap_table"], indent=1))
+    print(f"wrote summary.json, study.md, tables/, figures/ and evaluation/ to {args.out}")
+    return 0
+
+
+#: study name -> (add its parser, run it)
+STUDIES: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = {
+    "simulate": (_add_simulate, _run_simulate),
+    "hb": (_add_hb, _run_hb),
+    "ptbxl-age": (_add_ptbxl_age, _run_ptbxl_age),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``study`` (with ``simulate``, ``hb`` and ``ptbxl-age``) to the ``ecglens`` parser."""
+    p = sub.add_parser("study", help="end-to-end clinical studies (Hb / anemia / survival, ECG-age gap)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    studies = p.add_subparsers(dest="study", metavar="STUDY")
+    for add, _ in STUDIES.values():
+        add(studies)
+    p.set_defaults(func=run_study, study_parser=p)
+
+
+def run_study(args: argparse.Namespace) -> int:
+    """Dispatch ``ecglens study <name>`` to its runner (no name: print the help)."""
+    if getattr(args, "study", None) not in STUDIES:
+        args.study_parser.print_help()
+        return 2
+    return STUDIES[args.study][1](args)

@@ -1,0 +1,982 @@
+"""The model-comparison experiment: every model of the zoo trained for age, sex and age + sex under one budget.
+
+The grid is {model} x {task: age, sex, age_sex}. Every run trains with :func:`ecglens.train.loop.fit` on the
+same data (``train_folds``; PTB-XL ``strat_fold`` 1-8), under the same **budget** (epochs, random-crop length,
+batch size, training-set cap, wall-clock cap per run), then its best checkpoint (selected on ``val_folds`` by the
+training config's ``trainer.monitor``) is evaluated on ``val_folds`` with
+:func:`ecglens.evaluate.runner.evaluate_checkpoint`: age MAE (all records, PTB-XL healthy and non-healthy
+subsets), Pearson r, sex AUROC and accuracy, each with a percentile-bootstrap 95 % CI (by patient when the cache
+has ``patient_id``). Models differ only by their ``kwargs`` (width, depth; stated in the config) and optional
+per-model training overrides that may not touch the budget.
+
+Each finished run appends one row to ``OUT/results.csv`` (:data:`RESULT_COLUMNS`); a run whose ``run_key`` is
+already there is skipped, so an interrupted grid continues where it stopped (an unfinished run is restarted from
+scratch). ``shard=(i, n)`` runs every n-th run starting at the i-th, for several processes or machines writing
+into one output folder (appends are file-locked). The same conventions as :mod:`ecglens.experiments.transfer`.
+
+Output folder::
+
+    OUT/experiment.yaml        resolved config and protocol fingerprint (a re-run into OUT must match it)
+    OUT/results.csv            one row per finished run
+    OUT/failures.csv           runs that raised, with the error (retried on the next start)
+    OUT/runs/<run_key>/        the fit run folder (config, history, model.safetensors) + eval/ (metrics.json)
+    OUT/comparison.md          the comparison table (:func:`write_comparison_markdown`, for docs/results.md)
+    OUT/figures/comparison.png age MAE and sex AUROC per model with CI error bars
+    OUT/synthetic_cache/       the synthetic cohort, when the config asks for one (profile ``quick``)
+
+>>> table = run_comparison("configs/compare_ptbxl.yaml", "runs/compare_ptbxl", shard="1/3")   # doctest: +SKIP
+>>> write_comparison_markdown(table, "docs/results_compare.md")                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..exceptions import ConfigError, EcglensError
+from ..train.config import TrainConfig, _from_dict, _parse_override, apply_overrides, config_from_dict
+
+# grid plumbing shared with the transfer experiment (file-locked appends to results.csv, quiet Lightning, hashes)
+from .transfer import _append, _apply_overrides, _device, _quiet_lightning, _short_hash, parse_shard
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "PROFILES",
+    "RESULT_COLUMNS",
+    "TASKS",
+    "Budget",
+    "CompareConfig",
+    "CompareRun",
+    "add_compare_parser",
+    "load_compare_config",
+    "main",
+    "plan_grid",
+    "plot_comparison",
+    "protocol",
+    "read_results",
+    "run_compare_command",
+    "run_comparison",
+    "shard_runs",
+    "train_config",
+    "write_comparison_markdown",
+    "write_report",
+    "write_synthetic_cache",
+]
+
+#: the tasks of the comparison, in table order
+TASKS: tuple[str, ...] = ("age", "sex", "age_sex")
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every run of the grid gets, whatever the model.
+
+    ``epochs``: maximum epochs (early stopping, ``train.trainer.patience``, may end a run sooner);
+    ``crop_seconds``: training samples are random crops of this many seconds of the cached window (validation
+    uses the whole window; ``null``: no crop); ``batch_size``; ``max_train``: a seeded subsample of the
+    training folds (``null``: all); ``max_time``: wall-clock cap of the training of one run, ``"DD:HH:MM:SS"``.
+    """
+
+    epochs: int = 10
+    crop_seconds: float | None = 4.0
+    batch_size: int = 128
+    max_train: int | None = None
+    max_time: str | None = "00:00:20:00"
+
+    def describe(self) -> str:
+        """One line, e.g. ``"<= 10 epochs, 4 s random crops, batch 128, all training records, <= 20 min"``."""
+        crop = "full window" if self.crop_seconds is None else f"{self.crop_seconds:g} s random crops"
+        n = "all training records" if self.max_train is None else f"<= {self.max_train} training records"
+        cap = "no time cap" if self.max_time is None else f"<= {_minutes(self.max_time):g} min"
+        epochs = f"{self.epochs} epoch" + ("s" if self.epochs != 1 else "")
+        return f"<= {epochs}, {crop}, batch {self.batch_size}, {n}, {cap} per run"
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """A seeded synthetic cohort replacing the cache (ECG, age, sex from ``experiments.simulate``)."""
+
+    n_records: int = 240
+    seed: int = 0
+    fs: float = 100.0
+    seconds: float = 2.5
+
+
+@dataclass(frozen=True)
+class GridEntry:
+    """A model (``kwargs`` for ``create_model``) or a task (``options`` for ``task_from_name``) of the grid, with
+    training-config overrides (``["optim.lr=3e-4"]``) that may not change the budget, data, model or task."""
+
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Bootstrap of the validation metrics (95 % percentile CIs); ``figures``: per-run evaluation figures."""
+
+    n_boot: int = 1000
+    seed: int = 0
+    figures: bool = True
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """A model-comparison experiment (see ``configs/compare_ptbxl.yaml``).
+
+    ``train`` holds the training-config sections (``optim``, ``augment``, ``trainer``) shared by every run; the
+    budget, data, model and task parts are set by the experiment. ``keep_checkpoints``: keep each run's
+    ``model.safetensors``; ``curves``: draw each run's ``curves.png``.
+    """
+
+    name: str = "compare"
+    cache: str = "cache/ptbxl100"
+    synthetic: SyntheticSpec | None = None
+    out_dir: str = "runs/compare"
+    train_folds: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    val_folds: tuple[int, ...] = (9,)
+    seed: int = 0
+    budget: Budget = field(default_factory=Budget)
+    models: dict[str, Any] = field(default_factory=lambda: {"cnn_baseline": {}})
+    tasks: dict[str, Any] = field(default_factory=lambda: {t: {} for t in TASKS})
+    train: dict[str, Any] = field(default_factory=dict)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    keep_checkpoints: bool = True
+    curves: bool = True
+    profiles: dict[str, Any] = field(default_factory=dict)
+
+    def model_entry(self, name: str) -> GridEntry:
+        return _from_dict(GridEntry, self.models.get(name) or {}, f"models.{name}.")
+
+    def task_entry(self, name: str) -> GridEntry:
+        return _from_dict(GridEntry, self.tasks.get(name) or {}, f"tasks.{name}.")
+
+
+_QUIET_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "num_workers": 0, "num_threads": 1,
+                  "progress_bar": False, "patience": None, "log_every_n_steps": 1}
+_TINY_MODELS = {"cnn_baseline": {"kwargs": {"channels": [8, 16], "kernel_size": 5}},
+                "attia_cnn": {"kwargs": {"filters": [8, 8, 16], "kernels": [5, 5, 3], "pools": [2, 2, 1],
+                                         "spatial_filters": 16, "hidden": [16]}}}
+
+#: built-in profiles merged into a config by ``--profile NAME`` (a config's ``profiles`` section can extend them).
+#: ``quick``: the whole pipeline on a small synthetic cohort with two tiny models in seconds (numbers mean nothing).
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "synthetic": {"n_records": 240, "seed": 0, "fs": 100.0, "seconds": 2.5},
+        "budget": {"epochs": 1, "crop_seconds": 2.0, "batch_size": 16, "max_train": None, "max_time": "00:00:02:00"},
+        "models": _TINY_MODELS,
+        "train": {"optim": {"lr": 0.003, "schedule": "constant"}, "augment": {"enabled": False},
+                  "trainer": _QUIET_TRAINER},
+        "eval": {"n_boot": 50, "figures": False},
+        "curves": False,
+    },
+}
+
+#: paths whose mapping a profile replaces instead of merging into (a profile's model list is the model list)
+_REPLACED_BY_PROFILE = {("models",), ("tasks",)}
+#: training-config keys the budget / protocol sets; ``train`` and grid overrides may not set them
+_PROTECTED = ("name", "data", "model", "task", "optim.epochs", "optim.batch_size", "trainer.max_time",
+              "trainer.seed", "augment.spec.crop_seconds")
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        here = (*path, str(key))
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and here not in _REPLACED_BY_PROFILE:
+            out[key] = _merge(out[key], value, here)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply_profile(data: dict[str, Any], profile: str) -> dict[str, Any]:
+    own = (data.get("profiles") or {}).get(profile)
+    if profile not in PROFILES and own is None:
+        names = sorted(set(PROFILES) | set(data.get("profiles") or {}))
+        raise ConfigError(f"Unknown profile {profile!r}. Available: {', '.join(names)} (built-in or the config's "
+                          "`profiles:` section).")
+    return _merge(_merge(data, PROFILES.get(profile, {})), own or {})
+
+
+def load_compare_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (),
+                        profile: str | None = None) -> CompareConfig:
+    """Read a comparison YAML, apply a profile (``quick``) and ``key.sub=value`` overrides, and check it."""
+    data: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file {path} not found. See configs/compare_ptbxl.yaml.")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"Config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError("A comparison config must be a mapping (budget, models, tasks, train, ...).")
+    data = json.loads(json.dumps(data))  # a deep, plain copy
+    if profile:
+        data = _apply_profile(data, profile)
+    cfg = _from_dict(CompareConfig, _apply_overrides(data, overrides))
+    _validate(cfg)
+    return cfg
+
+
+def _touches(key: str) -> str | None:
+    """The protected key (``_PROTECTED``) that the dotted leaf ``key`` is or lies under, if any."""
+    return next((p for p in _PROTECTED if key == p or key.startswith(p + ".")), None)
+
+
+def _flat_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of the leaves of nested mappings (``{"a": {"b": 1}}`` -> ``["a.b"]``)."""
+    keys = []
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        keys += _flat_keys(value, full + ".") if isinstance(value, Mapping) and value else [full]
+    return keys
+
+
+def _override_keys(item: str) -> list[str]:
+    """Leaf keys an override ``"a.b=VALUE"`` sets (a mapping VALUE sets each of its leaves)."""
+    path, value = _parse_override(item)
+    key = ".".join(path)
+    return _flat_keys(value, key + ".") if isinstance(value, Mapping) and value else [key]
+
+
+def _validate(cfg: CompareConfig) -> None:
+    from ..data.targets import task_from_name
+    from ..models import get_model_spec
+
+    if not cfg.models or not cfg.tasks:
+        raise ConfigError("models and tasks must not be empty (e.g. tasks: {age: {}, sex: {}, age_sex: {}}).")
+    if set(cfg.train_folds) & set(cfg.val_folds):
+        raise ConfigError(f"train_folds {list(cfg.train_folds)} and val_folds {list(cfg.val_folds)} overlap; folds "
+                          "keep patients apart, so use disjoint folds (PTB-XL: 1-8 train, 9 validation).")
+    b = cfg.budget
+    if b.epochs < 1 or b.batch_size < 1 or (b.max_train is not None and b.max_train < 1):
+        raise ConfigError(f"budget: epochs, batch_size and max_train must be >= 1, got {dataclasses.asdict(b)}.")
+    if b.crop_seconds is not None and b.crop_seconds <= 0:
+        raise ConfigError(f"budget.crop_seconds must be positive or null, got {b.crop_seconds}.")
+    if b.max_time is not None:
+        _minutes(b.max_time)
+    clash = [k for k in _flat_keys(cfg.train) if _touches(k)]
+    if clash:
+        raise ConfigError(f"train must not set {clash}: the budget and the grid set them (budget: epochs, "
+                          "batch_size, crop_seconds, max_time; data / model / task: the grid).")
+    for name in cfg.models:
+        get_model_spec(name)
+    for name in cfg.tasks:
+        entry = cfg.task_entry(name)
+        task_from_name(name, **entry.options)
+    for kind, names in (("models", cfg.models), ("tasks", cfg.tasks)):
+        for name in names:
+            entry = cfg.model_entry(name) if kind == "models" else cfg.task_entry(name)
+            bad = [o for o in entry.overrides if any(_touches(k) for k in _override_keys(o))]
+            if bad:
+                raise ConfigError(f"{kind}.{name}.overrides {bad} change the budget, data, model or task; every run "
+                                  "must get the same budget. Use kwargs (models) or options (tasks) instead.")
+
+
+def _minutes(max_time: str) -> float:
+    """``"DD:HH:MM:SS"`` -> minutes."""
+    try:
+        d, h, m, s = (int(x) for x in str(max_time).split(":"))
+    except ValueError:
+        raise ConfigError(f"budget.max_time must be 'DD:HH:MM:SS' (quoted in YAML), got {max_time!r}.") from None
+    return d * 1440 + h * 60 + m + s / 60
+
+
+# ----------------------------------------------------------------------------------------------- the grid
+
+
+def _tag(name: str, entry: GridEntry) -> str:
+    return f"{name}-{_short_hash(dataclasses.asdict(entry))}"
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    """One run of the grid: a row of ``results.csv``."""
+
+    model: str
+    model_tag: str
+    task: str
+    task_tag: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.model_tag}_{self.task_tag}_s{self.seed}"
+
+
+def _pick(names: Sequence[str] | str | None, available: Sequence[str], what: str) -> list[str]:
+    """The config's names in config order, restricted to ``names`` (a list or ``"a,b"``)."""
+    if names is None:
+        return list(available)
+    wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else [str(n) for n in names]
+    unknown = [n for n in wanted if n not in available]
+    if unknown:
+        raise ConfigError(f"--{what} {unknown} not in the config's {what}: {', '.join(available)}. Add them to the "
+                          f"config's `{what}:` section or choose from those.")
+    return [n for n in available if n in wanted]
+
+
+def plan_grid(cfg: CompareConfig, models: Sequence[str] | str | None = None,
+              tasks: Sequence[str] | str | None = None) -> list[CompareRun]:
+    """Every run of the grid (model-major, config order), optionally restricted to some models / tasks."""
+    runs = []
+    for model in _pick(models, list(cfg.models), "models"):
+        for task in _pick(tasks, list(cfg.tasks), "tasks"):
+            runs.append(CompareRun(model, _tag(model, cfg.model_entry(model)), task,
+                                   _tag(task, cfg.task_entry(task)), cfg.seed))
+    return runs
+
+
+def shard_runs(runs: Sequence[CompareRun], shard: tuple[int, int]) -> list[CompareRun]:
+    """The runs of shard ``(i, n)``: every n-th run from the i-th (runs are independent; models spread out)."""
+    i, n = shard
+    return [r for k, r in enumerate(runs) if k % n == i - 1]
+
+
+# ----------------------------------------------------------------------------------------------- configs
+
+
+def _with_crop(augment: Mapping[str, Any], crop_seconds: float | None) -> dict[str, Any]:
+    """The ``augment`` section with the budget's random crop added (augmentation enabled for the crop only, if
+    it was off; the default augmentations kept, if it was on with no spec)."""
+    if crop_seconds is None:
+        return dict(augment)
+    from ..signal.augment import Augment
+
+    enabled, spec = augment.get("enabled", True), dict(augment.get("spec") or {})
+    if not enabled:
+        spec = {}
+    elif not spec:
+        spec = Augment.default().to_dict()
+    return {"enabled": True, "spec": {**spec, "crop_seconds": float(crop_seconds)}}
+
+
+def train_config(cfg: CompareConfig, run: CompareRun, cache_path: str) -> TrainConfig:
+    """The training config of one run: ``cfg.train`` + the budget + data + model + task + the grid overrides."""
+    base, b = json.loads(json.dumps(cfg.train)), cfg.budget
+    model, task = cfg.model_entry(run.model), cfg.task_entry(run.task)
+    merged = {**base, "name": f"{cfg.name}-{run.key}",
+              "data": {"cache": cache_path, "train_folds": list(cfg.train_folds), "val_folds": list(cfg.val_folds),
+                       "max_train": b.max_train, "subsample_seed": cfg.seed},
+              "model": {"name": run.model, "kwargs": model.kwargs},
+              "task": {"name": run.task, "options": task.options},
+              "optim": {**base.get("optim", {}), "epochs": b.epochs, "batch_size": b.batch_size},
+              "trainer": {**base.get("trainer", {}), "seed": cfg.seed, "max_time": b.max_time},
+              "augment": _with_crop(base.get("augment", {}), b.crop_seconds)}
+    return apply_overrides(config_from_dict(merged), [*task.overrides, *model.overrides])
+
+
+_NOT_PROTOCOL_TRAINER = ("accelerator", "devices", "num_nodes", "strategy", "num_workers", "num_threads",
+                         "progress_bar", "log_every_n_steps", "out_dir")
+
+
+def protocol(cfg: CompareConfig) -> dict[str, Any]:
+    """What the results of one output folder must share (data, splits, seed, budget, training, evaluation)."""
+    train = json.loads(json.dumps(cfg.train))
+    train["trainer"] = {k: v for k, v in (train.get("trainer") or {}).items() if k not in _NOT_PROTOCOL_TRAINER}
+    d = dataclasses.asdict(cfg)
+    return json.loads(json.dumps({
+        "data": d["synthetic"] or d["cache"], "train_folds": d["train_folds"], "val_folds": d["val_folds"],
+        "seed": cfg.seed, "budget": d["budget"], "train": train,
+        "eval": {k: v for k, v in d["eval"].items() if k != "figures"},
+    }, default=str))
+
+
+def _check_protocol(cfg: CompareConfig, out: Path) -> str:
+    """Write ``experiment.yaml`` on the first start; later starts must have the same protocol."""
+    proto = protocol(cfg)
+    digest = _short_hash(proto, 12)
+    path = out / "experiment.yaml"
+    if path.is_file():
+        old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if old.get("protocol_hash") != digest:
+            before = old.get("protocol") or {}
+            diff = sorted(k for k in set(before) | set(proto) if before.get(k) != proto.get(k))
+            raise ConfigError(f"{out} holds results of a different protocol (differs in: {', '.join(diff)}). Use "
+                              "another --out for the new protocol, or restore the settings it was run with.")
+        return digest
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"protocol_hash": digest, "protocol": proto, "config": dataclasses.asdict(cfg),
+           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False), encoding="utf-8")
+    return digest
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+#: PTB-XL diagnostic superclasses given to the synthetic records (shares), so healthy subsets exist
+_SYNTHETIC_CLASSES = {"NORM": 0.45, "MI": 0.15, "STTC": 0.15, "CD": 0.15, "HYP": 0.10}
+
+
+def write_synthetic_cache(spec: SyntheticSpec, out: str | os.PathLike[str]) -> Path:
+    """Write a seeded synthetic cohort as an ecglens cache folder (reused when it exists with the same spec).
+
+    ECGs, age and sex come from :func:`ecglens.experiments.simulate.simulate_cohort` (sex shows in QRS amplitude
+    and heart rate, age in heart-rate variability: weakly). Each record gets one PTB-XL superclass drawn with
+    :data:`_SYNTHETIC_CLASSES` shares (unrelated to the ECG; only so the healthy / non-healthy subsets exist).
+    Folds 1-10 at random; one ECG per patient, so every split is patient-disjoint.
+    """
+    from ..signal.transforms import Preprocess
+    from .simulate import simulate_cohort
+
+    out, want = Path(out), dataclasses.asdict(spec)
+    if (out / "manifest.json").is_file() and json.loads((out / "manifest.json").read_text()).get("synthetic") == want:
+        return out
+    cohort = simulate_cohort(n_patients=spec.n_records, seed=spec.seed, fs=spec.fs, seconds=spec.seconds)
+    p, rng = cohort.patients, np.random.default_rng(spec.seed + 1)
+    labels = rng.choice(len(_SYNTHETIC_CLASSES), size=len(p), p=list(_SYNTHETIC_CLASSES.values()))
+    meta = pd.DataFrame({"record_id": cohort.ecg_table["record_id"], "source": "synthetic", "path": "",
+                         "age": p["age"], "sex": p["sex"], "fold": rng.permutation(np.arange(len(p)) % 10 + 1),
+                         "patient_id": p["patient_id"],
+                         **{c: (labels == k).astype(int) for k, c in enumerate(_SYNTHETIC_CLASSES)}})
+    pre = Preprocess(fs=spec.fs, seconds=spec.seconds, highpass_hz=None)
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "signals.npy", cohort.signals.astype(np.float32))
+    meta.to_csv(tmp / "meta.csv", index=False)
+    manifest = {"format": "ecglens-cache/1", "source": "synthetic", "synthetic": want, "preprocess": pre.to_dict(),
+                "fs": pre.fs, "n_samples": pre.n_samples, "leads": list(pre.leads), "dtype": "float32",
+                "shape": list(cohort.signals.shape), "n_records": len(p), "n_accepted": len(p), "n_rejected": 0,
+                "rejected": []}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def _open_data(cfg: CompareConfig, out: Path) -> tuple[Any, str]:
+    from ..data.cache import open_cache
+
+    path = write_synthetic_cache(cfg.synthetic, out / "synthetic_cache") if cfg.synthetic else Path(cfg.cache)
+    cache = open_cache(path)
+    missing = sorted({"fold", "age", "sex"} - set(cache.meta.columns))
+    if missing:
+        raise ConfigError(f"The cache {path} has no column(s) {missing}; prepare it from PTB-XL "
+                          "(`ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9`).")
+    seconds = cache.signals.shape[-1] / float(cache.preprocess.fs)
+    crop = cfg.budget.crop_seconds
+    if crop is not None and crop > seconds + 1e-9:
+        raise ConfigError(f"budget.crop_seconds={crop:g} is longer than the cached window ({seconds:g} s) of "
+                          f"{path}; choose a crop <= {seconds:g} s (or null).")
+    return cache, str(path)
+
+
+# ----------------------------------------------------------------------------------------------- results
+
+#: results.csv column -> (output, subset, metric) in ``evaluate_checkpoint`` results; each also has _low / _high
+METRIC_COLUMNS: dict[str, tuple[str, str, str]] = {
+    "age_mae": ("age", "all", "mae"),
+    "age_mae_healthy": ("age", "healthy", "mae"),
+    "age_mae_non_healthy": ("age", "non_healthy", "mae"),
+    "age_r": ("age", "all", "pearson_r"),
+    "age_bias": ("age", "all", "bias"),
+    "sex_auroc": ("p_female", "all", "auroc"),
+    "sex_accuracy": ("p_female", "all", "accuracy"),
+}
+#: subset sizes reported: column -> (output, subset)
+_COUNT_COLUMNS: dict[str, tuple[str, str]] = {"n_age": ("age", "all"), "n_healthy": ("age", "healthy"),
+                                              "n_non_healthy": ("age", "non_healthy"), "n_sex": ("p_female", "all")}
+
+#: columns of ``results.csv``, in order (folds are space-separated)
+RESULT_COLUMNS: tuple[str, ...] = (
+    "run_key", "experiment", "model", "model_tag", "model_kwargs", "task", "task_tag", "task_options", "params",
+    "seed", "train_folds", "val_folds", "n_train", "n_val",
+    "budget", "budget_epochs", "crop_seconds", "batch_size", "max_train", "max_time",
+    "epochs_run", "best_epoch", "stopped_by", "train_time_s", "eval_time_s", "val_loss",
+    *(c for name in METRIC_COLUMNS for c in (name, f"{name}_low", f"{name}_high")), *_COUNT_COLUMNS,
+    "n_boot", "ci_level", "resampling", "device", "protocol_hash", "run_dir", "finished_at",
+)
+
+
+def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """``results.csv`` of an output folder (or the file itself), one row per ``run_key`` (the last one kept)."""
+    path = Path(path)
+    path = path / "results.csv" if path.is_dir() else path
+    if not path.is_file():
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+    table = pd.read_csv(path, dtype={"model_kwargs": str, "task_options": str, "max_time": str})
+    return table.drop_duplicates("run_key", keep="last").reset_index(drop=True)
+
+
+def _folds_text(folds: Sequence[int]) -> str:
+    return " ".join(str(int(f)) for f in folds)
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+def _evaluate(cfg: CompareConfig, checkpoint: Any, cache: Any, folder: Path) -> dict[str, Any]:
+    """Validation metrics of the run's best checkpoint, with bootstrap CIs (figures when ``eval.figures``)."""
+    from ..evaluate.runner import _json_safe, evaluate_checkpoint
+
+    eval_dir = folder / "eval"
+    results = evaluate_checkpoint(checkpoint, cache, folds=list(cfg.val_folds),
+                                  out_dir=eval_dir if cfg.eval.figures else None, n_boot=cfg.eval.n_boot,
+                                  seed=cfg.eval.seed, progress=False)
+    if not cfg.eval.figures:
+        eval_dir.mkdir(parents=True, exist_ok=True)
+        (eval_dir / "metrics.json").write_text(json.dumps(_json_safe(results), indent=2) + "\n")
+    return results
+
+
+def _metric_values(results: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`METRIC_COLUMNS` (value, _low, _high) and subset counts of an evaluation (NaN where absent)."""
+    outputs, row = results.get("outputs", {}), {}
+    for column, (output, subset, metric) in METRIC_COLUMNS.items():
+        entry = outputs.get(output, {}).get("subsets", {}).get(subset, {}).get("metrics", {}).get(metric, {})
+        for suffix, key in (("", "value"), ("_low", "ci_low"), ("_high", "ci_high")):
+            value = entry.get(key)
+            row[column + suffix] = math.nan if value is None else float(value)
+    for column, (output, subset) in _COUNT_COLUMNS.items():
+        row[column] = outputs.get(output, {}).get("subsets", {}).get(subset, {}).get("n", 0)
+    return row
+
+
+def _stopped_by(cfg: CompareConfig, epochs_run: int, train_time: float) -> str:
+    b = cfg.budget
+    if epochs_run >= b.epochs:
+        return "epochs"
+    if b.max_time is not None and train_time >= 0.95 * 60 * _minutes(b.max_time):
+        return "max_time"
+    return "early_stopping"
+
+
+def _run_one(cfg: CompareConfig, run: CompareRun, cache: Any, cache_path: str, out: Path,
+             digest: str) -> dict[str, Any]:
+    """Train one run, evaluate its best checkpoint on the validation folds; return its ``results.csv`` row."""
+    from ..train.checkpoint import load_checkpoint
+    from ..train.loop import fit
+
+    folder = out / "runs" / run.key
+    shutil.rmtree(folder, ignore_errors=True)  # an unfinished earlier attempt
+    config = train_config(cfg, run, cache_path)
+    start = time.perf_counter()
+    result = fit(config, out=folder, cache=cache)
+    train_time = time.perf_counter() - start
+    checkpoint = load_checkpoint(result.checkpoint_path)
+    start = time.perf_counter()
+    results = _evaluate(cfg, checkpoint, cache, folder)
+    eval_time = time.perf_counter() - start
+    splits = pd.read_csv(folder / "splits.csv")
+    for name in ("last.ckpt", "best.ckpt") + (() if cfg.keep_checkpoints else ("model.safetensors",)):
+        (folder / name).unlink(missing_ok=True)
+    b, m = cfg.budget, result.metrics
+    epochs_run = int(m.get("epochs_run") or 0)
+    return {
+        "run_key": run.key, "experiment": cfg.name, "model": run.model, "model_tag": run.model_tag,
+        "model_kwargs": json.dumps(cfg.model_entry(run.model).kwargs, sort_keys=True), "task": run.task,
+        "task_tag": run.task_tag, "task_options": json.dumps(cfg.task_entry(run.task).options, sort_keys=True),
+        "params": int(sum(p.numel() for p in checkpoint.model.parameters())), "seed": run.seed,
+        "train_folds": _folds_text(cfg.train_folds), "val_folds": _folds_text(cfg.val_folds),
+        "n_train": int((splits["split"] == "train").sum()), "n_val": int((splits["split"] == "val").sum()),
+        "budget": b.describe(), "budget_epochs": b.epochs, "crop_seconds": b.crop_seconds,
+        "batch_size": b.batch_size, "max_train": b.max_train, "max_time": b.max_time,
+        "epochs_run": epochs_run, "best_epoch": m.get("best_epoch"),
+        "stopped_by": _stopped_by(cfg, epochs_run, train_time), "train_time_s": round(train_time, 2),
+        "eval_time_s": round(eval_time, 2), "val_loss": m.get("loss"), **_metric_values(results),
+        "n_boot": cfg.eval.n_boot, "ci_level": 1.0 - float(results.get("alpha", 0.05)),
+        "resampling": results.get("resampling"), "device": _device(config), "protocol_hash": digest,
+        "run_dir": str(folder.relative_to(out)),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _record_failure(out: Path, run: CompareRun, message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"FAILED {run.key}: {message}")
+    _append(out / "failures.csv", {"run_key": run.key, "error": message,
+                                   "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            ("run_key", "error", "at"))
+
+
+def _summary_line(row: Mapping[str, Any]) -> str:
+    head = (f"{row['model']:<22} {row['task']:<8} {row['params']:>10,d} params {row['train_time_s']:>8.1f} s "
+            f"{row['epochs_run']} ep ({row['stopped_by']})")
+    parts = [head]
+    for label, column, fmt in (("age MAE", "age_mae", ".2f"), ("sex AUROC", "sex_auroc", ".3f")):
+        if np.isfinite(row[column]):
+            parts.append(f"{label} {row[column]:{fmt}}")
+    return "  ".join(parts)
+
+
+def _run_all(cfg: CompareConfig, todo: Sequence[CompareRun], out: Path, digest: str, shard: tuple[int, int],
+             progress: bool, fail_fast: bool) -> int:
+    """Run ``todo``; return the number of failed runs."""
+    from tqdm.auto import tqdm
+
+    from ..train.finetune import without_curves
+
+    cache, cache_path = _open_data(cfg, out)
+    failed = 0
+    bar = tqdm(total=len(todo), desc=f"compare {shard[0]}/{shard[1]}", unit="run", disable=not progress)
+    with _quiet_lightning(), contextlib.nullcontext() if cfg.curves else without_curves(), bar:
+        for run in todo:
+            bar.set_postfix_str(run.key)
+            try:
+                row = _run_one(cfg, run, cache, cache_path, out, digest)
+                _append(out / "results.csv", row, RESULT_COLUMNS)
+                if progress:
+                    tqdm.write(_summary_line(row))
+            except Exception as err:  # one failed run never stops the grid (unless fail_fast)
+                if fail_fast:
+                    raise
+                failed += 1
+                _record_failure(out, run, f"{type(err).__name__}: {err}")
+            bar.update(1)
+    return failed
+
+
+def _load(config: str | os.PathLike[str] | CompareConfig, profile: str | None,
+          overrides: Sequence[str]) -> CompareConfig:
+    if isinstance(config, CompareConfig):
+        if profile or overrides:
+            raise ConfigError("profile / overrides apply to a config file; pass the file path instead.")
+        return config
+    return load_compare_config(config, overrides, profile=profile)
+
+
+def run_comparison(config_path: str | os.PathLike[str] | CompareConfig, out_dir: str | os.PathLike[str] | None = None,
+                   profile: str | None = None, shard: str | tuple[int, int] | None = None,
+                   models: Sequence[str] | str | None = None, tasks: Sequence[str] | str | None = None,
+                   progress: bool = True, *, overrides: Sequence[str] = (), dry_run: bool = False,
+                   report: bool = True, fail_fast: bool = False) -> pd.DataFrame:
+    """Run (the shard of) the comparison grid into ``out_dir``; see the module docstring.
+
+    Parameters
+    ----------
+    config_path : path or CompareConfig
+        A comparison YAML (``configs/compare_ptbxl.yaml``) or a loaded config.
+    out_dir : path, optional
+        Output folder (default: the config's ``out_dir``).
+    profile : str, optional
+        A profile of overrides (``"quick"``: synthetic cohort, tiny models, seconds).
+    shard : "i/n" or (i, n), optional
+        Run only every n-th run from the i-th (default: all).
+    models, tasks : list of str or "a,b", optional
+        Restrict the grid to these models / tasks of the config (run keys do not change).
+    progress : bool
+        Progress bar and one line per finished run.
+    overrides : list of str
+        ``"key.sub=value"`` overrides of the comparison config (``"budget.epochs=3"``).
+    dry_run : bool
+        Plan only: return the runs of the shard with a ``done`` column, train nothing.
+    report : bool
+        Write ``comparison.md`` and ``figures/comparison.png`` from all rows of ``results.csv`` at the end.
+    fail_fast : bool
+        Re-raise the first error instead of recording it in ``failures.csv`` and going on.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Every row of ``results.csv`` (all shards so far; :data:`RESULT_COLUMNS`); with ``dry_run``, the planned
+        runs (``run_key, model, task, seed, done``).
+    """
+    cfg = _load(config_path, profile, overrides)
+    out = Path(out_dir if out_dir is not None else cfg.out_dir)
+    shard = shard if isinstance(shard, tuple) else parse_shard(shard)
+    mine = shard_runs(plan_grid(cfg, models, tasks), shard)
+    finished = set(read_results(out)["run_key"].astype(str))
+    if dry_run:
+        return pd.DataFrame([{"run_key": r.key, "model": r.model, "task": r.task, "seed": r.seed,
+                              "done": r.key in finished} for r in mine],
+                            columns=["run_key", "model", "task", "seed", "done"])
+    digest = _check_protocol(cfg, out)
+    todo = [r for r in mine if r.key not in finished]
+    if todo:
+        _run_all(cfg, todo, out, digest, shard, progress, fail_fast)
+    table = read_results(out)
+    if report and len(table):
+        write_report(table, out)
+    return table
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+#: table columns of the markdown report: header -> (results column, number format); CI from _low / _high
+_TABLE: dict[str, tuple[str, str]] = {
+    "Age MAE (y)": ("age_mae", ".1f"),
+    "MAE healthy": ("age_mae_healthy", ".1f"),
+    "MAE non-healthy": ("age_mae_non_healthy", ".1f"),
+    "Age r": ("age_r", ".2f"),
+    "Sex AUROC": ("sex_auroc", ".3f"),
+    "Sex accuracy": ("sex_accuracy", ".3f"),
+}
+_MISSING = "—"
+
+
+def _num(value: Any) -> float:
+    """A float, NaN for anything that is not a finite number (None, "", text)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out if math.isfinite(out) else math.nan
+
+
+def _with_ci(row: Mapping[str, Any], column: str, fmt: str) -> str:
+    """``"6.9 [6.7, 7.1]"`` (or the value alone without a CI, or a dash without a value)."""
+    value, low, high = (_num(row.get(column + s)) for s in ("", "_low", "_high"))
+    if math.isnan(value):
+        return _MISSING
+    if math.isnan(low) or math.isnan(high):
+        return format(value, fmt)
+    return f"{value:{fmt}} [{low:{fmt}}, {high:{fmt}}]"
+
+
+def _params_text(n: Any) -> str:
+    n = _num(n)
+    return _MISSING if math.isnan(n) else f"{n / 1e6:.3g} M" if n >= 1e6 else f"{n / 1e3:.3g} k"
+
+
+def _time_text(seconds: Any) -> str:
+    s = _num(seconds)
+    return _MISSING if math.isnan(s) else f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def _ordered(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows in model order (first appearance), then task order (:data:`TASKS`, others after)."""
+    df = results.reset_index(drop=True)
+    models = {m: i for i, m in enumerate(dict.fromkeys(df["model"]))}
+    tasks = {t: i for i, t in enumerate(TASKS)}
+    order = sorted(range(len(df)), key=lambda i: (models[df.at[i, "model"]], tasks.get(df.at[i, "task"], 99),
+                                                  str(df.at[i, "task"])))
+    return df.iloc[order].reset_index(drop=True)
+
+
+def _unique_text(results: pd.DataFrame, column: str) -> str:
+    values = [str(v) for v in dict.fromkeys(results[column].dropna())] if column in results else []
+    return "; ".join(values) if values else "?"
+
+
+def _preamble(results: pd.DataFrame, title: str) -> list[str]:
+    """Heading and the paragraph stating budget, data, CI method and column meanings."""
+    u = {c: _unique_text(results, c) for c in ("budget", "train_folds", "val_folds", "n_val", "n_boot", "resampling")}
+    level = _num(results["ci_level"].iloc[0]) if "ci_level" in results else math.nan
+    level_text = "95 %" if math.isnan(level) else f"{100 * level:g} %"
+    text = (f"Budget per run: {u['budget']}. Training folds {u['train_folds']}, validation folds {u['val_folds']} "
+            f"(n = {u['n_val']}); the best epoch is selected on the validation folds, so these are validation, not "
+            f"test, numbers. Values: estimate [{level_text} CI], percentile bootstrap with {u['n_boot']} resamples "
+            f"(by {u['resampling']}). Age MAE in years; healthy = NORM only, non-healthy = any of MI, STTC, CD, HYP "
+            "(PTB-XL superclasses). Sex: AUROC of P(female) and accuracy at 0.5. "
+            f"{_MISSING}: not predicted by that task. Params: trainable parameters (model kwargs in results.csv).")
+    return [f"## {title}", "", text, ""]
+
+
+def write_comparison_markdown(results_df: pd.DataFrame, path: str | os.PathLike[str], *,
+                              title: str = "Model comparison: age, sex and age + sex",
+                              figure: str | os.PathLike[str] | None = None) -> Path:
+    """Write the comparison table (one row per model x task, values as ``6.9 [6.7, 7.1]``) as Markdown.
+
+    Parameters
+    ----------
+    results_df : pandas.DataFrame
+        Rows of ``results.csv`` (:func:`read_results`); one per model x task (the last one kept otherwise).
+    path : path
+        The Markdown file to write (e.g. ``docs/results_compare.md``, to paste into ``docs/results.md``).
+    title : str
+        The section heading.
+    figure : path, optional
+        A figure (:func:`plot_comparison`) to link below the table, relative to ``path``.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    if results_df is None or len(results_df) == 0:
+        raise ConfigError("No results to tabulate; run the comparison first (results.csv is empty).")
+    df = _ordered(results_df.drop_duplicates(["model", "task"], keep="last"))
+    header = ["Model", "Task", "Params", "Epochs", "Train time", *_TABLE]
+    lines = _preamble(df, title)
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    for row in df.to_dict("records"):
+        stopped = row.get("stopped_by")
+        epochs = _MISSING if math.isnan(_num(row.get("epochs_run"))) else str(int(_num(row.get("epochs_run"))))
+        if isinstance(stopped, str) and stopped != "epochs":
+            epochs += f" ({stopped.replace('_', ' ')})"
+        cells = [f"`{row['model']}`", str(row["task"]), _params_text(row.get("params")), epochs,
+                 _time_text(row.get("train_time_s"))]
+        cells += [_with_ci(row, column, fmt) for column, fmt in _TABLE.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    if figure is not None:
+        rel = os.path.relpath(Path(figure), path.parent if str(path.parent) else ".")
+        lines += ["", f"![Age MAE and sex AUROC per model with CIs]({Path(rel).as_posix()})"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+#: figure panels: (metric column, x label, tasks drawn, better direction)
+_PANELS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("age_mae", "age MAE (years), lower is better", ("age", "age_sex")),
+    ("sex_auroc", "sex AUROC, higher is better", ("sex", "age_sex")),
+)
+_TASK_STYLE = {"age": ("tab:blue", "o"), "sex": ("tab:orange", "s"), "age_sex": ("tab:green", "D")}
+
+
+def _draw_task(ax: Any, rows: pd.DataFrame, column: str, task: str, models: list[str], offset: float) -> None:
+    """One task's ``column`` per model (markers at model row + ``offset``) with CI error bars."""
+    value, low, high = (pd.to_numeric(rows[column + s], errors="coerce").to_numpy(float) for s in ("", "_low", "_high"))
+    y = np.array([models.index(m) for m in rows["model"]], dtype=float) + offset
+    ok = np.isfinite(value)
+    err = np.nan_to_num(np.abs(np.vstack([value - low, high - value])[:, ok]))
+    color, marker = _TASK_STYLE.get(task, ("0.3", "o"))
+    ax.errorbar(value[ok], y[ok], xerr=err, fmt=marker, color=color, capsize=3, label=task)
+
+
+def plot_comparison(results_df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Age MAE and sex AUROC per model (rows), one marker per task, with CI error bars; saved to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = _ordered(results_df.drop_duplicates(["model", "task"], keep="last"))
+    models = list(dict.fromkeys(df["model"]))
+    fig, axes = plt.subplots(1, len(_PANELS), figsize=(5.0 * len(_PANELS), 0.45 * len(models) + 1.6),
+                             sharey=True, squeeze=False)
+    for ax, (column, label, tasks) in zip(axes[0], _PANELS, strict=True):
+        drawn = [t for t in tasks if pd.to_numeric(df.loc[df["task"] == t, column], errors="coerce").notna().any()]
+        for k, task in enumerate(drawn):
+            _draw_task(ax, df[df["task"] == task], column, task, models, (k - (len(drawn) - 1) / 2) * 0.25)
+        ax.set_xlabel(label)
+        ax.grid(axis="x", alpha=0.3)
+        if drawn:
+            ax.legend(title="trained for", fontsize=8, loc="best")
+        else:
+            ax.text(0.5, 0.5, "no run of " + " / ".join(tasks), ha="center", va="center", transform=ax.transAxes)
+    axes[0][0].set_yticks(range(len(models)), models)
+    axes[0][0].set_ylim(len(models) - 0.5, -0.5)  # first model on top
+    fig.suptitle("Model comparison (validation folds, 95 % bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(results_df: pd.DataFrame, out: str | os.PathLike[str]) -> dict[str, Path]:
+    """``OUT/figures/comparison.png`` and ``OUT/comparison.md`` (linking the figure) from ``results_df``."""
+    out = Path(out)
+    figure = plot_comparison(results_df, out / "figures" / "comparison.png")
+    table = write_comparison_markdown(results_df, out / "comparison.md", figure=figure)
+    return {"markdown": table, "figure": figure}
+
+
+# ----------------------------------------------------------------------------------------------- command line
+
+_EXAMPLES = """Examples
+--------
+  ecglens experiment compare configs/compare_ptbxl.yaml                       # the whole grid (resumable)
+  ecglens experiment compare configs/compare_ptbxl.yaml --shard 2/3           # one of 3 processes, same --out
+  ecglens experiment compare configs/compare_ptbxl.yaml --models cnn_baseline,s4 --tasks age
+  ecglens experiment compare configs/compare_ptbxl.yaml --profile quick --out runs/cq   # seconds, synthetic
+  ecglens experiment compare configs/compare_ptbxl.yaml --dry-run             # list the runs still to do
+  ecglens experiment compare configs/compare_ptbxl.yaml --report-only         # table + figure from results.csv
+
+Every finished run is one row of OUT/results.csv; a re-run skips the rows already there. The table for
+docs/results.md is OUT/comparison.md, the figure OUT/figures/comparison.png.
+"""
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("config", type=Path, help="comparison YAML (configs/compare_ptbxl.yaml, configs/compare_quick.yaml)")
+    p.add_argument("--out", type=Path, help="output folder (default: the config's out_dir)")
+    p.add_argument("--profile", help="apply a profile of overrides, e.g. quick (synthetic cohort, tiny models)")
+    p.add_argument("--shard", metavar="I/N", help="run only part I of N (1-based), e.g. --shard 2/4")
+    p.add_argument("--models", metavar="A,B", help="only these models of the config (comma-separated)")
+    p.add_argument("--tasks", metavar="A,B", help="only these tasks of the config, e.g. age,sex")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set budget.epochs=3 (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs this shard would do, and stop")
+    p.add_argument("--report-only", action="store_true", help="only rewrite the table and figure from results.csv")
+    p.add_argument("--no-report", action="store_true", help="do not write the table and figure at the end")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failed run (default: record, go on)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``compare`` sub-command (``ecglens experiment compare CONFIG ...``) to ``subparsers``."""
+    p = subparsers.add_parser("compare", help="every zoo model x {age, sex, age_sex} under one budget",
+                              description=__doc__.split("\n\n")[0] + "\n\n" + _EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    p.set_defaults(func=run_compare_command, experiment="compare")
+    return p
+
+
+def run_compare_command(args: argparse.Namespace) -> int:
+    """Run the ``compare`` command; exit code 0, or 1 when some runs failed."""
+    cfg = load_compare_config(args.config, args.overrides, profile=args.profile)
+    out = Path(args.out or cfg.out_dir)
+    if args.report_only:
+        table = read_results(out)
+        if table.empty:
+            raise ConfigError(f"No results in {out / 'results.csv'} yet; run the grid first (without --report-only).")
+        for name, path in write_report(table, out).items():
+            print(f"{name}: {path}")
+        return 0
+    plan = run_comparison(cfg, out, shard=args.shard, models=args.models, tasks=args.tasks, dry_run=True)
+    i, n = parse_shard(args.shard)
+    print(f"shard {i}/{n}: {len(plan)} runs, already done {int(plan['done'].sum())}")
+    if args.dry_run:
+        for row in plan.itertuples():
+            print(f"  {'done' if row.done else 'todo'}  {row.run_key}")
+        return 0
+    table = run_comparison(cfg, out, shard=args.shard, models=args.models, tasks=args.tasks,
+                           progress=not args.quiet, report=not args.no_report, fail_fast=args.fail_fast)
+    mine = set(plan["run_key"])
+    failed = len(mine - set(table["run_key"].astype(str)))
+    print(f"results: {out / 'results.csv'} ({len(table)} rows)")
+    if not args.no_report and len(table):
+        print(f"table: {out / 'comparison.md'}\nfigure: {out / 'figures' / 'comparison.png'}")
+    if failed:
+        print(f"{failed} run(s) of this shard failed; see {out / 'failures.csv'} (retried on the next start)")
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ecglens.experiments.compare CONFIG [...]``: the same as ``ecglens experiment compare``."""
+    parser = _add_arguments(argparse.ArgumentParser(
+        prog="python -m ecglens.experiments.compare", description=__doc__.split("\n\n")[0] + "\n\n" + _EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = parser.parse_args(argv)
+    try:
+        return run_compare_command(args)
+    except EcglensError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
