@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_or_random(args: argparse.Namespace) -> tuple[Any, str]:
+def load_or_random(args: argparse.Namespace, folder: Path) -> tuple[Any, str]:
     """The checkpoint to benchmark and a sentence saying what it is."""
     from ecglens.data.targets import task_from_name
     from ecglens.models import create_model
@@ -82,7 +82,6 @@ def load_or_random(args: argparse.Namespace) -> tuple[Any, str]:
     task = task_from_name("age_sex").fit(np.c_[rng.uniform(20, 90, 64), rng.integers(0, 2, 64)])
     torch.manual_seed(args.seed)
     model = create_model(args.arch, num_outputs=task.num_outputs)
-    folder = Path(tempfile.mkdtemp(prefix="bench-export-"))
     ckpt = load_checkpoint(save_checkpoint(folder / f"{args.arch}.safetensors", model, task=task,
                                            preprocess=Preprocess(fs=100.0, seconds=10.0)))
     return ckpt, f"random {args.arch} (default widths, age-sex task; {args.checkpoint!r} not installed)"
@@ -167,15 +166,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        result = run(args, Path(tmp))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Time every runtime, print the table; returns the JSON document."""
     threads = torch.get_num_threads()
-    ckpt, what = load_or_random(args)
+    ckpt, what = load_or_random(args, folder)
     model = ckpt.model.eval()
     n = ckpt.preprocess.n_samples if ckpt.preprocess is not None else 1000
     rng = np.random.default_rng(args.seed)
     xb = (rng.standard_normal((args.batch_size, int(ckpt.in_leads), n)) * 0.5).astype(np.float32)
     x1 = xb[:1].copy()
     reference = torch_runner(model)(xb)
-    folder = Path(tempfile.mkdtemp(prefix="bench-export-onnx-"))
     builds: dict[str, Callable[[], Runner]] = {
         "torch eager": lambda: torch_runner(model),
         "torchscript": lambda: torchscript_runner(model, x1),
@@ -191,10 +199,7 @@ def main(argv: list[str] | None = None) -> int:
               "input_shape": [args.batch_size, int(ckpt.in_leads), n], "threads": threads, "results": rows,
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "environment": _environment()}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(f"\nwrote {args.json}")
-    return 0
+    return result
 
 
 def _environment() -> dict[str, Any]:
