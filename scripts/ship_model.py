@@ -1,0 +1,123 @@
+"""Ship a trained checkpoint in the package: copy its weights and write its model card from measured metrics.
+
+    python scripts/ship_model.py RUN_DIR EVAL_DIR --name age-sex [--train-command "..."] [--eval-command "..."]
+
+* ``RUN_DIR``  — an ``ecglens train`` run folder (``model.safetensors``, ``config.yaml``, ``history.csv``).
+* ``EVAL_DIR`` — the ``ecglens evaluate`` folder of that checkpoint (``metrics.json``).
+
+Writes ``src/ecglens/weights/NAME.safetensors`` and ``src/ecglens/weights/NAME.md``. Every number in the card is
+read from those files; nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from ecglens.train.checkpoint import load_checkpoint
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "ecglens" / "weights"
+MAX_MB = 20.0
+
+
+def _fmt(m: dict, digits: int = 2) -> str:
+    return f"{m['value']:.{digits}f} [{m['ci_low']:.{digits}f}, {m['ci_high']:.{digits}f}]"
+
+
+def _metric_rows(metrics: dict) -> list[str]:
+    rows = ["| output | subset | metric | value [95 % CI] | n |", "|---|---|---|---|---|"]
+    for output, block in metrics["outputs"].items():
+        for subset, sub in block.get("subsets", {}).items():
+            for name, m in sub.get("metrics", {}).items():
+                if isinstance(m, dict) and m.get("value") is not None:
+                    digits = 2 if block.get("kind") == "regression" else 3
+                    rows.append(f"| {output} | {subset} | {name} | {_fmt(m, digits)} | {m.get('n', '')} |")
+    return rows
+
+
+def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
+    ckpt = load_checkpoint(run / "model.safetensors")
+    metrics = json.loads((ev / "metrics.json").read_text())
+    hist = pd.read_csv(run / "history.csv") if (run / "history.csv").exists() else None
+    cfg = ckpt.config
+    n_params = sum(p.numel() for p in ckpt.model.parameters())
+    pre = ckpt.preprocess.to_dict()
+    epochs = len(hist) if hist is not None else "?"
+    lines = [
+        f"# Model card: `{name}`",
+        "",
+        f"Estimates **{', '.join(ckpt.task.output_names)}** from a resting 12-lead ECG "
+        f"(`age` in years, `age_std` the model's own uncertainty (Gaussian NLL), `p_female` the probability of "
+        f"female sex).",
+        "",
+        "## Model",
+        "",
+        f"- architecture: `{ckpt.model_name}` with `{json.dumps(ckpt.model_kwargs)}` ({n_params:,} parameters)",
+        f"- task: `{json.dumps(ckpt.task.to_dict())}`",
+        f"- ecglens version: {ckpt.version}; file: `{name}.safetensors` (safetensors weights + JSON metadata)",
+        "",
+        "## Input contract (stored in the checkpoint; `Predictor` brings any input to it)",
+        "",
+        f"- `{json.dumps(pre)}`",
+        "- signal in mV, leads in canonical order; other rates are resampled, longer records split into windows",
+        "",
+        "## Training data and budget",
+        "",
+        "- PTB-XL v1.0.3 at 100 Hz (Wagner et al. 2020, CC BY 4.0), `strat_fold` 1-8 for training, fold 9 to select "
+        "the epoch; fold 10 (the blind test set) was never used.",
+        f"- optimiser: `{json.dumps(cfg.get('optim', {}))}`",
+        f"- augmentation: `{json.dumps(cfg.get('augment', {}))}`",
+        f"- epochs run: {epochs}; on CPU (2 cores, shared), no GPU",
+        "",
+        f"## Metrics on PTB-XL fold 9 ({metrics['n_records']} ECGs; {metrics['ci']}, "
+        f"{metrics['n_boot']} resamples by {metrics['resampling']})",
+        "",
+        "Fold 9 was also used to select the epoch, so these are validation numbers, slightly optimistic; the blind "
+        "fold 10 is the honest test.",
+        "",
+        *_metric_rows(metrics),
+        "",
+        "Subsets: `healthy` = NORM only (no MI/STTC/CD/HYP), `non_healthy` = any of MI/STTC/CD/HYP.",
+        "",
+        "## How it was made",
+        "",
+        "```bash",
+        "ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9 --fs 100 --seconds 10",
+        args.train_command or f"ecglens train {run / 'config.yaml'}",
+        args.eval_command or f"ecglens evaluate {run / 'model.safetensors'} cache/ptbxl100 --folds 9 --out {ev}",
+        f"python scripts/ship_model.py {run} {ev} --name {name}",
+        "```",
+        "",
+        "## Limits",
+        "",
+        "- Trained on one German database (PTB-XL, 1989-1996 recordings); accuracy elsewhere is not established.",
+        "- Age above 89 is coded 90 in the training labels.",
+        "- Not a medical device; research use only.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", type=Path)
+    p.add_argument("eval", type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--train-command", default="")
+    p.add_argument("--eval-command", default="")
+    args = p.parse_args()
+    src = args.run / "model.safetensors"
+    size_mb = src.stat().st_size / 1e6
+    if size_mb > MAX_MB:
+        raise SystemExit(f"{src} is {size_mb:.1f} MB; shipped weights must stay under {MAX_MB} MB")
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, WEIGHTS / f"{args.name}.safetensors")
+    (WEIGHTS / f"{args.name}.md").write_text(_card(args.name, args.run, args.eval, args))
+    print(f"wrote {WEIGHTS / (args.name + '.safetensors')} ({size_mb:.1f} MB) and {args.name}.md")
+
+
+if __name__ == "__main__":
+    main()
