@@ -36,6 +36,8 @@ test: setup-dev
 bench: setup-dev
 	$(BIN)/python benchmarks/bench_io.py
 	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_export.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

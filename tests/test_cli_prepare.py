@@ -214,3 +214,27 @@ def test_info_errors(wfdb_tree, tmp_path, capsys):
     assert not is_cache(partial)
     code, _, stderr = run(capsys, "info", next(wfdb_tree.rglob("nodat.hea")))
     assert code == 2 and "missing" in stderr
+
+
+def test_info_checkpoint(tmp_path, capsys):
+    """`ecglens info` on a checkpoint prints its model, outputs and input contract (and a short repr)."""
+    import torch
+
+    from ecglens.data.targets import task_from_name
+    from ecglens.models import create_model
+    from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
+
+    task = task_from_name("age_sex").fit(np.c_[np.linspace(20, 80, 16), np.arange(16) % 2])
+    torch.manual_seed(0)
+    model = create_model("cnn_baseline", num_outputs=task.num_outputs, channels=(4, 8))
+    path = save_checkpoint(tmp_path / "tiny.safetensors", model, task=task, preprocess=Preprocess(fs=100, seconds=4))
+    code, stdout, _ = run(capsys, "info", path, "--json")
+    info = json.loads(stdout)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert code == 0 and info["model"] == "cnn_baseline" and info["parameters"] == n_params
+    assert info["outputs"] == list(task.output_names) and "p_female" in info["outputs"]
+    assert info["preprocess"]["fs"] == 100 and info["preprocess"]["seconds"] == 4
+    code, stdout, _ = run(capsys, "info", path)
+    assert code == 0 and "100 Hz x 4 s" in stdout
+    text = repr(load_checkpoint(path))
+    assert "cnn_baseline" in text and f"{n_params:,} parameters" in text and len(text) < 400

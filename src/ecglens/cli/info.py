@@ -1,9 +1,10 @@
-"""``ecglens info PATH``: what one ECG record holds, or what a prepared cache holds.
+"""``ecglens info PATH``: what one ECG record, a prepared cache or a model checkpoint holds.
 
 Examples::
 
     ecglens info data/georgia/E07500.hea        # one record: fs, leads, length, age, sex, quality flags
     ecglens info cache/ptbxl100 --json          # a cache made by `ecglens prepare`: counts, folds, labels
+    ecglens info age-sex                        # a shipped model (or any .safetensors): contract, outputs, metrics
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``info`` to the ``ecglens`` parser."""
     p = sub.add_parser("info", help="summarise one ECG record or a prepared cache",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("path", type=Path, metavar="PATH", help="an ECG file (any supported format) or a cache folder")
+    p.add_argument("path", type=Path, metavar="PATH",
+                   help="an ECG file (any supported format), a cache folder, a .safetensors checkpoint or the name "
+                        "of a shipped model")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--format", default=None, help="force a reader (see the list of formats); default: detect")
     p.set_defaults(func=run_info)
@@ -70,6 +73,25 @@ def record_info(path: Path, format: str | None = None) -> dict[str, Any]:
     return _plain(info)
 
 
+def _checkpoint_info(path: Path) -> dict[str, Any]:
+    """Summary of a checkpoint file or shipped model name (weights are loaded to count parameters)."""
+    from ..train.checkpoint import load_checkpoint
+
+    info = load_checkpoint(path).summary()
+    pre = info.get("preprocess")
+    if pre:
+        info["input"] = (f"{pre['fs']:g} Hz x {pre['seconds']:g} s, leads {','.join(pre['leads'])}, high-pass "
+                         f"{pre.get('highpass_hz')} Hz, notch {pre.get('notch_hz')}, normalize {pre.get('normalize')}")
+    info["metrics"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in info["metrics"].items()}
+    return _plain(info)
+
+
+def _is_checkpoint(path: Path) -> bool:
+    from ..train.checkpoint import list_pretrained
+
+    return path.suffix == ".safetensors" or (not path.exists() and str(path) in list_pretrained())
+
+
 def _cache_info(path: Path) -> dict[str, Any]:
     """Summary of a cache folder (raises a clear error when it is incomplete)."""
     from ..data.cache import open_cache
@@ -104,6 +126,8 @@ def run_info(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path} is a folder but not an ecglens cache; give one record file "
                               "(e.g. NAME.hea) or a folder made by `ecglens prepare`.")
         info = _cache_info(path)
+    elif _is_checkpoint(path):
+        info = _checkpoint_info(path)
     else:
         info = record_info(path, format=args.format)
     if args.json:

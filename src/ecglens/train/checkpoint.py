@@ -261,6 +261,23 @@ class Checkpoint:
     def output_names(self) -> tuple[str, ...]:
         return self.task.output_names
 
+    def summary(self) -> dict[str, Any]:
+        """Plain description: model, parameter count, outputs, input contract, metrics, version, file."""
+        pre = self.preprocess.to_dict() if self.preprocess is not None else None
+        return {
+            "path": str(self.path), "model": self.model_name, "model_kwargs": dict(self.model_kwargs),
+            "parameters": int(sum(p.numel() for p in self.model.parameters())), "in_leads": int(self.in_leads),
+            "task": self.task.name, "outputs": list(self.output_names), "preprocess": pre,
+            "metrics": dict(self.metrics), "ecglens_version": self.version, "created": self.created,
+        }
+
+    def __repr__(self) -> str:
+        pre = self.preprocess
+        contract = f"{pre.fs:g} Hz x {pre.seconds:g} s, {len(pre.leads)} leads" if pre is not None else "none"
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return (f"Checkpoint({self.path.name}: {self.model_name}, {n_params:,} parameters, task {self.task.name!r} "
+                f"-> {', '.join(self.output_names)}; input {contract}; ecglens {self.version})")
+
     def predict(self, x: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
         """Predict from preprocessed input.
 

@@ -1,0 +1,84 @@
+"""Tests of the models shipped in the package (``ecglens/weights/``), parametrised over ``list_pretrained()``.
+
+Each shipped model must: load by its bare name; carry a complete input contract; stay under the 20 MB limit;
+have a model card beside it; give finite, plausible outputs on the package's example ECGs and, where the shared
+fixtures exist, on real records from several countries and devices; and export to ONNX with onnxruntime matching
+PyTorch to 1e-4. The plausibility bounds are wide on purpose (any adult age, probabilities in [0, 1]): they catch
+a broken contract (wrong units, rate or lead order give absurd ages), not accuracy, which the model cards report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ecglens.predict import Predictor
+from ecglens.train.checkpoint import list_pretrained, load_checkpoint, resolve_checkpoint
+
+SHIPPED = list_pretrained()
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "fixtures"
+EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "ecglens" / "examples"
+
+pytestmark = pytest.mark.skipif(not SHIPPED, reason="no model is shipped in src/ecglens/weights/")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(2, before))
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_loads_with_contract_card_and_size(name: str) -> None:
+    path = resolve_checkpoint(name)
+    assert path.stat().st_size <= 20 * 1024 * 1024, f"{name} is over the 20 MB limit"
+    card = path.with_suffix(".md")
+    assert card.is_file(), f"{name} has no model card ({card.name})"
+    text = card.read_text()
+    for section in ("## Input contract", "## Metrics", "## How it was made"):
+        assert section in text, f"model card of {name} lacks {section!r}"
+    ckpt = load_checkpoint(name)
+    pre = ckpt.preprocess
+    assert pre.fs > 0 and pre.seconds > 0 and len(pre.leads) == ckpt.in_leads
+    assert ckpt.task.output_names, f"{name} declares no outputs"
+    assert name not in ("age-sex", "age-sex-fast") or {"age", "p_female"} <= set(ckpt.task.output_names)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_plausible_on_examples(name: str) -> None:
+    table = Predictor.from_pretrained(name).predict_paths([EXAMPLES], progress=False, workers=0)
+    assert len(table) >= 3 and (table["status"] == "ok").all(), table[["record", "status", "message"]]
+    if "age" in table:
+        assert table["age"].between(10, 100).all(), table["age"]
+    if "p_female" in table:
+        assert table["p_female"].between(0, 1).all()
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"shared fixtures not found at {FIXTURES}")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_on_real_fixtures(name: str) -> None:
+    """Brazil 400 Hz, Russia/China/USA 500 Hz, Germany 1000 Hz and PTB-XL 100 Hz: every record gets a row."""
+    folders = [FIXTURES / d for d in ("code15", "code15b", "ludb", "cpsc", "chapman", "georgia", "ptb")]
+    table = Predictor.from_pretrained(name).predict_paths([f for f in folders if f.is_dir()], progress=False,
+                                                          workers=0)
+    assert len(table) >= 10
+    ok = table[table["status"] == "ok"]
+    assert len(ok) == len(table), table[table["status"] != "ok"][["record", "message"]]
+    if "age" in ok:
+        assert ok["age"].between(10, 100).all(), ok[["record", "age"]]
+    if "age_std" in ok:
+        assert (np.isfinite(ok["age_std"]) & (ok["age_std"] > 0)).all()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_onnx_matches_torch(name: str, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from ecglens.export import export_onnx, verify_onnx
+
+    path = export_onnx(name, tmp_path / f"{name}.onnx")
+    assert verify_onnx(name, path) <= 1e-4
