@@ -50,10 +50,18 @@ import pandas as pd
 import yaml
 
 from ..exceptions import ConfigError, EcglensError
-from ..train.config import TrainConfig, _from_dict, _parse_override, apply_overrides, config_from_dict
+from ..train.config import TrainConfig, apply_overrides, config_from_dict, dataclass_from_dict, parse_override
 
 # grid plumbing shared with the transfer experiment (file-locked appends to results.csv, quiet Lightning, hashes)
-from .transfer import _append, _apply_overrides, _device, _quiet_lightning, _short_hash, parse_shard
+from .grid import (
+    append_row,
+    apply_raw_overrides,
+    check_protocol,
+    device_of,
+    parse_shard,
+    quiet_lightning,
+    short_hash,
+)
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -165,10 +173,10 @@ class CompareConfig:
     profiles: dict[str, Any] = field(default_factory=dict)
 
     def model_entry(self, name: str) -> GridEntry:
-        return _from_dict(GridEntry, self.models.get(name) or {}, f"models.{name}.")
+        return dataclass_from_dict(GridEntry, self.models.get(name) or {}, f"models.{name}.")
 
     def task_entry(self, name: str) -> GridEntry:
-        return _from_dict(GridEntry, self.tasks.get(name) or {}, f"tasks.{name}.")
+        return dataclass_from_dict(GridEntry, self.tasks.get(name) or {}, f"tasks.{name}.")
 
 
 _QUIET_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "num_workers": 0, "num_threads": 1,
@@ -235,7 +243,7 @@ def load_compare_config(path: str | os.PathLike[str] | None = None, overrides: S
     data = json.loads(json.dumps(data))  # a deep, plain copy
     if profile:
         data = _apply_profile(data, profile)
-    cfg = _from_dict(CompareConfig, _apply_overrides(data, overrides))
+    cfg = dataclass_from_dict(CompareConfig, apply_raw_overrides(data, overrides))
     _validate(cfg)
     return cfg
 
@@ -256,7 +264,7 @@ def _flat_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 def _override_keys(item: str) -> list[str]:
     """Leaf keys an override ``"a.b=VALUE"`` sets (a mapping VALUE sets each of its leaves)."""
-    path, value = _parse_override(item)
+    path, value = parse_override(item)
     key = ".".join(path)
     return _flat_keys(value, key + ".") if isinstance(value, Mapping) and value else [key]
 
@@ -308,7 +316,7 @@ def _minutes(max_time: str) -> float:
 
 
 def _tag(name: str, entry: GridEntry) -> str:
-    return f"{name}-{_short_hash(dataclasses.asdict(entry))}"
+    return f"{name}-{short_hash(dataclasses.asdict(entry))}"
 
 
 @dataclass(frozen=True)
@@ -406,22 +414,7 @@ def protocol(cfg: CompareConfig) -> dict[str, Any]:
 
 def _check_protocol(cfg: CompareConfig, out: Path) -> str:
     """Write ``experiment.yaml`` on the first start; later starts must have the same protocol."""
-    proto = protocol(cfg)
-    digest = _short_hash(proto, 12)
-    path = out / "experiment.yaml"
-    if path.is_file():
-        old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if old.get("protocol_hash") != digest:
-            before = old.get("protocol") or {}
-            diff = sorted(k for k in set(before) | set(proto) if before.get(k) != proto.get(k))
-            raise ConfigError(f"{out} holds results of a different protocol (differs in: {', '.join(diff)}). Use "
-                              "another --out for the new protocol, or restore the settings it was run with.")
-        return digest
-    out.mkdir(parents=True, exist_ok=True)
-    doc = {"protocol_hash": digest, "protocol": proto, "config": dataclasses.asdict(cfg),
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    path.write_text(yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False), encoding="utf-8")
-    return digest
+    return check_protocol(protocol(cfg), dataclasses.asdict(cfg), out)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -599,7 +592,7 @@ def _run_one(cfg: CompareConfig, run: CompareRun, cache: Any, cache_path: str, o
         "stopped_by": _stopped_by(cfg, epochs_run, train_time), "train_time_s": round(train_time, 2),
         "eval_time_s": round(eval_time, 2), "val_loss": m.get("loss"), **_metric_values(results),
         "n_boot": cfg.eval.n_boot, "ci_level": 1.0 - float(results.get("alpha", 0.05)),
-        "resampling": results.get("resampling"), "device": _device(config), "protocol_hash": digest,
+        "resampling": results.get("resampling"), "device": device_of(config), "protocol_hash": digest,
         "run_dir": str(folder.relative_to(out)),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -609,7 +602,7 @@ def _record_failure(out: Path, run: CompareRun, message: str) -> None:
     from tqdm.auto import tqdm
 
     tqdm.write(f"FAILED {run.key}: {message}")
-    _append(out / "failures.csv", {"run_key": run.key, "error": message,
+    append_row(out / "failures.csv", {"run_key": run.key, "error": message,
                                    "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
             ("run_key", "error", "at"))
 
@@ -634,12 +627,12 @@ def _run_all(cfg: CompareConfig, todo: Sequence[CompareRun], out: Path, digest: 
     cache, cache_path = _open_data(cfg, out)
     failed = 0
     bar = tqdm(total=len(todo), desc=f"compare {shard[0]}/{shard[1]}", unit="run", disable=not progress)
-    with _quiet_lightning(), contextlib.nullcontext() if cfg.curves else without_curves(), bar:
+    with quiet_lightning(), contextlib.nullcontext() if cfg.curves else without_curves(), bar:
         for run in todo:
             bar.set_postfix_str(run.key)
             try:
                 row = _run_one(cfg, run, cache, cache_path, out, digest)
-                _append(out / "results.csv", row, RESULT_COLUMNS)
+                append_row(out / "results.csv", row, RESULT_COLUMNS)
                 if progress:
                     tqdm.write(_summary_line(row))
             except Exception as err:  # one failed run never stops the grid (unless fail_fast)

@@ -43,7 +43,7 @@ from ..evaluate.runner import _json_safe
 from ..evaluate.survival import _md_table, format_p
 from ..exceptions import ConfigError, EcglensError
 from ..leads import CANONICAL_LEADS
-from ..train.config import TrainConfig, _from_dict, _parse_override, config_from_dict
+from ..train.config import TrainConfig, config_from_dict, dataclass_from_dict, parse_override
 
 __all__ = ["DEFAULT_CONFIG", "CohortInputs", "ExternalSettings", "FeatureSettings", "SimulationSettings",
            "StudySettings", "load_study_config", "run_hb_study", "run_ptbxl_age_study", "run_simulation_study",
@@ -119,7 +119,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _set(data: dict[str, Any], item: str) -> None:
-    path, value = _parse_override(item)
+    path, value = parse_override(item)
     if path[0] not in (*_SECTIONS, "train"):
         raise ConfigError(f"override {item!r} must start with one of {[*_SECTIONS, 'train']}, e.g. study.n_boot=200.")
     node = data
@@ -151,7 +151,7 @@ def load_study_config(path: str | Path | None = None, overrides: Sequence[str] =
         data = _merge(data, profiles[profile])
     for item in overrides:
         _set(data, item)
-    cfg: dict[str, Any] = {name: _from_dict(cls, data.get(name) or {}, f"{name}.") for name, cls in _SECTIONS.items()}
+    cfg: dict[str, Any] = {name: dataclass_from_dict(cls, data.get(name) or {}, f"{name}.") for name, cls in _SECTIONS.items()}
     cfg["train"] = config_from_dict(data.get("train") or {})
     s = cfg["study"]
     if len(s.split) != 3 or min(s.split) <= 0:

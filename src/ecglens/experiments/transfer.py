@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,11 +38,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..exceptions import ConfigError
-from ..train.config import TrainConfig, _from_dict, _parse_override, apply_overrides, config_from_dict
+from ..train.config import TrainConfig, apply_overrides, config_from_dict, dataclass_from_dict
 from ..train.finetune import STRATEGIES, CacheView, read_yaml_mapping, without_curves
+from .grid import (
+    append_row,
+    apply_raw_overrides,
+    check_protocol,
+    device_of,
+    parse_shard,
+    quiet_lightning,
+    short_hash,
+)
 
 __all__ = ["ALL", "NO_PRETRAINING", "PROFILES", "RESULT_COLUMNS", "PretrainRun", "TargetRun",
            "TransferConfig", "TransferSummary", "load_transfer_config", "parse_shard", "plan_grid",
@@ -147,7 +154,7 @@ class TransferConfig:
     profiles: dict[str, Any] = field(default_factory=dict)
 
     def model_entry(self, name: str) -> ModelEntry:
-        return _from_dict(ModelEntry, self.grid.models.get(name) or {}, f"grid.models.{name}.")
+        return dataclass_from_dict(ModelEntry, self.grid.models.get(name) or {}, f"grid.models.{name}.")
 
 
 _QUIET_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "num_workers": 0,
@@ -197,19 +204,6 @@ def _apply_profile(data: dict[str, Any], profile: str) -> dict[str, Any]:
     return _merge(data, own or {})
 
 
-def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    for item in overrides:
-        path, value = _parse_override(item)
-        node = data
-        for part in path[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node[part] = dict(node[part])
-            node = node[part]
-        node[path[-1]] = value
-    return data
-
-
 def load_transfer_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (),
                          profile: str | None = None) -> TransferConfig:
     """Read a transfer YAML, apply a profile (``quick``) and ``key.sub=value`` overrides, and check it."""
@@ -217,7 +211,7 @@ def load_transfer_config(path: str | os.PathLike[str] | None = None, overrides: 
     data = json.loads(json.dumps(data))  # a deep, plain copy
     if profile:
         data = _apply_profile(data, profile)
-    cfg = _from_dict(TransferConfig, _apply_overrides(data, overrides))
+    cfg = dataclass_from_dict(TransferConfig, apply_raw_overrides(data, overrides))
     _validate(cfg)
     return cfg
 
@@ -305,10 +299,6 @@ def _seed_limits(cfg: TransferConfig) -> list[tuple[float, int]]:
 # ----------------------------------------------------------------------------------------------- the grid
 
 
-def _short_hash(value: Any, n: int = 6) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
-
-
 @dataclass(frozen=True)
 class PretrainRun:
     """One pretraining run (shared by every target run with the same model, task, source size and seed)."""
@@ -357,7 +347,7 @@ class TargetRun:
 
 def _model_tag(cfg: TransferConfig, name: str) -> str:
     entry = cfg.model_entry(name)
-    return f"{name}-{_short_hash({'kwargs': entry.kwargs, 'overrides': list(entry.overrides)})}"
+    return f"{name}-{short_hash({'kwargs': entry.kwargs, 'overrides': list(entry.overrides)})}"
 
 
 def _seeds_for(cfg: TransferConfig, target_size: int | str) -> tuple[int, ...]:
@@ -383,19 +373,6 @@ def plan_grid(cfg: TransferConfig) -> list[TargetRun]:
                         for strategy in ["scratch"] if scratch else cfg.grid.strategies:
                             runs.append(TargetRun(model, tag, task, source_size, strategy, target_size, seed))
     return runs
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"i/n"`` (1 <= i <= n) -> ``(i, n)``; ``None`` -> ``(1, 1)``."""
-    if text is None:
-        return 1, 1
-    try:
-        i, n = (int(x) for x in str(text).split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must look like i/n (e.g. 2/4), got {text!r}.") from None
-    if not 1 <= i <= n:
-        raise ConfigError(f"--shard {text}: shards are numbered 1..n, so use 1/{n} ... {n}/{n}.")
-    return i, n
 
 
 def shard_runs(runs: Sequence[TargetRun], shard: tuple[int, int]) -> list[TargetRun]:
@@ -529,24 +506,7 @@ def protocol(cfg: TransferConfig) -> dict[str, Any]:
 
 def _check_protocol(cfg: TransferConfig, out: Path) -> str:
     """Write ``experiment.yaml`` on the first start; later starts must have the same protocol."""
-    proto = protocol(cfg)
-    digest = _short_hash(proto, 12)
-    path = out / "experiment.yaml"
-    if path.is_file():
-        old = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if old.get("protocol_hash") != digest:
-            before = old.get("protocol") or {}
-            diff = sorted(k for k in set(before) | set(proto) if before.get(k) != proto.get(k))
-            raise ConfigError(f"{out} holds results of a different protocol (differs in: {', '.join(diff)}). "
-                              "Use another --out for the new protocol, or restore the settings it was run "
-                              "with.")
-        return digest
-    out.mkdir(parents=True, exist_ok=True)
-    doc = {"protocol_hash": digest, "protocol": proto, "config": dataclasses.asdict(cfg),
-           "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    text = yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False)
-    path.write_text(text, encoding="utf-8")
-    return digest
+    return check_protocol(protocol(cfg), dataclasses.asdict(cfg), out)
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -564,27 +524,6 @@ RESULT_COLUMNS: tuple[str, ...] = (
 )
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (``fcntl.flock``, released on close) on ``path.lock`` where available."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: single-process use
-        fcntl = None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def _append(path: Path, row: Mapping[str, Any], columns: Sequence[str]) -> None:
-    with _locked(path):
-        header = not path.is_file() or path.stat().st_size == 0
-        pd.DataFrame([{c: row.get(c) for c in columns}], columns=list(columns)).to_csv(
-            path, mode="a", header=header, index=False)
-
-
 def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     """``results.csv`` of an output folder (or the file itself), one row per ``run_key`` (the last kept)."""
     path = Path(path)
@@ -600,25 +539,6 @@ def _folds_text(folds: Sequence[int]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- running
-
-
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Lightning's per-run banners (GPU available, tips, ...) at WARNING level while the grid runs."""
-    import logging
-    import warnings
-
-    names = ("lightning.pytorch", "lightning.fabric", "lightning")
-    loggers = {lg: lg.level for lg in map(logging.getLogger, names)}
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*LeafSpec.*")  # torch / lightning version noise
-            yield
-    finally:
-        for lg, level in loggers.items():
-            lg.setLevel(level)
 
 
 def _drop_checkpoints(folder: Path, keep_model: bool) -> None:
@@ -682,14 +602,6 @@ def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: 
     return out
 
 
-def _device(config: TrainConfig) -> str:
-    import torch
-
-    gpu = config.trainer.accelerator in ("gpu", "cuda") or (config.trainer.accelerator == "auto"
-                                                             and torch.cuda.is_available())
-    return "cuda" if gpu else "cpu"
-
-
 def _run_target(cfg: TransferConfig, run: TargetRun, cache: Any, cache_path: str, out: Path,
                 pretrained: tuple[Path, dict[str, Any]] | None, digest: str) -> dict[str, Any]:
     """Fine-tune (or train from scratch) one target run, score it and return its ``results.csv`` row."""
@@ -720,7 +632,7 @@ def _run_target(cfg: TransferConfig, run: TargetRun, cache: Any, cache_path: str
         "test_folds": _folds_text(t.test_folds), "epochs_run": result.metrics.get("epochs_run"),
         "best_epoch": result.metrics.get("best_epoch"), "train_time_s": round(train_time, 3),
         "pretrain_time_s": info.get("time_s"), "pretrain_val_loss": (info.get("metrics") or {}).get("loss"),
-        "n_boot": cfg.eval.n_boot, "ci_level": 1.0 - cfg.eval.alpha, "device": _device(config),
+        "n_boot": cfg.eval.n_boot, "ci_level": 1.0 - cfg.eval.alpha, "device": device_of(config),
         "protocol_hash": digest, "run_dir": str(folder.relative_to(out)),
         "pretrain_dir": "" if pretrained is None else str(pretrained[0].parent.relative_to(out)),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **scores,
@@ -761,7 +673,7 @@ def _run_group(cfg: TransferConfig, runs: list[TargetRun], cache: Any, cache_pat
     done = 0
     for run in runs:
         try:
-            _append(out / "results.csv", _run_target(cfg, run, cache, cache_path, out, pretrained, digest),
+            append_row(out / "results.csv", _run_target(cfg, run, cache, cache_path, out, pretrained, digest),
                     RESULT_COLUMNS)
             done += 1
         except Exception as err:  # one failed run never stops the grid
@@ -778,7 +690,7 @@ def _record_failure(out: Path, run: TargetRun, message: str) -> None:
     tqdm.write(f"FAILED {run.key}: {message}")
     at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     row = {"run_key": run.key, "error": message, "at": at}
-    _append(out / "failures.csv", row, tuple(row))
+    append_row(out / "failures.csv", row, tuple(row))
 
 
 def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None, *,
@@ -809,7 +721,7 @@ def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None,
         for run in todo:
             groups.setdefault(run.group, []).append(run)
         bar = tqdm(total=len(todo), desc=f"transfer {shard[0]}/{shard[1]}", unit="run", disable=not progress)
-        with _quiet_lightning(), contextlib.nullcontext() if cfg.curves else without_curves(), bar:
+        with quiet_lightning(), contextlib.nullcontext() if cfg.curves else without_curves(), bar:
             for runs in groups.values():
                 counts += _run_group(cfg, runs, cache, cache_path, out, digest, bar, fail_fast)
     paths: dict[str, Path] = {}

@@ -46,7 +46,9 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "dataclass_from_dict",
     "load_config",
+    "parse_override",
     "save_config",
 ]
 
@@ -251,7 +253,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise _fail(key, tp, value)
-        return _from_dict(tp, value, key + ".")
+        return dataclass_from_dict(tp, value, key + ".")
     origin = typing.get_origin(tp)
     if origin is tuple:
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -280,7 +282,7 @@ def _unknown_key(key: str, valid: Sequence[str], where: str) -> ConfigError:
     )
 
 
-def _from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+def dataclass_from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -303,7 +305,7 @@ def config_from_dict(data: Mapping[str, Any] | None) -> TrainConfig:
         raise ConfigError(
             f"A config must be a mapping of sections (data, model, ...), got {type(data).__name__}."
         )
-    return _from_dict(TrainConfig, data)
+    return dataclass_from_dict(TrainConfig, data)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -332,7 +334,7 @@ def _is_mapping_type(tp: Any) -> bool:
     return any(t is dict or typing.get_origin(t) is dict for t in candidates)
 
 
-def _parse_override(item: str) -> tuple[list[str], Any]:
+def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(
@@ -349,7 +351,7 @@ def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
     """
     data = config_to_dict(config)
     for item in overrides:
-        path, value = _parse_override(item)
+        path, value = parse_override(item)
         tp, depth = _leaf_type(path)
         if depth < len(path) and not _is_mapping_type(tp):
             raise ConfigError(

@@ -55,11 +55,11 @@ from ..leads import normalize_lead_name
 from .config import (
     ModelConfig,
     TrainConfig,
-    _from_dict,
-    _parse_override,
     apply_overrides,
     config_from_dict,
     config_to_dict,
+    dataclass_from_dict,
+    parse_override,
     save_config,
 )
 from .module import EcgLightningModule, lr_lambda
@@ -184,14 +184,14 @@ def finetune_settings_from_dict(data: Mapping[str, Any] | None,
     if not isinstance(data, dict):
         raise ConfigError("The finetune section must be a mapping (strategy: ..., lr_decay: ...).")
     for item in overrides:
-        path, value = _parse_override(item)
+        path, value = parse_override(item)
         if path[0] == "finetune":
             path = path[1:]
         if len(path) != 1:
             raise ConfigError(f"Override {item!r}: finetune options are flat keys, e.g. "
                               "finetune.lr_decay=0.3.")
         data[path[0]] = value
-    return _from_dict(FinetuneConfig, data, "finetune.")
+    return dataclass_from_dict(FinetuneConfig, data, "finetune.")
 
 
 def read_yaml_mapping(path: str | os.PathLike[str] | None, example: str) -> dict[str, Any]:
