@@ -16,17 +16,17 @@ from .io import list_readers, read_ecg
 from .leads import CANONICAL_LEADS
 
 __all__ = [
-    "__version__",
+    "CANONICAL_LEADS",
     "Ecg",
     "EcglensError",
-    "read_ecg",
-    "list_readers",
-    "CANONICAL_LEADS",
+    "Predictor",
     "Preprocess",
+    "__version__",
     "create_model",
     "list_models",
+    "list_readers",
     "load_checkpoint",
-    "Predictor",
+    "read_ecg",
 ]
 
 _LAZY = {

@@ -22,7 +22,7 @@ import numpy as np
 from .exceptions import LeadError, SamplingRateError
 from .leads import CANONICAL_LEADS, normalize_lead_names, to_canonical_order
 
-__all__ = ["Ecg", "sex_to_code", "code_to_sex"]
+__all__ = ["Ecg", "code_to_sex", "sex_to_code"]
 
 
 def sex_to_code(sex: str | None) -> float:
@@ -30,7 +30,7 @@ def sex_to_code(sex: str | None) -> float:
     return {"F": 1.0, "M": 0.0}.get(sex or "", float("nan"))
 
 
-def code_to_sex(code: float | int | None) -> str | None:
+def code_to_sex(code: float | None) -> str | None:
     """Map ``1``/``0``/``nan`` (1 = female) to ``"F"``/``"M"``/``None``."""
     if code is None or (isinstance(code, float) and np.isnan(code)):
         return None

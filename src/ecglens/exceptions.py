@@ -8,16 +8,16 @@ record ``str(err)`` as the reason, and go on with the next record.
 from __future__ import annotations
 
 __all__ = [
-    "EcglensError",
-    "UnsupportedFormatError",
-    "CorruptRecordError",
-    "LeadError",
-    "SamplingRateError",
-    "UnitError",
-    "SignalQualityError",
     "CheckpointError",
     "ConfigError",
+    "CorruptRecordError",
+    "EcglensError",
+    "LeadError",
+    "SamplingRateError",
+    "SignalQualityError",
     "SignalQualityWarning",
+    "UnitError",
+    "UnsupportedFormatError",
 ]
 
 

@@ -19,9 +19,9 @@ from .exceptions import LeadError
 __all__ = [
     "CANONICAL_LEADS",
     "LIMB_DERIVED",
+    "derive_limb_leads",
     "normalize_lead_name",
     "normalize_lead_names",
-    "derive_limb_leads",
     "to_canonical_order",
 ]
 

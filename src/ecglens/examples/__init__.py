@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["example_paths", "example_dir"]
+__all__ = ["example_dir", "example_paths"]
 
 
 def example_dir() -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 from ..ecg import Ecg
 from ..exceptions import UnsupportedFormatError
 
-__all__ = ["ReaderSpec", "register_reader", "list_readers", "get_reader", "detect_format", "read_ecg"]
+__all__ = ["ReaderSpec", "detect_format", "get_reader", "list_readers", "read_ecg", "register_reader"]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..exceptions import ConfigError
 
-__all__ = ["ModelSpec", "register_model", "create_model", "list_models", "model_info", "get_model_spec"]
+__all__ = ["ModelSpec", "create_model", "get_model_spec", "list_models", "model_info", "register_model"]
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 

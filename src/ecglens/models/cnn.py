@@ -6,6 +6,7 @@ works) and pool globally over time.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -22,7 +23,7 @@ from .layers import (
     init_conv_weights,
 )
 
-__all__ = ["PlainCnn1d", "AttiaCnn"]
+__all__ = ["AttiaCnn", "PlainCnn1d"]
 
 
 @register_model("cnn_baseline")
@@ -66,7 +67,7 @@ class PlainCnn1d(EcgModel):
         kernel_size = check_positive_int("kernel_size", kernel_size)
         self.stem = conv_pool_block(in_leads, channels[0], kernel_size, 2)
         self.blocks = nn.Sequential(
-            *[conv_pool_block(a, b, kernel_size, 2) for a, b in zip(channels[:-1], channels[1:])]
+            *[conv_pool_block(a, b, kernel_size, 2) for a, b in itertools.pairwise(channels)]
         )
         self.num_features = channels[-1]
         self.head = self.build_head(num_outputs)

@@ -28,19 +28,19 @@ from ..exceptions import ConfigError, LeadError
 from ..leads import CANONICAL_LEADS, normalize_lead_name
 
 __all__ = [
-    "EcgModel",
-    "ConvBnAct",
-    "conv_pool_block",
-    "rnn_layer_params",
-    "SqueezeExcite1d",
     "ConcatPool1d",
+    "ConvBnAct",
+    "EcgModel",
     "LeadMixConv2d",
+    "SqueezeExcite1d",
+    "adapt_input_leads",
+    "check_dropout",
+    "check_positive_int",
+    "conv_pool_block",
+    "init_conv_weights",
     "linear_head",
     "mlp_head",
-    "adapt_input_leads",
-    "check_positive_int",
-    "check_dropout",
-    "init_conv_weights",
+    "rnn_layer_params",
 ]
 
 

@@ -16,7 +16,7 @@ from ..exceptions import ConfigError
 from ._registry import register_model
 from .layers import ConvBnAct, EcgModel, GroupSpec, check_dropout, check_positive_int, init_conv_weights
 
-__all__ = ["S4DKernel", "S4DLayer", "S4Model", "fft_conv", "dft_conv"]
+__all__ = ["S4DKernel", "S4DLayer", "S4Model", "dft_conv", "fft_conv"]
 
 
 class S4DKernel(nn.Module):

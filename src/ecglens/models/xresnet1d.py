@@ -23,7 +23,7 @@ from .layers import (
     mlp_head,
 )
 
-__all__ = ["XResNet1d", "XResBlock", "xresnet1d50", "xresnet1d101"]
+__all__ = ["XResBlock", "XResNet1d", "xresnet1d50", "xresnet1d101"]
 
 
 class XResBlock(nn.Module):
@@ -117,7 +117,7 @@ class XResNet1d(EcgModel):
         expansion = check_positive_int("expansion", expansion)
 
         def w(c: int) -> int:
-            return max(int(round(c * width)), 4)
+            return max(round(c * width), 4)
 
         stem = (w(32), w(32), w(64))
         self.stem = nn.Sequential(
