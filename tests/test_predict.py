@@ -7,6 +7,7 @@ expected values are always what the checkpoint gives on the *manually* preproces
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -218,6 +219,28 @@ def test_backend_registry(checkpoint_path: Path) -> None:
         Predictor(ck, backend="no-such-backend")
     with pytest.raises(ConfigError, match="already registered"):
         register_backend("constant-test", lambda ck: _ConstantBackend(ck))
+
+
+def test_torch_backend_shares_cores_with_reading_workers(checkpoint_path: Path, monkeypatch) -> None:
+    """While reading workers run, the torch backend uses the cores they leave (>= 1), then restores its setting;
+    threads set explicitly are never changed."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        backend = create_backend("torch", load_checkpoint(checkpoint_path))
+        with backend.sharing_cores(3):
+            assert torch.get_num_threads() == 1
+        with backend.sharing_cores(2):
+            assert torch.get_num_threads() == 2
+        with backend.sharing_cores(0):
+            assert torch.get_num_threads() == 4
+        assert torch.get_num_threads() == 4
+        fixed = create_backend("torch", load_checkpoint(checkpoint_path), num_threads=3)
+        with fixed.sharing_cores(3):
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------------- folders
