@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
     names = select_models(args.models)
     model_kwargs = parse_model_kwargs(args.kwargs)
-    n_samples = int(round(args.fs * args.seconds))
+    n_samples = round(args.fs * args.seconds)
     cfg = {
         "threads": args.threads,
         "leads": args.leads,

@@ -4,11 +4,12 @@ Three measurements, each ``ecglens predict FOLDER`` run in a fresh process (the 
 the first N records of ``records100/``, so record discovery, reading, harmonisation, inference and the CSV are
 all timed):
 
-(a) **end to end** with the model: ECGs/s (target >= 300 on 2 CPU cores) and peak memory (max RSS of the
-    predict process plus ``workers`` x the largest reading worker, an upper bound; target < 2 GB);
+(a) **end to end** with the model, for each backend of ``--backends`` (default ``torch,onnx``: PyTorch eager
+    and onnxruntime, ``ecglens predict --backend ...``): ECGs/s (target >= 300 on 2 CPU cores) and peak memory
+    (max RSS of the predict process plus ``workers`` x the largest reading worker, an upper bound; target < 2 GB);
 (b) **pipeline capacity**: the same run with a backend that returns zeros (registered through
     ``ecglens.predict.register_backend``), i.e. what reading + harmonising + batching alone allow;
-(c) **model alone**: ECGs/s of the backend on random batches of ``--batch-size`` windows in this process.
+(c) **model alone**: ECGs/s of each backend on random batches of ``--batch-size`` windows in this process.
 
 The model is ``--model`` (default ``age-sex``) when installed; otherwise a randomly initialised model of the
 architecture in ``configs/age_sex.yaml`` (or ``--arch``), which has the same speed, and the output says so.
@@ -18,6 +19,7 @@ Prints a table and writes ``benchmarks/results/bench_predict.json`` (git-ignored
 
     python benchmarks/bench_predict.py --ptbxl ~/ptbxl --n 10000          # full run
     python benchmarks/bench_predict.py --n 1000 --arch cnn_baseline      # quick run, small model
+    python benchmarks/bench_predict.py --model age-sex-fast --backends onnx --json benchmarks/results/fast.json
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default: the model of configs/age_sex.yaml)")
     p.add_argument("--workers", type=int, default=2, help="reading processes (default 2)")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass (default 64)")
+    p.add_argument("--backends", default="torch,onnx",
+                   help="comma-separated inference backends for (a) and (c) (default torch,onnx)")
     p.add_argument("--skip-pipeline", action="store_true", help="skip measurement (b)")
     p.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     return p.parse_args(argv)
@@ -135,9 +139,11 @@ def resolve_model(args: argparse.Namespace, work: Path) -> tuple[str, str]:
 
 # ------------------------------------------------------------------------------------------------ measures
 def run_predict(folder: Path, model: str, args: argparse.Namespace, backend: str, out_csv: Path) -> dict[str, Any]:
-    """One ``ecglens predict`` in a fresh process; returns its timing, memory and row counts."""
-    cmd = [sys.executable, "-c", _CHILD, backend, str(folder), "--model", model, "--output", str(out_csv),
-           "--workers", str(args.workers), "--batch-size", str(args.batch_size), "--no-progress"]
+    """One ``ecglens predict`` in a fresh process (``backend`` "null": the zero model); timing, memory, rows."""
+    extra = [] if backend == "null" else ["--backend", backend]
+    cmd = [sys.executable, "-c", _CHILD, "null" if backend == "null" else "model", str(folder), "--model", model,
+           "--output", str(out_csv), "--workers", str(args.workers), "--batch-size", str(args.batch_size),
+           "--no-progress", *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     total = time.perf_counter() - start
@@ -156,22 +162,21 @@ def run_predict(folder: Path, model: str, args: argparse.Namespace, backend: str
             "summary": proc.stdout.strip().splitlines()[0]}
 
 
-def model_alone(model: str, batch_size: int, seconds: float = 8.0) -> dict[str, Any]:
-    """ECGs/s of the torch backend on random model inputs (this process, torch's default threads)."""
-    import torch
-
+def model_alone(model: str, backend: str, batch_size: int, seconds: float = 8.0) -> dict[str, Any]:
+    """ECGs/s and CPU ms per ECG of a backend on random model inputs (this process, the runtime's default
+    threads: all cores)."""
     from ecglens.predict import Predictor
 
-    predictor = Predictor.from_pretrained(model)
+    predictor = Predictor.from_pretrained(model, backend=backend)
     pre = predictor.preprocess
     x = np.random.default_rng(0).normal(0, 0.3, (batch_size, pre.n_leads, pre.n_samples)).astype(np.float32)
     predictor.backend.run(x)
-    n, start = 0, time.perf_counter()
+    n, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds or n == 0:
         predictor.backend.run(x)
         n += batch_size
-    elapsed = time.perf_counter() - start
-    return {"ecgs_per_s": n / elapsed, "batch_size": batch_size, "torch_threads": torch.get_num_threads()}
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"ecgs_per_s": n / elapsed, "cpu_ms_per_ecg": 1e3 * cpu / n, "batch_size": batch_size}
 
 
 def environment() -> dict[str, Any]:
@@ -186,25 +191,30 @@ def environment() -> dict[str, Any]:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    e, m = result["end_to_end"], result["model_alone"]
     yes = {True: "yes", False: "NO"}
+    first = next(iter(result["backends"].values()))["end_to_end"]
     rows = [("model", result["model"], ""),
-            ("records", f"{e['n_rows']} ({e['n_ok']} ok, {e['n_error']} error)", ""),
-            ("(a) end to end: wall", f"{e['wall_s']:.1f} s ({result['workers']} workers, batch {result['batch_size']})",
-             ""),
-            ("(a) end to end: ECGs/s", f"{e['ecgs_per_s']:.0f}",
-             f">= {TARGET_ECGS_PER_S:.0f}: {yes[e['ecgs_per_s'] >= TARGET_ECGS_PER_S]}"),
-            ("(a) CPU per ECG (all processes)", f"{e['cpu_ms_per_ecg']:.1f} ms", ""),
-            ("(a) ECGs/s if 2 cores were idle", f"{e['ecgs_per_s_two_idle_cores']:.0f} (CPU time / 2)", ""),
-            ("(a) peak RSS parent / worker", f"{e['parent_max_rss_mb']:.0f} / {e['child_max_rss_mb']:.0f} MB", ""),
-            ("(a) peak memory (parent + workers)", f"{e['peak_mb_upper_bound']:.0f} MB (upper bound)",
-             f"< {TARGET_PEAK_MB:.0f} MB: {yes[e['peak_mb_upper_bound'] < TARGET_PEAK_MB]}")]
+            ("records", f"{first['n_rows']} ({result['workers']} reading workers, batch {result['batch_size']})",
+             "")]
+    for name, res in result["backends"].items():
+        e, m = res["end_to_end"], res["model_alone"]
+        rows += [(f"[{name}] (a) end to end: wall", f"{e['wall_s']:.1f} s ({e['n_ok']} ok, {e['n_error']} error)",
+                  ""),
+                 (f"[{name}] (a) end to end: ECGs/s", f"{e['ecgs_per_s']:.0f}",
+                  f">= {TARGET_ECGS_PER_S:.0f}: {yes[e['ecgs_per_s'] >= TARGET_ECGS_PER_S]}"),
+                 (f"[{name}] (a) CPU per ECG (all processes)", f"{e['cpu_ms_per_ecg']:.1f} ms", ""),
+                 (f"[{name}] (a) ECGs/s if 2 cores were idle", f"{e['ecgs_per_s_two_idle_cores']:.0f} (CPU time / 2)",
+                  ""),
+                 (f"[{name}] (a) peak RSS parent / worker",
+                  f"{e['parent_max_rss_mb']:.0f} / {e['child_max_rss_mb']:.0f} MB", ""),
+                 (f"[{name}] (a) peak memory (parent + workers)", f"{e['peak_mb_upper_bound']:.0f} MB (upper bound)",
+                  f"< {TARGET_PEAK_MB:.0f} MB: {yes[e['peak_mb_upper_bound'] < TARGET_PEAK_MB]}"),
+                 (f"[{name}] (c) model alone: ECGs/s",
+                  f"{m['ecgs_per_s']:.0f} (batch {m['batch_size']}; {m['cpu_ms_per_ecg']:.2f} ms CPU per ECG)", "")]
     p = result.get("pipeline")
     if p:
         rows += [("(b) pipeline only (zero model): ECGs/s", f"{p['ecgs_per_s']:.0f}", ""),
                  ("(b) CPU per ECG: read + harmonise", f"{p['cpu_ms_per_ecg']:.1f} ms", "")]
-    threads = f"{m['torch_threads']} torch threads"
-    rows += [("(c) model alone: ECGs/s", f"{m['ecgs_per_s']:.0f} (batch {m['batch_size']}, {threads})", "")]
     w0, w1 = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
     print(f"\n{'measure':<{w0}}  {'value':<{w1}}  target\n{'-' * w0}  {'-' * w1}  ------")
     for name, value, target in rows:
@@ -219,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PTB-XL not found at {args.ptbxl}; unpack it (see ../shared/README.md) or pass --ptbxl DIR.",
               file=sys.stderr)
         return 2
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     env = environment()
     work = Path(tempfile.mkdtemp(prefix="bench_predict_"))
     try:
@@ -227,12 +238,16 @@ def main(argv: list[str] | None = None) -> int:
         n = link_records(args.ptbxl, args.n, folder)
         model, description = resolve_model(args, work)
         print(f"{n} PTB-XL records, model: {description}")
-        end_to_end = run_predict(folder, model, args, "model", work / "preds.csv")
-        print(end_to_end["summary"])
+        by_backend = {}
+        for backend in backends:
+            model_alone(model, backend, args.batch_size, seconds=0.1)  # untimed: e.g. the ONNX export, cached
+            end_to_end = run_predict(folder, model, args, backend, work / f"preds_{backend}.csv")
+            print(f"[{backend}] {end_to_end['summary']}")
+            by_backend[backend] = {"end_to_end": end_to_end,
+                                   "model_alone": model_alone(model, backend, args.batch_size)}
         pipeline = None if args.skip_pipeline else run_predict(folder, model, args, "null", work / "zeros.csv")
         result = {"model": description, "n": n, "workers": args.workers, "batch_size": args.batch_size,
-                  "end_to_end": end_to_end, "pipeline": pipeline,
-                  "model_alone": model_alone(model, args.batch_size), "environment": env,
+                  "backends": by_backend, "pipeline": pipeline, "environment": env,
                   "targets": {"ecgs_per_s": TARGET_ECGS_PER_S, "peak_mb": TARGET_PEAK_MB}}
     finally:
         shutil.rmtree(work, ignore_errors=True)

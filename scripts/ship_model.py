@@ -50,9 +50,9 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
     lines = [
         f"# Model card: `{name}`",
         "",
-        f"Estimates **{', '.join(ckpt.task.output_names)}** from a resting 12-lead ECG "
-        f"(`age` in years, `age_std` the model's own uncertainty (Gaussian NLL), `p_female` the probability of "
-        f"female sex).",
+        (f"Estimates **{', '.join(ckpt.task.output_names)}** from a resting 12-lead ECG "
+         f"(`age` in years, `age_std` the model's own uncertainty (Gaussian NLL), `p_female` the probability of "
+         f"female sex)."),
         "",
         "## Model",
         "",
@@ -67,17 +67,17 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         "",
         "## Training data and budget",
         "",
-        "- PTB-XL v1.0.3 at 100 Hz (Wagner et al. 2020, CC BY 4.0), `strat_fold` 1-8 for training, fold 9 to select "
-        "the epoch; fold 10 (the blind test set) was never used.",
+        ("- PTB-XL v1.0.3 at 100 Hz (Wagner et al. 2020, CC BY 4.0), `strat_fold` 1-8 for training, fold 9 to select "
+         "the epoch; fold 10 (the blind test set) was never used."),
         f"- optimiser: `{json.dumps(cfg.get('optim', {}))}`",
         f"- augmentation: `{json.dumps(cfg.get('augment', {}))}`",
         f"- epochs run: {epochs}; on CPU (2 cores, shared), no GPU",
         "",
-        f"## Metrics on PTB-XL fold 9 ({metrics['n_records']} ECGs; {metrics['ci']}, "
-        f"{metrics['n_boot']} resamples by {metrics['resampling']})",
+        (f"## Metrics on PTB-XL fold 9 ({metrics['n_records']} ECGs; {metrics['ci']}, "
+         f"{metrics['n_boot']} resamples by {metrics['resampling']})"),
         "",
-        "Fold 9 was also used to select the epoch, so these are validation numbers, slightly optimistic; the blind "
-        "fold 10 is the honest test.",
+        ("Fold 9 was also used to select the epoch, so these are validation numbers, slightly optimistic; the blind "
+         "fold 10 is the honest test."),
         "",
         *_metric_rows(metrics),
         "",

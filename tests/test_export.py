@@ -208,6 +208,26 @@ def test_predictor_onnx_backend_equals_torch(ckpt_path: Path, long_record: Path,
     assert list(tmp_path.glob("cnn_baseline-*-opset17.onnx"))  # exported on the fly into the cache folder
 
 
+def test_onnx_backend_shares_cores_with_reading_workers(onnx_path: Path, monkeypatch) -> None:
+    """Beside busy readers the backend runs a session with the cores they leave; explicit threads stay."""
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    backend = OnnxBackend(onnx_path)
+    own = backend._session
+    x = np.random.default_rng(0).standard_normal((2, 12, 1000)).astype(np.float32)
+    ref = backend.run(x)
+    with backend.sharing_cores(3):
+        assert backend._session is not own and backend._session.get_session_options().intra_op_num_threads == 1
+        np.testing.assert_allclose(backend.run(x), ref, atol=1e-5)
+    assert backend._session is own
+    with backend.sharing_cores(0):
+        assert backend._session is own
+    fixed = OnnxBackend(onnx_path, threads=2)
+    with fixed.sharing_cores(3):
+        assert fixed._session.get_session_options().intra_op_num_threads == 2
+
+
 def test_predictor_with_weightless_onnx_checkpoint(onnx_path: Path, ckpt_path: Path, long_record: Path) -> None:
     from ecglens.predict import Predictor
 

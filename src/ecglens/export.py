@@ -119,8 +119,12 @@ def _torch_export(model: torch.nn.Module, x: torch.Tensor, path: Path, opset: in
         torch.onnx.export(model, (x,), str(path), **kwargs)
 
 
-def _session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
-    """An onnxruntime CPU session (``threads`` intra-op threads; default: onnxruntime's choice)."""
+def _session(path: str | os.PathLike[str], threads: int | None = None, spin: bool | None = None) -> Any:
+    """An onnxruntime CPU session.
+
+    ``threads`` intra-op threads (default: onnxruntime's choice); ``spin`` whether idle threads spin-wait
+    (default: only with more than one explicit thread; no spinning is friendlier on a shared CPU).
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -128,8 +132,8 @@ def _session(path: str | os.PathLike[str], threads: int | None = None) -> Any:
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
-        if int(threads) == 1:  # no spin-waiting threads: friendlier on a shared CPU
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if spin is False or (spin is None and threads and int(threads) == 1):
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
@@ -414,10 +418,32 @@ class OnnxBackend:
         self.in_leads = int(self.metadata["model"]["in_leads"])
         self.fixed_length = info.get("fixed_length")
         self.dynamic_batch = bool(info["dynamic_batch"])
+        self.threads = int(threads) if threads else None
         self._session = _session(self.path, threads)
+        self._shared: dict[int, Any] = {}
 
     def __repr__(self) -> str:
         return f"OnnxBackend({str(self.path)!r})"
+
+    @contextlib.contextmanager
+    def sharing_cores(self, n_busy: int) -> Iterator[None]:
+        """Run on the cores left by ``n_busy`` busy reading processes while the context is open.
+
+        onnxruntime's default pool has one thread per core and spin-waits between operators; beside busy readers
+        those threads mostly spin. Inside the context a second session with ``cpu_count - n_busy`` threads (at
+        least one) and no spinning is used; explicitly set ``threads`` are left alone.
+        """
+        if self.threads is not None or n_busy <= 0:
+            yield
+            return
+        n = max(1, (os.cpu_count() or 1) - int(n_busy))
+        if n not in self._shared:
+            self._shared[n] = _session(self.path, n, spin=False)
+        own, self._session = self._session, self._shared[n]
+        try:
+            yield
+        finally:
+            self._session = own
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw model outputs.
