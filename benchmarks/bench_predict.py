@@ -25,6 +25,7 @@ Prints a table and writes ``benchmarks/results/bench_predict.json`` (git-ignored
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -230,6 +231,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if "onnx" in backends and importlib.util.find_spec("onnxruntime") is None:
+        print("onnxruntime is not installed (pip install 'ecglens[export]'): skipping the onnx backend",
+              file=sys.stderr)
+        backends.remove("onnx")
+    if not backends:
+        print("no backend to measure (--backends)", file=sys.stderr)
+        return 2
     env = environment()
     work = Path(tempfile.mkdtemp(prefix="bench_predict_"))
     try:

@@ -8,6 +8,7 @@ one batch). Nothing here depends on a shipped model or a hard-coded result.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -210,8 +211,6 @@ def test_predictor_onnx_backend_equals_torch(ckpt_path: Path, long_record: Path,
 
 def test_onnx_backend_shares_cores_with_reading_workers(onnx_path: Path, monkeypatch) -> None:
     """Beside busy readers the backend runs a session with the cores they leave; explicit threads stay."""
-    import os
-
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     backend = OnnxBackend(onnx_path)
     own = backend._session

@@ -123,7 +123,8 @@ def _session(path: str | os.PathLike[str], threads: int | None = None, spin: boo
     """An onnxruntime CPU session.
 
     ``threads`` intra-op threads (default: onnxruntime's choice); ``spin`` whether idle threads spin-wait
-    (default: only with more than one explicit thread; no spinning is friendlier on a shared CPU).
+    (default: onnxruntime's, which spins, except with a single explicit thread; not spinning is friendlier on a
+    shared CPU).
     """
     import onnxruntime as ort
 
