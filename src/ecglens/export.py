@@ -437,7 +437,9 @@ class OnnxBackend:
         if self.threads is not None or n_busy <= 0:
             yield
             return
-        n = max(1, (os.cpu_count() or 1) - int(n_busy))
+        from .predict import cores_left
+
+        n = cores_left(n_busy)
         if n not in self._shared:
             self._shared[n] = _session(self.path, n, spin=False)
         own, self._session = self._session, self._shared[n]

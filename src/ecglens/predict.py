@@ -53,7 +53,7 @@ from .ecg import Ecg
 from .exceptions import CheckpointError, ConfigError, EcglensError
 
 __all__ = ["BASE_COLUMNS", "DEFAULT_MAX_WINDOWS", "Backend", "InputAdapter", "Prediction", "Predictor",
-           "PreparedEcg", "TorchBackend", "create_backend", "demo_predictions", "find_records", "list_backends",
+           "PreparedEcg", "TorchBackend", "cores_left", "create_backend", "demo_predictions", "find_records", "list_backends",
            "plan_windows", "read_record", "register_backend"]
 
 #: first columns of every :meth:`Predictor.predict_paths` table (then one per output, ``n_windows``, ``flags``)
@@ -113,6 +113,11 @@ def create_backend(name: str, checkpoint: Any, **options: Any) -> Backend:
     return _BACKENDS[name](checkpoint, **options)
 
 
+def cores_left(n_busy: int) -> int:
+    """CPU cores not taken by ``n_busy`` busy reading processes (at least one): what a backend should use."""
+    return max(1, (os.cpu_count() or 1) - int(n_busy))
+
+
 class TorchBackend:
     """Run ``checkpoint.model`` with PyTorch under ``torch.inference_mode``.
 
@@ -148,7 +153,7 @@ class TorchBackend:
         before = torch.get_num_threads()
         share = self.num_threads is None and self.device.type == "cpu" and n_busy > 0
         if share:
-            torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - n_busy)))
+            torch.set_num_threads(min(before, cores_left(n_busy)))
         try:
             yield
         finally:
