@@ -8,7 +8,9 @@ exercise the read -> harmonise -> predict path on different sampling rates, dura
 * ``sim_400hz_15s``     — 12 leads, 400 Hz, 15 s (CODE-15%-like rate; longer than the 10 s models use)
 * ``sim_250hz_8lead``   — 8 independent leads (I, II, V1-V6), 250 Hz, 10 s, 95 bpm: III/aVR/aVL/aVF are derived
 
-Run: ``python scripts/make_examples.py`` (deterministic: fixed random_state).
+Run: ``python scripts/make_examples.py``. Deterministic for a given NeuroKit2 / NumPy version (fixed
+``random_state``); other versions give slightly different, equally valid signals, so a re-run may change the
+committed files (and the demo's printed predictions).
 """
 
 from __future__ import annotations
