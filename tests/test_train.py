@@ -354,3 +354,89 @@ def test_precision_is_mixed_only_on_gpu():
         assert _precision(apply_overrides(cpu, ["trainer.precision=16-mixed"])) == "32-true"
     gpu = load_config(None, ["trainer.accelerator=gpu"])
     assert _precision(gpu) == "16-mixed"
+
+
+def test_ema_weights_are_validated_selected_saved_and_resumed(cache_dir, tmp_path):
+    from ecglens.train.checkpoint import load_checkpoint
+    from ecglens.train.loop import fit
+
+    with pytest.raises(ConfigError, match="ema_decay"):
+        load_config(QUICK, ["optim.ema_decay=1.5"])
+    cfg = load_config(QUICK, [f"data.cache={cache_dir}", "optim.epochs=1", "optim.ema_decay=0.5",
+                              "augment.enabled=false"])
+    run = tmp_path / "run"
+    fit(cfg, out=run)
+    second = fit(apply_overrides(cfg, ["optim.epochs=2"]), resume=run)
+    last = torch.load(run / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 1 and "current_model_state" in last  # the raw weights travel for the resume
+    averaged, raw = last["state_dict"], last["current_model_state"]
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged if averaged[k].is_floating_point())
+    best = torch.load(run / "best.ckpt", weights_only=False)
+    shipped = load_checkpoint(run / "model.safetensors").model.state_dict()
+    for key, value in shipped.items():  # the saved model is the average of the selected epoch
+        torch.testing.assert_close(value, best["state_dict"][f"model.{key}"])
+    history = pd.read_csv(run / "history.csv")
+    assert history["val_loss"].iloc[second.metrics["best_epoch"]] == pytest.approx(second.metrics["loss"], rel=1e-4)
+
+
+def test_windows_cover_the_input_and_average_postprocessed_outputs():
+    from ecglens.train.windows import inference_window, mean_over_windows, window_starts, windowed_raw
+
+    assert window_starts(1000, None) is None and window_starts(400, 400) is None
+    assert window_starts(1000, 400) == [0, 300, 600]
+    assert inference_window(4.0, 100.0, 1000) == 400
+    assert inference_window(None, 100.0, 1000) is None and inference_window(10.0, 100.0, 1000) is None
+    seen = []
+
+    def forward(x):
+        seen.append(tuple(x.shape))
+        return x.mean(dim=(1, 2))[:, None].repeat(1, 3)  # "raw" = the window's mean
+
+    x = torch.arange(2 * 1 * 1000, dtype=torch.float32).reshape(2, 1, 1000)
+    raw = windowed_raw(forward, x, 400)
+    assert seen == [(6, 1, 400)] and raw.shape == (2, 3, 3)  # one batch of all windows
+    for w, start in enumerate([0, 300, 600]):
+        torch.testing.assert_close(raw[:, w, 0], x[:, 0, start:start + 400].mean(dim=1))
+    assert windowed_raw(forward, x, None).shape == (2, 1, 3)
+    task = task_from_name("age_sex", age_loss="gaussian_nll").fit(np.array([[30.0, 0.0], [70.0, 1.0]]))
+    r = torch.randn(5, 3, task.num_outputs)
+    outs = mean_over_windows(task, r)
+    expected = np.mean([task.postprocess(r[:, w])["p_female"] for w in range(3)], axis=0)
+    np.testing.assert_allclose(outs["p_female"], expected, rtol=1e-6)
+
+
+def test_contract_allows_longer_data_but_not_shorter_or_different():
+    from ecglens.signal.transforms import contract_mismatches
+
+    model = Preprocess(fs=100, seconds=4).to_dict()
+    assert contract_mismatches(model, Preprocess(fs=100, seconds=10).to_dict()) == {}
+    assert contract_mismatches(model, Preprocess(fs=100, seconds=2).to_dict()) == {"seconds": (4.0, 2.0)}
+    assert set(contract_mismatches(model, Preprocess(fs=500, seconds=10).to_dict())) == {"fs"}
+
+
+def test_a_model_trained_on_crops_keeps_the_crop_as_its_window(cache_dir, tmp_path):
+    """Crops of 1.5 s from 2.5 s records: the checkpoint's contract is 1.5 s, and the run's validation metrics,
+    Checkpoint.predict and `ecglens evaluate` all predict the 2.5 s records in windows (0-1.5 s, 1-2.5 s)."""
+    from ecglens.evaluate.runner import evaluate_checkpoint
+    from ecglens.train.checkpoint import load_checkpoint
+    from ecglens.train.loop import fit
+
+    cfg = load_config(QUICK, [f"data.cache={cache_dir}", "optim.epochs=2", "augment.spec.crop_seconds=1.5"])
+    result = fit(cfg, out=tmp_path / "run")
+    ck = load_checkpoint(result.checkpoint_path)
+    assert ck.preprocess.seconds == 1.5 and ck.preprocess.n_samples == 150
+    signals = np.load(cache_dir / "signals.npy")
+    splits = pd.read_csv(result.run_dir / "splits.csv")
+    val_rows = splits.loc[splits["split"] == "val", "row"].to_numpy()
+    whole = ck.predict(signals[val_rows])
+    windows = [ck.predict(signals[val_rows][:, :, s:s + 150]) for s in (0, 100)]
+    np.testing.assert_allclose(whole["age"], (windows[0]["age"] + windows[1]["age"]) / 2, rtol=1e-5)
+    preds = pd.read_csv(result.run_dir / "val_predictions.csv")
+    np.testing.assert_allclose(preds["age"], whole["age"], rtol=1e-4)
+    evaluated = evaluate_checkpoint(ck, cache_dir, folds=[9, 10], n_boot=10, progress=False)
+    assert evaluated["n_records"] == len(val_rows)
+    age_mae = evaluated["outputs"]["age"]["subsets"]["all"]["metrics"]["mae"]["value"]
+    assert age_mae == pytest.approx(result.metrics["age_mae"], rel=1e-4)
+    history = pd.read_csv(result.run_dir / "history.csv")
+    assert history["val_age_mae"].iloc[result.metrics["best_epoch"]] == pytest.approx(result.metrics["age_mae"],
+                                                                                        rel=1e-4)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigError, EcglensError
+from ..signal.transforms import CONTRACT_FIELDS, contract_mismatches
 from . import metrics as M
 from .bootstrap import bootstrap_metrics
 
@@ -427,19 +428,18 @@ def format_results(results: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- checkpoint
-#: Preprocess fields that must agree between a checkpoint and the cache it is evaluated on
-_CONTRACT_FIELDS: tuple[str, ...] = ("fs", "seconds", "leads", "highpass_hz", "notch_hz", "normalize")
 #: Preprocess field -> ``ecglens prepare`` option (for the fix in the error message)
 _PREPARE_FLAGS: dict[str, str] = {"fs": "fs", "seconds": "seconds", "highpass_hz": "highpass", "notch_hz": "notch",
                                   "normalize": "normalize"}
 
 
 def _check_contract(checkpoint: Any, cache: Any) -> None:
+    """Refuse a cache prepared differently from the checkpoint's contract (longer records are fine: windows)."""
     mine, theirs = getattr(checkpoint, "preprocess", None), getattr(cache, "preprocess", None)
     if mine is None or theirs is None:
         return
-    a, b = _json_safe(mine.to_dict()), _json_safe(theirs.to_dict())
-    diff = {k: (a.get(k), b.get(k)) for k in _CONTRACT_FIELDS if a.get(k) != b.get(k)}
+    a = _json_safe(mine.to_dict())
+    diff = contract_mismatches(a, _json_safe(theirs.to_dict()), CONTRACT_FIELDS)
     if diff:
         details = "; ".join(f"{k}: model {x!r}, cache {y!r}" for k, (x, y) in diff.items())
         flags = " ".join(f"--{flag} {a[key]}" for key, flag in _PREPARE_FLAGS.items() if a.get(key) is not None)

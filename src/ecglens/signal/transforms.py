@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +36,43 @@ from ..leads import CANONICAL_LEADS, normalize_lead_names
 from . import functional as F
 from .quality import check_usable
 
-__all__ = ["MAX_INTERP_NAN_FRACTION", "Preprocess", "fill_nans"]
+__all__ = ["CONTRACT_FIELDS", "MAX_INTERP_NAN_FRACTION", "Preprocess", "contract_mismatches", "fill_nans"]
 
 #: a lead with more than this fraction of NaN samples is treated as missing (zeros), not interpolated
 MAX_INTERP_NAN_FRACTION: float = 0.5
+
+
+#: the Preprocess fields that data must share with a model's input contract
+CONTRACT_FIELDS: tuple[str, ...] = ("fs", "seconds", "leads", "highpass_hz", "notch_hz", "normalize")
+
+
+def contract_mismatches(model: Mapping[str, Any], data: Mapping[str, Any],
+                        fields: Sequence[str] = CONTRACT_FIELDS) -> dict[str, tuple[Any, Any]]:
+    """Where data prepared with the spec ``data`` cannot feed a model whose input contract is ``model``.
+
+    Parameters
+    ----------
+    model, data : mapping
+        :meth:`Preprocess.to_dict` of the model's contract and of the data's preprocessing.
+    fields : sequence of str
+        The fields to compare. All must agree, except ``seconds``: data at least as long as the model's window
+        is fine (longer records are predicted in windows of the model's length, see
+        :mod:`ecglens.train.windows`).
+
+    Returns
+    -------
+    dict of str to (model value, data value)
+        Empty when the data fits.
+    """
+    out = {}
+    for key in fields:
+        a, b = model.get(key), data.get(key)
+        if key == "seconds" and a is not None and b is not None:
+            if float(b) < float(a):
+                out[key] = (a, b)
+        elif a != b:
+            out[key] = (a, b)
+    return out
 
 
 def _interp_lead(lead: np.ndarray, bad: np.ndarray) -> np.ndarray:

@@ -283,16 +283,19 @@ class Checkpoint:
 
         Parameters
         ----------
-        x : np.ndarray, shape (N, in_leads, n_samples) or (in_leads, n_samples)
-            Already brought to the checkpoint's contract (:attr:`preprocess`; ``Predictor`` does that from any
-            ECG).
+        x : np.ndarray, shape (N, in_leads, T) or (in_leads, T)
+            Filtered and normalised as the checkpoint's contract says (:attr:`preprocess`; ``Predictor`` does
+            that from any ECG), at its fs. ``T`` is normally ``preprocess.n_samples``; longer inputs (e.g. the
+            10 s records of a cache for a model trained on 4 s crops) are predicted in windows of
+            ``n_samples`` covering them evenly and the outputs averaged (:mod:`ecglens.train.windows`).
         batch_size : int
             Records per forward pass.
 
         Returns
         -------
         dict of str to np.ndarray, each shape (N,)
-            ``task.postprocess`` of the outputs, e.g. ``{"age": years, "age_std": years, "p_female": prob}``.
+            ``task.postprocess`` of the outputs (averaged over windows), e.g. ``{"age": years, "age_std":
+            years, "p_female": prob}``.
         """
         x = np.asarray(x, dtype=np.float32)
         x = x[None] if x.ndim == 2 else x
@@ -301,14 +304,17 @@ class Checkpoint:
                 f"Checkpoint {self.path.name} expects x of shape [N, {self.in_leads}, n_samples], got "
                 f"{x.shape}. Bring records to the model's contract first (ecglens.Predictor does)."
             )
+        from .windows import mean_over_windows, windowed_raw
+
         device = next(self.model.parameters()).device
+        width = self.preprocess.n_samples if self.preprocess is not None else None
         raws = []
         with torch.inference_mode():
             for start in range(0, len(x), max(1, int(batch_size))):
                 batch = torch.from_numpy(x[start : start + batch_size]).to(device)
-                raws.append(self.model(batch).float().cpu())
-        raw = torch.cat(raws) if raws else torch.zeros((0, self.task.num_outputs))
-        return self.task.postprocess(raw)
+                raws.append(windowed_raw(self.model, batch, width).float().cpu())
+        raw = torch.cat(raws) if raws else torch.zeros((0, 1, self.task.num_outputs))
+        return mean_over_windows(self.task, raw)
 
 
 def _build_model(meta: dict[str, Any], path: Path) -> nn.Module:

@@ -102,6 +102,10 @@ class OptimConfig:
     ``onecycle``: linear warm-up from ``lr / 25`` to ``lr`` over ``warmup_fraction`` of the steps, then cosine
     decay to ``lr / 1e4``. ``cosine``: the same without the warm-up (unless ``warmup_fraction`` > 0 is set and
     the schedule is ``onecycle``). ``constant``: no schedule. Weight decay is not applied to biases and norms.
+
+    ``ema_decay`` (e.g. ``0.999``; ``null``: off) keeps an exponential moving average of the weights, updated
+    after every optimiser step (Lightning's ``EMAWeightAveraging``); validation, model selection and the saved
+    weights then use the average, and a resumed run continues both the average and the raw weights.
     """
 
     lr: float = 1e-3
@@ -111,6 +115,14 @@ class OptimConfig:
     batch_size: int = 64
     warmup_fraction: float = 0.3
     grad_clip: float | None = 1.0
+    ema_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(
+                f"optim.ema_decay must be between 0 and 1 (e.g. 0.999), or null to switch it off; "
+                f"got {self.ema_decay!r}."
+            )
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from torch import nn
 
 from ..exceptions import CheckpointError, ConfigError, LeadError
 from ..leads import normalize_lead_name
+from ..signal.transforms import contract_mismatches
 from .config import (
     ModelConfig,
     TrainConfig,
@@ -345,12 +346,13 @@ class CacheView:
 
 
 def _check_contract(pre_ckpt: Any, pre_cache: Any, where: str) -> None:
-    """Refuse a cache prepared differently from the checkpoint (fs, duration, filters, normalisation)."""
+    """Refuse a cache prepared differently from the checkpoint (fs, filters, normalisation, or records shorter
+    than the checkpoint's input window)."""
     if pre_ckpt is None or pre_cache is None:
         return
-    a, b = pre_ckpt.to_dict(), pre_cache.to_dict()
     fields = ("fs", "seconds", "highpass_hz", "notch_hz", "normalize")
-    diff = [f"{k}: checkpoint {a.get(k)!r}, cache {b.get(k)!r}" for k in fields if a.get(k) != b.get(k)]
+    mismatches = contract_mismatches(pre_ckpt.to_dict(), pre_cache.to_dict(), fields)
+    diff = [f"{k}: checkpoint {a!r}, cache {b!r}" for k, (a, b) in mismatches.items()]
     if diff:
         raise ConfigError(f"The cache {where} was prepared differently from the pretrained model's input "
                           f"contract ({'; '.join(diff)}). Prepare the target data with the checkpoint's "
@@ -529,11 +531,13 @@ class FinetuneModule(EcgLightningModule):
         ``lr`` is the head's learning rate.
     settings : FinetuneConfig
         Strategy and its options.
+    window : int, optional
+        As for :class:`EcgLightningModule` (the target run's training crop).
     """
 
     def __init__(self, model: nn.Module, task: Any, optim_cfg: Any = None,
-                 settings: FinetuneConfig | None = None) -> None:
-        super().__init__(model, task, optim_cfg)
+                 settings: FinetuneConfig | None = None, *, window: int | None = None) -> None:
+        super().__init__(model, task, optim_cfg, window=window)
         self.settings = settings or FinetuneConfig()
         self.strategy = get_strategy(self.settings.strategy)
         self.apply_schedule(0)
@@ -685,7 +689,7 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
     model = prepare_model(ckpt, dm.task.num_outputs, settings.strategy, leads=leads,
                           lead_init=settings.lead_init,
                           model_config=config.model)
-    module = FinetuneModule(model, dm.task, config.optim, settings)
+    module = FinetuneModule(model, dm.task, config.optim, settings, window=loop.input_window(config, dm.cache))
     trainer = loop._trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
     extra = {"finetune": settings.to_dict(), "pretrained": _pretrained_info(ckpt), "leads": list(leads)}
     if trainer.is_global_zero:
@@ -723,9 +727,10 @@ def _json_ready(value: Any) -> Any:
 def _resave_with_provenance(result: Any, module: FinetuneModule, config: TrainConfig, dm: Any,
                             extra: dict[str, Any]) -> None:
     """Write the checkpoint again with ``finetune`` / ``pretrained`` entries in its stored config."""
+    from . import loop
     from .checkpoint import save_checkpoint
 
     stored = {**config_to_dict(config), "split": dm.split_info, **_json_ready(extra)}
     save_checkpoint(result.checkpoint_path, module.model.cpu(), config.model.name, dict(config.model.kwargs),
-                    dm.task, getattr(dm.cache, "preprocess", None), stored, result.metrics,
+                    dm.task, loop.model_contract(config, dm.cache), stored, result.metrics,
                     in_leads=dm.in_leads)

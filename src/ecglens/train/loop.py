@@ -7,7 +7,9 @@ A run folder holds::
       splits.csv         record_id, fold, split (train / val) of every row used
       last.ckpt          Lightning checkpoint of the last epoch (for --resume; written by us, ok to load)
       best.ckpt          Lightning checkpoint of the best epoch (by trainer.monitor)
-      model.safetensors  the best weights + preprocess + task + config + metrics (ecglens.load_checkpoint)
+      model.safetensors  the best weights + preprocess + task + config + metrics (ecglens.load_checkpoint);
+                         trained on random crops, its preprocess (input contract) has the crop's duration
+                         and longer inputs are predicted in windows (ecglens.train.windows)
       metrics.json       validation metrics of the best weights (recomputed on the whole validation split)
       val_predictions.csv  record_id + predictions + labels on the validation split
       history.csv        one row per epoch: train / val loss and metrics, learning rate
@@ -20,6 +22,7 @@ and history carry on (to ``optim.epochs`` of the given config, which may be larg
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -38,6 +41,7 @@ from ..exceptions import CheckpointError, ConfigError
 from .checkpoint import save_checkpoint
 from .config import TrainConfig, config_to_dict, save_config
 from .module import EcgLightningModule
+from .windows import inference_window, mean_over_windows
 
 __all__ = ["RunResult", "build_augment", "build_datamodule", "build_task", "fit", "plot_history"]
 
@@ -68,6 +72,23 @@ def build_augment(config: TrainConfig) -> Any:
     from ..signal.augment import Augment
 
     return Augment.from_dict(config.augment.spec) if config.augment.spec else Augment.default()
+
+
+def input_window(config: TrainConfig, cache: Any) -> int | None:
+    """Samples of the trained model's input window: the training crop (``augment.spec.crop_seconds``) when it
+    is shorter than the cached inputs, else ``None`` (inputs used whole). See :mod:`ecglens.train.windows`."""
+    pre = getattr(cache, "preprocess", None)
+    fs = getattr(cache, "fs", None) or getattr(pre, "fs", None)
+    return inference_window(getattr(build_augment(config), "crop_seconds", None), fs, cache.signals.shape[-1])
+
+
+def model_contract(config: TrainConfig, cache: Any) -> Any:
+    """The input contract stored in the checkpoint: the cache's ``Preprocess``, with ``seconds`` set to the
+    training crop when the model was trained on crops (:func:`input_window`); ``None`` if the cache has none."""
+    pre = getattr(cache, "preprocess", None)
+    if pre is None or input_window(config, cache) is None:
+        return pre
+    return dataclasses.replace(pre, seconds=float(build_augment(config).crop_seconds))
 
 
 def build_datamodule(config: TrainConfig, cache: Any = None) -> EcgDataModule:
@@ -192,6 +213,10 @@ def _callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
         callbacks.append(EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.patience))
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if config.optim.ema_decay is not None:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        callbacks.append(EMAWeightAveraging(decay=config.optim.ema_decay))
     return callbacks
 
 
@@ -269,7 +294,7 @@ def _fit(config: TrainConfig, run_dir: Path, resume: Any, cache: Any) -> RunResu
     model = create_model(
         config.model.name, in_leads=dm.in_leads, num_outputs=dm.task.num_outputs, **config.model.kwargs
     )
-    module = EcgLightningModule(model, dm.task, config.optim)
+    module = EcgLightningModule(model, dm.task, config.optim, window=input_window(config, dm.cache))
     trainer = _trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
@@ -303,9 +328,9 @@ def _finish(
     best_epoch = _load_best(trainer, module, run_dir)
     loader = torch.utils.data.DataLoader(dm.val_dataset(), batch_size=dm.batch_size, shuffle=False)
     raw, y = module.predict_raw(loader)
-    outputs = dm.task.postprocess(raw)
+    outputs = mean_over_windows(dm.task, raw)
     val = dm.task.metrics(outputs, y)
-    val["loss"] = float(dm.task.loss(torch.from_numpy(raw), torch.from_numpy(y)))
+    val["loss"] = float(dm.task.loss(torch.from_numpy(raw).mean(dim=1), torch.from_numpy(y)))
     metrics = {
         "split": "val",
         "folds": list(config.data.val_folds),
@@ -323,7 +348,7 @@ def _finish(
         config.model.name,
         dict(config.model.kwargs),
         dm.task,
-        getattr(dm.cache, "preprocess", None),
+        model_contract(config, dm.cache),
         _with_split(config, dm),
         metrics,
         in_leads=dm.in_leads,

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..data.targets import TaskSpec
 from .config import OptimConfig
+from .windows import mean_over_windows, windowed_raw
 
 __all__ = ["EcgLightningModule", "lr_lambda"]
 
@@ -94,13 +95,18 @@ class EcgLightningModule(L.LightningModule):
         A *fitted* task (label statistics from the training split).
     optim_cfg : OptimConfig
         Learning rate, weight decay, schedule.
+    window : int, optional
+        Samples of the model's input window (the training crop): longer validation inputs are predicted over
+        windows of this length and averaged (:mod:`ecglens.train.windows`); ``None``: inputs are used whole.
     """
 
-    def __init__(self, model: nn.Module, task: TaskSpec, optim_cfg: OptimConfig | None = None) -> None:
+    def __init__(self, model: nn.Module, task: TaskSpec, optim_cfg: OptimConfig | None = None, *,
+                 window: int | None = None) -> None:
         super().__init__()
         self.model = model
         self.task = task
         self.optim_cfg = optim_cfg or OptimConfig()
+        self.window = window
         self.save_hyperparameters({"task": task.to_dict(), "optim": dataclasses.asdict(self.optim_cfg)})
         self.history: list[dict[str, float]] = []
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"train": [], "val": []}
@@ -113,12 +119,12 @@ class EcgLightningModule(L.LightningModule):
         raw = self.model(x).float()
         loss = self.task.loss(raw, y)
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(x))
-        self._outputs["train"].append((raw.detach(), y))
+        self._outputs["train"].append((raw.detach()[:, None], y))
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        self._outputs["val"].append((self.model(x).float(), y))
+        self._outputs["val"].append((windowed_raw(self.model, x, self.window).float(), y))
 
     def _gathered(self, split: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         pairs, self._outputs[split] = self._outputs[split], []
@@ -130,18 +136,23 @@ class EcgLightningModule(L.LightningModule):
         return raw.float(), y.float()
 
     def epoch_metrics(self, split: str) -> dict[str, float]:
-        """Loss, per-target losses and task metrics of the predictions collected for ``split`` (cleared)."""
+        """Loss, per-target losses and task metrics of the predictions collected for ``split`` (cleared).
+
+        The losses are those of the window-averaged raw outputs, the metrics those of the window-averaged
+        postprocessed outputs (one window per record unless the module has a ``window``).
+        """
         gathered = self._gathered(split)
         if gathered is None:
             return {}
-        raw, y = gathered
+        raw_windows, y = gathered
+        raw = raw_windows.mean(dim=1)
         parts = self.task.loss_components(raw, y)
         out = {
             f"{split}_loss": float(sum(w * v for w, v in zip(self.task.weights, parts.values(), strict=True)))
         }
         if len(parts) > 1:
             out.update({f"{split}_{name}_loss": float(v) for name, v in parts.items()})
-        metrics = self.task.metrics(self.task.postprocess(raw), y.cpu().numpy())
+        metrics = self.task.metrics(mean_over_windows(self.task, raw_windows.cpu()), y.cpu().numpy())
         out.update({f"{split}_{k}": float(v) for k, v in metrics.items()})
         return out
 
@@ -182,13 +193,14 @@ class EcgLightningModule(L.LightningModule):
 
     @torch.inference_mode()
     def predict_raw(self, loader: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Raw outputs ``[N, num_outputs]`` and labels ``[N, num_labels]`` of a data loader (eval mode)."""
+        """Raw outputs ``[N, W, num_outputs]`` (``W`` windows per record, see ``window``) and labels
+        ``[N, num_labels]`` of a data loader (eval mode)."""
         was_training = self.model.training
         self.model.eval()
         device = next(self.model.parameters()).device
         raws, ys = [], []
         for x, y in loader:
-            raws.append(self.model(x.to(device)).float().cpu())
+            raws.append(windowed_raw(self.model, x.to(device), self.window).float().cpu())
             ys.append(y)
         self.model.train(was_training)
         return torch.cat(raws).numpy(), torch.cat(ys).numpy()
