@@ -351,6 +351,19 @@ def test_s4_no_weight_decay_names_ssm_parameters() -> None:
     assert len(names) == 3 * len(model.blocks)
 
 
+def test_s4_state_space_parameters_get_no_weight_decay_in_training_or_finetuning() -> None:
+    from ecglens.train.finetune import discriminative_param_groups
+    from ecglens.train.module import _param_groups
+
+    model = small("s4")
+    ssm = {id(p) for n, p in model.named_parameters() if n in model.no_weight_decay()}
+    assert any(p.ndim >= 2 for n, p in model.named_parameters() if id(p) in ssm)  # would be decayed by shape
+    for groups in (_param_groups(model, 0.01), discriminative_param_groups(model, 1e-3, 0.5, 0.01)):
+        decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+        assert decayed and not decayed & ssm
+        assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
 @pytest.mark.parametrize("two_sided", [False, True])
 def test_dft_conv_matches_fft_conv(two_sided: bool) -> None:
     from ecglens.models.s4 import dft_conv, fft_conv

@@ -162,7 +162,8 @@ class S4Model(EcgModel):
     defaults. Deviation from the paper: the conv stem (the paper's models embed every sample linearly).
 
     The SSM parameters (``log_dt``, ``log_a_real``, ``a_imag``) are usually trained without weight decay
-    and with a small learning rate (1e-3): :meth:`no_weight_decay` names them.
+    and with a small learning rate (1e-3): :meth:`no_weight_decay` names them, and ``ecglens train`` /
+    ``ecglens finetune`` leave them out of weight decay (:func:`ecglens.train.module.is_decayed`).
 
     Parameters
     ----------

@@ -63,7 +63,7 @@ from .config import (
     parse_override,
     save_config,
 )
-from .module import EcgLightningModule, lr_lambda
+from .module import EcgLightningModule, is_decayed, lr_lambda
 
 __all__ = ["STRATEGIES", "CacheView", "FinetuneConfig", "FinetuneModule", "LeadSubset", "Strategy",
            "discriminative_param_groups", "finetune", "finetune_settings_from_dict", "freeze_frozen_modules",
@@ -460,8 +460,9 @@ def discriminative_param_groups(model: nn.Module, lr: float, lr_decay: float = 1
     """Optimizer parameter groups with one learning rate per model group, head first.
 
     Group ``i`` of the model's ``n`` groups (input ``i = 0`` ... head ``i = n - 1``) gets
-    ``lr * lr_decay ** (n - 1 - i)``. Each is split in a weight-decayed part (weights with ``ndim >= 2``) and
-    a part without weight decay (biases, norms), as ``ecglens train`` does. Frozen parameters are included
+    ``lr * lr_decay ** (n - 1 - i)``. Each is split in a weight-decayed part and a part without weight decay
+    (biases, norms, the model's ``no_weight_decay()``), as ``ecglens train`` does
+    (:func:`ecglens.train.module.is_decayed`). Frozen parameters are included
     (the optimizer skips them while their ``grad`` is None) unless ``only_trainable``, so groups unfrozen
     later train at their own rate.
 
@@ -472,13 +473,14 @@ def discriminative_param_groups(model: nn.Module, lr: float, lr_decay: float = 1
         ``"<group>.no_decay"``.
     """
     groups = _named_groups(model)
+    decayed = is_decayed(model)
     n = len(groups)
     out: list[dict[str, Any]] = []
     for i, (name, params) in reversed(list(enumerate(groups))):
         params = [p for p in params if p.requires_grad] if only_trainable else list(params)
         group_lr = float(lr) * float(lr_decay) ** (n - 1 - i)
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
+        decay = [p for p in params if decayed(p)]
+        no_decay = [p for p in params if not decayed(p)]
         for suffix, part, wd in (("", decay, weight_decay), (".no_decay", no_decay, 0.0)):
             if part:
                 out.append({"params": part, "lr": group_lr, "weight_decay": wd, "name": name + suffix})

@@ -22,7 +22,7 @@ from ..data.targets import TaskSpec
 from .config import OptimConfig
 from .windows import mean_over_windows, windowed_raw
 
-__all__ = ["EcgLightningModule", "lr_lambda"]
+__all__ = ["EcgLightningModule", "is_decayed", "lr_lambda"]
 
 #: where the history lives inside a Lightning checkpoint
 HISTORY_KEY = "ecglens_history"
@@ -75,12 +75,22 @@ def lr_lambda(cfg: OptimConfig, total_steps: int) -> Callable[[int], float]:
     return _SCHEDULES[cfg.schedule](max(1, int(total_steps)), cfg)
 
 
+def is_decayed(model: nn.Module) -> Callable[[nn.Parameter], bool]:
+    """Which parameters of ``model`` get weight decay: weight matrices / kernels (``ndim >= 2``), not biases and
+    normalisation parameters, and not those the model names in ``no_weight_decay()`` (e.g. the state-space
+    parameters of ``s4``)."""
+    names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    exempt = {id(p) for n, p in model.named_parameters() if n in names}
+    return lambda p: p.ndim >= 2 and id(p) not in exempt
+
+
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices / kernels only (not on biases and normalisation parameters)."""
+    """Weight decay only where :func:`is_decayed` says so."""
+    decayed = is_decayed(model)
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
+            (decay if decayed(p) else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
