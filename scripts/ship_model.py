@@ -1,8 +1,9 @@
 """Ship a trained checkpoint in the package: copy its weights and write its model card from measured metrics.
 
-    python scripts/ship_model.py RUN_DIR EVAL_DIR --name age-sex [--train-command "..."] [--eval-command "..."]
+    python scripts/ship_model.py RUN EVAL_DIR --name age-sex [--train-command "..."] [--eval-command "..."]
 
-* ``RUN_DIR``  — an ``ecglens train`` run folder (``model.safetensors``, ``config.yaml``, ``history.csv``).
+* ``RUN``      — an ``ecglens train`` run folder (``model.safetensors``, ``config.yaml``, ``history.csv``), or a
+  checkpoint file itself (then the epochs run are read from its stored metrics).
 * ``EVAL_DIR`` — the ``ecglens evaluate`` folder of that checkpoint (``metrics.json``).
 
 Writes ``src/ecglens/weights/NAME.safetensors`` and ``src/ecglens/weights/NAME.md``. Every number in the card is
@@ -28,6 +29,12 @@ def _fmt(m: dict, digits: int = 2) -> str:
     return f"{m['value']:.{digits}f} [{m['ci_low']:.{digits}f}, {m['ci_high']:.{digits}f}]"
 
 
+def _n_windows(pre: dict) -> int:
+    from ecglens.predict import plan_windows
+
+    return len(plan_windows(round(10.0 * pre["fs"]), round(pre["seconds"] * pre["fs"]))[0])
+
+
 def _metric_rows(metrics: dict) -> list[str]:
     rows = ["| output | subset | metric | value [95 % CI] | n |", "|---|---|---|---|---|"]
     for output, block in metrics["outputs"].items():
@@ -39,14 +46,24 @@ def _metric_rows(metrics: dict) -> list[str]:
     return rows
 
 
+def _checkpoint_file(run: Path) -> Path:
+    return run if run.suffix == ".safetensors" else run / "model.safetensors"
+
+
+def _epochs_run(run: Path, ckpt) -> object:
+    if (run / "history.csv").is_file():
+        return len(pd.read_csv(run / "history.csv"))
+    stored = ckpt.metrics or (ckpt.config or {}).get("metrics_whole_input") or {}
+    return stored.get("epochs_run", "?")
+
+
 def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
-    ckpt = load_checkpoint(run / "model.safetensors")
+    ckpt = load_checkpoint(_checkpoint_file(run))
     metrics = json.loads((ev / "metrics.json").read_text())
-    hist = pd.read_csv(run / "history.csv") if (run / "history.csv").exists() else None
     cfg = ckpt.config
     n_params = sum(p.numel() for p in ckpt.model.parameters())
     pre = ckpt.preprocess.to_dict()
-    epochs = len(hist) if hist is not None else "?"
+    epochs = _epochs_run(run, ckpt)
     lines = [
         f"# Model card: `{name}`",
         "",
@@ -63,7 +80,9 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         "## Input contract (stored in the checkpoint; `Predictor` brings any input to it)",
         "",
         f"- `{json.dumps(pre)}`",
-        "- signal in mV, leads in canonical order; other rates are resampled, longer records split into windows",
+        ("- signal in mV, leads in canonical order; other rates are resampled; longer records are split into "
+         f"windows of {pre['seconds']:g} s covering them evenly and the outputs averaged (a 10 s record: "
+         f"{_n_windows(pre)} windows)"),
         "",
         "## Training data and budget",
         "",
@@ -88,7 +107,7 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         "```bash",
         "ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9 --fs 100 --seconds 10",
         args.train_command or f"ecglens train {run / 'config.yaml'}",
-        args.eval_command or f"ecglens evaluate {run / 'model.safetensors'} cache/ptbxl100 --folds 9 --out {ev}",
+        args.eval_command or f"ecglens evaluate {_checkpoint_file(run)} cache/ptbxl100 --folds 9 --out {ev}",
         f"python scripts/ship_model.py {run} {ev} --name {name}",
         "```",
         "",
@@ -109,12 +128,13 @@ def main() -> None:
     p.add_argument("--train-command", default="")
     p.add_argument("--eval-command", default="")
     args = p.parse_args()
-    src = args.run / "model.safetensors"
+    src = _checkpoint_file(args.run)
     size_mb = src.stat().st_size / 1e6
     if size_mb > MAX_MB:
         raise SystemExit(f"{src} is {size_mb:.1f} MB; shipped weights must stay under {MAX_MB} MB")
     WEIGHTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, WEIGHTS / f"{args.name}.safetensors")
+    if src.resolve() != (WEIGHTS / f"{args.name}.safetensors").resolve():
+        shutil.copyfile(src, WEIGHTS / f"{args.name}.safetensors")
     (WEIGHTS / f"{args.name}.md").write_text(_card(args.name, args.run, args.eval, args))
     print(f"wrote {WEIGHTS / (args.name + '.safetensors')} ({size_mb:.1f} MB) and {args.name}.md")
 
