@@ -169,8 +169,32 @@ def test_scratch_is_random_and_pretrained_starts_from_the_checkpoint(pretrained)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in scratch.state_dict().items())  # seeded init
     assert all(torch.equal(v, ref[k]) for k, v in tuned.state_dict().items() if not k.startswith("head"))
     assert tuned.num_outputs == 1 and tuned.head[-1].out_features == 1 and tuned.training
+    assert not tuned.head[-1].weight.any() and not tuned.head[-1].bias.any()  # head_init="zeros" (default)
+    random_head = prepare_model(pretrained, 1, "finetune", head_init="random")
+    assert random_head.head[-1].weight.abs().sum() > 0
     with pytest.raises(ConfigError, match="needs a pretrained checkpoint"):
         prepare_model(None, 1, "finetune")
+
+
+def test_a_zero_head_learns_the_direction_of_the_features_in_a_few_steps(pretrained):
+    """The regime of 100 target ECGs: five small optimiser steps on the head alone. From zero, the head moves
+    along the correlation of the features with the label, so its ranking is right after a few steps."""
+    from sklearn.metrics import roc_auc_score
+
+    torch.manual_seed(0)
+    model = prepare_model(pretrained, 1, "linear_probe").eval()
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(64, 12, 250))
+    score = feats @ torch.randn(feats.shape[1])  # a label that the features do predict
+    y = (score > score.median()).float()
+    opt = torch.optim.Adam(model.head.parameters(), lr=1e-3)
+    for _ in range(5):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model.forward_head(feats)[:, 0], y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert roc_auc_score(y.numpy(), model.forward_head(feats)[:, 0].numpy()) > 0.75
 
 
 def test_fewer_leads_keep_the_pretrained_weights_of_those_leads(pretrained):
