@@ -18,6 +18,10 @@ input to head, ``first_conv`` + :func:`~ecglens.models.adapt_input_leads`). Stra
     then one more group (from the head backwards) every ``unfreeze_every`` epochs; frozen groups are in eval
     mode.
 
+The new head of a pretrained start has its last linear layer at zero (``head_init="zeros"``, the default), so
+that even a few optimiser steps (100 target ECGs) move it along the correlation of the pretrained features with
+the new labels rather than leaving it near a random projection of them; ``"random"`` keeps the default init.
+
 Fewer leads: ``leads=["I", "II", "V1", ..., "V6"]`` (or ``["II"]``) selects those leads from the cache and
 rebuilds the model's first layer for them, keeping the pretrained weights of the kept leads
 (``lead_init="keep"``) or spreading the summed weights evenly over the new leads (``"mean"``). The checkpoint

@@ -43,7 +43,8 @@ from .config import TrainConfig, config_to_dict, save_config
 from .module import EcgLightningModule
 from .windows import inference_window, mean_over_windows
 
-__all__ = ["RunResult", "build_augment", "build_datamodule", "build_task", "fit", "plot_history"]
+__all__ = ["RunResult", "build_augment", "build_datamodule", "build_task", "fit", "input_window", "model_contract",
+           "plot_history"]
 
 
 @dataclass(frozen=True)
