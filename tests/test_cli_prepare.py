@@ -63,6 +63,20 @@ def test_prepare_wfdb_mixed_folder(wfdb_tree, tmp_path, capsys):
     assert (row["age"], row["sex"], row["fs_native"]) == (77, 1.0, 500)
 
 
+def test_prepare_wfdb_follows_linked_folders(wfdb_tree, tmp_path, capsys):
+    """A data folder assembled from symbolic links is read like the real one (and a link loop ends)."""
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "site0").symlink_to(wfdb_tree / "site0", target_is_directory=True)
+    (linked / "site1").symlink_to(wfdb_tree / "site1", target_is_directory=True)
+    (linked / "loop").symlink_to(linked, target_is_directory=True)
+    out = tmp_path / "cache"
+    code, stdout, _ = run(capsys, "prepare", "wfdb", linked, "--out", out, "--workers", "1", "--quiet")
+    assert code == 0
+    assert f"accepted   {len(GOOD)} of {len(GOOD)}" in stdout
+    assert sorted(open_cache(out).meta["record_id"]) == sorted(g[0] for g in GOOD)
+
+
 def test_prepare_options_reach_preprocess(wfdb_tree, tmp_path, capsys):
     out = tmp_path / "c"
     code, _, _ = run(capsys, "prepare", "wfdb", wfdb_tree / "site0", "--out", out, "--fs", "50", "--seconds",

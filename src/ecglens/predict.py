@@ -422,14 +422,17 @@ def _record_key(path: Path) -> tuple[str, Path]:
 
 def _folder_files(folder: Path, with_arrays: bool) -> list[Path]:
     """Record files under ``folder``: WFDB headers (one per record), orphan .dat/.mat, vendor files, arrays."""
+    from .io.paths import walk_files
     from .io.wfdb import find_wfdb_records
 
     suffixes = _FOLDER_SUFFIXES | (_ARRAY_SUFFIXES if with_arrays else frozenset())
     headers = find_wfdb_records(folder)
     covered = {h.with_suffix("") for h in headers}
-    covered |= {h.with_suffix("") for h in folder.rglob("*.hea")}  # segment / layout headers own their files
+    files = walk_files(folder)
+    # segment and layout headers (not records themselves) still own their .dat files
+    covered |= {h.with_suffix("") for h in files if h.suffix.lower() == ".hea"}
     others = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in files:
         suffix = path.suffix.lower()
         if suffix in suffixes or (suffix in {".dat", ".mat"} and path.with_suffix("") not in covered):
             others.append(path)

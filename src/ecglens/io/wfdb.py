@@ -54,6 +54,7 @@ from ..exceptions import (
     UnsupportedFormatError,
 )
 from .metadata import parse_header_comments
+from .paths import walk_files
 from .registry import register_reader
 
 __all__ = ["UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "wfdb_catalogue"]
@@ -444,7 +445,7 @@ def find_wfdb_records(folder: str | Path) -> list[Path]:
         return [folder] if folder.suffix.lower() == ".hea" else []
     if not folder.is_dir():
         raise UnsupportedFormatError(f"{folder}: no such folder. Give the folder that holds the .hea files.")
-    kinds = {hea: _header_kind(hea) for hea in sorted(folder.rglob("*.hea"))}
+    kinds = {hea: _header_kind(hea) for hea in walk_files(folder, {".hea"})}
     segments = {
         hea.parent / f"{seg}.hea" for hea, (kind, segs) in kinds.items() if kind == "multi" for seg in segs
     }
