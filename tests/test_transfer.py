@@ -191,6 +191,8 @@ def test_figures_are_written(quick_run):
         assert path.is_file() and path.read_bytes()[:4] == PNG and path.stat().st_size > 5000
     summary = pd.read_csv(out / "figures" / "summary.csv")
     assert set(summary["metric"]) == {"test_auroc", "test_auprc"} and len(summary) == 2 * 14
+    text = (out / "figures" / "summary.md").read_text()
+    assert "AUROC (test)" in text and "from scratch" in text and "Gain over from scratch" in text
 
 
 def test_resume_skips_finished_runs_and_reuses_pretraining(quick_run):
@@ -216,7 +218,7 @@ def test_a_changed_protocol_is_refused(quick_run, capsys):
 def test_summary_and_paired_gains_numbers():
     from scipy import stats
 
-    from ecglens.experiments.figures import paired_gains, summarize
+    from ecglens.experiments.figures import paired_gains, summarize, summary_markdown
 
     rows = []
     for seed, (scratch, tuned) in enumerate([(0.60, 0.70), (0.62, 0.66), (0.58, 0.71)]):
@@ -236,6 +238,12 @@ def test_summary_and_paired_gains_numbers():
     assert (one.loc["none", "ci_low"], one.loc["none", "ci_high"]) == pytest.approx((0.50, 0.70))
     gains = paired_gains(table).sort_values("seed")["gain"].to_numpy()
     np.testing.assert_allclose(gains, [0.10, 0.04, 0.13])
+
+    text = summary_markdown(table)
+    assert f"| 100 | 0.600 [{0.60 - half:.3f}, {0.60 + half:.3f}] | " in text      # 3 seeds: t interval
+    assert "| 100 | +0.090 (3) |" in text                                          # mean paired gain, 3 pairs
+    two = summary_markdown(table[table["seed"] < 2])
+    assert "| 100 | 0.610 (0.600, 0.620) | 0.680 (0.700, 0.660) |" in two           # 2 seeds: both runs
 
 
 def test_experiment_command_builds_each_parser_when_it_runs(capsys):

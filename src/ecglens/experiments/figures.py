@@ -10,6 +10,8 @@
   vs number of source ECGs (log x); rows: pretraining tasks, columns: models, one line per target size.
 * :func:`plot_pretraining_tasks` -- the pretraining tasks side by side (bars with intervals) per model, one
   panel per target size.
+* :func:`summary_markdown` -- the tables of docs/transfer.md: per model, the metric per target size and
+  pretraining task, and the gains over from-scratch training paired by seed.
 * :func:`write_transfer_figures` -- all of the above into a folder.
 """
 
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["paired_gains", "plot_gain_vs_source_size", "plot_pretraining_tasks", "plot_target_size_curves",
-           "summarize", "write_transfer_figures"]
+           "summarize", "summary_markdown", "write_transfer_figures"]
 
 _KEYS = ["model", "pretrain_task", "strategy", "source_size", "target_size"]
 _TASK_COLORS = {"none": "0.25", "age": "tab:blue", "sex": "tab:orange", "age_sex": "tab:green"}
@@ -268,15 +270,95 @@ def plot_pretraining_tasks(results: pd.DataFrame, path: str | os.PathLike[str], 
                             "(none)")
 
 
+def _sizes_in_order(values: Any) -> list[str]:
+    return sorted(set(values), key=lambda s: (s == "all", float(s) if s not in ("", "all") else 0.0))
+
+
+def _cell(g: pd.DataFrame, metric: str) -> str:
+    """One setting's runs: ``mean [t interval]`` for >= 3 seeds, ``mean (run, run)`` for 2, ``value [bootstrap
+    interval]`` for 1."""
+    values = pd.to_numeric(g[metric], errors="coerce").to_numpy(float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return "—"
+    if values.size == 2:
+        return f"{values.mean():.3f} ({values[0]:.3f}, {values[1]:.3f})"
+    mean, _, lo, hi = _interval(values, pd.to_numeric(g.get(f"{metric}_low"), errors="coerce").to_numpy(float),
+                                pd.to_numeric(g.get(f"{metric}_high"), errors="coerce").to_numpy(float))
+    return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{mean:.3f}"
+
+
+def summary_markdown(results: pd.DataFrame, metric: str = "test_auroc") -> str:
+    """Markdown tables of a grid, per model and source size: ``metric`` per target size (rows) and pretraining
+    task / strategy (columns), then the mean gain over from-scratch training paired by seed.
+
+    Cells: mean over seeds with a 95 % t interval (>= 3 seeds), the two runs' values (2 seeds), or the run's
+    bootstrap interval (1 seed). Gains: mean of ``metric - metric from scratch`` over the seeds that both arms
+    ran, with the number of pairs.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        ``results.csv`` of one or more grids (rows of several models may be concatenated).
+    metric : str
+        A metric column, e.g. ``test_auroc``.
+
+    Returns
+    -------
+    str
+        Markdown, one section per model and source size.
+    """
+    df = _prepared(results)
+    gains = paired_gains(results, metric)
+    lines: list[str] = []
+    for model, mine in df.groupby("model", sort=False):
+        sources = [s for s in _sizes_in_order(mine["source_size"]) if s] or [""]
+        for source in sources:
+            arms = [("none", "scratch")] + [
+                key for key in dict.fromkeys(zip(mine["pretrain_task"], mine["strategy"])) if key[0] != "none"]
+            use = mine[(mine["pretrain_task"] == "none") | (mine["source_size"] == source)]
+            title = f"### `{model}`" + (f", pretrained on {source} source ECGs" if source else "")
+            header = ["target ECGs (positives)"] + [
+                "from scratch" if task == "none" else f"{task} ({strategy})" for task, strategy in arms]
+            lines += [title, "", f"{_label(metric)}, mean over seeds [95 % interval]:", "",
+                      "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            for size in _sizes_in_order(use["target_size"]):
+                at = use[use["target_size"] == size]
+                n = pd.to_numeric(at["n_target"], errors="coerce")
+                pos = pd.to_numeric(at.get("n_target_pos", pd.Series(dtype=float)), errors="coerce")
+                label = f"{int(n.mean()):,}" if n.notna().any() else size
+                if pos.notna().any():
+                    label += f" ({int(pos.min())}–{int(pos.max())})" if pos.min() != pos.max() else \
+                        f" ({int(pos.min())})"
+                cells = [_cell(at[(at["pretrain_task"] == t) & (at["strategy"] == st)], metric) for t, st in arms]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            mine_gains = gains[(gains["model"] == model) & (gains["source_size"] == source)]
+            if not mine_gains.empty:
+                lines += ["", "Gain over from scratch, paired by seed: mean (number of pairs):", "",
+                          "| " + " | ".join(["target ECGs"] + header[2:]) + " |", "|" + "---|" * (len(header) - 1)]
+                for size in _sizes_in_order(mine_gains["target_size"]):
+                    cells = []
+                    for task, strategy in arms[1:]:
+                        g = mine_gains[(mine_gains["target_size"] == size) & (mine_gains["pretrain_task"] == task)
+                                       & (mine_gains["strategy"] == strategy)]["gain"].dropna()
+                        cells.append(f"{g.mean():+.3f} ({len(g)})" if len(g) else "—")
+                    lines.append(f"| {size} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str],
                            metrics: Sequence[str] = ("test_auroc", "test_auprc")) -> dict[str, Path]:
-    """Write ``summary.csv`` and, per metric, the three figures into ``out_dir``; returns name -> path."""
+    """Write ``summary.csv``, ``summary.md`` (:func:`summary_markdown`, first metric) and, per metric, the three
+    figures into ``out_dir``; returns name -> path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     frames = [summarize(results, m).assign(metric=m) for m in metrics]
     paths["summary"] = out / "summary.csv"
     pd.concat(frames, ignore_index=True).to_csv(paths["summary"], index=False)
+    paths["summary_md"] = out / "summary.md"
+    paths["summary_md"].write_text(summary_markdown(results, metrics[0]))
     for m in metrics:
         paths[f"{m}_vs_target_size"] = plot_target_size_curves(results, out / f"{m}_vs_target_size.png", m)
         if (results["pretrain_task"] != "none").any() and (results["pretrain_task"] == "none").any():
