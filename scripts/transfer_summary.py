@@ -5,7 +5,8 @@
 
 Concatenates the ``results.csv`` files (rows are keyed by model, so grids of different models combine) and
 writes what ``ecglens experiment transfer --figures-only`` writes for one grid: ``summary.csv``, ``summary.md``
-and the figures (one panel per model). Rows of the same run key in several files are an error.
+and the figures (one panel per model). Rows of the same run key in several files are an error, unless
+``--replace`` is given: then a later file's row replaces an earlier one (e.g. a re-run of some arms).
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", type=Path, help="results.csv files of transfer grids")
     parser.add_argument("--out", type=Path, required=True, help="folder for summary.csv / summary.md / figures")
+    parser.add_argument("--replace", action="store_true",
+                        help="a row of a later file replaces the row of the same run_key from an earlier one")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.results if not p.is_file()]
     if missing:
         parser.error(f"no such file: {', '.join(missing)}")
     table = pd.concat([pd.read_csv(p, dtype={"source_size": str, "target_size": str}) for p in args.results],
                       ignore_index=True)
+    if args.replace:
+        table = table.drop_duplicates("run_key", keep="last").reset_index(drop=True)
     twice = table["run_key"][table["run_key"].duplicated()].unique()
     if len(twice):
         parser.error(f"{len(twice)} run(s) appear in more than one file, e.g. {twice[0]}; give each grid once")

@@ -163,7 +163,8 @@ def plot_target_size_curves(results: pd.DataFrame, path: str | os.PathLike[str],
                             source_size: str | None = None) -> Path:
     """Metric vs target-set size (log x), a panel per model, a line per pretraining task and strategy.
 
-    Pretrained lines use ``source_size`` (default: the largest); ``none`` is training from scratch.
+    Pretrained lines use ``source_size`` (default: the largest); ``none`` is training from scratch. All panels
+    share one y range (that of the means), so the models can be compared; wide intervals may be clipped.
     """
     df = _prepared(results)
     source_size = source_size or _largest_source(df)
@@ -188,6 +189,12 @@ def plot_target_size_curves(results: pd.DataFrame, path: str | os.PathLike[str],
         ax.set_ylabel(_label(metric))
         ax.grid(alpha=0.3, which="both")
         _legend(ax, 7)
+    means = table["mean"].to_numpy(float)
+    if np.isfinite(means).any():  # one y range for every panel, so models compare at a glance (bands may clip)
+        low, high = float(np.nanmin(means)), float(np.nanmax(means))
+        pad = max(0.02, 0.15 * (high - low))
+        for ax in list(axes.flat)[:len(models)]:
+            ax.set_ylim(low - pad, high + pad)
     for ax in list(axes.flat)[len(models):]:
         ax.axis("off")
     return _save(fig, path, f"{_label(metric)} vs target ECGs (pretrained on {source_size} source ECGs)\n"
