@@ -365,7 +365,7 @@ def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str
     paths["summary"] = out / "summary.csv"
     pd.concat(frames, ignore_index=True).to_csv(paths["summary"], index=False)
     paths["summary_md"] = out / "summary.md"
-    paths["summary_md"].write_text(summary_markdown(results, metrics[0]))
+    paths["summary_md"].write_text(summary_markdown(results, metrics[0]), encoding="utf-8")
     for m in metrics:
         paths[f"{m}_vs_target_size"] = plot_target_size_curves(results, out / f"{m}_vs_target_size.png", m)
         if (results["pretrain_task"] != "none").any() and (results["pretrain_task"] == "none").any():
