@@ -7,10 +7,11 @@ trained on 4 s crops of 10 s records, the age bias on training fold 8 went from 
 shown 4 s windows instead of the whole 10 s; docs/results.md). So a checkpoint trained with crops stores the
 crop length as its input contract (``Preprocess.seconds``), and every prediction of a longer input —
 validation during training, the validation metrics of the run,
-:meth:`Checkpoint.predict <ecglens.train.checkpoint.Checkpoint.predict>`, ``ecglens evaluate`` and :class:`ecglens.Predictor` — cuts it into windows of that length covering it evenly
-(:func:`ecglens.predict.plan_windows`: a 10 s record and a 4 s model give windows at 0, 3 and 6 s) and averages
-the postprocessed outputs over the windows (``age`` in years, ``p_female`` as a probability). Losses are
-computed on the window-averaged raw outputs.
+:meth:`Checkpoint.predict <ecglens.train.checkpoint.Checkpoint.predict>`, ``ecglens evaluate`` and
+:class:`ecglens.Predictor` — cuts it into windows of that length covering it evenly
+(:func:`ecglens.predict.plan_windows`: a 10 s record and a 4 s model give windows at 0, 3 and 6 s) and
+averages the postprocessed outputs over the windows (``age`` in years, ``p_female`` as a probability).
+Losses are computed on the window-averaged raw outputs.
 """
 
 from __future__ import annotations
