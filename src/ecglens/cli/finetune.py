@@ -8,8 +8,9 @@ Examples
   ecglens finetune CKPT configs/finetune_mi.yaml --leads I,II,V1,V2,V3,V4,V5,V6      # an 8-lead model
   ecglens finetune CKPT configs/finetune_mi.yaml --strategy scratch --set optim.lr=3e-3   # the baseline
 
-Strategies: scratch (same architecture, random init), linear_probe (frozen backbone in eval mode, new head),
-finetune (all layers, discriminative learning rates: lr x lr_decay per group towards the input),
+Strategies: scratch (same architecture, random init), linear_probe (frozen backbone in eval mode, new head
+fitted to convergence by L-BFGS on the frozen features, its L2 strength chosen on the validation folds;
+--set finetune.probe_solver=sgd trains it like finetune), finetune (all layers, discriminative learning rates: lr x lr_decay per group towards the input),
 gradual_unfreeze (head first, then one more group every unfreeze_every epochs).
 
 The config is a training config (the same sections and --set keys as `ecglens train`; the model comes from the

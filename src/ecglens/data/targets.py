@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy.special import expit
 
 from ..exceptions import ConfigError
 
@@ -384,13 +385,14 @@ class BinaryTarget(Target):
         self, raw: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         y0, valid = _label_mask(y[:, 0], None if mask is None else mask[:, 0])
-        pw = None if self.pos_weight is None else torch.tensor(float(self.pos_weight), device=raw.device)
+        pw = None if self.pos_weight is None else torch.tensor(float(self.pos_weight), device=raw.device,
+                                                                     dtype=raw.dtype)
         per_sample = F.binary_cross_entropy_with_logits(raw[:, 0], y0, pos_weight=pw, reduction="none")
         return _masked_mean(per_sample, valid)
 
     def postprocess(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         raw = _to_numpy(raw)
-        return {self.out_name: 1.0 / (1.0 + np.exp(-raw[:, 0]))}
+        return {self.out_name: expit(raw[:, 0])}
 
     def metrics(self, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
         from sklearn.metrics import accuracy_score
@@ -454,7 +456,7 @@ class MultilabelTarget(Target):
 
     def postprocess(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         raw = _to_numpy(raw)
-        probs = 1.0 / (1.0 + np.exp(-raw))
+        probs = expit(raw)
         return {name: probs[:, i] for i, name in enumerate(self.output_names)}
 
     def metrics(self, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:

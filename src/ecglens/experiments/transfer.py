@@ -41,7 +41,13 @@ import pandas as pd
 
 from ..exceptions import ConfigError
 from ..train.config import TrainConfig, apply_overrides, config_from_dict, dataclass_from_dict
-from ..train.finetune import STRATEGIES, CacheView, read_yaml_mapping, without_curves
+from ..train.finetune import (
+    STRATEGIES,
+    CacheView,
+    finetune_settings_from_dict,
+    read_yaml_mapping,
+    without_curves,
+)
 from .grid import (
     append_row,
     apply_raw_overrides,
@@ -495,11 +501,13 @@ def protocol(cfg: TransferConfig) -> dict[str, Any]:
         return {**{k: v for k, v in section.items() if k != "trainer"}, "trainer": trainer}
 
     d = dataclasses.asdict(cfg)
+    # resolved, defaults included, so that a changed default (e.g. the probe's solver) is a new protocol
+    settings = {k: v for k, v in finetune_settings_from_dict(cfg.finetune).to_dict().items() if k != "strategy"}
     return json.loads(json.dumps({
         "data": d["synthetic"] or d["cache"],
         "source": {k: v for k, v in d["source"].items() if k != "sizes"},
         "target": {k: v for k, v in d["target"].items() if k != "sizes"},
-        "eval": d["eval"], "finetune": d["finetune"],
+        "eval": d["eval"], "finetune": settings,
         "source_train": train(cfg.source_train), "target_train": train(cfg.target_train),
     }, default=str))
 
@@ -605,7 +613,7 @@ def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: 
 def _run_target(cfg: TransferConfig, run: TargetRun, cache: Any, cache_path: str, out: Path,
                 pretrained: tuple[Path, dict[str, Any]] | None, digest: str) -> dict[str, Any]:
     """Fine-tune (or train from scratch) one target run, score it and return its ``results.csv`` row."""
-    from ..train.finetune import finetune, finetune_settings_from_dict
+    from ..train.finetune import finetune
 
     folder = out / "runs" / run.key
     shutil.rmtree(folder, ignore_errors=True)

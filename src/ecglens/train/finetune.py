@@ -9,7 +9,10 @@ input to head, ``first_conv`` + :func:`~ecglens.models.adapt_input_leads`). Stra
     ``config.model`` names the architecture.
 ``linear_probe``
     The pretrained backbone is frozen (``requires_grad=False``) and kept in eval mode (BatchNorm statistics
-    and dropout fixed, ``freeze_bn``); only the new head is trained.
+    and dropout fixed, ``freeze_bn``); only the new head is trained. By default (``probe_solver="lbfgs"``)
+    the head is fitted to convergence on the frozen features by L-BFGS, with its L2 strength chosen on the
+    validation split (:mod:`ecglens.train.probe`; no epochs, no augmentation, no Lightning checkpoints; the
+    run's ``history.csv`` has one row per strength); ``probe_solver="sgd"`` trains it like ``finetune``.
 ``finetune``
     Every layer is trained, with discriminative learning rates: group ``i`` of ``n`` (``param_groups()``,
     input first, head last) gets ``lr * lr_decay ** (n - 1 - i)`` (``lr_decay=1`` gives one learning rate).
@@ -120,7 +123,8 @@ STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
         Strategy("scratch", False, False, _all_groups, "same architecture, random init, all layers, one lr"),
-        Strategy("linear_probe", True, False, _head_only, "frozen pretrained backbone (eval mode), new head"),
+        Strategy("linear_probe", True, False, _head_only,
+                 "frozen pretrained backbone (eval mode), new head (fitted by L-BFGS unless probe_solver=sgd)"),
         Strategy("finetune", True, True, _all_groups, "all layers, discriminative lrs (lr_decay per group)"),
         Strategy("gradual_unfreeze", True, True, _gradual,
                  "head first, then one more group every unfreeze_every epochs; discriminative lrs"),
@@ -165,6 +169,17 @@ class FinetuneConfig:
         of them (with few optimiser steps, e.g. 100 target ECGs, a random head barely moves and its AUROC is that
         of a random direction); ``random`` keeps the architecture's default initialisation. ``scratch`` always
         starts random.
+    probe_solver : {"lbfgs", "sgd"}
+        How ``linear_probe`` trains its head. ``lbfgs``: the frozen features of the training and validation
+        ECGs are computed once (no augmentation; averaged over the windows of the input contract) and the head
+        is fitted to convergence by full-batch L-BFGS on the task's loss plus an L2 penalty, once for every
+        strength in ``probe_l2``; the strength with the best ``trainer.monitor`` on the validation split is
+        kept (:mod:`ecglens.train.probe`). ``sgd``: the head is trained like ``finetune`` trains the whole
+        network (AdamW, ``optim`` schedule and epochs, augmentations), which rarely converges on small targets.
+    probe_l2 : list of float
+        L2 strengths tried by the ``lbfgs`` probe, each ``>= 0``: the penalty is ``l2 / 2 * ||W||^2`` on the
+        head's weight matrices (not its biases) with the loss a mean over ECGs and the features standardised
+        on the training ECGs.
     """
 
     strategy: str = field(default="finetune", metadata={"choices": tuple(STRATEGIES)})
@@ -174,6 +189,8 @@ class FinetuneConfig:
     lead_init: str = field(default="keep", metadata={"choices": ("keep", "mean")})
     freeze_bn: bool = True
     head_init: str = field(default="zeros", metadata={"choices": ("zeros", "random")})
+    probe_solver: str = field(default="lbfgs", metadata={"choices": ("lbfgs", "sgd")})
+    probe_l2: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.lr_decay <= 1.0:
@@ -183,6 +200,9 @@ class FinetuneConfig:
             raise ConfigError(f"finetune.unfreeze_every must be >= 1 epoch, got {self.unfreeze_every}.")
         if self.leads is not None and not self.leads:
             raise ConfigError("finetune.leads must name at least one lead (or be null for the checkpoint's).")
+        if not self.probe_l2 or any(not (float(v) >= 0.0 and np.isfinite(float(v))) for v in self.probe_l2):
+            raise ConfigError(f"finetune.probe_l2 must be a non-empty list of L2 strengths >= 0, got "
+                              f"{list(self.probe_l2)}; e.g. [0.001, 0.01, 0.1, 1].")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML / JSON-safe dict."""
@@ -722,13 +742,18 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
                           lead_init=settings.lead_init, head_init=settings.head_init,
                           model_config=config.model)
     module = FinetuneModule(model, dm.task, config.optim, settings, window=loop.input_window(config, dm.cache))
-    trainer = loop._trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
+    probe = settings.strategy == "linear_probe" and settings.probe_solver == "lbfgs"
+    trainer = None if probe else loop._trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
     extra = {"finetune": settings.to_dict(), "pretrained": _pretrained_info(ckpt), "leads": list(leads)}
-    if trainer.is_global_zero:
+    if trainer is None or trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
         text = yaml.safe_dump(_plain(extra), sort_keys=False)
         (run_dir / "finetune.yaml").write_text(text, encoding="utf-8")
         dm.splits_table().to_csv(run_dir / "splits.csv", index=False)
+    if settings.strategy == "linear_probe" and settings.probe_solver == "lbfgs":
+        result = _probe(config, settings, run_dir, module, dm)
+        _resave_with_provenance(result, module, config, dm, extra)
+        return result
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*exists and is not empty")
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")  # frozen layers, on purpose
@@ -738,6 +763,32 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
     result = loop._finish(config, run_dir, trainer, module, dm)
     _resave_with_provenance(result, module, config, dm, extra)
     return result
+
+
+def _probe(config: TrainConfig, settings: FinetuneConfig, run_dir: Path, module: FinetuneModule,
+           dm: Any) -> Any:
+    """The ``lbfgs`` linear probe: fit the head on frozen features (:mod:`ecglens.train.probe`), write the run."""
+    from . import loop
+    from .probe import fit_probe_head, window_features
+
+    if config.trainer.num_nodes > 1:
+        raise ConfigError("The L-BFGS linear probe runs in one process; use --num-nodes 1, or "
+                          "finetune.probe_solver=sgd to train the head with Lightning.")
+    device = torch.device("cuda" if loop._uses_gpu(config.trainer.accelerator) else "cpu")
+    model = module.model.to(device)
+    show = bool(config.trainer.progress_bar)
+    batch = max(1, config.optim.batch_size)
+    feats = {name: window_features(model, dm.cache.signals, rows, module.window, batch_size=batch,
+                                   device=device, progress=show)
+             for name, rows in (("train", dm.train_indices), ("val", dm.val_indices))}
+    model.cpu()
+    fit = fit_probe_head(model.head, dm.task, feats["train"], dm.labels[dm.train_indices], feats["val"],
+                         dm.labels[dm.val_indices], settings.probe_l2, monitor=config.trainer.monitor,
+                         mode=config.trainer.monitor_mode)
+    module.history = fit.history
+    info = {"best_epoch": None, "epochs_run": None, "probe_solver": "lbfgs", "probe_l2": fit.l2,
+            "probe_iterations": fit.iterations}
+    return loop.write_run_outputs(config, run_dir, module, dm, info)
 
 
 def _plain(value: Any) -> Any:

@@ -44,7 +44,7 @@ from .module import EcgLightningModule
 from .windows import inference_window, mean_over_windows
 
 __all__ = ["RunResult", "build_augment", "build_datamodule", "build_task", "fit", "input_window", "model_contract",
-           "plot_history"]
+           "plot_history", "write_run_outputs"]
 
 
 @dataclass(frozen=True)
@@ -327,6 +327,18 @@ def _finish(
 ) -> RunResult:
     """Evaluate the best weights on the validation split and write every output of the run folder."""
     best_epoch = _load_best(trainer, module, run_dir)
+    return write_run_outputs(config, run_dir, module, dm,
+                             {"best_epoch": best_epoch, "epochs_run": int(trainer.current_epoch)})
+
+
+def write_run_outputs(config: TrainConfig, run_dir: Path, module: EcgLightningModule, dm: EcgDataModule,
+                      info: dict[str, Any]) -> RunResult:
+    """Evaluate ``module`` on the validation split and write the run folder's outputs.
+
+    Writes ``metrics.json`` (``split``, ``folds``, ``n``, then ``info``, then the metrics of the whole validation
+    split, predicted in windows of the input contract), ``val_predictions.csv``, ``model.safetensors``,
+    ``history.csv`` (``module.history``) and ``curves.png``.
+    """
     loader = torch.utils.data.DataLoader(dm.val_dataset(), batch_size=dm.batch_size, shuffle=False)
     raw, y = module.predict_raw(loader)
     outputs = mean_over_windows(dm.task, raw)
@@ -336,8 +348,7 @@ def _finish(
         "split": "val",
         "folds": list(config.data.val_folds),
         "n": len(y),
-        "best_epoch": best_epoch,
-        "epochs_run": int(trainer.current_epoch),
+        **info,
         **{k: float(v) for k, v in val.items()},
     }
     (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
@@ -381,13 +392,18 @@ def _write_predictions(path: Path, dm: EcgDataModule, outputs: dict[str, np.ndar
 
 
 def plot_history(history: pd.DataFrame, path: str | os.PathLike[str], title: str = "") -> Path:
-    """Plot loss and each validation metric per epoch (train and val where both exist) to ``path``."""
+    """Plot loss and each validation metric per epoch (train and val where both exist) to ``path``.
+
+    A history with an ``l2`` column and no ``epoch`` column (the L-BFGS ``linear_probe``, one row per L2
+    strength, :mod:`ecglens.train.probe`) is plotted against the L2 strength on a log axis instead.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    by_l2 = "l2" in history.columns and "epoch" not in history.columns
     keys = ("_mae", "_r", "_auroc")  # the headline metric(s) of each target; the rest is in history.csv
     names = ["loss"] + sorted({c[4:] for c in history.columns if c.startswith("val_") and c.endswith(keys)})
     cols = min(3, len(names))
@@ -397,10 +413,15 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike[str], title: str
         for split, style in (("train", "--"), ("val", "-")):
             column = f"{split}_{name}"
             if column in history and history[column].notna().any():
-                ax.plot(history["epoch"] + 1, history[column], style, marker="o", ms=3, label=split)
+                x = history["l2"] if by_l2 else history["epoch"] + 1
+                ax.plot(x, history[column], style, marker="o", ms=3, label=split)
         ax.set_title(name)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if by_l2:
+            ax.set_xscale("symlog", linthresh=min([v for v in history["l2"] if v > 0] or [1e-4]))
+            ax.set_xlabel("L2 strength")
+        else:
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names) :]:

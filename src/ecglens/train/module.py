@@ -22,7 +22,7 @@ from ..data.targets import TaskSpec
 from .config import OptimConfig
 from .windows import mean_over_windows, windowed_raw
 
-__all__ = ["EcgLightningModule", "is_decayed", "lr_lambda"]
+__all__ = ["EcgLightningModule", "is_decayed", "lr_lambda", "split_metrics"]
 
 #: where the history lives inside a Lightning checkpoint
 HISTORY_KEY = "ecglens_history"
@@ -94,6 +94,36 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def split_metrics(task: TaskSpec, raw_windows: torch.Tensor, y: torch.Tensor, split: str) -> dict[str, float]:
+    """Loss, per-target losses and task metrics of one split's predictions, keys prefixed ``"<split>_"``.
+
+    Parameters
+    ----------
+    task : TaskSpec
+        The fitted task.
+    raw_windows : torch.Tensor, shape (N, W, num_outputs)
+        Raw outputs per window (``W = 1`` when inputs are used whole).
+    y : torch.Tensor, shape (N, num_labels)
+        Labels (NaN: missing).
+    split : str
+        Prefix, e.g. ``"val"``.
+
+    Returns
+    -------
+    dict of str to float
+        ``<split>_loss`` (weighted, of the window-averaged raw outputs), ``<split>_<target>_loss`` for
+        multi-target tasks, and the task's metrics of the window-averaged postprocessed outputs.
+    """
+    raw_windows, y = raw_windows.float(), y.float()
+    parts = task.loss_components(raw_windows.mean(dim=1), y)
+    out = {f"{split}_loss": float(sum(w * v for w, v in zip(task.weights, parts.values(), strict=True)))}
+    if len(parts) > 1:
+        out.update({f"{split}_{name}_loss": float(v) for name, v in parts.items()})
+    metrics = task.metrics(mean_over_windows(task, raw_windows.cpu()), y.cpu().numpy())
+    out.update({f"{split}_{k}": float(v) for k, v in metrics.items()})
+    return out
+
+
 class EcgLightningModule(L.LightningModule):
     """Train ``model`` on ``task`` with AdamW and the schedule of ``optim_cfg``.
 
@@ -146,25 +176,13 @@ class EcgLightningModule(L.LightningModule):
         return raw.float(), y.float()
 
     def epoch_metrics(self, split: str) -> dict[str, float]:
-        """Loss, per-target losses and task metrics of the predictions collected for ``split`` (cleared).
-
-        The losses are those of the window-averaged raw outputs, the metrics those of the window-averaged
-        postprocessed outputs (one window per record unless the module has a ``window``).
-        """
+        """Loss, per-target losses and task metrics of the predictions collected for ``split`` (cleared);
+        see :func:`split_metrics`."""
         gathered = self._gathered(split)
         if gathered is None:
             return {}
         raw_windows, y = gathered
-        raw = raw_windows.mean(dim=1)
-        parts = self.task.loss_components(raw, y)
-        out = {
-            f"{split}_loss": float(sum(w * v for w, v in zip(self.task.weights, parts.values(), strict=True)))
-        }
-        if len(parts) > 1:
-            out.update({f"{split}_{name}_loss": float(v) for name, v in parts.items()})
-        metrics = self.task.metrics(mean_over_windows(self.task, raw_windows.cpu()), y.cpu().numpy())
-        out.update({f"{split}_{k}": float(v) for k, v in metrics.items()})
-        return out
+        return split_metrics(self.task, raw_windows, y, split)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
