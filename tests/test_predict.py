@@ -276,6 +276,15 @@ def test_find_records_counts_a_wfdb_record_once(mixed_folder, tmp_path: Path) ->
     assert "notes.txt" not in names
 
 
+def test_find_records_walks_a_folder_once(mixed_folder, monkeypatch) -> None:
+    import ecglens.io.paths as paths
+
+    walks, real_walk = [], paths.os.walk
+    monkeypatch.setattr(paths.os, "walk", lambda top, **kw: (walks.append(top), real_walk(top, **kw))[1])
+    root, n_good, n_bad = mixed_folder
+    assert len(find_records(root)) == n_good + n_bad and walks == [root]
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_folder_with_good_and_broken_files(predictor: Predictor, mixed_folder, workers: int) -> None:
     root, n_good, n_bad = mixed_folder

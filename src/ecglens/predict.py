@@ -423,14 +423,14 @@ def _record_key(path: Path) -> tuple[str, Path]:
 def _folder_files(folder: Path, with_arrays: bool) -> list[Path]:
     """Record files under ``folder``: WFDB headers (one per record), orphan .dat/.mat, vendor files, arrays."""
     from .io.paths import walk_files
-    from .io.wfdb import find_wfdb_records
+    from .io.wfdb import signal_records
 
     suffixes = _FOLDER_SUFFIXES | (_ARRAY_SUFFIXES if with_arrays else frozenset())
-    headers = find_wfdb_records(folder)
-    covered = {h.with_suffix("") for h in headers}
-    files = walk_files(folder)
+    files = walk_files(folder)  # the tree is walked once
+    all_headers = [h for h in files if h.suffix.lower() == ".hea"]
+    headers = signal_records(all_headers)
     # segment and layout headers (not records themselves) still own their .dat files
-    covered |= {h.with_suffix("") for h in files if h.suffix.lower() == ".hea"}
+    covered = {h.with_suffix("") for h in all_headers}
     others = []
     for path in files:
         suffix = path.suffix.lower()

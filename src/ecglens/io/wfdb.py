@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,8 @@ from .metadata import parse_header_comments
 from .paths import walk_files
 from .registry import register_reader
 
-__all__ = ["UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "wfdb_catalogue"]
+__all__ = ["UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "signal_records",
+           "wfdb_catalogue"]
 
 #: header unit (lower case) -> factor to mV
 UNIT_TO_MV: dict[str, float] = {
@@ -445,7 +446,13 @@ def find_wfdb_records(folder: str | Path) -> list[Path]:
         return [folder] if folder.suffix.lower() == ".hea" else []
     if not folder.is_dir():
         raise UnsupportedFormatError(f"{folder}: no such folder. Give the folder that holds the .hea files.")
-    kinds = {hea: _header_kind(hea) for hea in walk_files(folder, {".hea"})}
+    return signal_records(walk_files(folder, {".hea"}))
+
+
+def signal_records(headers: Iterable[Path]) -> list[Path]:
+    """The headers among ``headers`` that are records with stored signals, in their order (the rule of
+    :func:`find_wfdb_records`, for a list of ``.hea`` files already found)."""
+    kinds = {hea: _header_kind(hea) for hea in headers}
     segments = {
         hea.parent / f"{seg}.hea" for hea, (kind, segs) in kinds.items() if kind == "multi" for seg in segs
     }
