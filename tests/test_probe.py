@@ -98,8 +98,8 @@ def test_the_probe_fits_an_mlp_head_with_batchnorm():
     torch.manual_seed(0)
     head = mlp_head(16, 1, dropout=0.5, hidden=8)
     zero = float(task.loss(torch.zeros(len(y), 1), torch.from_numpy(y).float()))
-    fit = fit_probe_head(head, task, x, y, x, y, [1e-3])
-    assert fit.history[0]["train_loss"] < 0.8 * zero
+    fit = fit_probe_head(head, task, x, y, x, y, [1e-3, 100.0])  # 100 collapses the hidden layer; 1e-3 must not
+    assert fit.l2 == 1e-3 and fit.history[0]["train_loss"] < 0.8 * zero < fit.history[1]["train_loss"]
     assert torch.allclose(head[0].running_mean, torch.from_numpy(x.reshape(-1, 16).mean(axis=0)), rtol=1e-4)
     with torch.no_grad():  # the fitted head, on raw features, gives the loss the solver reported
         raw = head(torch.from_numpy(x.reshape(-1, 16))).reshape(len(x), 2, 1).mean(dim=1)

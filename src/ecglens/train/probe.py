@@ -9,8 +9,8 @@ regression on the same features reached 0.74 (docs/transfer.md). The ``lbfgs`` s
    validation ECGs once, per window of the model's input window (:mod:`ecglens.train.windows`);
 2. standardises them with the mean and standard deviation of the training ECGs' windows (folded into the
    head afterwards, so the checkpoint takes raw inputs like any other);
-3. for every L2 strength ``l2`` of ``finetune.probe_l2``, from the strongest to the weakest, each fit starting
-   from the previous solution, minimises ``task.loss(mean_w head(f_w), y) + l2 / 2 * sum ||W||^2`` (``f_w``:
+3. for every L2 strength ``l2`` of ``finetune.probe_l2``, each fit starting from the head's initial weights,
+   minimises ``task.loss(mean_w head(f_w), y) + l2 / 2 * sum ||W||^2`` (``f_w``:
    the features of window ``w`` of a training ECG, so the loss is that of the window-averaged raw outputs
    as in every validation of ecglens; ``W``: the head's weight matrices) with full-batch L-BFGS and a
    strong-Wolfe line search, in float64, until the gradient vanishes;
@@ -219,11 +219,13 @@ def fit_probe_head(head: nn.Module, task: TaskSpec, train_features: np.ndarray, 
     x_val, y_val = torch.from_numpy(val_features).double(), torch.from_numpy(np.asarray(val_y)).double()
     best: tuple[float, float, int, dict[str, Any]] | None = None
     rows = []
+    start = copy.deepcopy(net.state_dict())
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # thousands of tiny steps: more threads only add synchronisation
     try:
-        for l2 in sorted({float(v) for v in l2s}, reverse=True):  # strong to weak, warm-started
-            iterations = _fit(net, x_train, y_fit, task, l2)
+        for l2 in sorted({float(v) for v in l2s}, reverse=True):
+            net.load_state_dict(start)  # every fit from the initial head (a strong penalty's collapsed hidden
+            iterations = _fit(net, x_train, y_fit, task, l2)  # layer would be a saddle for the next one)
             with torch.no_grad():
                 row = {"l2": l2, "iterations": iterations,
                        **split_metrics(task, _per_window(net, x_train), y_fit, "train"),
