@@ -277,7 +277,7 @@ def test_find_records_counts_a_wfdb_record_once(mixed_folder, tmp_path: Path) ->
 
 
 def test_find_records_walks_a_folder_once(mixed_folder, monkeypatch) -> None:
-    import ecglens.io.paths as paths
+    from ecglens.io import paths
 
     walks, real_walk = [], paths.os.walk
     monkeypatch.setattr(paths.os, "walk", lambda top, **kw: (walks.append(top), real_walk(top, **kw))[1])

@@ -19,8 +19,9 @@ from test_finetune import cohort, pretrained, state, train_config  # noqa: F401 
 
 from ecglens.data.targets import task_from_name
 from ecglens.exceptions import ConfigError
+from ecglens.models import create_model
 from ecglens.models.layers import linear_head, mlp_head
-from ecglens.train.checkpoint import load_checkpoint
+from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
 from ecglens.train.config import apply_overrides
 from ecglens.train.finetune import FinetuneConfig, finetune, prepare_model
 from ecglens.train.probe import fit_probe_head, window_features
@@ -147,3 +148,20 @@ def test_finetune_lbfgs_probe_writes_a_run_and_keeps_the_backbone(pretrained, co
     sgd = finetune(pretrained, train_config(epochs=1), FinetuneConfig(strategy="linear_probe", probe_solver="sgd"),
                    out=tmp_path / "sgd", cache=cohort, curves=False)
     assert "probe_l2" not in sgd.metrics and sgd.metrics["epochs_run"] >= 1
+
+
+def test_a_hidden_layer_head_gets_a_linear_head_for_the_probe(cohort, tmp_path):  # noqa: F811
+    torch.manual_seed(0)
+    task = task_from_name("age").fit(cohort.meta[["age"]].to_numpy())
+    model = create_model("xresnet1d50", 12, task.num_outputs, width=0.125, head_hidden=16)
+    source = save_checkpoint(tmp_path / "x.safetensors", model, task=task, preprocess=cohort.preprocess)
+    with pytest.raises(ConfigError, match="head_hidden"):
+        create_model("xresnet1d50", 12, 1, head_hidden=-1)
+    result = finetune(source, train_config(), FinetuneConfig(strategy="linear_probe", probe_l2=(0.1,)),
+                      out=tmp_path / "probe", cache=cohort, curves=False)
+    ckpt = load_checkpoint(result.checkpoint_path)
+    assert ckpt.model_kwargs["head_hidden"] == 0 and ckpt.config["model"]["kwargs"]["head_hidden"] == 0
+    assert [type(m).__name__ for m in ckpt.model.head] == ["Dropout", "Linear"]
+    stem = "stem.0.0.weight"
+    assert torch.equal(ckpt.model.state_dict()[stem], model.state_dict()[stem])  # backbone kept
+    assert ckpt.predict(cohort.signals[:4])["p_MI"].shape == (4,)

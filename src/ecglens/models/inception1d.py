@@ -10,7 +10,15 @@ from torch import nn
 
 from ..exceptions import ConfigError
 from ._registry import register_model
-from .layers import ConcatPool1d, EcgModel, GroupSpec, check_positive_int, init_conv_weights, mlp_head
+from .layers import (
+    ConcatPool1d,
+    EcgModel,
+    GroupSpec,
+    check_head_hidden,
+    check_positive_int,
+    hidden_head,
+    init_conv_weights,
+)
 
 __all__ = ["Inception1d", "InceptionBlock1d"]
 
@@ -83,7 +91,7 @@ class Inception1d(EcgModel):
     use_residual : bool
         Add a shortcut every third module.
     head_hidden : int
-        Hidden units of the MLP head.
+        Hidden units of the MLP head; 0 gives a linear head (what a ``linear_probe`` fits).
     dropout : float
         Head dropout ``p``.
 
@@ -113,7 +121,7 @@ class Inception1d(EcgModel):
         depth = check_positive_int("depth", depth)
         filters = check_positive_int("filters", filters)
         bottleneck = check_positive_int("bottleneck", bottleneck)
-        self.head_hidden = check_positive_int("head_hidden", head_hidden)
+        self.head_hidden = check_head_hidden(head_hidden)
         kernels = tuple(k - 1 if k % 2 == 0 else k for k in (kernel_size, kernel_size // 2, kernel_size // 4))
         n_ch = (len(kernels) + 1) * filters
         self.use_residual = bool(use_residual)
@@ -131,7 +139,7 @@ class Inception1d(EcgModel):
         init_conv_weights(self)
 
     def build_head(self, num_outputs: int) -> nn.Module:
-        return mlp_head(self.num_features, num_outputs, self.dropout, self.head_hidden)
+        return hidden_head(self.num_features, num_outputs, self.dropout, self.head_hidden)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, in_leads, n_samples]`` -> concat max+mean pooled ``[batch, 8 * filters]``."""

@@ -35,8 +35,10 @@ __all__ = [
     "SqueezeExcite1d",
     "adapt_input_leads",
     "check_dropout",
+    "check_head_hidden",
     "check_positive_int",
     "conv_pool_block",
+    "hidden_head",
     "init_conv_weights",
     "linear_head",
     "mlp_head",
@@ -212,6 +214,22 @@ def mlp_head(num_features: int, num_outputs: int, dropout: float, hidden: int = 
         nn.Dropout(dropout),
         nn.Linear(hidden, num_outputs),
     )
+
+
+def hidden_head(num_features: int, num_outputs: int, dropout: float, hidden: int) -> nn.Sequential:
+    """:func:`mlp_head` with ``hidden`` units, or :func:`linear_head` when ``hidden == 0`` (the head of a
+    ``linear_probe``, :mod:`ecglens.train.probe`)."""
+    if hidden == 0:
+        return linear_head(num_features, num_outputs, dropout)
+    return mlp_head(num_features, num_outputs, dropout, hidden)
+
+
+def check_head_hidden(value: object) -> int:
+    """``head_hidden`` as an int >= 0 (0: a linear head), or raise :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"head_hidden must be an integer >= 0 (0: a linear head), got {value!r}. Pass e.g. "
+                          "head_hidden=128.")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------

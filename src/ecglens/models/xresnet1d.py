@@ -17,10 +17,11 @@ from .layers import (
     ConvBnAct,
     EcgModel,
     GroupSpec,
+    check_head_hidden,
     check_int_sequence,
     check_positive_int,
+    hidden_head,
     init_conv_weights,
-    mlp_head,
 )
 
 __all__ = ["XResBlock", "XResNet1d", "xresnet1d50", "xresnet1d101"]
@@ -81,7 +82,7 @@ class XResNet1d(EcgModel):
     expansion : int
         Bottleneck expansion.
     head_hidden : int
-        Hidden units of the MLP head.
+        Hidden units of the MLP head; 0 gives a linear head (what a ``linear_probe`` fits).
     dropout : float
         Head dropout ``p`` (``p/2`` before the hidden layer, ``p`` before the output layer).
 
@@ -113,7 +114,7 @@ class XResNet1d(EcgModel):
         for name, k in (("kernel_size", kernel_size), ("kernel_size_stem", kernel_size_stem)):
             if check_positive_int(name, k) % 2 == 0:
                 raise ConfigError(f"{name} must be odd, got {k}; use {k + 1}.")
-        self.head_hidden = check_positive_int("head_hidden", head_hidden)
+        self.head_hidden = check_head_hidden(head_hidden)
         expansion = check_positive_int("expansion", expansion)
 
         def w(c: int) -> int:
@@ -146,7 +147,7 @@ class XResNet1d(EcgModel):
         init_conv_weights(self)
 
     def build_head(self, num_outputs: int) -> nn.Module:
-        return mlp_head(self.num_features, num_outputs, self.dropout, self.head_hidden)
+        return hidden_head(self.num_features, num_outputs, self.dropout, self.head_hidden)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, in_leads, n_samples]`` -> concat max+mean pooled ``[batch, num_features]``."""

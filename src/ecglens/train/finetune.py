@@ -12,7 +12,9 @@ input to head, ``first_conv`` + :func:`~ecglens.models.adapt_input_leads`). Stra
     and dropout fixed, ``freeze_bn``); only the new head is trained. By default (``probe_solver="lbfgs"``)
     the head is fitted to convergence on the frozen features by L-BFGS, with its L2 strength chosen on the
     validation split (:mod:`ecglens.train.probe`; no epochs, no augmentation, no Lightning checkpoints; the
-    run's ``history.csv`` has one row per strength); ``probe_solver="sgd"`` trains it like ``finetune``.
+    run's ``history.csv`` has one row per strength); a head with a hidden layer (``head_hidden``) is replaced
+    by a linear one (``head_hidden=0`` in the new checkpoint's model kwargs), so the probe is linear for every
+    model. ``probe_solver="sgd"`` trains the model's own head like ``finetune``.
 ``finetune``
     Every layer is trained, with discriminative learning rates: group ``i`` of ``n`` (``param_groups()``,
     input first, head last) gets ``lr * lr_decay ** (n - 1 - i)`` (``lr_decay=1`` gives one learning rate).
@@ -741,8 +743,10 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
     model = prepare_model(ckpt, dm.task.num_outputs, settings.strategy, leads=leads,
                           lead_init=settings.lead_init, head_init=settings.head_init,
                           model_config=config.model)
-    module = FinetuneModule(model, dm.task, config.optim, settings, window=loop.input_window(config, dm.cache))
     probe = settings.strategy == "linear_probe" and settings.probe_solver == "lbfgs"
+    if probe:
+        config = _linear_head(model, config, dm.task.num_outputs, settings.head_init)
+    module = FinetuneModule(model, dm.task, config.optim, settings, window=loop.input_window(config, dm.cache))
     trainer = None if probe else loop._trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
     extra = {"finetune": settings.to_dict(), "pretrained": _pretrained_info(ckpt), "leads": list(leads)}
     if trainer is None or trainer.is_global_zero:
@@ -763,6 +767,19 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
     result = loop._finish(config, run_dir, trainer, module, dm)
     _resave_with_provenance(result, module, config, dm, extra)
     return result
+
+
+def _linear_head(model: nn.Module, config: TrainConfig, num_outputs: int, head_init: str) -> TrainConfig:
+    """Give a model whose head has a hidden layer (``head_hidden > 0``: ``xresnet1d*``, ``inception1d``) a
+    linear head for the L-BFGS probe; returns ``config`` with ``model.kwargs.head_hidden = 0`` to match."""
+    if not getattr(model, "head_hidden", 0):
+        return config
+    model.head_hidden = 0
+    model.reset_head(num_outputs)
+    if head_init == "zeros":
+        _zero_last_linear(model.head)
+    kwargs = {**config.model.kwargs, "head_hidden": 0}
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, kwargs=kwargs))
 
 
 def _probe(config: TrainConfig, settings: FinetuneConfig, run_dir: Path, module: FinetuneModule,
