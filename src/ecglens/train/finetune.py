@@ -173,15 +173,16 @@ class FinetuneConfig:
         starts random.
     probe_solver : {"lbfgs", "sgd"}
         How ``linear_probe`` trains its head. ``lbfgs``: the frozen features of the training and validation
-        ECGs are computed once (no augmentation; averaged over the windows of the input contract) and the head
-        is fitted to convergence by full-batch L-BFGS on the task's loss plus an L2 penalty, once for every
-        strength in ``probe_l2``; the strength with the best ``trainer.monitor`` on the validation split is
-        kept (:mod:`ecglens.train.probe`). ``sgd``: the head is trained like ``finetune`` trains the whole
-        network (AdamW, ``optim`` schedule and epochs, augmentations), which rarely converges on small targets.
+        ECGs are computed once (no augmentation; per window of the input contract) and the head is fitted to
+        convergence by full-batch L-BFGS on the task's loss (of the window-averaged outputs) plus an L2 penalty,
+        once for every strength in ``probe_l2``; the strength with the best ``trainer.monitor`` on the
+        validation split is kept (:mod:`ecglens.train.probe`). ``sgd``: the head is trained like ``finetune``
+        trains the whole network (AdamW, ``optim`` schedule and epochs, augmentations), which rarely converges
+        on small targets.
     probe_l2 : list of float
         L2 strengths tried by the ``lbfgs`` probe, each ``>= 0``: the penalty is ``l2 / 2 * ||W||^2`` on the
         head's weight matrices (not its biases) with the loss a mean over ECGs and the features standardised
-        on the training ECGs.
+        on the training ECGs' windows.
     """
 
     strategy: str = field(default="finetune", metadata={"choices": tuple(STRATEGIES)})
@@ -754,7 +755,7 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
         text = yaml.safe_dump(_plain(extra), sort_keys=False)
         (run_dir / "finetune.yaml").write_text(text, encoding="utf-8")
         dm.splits_table().to_csv(run_dir / "splits.csv", index=False)
-    if settings.strategy == "linear_probe" and settings.probe_solver == "lbfgs":
+    if probe:
         result = _probe(config, settings, run_dir, module, dm)
         _resave_with_provenance(result, module, config, dm, extra)
         return result
