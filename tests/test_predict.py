@@ -351,6 +351,17 @@ def test_cli_predict_unknown_model_is_a_clean_error(tmp_path: Path, capsys) -> N
     assert code == 2 and "Unknown model name" in capsys.readouterr().err
 
 
+def test_cli_output_into_a_closed_pipe_stops_quietly(monkeypatch, capsys) -> None:
+    import ecglens.cli.predict as cli_predict
+
+    def closed_pipe(args):  # what print() raises when the reader of `ecglens predict ... | head` has gone
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli_predict, "run_predict", closed_pipe)
+    assert app(["predict", "x.hea", "--model", "age-sex"]) == 141
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_demo_predictions_without_model_prints_a_note(tmp_path: Path, capsys) -> None:
     assert demo_predictions("no-such-model", tmp_path) is None
     out = capsys.readouterr().out.strip().splitlines()
