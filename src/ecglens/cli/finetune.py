@@ -64,6 +64,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     print(f"run folder: {result.run_dir}")
     print(f"checkpoint: {result.checkpoint_path}")
     if result.metrics:
-        print("validation metrics (best epoch):")
+        what = "the selected L2 strength" if result.metrics.get("probe_l2") is not None else "the best epoch"
+        print(f"validation metrics ({what}):")
         print(json.dumps(result.metrics, indent=2))
     return 0
