@@ -25,18 +25,12 @@ from sklearn.metrics import roc_auc_score
 
 from ecglens.data.cache import open_cache
 from ecglens.train.checkpoint import load_checkpoint
-from ecglens.train.windows import windowed_raw
+from ecglens.train.probe import window_features
 
 
-def frozen_features(model: torch.nn.Module, signals: np.ndarray, width: int | None,
-                    batch_size: int = 256) -> np.ndarray:
-    """``forward_features`` of ``signals`` (N, leads, T), averaged over windows of ``width`` samples."""
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(signals), batch_size):
-            x = torch.from_numpy(np.asarray(signals[i:i + batch_size], dtype=np.float32))
-            out.append(windowed_raw(model.forward_features, x, width).mean(dim=1).numpy())
-    return np.concatenate(out)
+def frozen_features(model: torch.nn.Module, signals: np.ndarray, rows: np.ndarray, width: int | None) -> np.ndarray:
+    """``forward_features`` of ``signals[rows]``, averaged over windows of ``width`` samples: ``(N, F)``."""
+    return window_features(model, signals, rows, width).mean(axis=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         width = pre.n_samples if pre is not None and pre.n_samples < cache.signals.shape[-1] else None
         test_folds = [int(f) for f in str(group["test_folds"].iloc[0]).split()]
         test = np.flatnonzero(meta["fold"].isin(test_folds).to_numpy() & meta[group["target_task"].iloc[0]].notna())
-        f_test = frozen_features(ckpt.model, cache.signals[test], width)
+        f_test = frozen_features(ckpt.model, cache.signals, test, width)
         for _, run in group.iterrows():
             label = meta[run["target_task"]].to_numpy()
             splits = pd.read_csv(args.out / run["run_dir"] / "splits.csv")
@@ -67,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 clf = LogisticRegressionCV(Cs=10, cv=5, scoring="roc_auc", max_iter=5000)
-                clf.fit(frozen_features(ckpt.model, cache.signals[train], width), label[train].astype(int))
+                clf.fit(frozen_features(ckpt.model, cache.signals, train, width), label[train].astype(int))
             auroc = roc_auc_score(label[test].astype(int), clf.predict_proba(f_test)[:, 1])
             rows.append({"run_key": run["run_key"], "n_target": int(run["n_target"]),
                          "linear_probe_auroc": round(float(run["test_auroc"]), 3),

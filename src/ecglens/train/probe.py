@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -145,7 +146,7 @@ def _fold(net: nn.Sequential) -> nn.Module:
 def _fit(net: nn.Module, x: torch.Tensor, y: torch.Tensor, task: TaskSpec, l2: float) -> int:
     """Minimise ``task.loss(mean over windows of net(x), y) + l2 / 2 * sum ||W||^2`` (``x``: ``[N, W, F]``)
     over the parameters of ``net`` by L-BFGS; returns the iterations used."""
-    params = [p for p in net.parameters()]
+    params = list(net.parameters())
     for p in params:
         p.requires_grad_(True)
     penalised = [p for p in params if p.ndim >= 2]
@@ -170,6 +171,7 @@ def _per_window(net: nn.Module, features: torch.Tensor) -> torch.Tensor:
     return net(features.reshape(n * w, f)).reshape(n, w, -1)
 
 
+@dataclass(frozen=True)
 class ProbeFit:
     """What :func:`fit_probe_head` found.
 
@@ -183,8 +185,9 @@ class ProbeFit:
         One row per strength, ascending: ``l2``, ``iterations``, ``train_*`` and ``val_*`` losses and metrics.
     """
 
-    def __init__(self, l2: float, iterations: int, history: list[dict[str, float]]) -> None:
-        self.l2, self.iterations, self.history = l2, iterations, history
+    l2: float
+    iterations: int
+    history: list[dict[str, float]]
 
 
 def fit_probe_head(head: nn.Module, task: TaskSpec, train_features: np.ndarray, train_y: np.ndarray,
