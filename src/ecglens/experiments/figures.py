@@ -149,7 +149,7 @@ def _save(fig: Any, path: str | os.PathLike[str], title: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight": keeps a legend placed outside the panels
     plt.close(fig)
     return path
 
@@ -270,9 +270,12 @@ def plot_pretraining_tasks(results: pd.DataFrame, path: str | os.PathLike[str], 
         ax.set_title(f"target size {size}")
         ax.set_ylabel(_label(metric))
         ax.grid(alpha=0.3, axis="y")
-        _legend(ax, 7)
     for ax in list(axes.flat)[len(sizes):]:
         ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:  # one legend under the panels: inside a panel it hides bars
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), fontsize=7,
+                   title="pretraining task", title_fontsize=7)
     return _save(fig, path, f"Pretraining tasks ({strategy}, {source_size} source ECGs) vs from scratch "
                             "(none)")
 
