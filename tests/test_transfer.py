@@ -186,7 +186,7 @@ def test_pretraining_runs_are_shared(quick_run):
 def test_figures_are_written(quick_run):
     out, _, _ = quick_run
     for name in ("test_auroc_vs_target_size", "test_auroc_gain_vs_source_size",
-                 "test_auroc_pretraining_tasks", "test_auprc_vs_target_size"):
+                 "test_auroc_pretraining_tasks", "test_auroc_gain_by_arm", "test_auprc_vs_target_size"):
         path = out / "figures" / f"{name}.png"
         assert path.is_file() and path.read_bytes()[:4] == PNG and path.stat().st_size > 5000
     summary = pd.read_csv(out / "figures" / "summary.csv")
@@ -218,7 +218,7 @@ def test_a_changed_protocol_is_refused(quick_run, capsys):
 def test_summary_and_paired_gains_numbers():
     from scipy import stats
 
-    from ecglens.experiments.figures import paired_gains, summarize, summary_markdown
+    from ecglens.experiments.figures import gain_summary, paired_gains, summarize, summary_markdown
 
     rows = []
     for seed, (scratch, tuned) in enumerate([(0.60, 0.70), (0.62, 0.66), (0.58, 0.71)]):
@@ -238,6 +238,10 @@ def test_summary_and_paired_gains_numbers():
     assert (one.loc["none", "ci_low"], one.loc["none", "ci_high"]) == pytest.approx((0.50, 0.70))
     gains = paired_gains(table).sort_values("seed")["gain"].to_numpy()
     np.testing.assert_allclose(gains, [0.10, 0.04, 0.13])
+    arm = gain_summary(table).iloc[0]                       # the one pretrained arm: t interval of its gains
+    g_half = stats.t.ppf(0.975, 2) * np.std([0.10, 0.04, 0.13], ddof=1) / np.sqrt(3)
+    assert (arm["pretrain_task"], arm["strategy"], arm["n_pairs"]) == ("age", "finetune", 3)
+    assert (arm["mean"], arm["ci_low"], arm["ci_high"]) == pytest.approx((0.09, 0.09 - g_half, 0.09 + g_half))
 
     text = summary_markdown(table)
     assert f"| 100 | 0.600 [{0.60 - half:.3f}, {0.60 + half:.3f}] | " in text      # 3 seeds: t interval

@@ -10,6 +10,9 @@
   vs number of source ECGs (log x); rows: pretraining tasks, columns: models, one line per target size.
 * :func:`plot_pretraining_tasks` -- the pretraining tasks side by side (bars with intervals) per model, one
   panel per target size.
+* :func:`gain_summary` / :func:`plot_gain_by_arm` -- the paired gain over from-scratch training of every
+  pretrained arm (pretraining task x strategy) with a 95 % interval over seeds; bars, a panel per model and
+  target size: where fine-tuning and linear probing of the same pretrained network part ways.
 * :func:`summary_markdown` -- the tables of docs/transfer.md: per model, the metric per target size and
   pretraining task, and the gains over from-scratch training paired by seed.
 * :func:`write_transfer_figures` -- all of the above into a folder.
@@ -26,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["paired_gains", "plot_gain_vs_source_size", "plot_pretraining_tasks", "plot_target_size_curves",
-           "summarize", "summary_markdown", "write_transfer_figures"]
+__all__ = ["gain_summary", "paired_gains", "plot_gain_by_arm", "plot_gain_vs_source_size", "plot_pretraining_tasks",
+           "plot_target_size_curves", "summarize", "summary_markdown", "write_transfer_figures"]
 
 _KEYS = ["model", "pretrain_task", "strategy", "source_size", "target_size"]
 _TASK_COLORS = {"none": "0.25", "age": "tab:blue", "sex": "tab:orange", "age_sex": "tab:green"}
@@ -280,6 +283,82 @@ def plot_pretraining_tasks(results: pd.DataFrame, path: str | os.PathLike[str], 
                             "(none)")
 
 
+def gain_summary(results: pd.DataFrame, metric: str = "test_auroc") -> pd.DataFrame:
+    """Mean paired gain over from-scratch training per pretrained arm, with a 95 % interval over seeds.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        ``results.csv`` of one or more grids.
+    metric : str
+        A metric column, e.g. ``test_auroc``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, pretrain_task, strategy, source_size, target_size, n_pairs, mean, ci_low, ci_high``: the gains of
+        :func:`paired_gains` averaged over seeds, with a t interval (NaN bounds for a single pair).
+    """
+    gains = paired_gains(results, metric)
+    rows = []
+    for key, g in gains.groupby(_KEYS, sort=False):
+        values = pd.to_numeric(g["gain"], errors="coerce").to_numpy(float)
+        mean, _, lo, hi = _interval(values, np.array([np.nan]), np.array([np.nan]))
+        rows.append({**dict(zip(_KEYS, key)), "n_pairs": int(np.isfinite(values).sum()), "mean": mean,
+                     "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows, columns=[*_KEYS, "n_pairs", "mean", "ci_low", "ci_high"])
+
+
+def plot_gain_by_arm(results: pd.DataFrame, path: str | os.PathLike[str], metric: str = "test_auroc",
+                     source_size: str | None = None) -> Path:
+    """Paired gain over from-scratch training of every pretrained arm: a panel per model (rows) and target size
+    (columns), pretraining tasks along x, a bar per strategy (mean over seeds, 95 % t interval), source size
+    ``source_size`` (default: the largest)."""
+    df = _prepared(results)
+    source_size = source_size or _largest_source(df)
+    table = gain_summary(results, metric)
+    table = table[table["source_size"] == str(source_size)]
+    models = [m for m in dict.fromkeys(df["model"]) if m in set(table["model"])] or ["(none)"]
+    sizes = _sizes_in_order(table["target_size"]) or ["(none)"]
+    tasks = [t for t in dict.fromkeys(df["pretrain_task"]) if t != "none" and t in set(table["pretrain_task"])]
+    strategies = [s for s in _STRATEGY_STYLES if s in set(table["strategy"])]
+    fig, axes = _grid(len(models) * len(sizes), ncols=len(sizes), nrows=len(models), size=(3.6, 3.0))
+    width = 0.8 / max(1, len(strategies))
+    hatches = {"finetune": "", "gradual_unfreeze": "..", "linear_probe": "//"}
+    for r, model in enumerate(models):
+        for c, size in enumerate(sizes):
+            ax = axes[r][c]
+            sub = table[(table["model"] == model) & (table["target_size"] == size)]
+            for k, strategy in enumerate(strategies):
+                g = sub[sub["strategy"] == strategy].set_index("pretrain_task").reindex(tasks)
+                x = np.arange(len(tasks)) + (k - (len(strategies) - 1) / 2) * width
+                err = np.vstack([g["mean"] - g["ci_low"], g["ci_high"] - g["mean"]]).clip(min=0)
+                ax.bar(x, g["mean"], width, yerr=np.nan_to_num(err), capsize=2, label=strategy,
+                       color=[_TASK_COLORS.get(t, "0.5") for t in tasks], edgecolor="0.15", lw=0.5,
+                       hatch=hatches.get(strategy, ""))
+            ax.axhline(0.0, color="0.3", lw=0.8)
+            if sub.empty:
+                ax.text(0.5, 0.5, "no pretrained runs", transform=ax.transAxes, ha="center", color="0.4")
+            ax.set_xticks(np.arange(len(tasks)), tasks, fontsize=8)
+            ax.set_title(f"{model}, target {size}", fontsize=8)
+            ax.set_ylabel(f"gain in {_label(metric)}", fontsize=8)
+            ax.grid(alpha=0.3, axis="y")
+        lows = [ax.get_ylim()[0] for ax in axes[r] if ax.has_data()]
+        highs = [ax.get_ylim()[1] for ax in axes[r] if ax.has_data()]
+        for ax in axes[r]:  # one y scale per model, so that target sizes compare by eye
+            ax.set_ylim(min(lows, default=-0.05), max(highs, default=0.05))
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:  # the strategies differ by hatching; colours are the pretraining tasks, as in the other figures
+        from matplotlib.patches import Patch
+
+        proxies = [Patch(facecolor="white", edgecolor="0.15", hatch=hatches.get(lab, ""), label=lab)
+                   for lab in labels]
+        fig.legend(proxies, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels),
+                   fontsize=7, title="strategy", title_fontsize=7)
+    return _save(fig, path, f"Gain over training from scratch per pretrained arm ({source_size} source ECGs),\n"
+                            "paired by seed: mean, 95 % t interval over seeds")
+
+
 def _sizes_in_order(values: Any) -> list[str]:
     return sorted(set(values), key=lambda s: (s == "all", float(s) if s not in ("", "all") else 0.0))
 
@@ -359,8 +438,9 @@ def summary_markdown(results: pd.DataFrame, metric: str = "test_auroc") -> str:
 
 def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str],
                            metrics: Sequence[str] = ("test_auroc", "test_auprc")) -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.md`` (:func:`summary_markdown`, first metric) and, per metric, the three
-    figures into ``out_dir``; returns name -> path."""
+    """Write ``summary.csv``, ``summary.md`` (:func:`summary_markdown`, first metric) and, per metric, the four
+    figures into ``out_dir`` (the two gain figures only when the grid has pretrained and from-scratch runs);
+    returns name -> path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -376,4 +456,6 @@ def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str
                 results, out / f"{m}_gain_vs_source_size.png", m)
         paths[f"{m}_pretraining_tasks"] = plot_pretraining_tasks(results, out / f"{m}_pretraining_tasks.png",
                                                                  m)
+        if (results["pretrain_task"] != "none").any() and (results["pretrain_task"] == "none").any():
+            paths[f"{m}_gain_by_arm"] = plot_gain_by_arm(results, out / f"{m}_gain_by_arm.png", m)
     return paths
