@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from test_finetune import cohort, pretrained, state, train_config  # noqa: F401 (fixtures)
@@ -23,7 +24,7 @@ from ecglens.models import create_model
 from ecglens.models.layers import linear_head, mlp_head
 from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
 from ecglens.train.config import apply_overrides
-from ecglens.train.finetune import FinetuneConfig, finetune, prepare_model
+from ecglens.train.finetune import FinetuneConfig, finetune, finetune_settings_from_dict, prepare_model
 from ecglens.train.probe import fit_probe_head, window_features
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*treespec.*"),
@@ -165,3 +166,23 @@ def test_a_hidden_layer_head_gets_a_linear_head_for_the_probe(cohort, tmp_path):
     stem = "stem.0.0.weight"
     assert torch.equal(ckpt.model.state_dict()[stem], model.state_dict()[stem])  # backbone kept
     assert ckpt.predict(cohort.signals[:4])["p_MI"].shape == (4,)
+
+
+def test_lp_ft_starts_fine_tuning_from_the_converged_probe_head(pretrained, cohort, tmp_path):  # noqa: F811
+    config = apply_overrides(train_config(epochs=1, lr=1e-9), ["trainer.monitor=val_MI_auroc",
+                                                               "trainer.monitor_mode=max"])
+    l2s = (0.01, 1.0)
+    probe = finetune(pretrained, config, FinetuneConfig(strategy="linear_probe", probe_l2=l2s),
+                     out=tmp_path / "probe", cache=cohort, curves=False)
+    lp_ft = finetune(pretrained, config, FinetuneConfig(strategy="finetune", head_init="probe", probe_l2=l2s),
+                     out=tmp_path / "lpft", cache=cohort, curves=False)
+    info = yaml.safe_load((tmp_path / "lpft" / "finetune.yaml").read_text())["probe_head"]
+    assert info["l2"] == probe.metrics["probe_l2"] and info["val_MI_auroc"] > 0.8
+    assert lp_ft.metrics["epochs_run"] == 1  # then trained like finetune (here with lr ~ 0: the head stays)
+    heads = [load_checkpoint(r.checkpoint_path).model.head[-1] for r in (probe, lp_ft)]
+    assert heads[0].weight.abs().max() > 0.01
+    torch.testing.assert_close(heads[1].weight, heads[0].weight, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(heads[1].bias, heads[0].bias, atol=1e-5, rtol=1e-4)
+    assert finetune_settings_from_dict({}, ["finetune.head_init=probe"]).head_init == "probe"
+    with pytest.raises(ConfigError, match="head_init"):
+        finetune_settings_from_dict({}, ["finetune.head_init=linear"])

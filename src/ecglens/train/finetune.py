@@ -26,6 +26,11 @@ input to head, ``first_conv`` + :func:`~ecglens.models.adapt_input_leads`). Stra
 The new head of a pretrained start has its last linear layer at zero (``head_init="zeros"``, the default), so
 that even a few optimiser steps (100 target ECGs) move it along the correlation of the pretrained features with
 the new labels rather than leaving it near a random projection of them; ``"random"`` keeps the default init.
+``"probe"`` (``finetune`` and ``gradual_unfreeze``) is LP-FT (Kumar et al. 2022, "Fine-tuning can distort
+pretrained features and underperform out-of-distribution"): the head is first fitted to convergence on the
+frozen features exactly as the L-BFGS ``linear_probe`` fits it (a linear head, L2 strength chosen on the
+validation split), and fine-tuning starts from that head instead of from zero, so the first updates of the
+backbone follow a head that already fits the new task.
 
 Fewer leads: ``leads=["I", "II", "V1", ..., "V6"]`` (or ``["II"]``) selects those leads from the cache and
 rebuilds the model's first layer for them, keeping the pretrained weights of the kept leads
@@ -165,12 +170,15 @@ class FinetuneConfig:
         new lead the summed weights divided by the number of leads (see ``adapt_input_leads``).
     freeze_bn : bool
         Keep frozen layers in eval mode (BatchNorm running statistics and dropout fixed).
-    head_init : {"zeros", "random"}
+    head_init : {"zeros", "random", "probe"}
         The new head of a pretrained start: ``zeros`` sets its last linear layer to zero, so the first updates
         follow the correlation of the pretrained features with the new labels instead of a random projection
         of them (with few optimiser steps, e.g. 100 target ECGs, a random head barely moves and its AUROC is that
-        of a random direction); ``random`` keeps the architecture's default initialisation. ``scratch`` always
-        starts random.
+        of a random direction); ``random`` keeps the architecture's default initialisation; ``probe`` (LP-FT,
+        for ``finetune`` and ``gradual_unfreeze``) starts from a linear head fitted to convergence on the frozen
+        features as the L-BFGS ``linear_probe`` fits it (``probe_l2``, chosen on the validation split; a head
+        with a hidden layer becomes linear, ``head_hidden=0``). ``scratch`` always starts random, and
+        ``linear_probe`` treats ``probe`` as ``zeros`` (the probe fits its head anyway).
     probe_solver : {"lbfgs", "sgd"}
         How ``linear_probe`` trains its head. ``lbfgs``: the frozen features of the training and validation
         ECGs are computed once (no augmentation; per window of the input contract) and the head is fitted to
@@ -191,7 +199,7 @@ class FinetuneConfig:
     leads: tuple[str, ...] | None = None
     lead_init: str = field(default="keep", metadata={"choices": ("keep", "mean")})
     freeze_bn: bool = True
-    head_init: str = field(default="zeros", metadata={"choices": ("zeros", "random")})
+    head_init: str = field(default="zeros", metadata={"choices": ("zeros", "random", "probe")})
     probe_solver: str = field(default="lbfgs", metadata={"choices": ("lbfgs", "sgd")})
     probe_l2: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 
@@ -741,15 +749,22 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
     dm = loop.build_datamodule(config, data)
     loop._check_monitor(config, dm.task)
     leads = _cache_leads(data)
+    head_init = "zeros" if settings.head_init == "probe" else settings.head_init
     model = prepare_model(ckpt, dm.task.num_outputs, settings.strategy, leads=leads,
-                          lead_init=settings.lead_init, head_init=settings.head_init,
-                          model_config=config.model)
+                          lead_init=settings.lead_init, head_init=head_init, model_config=config.model)
     probe = settings.strategy == "linear_probe" and settings.probe_solver == "lbfgs"
-    if probe:
-        config = _linear_head(model, config, dm.task.num_outputs, settings.head_init)
+    lp_ft = (settings.head_init == "probe" and ckpt is not None
+             and settings.strategy in ("finetune", "gradual_unfreeze"))
+    if probe or lp_ft:
+        config = _linear_head(model, config, dm.task.num_outputs, head_init)
     module = FinetuneModule(model, dm.task, config.optim, settings, window=loop.input_window(config, dm.cache))
-    trainer = None if probe else loop._trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
     extra = {"finetune": settings.to_dict(), "pretrained": _pretrained_info(ckpt), "leads": list(leads)}
+    if lp_ft:  # LP-FT: the head fitted on the frozen features first (before any trainer touches the model)
+        fit = _fit_probe(config, settings, module, dm)
+        chosen = next(row for row in fit.history if row["l2"] == fit.l2)
+        extra["probe_head"] = {"l2": fit.l2, "iterations": fit.iterations,
+                               **{k: v for k, v in chosen.items() if k.startswith("val_")}}
+    trainer = None if probe else loop._trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
     if trainer is None or trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
         text = yaml.safe_dump(_plain(extra), sort_keys=False)
@@ -787,11 +802,23 @@ def _probe(config: TrainConfig, settings: FinetuneConfig, run_dir: Path, module:
            dm: Any) -> Any:
     """The ``lbfgs`` linear probe: fit the head on frozen features (:mod:`ecglens.train.probe`), write the run."""
     from . import loop
+
+    fit = _fit_probe(config, settings, module, dm)
+    module.history = fit.history
+    info = {"best_epoch": None, "epochs_run": None, "probe_solver": "lbfgs", "probe_l2": fit.l2,
+            "probe_iterations": fit.iterations}
+    return loop.write_run_outputs(config, run_dir, module, dm, info)
+
+
+def _fit_probe(config: TrainConfig, settings: FinetuneConfig, module: FinetuneModule, dm: Any) -> Any:
+    """Fit ``module.model.head`` in place on the frozen features of the training / validation ECGs;
+    returns the :class:`~ecglens.train.probe.ProbeFit` (``linear_probe`` and ``head_init="probe"``)."""
+    from . import loop
     from .probe import fit_probe_head, window_features
 
     if config.trainer.num_nodes > 1:
-        raise ConfigError("The L-BFGS linear probe runs in one process; use --num-nodes 1, or "
-                          "finetune.probe_solver=sgd to train the head with Lightning.")
+        raise ConfigError("The L-BFGS probe head (linear_probe, head_init=probe) is fitted in one process; use "
+                          "--num-nodes 1, or finetune.probe_solver=sgd / finetune.head_init=zeros.")
     device = torch.device("cuda" if loop._uses_gpu(config.trainer.accelerator) else "cpu")
     model = module.model.to(device)
     show = bool(config.trainer.progress_bar)
@@ -800,13 +827,9 @@ def _probe(config: TrainConfig, settings: FinetuneConfig, run_dir: Path, module:
                                    device=device, progress=show)
              for name, rows in (("train", dm.train_indices), ("val", dm.val_indices))}
     model.cpu()
-    fit = fit_probe_head(model.head, dm.task, feats["train"], dm.labels[dm.train_indices], feats["val"],
-                         dm.labels[dm.val_indices], settings.probe_l2, monitor=config.trainer.monitor,
-                         mode=config.trainer.monitor_mode)
-    module.history = fit.history
-    info = {"best_epoch": None, "epochs_run": None, "probe_solver": "lbfgs", "probe_l2": fit.l2,
-            "probe_iterations": fit.iterations}
-    return loop.write_run_outputs(config, run_dir, module, dm, info)
+    return fit_probe_head(model.head, dm.task, feats["train"], dm.labels[dm.train_indices], feats["val"],
+                          dm.labels[dm.val_indices], settings.probe_l2, monitor=config.trainer.monitor,
+                          mode=config.trainer.monitor_mode)
 
 
 def _plain(value: Any) -> Any:
