@@ -112,7 +112,7 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor], pre
 
 
 def test_strategies_and_settings_are_checked():
-    assert set(STRATEGIES) == {"scratch", "linear_probe", "finetune", "gradual_unfreeze"}
+    assert set(STRATEGIES) == {"scratch", "linear_probe", "finetune", "gradual_unfreeze", "lp_ft"}
     with pytest.raises(ConfigError, match="lr_decay"):
         FinetuneConfig(lr_decay=0.0)
     with pytest.raises(ConfigError, match="strategy"):

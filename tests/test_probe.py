@@ -174,7 +174,7 @@ def test_lp_ft_starts_fine_tuning_from_the_converged_probe_head(pretrained, coho
     l2s = (0.01, 1.0)
     probe = finetune(pretrained, config, FinetuneConfig(strategy="linear_probe", probe_l2=l2s),
                      out=tmp_path / "probe", cache=cohort, curves=False)
-    lp_ft = finetune(pretrained, config, FinetuneConfig(strategy="finetune", head_init="probe", probe_l2=l2s),
+    lp_ft = finetune(pretrained, config, FinetuneConfig(strategy="lp_ft", probe_l2=l2s),
                      out=tmp_path / "lpft", cache=cohort, curves=False)
     info = yaml.safe_load((tmp_path / "lpft" / "finetune.yaml").read_text())["probe_head"]
     assert info["l2"] == probe.metrics["probe_l2"] and info["val_MI_auroc"] > 0.8
@@ -183,6 +183,6 @@ def test_lp_ft_starts_fine_tuning_from_the_converged_probe_head(pretrained, coho
     assert heads[0].weight.abs().max() > 0.01
     torch.testing.assert_close(heads[1].weight, heads[0].weight, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(heads[1].bias, heads[0].bias, atol=1e-5, rtol=1e-4)
-    assert finetune_settings_from_dict({}, ["finetune.head_init=probe"]).head_init == "probe"
-    with pytest.raises(ConfigError, match="head_init"):
-        finetune_settings_from_dict({}, ["finetune.head_init=linear"])
+    assert finetune_settings_from_dict({}, ["finetune.strategy=lp_ft"]).strategy == "lp_ft"
+    with pytest.raises(ConfigError, match="needs a pretrained checkpoint"):
+        prepare_model(None, 1, "lp_ft")

@@ -5,13 +5,16 @@ Examples
   ecglens finetune runs/age_sex/model.safetensors configs/finetune_mi.yaml
   ecglens finetune age-sex configs/finetune_mi.yaml --strategy linear_probe          # a shipped model by name
   ecglens finetune CKPT configs/finetune_mi.yaml --strategy gradual_unfreeze --set finetune.unfreeze_every=2
+  ecglens finetune CKPT configs/finetune_mi.yaml --strategy lp_ft                    # probe first, then finetune
   ecglens finetune CKPT configs/finetune_mi.yaml --leads I,II,V1,V2,V3,V4,V5,V6      # an 8-lead model
   ecglens finetune CKPT configs/finetune_mi.yaml --strategy scratch --set optim.lr=3e-3   # the baseline
 
 Strategies: scratch (same architecture, random init), linear_probe (frozen backbone in eval mode, new head
 fitted to convergence by L-BFGS on the frozen features, its L2 strength chosen on the validation folds;
---set finetune.probe_solver=sgd trains it like finetune), finetune (all layers, discriminative learning rates: lr x lr_decay per group towards the input),
-gradual_unfreeze (head first, then one more group every unfreeze_every epochs).
+--set finetune.probe_solver=sgd trains it like finetune), finetune (all layers, discriminative learning rates:
+lr x lr_decay per group towards the input), gradual_unfreeze (head first, then one more group every
+unfreeze_every epochs), lp_ft (linear probe, then fine-tune: the head fitted as linear_probe fits it, then all
+layers trained as in finetune, starting from that head).
 
 The config is a training config (the same sections and --set keys as `ecglens train`; the model comes from the
 checkpoint) plus a `finetune:` section. The run folder has what `ecglens train` writes -- config.yaml,
@@ -34,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", help="pretrained checkpoint: a .safetensors file or a shipped model name")
     p.add_argument("config", type=Path, help="YAML config (see configs/finetune_mi.yaml)")
     p.add_argument("--strategy", metavar="NAME",
-                   help="scratch, linear_probe, finetune or gradual_unfreeze (= --set finetune.strategy=...)")
+                   help="scratch, linear_probe, finetune, gradual_unfreeze or lp_ft (= --set finetune.strategy=...)")
     p.add_argument("--leads", help="comma-separated leads to fine-tune on, e.g. I,II,V1,V2,V3,V4,V5,V6 or II")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=3e-4 or finetune.lr_decay=0.3 "

@@ -34,7 +34,7 @@ __all__ = ["gain_summary", "paired_gains", "plot_gain_by_arm", "plot_gain_vs_sou
 
 _KEYS = ["model", "pretrain_task", "strategy", "source_size", "target_size"]
 _TASK_COLORS = {"none": "0.25", "age": "tab:blue", "sex": "tab:orange", "age_sex": "tab:green"}
-_STRATEGY_STYLES = {"scratch": "-", "finetune": "-", "gradual_unfreeze": "-.", "linear_probe": "--"}
+_STRATEGY_STYLES = {"scratch": "-", "finetune": "-", "gradual_unfreeze": "-.", "linear_probe": "--", "lp_ft": ":"}
 
 
 def _prepared(results: pd.DataFrame) -> pd.DataFrame:
@@ -324,7 +324,7 @@ def plot_gain_by_arm(results: pd.DataFrame, path: str | os.PathLike[str], metric
     strategies = [s for s in _STRATEGY_STYLES if s in set(table["strategy"])]
     fig, axes = _grid(len(models) * len(sizes), ncols=len(sizes), nrows=len(models), size=(3.6, 3.0))
     width = 0.8 / max(1, len(strategies))
-    hatches = {"finetune": "", "gradual_unfreeze": "..", "linear_probe": "//"}
+    hatches = {"finetune": "", "gradual_unfreeze": "..", "linear_probe": "//", "lp_ft": "xx"}
     for r, model in enumerate(models):
         for c, size in enumerate(sizes):
             ax = axes[r][c]

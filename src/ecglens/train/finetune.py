@@ -22,15 +22,17 @@ input to head, ``first_conv`` + :func:`~ecglens.models.adapt_input_leads`). Stra
     ``finetune`` with ULMFiT-style gradual unfreezing: the head alone in the first ``unfreeze_every`` epochs,
     then one more group (from the head backwards) every ``unfreeze_every`` epochs; frozen groups are in eval
     mode.
+``lp_ft``
+    Linear probe, then fine-tune (Kumar et al. 2022, "Fine-tuning can distort pretrained features and
+    underperform out-of-distribution"): the new head is first fitted to convergence on the frozen features
+    exactly as the L-BFGS ``linear_probe`` fits it (a linear head, L2 strength from ``probe_l2`` chosen on the
+    validation split), then every layer is trained as in ``finetune``, starting from that head instead of a zero
+    one, so the first updates of the backbone follow a head that already fits the new task. ``finetune.yaml``
+    records the probe's L2 strength and validation metrics (``probe_head``).
 
 The new head of a pretrained start has its last linear layer at zero (``head_init="zeros"``, the default), so
 that even a few optimiser steps (100 target ECGs) move it along the correlation of the pretrained features with
 the new labels rather than leaving it near a random projection of them; ``"random"`` keeps the default init.
-``"probe"`` (``finetune`` and ``gradual_unfreeze``) is LP-FT (Kumar et al. 2022, "Fine-tuning can distort
-pretrained features and underperform out-of-distribution"): the head is first fitted to convergence on the
-frozen features exactly as the L-BFGS ``linear_probe`` fits it (a linear head, L2 strength chosen on the
-validation split), and fine-tuning starts from that head instead of from zero, so the first updates of the
-backbone follow a head that already fits the new task.
 
 Fewer leads: ``leads=["I", "II", "V1", ..., "V6"]`` (or ``["II"]``) selects those leads from the cache and
 rebuilds the model's first layer for them, keeping the pretrained weights of the kept leads
@@ -116,6 +118,8 @@ class Strategy:
         How many groups, counted from the head backwards, train in ``epoch``.
     description : str
         One line for ``--help`` and the docs.
+    probe_head : bool
+        Fit the new head on the frozen features (the L-BFGS probe) before training (``lp_ft``).
     """
 
     name: str
@@ -123,6 +127,7 @@ class Strategy:
     discriminative: bool
     trainable: Callable[[int, int, int], int]
     description: str
+    probe_head: bool = False
 
 
 #: strategy name -> :class:`Strategy` (dispatch table; add an entry to add a strategy)
@@ -135,6 +140,9 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("finetune", True, True, _all_groups, "all layers, discriminative lrs (lr_decay per group)"),
         Strategy("gradual_unfreeze", True, True, _gradual,
                  "head first, then one more group every unfreeze_every epochs; discriminative lrs"),
+        Strategy("lp_ft", True, True, _all_groups,
+                 "linear probe, then fine-tune: head fitted by L-BFGS on frozen features, then finetune from it",
+                 probe_head=True),
     )
 }
 
@@ -170,17 +178,14 @@ class FinetuneConfig:
         new lead the summed weights divided by the number of leads (see ``adapt_input_leads``).
     freeze_bn : bool
         Keep frozen layers in eval mode (BatchNorm running statistics and dropout fixed).
-    head_init : {"zeros", "random", "probe"}
+    head_init : {"zeros", "random"}
         The new head of a pretrained start: ``zeros`` sets its last linear layer to zero, so the first updates
         follow the correlation of the pretrained features with the new labels instead of a random projection
         of them (with few optimiser steps, e.g. 100 target ECGs, a random head barely moves and its AUROC is that
-        of a random direction); ``random`` keeps the architecture's default initialisation; ``probe`` (LP-FT,
-        for ``finetune`` and ``gradual_unfreeze``) starts from a linear head fitted to convergence on the frozen
-        features as the L-BFGS ``linear_probe`` fits it (``probe_l2``, chosen on the validation split; a head
-        with a hidden layer becomes linear, ``head_hidden=0``). ``scratch`` always starts random, and
-        ``linear_probe`` treats ``probe`` as ``zeros`` (the probe fits its head anyway).
+        of a random direction); ``random`` keeps the architecture's default initialisation. ``scratch`` always
+        starts random; ``lp_ft`` fits its head before training (the init is where that fit starts).
     probe_solver : {"lbfgs", "sgd"}
-        How ``linear_probe`` trains its head. ``lbfgs``: the frozen features of the training and validation
+        How ``linear_probe`` trains its head (``lp_ft`` always fits its first head by L-BFGS). ``lbfgs``: the frozen features of the training and validation
         ECGs are computed once (no augmentation; per window of the input contract) and the head is fitted to
         convergence by full-batch L-BFGS on the task's loss (of the window-averaged outputs) plus an L2 penalty,
         once for every strength in ``probe_l2``; the strength with the best ``trainer.monitor`` on the
@@ -188,7 +193,7 @@ class FinetuneConfig:
         trains the whole network (AdamW, ``optim`` schedule and epochs, augmentations), which rarely converges
         on small targets.
     probe_l2 : list of float
-        L2 strengths tried by the ``lbfgs`` probe, each ``>= 0``: the penalty is ``l2 / 2 * ||W||^2`` on the
+        L2 strengths tried by the ``lbfgs`` probe (and the first stage of ``lp_ft``), each ``>= 0``: the penalty is ``l2 / 2 * ||W||^2`` on the
         head's weight matrices (not its biases) with the loss a mean over ECGs and the features standardised
         on the training ECGs' windows.
     """
@@ -199,7 +204,7 @@ class FinetuneConfig:
     leads: tuple[str, ...] | None = None
     lead_init: str = field(default="keep", metadata={"choices": ("keep", "mean")})
     freeze_bn: bool = True
-    head_init: str = field(default="zeros", metadata={"choices": ("zeros", "random", "probe")})
+    head_init: str = field(default="zeros", metadata={"choices": ("zeros", "random")})
     probe_solver: str = field(default="lbfgs", metadata={"choices": ("lbfgs", "sgd")})
     probe_l2: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
 
@@ -749,17 +754,15 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
     dm = loop.build_datamodule(config, data)
     loop._check_monitor(config, dm.task)
     leads = _cache_leads(data)
-    head_init = "zeros" if settings.head_init == "probe" else settings.head_init
     model = prepare_model(ckpt, dm.task.num_outputs, settings.strategy, leads=leads,
-                          lead_init=settings.lead_init, head_init=head_init, model_config=config.model)
+                          lead_init=settings.lead_init, head_init=settings.head_init, model_config=config.model)
     probe = settings.strategy == "linear_probe" and settings.probe_solver == "lbfgs"
-    lp_ft = (settings.head_init == "probe" and ckpt is not None
-             and settings.strategy in ("finetune", "gradual_unfreeze"))
+    lp_ft = get_strategy(settings.strategy).probe_head
     if probe or lp_ft:
-        config = _linear_head(model, config, dm.task.num_outputs, head_init)
+        config = _linear_head(model, config, dm.task.num_outputs, settings.head_init)
     module = FinetuneModule(model, dm.task, config.optim, settings, window=loop.input_window(config, dm.cache))
     extra = {"finetune": settings.to_dict(), "pretrained": _pretrained_info(ckpt), "leads": list(leads)}
-    if lp_ft:  # LP-FT: the head fitted on the frozen features first (before any trainer touches the model)
+    if lp_ft:  # the head fitted on the frozen features first, before any trainer touches the model
         fit = _fit_probe(config, settings, module, dm)
         chosen = next(row for row in fit.history if row["l2"] == fit.l2)
         extra["probe_head"] = {"l2": fit.l2, "iterations": fit.iterations,
@@ -812,13 +815,13 @@ def _probe(config: TrainConfig, settings: FinetuneConfig, run_dir: Path, module:
 
 def _fit_probe(config: TrainConfig, settings: FinetuneConfig, module: FinetuneModule, dm: Any) -> Any:
     """Fit ``module.model.head`` in place on the frozen features of the training / validation ECGs;
-    returns the :class:`~ecglens.train.probe.ProbeFit` (``linear_probe`` and ``head_init="probe"``)."""
+    returns the :class:`~ecglens.train.probe.ProbeFit` (``linear_probe`` and ``lp_ft``)."""
     from . import loop
     from .probe import fit_probe_head, window_features
 
     if config.trainer.num_nodes > 1:
-        raise ConfigError("The L-BFGS probe head (linear_probe, head_init=probe) is fitted in one process; use "
-                          "--num-nodes 1, or finetune.probe_solver=sgd / finetune.head_init=zeros.")
+        raise ConfigError("The L-BFGS probe head (linear_probe, lp_ft) is fitted in one process; use "
+                          "--num-nodes 1 (or, for linear_probe, finetune.probe_solver=sgd).")
     device = torch.device("cuda" if loop._uses_gpu(config.trainer.accelerator) else "cpu")
     model = module.model.to(device)
     show = bool(config.trainer.progress_bar)
