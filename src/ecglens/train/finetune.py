@@ -185,17 +185,17 @@ class FinetuneConfig:
         of a random direction); ``random`` keeps the architecture's default initialisation. ``scratch`` always
         starts random; ``lp_ft`` fits its head before training (the init is where that fit starts).
     probe_solver : {"lbfgs", "sgd"}
-        How ``linear_probe`` trains its head (``lp_ft`` always fits its first head by L-BFGS). ``lbfgs``: the frozen features of the training and validation
-        ECGs are computed once (no augmentation; per window of the input contract) and the head is fitted to
-        convergence by full-batch L-BFGS on the task's loss (of the window-averaged outputs) plus an L2 penalty,
-        once for every strength in ``probe_l2``; the strength with the best ``trainer.monitor`` on the
-        validation split is kept (:mod:`ecglens.train.probe`). ``sgd``: the head is trained like ``finetune``
-        trains the whole network (AdamW, ``optim`` schedule and epochs, augmentations), which rarely converges
-        on small targets.
+        How ``linear_probe`` trains its head (``lp_ft`` always fits its first head by L-BFGS). ``lbfgs``: the
+        frozen features of the training and validation ECGs are computed once (no augmentation; per window of
+        the input contract) and the head is fitted to convergence by full-batch L-BFGS on the task's loss (of
+        the window-averaged outputs) plus an L2 penalty, once for every strength in ``probe_l2``; the strength
+        with the best ``trainer.monitor`` on the validation split is kept (:mod:`ecglens.train.probe`).
+        ``sgd``: the head is trained like ``finetune`` trains the whole network (AdamW, ``optim`` schedule and
+        epochs, augmentations), which rarely converges on small targets.
     probe_l2 : list of float
-        L2 strengths tried by the ``lbfgs`` probe (and the first stage of ``lp_ft``), each ``>= 0``: the penalty is ``l2 / 2 * ||W||^2`` on the
-        head's weight matrices (not its biases) with the loss a mean over ECGs and the features standardised
-        on the training ECGs' windows.
+        L2 strengths tried by the ``lbfgs`` probe (and the first stage of ``lp_ft``), each ``>= 0``: the penalty
+        is ``l2 / 2 * ||W||^2`` on the head's weight matrices (not its biases) with the loss a mean over ECGs and
+        the features standardised on the training ECGs' windows.
     """
 
     strategy: str = field(default="finetune", metadata={"choices": tuple(STRATEGIES)})
