@@ -398,7 +398,7 @@ def summary_markdown(results: pd.DataFrame, metric: str = "test_auroc") -> str:
         Markdown, one section per model and source size.
     """
     df = _prepared(results)
-    gains = paired_gains(results, metric)
+    gains = gain_summary(results, metric)
     lines: list[str] = []
     for model, mine in df.groupby("model", sort=False):
         sources = [s for s in _sizes_in_order(mine["source_size"]) if s] or [""]
@@ -425,12 +425,10 @@ def summary_markdown(results: pd.DataFrame, metric: str = "test_auroc") -> str:
             if not mine_gains.empty:
                 lines += ["", "Gain over from scratch, paired by seed: mean (number of pairs):", "",
                           "| " + " | ".join(["target ECGs"] + header[2:]) + " |", "|" + "---|" * (len(header) - 1)]
+                by_arm = {(r.pretrain_task, r.strategy, r.target_size): r for r in mine_gains.itertuples()}
                 for size in _sizes_in_order(mine_gains["target_size"]):
-                    cells = []
-                    for task, strategy in arms[1:]:
-                        g = mine_gains[(mine_gains["target_size"] == size) & (mine_gains["pretrain_task"] == task)
-                                       & (mine_gains["strategy"] == strategy)]["gain"].dropna()
-                        cells.append(f"{g.mean():+.3f} ({len(g)})" if len(g) else "—")
+                    rows = [by_arm.get((task, strategy, size)) for task, strategy in arms[1:]]
+                    cells = [f"{r.mean:+.3f} ({r.n_pairs})" if r is not None and r.n_pairs else "—" for r in rows]
                     lines.append(f"| {size} | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)
@@ -449,13 +447,14 @@ def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str
     pd.concat(frames, ignore_index=True).to_csv(paths["summary"], index=False)
     paths["summary_md"] = out / "summary.md"
     paths["summary_md"].write_text(summary_markdown(results, metrics[0]), encoding="utf-8")
+    both_arms = (results["pretrain_task"] != "none").any() and (results["pretrain_task"] == "none").any()
     for m in metrics:
         paths[f"{m}_vs_target_size"] = plot_target_size_curves(results, out / f"{m}_vs_target_size.png", m)
-        if (results["pretrain_task"] != "none").any() and (results["pretrain_task"] == "none").any():
+        if both_arms:
             paths[f"{m}_gain_vs_source_size"] = plot_gain_vs_source_size(
                 results, out / f"{m}_gain_vs_source_size.png", m)
         paths[f"{m}_pretraining_tasks"] = plot_pretraining_tasks(results, out / f"{m}_pretraining_tasks.png",
                                                                  m)
-        if (results["pretrain_task"] != "none").any() and (results["pretrain_task"] == "none").any():
+        if both_arms:
             paths[f"{m}_gain_by_arm"] = plot_gain_by_arm(results, out / f"{m}_gain_by_arm.png", m)
     return paths
