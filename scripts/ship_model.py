@@ -57,6 +57,27 @@ def _epochs_run(run: Path, ckpt) -> object:
     return stored.get("epochs_run", "?")
 
 
+def _ensemble_lines(ens: dict) -> list[str]:
+    """Card lines for an ``ecglens ensemble`` checkpoint: one per member, from the configs it recorded."""
+    members = ens["members"]
+    weights = ens.get("weights") or [1.0] * len(members)
+    total = sum(weights)
+    lines = [(f"- an ensemble (`ecglens ensemble`) of {len(members)} independently trained models; its raw output "
+              "is the weighted mean of theirs (age averaged in years, sex as the mean logit, `age_std` the "
+              "geometric mean of the members' own standard deviations)")]
+    for i, (m, w) in enumerate(zip(members, weights, strict=True)):
+        cfg = m.get("config") or {}
+        metrics = m.get("metrics") or {}
+        epochs = metrics.get("epochs_run") or (cfg.get("metrics_whole_input") or {}).get("epochs_run", "?")
+        seed = cfg.get("trainer", {}).get("seed")
+        lines.append(f"- member {i} (weight {w / total:.3g}): `{m['model']}`, seed {seed}, {epochs} epochs, "
+                     f"optimiser `{json.dumps(cfg.get('optim', {}))}`, augmentation "
+                     f"`{json.dumps(cfg.get('augment', {}).get('spec', {}))}`; from `{m['source']}` of "
+                     f"{m.get('created', '?')[:10]}")
+    lines.append("- trained on CPU (2 cores, shared), no GPU")
+    return lines
+
+
 def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
     ckpt = load_checkpoint(_checkpoint_file(run))
     metrics = json.loads((ev / "metrics.json").read_text())
@@ -88,9 +109,11 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         "",
         ("- PTB-XL v1.0.3 at 100 Hz (Wagner et al. 2020, CC BY 4.0), `strat_fold` 1-8 for training, fold 9 to select "
          "the epoch; fold 10 (the blind test set) was never used."),
-        f"- optimiser: `{json.dumps(cfg.get('optim', {}))}`",
-        f"- augmentation: `{json.dumps(cfg.get('augment', {}))}`",
-        f"- epochs run: {epochs}; on CPU (2 cores, shared), no GPU",
+        *(_ensemble_lines(cfg["ensemble"]) if "ensemble" in cfg else [
+            f"- optimiser: `{json.dumps(cfg.get('optim', {}))}`",
+            f"- augmentation: `{json.dumps(cfg.get('augment', {}))}`",
+            f"- epochs run: {epochs}; on CPU (2 cores, shared), no GPU",
+        ]),
         "",
         (f"## Metrics on PTB-XL fold 9 ({metrics['n_records']} ECGs; {metrics['ci']}, "
          f"{metrics['n_boot']} resamples by {metrics['resampling']})"),
