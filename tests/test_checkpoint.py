@@ -27,13 +27,7 @@ from ecglens.train.config import config_to_dict, load_config
 KWARGS = {"channels": [8, 16], "kernel_size": 5}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for the CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op torch thread
 
 
 @pytest.fixture

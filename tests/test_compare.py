@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from ecglens.exceptions import ConfigError
 from ecglens.experiments.compare import (
@@ -38,13 +37,7 @@ PTBXL = REPO / "configs" / "compare_ptbxl.yaml"
 TASKS = ["age", "sex"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for the CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op torch thread
 
 
 @pytest.fixture(scope="module")

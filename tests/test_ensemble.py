@@ -26,12 +26,7 @@ MEMBERS = [("cnn_baseline", {"channels": [8, 16]}),
            ("xresnet1d50", {"width": 0.125, "head_hidden": 16})]  # a head with a hidden layer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op torch thread
 
 
 def _trained(name: str, kwargs: dict, seed: int, num_outputs: int = 3):

@@ -65,13 +65,7 @@ def make_checkpoint(folder: Path, name: str = "cnn_baseline", pre: Preprocess = 
     return save_checkpoint(folder / f"{name}.safetensors", model, task=task, preprocess=pre)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: much faster than several on a busy shared CPU (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op torch thread
 
 
 @pytest.fixture(scope="module")

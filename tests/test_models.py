@@ -55,13 +55,7 @@ SMALL: dict[str, dict] = {
 MODELS = list_models()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the tiny models here gain nothing from more, and a shared CPU loses a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op torch thread
 
 
 def small(name: str, seed: int = 0, **kwargs) -> EcgModel:

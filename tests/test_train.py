@@ -37,13 +37,7 @@ QUICK = REPO / "configs" / "quick_synthetic.yaml"
 FS, SECONDS = 100.0, 2.5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for the CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: one intra-op torch thread
 
 
 def synthetic_cohort(n: int = 120, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame, Preprocess]:
