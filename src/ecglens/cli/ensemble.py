@@ -41,7 +41,9 @@ def _weights(text: str | None, n: int) -> list[float] | None:
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ConfigError(f"--weights must be comma-separated numbers, got {text!r}; e.g. --weights 1,1,2.") from None
+        raise ConfigError(
+            f"--weights must be comma-separated numbers, got {text!r}; e.g. --weights 1,1,2."
+        ) from None
     if len(values) != n:
         raise ConfigError(f"--weights has {len(values)} values for {n} checkpoints; give one per checkpoint.")
     return values
@@ -55,7 +57,7 @@ def run_ensemble(args: argparse.Namespace) -> int:
     path = ensemble_checkpoints(args.checkpoints, args.out, _weights(args.weights, len(args.checkpoints)))
     ckpt = load_checkpoint(path)
     n_params = sum(p.numel() for p in ckpt.model.parameters())
-    members = ", ".join(m["name"] for m in ckpt.model_kwargs["members"])
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): ensemble of {len(ckpt.model_kwargs['members'])} "
-          f"({members}), {n_params:,} parameters, outputs {', '.join(ckpt.output_names)}")
+    names = [m["name"] for m in ckpt.model_kwargs["members"]]
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): ensemble of {len(names)} ({', '.join(names)}), "
+          f"{n_params:,} parameters, outputs {', '.join(ckpt.output_names)}")
     return 0

@@ -1,6 +1,7 @@
 """Combine trained checkpoints into one ensemble checkpoint (``ecglens ensemble``).
 
->>> ensemble_checkpoints(["runs/a/model.safetensors", "runs/b/model.safetensors"], "ens.safetensors")  # doctest: +SKIP
+>>> ensemble_checkpoints(["runs/a/model.safetensors", "runs/b/model.safetensors"], "ens.safetensors")
+... # doctest: +SKIP
 
 The members must predict the same task with the same label statistics (e.g. age standardised with the same
 training mean and standard deviation: the same training folds) and take the same input (the same
