@@ -95,8 +95,8 @@ def select_models(spec: str) -> list[str]:
 
     names: list[str] = []
     for part in (s.strip() for s in spec.split(",") if s.strip()):
-        # wildcards match the architectures; an ensemble of them is benchmarked only when named
-        found = [n for n in list_models(part) if n != "ensemble"] if any(c in part for c in "*?[") else [part]
+        # wildcards match the architectures; a composite model (ensemble) is benchmarked only when named
+        found = list_models(part, composite=False) if any(c in part for c in "*?[") else [part]
         if not found:
             raise SystemExit(f"--models: no model matches {part!r}; available: {', '.join(list_models())}")
         for name in found:

@@ -77,6 +77,7 @@ def test_zoo_has_the_named_models() -> None:
     assert EXPECTED <= set(MODELS)
     assert MODELS == sorted(MODELS)
     assert list_models("xresnet*") == ["xresnet1d101", "xresnet1d50"]
+    assert list_models(composite=False) == sorted(set(MODELS) - {"ensemble"})  # models built from others left out
 
 
 def test_unknown_model_names_close_matches() -> None:

@@ -41,12 +41,15 @@ class ModelSpec:
         First line of the factory's docstring.
     defaults : dict
         Keyword arguments and their defaults (``in_leads`` and ``num_outputs`` included).
+    composite : bool
+        Built from other registered models (``ensemble``) rather than an architecture of its own.
     """
 
     name: str
     factory: Callable[..., nn.Module]
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    composite: bool = False
 
 
 _MODELS: dict[str, ModelSpec] = {}
@@ -62,11 +65,12 @@ def _signature_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
-def register_model(name: str | None = None) -> Callable[[F], F]:
+def register_model(name: str | None = None, *, composite: bool = False) -> Callable[[F], F]:
     """Decorator that registers a model factory under ``name`` (default: the factory's ``__name__``).
 
     The factory must accept ``in_leads`` and ``num_outputs`` keywords and have a docstring whose first line
-    describes the model (shown by ``ecglens models`` and :func:`model_info`).
+    describes the model (shown by ``ecglens models`` and :func:`model_info`). ``composite=True`` marks a model
+    built from other registered models (``ensemble``), which ``list_models(composite=False)`` leaves out.
     """
 
     def deco(fn: F) -> F:
@@ -80,7 +84,7 @@ def register_model(name: str | None = None) -> Callable[[F], F]:
                 f"model factory {key!r} must take keyword arguments {sorted(missing)} with defaults."
             )
         doc = inspect.getdoc(fn) or ""
-        _MODELS[key] = ModelSpec(key, fn, (doc.splitlines() or [""])[0], defaults)
+        _MODELS[key] = ModelSpec(key, fn, (doc.splitlines() or [""])[0], defaults, composite)
         return fn
 
     return deco
@@ -110,10 +114,13 @@ def get_model_spec(name: str) -> ModelSpec:
     return spec
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Names of the registered models, sorted; ``pattern`` is a shell wildcard (``"xresnet*"``)."""
+def list_models(pattern: str | None = None, composite: bool = True) -> list[str]:
+    """Names of the registered models, sorted; ``pattern`` is a shell wildcard (``"xresnet*"``).
+
+    ``composite=False`` lists the architectures only, without models built from them (``ensemble``).
+    """
     _ensure_loaded()
-    names = sorted(_MODELS)
+    names = sorted(n for n, spec in _MODELS.items() if composite or not spec.composite)
     return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
 
 

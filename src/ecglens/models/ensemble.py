@@ -66,7 +66,7 @@ def _split_head(member: EcgModel, index: int) -> tuple[nn.Module, nn.Linear]:
     return nn.Sequential(*list(head)[:-1]), head[-1]
 
 
-@register_model("ensemble")
+@register_model("ensemble", composite=True)
 class Ensemble(EcgModel):
     """Deep ensemble: the mean of the raw outputs of several models (Lakshminarayanan et al. 2017).
 
