@@ -59,8 +59,10 @@ from .grid import (
     apply_raw_overrides,
     check_protocol,
     device_of,
+    folds_text,
     parse_shard,
     quiet_lightning,
+    read_results_csv,
     short_hash,
 )
 
@@ -506,16 +508,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
 
 def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     """``results.csv`` of an output folder (or the file itself), one row per ``run_key`` (the last one kept)."""
-    path = Path(path)
-    path = path / "results.csv" if path.is_dir() else path
-    if not path.is_file():
-        return pd.DataFrame(columns=list(RESULT_COLUMNS))
-    table = pd.read_csv(path, dtype={"model_kwargs": str, "task_options": str, "max_time": str})
-    return table.drop_duplicates("run_key", keep="last").reset_index(drop=True)
-
-
-def _folds_text(folds: Sequence[int]) -> str:
-    return " ".join(str(int(f)) for f in folds)
+    return read_results_csv(path, RESULT_COLUMNS, dtype={"model_kwargs": str, "task_options": str, "max_time": str})
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -583,7 +576,7 @@ def _run_one(cfg: CompareConfig, run: CompareRun, cache: Any, cache_path: str, o
         "model_kwargs": json.dumps(cfg.model_entry(run.model).kwargs, sort_keys=True), "task": run.task,
         "task_tag": run.task_tag, "task_options": json.dumps(cfg.task_entry(run.task).options, sort_keys=True),
         "params": int(sum(p.numel() for p in checkpoint.model.parameters())), "seed": run.seed,
-        "train_folds": _folds_text(cfg.train_folds), "val_folds": _folds_text(cfg.val_folds),
+        "train_folds": folds_text(cfg.train_folds), "val_folds": folds_text(cfg.val_folds),
         "n_train": int((splits["split"] == "train").sum()), "n_val": int((splits["split"] == "val").sum()),
         "budget": b.describe(), "budget_epochs": b.epochs, "crop_seconds": b.crop_seconds,
         "batch_size": b.batch_size, "max_train": b.max_train, "max_time": b.max_time,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,8 +20,8 @@ import yaml
 from ..exceptions import ConfigError
 from ..train.config import TrainConfig, parse_override
 
-__all__ = ["append_row", "apply_raw_overrides", "check_protocol", "device_of", "locked", "parse_shard",
-           "quiet_lightning", "short_hash"]
+__all__ = ["append_row", "apply_raw_overrides", "check_protocol", "device_of", "folds_text", "locked",
+           "parse_shard", "quiet_lightning", "read_results_csv", "short_hash"]
 
 
 def apply_raw_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -115,6 +116,26 @@ def append_row(path: Path, row: Mapping[str, Any], columns: Sequence[str]) -> No
         header = not path.is_file() or path.stat().st_size == 0
         pd.DataFrame([{c: row.get(c) for c in columns}], columns=list(columns)).to_csv(
             path, mode="a", header=header, index=False)
+
+
+def read_results_csv(path: str | os.PathLike[str], columns: Sequence[str],
+                     dtype: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """``results.csv`` of an output folder (or the file itself), one row per ``run_key`` (the last one kept).
+
+    A missing file gives an empty table with ``columns``; ``dtype`` is passed to :func:`pandas.read_csv` (columns
+    such as sizes or model kwargs that must stay text).
+    """
+    path = Path(path)
+    path = path / "results.csv" if path.is_dir() else path
+    if not path.is_file():
+        return pd.DataFrame(columns=list(columns))
+    table = pd.read_csv(path, dtype=dict(dtype or {}))
+    return table.drop_duplicates("run_key", keep="last").reset_index(drop=True)
+
+
+def folds_text(folds: Sequence[int]) -> str:
+    """Folds as the space-separated text of a ``results.csv`` cell, e.g. ``"1 2 3"``."""
+    return " ".join(str(int(f)) for f in folds)
 
 
 @contextlib.contextmanager

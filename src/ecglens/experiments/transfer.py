@@ -53,8 +53,10 @@ from .grid import (
     apply_raw_overrides,
     check_protocol,
     device_of,
+    folds_text,
     parse_shard,
     quiet_lightning,
+    read_results_csv,
     short_hash,
 )
 
@@ -534,16 +536,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
 
 def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     """``results.csv`` of an output folder (or the file itself), one row per ``run_key`` (the last kept)."""
-    path = Path(path)
-    path = path / "results.csv" if path.is_dir() else path
-    if not path.is_file():
-        return pd.DataFrame(columns=list(RESULT_COLUMNS))
-    table = pd.read_csv(path, dtype={"source_size": str, "target_size": str, "model_kwargs": str})
-    return table.drop_duplicates("run_key", keep="last").reset_index(drop=True)
-
-
-def _folds_text(folds: Sequence[int]) -> str:
-    return " ".join(str(int(f)) for f in folds)
+    return read_results_csv(path, RESULT_COLUMNS, dtype={"source_size": str, "target_size": str, "model_kwargs": str})
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -635,9 +628,9 @@ def _run_target(cfg: TransferConfig, run: TargetRun, cache: Any, cache_path: str
         "n_source": info.get("n_source", 0), "target_task": t.task, "target_size": str(run.target_size),
         "seed": run.seed, "subsample_seed": run.seed,
         "val_seed": run.seed if t.val_size is not None else None,
-        "source_folds": _folds_text(s.folds), "source_val_folds": _folds_text(s.val_folds),
-        "target_folds": _folds_text(t.folds), "val_folds": _folds_text(t.val_folds),
-        "test_folds": _folds_text(t.test_folds), "epochs_run": result.metrics.get("epochs_run"),
+        "source_folds": folds_text(s.folds), "source_val_folds": folds_text(s.val_folds),
+        "target_folds": folds_text(t.folds), "val_folds": folds_text(t.val_folds),
+        "test_folds": folds_text(t.test_folds), "epochs_run": result.metrics.get("epochs_run"),
         "best_epoch": result.metrics.get("best_epoch"), "train_time_s": round(train_time, 3),
         "pretrain_time_s": info.get("time_s"), "pretrain_val_loss": (info.get("metrics") or {}).get("loss"),
         "n_boot": cfg.eval.n_boot, "ci_level": 1.0 - cfg.eval.alpha, "device": device_of(config),
