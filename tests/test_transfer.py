@@ -24,6 +24,7 @@ from ecglens.experiments.transfer import (
     load_transfer_config,
     parse_shard,
     plan_grid,
+    protocol,
     read_results,
     run_transfer,
     shard_runs,
@@ -213,6 +214,39 @@ def test_a_changed_protocol_is_refused(quick_run, capsys):
     code = app(["experiment", "transfer", str(PTBXL), "--profile", "quick", "--out", str(out),
                 "--set", "target.val_folds=[4]", "--set", "source.val_folds=[8]", "--quiet"])
     assert code == 2 and "different protocol" in capsys.readouterr().err
+
+
+def test_a_separate_target_cache_takes_the_target_runs(tmp_path):
+    # PTB-XL -> external: pretrain on the (synthetic) source cohort, fine-tune and test on another cache
+    target = write_synthetic_cache(SyntheticSpec(n_records=160, seed=7, seconds=2.5), tmp_path / "external")
+    from ecglens.data.cache import open_cache
+
+    meta = open_cache(target).meta
+    sets = ["--set", f"target.cache={target}", "--set", "grid.pretrain_tasks=[none, age]",
+            "--set", "grid.strategies=[finetune]", "--set", "target.sizes=[20]", "--set", "grid.seeds=[0]",
+            "--set", "target.folds=[1, 2, 3, 4, 5, 6, 7]"]  # overlaps the source folds: another data set
+    out = tmp_path / "ext_run"
+    code = app(["experiment", "transfer", str(PTBXL), "--profile", "quick", "--out", str(out), "--quiet",
+                "--no-figures", *sets])
+    assert code == 0
+    table = read_results(out)
+    assert sorted(table["pretrain_task"]) == ["age", "none"]
+    assert set(table["n_test"]) == {int((meta["fold"] == 9).sum())}  # the test fold of the target cache
+    assert set(table["n_val"]) == {int((meta["fold"] == 8).sum())}
+    source_meta = open_cache(out / "synthetic_cache").meta
+    assert int((source_meta["fold"] == 9).sum()) != int((meta["fold"] == 9).sum())  # so the check means something
+    assert (out / "pretrain").is_dir() and "target_data" in (out / "experiment.yaml").read_text()
+    # without target.cache the protocol (and so the hash of existing folders) has no trace of the option
+    plain = protocol(load_transfer_config(QUICK))
+    assert "target_data" not in plain and "cache" not in plain["target"]
+    with pytest.raises(ConfigError, match="disjoint"):
+        load_transfer_config(QUICK, [f"target.cache={target}", "target.test_folds=[7]"])
+    # a target cache at another sampling rate is refused before any pretraining, with the reason
+    slow = write_synthetic_cache(SyntheticSpec(n_records=60, seed=8, fs=50.0, seconds=2.5), tmp_path / "at50hz")
+    cfg = load_transfer_config(PTBXL, [f"target.cache={slow}"], profile="quick")
+    with pytest.raises(ConfigError, match=r"prepared differently.*fs: source 100\.0, target 50\.0"):
+        run_transfer(cfg, tmp_path / "refused", progress=False, figures=False)
+    assert not (tmp_path / "refused" / "pretrain").exists()
 
 
 def test_summary_and_paired_gains_numbers():

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigError
+from ..signal.transforms import contract_mismatches
 from ..train.config import TrainConfig, apply_overrides, config_from_dict, dataclass_from_dict
 from ..train.finetune import (
     STRATEGIES,
@@ -96,9 +97,12 @@ class SourceSpec:
 @dataclass(frozen=True)
 class TargetSpec:
     """Target data: a binary task, train folds (subsampled to ``sizes``), validation (``val_size``: a seeded
-    subsample of them, per seed) and test folds."""
+    subsample of them, per seed) and test folds. ``cache``: another prepared cache for the target task (e.g. an
+    external data set, prepared at the source's sampling rate and length; its own folds); ``None``: the source
+    cache, whose target folds must then be disjoint from the source folds."""
 
     task: str = "MI"
+    cache: str | None = None
     task_options: dict[str, Any] = field(default_factory=dict)
     folds: tuple[int, ...] = (5, 6, 7)
     val_folds: tuple[int, ...] = (8,)
@@ -241,7 +245,8 @@ def _validate(cfg: TransferConfig) -> None:
 
     _check_sizes(cfg.source.sizes, "source.sizes")
     _check_sizes(cfg.target.sizes, "target.sizes")
-    src = set(cfg.source.folds) | set(cfg.source.val_folds)
+    # one data set: its folds keep patients apart; a separate target cache only needs its own folds disjoint
+    src = set() if cfg.target.cache else set(cfg.source.folds) | set(cfg.source.val_folds)
     tgt = set(cfg.target.folds) | set(cfg.target.val_folds)
     if src & (tgt | set(cfg.target.test_folds)) or set(cfg.target.test_folds) & tgt:
         raise ConfigError("source folds, target train/val folds and target test folds must be disjoint "
@@ -281,7 +286,7 @@ def _check_train_sections(cfg: TransferConfig) -> None:
 
     first = {(r.model, r.pretrain_task): r for r in reversed(plan_grid(cfg))}
     for run in first.values():
-        configs = [target_config(cfg, run, cfg.cache)]
+        configs = [target_config(cfg, run, cfg.target.cache or cfg.cache)]
         if run.pretrain is not None:
             configs.append(pretrain_config(cfg, run.pretrain, cfg.cache))
         for config in configs:
@@ -434,7 +439,18 @@ def write_synthetic_cache(spec: SyntheticSpec, out: str | os.PathLike[str]) -> P
     return out
 
 
-def _open_data(cfg: TransferConfig, out: Path) -> tuple[Any, str]:
+@dataclass(frozen=True)
+class _Data:
+    """The opened caches: the source (pretraining) one and the target one (the same object unless
+    ``target.cache`` is set)."""
+
+    source: Any
+    source_path: str
+    target: Any
+    target_path: str
+
+
+def _open_data(cfg: TransferConfig, out: Path) -> _Data:
     from ..data.cache import open_cache
 
     path = write_synthetic_cache(cfg.synthetic, out / "synthetic_cache") if cfg.synthetic else Path(cfg.cache)
@@ -444,7 +460,22 @@ def _open_data(cfg: TransferConfig, out: Path) -> tuple[Any, str]:
     if missing:
         raise ConfigError(f"The cache {path} has no column(s) {missing}; prepare it from PTB-XL "
                           "(`ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9`).")
-    return cache, str(path)
+    if not cfg.target.cache:
+        return _Data(cache, str(path), cache, str(path))
+    target = open_cache(cfg.target.cache)
+    if "fold" not in target.meta.columns:
+        raise ConfigError(f"The target cache {cfg.target.cache} has no 'fold' column; give its records folds "
+                          "when preparing it (target.folds / val_folds / test_folds refer to them).")
+    if set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING} and cache.preprocess is not None:
+        # checked per run too (fine-tuning); here so that a mismatch stops the grid before any pretraining
+        fields = ("fs", "highpass_hz", "notch_hz", "normalize")
+        bad = contract_mismatches(cache.preprocess.to_dict(), target.preprocess.to_dict(), fields)
+        if bad:
+            diff = "; ".join(f"{k}: source {a!r}, target {b!r}" for k, (a, b) in bad.items())
+            raise ConfigError(f"The target cache {cfg.target.cache} was prepared differently from the source "
+                              f"cache {path} ({diff}); prepare it with the source's settings "
+                              "(`ecglens prepare ... --fs/--highpass/--normalize` as listed).")
+    return _Data(cache, str(path), target, str(cfg.target.cache))
 
 
 def _target_view(cfg: TransferConfig, cache: Any, seed: int) -> CacheView:
@@ -505,10 +536,12 @@ def protocol(cfg: TransferConfig) -> dict[str, Any]:
     d = dataclasses.asdict(cfg)
     # resolved, defaults included, so that a changed default (e.g. the probe's solver) is a new protocol
     settings = {k: v for k, v in finetune_settings_from_dict(cfg.finetune).to_dict().items() if k != "strategy"}
+    # target.cache enters only when set, so folders made before the option keep their protocol hash
+    target_data = {"target_data": d["target"]["cache"]} if d["target"]["cache"] else {}
     return json.loads(json.dumps({
-        "data": d["synthetic"] or d["cache"],
+        "data": d["synthetic"] or d["cache"], **target_data,
         "source": {k: v for k, v in d["source"].items() if k != "sizes"},
-        "target": {k: v for k, v in d["target"].items() if k != "sizes"},
+        "target": {k: v for k, v in d["target"].items() if k not in ("sizes", "cache")},
         "eval": d["eval"], "finetune": settings,
         "source_train": train(cfg.source_train), "target_train": train(cfg.target_train),
     }, default=str))
@@ -603,15 +636,15 @@ def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: 
     return out
 
 
-def _run_target(cfg: TransferConfig, run: TargetRun, cache: Any, cache_path: str, out: Path,
+def _run_target(cfg: TransferConfig, run: TargetRun, data: _Data, out: Path,
                 pretrained: tuple[Path, dict[str, Any]] | None, digest: str) -> dict[str, Any]:
     """Fine-tune (or train from scratch) one target run, score it and return its ``results.csv`` row."""
     from ..train.finetune import finetune
 
     folder = out / "runs" / run.key
     shutil.rmtree(folder, ignore_errors=True)
-    view = _target_view(cfg, cache, run.seed)
-    config = target_config(cfg, run, cache_path)
+    view = _target_view(cfg, data.target, run.seed)
+    config = target_config(cfg, run, data.target_path)
     settings = finetune_settings_from_dict({**cfg.finetune, "strategy": run.strategy})
     start = time.perf_counter()
     result = finetune(None if pretrained is None else pretrained[0], config, settings, out=folder, cache=view)
@@ -656,14 +689,14 @@ class TransferSummary:
     figures: dict[str, Path] = field(default_factory=dict)
 
 
-def _run_group(cfg: TransferConfig, runs: list[TargetRun], cache: Any, cache_path: str, out: Path,
+def _run_group(cfg: TransferConfig, runs: list[TargetRun], data: _Data, out: Path,
                digest: str, bar: Any, fail_fast: bool) -> tuple[int, int, int]:
     """The target runs of one group (after its pretraining run); returns (done, failed, pretrained now)."""
     pre, pretrained, trained = runs[0].pretrain, None, 0
     try:
         if pre is not None:
             trained = int(not (out / "pretrain" / pre.key / "pretrain.json").is_file())
-            pretrained = _ensure_pretrained(cfg, pre, cache, cache_path, out)
+            pretrained = _ensure_pretrained(cfg, pre, data.source, data.source_path, out)
     except Exception as err:  # recorded and retried on the next start; the grid goes on
         if fail_fast:
             raise
@@ -674,7 +707,7 @@ def _run_group(cfg: TransferConfig, runs: list[TargetRun], cache: Any, cache_pat
     done = 0
     for run in runs:
         try:
-            append_row(out / "results.csv", _run_target(cfg, run, cache, cache_path, out, pretrained, digest),
+            append_row(out / "results.csv", _run_target(cfg, run, data, out, pretrained, digest),
                     RESULT_COLUMNS)
             done += 1
         except Exception as err:  # one failed run never stops the grid
@@ -717,14 +750,14 @@ def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None,
     digest = _check_protocol(cfg, out)
     counts = np.zeros(3, dtype=int)  # done, failed, pretrained
     if todo:
-        cache, cache_path = _open_data(cfg, out)
+        data = _open_data(cfg, out)
         groups: dict[str, list[TargetRun]] = {}
         for run in todo:
             groups.setdefault(run.group, []).append(run)
         bar = tqdm(total=len(todo), desc=f"transfer {shard[0]}/{shard[1]}", unit="run", disable=not progress)
         with quiet_lightning(), contextlib.nullcontext() if cfg.curves else without_curves(), bar:
             for runs in groups.values():
-                counts += _run_group(cfg, runs, cache, cache_path, out, digest, bar, fail_fast)
+                counts += _run_group(cfg, runs, data, out, digest, bar, fail_fast)
     paths: dict[str, Path] = {}
     table = read_results(out) if figures else None
     if table is not None and len(table):
