@@ -331,6 +331,23 @@ def test_resume_continues_the_epoch_counter_and_the_history(cache_dir, tmp_path)
         fit(cfg, resume=tmp_path / "elsewhere")
 
 
+def test_last_checkpoint_is_the_last_epoch_even_when_the_monitor_did_not_improve(cache_dir, tmp_path):
+    # a resume must continue after the last finished epoch, not after the best one (the monitor here is
+    # train_loss with mode max, so the best epoch is the first: training lowers the loss)
+    from ecglens.train.loop import fit
+
+    cfg = load_config(QUICK, [f"data.cache={cache_dir}", "optim.epochs=3", "augment.enabled=false",
+                              "trainer.monitor=train_loss", "trainer.monitor_mode=max"])
+    run = tmp_path / "run"
+    result = fit(cfg, out=run)
+    history = pd.read_csv(run / "history.csv")
+    assert result.metrics["best_epoch"] == 0 == int(history["train_loss"].idxmax())  # the case this is about
+    assert torch.load(run / "last.ckpt", weights_only=False)["epoch"] == 2
+    assert torch.load(run / "best.ckpt", weights_only=False)["epoch"] == 0
+    fit(apply_overrides(cfg, ["optim.epochs=4"]), resume=run)
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0, 1, 2, 3]  # no epoch repeated
+
+
 def test_monitor_must_be_a_logged_metric(cache_dir, tmp_path):
     from ecglens.train.loop import fit
 

@@ -200,15 +200,24 @@ def _callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
 
     t = config.trainer
     callbacks: list[Any] = [
+        # first: trainer.checkpoint_callback, whose best_model_path _load_best reads
         ModelCheckpoint(
             dirpath=run_dir,
             filename="best",
             monitor=t.monitor,
             mode=t.monitor_mode,
             save_top_k=1,
-            save_last=True,
             enable_version_counter=False,
-        )
+        ),
+        # every epoch, for --resume. Not save_last=True on the callback above: since Lightning 2.6 that writes
+        # last.ckpt only in epochs that improved the monitor, so a resume would repeat the epochs after the best.
+        ModelCheckpoint(
+            dirpath=run_dir,
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
     ]
     if t.patience is not None:
         callbacks.append(EarlyStopping(monitor=t.monitor, mode=t.monitor_mode, patience=t.patience))
