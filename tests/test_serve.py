@@ -290,6 +290,52 @@ def test_incomplete_wfdb_record_is_422(client: TestClient, record: Path) -> None
                  ".hea")
 
 
+def test_a_header_naming_a_server_file_is_answered_as_if_it_did_not_exist(client: TestClient, record: Path,
+                                                                           tmp_path: Path) -> None:
+    # the server must never look at a path an upload names outside its temporary folder: a header naming an
+    # existing server file gets the same answer as one naming a file that does not exist
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\x00" * 651)
+    header = record.read_text()
+
+    def answer(signal_file: str) -> tuple[int, dict]:
+        text = header.replace("rec.dat", signal_file)
+        files = [("file", ("rec.hea", text.encode())), ("file", ("rec.dat", record.with_suffix(".dat").read_bytes()))]
+        response = client.post("/predict", files=files)
+        body = response.json()
+        return response.status_code, {**body, "detail": body.get("detail", "").replace(signal_file, "NAME")}
+
+    existing, absent = answer(str(secret)), answer(str(tmp_path / "no-such-file.bin"))
+    assert existing == absent and existing[0] == 422 and existing[1]["error"] == "missing_signal_file"
+    for name in ("../secret.bin", "/etc/passwd", "sub/rec.dat"):
+        assert answer(name) == absent
+    assert "651" not in str(existing)
+    multi = "multi/1 12 500 10\n" + f"{tmp_path}/seg 10\n"  # a segment header outside the upload
+    response = client.post("/predict", files=[("file", ("multi.hea", multi.encode()))])
+    assert response.status_code == 422 and response.json()["error"] == "missing_signal_file"
+
+
+def test_wfdb_reader_refuses_signal_files_and_segments_outside_the_header_folder(record: Path,
+                                                                                 tmp_path: Path) -> None:
+    from ecglens.exceptions import CorruptRecordError
+    from ecglens.io import read_ecg
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "rec.dat").write_bytes(record.with_suffix(".dat").read_bytes())
+    for name in (str(outside / "rec.dat"), "../elsewhere/rec.dat"):
+        folder = tmp_path / f"case{len(name)}"
+        folder.mkdir()
+        (folder / "rec.hea").write_text(record.read_text().replace("rec.dat", name))
+        with pytest.raises(CorruptRecordError, match="not a file name in the header's folder"):
+            read_ecg(folder / "rec.hea")
+    loop = tmp_path / "loop"
+    loop.mkdir()
+    (loop / "self.hea").write_text("self/1 12 500 10\nself 10\n")  # a multi-segment record naming itself
+    with pytest.raises(CorruptRecordError, match="multi-segment"):
+        read_ecg(loop / "self.hea")
+
+
 def test_several_records_are_refused(client: TestClient, record: Path, tmp_path: Path) -> None:
     other = write_record(tmp_path, "other")
     response = client.post("/predict", files=files_of(record, record.with_suffix(".dat"), other))

@@ -325,7 +325,7 @@ def test_resume_continues_the_epoch_counter_and_the_history(cache_dir, tmp_path)
     assert history["val_loss"].iloc[best] == pytest.approx(second.metrics["loss"], rel=1e-4)
     assert history["val_loss"].iloc[best] == history["val_loss"].min()
     assert second.metrics["epochs_run"] == 2 and first.metrics["epochs_run"] == 1
-    assert torch.load(run / "last.ckpt", weights_only=False)["epoch"] == 1
+    assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 1
     assert sorted(p.name for p in (run / "logs").iterdir()) == ["version_0", "version_1"]
     with pytest.raises(CheckpointError, match="last.ckpt"):
         fit(cfg, resume=tmp_path / "elsewhere")
@@ -342,10 +342,38 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_monitor_did_not_improve
     result = fit(cfg, out=run)
     history = pd.read_csv(run / "history.csv")
     assert result.metrics["best_epoch"] == 0 == int(history["train_loss"].idxmax())  # the case this is about
-    assert torch.load(run / "last.ckpt", weights_only=False)["epoch"] == 2
-    assert torch.load(run / "best.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert torch.load(run / "best.ckpt", weights_only=True)["epoch"] == 0
     fit(apply_overrides(cfg, ["optim.epochs=4"]), resume=run)
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0, 1, 2, 3]  # no epoch repeated
+
+
+class _Payload:
+    """Unpickling this writes a marker file: a stand-in for code a crafted checkpoint would run."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("crafted", ["last.ckpt", "best.ckpt"])
+def test_resume_refuses_a_crafted_checkpoint_without_running_it(cache_dir, tmp_path, crafted):
+    # a run folder received from someone else: nothing in it may be unpickled (issue: code execution on --resume)
+    from ecglens.train.loop import fit
+
+    cfg = load_config(QUICK, [f"data.cache={cache_dir}", "optim.epochs=1", "augment.enabled=false",
+                              "trainer.monitor=train_loss", "trainer.monitor_mode=max"])
+    run = tmp_path / "run"
+    fit(cfg, out=run)
+    marker = tmp_path / "pwned"
+    state = torch.load(run / crafted, weights_only=True)
+    state["payload"] = _Payload(marker)
+    torch.save(state, run / crafted)
+    with pytest.raises(CheckpointError, match=f"{crafted}: refused to load"):
+        fit(apply_overrides(cfg, ["optim.epochs=2"]), resume=run)  # best stays epoch 0: its file is loaded
+    assert not marker.exists()
 
 
 def test_monitor_must_be_a_logged_metric(cache_dir, tmp_path):
@@ -378,11 +406,11 @@ def test_ema_weights_are_validated_selected_saved_and_resumed(cache_dir, tmp_pat
     run = tmp_path / "run"
     fit(cfg, out=run)
     second = fit(apply_overrides(cfg, ["optim.epochs=2"]), resume=run)
-    last = torch.load(run / "last.ckpt", weights_only=False)
+    last = torch.load(run / "last.ckpt", weights_only=True)
     assert last["epoch"] == 1 and "current_model_state" in last  # the raw weights travel for the resume
     averaged, raw = last["state_dict"], last["current_model_state"]
     assert any(not torch.equal(averaged[k], raw[k]) for k in averaged if averaged[k].is_floating_point())
-    best = torch.load(run / "best.ckpt", weights_only=False)
+    best = torch.load(run / "best.ckpt", weights_only=True)
     shipped = load_checkpoint(run / "model.safetensors").model.state_dict()
     for key, value in shipped.items():  # the saved model is the average of the selected epoch
         torch.testing.assert_close(value, best["state_dict"][f"model.{key}"])

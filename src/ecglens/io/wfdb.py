@@ -180,6 +180,8 @@ def _header_facts(hea: Path) -> _HeaderFacts:
     n_sig, sig_len = int(record.group("nsig")), record.group("len")
     if record.group("nseg"):
         segments = tuple(ln.split()[0] for ln in lines[1 : 1 + int(record.group("nseg"))])
+        for seg in segments:
+            _check_file_name(seg, "segment", hea)
         return _HeaderFacts(n_sig, record.group("fs"), None, (), segments)
     if len(lines) - 1 < n_sig:
         raise _malformed(
@@ -190,6 +192,7 @@ def _header_facts(hea: Path) -> _HeaderFacts:
         match = _SIGNAL_LINE.match(line)
         if match is None:
             raise _malformed(hea, f"signal line {line!r}")
+        _check_file_name(match.group("file"), "signal file", hea)
         signals.append(
             (
                 match.group("file"),
@@ -199,6 +202,23 @@ def _header_facts(hea: Path) -> _HeaderFacts:
             )
         )
     return _HeaderFacts(n_sig, record.group("fs"), int(sig_len) if sig_len else None, tuple(signals), ())
+
+
+def is_plain_file_name(name: str) -> bool:
+    """True when ``name`` names a file in the header's own folder: no folder part, not absolute, not ``..``.
+
+    WFDB signal files and segment headers live beside their header; a header naming any other path (e.g.
+    ``/etc/passwd`` or ``../x.dat``) is refused, so that reading a record never opens a file elsewhere.
+    """
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and ":" not in name
+
+
+def _check_file_name(name: str, what: str, hea: Path) -> None:
+    if name != "~" and not is_plain_file_name(name):
+        raise CorruptRecordError(
+            f"{hea}: the header names the {what} {name!r}, which is not a file name in the header's folder. "
+            f"A WFDB record's {what}s must sit beside its header; fix the header to give the bare file name."
+        )
 
 
 def _check_header(facts: _HeaderFacts, hea: Path) -> None:
@@ -235,7 +255,13 @@ def _check_signal_files(facts: _HeaderFacts, hea: Path) -> None:
     for seg in facts.segments:
         if seg != "~":
             seg_hea = hea.parent / f"{seg}.hea"
-            _check_signal_files(_header_facts(seg_hea), seg_hea)
+            seg_facts = _header_facts(seg_hea)
+            if seg_facts.segments:  # WFDB segments are single-segment records; this also ends self-references
+                raise CorruptRecordError(
+                    f"{hea}: segment {seg!r} is itself a multi-segment record. WFDB segments must be "
+                    "single-segment records; re-export the record."
+                )
+            _check_signal_files(seg_facts, seg_hea)
     names = [n for n in dict.fromkeys(f for f, *_ in facts.signals) if n != "~"]
     missing = [n for n in names if not (hea.parent / n).is_file()]
     if missing:

@@ -57,6 +57,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..io.wfdb import is_plain_file_name
 from ..exceptions import (
     CorruptRecordError,
     EcglensError,
@@ -353,16 +354,25 @@ def _expand(paths: list[Path], folder: Path, limits: UploadLimits) -> list[Path]
 
 
 def _wfdb_signal_files(header: Path) -> set[str]:
-    """File names a WFDB header refers to (empty when it cannot be parsed; the reader will say why)."""
+    """File names a WFDB header refers to: signal files, or the segment headers of a multi-segment record
+    (empty when it cannot be parsed; the reader will say why)."""
     try:
         lines = [ln.split() for ln in header.read_text(errors="replace").splitlines()
                  if ln.strip() and not ln.lstrip().startswith("#")]
         n_sig = int(lines[0][1]) if len(lines[0]) > 1 else 0
         if "/" in lines[0][0]:  # a multi-segment record lists segment headers, not signal files
-            return set()
+            n_seg = int(lines[0][0].split("/", 1)[1])
+            return {f"{parts[0]}.hea" for parts in lines[1:1 + n_seg] if parts and parts[0] != "~"}
         return {parts[0] for parts in lines[1:1 + n_sig] if parts and parts[0] != "~"}
     except (OSError, ValueError, IndexError):
         return set()
+
+
+def _uploaded(folder: Path, name: str) -> bool:
+    """True when ``name`` is a bare file name present in the upload's own folder. Any other name (``/etc/x``,
+    ``../x``) counts as not uploaded without looking at that path, so that an answer never tells whether a
+    file exists on the server."""
+    return is_plain_file_name(name) and (folder / name).is_file()
 
 
 def _pick_record(paths: Sequence[Path]) -> Path:
@@ -382,7 +392,7 @@ def _pick_record(paths: Sequence[Path]) -> Path:
                          "per request.")
     record = primary[0]
     if record.suffix.lower() == ".hea":
-        missing = sorted(name for name in _wfdb_signal_files(record) if not (record.parent / name).is_file())
+        missing = sorted(name for name in _wfdb_signal_files(record) if not _uploaded(record.parent, name))
         if missing:
             raise ServeError(422, "missing_signal_file", f"{record.name} refers to {', '.join(missing)}, which was "
                              "not uploaded: select the header and its signal file(s) together.")

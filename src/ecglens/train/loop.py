@@ -5,7 +5,7 @@ A run folder holds::
     RUN_DIR/
       config.yaml        the resolved config (defaults filled in, overrides applied)
       splits.csv         record_id, fold, split (train / val) of every row used
-      last.ckpt          Lightning checkpoint of the last epoch (for --resume; written by us, ok to load)
+      last.ckpt          Lightning checkpoint of the last epoch (for --resume; loaded with weights_only=True)
       best.ckpt          Lightning checkpoint of the best epoch (by trainer.monitor)
       model.safetensors  the best weights + preprocess + task + config + metrics (ecglens.load_checkpoint);
                          trained on random crops, its preprocess (input contract) has the crop's duration
@@ -25,7 +25,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -309,13 +312,14 @@ def _fit(config: TrainConfig, run_dir: Path, resume: Any, cache: Any) -> RunResu
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
         dm.splits_table().to_csv(run_dir / "splits.csv", index=False)
+    ckpt_path = run_dir / "last.ckpt" if resume is not None else None
     with (
         warnings.catch_warnings()
     ):  # the run folder holds config.yaml / splits.csv (and, resuming, checkpoints)
         warnings.filterwarnings("ignore", message=r".*exists and is not empty")
-        trainer.fit(
-            module, datamodule=dm, ckpt_path=str(run_dir / "last.ckpt") if resume is not None else None
-        )
+        with refuse_unsafe_checkpoint(ckpt_path):
+            trainer.fit(module, datamodule=dm, ckpt_path=None if ckpt_path is None else str(ckpt_path),
+                        weights_only=True)
     if not trainer.is_global_zero:
         return RunResult(run_dir, run_dir / "model.safetensors", {})
     return _finish(config, run_dir, trainer, module, dm)
@@ -323,12 +327,30 @@ def _fit(config: TrainConfig, run_dir: Path, resume: Any, cache: Any) -> RunResu
 
 def _load_best(trainer: Any, module: EcgLightningModule, run_dir: Path) -> int:
     """Load the best epoch's weights into ``module`` (our own Lightning checkpoint); return that epoch."""
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or str(run_dir / "last.ckpt")
-    state = torch.load(
-        best, map_location="cpu", weights_only=False
-    )  # written by this run, so safe to unpickle
+    best = Path(getattr(trainer.checkpoint_callback, "best_model_path", "") or run_dir / "last.ckpt")
+    # A resumed run folder may come from someone else, and the best path is restored from its last.ckpt:
+    # never unpickle it (weights_only=True admits tensors, containers and primitives only).
+    with refuse_unsafe_checkpoint(best):
+        state = torch.load(best, map_location="cpu", weights_only=True)
     module.load_state_dict(state["state_dict"])
     return int(state.get("epoch", -1))
+
+
+@contextmanager
+def refuse_unsafe_checkpoint(path: Path | None) -> Iterator[None]:
+    """Turn torch's refusal to unpickle objects from a Lightning checkpoint into a :class:`CheckpointError`.
+
+    Checkpoints are always loaded with ``weights_only=True``; a file that needs more (a crafted pickle, or a
+    checkpoint written by other code) is refused instead of executed.
+    """
+    try:
+        yield
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to load this checkpoint: it holds Python objects other than tensors and plain "
+            f"values, and loading it would run code ({str(err).splitlines()[0]}). ecglens never unpickles "
+            "checkpoints; resume only run folders written by ecglens, or start a new run."
+        ) from None
 
 
 def _finish(
