@@ -40,8 +40,7 @@ from ecglens.train.finetune import (
     set_trainable_groups,
 )
 
-pytestmark = [pytest.mark.filterwarnings("ignore:.*treespec.*"),
-              pytest.mark.filterwarnings("ignore:.*module\\(s\\) in eval mode")]  # frozen layers, on purpose
+pytestmark = [pytest.mark.filterwarnings("ignore:.*treespec.*")]
 
 REPO = Path(__file__).resolve().parents[1]
 FS, SECONDS = 100.0, 2.5
@@ -269,6 +268,33 @@ def test_unfrozen_groups_go_back_to_train_mode(pretrained):
     assert (model.stem.training, model.blocks.training, model.head.training) == (False, True, True)
     module.train()  # what Lightning may call: frozen layers stay in eval mode
     assert not model.stem.training and model.blocks.training
+
+
+@pytest.mark.parametrize("strategy", ["finetune", "lp_ft", "gradual_unfreeze", "linear_probe"])
+def test_modules_that_train_are_in_train_mode_during_every_training_step(pretrained, cohort, tmp_path,
+                                                                          monkeypatch, strategy):
+    # regression: lp_ft's probe left the whole network in eval mode, so it was fine-tuned with frozen BatchNorm
+    # statistics and no dropout
+    seen: list[tuple[str, bool, bool]] = []
+    original = FinetuneModule.training_step
+
+    def spy(self, batch, batch_idx):
+        for name, module in self.model.named_modules():
+            own = list(module.parameters(recurse=False))
+            if own:
+                seen.append((name, any(p.requires_grad for p in own), module.training))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(FinetuneModule, "training_step", spy)
+    settings = FinetuneConfig(strategy=strategy, unfreeze_every=1, probe_solver="sgd")
+    finetune(pretrained, train_config(epochs=2), settings, out=tmp_path / strategy, cache=cohort, curves=False)
+    trained = [(name, training) for name, grad, training in seen if grad]
+    assert trained and all(training for _, training in trained), [n for n, t in trained if not t]
+    assert all(not training for _, grad, training in seen if not grad)  # freeze_bn: frozen layers in eval
+    batchnorms = {name for name, module in create_model("cnn_baseline", 12, 1, **TINY).named_modules()
+                  if isinstance(module, torch.nn.BatchNorm1d)}
+    if strategy in ("finetune", "lp_ft"):
+        assert batchnorms <= {name for name, _ in trained}  # every BatchNorm layer trains, in train mode
 
 
 def test_finetune_api_one_lead_writes_a_run_folder(pretrained, cohort, tmp_path):

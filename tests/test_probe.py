@@ -55,10 +55,11 @@ def test_the_probe_reaches_the_logistic_regression_optimum():
     ref = LogisticRegression(C=1.0 / (len(y) * l2), tol=1e-10, max_iter=10_000).fit(scaler.transform(mean_x),
                                                                                    y[:, 0])
     new = np.random.default_rng(1).normal(size=(40, x.shape[-1])).astype(np.float32) * 3
+    assert head.training  # the probe leaves the head in the mode it found it in (lp_ft trains it next)
     with torch.no_grad():
-        mine = torch.sigmoid(head(torch.from_numpy(new))[:, 0]).numpy()  # raw features: scaling folded in
+        mine = torch.sigmoid(head.eval()(torch.from_numpy(new))[:, 0]).numpy()  # raw features: scaling folded in
     np.testing.assert_allclose(mine, ref.predict_proba(scaler.transform(new))[:, 1], atol=2e-4)
-    assert fit.l2 == l2 and fit.iterations > 0 and not head.training
+    assert fit.l2 == l2 and fit.iterations > 0
     assert head[1].weight.dtype == torch.float32
 
 
@@ -104,7 +105,7 @@ def test_the_probe_fits_an_mlp_head_with_batchnorm():
     assert fit.l2 == 1e-3 and fit.history[0]["train_loss"] < 0.8 * zero < fit.history[1]["train_loss"]
     assert torch.allclose(head[0].running_mean, torch.from_numpy(x.reshape(-1, 16).mean(axis=0)), rtol=1e-4)
     with torch.no_grad():  # the fitted head, on raw features, gives the loss the solver reported
-        raw = head(torch.from_numpy(x.reshape(-1, 16))).reshape(len(x), 2, 1).mean(dim=1)
+        raw = head.eval()(torch.from_numpy(x.reshape(-1, 16))).reshape(len(x), 2, 1).mean(dim=1)
         loss = float(task.loss(raw, torch.from_numpy(y).float()))
     assert loss == pytest.approx(fit.history[0]["train_loss"], rel=1e-3)
 
@@ -126,9 +127,11 @@ def test_window_features_are_per_window(pretrained, cohort):  # noqa: F811
     whole = window_features(model, cohort.signals, rows, None, batch_size=2)
     windows = window_features(model, cohort.signals, rows, 100, batch_size=2)
     assert whole.shape == (5, 1, model.num_features) and windows.shape[:2] == (5, 3)
+    assert model.training  # back in the mode it was in
     first = torch.from_numpy(cohort.signals[rows, :, :100])
     with torch.no_grad():
-        np.testing.assert_allclose(windows[:, 0], model.forward_features(first).numpy(), rtol=1e-5, atol=1e-6)
+        reference = model.eval().forward_features(first).numpy()
+    np.testing.assert_allclose(windows[:, 0], reference, rtol=1e-5, atol=1e-6)
 
 
 def test_finetune_lbfgs_probe_writes_a_run_and_keeps_the_backbone(pretrained, cohort, tmp_path):  # noqa: F811

@@ -777,9 +777,9 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
         result = _probe(config, settings, run_dir, module, dm)
         _resave_with_provenance(result, module, config, dm, extra)
         return result
+    module.train()  # every strategy starts training in train mode (frozen groups go to eval: freeze_bn)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*exists and is not empty")
-        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")  # frozen layers, on purpose
         trainer.fit(module, datamodule=dm)
     if not trainer.is_global_zero:
         return loop.RunResult(run_dir, run_dir / "model.safetensors", {})

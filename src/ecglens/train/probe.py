@@ -58,7 +58,8 @@ def window_features(model: nn.Module, signals: Any, rows: np.ndarray, width: int
     Parameters
     ----------
     model : nn.Module
-        A zoo model (``forward_features``); put in eval mode here.
+        A zoo model (``forward_features``); in eval mode while the features are computed, then every
+        sub-module goes back to the mode it was in.
     signals : array-like, shape (N_cache, leads, T)
         The cache's signals (a memory map is read batch by batch).
     rows : np.ndarray of int, shape (N,)
@@ -78,13 +79,18 @@ def window_features(model: nn.Module, signals: Any, rows: np.ndarray, width: int
     """
     from tqdm.auto import tqdm
 
+    modes = {m: m.training for m in model.modules()}  # restored afterwards: lp_ft trains this model next
     model.eval()
     out = []
     starts = range(0, len(rows), batch_size)
-    with torch.inference_mode():
-        for i in tqdm(starts, desc="frozen features", unit="batch", disable=not progress):
-            x = torch.from_numpy(np.asarray(signals[rows[i:i + batch_size]], dtype=np.float32)).to(device)
-            out.append(windowed_raw(model.forward_features, x, width).float().cpu().numpy())
+    try:
+        with torch.inference_mode():
+            for i in tqdm(starts, desc="frozen features", unit="batch", disable=not progress):
+                x = torch.from_numpy(np.asarray(signals[rows[i:i + batch_size]], dtype=np.float32)).to(device)
+                out.append(windowed_raw(model.forward_features, x, width).float().cpu().numpy())
+    finally:
+        for module, training in modes.items():
+            module.train(training)
     if not out:
         raise ConfigError("No ECGs to compute probe features for: the training or validation split is empty.")
     return np.concatenate(out)
@@ -250,5 +256,4 @@ def fit_probe_head(head: nn.Module, task: TaskSpec, train_features: np.ndarray, 
     net.load_state_dict(best[3])
     fitted = _fold(net) if folded else net
     head.load_state_dict(fitted.float().state_dict())
-    head.eval()
     return ProbeFit(best[1], best[2], sorted(rows, key=lambda r: r["l2"]))
