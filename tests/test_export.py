@@ -20,6 +20,7 @@ from torch import nn
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from ecglens.artifact import load_checkpoint, save_checkpoint
 from ecglens.data.targets import task_from_name
 from ecglens.exceptions import CheckpointError, ConfigError
 from ecglens.export import (
@@ -32,7 +33,6 @@ from ecglens.export import (
 )
 from ecglens.models import create_model, list_models
 from ecglens.signal.transforms import Preprocess
-from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
 
 #: small variants of each zoo model (a model not listed here is exported at its defaults)
 SMALL: dict[str, dict] = {

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import CheckpointError
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..artifact import Checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["ensemble_checkpoints"]
 
