@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
-
 from .ecg import Ecg
 from .exceptions import EcglensError
 from .io import list_readers, read_ecg

@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .ecg import Ecg
 from .exceptions import ConfigError, EcglensError
-from ._version import __version__
 from .predict import Prediction, Predictor, PreparedEcg, read_record, record_key
 
 __all__ = ["AttributionSummary", "build_report", "explained_output_index", "write_report"]

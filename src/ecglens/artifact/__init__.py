@@ -21,7 +21,15 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .contract import check_contract
-from .formats import ONNX, SAFETENSORS, ModelFormat, list_formats, load_model_file, model_format, register_loader
+from .formats import (
+    ONNX,
+    SAFETENSORS,
+    ModelFormat,
+    list_formats,
+    load_model_file,
+    model_format,
+    register_loader,
+)
 from .outputs import BinaryOutput, MultilabelOutput, Output, OutputSpec, RegressionOutput
 from .windows import (
     DEFAULT_MAX_WINDOWS,

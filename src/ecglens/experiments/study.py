@@ -39,9 +39,9 @@ import yaml
 from ..evaluate import metrics as M
 from ..evaluate.bootstrap import bootstrap_ci, bootstrap_metrics
 from ..evaluate.features import association_grid
-from ..jsonutil import json_ready
 from ..evaluate.survival import _md_table, format_p
 from ..exceptions import ConfigError, EcglensError
+from ..jsonutil import json_ready
 from ..leads import CANONICAL_LEADS
 from ..train.config import TrainConfig, config_from_dict, dataclass_from_dict, parse_override
 
@@ -828,9 +828,9 @@ def run_ptbxl_age_study(checkpoint: Any, cache: Any, out: str | Path, folds: Any
     ``evaluation/`` (``ecglens evaluate`` output), ``tables/``, ``figures/``, ``summary.json``, ``study.md``.
     Returns the content of ``summary.json``.
     """
+    from ..artifact import load_checkpoint
     from ..data.cache import open_cache
     from ..evaluate.runner import health_subsets
-    from ..artifact import load_checkpoint
 
     out = _prepare_out(out)
     ck = checkpoint if hasattr(checkpoint, "predict") else load_checkpoint(checkpoint)

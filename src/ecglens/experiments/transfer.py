@@ -604,11 +604,11 @@ def _ensure_pretrained(cfg: TransferConfig, run: PretrainRun, cache: Any, cache_
 
 def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: Path) -> dict[str, Any]:
     """Validation and test AUROC / AUPRC with bootstrap CIs and the split counts of a finished target run."""
+    from ..artifact import load_checkpoint
+    from ..data.targets import TaskSpec
     from ..evaluate.bootstrap import bootstrap_metrics
     from ..evaluate.metrics import auprc, auroc
     from ..evaluate.runner import predict_cache
-    from ..artifact import load_checkpoint
-    from ..data.targets import TaskSpec
 
     ckpt = load_checkpoint(checkpoint_path)
     data = CacheView(view, ckpt.preprocess.leads) if ckpt.preprocess is not None else view

@@ -21,6 +21,11 @@ The model runs through a pluggable :class:`Backend` (``run(x [N, L, T] float32) 
 name from a registry (:func:`register_backend`): ``"torch"`` here; ``"onnx"`` is provided by
 :mod:`ecglens.export`, imported on first use.
 
+Modules: :mod:`~ecglens.predict.backends` (the backend registry), :mod:`~ecglens.predict.harmonise`
+(:class:`InputAdapter`: one record to the contract), :mod:`~ecglens.predict.records` (files and folders ->
+records), :mod:`~ecglens.predict.workers` (reading processes of batch jobs), :mod:`~ecglens.predict.predictor`
+(:class:`Predictor`). Windows are planned by :func:`ecglens.artifact.plan_windows`.
+
 >>> p = Predictor.from_pretrained("age-sex")                     # doctest: +SKIP
 >>> p.predict_file("rec.hea").outputs                            # doctest: +SKIP
 {'age': 57.3, 'age_std': 8.1, 'p_female': 0.82}

@@ -57,8 +57,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
 from ..artifact.outputs import OutputSpec
-from ..io.wfdb import is_plain_file_name
-from ..jsonutil import json_ready
 from ..exceptions import (
     CorruptRecordError,
     EcglensError,
@@ -68,6 +66,8 @@ from ..exceptions import (
     UnitError,
     UnsupportedFormatError,
 )
+from ..io.wfdb import is_plain_file_name
+from ..jsonutil import json_ready
 
 __all__ = ["ACCEPTED_SUFFIXES", "ServeError", "UploadLimits", "create_app", "safe_filename"]
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import CheckpointError
 from ..artifact import Checkpoint, load_checkpoint, save_checkpoint
+from ..exceptions import CheckpointError
 
 __all__ = ["ensemble_checkpoints"]
 

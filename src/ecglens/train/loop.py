@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.dataset import EcgDataModule
 from ..artifact import inference_window, mean_over_windows, save_checkpoint
+from ..data.dataset import EcgDataModule
 from ..data.targets import TaskSpec, task_from_name
 from ..evaluate.metrics import task_metrics
 from ..exceptions import CheckpointError, ConfigError
