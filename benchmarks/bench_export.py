@@ -71,7 +71,7 @@ def load_or_random(args: argparse.Namespace, folder: Path) -> tuple[Any, str]:
     from ecglens.data.targets import task_from_name
     from ecglens.models import create_model
     from ecglens.signal.transforms import Preprocess
-    from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
+    from ecglens.artifact import load_checkpoint, save_checkpoint
 
     try:
         ckpt = load_checkpoint(args.checkpoint)

@@ -114,7 +114,7 @@ def _architecture(arch: str | None) -> tuple[str, dict[str, Any]]:
 def resolve_model(args: argparse.Namespace, work: Path) -> tuple[str, str]:
     """(checkpoint to pass to --model, description). A random stand-in when the model is not installed."""
     from ecglens.exceptions import CheckpointError
-    from ecglens.train.checkpoint import load_checkpoint
+    from ecglens.artifact import load_checkpoint
 
     try:
         ck = load_checkpoint(args.model)
@@ -126,7 +126,7 @@ def resolve_model(args: argparse.Namespace, work: Path) -> tuple[str, str]:
     from ecglens.data.targets import task_from_name
     from ecglens.models import create_model
     from ecglens.signal.transforms import Preprocess
-    from ecglens.train.checkpoint import save_checkpoint
+    from ecglens.artifact import save_checkpoint
 
     name, kwargs = _architecture(args.arch)
     torch.manual_seed(0)

@@ -23,8 +23,8 @@ import torch
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 
+from ecglens.artifact import load_checkpoint
 from ecglens.data.cache import open_cache
-from ecglens.train.checkpoint import load_checkpoint
 from ecglens.train.probe import window_features
 
 

@@ -3,7 +3,7 @@ ecglens stored it).
 
     python scripts/set_input_window.py CHECKPOINT [--seconds S] [--out OUT]
 
-Since the change that added :mod:`ecglens.train.windows`, ``ecglens train`` stores the training crop
+Since the change that added :mod:`ecglens.artifact.windows`, ``ecglens train`` stores the training crop
 (``augment.spec.crop_seconds``) as the checkpoint's input contract (``preprocess.seconds``), so that longer
 records are predicted in windows of the length the model was trained on. Checkpoints written before that change
 carry the cache's duration instead (e.g. 10 s for a model trained on 4 s crops). This script rewrites such a
@@ -18,7 +18,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
+from ecglens.artifact import load_checkpoint, save_checkpoint
 
 
 def main() -> None:

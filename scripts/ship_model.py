@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ecglens.train.checkpoint import load_checkpoint
+from ecglens.artifact import load_checkpoint
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "ecglens" / "weights"
 MAX_MB = 20.0
@@ -30,7 +30,7 @@ def _fmt(m: dict, digits: int = 2) -> str:
 
 
 def _n_windows(pre: dict) -> int:
-    from ecglens.predict import plan_windows
+    from ecglens.artifact import plan_windows
 
     return len(plan_windows(round(10.0 * pre["fs"]), round(pre["seconds"] * pre["fs"]))[0])
 

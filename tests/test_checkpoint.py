@@ -11,17 +11,17 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ecglens.data.targets import task_from_name
-from ecglens.exceptions import CheckpointError, LeadError
-from ecglens.models import create_model
-from ecglens.signal.transforms import Preprocess
-from ecglens.train import checkpoint as ckpt_mod
-from ecglens.train.checkpoint import (
+from ecglens.artifact import checkpoint as ckpt_mod
+from ecglens.artifact import (
     list_pretrained,
     load_checkpoint,
     read_checkpoint_metadata,
     save_checkpoint,
 )
+from ecglens.data.targets import task_from_name
+from ecglens.exceptions import CheckpointError, LeadError
+from ecglens.models import create_model
+from ecglens.signal.transforms import Preprocess
 from ecglens.train.config import config_to_dict, load_config
 
 KWARGS = {"channels": [8, 16], "kernel_size": 5}
@@ -76,7 +76,7 @@ def test_round_trip_gives_identical_outputs_and_all_descriptions(tmp_path, train
         np.testing.assert_allclose(in_pairs[name], expected[name], rtol=1e-5)
     for key, value in model.state_dict().items():
         assert torch.equal(ck.model.state_dict()[key], value), key
-    assert ck.task == task and ck.task.targets[0].mean == pytest.approx(155 / 3)
+    assert ck.task.to_dict() == task.to_dict() and ck.task.targets[0].mean == pytest.approx(155 / 3)
     assert ck.preprocess == pre
     assert ck.model_name == "cnn_baseline" and ck.model_kwargs == KWARGS and ck.in_leads == 12
     assert ck.config == config_to_dict(

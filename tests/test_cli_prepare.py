@@ -234,9 +234,9 @@ def test_info_checkpoint(tmp_path, capsys):
     """`ecglens info` on a checkpoint prints its model, outputs and input contract (and a short repr)."""
     import torch
 
+    from ecglens.artifact import load_checkpoint, save_checkpoint
     from ecglens.data.targets import task_from_name
     from ecglens.models import create_model
-    from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
 
     task = task_from_name("age_sex").fit(np.c_[np.linspace(20, 80, 16), np.arange(16) % 2])
     torch.manual_seed(0)

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from ecglens.artifact import load_checkpoint, save_checkpoint
 from ecglens.cli import app
 from ecglens.data.targets import task_from_name
 from ecglens.exceptions import CheckpointError, ConfigError
 from ecglens.models import create_model
 from ecglens.models.ensemble import combine_models
 from ecglens.signal.transforms import Preprocess
-from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
 from ecglens.train.ensemble import ensemble_checkpoints
 
 MEMBERS = [("cnn_baseline", {"channels": [8, 16]}),

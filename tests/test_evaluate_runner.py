@@ -219,7 +219,7 @@ class FakeCache:
 
 @dataclass
 class FakeCheckpoint:
-    """Looks like ecglens.train.checkpoint.Checkpoint: predictions looked up by the record index in x."""
+    """Looks like ecglens.artifact.Checkpoint: predictions looked up by the record index in x."""
 
     outputs: dict[str, np.ndarray]
     task: Any = None
@@ -273,12 +273,12 @@ def test_evaluate_checkpoint_refuses_a_cache_with_other_preprocessing():
 # ------------------------------------------------------------------------------------ real modules (e2e)
 def test_cli_end_to_end_on_ptbxl_fixtures(fixtures_dir, tmp_path, capsys):
     """prepare a real cache (40 PTB-XL fixture records), save an untrained tiny checkpoint, run the command."""
+    from ecglens.artifact import save_checkpoint
     from ecglens.cli import app
     from ecglens.data.cache import prepare_cache
     from ecglens.io.ptbxl import ptbxl_catalogue
     from ecglens.models import create_model
     from ecglens.signal.transforms import Preprocess
-    from ecglens.train.checkpoint import save_checkpoint
 
     catalogue = ptbxl_catalogue(fixtures_dir / "ptbxl_official")
     preprocess = Preprocess(fs=100, seconds=10)

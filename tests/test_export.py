@@ -20,6 +20,7 @@ from torch import nn
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from ecglens.artifact import load_checkpoint, save_checkpoint
 from ecglens.data.targets import task_from_name
 from ecglens.exceptions import CheckpointError, ConfigError
 from ecglens.export import (
@@ -32,7 +33,6 @@ from ecglens.export import (
 )
 from ecglens.models import create_model, list_models
 from ecglens.signal.transforms import Preprocess
-from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
 
 #: small variants of each zoo model (a model not listed here is exported at its defaults)
 SMALL: dict[str, dict] = {
@@ -227,6 +227,9 @@ def test_predictor_with_weightless_onnx_checkpoint(onnx_path: Path, ckpt_path: P
     ref = Predictor.from_pretrained(ckpt_path).predict_file(long_record).outputs
     got = Predictor(load_onnx_checkpoint(onnx_path), backend="onnx").predict_file(long_record).outputs
     assert got == pytest.approx(ref, rel=1e-5, abs=1e-5)
+    by_file = Predictor.from_pretrained(onnx_path)  # the .onnx format runs only with its own backend
+    assert by_file.backend_name == "onnx" and by_file.checkpoint.model is None
+    assert by_file.predict_file(long_record).outputs == pytest.approx(ref, rel=1e-5, abs=1e-5)
 
 
 def test_onnx_file_from_another_model_is_refused(onnx_path: Path, tmp_path: Path) -> None:

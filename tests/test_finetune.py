@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ecglens.artifact import load_checkpoint, save_checkpoint
 from ecglens.cli import app
 from ecglens.data.dataset import EcgDataModule
 from ecglens.data.targets import task_from_name
@@ -25,7 +26,6 @@ from ecglens.exceptions import ConfigError, LeadError
 from ecglens.leads import CANONICAL_LEADS
 from ecglens.models import create_model
 from ecglens.signal.transforms import Preprocess
-from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
 from ecglens.train.config import OptimConfig, config_from_dict
 from ecglens.train.finetune import (
     STRATEGIES,

@@ -17,7 +17,9 @@ import pytest
 import torch
 
 from ecglens import Ecg
+from ecglens.artifact import load_checkpoint, save_checkpoint
 from ecglens.cli import app
+from ecglens.cli.demo import demo_predictions
 from ecglens.data.targets import task_from_name
 from ecglens.examples import example_paths
 from ecglens.exceptions import ConfigError, EcglensError, LeadError, UnitError
@@ -29,14 +31,12 @@ from ecglens.predict import (
     Prediction,
     Predictor,
     create_backend,
-    demo_predictions,
     find_records,
     list_backends,
     plan_windows,
     register_backend,
 )
 from ecglens.signal.transforms import Preprocess
-from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
 
 OUTPUTS = ("age", "age_std", "p_female")
 

@@ -18,11 +18,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from test_finetune import cohort, pretrained, state, train_config  # noqa: F401 (fixtures)
 
+from ecglens.artifact import load_checkpoint, save_checkpoint
 from ecglens.data.targets import task_from_name
 from ecglens.exceptions import ConfigError
 from ecglens.models import create_model
 from ecglens.models.layers import linear_head, mlp_head
-from ecglens.train.checkpoint import load_checkpoint, save_checkpoint
 from ecglens.train.config import apply_overrides
 from ecglens.train.finetune import FinetuneConfig, finetune, finetune_settings_from_dict, prepare_model
 from ecglens.train.probe import fit_probe_head, window_features

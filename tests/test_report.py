@@ -14,15 +14,16 @@ import pandas as pd
 import pytest
 import torch
 
+from ecglens.artifact import save_checkpoint
 from ecglens.cli import app
+from ecglens.cli.demo import demo_predictions
 from ecglens.data.targets import task_from_name
 from ecglens.examples import example_paths
 from ecglens.exceptions import ConfigError
 from ecglens.models import create_model
-from ecglens.predict import Predictor, demo_predictions
+from ecglens.predict import Predictor
 from ecglens.report import build_report, explained_output_index
 from ecglens.signal.transforms import Preprocess
-from ecglens.train.checkpoint import save_checkpoint
 
 IMG = '<img src="data:image/png;base64,'
 

@@ -28,13 +28,13 @@ with warnings.catch_warnings():  # starlette's notice about httpx versions (a Us
     warnings.filterwarnings("ignore", message=".*httpx.*")
     from fastapi.testclient import TestClient
 
+from ecglens.artifact import save_checkpoint
 from ecglens.data.targets import task_from_name
 from ecglens.models import create_model
 from ecglens.predict import Predictor
 from ecglens.serve import create_app
 from ecglens.serve.app import safe_filename
 from ecglens.signal.transforms import Preprocess
-from ecglens.train.checkpoint import save_checkpoint
 
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 MAX_MB = 1

@@ -191,12 +191,12 @@ _RESULT_JS = """JSON.stringify({
 
 
 def test_upload_in_headless_chromium(tmp_path: Path) -> None:
+    from ecglens.artifact import save_checkpoint
     from ecglens.data.targets import task_from_name
     from ecglens.models import create_model
     from ecglens.predict import Predictor
     from ecglens.serve import create_app
     from ecglens.signal.transforms import Preprocess
-    from ecglens.train.checkpoint import save_checkpoint
 
     rng = np.random.default_rng(0)
     task = task_from_name("age_sex").fit(np.c_[rng.uniform(20, 90, 64), rng.integers(0, 2, 64)])

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from ecglens.artifact import list_pretrained, load_checkpoint, resolve_checkpoint
 from ecglens.predict import Predictor
-from ecglens.train.checkpoint import list_pretrained, load_checkpoint, resolve_checkpoint
 
 SHIPPED = list_pretrained()
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "fixtures"

@@ -119,12 +119,12 @@ def test_patient_folds_keep_patients_together():
 @pytest.fixture()
 def tiny_age_setup(tmp_path):
     """A 40-record cache (folds 8/9, PTB-XL-like superclass labels) and an untrained tiny age checkpoint."""
+    from ecglens.artifact import save_checkpoint
     from ecglens.data.cache import open_cache, prepare_cache
     from ecglens.data.targets import task_from_name
     from ecglens.experiments.simulate import simulate_cohort
     from ecglens.models import create_model
     from ecglens.signal.transforms import Preprocess
-    from ecglens.train.checkpoint import save_checkpoint
 
     cohort = simulate_cohort(40, seed=3)
     paths = write_wfdb_records(cohort.signals, cohort.fs, cohort.ecg_table["record_id"].tolist(), tmp_path / "rec")

@@ -268,7 +268,7 @@ def test_unlabelled_rows_are_dropped_and_bad_splits_refused(memory_cache):
 
 
 def test_cli_training_beats_the_mean_baseline_and_writes_a_complete_run(cache_dir, tmp_path, capsys):
-    from ecglens.train.checkpoint import load_checkpoint
+    from ecglens.artifact import load_checkpoint
 
     run = tmp_path / "run"
     code = app(
@@ -396,7 +396,7 @@ def test_precision_is_mixed_only_on_gpu():
 
 
 def test_ema_weights_are_validated_selected_saved_and_resumed(cache_dir, tmp_path):
-    from ecglens.train.checkpoint import load_checkpoint
+    from ecglens.artifact import load_checkpoint
     from ecglens.train.loop import fit
 
     with pytest.raises(ConfigError, match="ema_decay"):
@@ -419,7 +419,7 @@ def test_ema_weights_are_validated_selected_saved_and_resumed(cache_dir, tmp_pat
 
 
 def test_windows_cover_the_input_and_average_postprocessed_outputs():
-    from ecglens.train.windows import inference_window, mean_over_windows, window_starts, windowed_raw
+    from ecglens.artifact.windows import inference_window, mean_over_windows, window_starts, windowed_raw
 
     assert window_starts(1000, None) is None and window_starts(400, 400) is None
     assert window_starts(1000, 400) == [0, 300, 600]
@@ -456,8 +456,8 @@ def test_contract_allows_longer_data_but_not_shorter_or_different():
 def test_a_model_trained_on_crops_keeps_the_crop_as_its_window(cache_dir, tmp_path):
     """Crops of 1.5 s from 2.5 s records: the checkpoint's contract is 1.5 s, and the run's validation metrics,
     Checkpoint.predict and `ecglens evaluate` all predict the 2.5 s records in windows (0-1.5 s, 1-2.5 s)."""
+    from ecglens.artifact import load_checkpoint
     from ecglens.evaluate.runner import evaluate_checkpoint
-    from ecglens.train.checkpoint import load_checkpoint
     from ecglens.train.loop import fit
 
     cfg = load_config(QUICK, [f"data.cache={cache_dir}", "optim.epochs=2", "augment.spec.crop_seconds=1.5"])

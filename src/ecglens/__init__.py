@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .ecg import Ecg
 from .exceptions import EcglensError
 from .io import list_readers, read_ecg
@@ -33,7 +32,7 @@ _LAZY = {
     "Preprocess": ("ecglens.signal.transforms", "Preprocess"),
     "create_model": ("ecglens.models", "create_model"),
     "list_models": ("ecglens.models", "list_models"),
-    "load_checkpoint": ("ecglens.train.checkpoint", "load_checkpoint"),
+    "load_checkpoint": ("ecglens.artifact", "load_checkpoint"),
     "Predictor": ("ecglens.predict", "Predictor"),
 }
 

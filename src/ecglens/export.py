@@ -41,7 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .artifact import ONNX, Checkpoint, OutputSpec, load_checkpoint, model_format, register_loader
 from .exceptions import CheckpointError, ConfigError, LeadError
+from .predict import register_backend
 
 __all__ = [
     "INPUT_NAME",
@@ -69,9 +71,7 @@ _PROBE_ATOL = 1e-3
 
 
 def _load(checkpoint: Any) -> Any:
-    """A :class:`~ecglens.train.checkpoint.Checkpoint` from itself, a path or a shipped name."""
-    from .train.checkpoint import Checkpoint, load_checkpoint
-
+    """A :class:`~ecglens.artifact.checkpoint.Checkpoint` from itself, a path or a shipped name."""
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
 
 
@@ -476,19 +476,17 @@ class OnnxBackend:
 
 
 def load_onnx_checkpoint(path: str | os.PathLike[str]) -> Any:
-    """A weightless :class:`~ecglens.train.checkpoint.Checkpoint` described by an exported ONNX file.
+    """A weightless :class:`~ecglens.artifact.checkpoint.Checkpoint` described by an exported ONNX file.
 
     It carries the task, the input contract and the metadata but no PyTorch model (``model`` is ``None``), so
     ``Predictor(load_onnx_checkpoint("model.onnx"), backend="onnx")`` predicts with onnxruntime alone.
     """
-    from .data.targets import TaskSpec
     from .signal.transforms import Preprocess
-    from .train.checkpoint import Checkpoint
 
     doc = read_onnx_metadata(path)
     model = doc.get("model") or {}
     return Checkpoint(model=None, model_name=str(model.get("name")), model_kwargs=dict(model.get("kwargs") or {}),
-                      in_leads=int(model.get("in_leads", 12)), task=TaskSpec.from_dict(doc["task"]),
+                      in_leads=int(model.get("in_leads", 12)), task=OutputSpec.from_dict(doc["task"]),
                       preprocess=None if doc.get("preprocess") is None else Preprocess.from_dict(doc["preprocess"]),
                       config=doc.get("config"), metrics=dict(doc.get("metrics") or {}),
                       version=str(doc.get("ecglens_version", "")), created=str(doc.get("created", "")),
@@ -526,7 +524,7 @@ def onnx_backend(checkpoint: Any, onnx_path: str | os.PathLike[str] | None = Non
         onnxruntime intra-op threads (the same option name as the torch backend's).
     """
     own = Path(getattr(checkpoint, "path", "") or "")
-    if onnx_path is None and own.suffix.lower() == ".onnx":
+    if onnx_path is None and model_format(own) is ONNX:
         onnx_path = own
     path = Path(onnx_path) if onnx_path is not None else cached_onnx(checkpoint, cache_dir, opset)
     backend = OnnxBackend(path, threads=num_threads)
@@ -534,10 +532,5 @@ def onnx_backend(checkpoint: Any, onnx_path: str | os.PathLike[str] | None = Non
     return backend
 
 
-def _register() -> None:
-    from .predict import register_backend
-
-    register_backend("onnx", onnx_backend, overwrite=True)
-
-
-_register()
+register_backend("onnx", onnx_backend, overwrite=True)
+register_loader(ONNX.name, load_onnx_checkpoint)

@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .ecg import Ecg
 from .exceptions import ConfigError, EcglensError
-from .predict import Prediction, Predictor, PreparedEcg, _aggregate, _record_key, read_record
+from .predict import Prediction, Predictor, PreparedEcg, read_record, record_key
 
 __all__ = ["AttributionSummary", "build_report", "explained_output_index", "write_report"]
 
@@ -339,7 +340,6 @@ def _summary_html(c: _Content, predictor: Predictor) -> str:
 
 
 def _render(c: _Content, predictor: Predictor) -> str:
-    from . import __version__
     from .plot import plot_ecg
 
     tracing = _png(plot_ecg(c.prepared.ecg, title=None, dpi=_DPI))
@@ -365,7 +365,7 @@ def _render(c: _Content, predictor: Predictor) -> str:
 def _load(source: str | os.PathLike[str] | Ecg, read_kwargs: Mapping[str, Any] | None) -> tuple[str, Ecg]:
     if isinstance(source, Ecg):
         return source.record_id or "ECG", source
-    name, target = _record_key(Path(source).expanduser())
+    name, target = record_key(Path(source).expanduser())
     ecg = read_record(target, read_kwargs)
     return ecg.record_id or Path(name).name, ecg
 
@@ -402,8 +402,7 @@ def build_report(source: str | os.PathLike[str] | Ecg, model: str | os.PathLike[
     predictor = predictor or Predictor.from_pretrained(model)
     record, ecg = _load(source, read_kwargs)
     prepared = predictor.adapter.prepare(ecg, record=record, keep_ecg=True)
-    means, spread = _aggregate(predictor.run_windows(prepared.windows))
-    prediction = Prediction(record, means, spread, prepared.n_windows, prepared.flags, prepared.warnings)
+    prediction = predictor.predict_prepared(prepared)
     age, age_source = (float(true_age), "--true-age") if true_age is not None else (ecg.age, "the file header")
     summary, error = None, None
     if explain is not None:

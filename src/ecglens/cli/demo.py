@@ -8,11 +8,12 @@ and writes an HTML report.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["register", "run_demo"]
+__all__ = ["demo_predictions", "register", "run_demo"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,6 +59,38 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _maybe_predict(args: argparse.Namespace, out: Path) -> None:
     """Predict with the pretrained model (prints a note when it is not installed)."""
-    from ..predict import demo_predictions
-
     demo_predictions(args.model, out)
+
+
+def demo_predictions(model_name: str, out_dir: str | os.PathLike[str]) -> pd.DataFrame | None:
+    """Predict for the shipped example ECGs, print the table, write ``preds.csv`` and one HTML report.
+
+    Used by ``ecglens demo``. When ``model_name`` is not installed (unknown name / missing file), prints a
+    one-line note and returns ``None``.
+    """
+    from ..examples import example_paths
+    from ..exceptions import CheckpointError
+    from ..predict import Predictor
+
+    out = Path(out_dir)
+    try:
+        predictor = Predictor.from_pretrained(model_name)
+    except CheckpointError:
+        print(f"\n(model {model_name!r} is not installed: skipping predictions. Train one with `ecglens train "
+              "configs/age_sex.yaml`, or pass --model CHECKPOINT.)")
+        return None
+    paths = example_paths()
+    table = predictor.predict_paths(paths, progress=False, workers=1)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "preds.csv", index=False)
+    shown = table.assign(record=[Path(r).name for r in table["record"]])
+    shown = shown.drop(columns=["message"]) if not shown["message"].astype(bool).any() else shown
+    print(f"\nPredictions of {predictor.model_label} for the example ECGs:\n")
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\nwrote {out / 'preds.csv'}")
+    if paths:
+        from ..report import write_report
+
+        html = write_report(paths[0], out / f"report_{paths[0].stem}.html", predictor=predictor)
+        print(f"wrote {html}")
+    return table

@@ -51,7 +51,7 @@ def _weights(text: str | None, n: int) -> list[float] | None:
 
 def run_ensemble(args: argparse.Namespace) -> int:
     """Write the ensemble checkpoint; returns the exit code."""
-    from ..train.checkpoint import load_checkpoint
+    from ..artifact import load_checkpoint
     from ..train.ensemble import ensemble_checkpoints
 
     path = ensemble_checkpoints(args.checkpoints, args.out, _weights(args.weights, len(args.checkpoints)))

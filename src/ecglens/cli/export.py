@@ -39,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export (and optionally verify); returns the exit code."""
+    from ..artifact import load_checkpoint
     from ..export import export_onnx, read_onnx_metadata, verify_onnx
-    from ..train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint)
     path = export_onnx(ckpt, args.onnx, opset=args.opset, dynamic_batch=not args.fixed_batch,

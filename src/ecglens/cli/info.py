@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ..jsonutil import json_ready
 
 __all__ = ["record_info", "register", "run_info"]
 
@@ -45,21 +45,6 @@ def _quality(ecg: Any) -> dict[str, Any]:
     return {"quality": report.summary(), "quality_report": report.to_dict()}
 
 
-def _plain(value: Any) -> Any:
-    """JSON-friendly version of a value (numpy scalars/arrays, tuples, paths)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def record_info(path: Path, format: str | None = None) -> dict[str, Any]:
     """Summary of one record: ``Ecg.summary()``, the quality flags and the short scalar metadata."""
     from ..io import read_ecg
@@ -70,12 +55,12 @@ def record_info(path: Path, format: str | None = None) -> dict[str, Any]:
     for key, value in ecg.meta.items():
         if isinstance(value, (str, int, float, bool)) and len(str(value)) <= 200 and key not in info:
             info[f"meta_{key}"] = value
-    return _plain(info)
+    return json_ready(info)
 
 
 def _checkpoint_info(path: Path) -> dict[str, Any]:
     """Summary of a checkpoint file or shipped model name (weights are loaded to count parameters)."""
-    from ..train.checkpoint import load_checkpoint
+    from ..artifact import load_checkpoint
 
     info = load_checkpoint(path).summary()
     pre = info.get("preprocess")
@@ -83,20 +68,20 @@ def _checkpoint_info(path: Path) -> dict[str, Any]:
         info["input"] = (f"{pre['fs']:g} Hz x {pre['seconds']:g} s, leads {','.join(pre['leads'])}, high-pass "
                          f"{pre.get('highpass_hz')} Hz, notch {pre.get('notch_hz')}, normalize {pre.get('normalize')}")
     info["metrics"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in info["metrics"].items()}
-    return _plain(info)
+    return json_ready(info)
 
 
 def _is_checkpoint(path: Path) -> bool:
-    from ..train.checkpoint import list_pretrained
+    from ..artifact import SAFETENSORS, list_pretrained, model_format
 
-    return path.suffix == ".safetensors" or (not path.exists() and str(path) in list_pretrained())
+    return model_format(path) is SAFETENSORS or (not path.exists() and str(path) in list_pretrained())
 
 
 def _cache_info(path: Path) -> dict[str, Any]:
     """Summary of a cache folder (raises a clear error when it is incomplete)."""
     from ..data.cache import open_cache
 
-    return _plain(open_cache(path).summary())
+    return json_ready(open_cache(path).summary())
 
 
 #: fields shown with ``--json`` only (they have a one-line form in the table)

@@ -538,7 +538,7 @@ def _meta_table(catalogue: pd.DataFrame, accepted: list[int], info: list[dict[st
 def _manifest(spec: dict[str, Any], fingerprint: str, source: str, preprocess: Preprocess, dtype: str, n: int,
               n_accepted: int, rejected: list[dict[str, str]], elapsed: float, workers: int) -> dict[str, Any]:
     """The content of ``manifest.json``."""
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "format": "ecglens-cache/1",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,7 @@ __all__ = [
     "select_threshold",
     "sensitivity",
     "specificity",
+    "task_metrics",
     "threshold_for_sensitivity",
     "threshold_for_specificity",
     "threshold_youden",
@@ -547,3 +548,65 @@ def micro_auroc(y_true: Any, y_score: Any) -> float:
     """Micro-averaged multilabel AUROC (every record-label pair pooled); see :func:`multilabel_auroc`."""
     return _multilabel_auroc(y_true, y_score, average="micro")
 
+
+
+# ------------------------------------------------------------------------------------------------ task-level
+def _regression_task_metrics(target: Any, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
+    """``<name>_mae``, ``_rmse``, ``_r`` (Pearson), ``_r2``; all NaN with fewer than 2 labelled records."""
+    truth, pred = y[:, 0], np.asarray(outputs[target.out_name], dtype=np.float64)
+    p = f"{target.out_name}_"
+    if (~np.isnan(truth)).sum() < 2:
+        return {f"{p}{m}": float("nan") for m in ("mae", "rmse", "r", "r2")}
+    return {f"{p}mae": mae(truth, pred), f"{p}rmse": rmse(truth, pred), f"{p}r": pearson_r(truth, pred),
+            f"{p}r2": r2(truth, pred)}
+
+
+def _binary_task_metrics(target: Any, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
+    """``<column>_auroc`` and ``<column>_accuracy`` (threshold 0.5)."""
+    prob = np.asarray(outputs[target.out_name], dtype=np.float64)
+    return {f"{target.column}_auroc": auroc(y[:, 0], prob), f"{target.column}_accuracy": accuracy(y[:, 0], prob)}
+
+
+def _multilabel_task_metrics(target: Any, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
+    """``<column>_auroc`` per label and ``<name>_macro_auroc`` (mean of the defined ones)."""
+    per = {f"{c}_auroc": auroc(y[:, i], np.asarray(outputs[o], dtype=np.float64))
+           for i, (c, o) in enumerate(zip(target.columns, target.output_names, strict=True))}
+    valid = [v for v in per.values() if np.isfinite(v)]
+    return {**per, f"{target.name}_macro_auroc": float(np.mean(valid)) if valid else float("nan")}
+
+
+#: target kind -> its task-level metrics ``fn(target, outputs, y [N, target.num_labels]) -> {name: value}``
+_TASK_METRICS: dict[str, Callable[..., dict[str, float]]] = {
+    "regression": _regression_task_metrics,
+    "binary": _binary_task_metrics,
+    "multilabel": _multilabel_task_metrics,
+}
+
+
+def task_metrics(task: Any, outputs: Mapping[str, np.ndarray], y: Any) -> dict[str, float]:
+    """Metrics of a task's postprocessed outputs against its labels, as logged during training.
+
+    Parameters
+    ----------
+    task : OutputSpec
+        The task (:class:`~ecglens.data.targets.TaskSpec` or a loaded checkpoint's ``task``).
+    outputs : mapping of str to np.ndarray, each shape (N,)
+        ``task.postprocess`` output (natural units: years, probabilities).
+    y : np.ndarray, shape (N, task.num_labels) or (N,)
+        Labels in natural units; NaN labels are ignored.
+
+    Returns
+    -------
+    dict of str to float
+        Regression: ``<name>_mae``, ``_rmse``, ``_r`` (Pearson), ``_r2``; binary: ``<column>_auroc``,
+        ``_accuracy`` (threshold 0.5); multilabel: ``<column>_auroc`` and ``<name>_macro_auroc``. NaN where a
+        metric is undefined (too few labels, one class only).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    y = y[:, None] if y.ndim == 1 else y
+    out: dict[str, float] = {}
+    for target, _, labels in task.target_slices():
+        if target.kind not in _TASK_METRICS:
+            raise EcglensError(f"no task metrics for target kind {target.kind!r}; known: {sorted(_TASK_METRICS)}.")
+        out.update(_TASK_METRICS[target.kind](target, outputs, y[:, labels]))
+    return out

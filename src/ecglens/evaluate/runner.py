@@ -22,7 +22,6 @@ has a ``patient_id`` column, otherwise by record.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,8 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..artifact import check_contract
 from ..exceptions import ConfigError, EcglensError
-from ..signal.transforms import CONTRACT_FIELDS, contract_mismatches
+from ..jsonutil import json_ready
 from . import metrics as M
 from .bootstrap import bootstrap_metrics
 
@@ -298,23 +298,6 @@ def evaluate_predictions(outputs: dict[str, np.ndarray], meta: pd.DataFrame, tas
 
 
 # ------------------------------------------------------------------------------------------------- report
-def _json_safe(value: Any) -> Any:
-    """Plain JSON: numpy -> Python, NaN / inf -> null, tuples -> lists, paths -> str."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
-
-
 def _regression_figures(name: str, entry: dict[str, Any], t: np.ndarray, p: np.ndarray,
                         out: Path) -> dict[str, Path]:
     from . import figures as F
@@ -386,7 +369,7 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike[str], outpu
     paths.update(_multilabel_figures(results, arrays, meta, out))
     report = {**results, "figures": sorted(p.name for p in paths.values())}
     paths["metrics"] = out / "metrics.json"
-    paths["metrics"].write_text(json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n")
+    paths["metrics"].write_text(json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
     return paths
 
 
@@ -428,26 +411,6 @@ def format_results(results: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- checkpoint
-#: Preprocess field -> ``ecglens prepare`` option (for the fix in the error message)
-_PREPARE_FLAGS: dict[str, str] = {"fs": "fs", "seconds": "seconds", "highpass_hz": "highpass", "notch_hz": "notch",
-                                  "normalize": "normalize"}
-
-
-def _check_contract(checkpoint: Any, cache: Any) -> None:
-    """Refuse a cache prepared differently from the checkpoint's contract (longer records are fine: windows)."""
-    mine, theirs = getattr(checkpoint, "preprocess", None), getattr(cache, "preprocess", None)
-    if mine is None or theirs is None:
-        return
-    a = _json_safe(mine.to_dict())
-    diff = contract_mismatches(a, _json_safe(theirs.to_dict()), CONTRACT_FIELDS)
-    if diff:
-        details = "; ".join(f"{k}: model {x!r}, cache {y!r}" for k, (x, y) in diff.items())
-        flags = " ".join(f"--{flag} {a[key]}" for key, flag in _PREPARE_FLAGS.items() if a.get(key) is not None)
-        raise ConfigError(f"the cache at {getattr(cache, 'path', '?')} was prepared differently from what the "
-                          f"model expects ({details}). Prepare a cache with the checkpoint's preprocessing "
-                          f"(`ecglens prepare ... {flags}`) and evaluate on that.")
-
-
 def predict_cache(checkpoint: Any, signals: np.ndarray, indices: np.ndarray, batch_size: int = 256,
                   progress: bool = True) -> dict[str, np.ndarray]:
     """``checkpoint.predict`` over ``signals[indices]`` ([N, L, T], e.g. a memory map) in batches.
@@ -530,14 +493,15 @@ def evaluate_checkpoint(checkpoint: Any, cache: Any, folds: Any = None, out_dir:
         written, ``files``.
     """
     if not hasattr(checkpoint, "predict"):
-        from ..train.checkpoint import load_checkpoint
+        from ..artifact import load_checkpoint
 
         checkpoint = load_checkpoint(checkpoint)
     if not hasattr(cache, "signals"):
         from ..data.cache import open_cache
 
         cache = open_cache(cache)
-    _check_contract(checkpoint, cache)
+    check_contract(getattr(checkpoint, "preprocess", None), getattr(cache, "preprocess", None),
+                   where=f"at {getattr(cache, 'path', '?')}", fix=" and evaluate on that")
     idx = cache.indices(folds)
     if idx.size == 0:
         raise ConfigError(f"no records in folds {folds} of the cache at {getattr(cache, 'path', '?')}; "

@@ -516,7 +516,8 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def _evaluate(cfg: CompareConfig, checkpoint: Any, cache: Any, folder: Path) -> dict[str, Any]:
     """Validation metrics of the run's best checkpoint, with bootstrap CIs (figures when ``eval.figures``)."""
-    from ..evaluate.runner import _json_safe, evaluate_checkpoint
+    from ..evaluate.runner import evaluate_checkpoint
+    from ..jsonutil import json_ready
 
     eval_dir = folder / "eval"
     results = evaluate_checkpoint(checkpoint, cache, folds=list(cfg.val_folds),
@@ -524,7 +525,7 @@ def _evaluate(cfg: CompareConfig, checkpoint: Any, cache: Any, folder: Path) -> 
                                   seed=cfg.eval.seed, progress=False)
     if not cfg.eval.figures:
         eval_dir.mkdir(parents=True, exist_ok=True)
-        (eval_dir / "metrics.json").write_text(json.dumps(_json_safe(results), indent=2) + "\n")
+        (eval_dir / "metrics.json").write_text(json.dumps(json_ready(results), indent=2) + "\n")
     return results
 
 
@@ -553,7 +554,7 @@ def _stopped_by(cfg: CompareConfig, epochs_run: int, train_time: float) -> str:
 def _run_one(cfg: CompareConfig, run: CompareRun, cache: Any, cache_path: str, out: Path,
              digest: str) -> dict[str, Any]:
     """Train one run, evaluate its best checkpoint on the validation folds; return its ``results.csv`` row."""
-    from ..train.checkpoint import load_checkpoint
+    from ..artifact import load_checkpoint
     from ..train.loop import fit
 
     folder = out / "runs" / run.key

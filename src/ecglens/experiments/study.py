@@ -39,9 +39,9 @@ import yaml
 from ..evaluate import metrics as M
 from ..evaluate.bootstrap import bootstrap_ci, bootstrap_metrics
 from ..evaluate.features import association_grid
-from ..evaluate.runner import _json_safe
 from ..evaluate.survival import _md_table, format_p
 from ..exceptions import ConfigError, EcglensError
+from ..jsonutil import json_ready
 from ..leads import CANONICAL_LEADS
 from ..train.config import TrainConfig, config_from_dict, dataclass_from_dict, parse_override
 
@@ -698,7 +698,7 @@ def _summary(ev: dict[str, Any], cfg: dict[str, Any], arms: dict[str, _Arm], run
         "features": ev["features"], "notes": [n for s in ev["survival"].values() for n in s["notes"]],
         "settings": {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in cfg.items()},
     }
-    return _json_safe(summary)
+    return json_ready(summary)
 
 
 def _report(summary: dict[str, Any], ev: dict[str, Any], out: Path) -> None:
@@ -731,7 +731,7 @@ def run_hb_study(internal: CohortInputs, external: CohortInputs | None, cfg: dic
     ``low_hb``) is reported next to the estimates. ``out`` receives ``summary.json``, ``study.md``,
     ``tables/`` (CSV + Markdown), ``figures/`` (PNG), ``train/`` (run folder and checkpoint) and ``cache/``.
     """
-    from ..train.checkpoint import load_checkpoint
+    from ..artifact import load_checkpoint
 
     start = time.perf_counter()
     out = Path(out)
@@ -828,9 +828,9 @@ def run_ptbxl_age_study(checkpoint: Any, cache: Any, out: str | Path, folds: Any
     ``evaluation/`` (``ecglens evaluate`` output), ``tables/``, ``figures/``, ``summary.json``, ``study.md``.
     Returns the content of ``summary.json``.
     """
+    from ..artifact import load_checkpoint
     from ..data.cache import open_cache
     from ..evaluate.runner import health_subsets
-    from ..train.checkpoint import load_checkpoint
 
     out = _prepare_out(out)
     ck = checkpoint if hasattr(checkpoint, "predict") else load_checkpoint(checkpoint)
@@ -845,7 +845,7 @@ def run_ptbxl_age_study(checkpoint: Any, cache: Any, out: str | Path, folds: Any
     df[keep].to_csv(out / "tables" / "predictions.csv", index=False)
     assoc, feat_info = _features(_Arm("ptbxl", df, cache, {}, None), df, ["age_pred", "age", "ecg_age_gap"],
                                  features, seed, out, "age", "ECG features vs ECG-age, age and the gap", progress)
-    summary = _json_safe({"checkpoint": str(ck.path), "cache": str(cache.path), "folds": folds, "n": len(df),
+    summary = json_ready({"checkpoint": str(ck.path), "cache": str(cache.path), "folds": folds, "n": len(df),
                           "gap_threshold": gap_threshold, "metrics": res.get("outputs"), "features": feat_info,
                           "gap_table": gaps.to_dict(orient="records"), "normalize": cache.preprocess.normalize})
     (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")

@@ -604,14 +604,15 @@ def _ensure_pretrained(cfg: TransferConfig, run: PretrainRun, cache: Any, cache_
 
 def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: Path) -> dict[str, Any]:
     """Validation and test AUROC / AUPRC with bootstrap CIs and the split counts of a finished target run."""
+    from ..artifact import load_checkpoint
+    from ..data.targets import TaskSpec
     from ..evaluate.bootstrap import bootstrap_metrics
     from ..evaluate.metrics import auprc, auroc
     from ..evaluate.runner import predict_cache
-    from ..train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint_path)
     data = CacheView(view, ckpt.preprocess.leads) if ckpt.preprocess is not None else view
-    y_all = ckpt.task.labels_from_meta(data.meta)[:, 0]
+    y_all = TaskSpec.from_outputs(ckpt.task).labels_from_meta(data.meta)[:, 0]
     splits = pd.read_csv(folder / "splits.csv")
     fold = data.meta["fold"].to_numpy(dtype=np.float64)
     rows = {"val": splits.loc[splits["split"] == "val", "row"].to_numpy(),

@@ -37,7 +37,6 @@ import base64
 import functools
 import io
 import logging
-import math
 import os
 import re
 import shutil
@@ -51,13 +50,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import anyio
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..io.wfdb import is_plain_file_name
+from .._version import __version__
+from ..artifact.outputs import OutputSpec
 from ..exceptions import (
     CorruptRecordError,
     EcglensError,
@@ -67,6 +66,8 @@ from ..exceptions import (
     UnitError,
     UnsupportedFormatError,
 )
+from ..io.wfdb import is_plain_file_name
+from ..jsonutil import json_ready
 
 __all__ = ["ACCEPTED_SUFFIXES", "ServeError", "UploadLimits", "create_app", "safe_filename"]
 
@@ -176,19 +177,6 @@ def safe_filename(name: str | None, default: str = "upload") -> str:
         keep = f".{suffix[:16]}" if dot and stem else ""
         base = base[: _MAX_NAME - len(keep)] + keep
     return base if base.strip("._-") else default
-
-
-def _jsonable(value: Any) -> Any:
-    """JSON-safe copy: NaN / inf -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -506,18 +494,16 @@ def _contract_of(preprocess: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def _card(name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
     """What ``/models`` says about a checkpoint, from its JSON description."""
-    from ..data.targets import TaskSpec
-
     model, task = meta.get("model") or {}, meta.get("task") or {}
     return {"name": name, "architecture": model.get("name"), "task": task.get("name"),
-            "outputs": list(TaskSpec.from_dict(task).output_names), "in_leads": model.get("in_leads"),
+            "outputs": list(OutputSpec.from_dict(task).output_names), "in_leads": model.get("in_leads"),
             "input_contract": _contract_of(meta.get("preprocess")), "metrics": meta.get("metrics") or {},
             "ecglens_version": meta.get("ecglens_version"), "created": meta.get("created")}
 
 
 def _shipped_cards() -> list[dict[str, Any]]:
     """Cards of the shipped checkpoints (a damaged one is listed with its error)."""
-    from ..train.checkpoint import list_pretrained, read_checkpoint_metadata
+    from ..artifact import list_pretrained, read_checkpoint_metadata
 
     cards = []
     for name in list_pretrained():
@@ -540,15 +526,11 @@ def _served_card(predictor: Any) -> dict[str, Any]:
 
 
 def _load_predictor(model: Any, backend: str) -> Any:
-    """A Predictor from a shipped name, a checkpoint path, an exported .onnx file or a Predictor."""
+    """A Predictor from a shipped name, a model file (``.safetensors``, ``.onnx``) or a Predictor."""
     from ..predict import Predictor
 
     if isinstance(model, Predictor):
         return model
-    if str(model).lower().endswith(".onnx"):
-        from ..export import load_onnx_checkpoint
-
-        return Predictor(load_onnx_checkpoint(model), backend="onnx")
     return Predictor.from_pretrained(model, backend=backend)
 
 
@@ -601,7 +583,6 @@ def create_app(model: Any = "age-sex", max_upload_mb: float = 20, max_files: int
     CheckpointError
         When the model cannot be loaded (the message lists the shipped models).
     """
-    from .. import __version__
 
     _check_limits(max_upload_mb, max_files, workers)
     predictor = _load_predictor(model, backend)
@@ -619,7 +600,6 @@ def create_app(model: Any = "age-sex", max_upload_mb: float = 20, max_files: int
 
 def _add_routes(app: FastAPI, state: _State, shipped: list[dict[str, Any]]) -> None:
     """``/``, ``/health``, ``/models`` and ``/predict``."""
-    from .. import __version__
 
     limits = state.limits
 
@@ -629,12 +609,12 @@ def _add_routes(app: FastAPI, state: _State, shipped: list[dict[str, Any]]) -> N
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return _jsonable({"status": "ok", "ecglens_version": __version__, "model": state.served["name"],
+        return json_ready({"status": "ok", "ecglens_version": __version__, "model": state.served["name"],
                           "backend": state.served["backend"], "limits": limits.to_dict()})
 
     @app.get("/models")
     async def models() -> dict[str, Any]:
-        return _jsonable({"served": state.served, "models": shipped, "limits": limits.to_dict()})
+        return json_ready({"served": state.served, "models": shipped, "limits": limits.to_dict()})
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
@@ -656,7 +636,7 @@ async def _predict_endpoint(request: Request, state: _State) -> JSONResponse:
         message = f"The record could not be processed ({type(err).__name__}: {err})."
     else:
         logger.info("predict %s: ok in %.0f ms", result["record"], 1e3 * (time.perf_counter() - start))
-        return JSONResponse(_jsonable(result), headers={"Cache-Control": "no-store"})
+        return JSONResponse(json_ready(result), headers={"Cache-Control": "no-store"})
     message = _TMP_PATH.sub("", message)  # never show the server's folders; the file name stays
     logger.info("predict refused (%d %s): %s", status, code, message)
     return _error_response(status, code, message)

@@ -57,7 +57,7 @@ def contract_mismatches(model: Mapping[str, Any], data: Mapping[str, Any],
     fields : sequence of str
         The fields to compare. All must agree, except ``seconds``: data at least as long as the model's window
         is fine (longer records are predicted in windows of the model's length, see
-        :mod:`ecglens.train.windows`).
+        :mod:`ecglens.artifact.windows`).
 
     Returns
     -------

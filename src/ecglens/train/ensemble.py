@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..artifact import Checkpoint, load_checkpoint, save_checkpoint
 from ..exceptions import CheckpointError
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 __all__ = ["ensemble_checkpoints"]
 

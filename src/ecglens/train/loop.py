@@ -9,7 +9,7 @@ A run folder holds::
       best.ckpt          Lightning checkpoint of the best epoch (by trainer.monitor)
       model.safetensors  the best weights + preprocess + task + config + metrics (ecglens.load_checkpoint);
                          trained on random crops, its preprocess (input contract) has the crop's duration
-                         and longer inputs are predicted in windows (ecglens.train.windows)
+                         and longer inputs are predicted in windows (ecglens.artifact.windows)
       metrics.json       validation metrics of the best weights (recomputed on the whole validation split)
       val_predictions.csv  record_id + predictions + labels on the validation split
       history.csv        one row per epoch: train / val loss and metrics, learning rate
@@ -38,13 +38,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..artifact import inference_window, mean_over_windows, save_checkpoint
 from ..data.dataset import EcgDataModule
 from ..data.targets import TaskSpec, task_from_name
+from ..evaluate.metrics import task_metrics
 from ..exceptions import CheckpointError, ConfigError
-from .checkpoint import save_checkpoint
 from .config import TrainConfig, config_to_dict, save_config
 from .module import EcgLightningModule
-from .windows import inference_window, mean_over_windows
 
 __all__ = ["RunResult", "build_augment", "build_datamodule", "build_task", "fit", "input_window", "model_contract",
            "plot_history", "write_run_outputs"]
@@ -80,7 +80,7 @@ def build_augment(config: TrainConfig) -> Any:
 
 def input_window(config: TrainConfig, cache: Any) -> int | None:
     """Samples of the trained model's input window: the training crop (``augment.spec.crop_seconds``) when it
-    is shorter than the cached inputs, else ``None`` (inputs used whole). See :mod:`ecglens.train.windows`."""
+    is shorter than the cached inputs, else ``None`` (inputs used whole). See :mod:`ecglens.artifact.windows`."""
     pre = getattr(cache, "preprocess", None)
     fs = getattr(cache, "fs", None) or getattr(pre, "fs", None)
     return inference_window(getattr(build_augment(config), "crop_seconds", None), fs, cache.signals.shape[-1])
@@ -184,7 +184,7 @@ def _is_rank_zero() -> bool:
 def monitor_names(task: TaskSpec) -> list[str]:
     """Metric names a run logs each epoch (valid values of ``trainer.monitor``)."""
     raw, task = np.zeros((2, task.num_outputs)), task.fit(np.ones((2, task.num_labels)))  # names only
-    metrics = task.metrics(task.postprocess(raw), np.full((2, task.num_labels), np.nan))
+    metrics = task_metrics(task, task.postprocess(raw), np.full((2, task.num_labels), np.nan))
     parts = [f"{t.key}_loss" for t in task.targets] if len(task.targets) > 1 else []
     return [f"{split}_{name}" for split in ("val", "train") for name in ["loss", *parts, *metrics]]
 
@@ -373,7 +373,7 @@ def write_run_outputs(config: TrainConfig, run_dir: Path, module: EcgLightningMo
     loader = torch.utils.data.DataLoader(dm.val_dataset(), batch_size=dm.batch_size, shuffle=False)
     raw, y = module.predict_raw(loader)
     outputs = mean_over_windows(dm.task, raw)
-    val = dm.task.metrics(outputs, y)
+    val = task_metrics(dm.task, outputs, y)
     val["loss"] = float(dm.task.loss(torch.from_numpy(raw).mean(dim=1), torch.from_numpy(y)))
     metrics = {
         "split": "val",

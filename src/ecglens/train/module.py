@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..artifact.windows import mean_over_windows, windowed_raw
 from ..data.targets import TaskSpec
+from ..evaluate.metrics import task_metrics
 from .config import OptimConfig
-from .windows import mean_over_windows, windowed_raw
 
 __all__ = ["EcgLightningModule", "is_decayed", "lr_lambda", "split_metrics"]
 
@@ -119,7 +120,7 @@ def split_metrics(task: TaskSpec, raw_windows: torch.Tensor, y: torch.Tensor, sp
     out = {f"{split}_loss": float(sum(w * v for w, v in zip(task.weights, parts.values(), strict=True)))}
     if len(parts) > 1:
         out.update({f"{split}_{name}_loss": float(v) for name, v in parts.items()})
-    metrics = task.metrics(mean_over_windows(task, raw_windows.cpu()), y.cpu().numpy())
+    metrics = task_metrics(task, mean_over_windows(task, raw_windows.cpu()), y.cpu().numpy())
     out.update({f"{split}_{k}": float(v) for k, v in metrics.items()})
     return out
 
@@ -137,7 +138,7 @@ class EcgLightningModule(L.LightningModule):
         Learning rate, weight decay, schedule.
     window : int, optional
         Samples of the model's input window (the training crop): longer validation inputs are predicted over
-        windows of this length and averaged (:mod:`ecglens.train.windows`); ``None``: inputs are used whole.
+        windows of this length and averaged (:mod:`ecglens.artifact.windows`); ``None``: inputs are used whole.
     """
 
     def __init__(self, model: nn.Module, task: TaskSpec, optim_cfg: OptimConfig | None = None, *,

@@ -1,0 +1,74 @@
+"""The self-describing model file and everything inference needs from it.
+
+Below every consumer (predict, serve, export, evaluate, train); it imports none of them.
+
+* :mod:`~ecglens.artifact.checkpoint` — save / load / list shipped / read the description of a model file.
+* :mod:`~ecglens.artifact.outputs` — output names, stored label standardisation, postprocessing.
+* :mod:`~ecglens.artifact.contract` — does data prepared one way fit a model's input contract?
+* :mod:`~ecglens.artifact.windows` — windows on long records, windowed inference, averaging.
+* :mod:`~ecglens.artifact.formats` — model-file formats (``.safetensors``, ``.onnx``) by suffix.
+"""
+
+from __future__ import annotations
+
+from .checkpoint import (
+    FORMAT,
+    Checkpoint,
+    list_pretrained,
+    load_checkpoint,
+    read_checkpoint_metadata,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from .contract import check_contract
+from .formats import (
+    ONNX,
+    SAFETENSORS,
+    ModelFormat,
+    list_formats,
+    load_model_file,
+    model_format,
+    register_loader,
+)
+from .outputs import BinaryOutput, MultilabelOutput, Output, OutputSpec, RegressionOutput
+from .windows import (
+    DEFAULT_MAX_WINDOWS,
+    WINDOW_TOLERANCE,
+    aggregate_windows,
+    inference_window,
+    mean_over_windows,
+    plan_windows,
+    window_starts,
+    windowed_raw,
+)
+
+__all__ = [
+    "DEFAULT_MAX_WINDOWS",
+    "FORMAT",
+    "ONNX",
+    "SAFETENSORS",
+    "WINDOW_TOLERANCE",
+    "BinaryOutput",
+    "Checkpoint",
+    "ModelFormat",
+    "MultilabelOutput",
+    "Output",
+    "OutputSpec",
+    "RegressionOutput",
+    "aggregate_windows",
+    "check_contract",
+    "inference_window",
+    "list_formats",
+    "list_pretrained",
+    "load_checkpoint",
+    "load_model_file",
+    "mean_over_windows",
+    "model_format",
+    "plan_windows",
+    "read_checkpoint_metadata",
+    "register_loader",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "window_starts",
+    "windowed_raw",
+]

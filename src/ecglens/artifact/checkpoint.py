@@ -1,0 +1,375 @@
+"""One self-describing model file: safetensors weights + a JSON description of everything needed to use them.
+
+A checkpoint is a single ``.safetensors`` file. Its tensors are the model's ``state_dict``; its metadata entry
+``"ecglens"`` is a JSON document with
+
+* ``model``: registry name, keyword arguments, ``in_leads``, ``num_outputs`` (``create_model`` rebuilds it);
+* ``preprocess``: the :class:`~ecglens.signal.transforms.Preprocess` spec (the input contract: fs, duration,
+  leads, filters, normalisation);
+* ``task``: the :class:`~ecglens.artifact.outputs.OutputSpec` (with the fitted label mean / std; training
+  writes a :class:`~ecglens.data.targets.TaskSpec`, which is one);
+* ``config``: the resolved training config; ``metrics``: validation metrics; ``ecglens_version``, ``created``.
+
+Loading never unpickles anything: safetensors holds tensors and strings only. Shipped models live in the
+package folder ``ecglens/weights/<name>.safetensors`` and are loaded by bare name
+(``load_checkpoint("age-sex")``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._version import __version__
+from ..exceptions import CheckpointError, EcglensError, LeadError
+from ..jsonutil import json_ready
+from .formats import SAFETENSORS, register_loader
+from .outputs import OutputSpec
+from .windows import mean_over_windows, windowed_raw
+
+if TYPE_CHECKING:  # torch is imported where a model is built, saved or run, so reading metadata does not need it
+    import torch
+    from torch import nn
+
+__all__ = [
+    "FORMAT",
+    "Checkpoint",
+    "list_pretrained",
+    "load_checkpoint",
+    "read_checkpoint_metadata",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
+
+#: value of the ``format`` metadata entry of every ecglens checkpoint
+FORMAT = "ecglens-checkpoint/1"
+_META_KEY = "ecglens"
+_SUFFIX = SAFETENSORS.suffix
+
+
+def _config_dict(config: Any) -> dict[str, Any] | None:
+    """The stored form of a training config: a dataclass's ``to_dict()`` / fields, or a plain mapping."""
+    if config is None:
+        return None
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return json_ready(config)
+    return json_ready(dict(config))
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    model_name: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    task: OutputSpec | None = None,
+    preprocess: Any = None,
+    config: Any = None,
+    metrics: dict[str, Any] | None = None,
+    *,
+    in_leads: int | None = None,
+) -> Path:
+    """Write ``model`` and its description to one ``.safetensors`` file (atomically).
+
+    Parameters
+    ----------
+    path : path
+        Output file (``.safetensors`` is appended when missing).
+    model : nn.Module
+        The trained model (any device; weights are stored on CPU).
+    model_name, model_kwargs : str, dict
+        How ``ecglens.models.create_model`` rebuilds it (default: the model's ``model_name`` /
+        ``model_kwargs`` attributes, which ``create_model`` sets).
+    task : OutputSpec
+        The fitted task (label statistics included), e.g. a :class:`~ecglens.data.targets.TaskSpec`.
+    preprocess : Preprocess or None
+        The input contract the model was trained with.
+    config : TrainConfig or dict or None
+        The resolved training config.
+    metrics : dict or None
+        Validation metrics (NaN stored as null).
+    in_leads : int, optional
+        Input leads (default: ``model.in_leads``, else ``len(preprocess.leads)``).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    import torch
+    from safetensors.torch import save_model
+
+    path = Path(path)
+    path = path if path.suffix == _SUFFIX else path.with_name(path.name + _SUFFIX)
+    model_name = model_name or getattr(model, "model_name", None)
+    if not model_name or task is None:
+        raise CheckpointError(
+            "save_checkpoint needs the model's registry name (model_name=...) and its task."
+        )
+    in_leads = in_leads or getattr(model, "in_leads", None) or len(getattr(preprocess, "leads", ()) or ())
+    if not in_leads:
+        raise CheckpointError("Cannot tell the model's input leads: pass in_leads=... to save_checkpoint.")
+
+    meta = {
+        "format": FORMAT,
+        "model": {
+            "name": model_name,
+            "kwargs": json_ready(
+                model_kwargs if model_kwargs is not None else getattr(model, "model_kwargs", {})
+            ),
+            "in_leads": int(in_leads),
+            "num_outputs": int(task.num_outputs),
+        },
+        "preprocess": None if preprocess is None else json_ready(preprocess.to_dict()),
+        "task": json_ready(task.to_dict()),
+        "config": _config_dict(config),
+        "metrics": json_ready(metrics or {}),
+        "ecglens_version": __version__,
+        "torch_version": torch.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_model(model, str(tmp), metadata={"format": FORMAT, _META_KEY: json.dumps(meta, allow_nan=False)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- lookup
+
+
+def _weights_dir() -> Any:
+    return resources.files("ecglens") / "weights"
+
+
+def list_pretrained() -> list[str]:
+    """Names of the checkpoints shipped in the package (``ecglens/weights/<name>.safetensors``)."""
+    folder = _weights_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(_SUFFIX)] for p in folder.iterdir() if p.name.endswith(_SUFFIX))
+
+
+def _is_bare_name(text: str) -> bool:
+    return not (text.endswith(_SUFFIX) or "/" in text or os.sep in text or Path(text).exists())
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
+    """The file of a checkpoint path or of a shipped model's bare name; :class:`CheckpointError` if none."""
+    text = os.fspath(path_or_name)
+    available = list_pretrained()
+    listing = (
+        f"Shipped models: {', '.join(available)}." if available else "No models are shipped in this install."
+    )
+    if _is_bare_name(text):
+        candidate = _weights_dir() / f"{text}{_SUFFIX}"
+        if candidate.is_file():
+            with resources.as_file(candidate) as real:
+                return Path(real)
+        raise CheckpointError(
+            f"Unknown model name {text!r}. {listing} Or pass the path of a .safetensors "
+            "checkpoint (written by `ecglens train`)."
+        )
+    path = Path(text)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint file {path} not found. {listing}")
+    return path
+
+
+def read_checkpoint_metadata(path_or_name: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON description of a checkpoint (model, preprocess, task, config, metrics...), no weights."""
+    from safetensors import SafetensorError, safe_open
+
+    path = resolve_checkpoint(path_or_name)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({err}). Re-export it with "
+            "`ecglens train` / save_checkpoint."
+        ) from None
+    if _META_KEY not in meta:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not an ecglens checkpoint (no 'ecglens' metadata); "
+            "save models with ecglens.artifact.save_checkpoint."
+        )
+    try:
+        return json.loads(meta[_META_KEY])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: the ecglens metadata is not valid JSON ({err}).") from None
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """A loaded checkpoint: the model (eval mode) and everything it was trained with.
+
+    Attributes
+    ----------
+    model : nn.Module
+        In eval mode, on ``map_location``.
+    model_name, model_kwargs, in_leads : str, dict, int
+        How the model was built.
+    task : OutputSpec
+        Output names, label statistics, postprocessing (``TaskSpec.from_outputs(task)`` to train it).
+    preprocess : Preprocess or None
+        The input contract (fs, n_samples, leads, filters, normalisation).
+    config, metrics : dict
+        The resolved training config and the validation metrics.
+    version, created : str
+        ecglens version that wrote it and when (UTC, ISO 8601).
+    path : Path
+        The file.
+    """
+
+    model: nn.Module
+    model_name: str
+    model_kwargs: dict[str, Any]
+    in_leads: int
+    task: OutputSpec
+    preprocess: Any
+    config: dict[str, Any] | None
+    metrics: dict[str, Any]
+    version: str
+    created: str
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.task.output_names
+
+    def summary(self) -> dict[str, Any]:
+        """Plain description: model, parameter count, outputs, input contract, metrics, version, file."""
+        pre = self.preprocess.to_dict() if self.preprocess is not None else None
+        return {
+            "path": str(self.path), "model": self.model_name, "model_kwargs": dict(self.model_kwargs),
+            "parameters": int(sum(p.numel() for p in self.model.parameters())), "in_leads": int(self.in_leads),
+            "task": self.task.name, "outputs": list(self.output_names), "preprocess": pre,
+            "metrics": dict(self.metrics), "ecglens_version": self.version, "created": self.created,
+        }
+
+    def __repr__(self) -> str:
+        pre = self.preprocess
+        contract = f"{pre.fs:g} Hz x {pre.seconds:g} s, {len(pre.leads)} leads" if pre is not None else "none"
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return (f"Checkpoint({self.path.name}: {self.model_name}, {n_params:,} parameters, task {self.task.name!r} "
+                f"-> {', '.join(self.output_names)}; input {contract}; ecglens {self.version})")
+
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Predict from preprocessed input.
+
+        Parameters
+        ----------
+        x : np.ndarray, shape (N, in_leads, T) or (in_leads, T)
+            Filtered and normalised as the checkpoint's contract says (:attr:`preprocess`; ``Predictor`` does
+            that from any ECG), at its fs. ``T`` is normally ``preprocess.n_samples``; longer inputs (e.g. the
+            10 s records of a cache for a model trained on 4 s crops) are predicted in windows of
+            ``n_samples`` covering them evenly and the outputs averaged (:mod:`ecglens.artifact.windows`).
+        batch_size : int
+            Records per forward pass.
+
+        Returns
+        -------
+        dict of str to np.ndarray, each shape (N,)
+            ``task.postprocess`` of the outputs (averaged over windows), e.g. ``{"age": years, "age_std":
+            years, "p_female": prob}``.
+        """
+        import torch
+
+        x = np.asarray(x, dtype=np.float32)
+        x = x[None] if x.ndim == 2 else x
+        if x.ndim != 3 or x.shape[1] != self.in_leads:
+            raise LeadError(
+                f"Checkpoint {self.path.name} expects x of shape [N, {self.in_leads}, n_samples], got "
+                f"{x.shape}. Bring records to the model's contract first (ecglens.Predictor does)."
+            )
+        device = next(self.model.parameters()).device
+        width = self.preprocess.n_samples if self.preprocess is not None else None
+        raws = []
+        with torch.inference_mode():
+            for start in range(0, len(x), max(1, int(batch_size))):
+                batch = torch.from_numpy(x[start : start + batch_size]).to(device)
+                raws.append(windowed_raw(self.model, batch, width).float().cpu())
+        raw = torch.cat(raws) if raws else torch.zeros((0, 1, self.task.num_outputs))
+        return mean_over_windows(self.task, raw)
+
+
+def _build_model(meta: dict[str, Any], path: Path) -> nn.Module:
+    from ..models import create_model
+
+    spec = meta.get("model") or {}
+    try:
+        return create_model(
+            spec["name"],
+            in_leads=int(spec["in_leads"]),
+            num_outputs=int(spec["num_outputs"]),
+            **dict(spec.get("kwargs") or {}),
+        )
+    except KeyError as err:
+        raise CheckpointError(f"{path}: the model description lacks {err}; the file is damaged.") from None
+    except EcglensError as err:
+        raise CheckpointError(
+            f"{path}: cannot rebuild model {spec.get('name')!r} ({err}). It may need a newer ecglens."
+        ) from None
+
+
+def load_checkpoint(
+    path_or_name: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> Checkpoint:
+    """Load a checkpoint file or a shipped model by name (``"age-sex"``), ready to predict.
+
+    Raises
+    ------
+    CheckpointError
+        Unknown name (the message lists the shipped ones), missing or malformed file, or weights that do not
+        fit the described model.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    path = resolve_checkpoint(path_or_name)
+    meta = read_checkpoint_metadata(path)
+    model = _build_model(meta, path)
+    try:
+        load_model(model, str(path), strict=True, device=str(map_location))
+    except (SafetensorError, RuntimeError, ValueError) as err:  # RuntimeError: missing / unexpected keys
+        raise CheckpointError(
+            f"{path}: the weights do not fit model {meta['model']['name']!r} ({err})."
+        ) from None
+    model = model.to(map_location).eval()
+    preprocess = None
+    if meta.get("preprocess") is not None:
+        from ..signal.transforms import Preprocess
+
+        preprocess = Preprocess.from_dict(meta["preprocess"])
+    return Checkpoint(
+        model=model,
+        model_name=meta["model"]["name"],
+        model_kwargs=dict(meta["model"]["kwargs"]),
+        in_leads=int(meta["model"]["in_leads"]),
+        task=OutputSpec.from_dict(meta["task"]),
+        preprocess=preprocess,
+        config=meta.get("config"),
+        metrics=dict(meta.get("metrics") or {}),
+        version=str(meta.get("ecglens_version", "")),
+        created=str(meta.get("created", "")),
+        path=path,
+        meta=meta,
+    )
+
+
+register_loader(SAFETENSORS.name, load_checkpoint)

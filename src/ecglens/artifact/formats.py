@@ -1,0 +1,107 @@
+"""Model-file formats, by suffix: what a file is, which backend runs it and which function loads it.
+
+* ``safetensors`` — the ecglens checkpoint (:mod:`ecglens.artifact.checkpoint`): PyTorch weights and their
+  description; runs with any backend (``torch`` by default, ``onnx`` through an on-the-fly export).
+* ``onnx`` — an exported graph with the same description (:mod:`ecglens.export`); runs only with ``onnx``.
+
+Code that takes "a model file" asks :func:`model_format` what it is (never the suffix itself) and
+:func:`load_model_file` to load it. A format's loader is registered by the module that implements it
+(:func:`register_loader`); that module (``provider``) is imported on first use, so optional dependencies
+(onnxruntime) are needed only for their format.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import CheckpointError
+
+__all__ = ["ONNX", "SAFETENSORS", "ModelFormat", "list_formats", "load_model_file", "model_format",
+           "register_format", "register_loader"]
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    """One kind of model file.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``"safetensors"``, ``"onnx"``).
+    suffix : str
+        File suffix, lower case with the dot (``".safetensors"``).
+    backend : str
+        Default prediction backend (see :func:`ecglens.predict.list_backends`).
+    backend_only : bool
+        True when the file holds no PyTorch weights, so it runs only with :attr:`backend`.
+    provider : str
+        The module that registers the loader (imported on first use).
+    """
+
+    name: str
+    suffix: str
+    backend: str
+    backend_only: bool
+    provider: str
+
+
+_FORMATS: dict[str, ModelFormat] = {}
+_LOADERS: dict[str, Callable[[str | os.PathLike[str]], Any]] = {}
+
+
+def register_format(fmt: ModelFormat) -> ModelFormat:
+    """Register ``fmt`` (by name; its suffix must be new) and return it."""
+    clash = [f.name for f in _FORMATS.values() if f.suffix == fmt.suffix and f.name != fmt.name]
+    if clash:
+        raise CheckpointError(f"suffix {fmt.suffix!r} already belongs to the model format {clash[0]!r}.")
+    _FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def register_loader(name: str, loader: Callable[[str | os.PathLike[str]], Any]) -> None:
+    """Register ``loader(path) -> Checkpoint`` for the format ``name`` (called by the format's provider)."""
+    if name not in _FORMATS:
+        raise CheckpointError(f"unknown model format {name!r}; register it first (known: {list_formats()}).")
+    _LOADERS[name] = loader
+
+
+def list_formats() -> list[str]:
+    """Names of the registered model-file formats."""
+    return sorted(_FORMATS)
+
+
+SAFETENSORS = register_format(ModelFormat("safetensors", ".safetensors", "torch", False,
+                                          "ecglens.artifact.checkpoint"))
+ONNX = register_format(ModelFormat("onnx", ".onnx", "onnx", True, "ecglens.export"))
+
+
+def model_format(path_or_name: str | os.PathLike[str]) -> ModelFormat | None:
+    """The format of a model file by its suffix (case-insensitive); ``None`` for anything else.
+
+    A shipped model's bare name (``"age-sex"``) has no format of its own: it names a ``safetensors`` file.
+    """
+    suffix = Path(os.fspath(path_or_name)).suffix.lower()
+    return next((f for f in _FORMATS.values() if f.suffix == suffix), None)
+
+
+def load_model_file(path_or_name: str | os.PathLike[str]) -> Any:
+    """Load any registered model file, or a shipped model by name, as a ``Checkpoint``.
+
+    Raises
+    ------
+    CheckpointError
+        When the format's module cannot be imported (the message names what to install) or the file is bad.
+    """
+    fmt = model_format(path_or_name) or SAFETENSORS
+    if fmt.name not in _LOADERS:
+        try:
+            importlib.import_module(fmt.provider)
+        except ImportError as err:
+            raise CheckpointError(f"reading {fmt.suffix} model files needs {fmt.provider}, which failed to import "
+                                  f"({err}). Install ecglens with its optional dependencies.") from None
+    return _LOADERS[fmt.name](path_or_name)

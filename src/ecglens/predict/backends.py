@@ -1,0 +1,126 @@
+"""Prediction backends: what runs the model on inputs already in its contract.
+
+A backend is any object with ``run(x [N, L, T] float32) -> raw outputs [N, K]``, built by name from a registry
+(:func:`register_backend`): ``"torch"`` here; ``"onnx"`` is provided by :mod:`ecglens.export`, imported on
+first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..exceptions import ConfigError
+
+__all__ = ["Backend", "TorchBackend", "cores_left", "create_backend", "list_backends", "register_backend"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What runs the model: raw outputs from model inputs.
+
+    ``run(x)`` takes ``x`` float32 ``[N, L, T]`` (already in the checkpoint's input contract) and returns the
+    raw model outputs ``[N, num_outputs]`` as a numpy array (before ``task.postprocess``).
+    """
+
+    def run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - protocol
+        ...
+
+
+#: factory(checkpoint, **options) -> Backend
+BackendFactory = Callable[..., Backend]
+_BACKENDS: dict[str, BackendFactory] = {}
+#: backends provided by other modules, imported (so they register themselves) on first use
+_BACKEND_MODULES: dict[str, str] = {"onnx": "ecglens.export"}
+
+
+def register_backend(name: str, factory: BackendFactory, overwrite: bool = False) -> BackendFactory:
+    """Register ``factory(checkpoint, **options) -> Backend`` under ``name`` (e.g. ``"onnx"``).
+
+    Returns the factory, so it can be used as ``register_backend("onnx", OnnxBackend)`` at module level.
+    """
+    if name in _BACKENDS and not overwrite and _BACKENDS[name] is not factory:
+        raise ConfigError(f"a prediction backend named {name!r} is already registered; pass overwrite=True.")
+    _BACKENDS[name] = factory
+    return factory
+
+
+def list_backends() -> list[str]:
+    """Names of the registered backends plus those that load on first use."""
+    return sorted(set(_BACKENDS) | set(_BACKEND_MODULES))
+
+
+def create_backend(name: str, checkpoint: Any, **options: Any) -> Backend:
+    """Build the backend ``name`` for ``checkpoint`` (importing its module on first use)."""
+    if name not in _BACKENDS and name in _BACKEND_MODULES:
+        try:
+            importlib.import_module(_BACKEND_MODULES[name])
+        except ImportError as err:
+            raise ConfigError(f"backend {name!r} needs {_BACKEND_MODULES[name]}, which failed to import ({err}). "
+                              "Install ecglens with its optional dependencies.") from None
+    if name not in _BACKENDS:
+        raise ConfigError(f"unknown prediction backend {name!r}; available: {list_backends()}.")
+    return _BACKENDS[name](checkpoint, **options)
+
+
+def cores_left(n_busy: int) -> int:
+    """CPU cores not taken by ``n_busy`` busy reading processes (at least one): what a backend should use."""
+    return max(1, (os.cpu_count() or 1) - int(n_busy))
+
+
+class TorchBackend:
+    """Run ``checkpoint.model`` with PyTorch under ``torch.inference_mode``.
+
+    Parameters
+    ----------
+    checkpoint : Checkpoint
+        A loaded checkpoint (its ``model`` is put in eval mode on ``device``).
+    device : str
+        Torch device (default ``"cpu"``).
+    num_threads : int, optional
+        Intra-op threads (``torch.set_num_threads``, process-wide); default: leave torch's setting.
+    """
+
+    def __init__(self, checkpoint: Any, device: str = "cpu", num_threads: int | None = None) -> None:
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.model = checkpoint.model.to(self.device).eval()
+        self.num_threads = int(num_threads) if num_threads else None
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+
+    @contextmanager
+    def sharing_cores(self, n_busy: int) -> Iterator[None]:
+        """Use the cores left by ``n_busy`` busy reading processes (at least one) while the context is open.
+
+        Intra-op threads that compete with the readers for the same cores mostly spin: on 2 cores with 2 reading
+        workers, one torch thread predicts as fast as two with a third less CPU. Threads set explicitly
+        (``num_threads``) or a GPU device are left alone; the previous setting is restored on exit.
+        """
+        torch = self._torch
+        before = torch.get_num_threads()
+        share = self.num_threads is None and self.device.type == "cpu" and n_busy > 0
+        if share:
+            torch.set_num_threads(min(before, cores_left(n_busy)))
+        try:
+            yield
+        finally:
+            if share:
+                torch.set_num_threads(before)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Raw outputs ``[N, num_outputs]`` of ``x`` float32 ``[N, L, T]``."""
+        torch = self._torch
+        batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        with torch.inference_mode():
+            return self.model(batch).float().cpu().numpy()
+
+
+register_backend("torch", TorchBackend)

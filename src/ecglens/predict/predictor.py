@@ -1,0 +1,298 @@
+"""The :class:`Predictor`: a model file -> its input contract -> predictions for records, files and folders."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..artifact.formats import load_model_file, model_format
+from ..artifact.windows import DEFAULT_MAX_WINDOWS, aggregate_windows
+from ..ecg import Ecg
+from ..exceptions import CheckpointError, EcglensError
+from .backends import Backend, create_backend
+from .harmonise import InputAdapter, PreparedEcg
+from .records import find_records, read_record, record_key
+from .workers import PipelineItem, chunk_stream
+
+__all__ = ["BASE_COLUMNS", "Prediction", "Predictor"]
+
+#: first columns of every :meth:`Predictor.predict_paths` table (then one per output, ``n_windows``, ``flags``)
+BASE_COLUMNS: tuple[str, ...] = ("record", "status", "message")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The prediction for one record.
+
+    Attributes
+    ----------
+    record : str
+        Record name (path or id).
+    outputs : dict of str to float
+        Mean over windows of each model output, e.g. ``{"age": 57.3, "age_std": 8.1, "p_female": 0.82}``
+        (years, probabilities, as ``task.postprocess`` gives them).
+    window_spread : dict of str to float
+        Standard deviation (ddof=1) of each output across windows; NaN with one window.
+    n_windows : int
+        Number of model windows the record was cut into.
+    flags : tuple of str
+        What harmonisation did and what the quality checks found (see the module docstring).
+    """
+
+    record: str
+    outputs: Mapping[str, float]
+    window_spread: Mapping[str, float]
+    n_windows: int
+    flags: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=(), repr=False)
+
+    def to_row(self) -> dict[str, Any]:
+        """One ``ok`` row of the :meth:`Predictor.predict_paths` table."""
+        return {"record": self.record, "status": "ok", "message": "; ".join(self.warnings), **self.outputs,
+                "n_windows": self.n_windows, "flags": ";".join(self.flags)}
+
+
+class Predictor:
+    """Predict with a checkpoint on any ECG, file or folder.
+
+    Parameters
+    ----------
+    checkpoint : Checkpoint or str or path
+        A loaded checkpoint, or a checkpoint path / shipped model name (loaded with ``load_checkpoint``).
+    backend : str or Backend
+        A registered backend name (``"torch"``, ``"onnx"``) or an object with ``run(x) -> raw outputs``.
+    max_windows : int or None
+        Most windows per record (default :data:`DEFAULT_MAX_WINDOWS`).
+    convert_units : bool
+        Convert unambiguous uV / V amplitudes to mV (flagged) instead of refusing them.
+    quality : bool
+        Add signal-quality flags.
+    **backend_options
+        Passed to the backend factory (e.g. ``device="cuda"``, ``num_threads=1``).
+    """
+
+    def __init__(self, checkpoint: Any, backend: str | Backend = "torch", *,
+                 max_windows: int | None = DEFAULT_MAX_WINDOWS, convert_units: bool = True, quality: bool = True,
+                 **backend_options: Any) -> None:
+        if isinstance(checkpoint, (str, os.PathLike)):
+            checkpoint = load_model_file(checkpoint)
+        if getattr(checkpoint, "preprocess", None) is None:
+            raise CheckpointError(f"checkpoint {getattr(checkpoint, 'path', '')} declares no input contract "
+                                  "(preprocess); save it with save_checkpoint(..., preprocess=Preprocess(...)).")
+        self.checkpoint = checkpoint
+        self.adapter = InputAdapter(checkpoint.preprocess, max_windows, convert_units, quality)
+        self.backend_name = backend if isinstance(backend, str) else type(backend).__name__
+        self.backend: Backend = (create_backend(backend, checkpoint, **backend_options) if isinstance(backend, str)
+                                 else backend)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str], backend: str | Backend = "torch",
+                        **kwargs: Any) -> Predictor:
+        """Load a shipped model by name (``"age-sex"``) or a model file, ready to predict.
+
+        A file that runs only with its own backend (an exported ``.onnx``, see :mod:`ecglens.artifact.formats`)
+        uses that backend whatever ``backend`` says.
+        """
+        fmt = model_format(name_or_path)
+        if fmt is not None and fmt.backend_only:
+            backend = fmt.backend
+        return cls(load_model_file(name_or_path), backend=backend, **kwargs)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def preprocess(self) -> Any:
+        """The input contract (:class:`~ecglens.signal.transforms.Preprocess`)."""
+        return self.adapter.preprocess
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the outputs (``task.output_names``), e.g. ``("age", "age_std", "p_female")``."""
+        return tuple(self.checkpoint.task.output_names)
+
+    @property
+    def columns(self) -> list[str]:
+        """Columns of the :meth:`predict_paths` table."""
+        return [*BASE_COLUMNS, *self.output_names, "n_windows", "flags"]
+
+    @property
+    def model_label(self) -> str:
+        """Checkpoint file name and architecture, for tables and reports."""
+        path = getattr(self.checkpoint, "path", None)
+        return f"{Path(path).stem if path else 'checkpoint'} ({self.checkpoint.model_name})"
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.model_label}, backend={self.backend_name!r}, outputs={list(self.output_names)})"
+
+    # ------------------------------------------------------------------ one record
+    def run_windows(self, windows: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Postprocessed outputs ``{name: [N]}`` of model inputs ``[N, L, T]`` (in batches of ``batch_size``)."""
+        x = np.asarray(windows, dtype=np.float32)
+        step = max(1, int(batch_size))
+        raw = np.concatenate([np.asarray(self.backend.run(x[i:i + step])) for i in range(0, len(x), step)])
+        return {k: np.asarray(v, dtype=np.float64) for k, v in self.checkpoint.task.postprocess(raw).items()}
+
+    def predict_prepared(self, prepared: PreparedEcg, batch_size: int = 64) -> Prediction:
+        """Prediction for a record already brought to the contract (:meth:`InputAdapter.prepare`)."""
+        means, spread = aggregate_windows(self.run_windows(prepared.windows, batch_size))
+        return Prediction(prepared.record, means, spread, prepared.n_windows, prepared.flags, prepared.warnings)
+
+    def predict_ecg(self, ecg: Ecg, record: str | None = None) -> Prediction:
+        """Predict for one :class:`~ecglens.ecg.Ecg` (any fs, length, lead order; see the module docstring).
+
+        Raises
+        ------
+        EcglensError
+            When the record cannot be brought to the model's contract (the message says why).
+        """
+        return self.predict_prepared(self.adapter.prepare(ecg, record=record))
+
+    def predict_file(self, path: str | os.PathLike[str], **read_kwargs: Any) -> Prediction:
+        """Read one file (any supported format; ``fs=``, ``leads=``, ``units=`` for raw arrays) and predict."""
+        if Path(path).is_dir():
+            raise EcglensError(f"{path} is a folder; predict_file takes one record. Use predict_paths for folders.")
+        name, target = record_key(Path(path).expanduser())
+        return self.predict_ecg(read_record(target, read_kwargs), record=name)
+
+    # ------------------------------------------------------------------ many records
+    def predict_paths(self, inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                      progress: bool = True, batch_size: int = 64, workers: int | None = None,
+                      read_kwargs: Mapping[str, Any] | None = None, chunk_size: int | None = None,
+                      timeout: float = 600.0) -> pd.DataFrame:
+        """Predict for every record in files and folders; bad files become ``error`` rows.
+
+        Parameters
+        ----------
+        inputs : path or iterable of paths
+            Files and folders (see :func:`find_records`).
+        progress : bool
+            Show a progress bar.
+        batch_size : int
+            Model windows per forward pass.
+        workers : int, optional
+            Reading processes (default: ``min(4, cpu_count)``; 0 or 1 reads in this process).
+        read_kwargs : mapping, optional
+            Reader options (``fs``, ``leads``, ``units`` for raw arrays; each reader gets those it accepts).
+        chunk_size : int, optional
+            Records per worker task (default up to 32).
+        timeout : float
+            Seconds to wait for one chunk before reporting its records as errors.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns :attr:`columns`: ``record, status ("ok"/"error"), message`` (the reason of an error, repair
+            warnings of an ok row), one column per output, ``n_windows``, ``flags`` (``;``-joined). One row per
+            record in input order. ``df.attrs`` holds ``model``, ``n_ok``, ``n_error``, ``seconds``,
+            ``ecgs_per_s``.
+
+        Raises
+        ------
+        EcglensError
+            When the inputs hold no record at all.
+        """
+        start = time.perf_counter()
+        records = find_records(inputs, with_arrays=bool(read_kwargs and read_kwargs.get("fs")))
+        if not records:
+            raise EcglensError(f"no ECG records found in {_describe_inputs(inputs)}. Give ECG files or folders "
+                               "holding .hea/.dat, .mat, .xml or .dcm records (raw arrays need --fs).")
+        rows = list(self.iter_predict(records, progress, batch_size, workers, read_kwargs, chunk_size, timeout))
+        table = pd.DataFrame(rows, columns=self.columns)
+        seconds = time.perf_counter() - start
+        n_ok = int((table["status"] == "ok").sum())
+        table.attrs.update({"model": self.model_label, "backend": self.backend_name, "n_ok": n_ok,
+                            "n_error": len(table) - n_ok, "seconds": seconds,
+                            "ecgs_per_s": len(table) / seconds if seconds > 0 else float("nan")})
+        return table
+
+    def iter_predict(self, records: Sequence[tuple[str, Path]], progress: bool = True, batch_size: int = 64,
+                     workers: int | None = None, read_kwargs: Mapping[str, Any] | None = None,
+                     chunk_size: int | None = None, timeout: float = 600.0) -> Iterator[dict[str, Any]]:
+        """Stream table rows (dicts, :attr:`columns`) for ``(record name, path)`` pairs, in order.
+
+        Reading and harmonisation run in ``workers`` processes; the model runs here on batches of about
+        ``batch_size`` windows. Only the chunks in flight and one batch are held in memory.
+        """
+        from tqdm.auto import tqdm
+
+        n_workers = _default_workers() if workers is None else max(0, int(workers))
+        size = chunk_size or max(1, min(32, math.ceil(len(records) / max(1, 4 * n_workers))))
+        tasks = [(i, name, str(path)) for i, (name, path) in enumerate(records)]
+        chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+        batcher = _Batcher(self, batch_size)
+        pooled = n_workers if n_workers > 1 and len(chunks) > 1 else 0  # chunk_stream's rule for a pool
+        share = getattr(self.backend, "sharing_cores", None)
+        with chunk_stream(chunks, self.adapter, read_kwargs, n_workers, timeout) as stream, \
+                share(pooled) if share is not None else nullcontext(), \
+                tqdm(total=len(tasks), unit="ECG", desc="predict", disable=not progress) as bar:
+            for items, windows in stream:
+                rows = batcher.add(items, windows)
+                bar.update(len(rows))
+                yield from rows
+            rows = batcher.flush()
+            bar.update(len(rows))
+            yield from rows
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _describe_inputs(inputs: Any) -> str:
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    shown = ", ".join(str(i) for i in items[:3]) + (f" (and {len(items) - 3} more)" if len(items) > 3 else "")
+    return shown or "the (empty) list of inputs"
+
+
+class _Batcher:
+    """Collects prepared records in input order; runs the model once enough windows are waiting."""
+
+    def __init__(self, predictor: Predictor, batch_size: int) -> None:
+        self.predictor = predictor
+        self.batch_size = max(1, int(batch_size))
+        self.items: list[PipelineItem] = []
+        self.arrays: list[np.ndarray] = []
+        self.n_windows = 0
+
+    def add(self, items: list[PipelineItem], windows: np.ndarray | None) -> list[dict[str, Any]]:
+        self.items.extend(items)
+        if windows is not None:
+            self.arrays.append(windows)
+            self.n_windows += len(windows)
+        return self.flush() if self.n_windows >= self.batch_size else []
+
+    def flush(self) -> list[dict[str, Any]]:
+        items, arrays = self.items, self.arrays
+        self.items, self.arrays, self.n_windows = [], [], 0
+        outputs: dict[str, np.ndarray] = {}
+        failure = None
+        if arrays:
+            try:
+                outputs = self.predictor.run_windows(np.concatenate(arrays), self.batch_size)
+            except Exception as err:  # noqa: BLE001 - report the batch's records as errors, keep going
+                failure = f"model inference failed: {type(err).__name__}: {err}"
+        return self._rows(items, outputs, failure)
+
+    def _rows(self, items: list[PipelineItem], outputs: Mapping[str, np.ndarray], failure: str | None) -> list[dict]:
+        rows, pos = [], 0
+        names = self.predictor.output_names
+        for item in items:
+            if item.error is not None or failure is not None:
+                rows.append({"record": item.record, "status": "error", "message": item.error or failure,
+                             **{k: np.nan for k in names}, "n_windows": 0,
+                             "flags": ";".join(item.flags)})
+                pos += item.n_windows
+                continue
+            per_window = {k: v[pos:pos + item.n_windows] for k, v in outputs.items()}
+            pos += item.n_windows
+            means, spread = aggregate_windows(per_window)
+            rows.append(Prediction(item.record, means, spread, item.n_windows, item.flags, item.warnings).to_row())
+        return rows

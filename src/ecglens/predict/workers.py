@@ -1,0 +1,99 @@
+"""The reading side of batch prediction: worker processes read and harmonise chunks of records, in order.
+
+Each worker holds the :class:`~ecglens.predict.harmonise.InputAdapter` (set once by the pool initialiser);
+a chunk comes back as its records' :class:`PipelineItem` (errors included) and their windows stacked
+``[n_windows, L, T]``. A bad file never raises: it becomes an item with an error.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import EcglensError
+from .harmonise import InputAdapter
+from .records import read_record
+
+__all__ = ["PipelineItem", "chunk_stream"]
+
+
+_WORKER: dict[str, Any] = {}
+
+
+@dataclass
+class PipelineItem:
+    """A record on its way through the batch pipeline (no signal): its name, its error or its windows' flags."""
+
+    index: int
+    record: str
+    error: str | None = None
+    n_windows: int = 0
+    flags: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def _init_worker(adapter: InputAdapter, read_kwargs: Mapping[str, Any] | None) -> None:
+    _WORKER["adapter"] = adapter
+    _WORKER["read_kwargs"] = dict(read_kwargs or {})
+
+
+def _error_text(err: BaseException) -> str:
+    return str(err) if isinstance(err, EcglensError) else f"{type(err).__name__}: {err}"
+
+
+def _prepare_chunk(chunk: Sequence[tuple[int, str, str]]) -> tuple[list[PipelineItem], np.ndarray | None]:
+    """Worker: read + harmonise a chunk of records; never raises for a bad record."""
+    adapter: InputAdapter = _WORKER["adapter"]
+    items, arrays = [], []
+    for index, record, path in chunk:
+        try:
+            prepared = adapter.prepare(read_record(path, _WORKER["read_kwargs"]), record=record)
+        except Exception as err:  # noqa: BLE001 - a batch job reports every failure as a row and goes on
+            items.append(PipelineItem(index, record, error=_error_text(err)))
+            continue
+        items.append(PipelineItem(index, record, None, prepared.n_windows, prepared.flags, prepared.warnings))
+        arrays.append(prepared.windows)
+    return items, (np.concatenate(arrays) if arrays else None)
+
+
+@contextmanager
+def chunk_stream(chunks: list[list[tuple[int, str, str]]], adapter: InputAdapter,
+                  read_kwargs: Mapping[str, Any] | None, workers: int,
+                  timeout: float) -> Iterator[Iterator[tuple[list[PipelineItem], np.ndarray | None]]]:
+    """Context giving the prepared chunks in order, computed by ``workers`` processes.
+
+    The pool is started on entering the context (before any progress-bar thread exists); with ``workers <= 1``
+    (or one chunk) the chunks are prepared lazily in this process.
+    """
+    if workers <= 1 or len(chunks) <= 1:
+        _init_worker(adapter, read_kwargs)
+        yield (_prepare_chunk(c) for c in chunks)
+        return
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    with ctx.Pool(processes=workers, initializer=_init_worker, initargs=(adapter, read_kwargs)) as pool:
+        yield _ordered_results(pool, chunks, 2 * workers + 1, timeout)
+
+
+def _ordered_results(pool: Any, chunks: list[list[tuple[int, str, str]]], in_flight: int,
+                     timeout: float) -> Iterator[tuple[list[PipelineItem], np.ndarray | None]]:
+    """Chunk results in submission order, with at most ``in_flight`` chunks submitted and not yet consumed."""
+    todo = iter(chunks)
+    pending = deque((c, pool.apply_async(_prepare_chunk, (c,))) for c in islice(todo, in_flight))
+    while pending:
+        chunk, job = pending.popleft()
+        nxt = next(todo, None)
+        if nxt is not None:
+            pending.append((nxt, pool.apply_async(_prepare_chunk, (nxt,))))
+        try:
+            yield job.get(timeout=timeout)
+        except mp.TimeoutError:
+            yield [PipelineItem(i, r, error=f"no answer from the reading worker within {timeout:g} s (it may have "
+                                     "crashed on this file); read it alone with `ecglens info`.")
+                   for i, r, _ in chunk], None
