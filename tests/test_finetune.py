@@ -325,8 +325,7 @@ def test_finetune_api_one_lead_writes_a_run_folder(pretrained, cohort, tmp_path)
     assert not (tmp_path / "one" / "curves.png").exists() and (tmp_path / "one" / "history.csv").is_file()
 
 
-def test_curves_are_skipped_in_a_without_curves_block_and_the_checkpoint_records_its_start(pretrained, cohort,
-                                                                                            tmp_path):
+def test_without_curves_skips_curves_and_the_checkpoint_records_its_start(pretrained, cohort, tmp_path):
     plot_history = loop.plot_history
     settings = FinetuneConfig(strategy="linear_probe", probe_l2=(0.1, 1.0))  # L-BFGS: no trainer, fast
     with without_curves():
@@ -336,7 +335,8 @@ def test_curves_are_skipped_in_a_without_curves_block_and_the_checkpoint_records
     assert not (quiet.run_dir / "curves.png").exists() and (quiet.run_dir / "history.csv").is_file()
     assert (drawn.run_dir / "curves.png").is_file()
     ckpt = load_checkpoint(quiet.checkpoint_path)
-    assert ckpt.config["finetune"]["strategy"] == "linear_probe" and ckpt.config["leads"] == list(CANONICAL_LEADS)
+    assert ckpt.config["finetune"]["strategy"] == "linear_probe"
+    assert ckpt.config["leads"] == list(CANONICAL_LEADS)
     assert ckpt.config["pretrained"]["path"] == str(pretrained) and ckpt.metrics["probe_l2"] in (0.1, 1.0)
 
 

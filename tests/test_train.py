@@ -401,7 +401,7 @@ def test_train_modules_use_no_private_name_of_another_module():
                 found += [f"{path.name}: from {node.module} import {a.name}" for a in node.names
                           if a.name.startswith("_") and not a.name.startswith("__")]
             elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                  and node.value.id in imported and node.attr.startswith("_") and not node.attr.startswith("__")):
+                  and node.value.id in imported and node.attr[:1] == "_" and node.attr[:2] != "__"):
                 found.append(f"{path.name}: {node.value.id}.{node.attr}")
     assert not found, found
 

@@ -4,8 +4,9 @@ A fine-tuning run on fewer leads (``finetune.leads``) or an experiment that hold
 sees the cache through a :class:`CacheView`; the rows of its ``signals`` (a :class:`LeadSubset` when leads are
 dropped) are read from the memory-mapped cache only when a batch needs them.
 
->>> view = CacheView(open_cache("caches/ptbxl"), ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"])  # doctest: +SKIP
->>> view.signals.shape                 # [n_records, 8, n_samples]                                   # doctest: +SKIP
+>>> eight = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]
+>>> view = CacheView(open_cache("caches/ptbxl"), eight)   # doctest: +SKIP
+>>> view.signals.shape       # [n_records, 8, n_samples]  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -45,21 +45,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
 
 from ..data.dataset import EcgDataModule
 from ..data.targets import TaskSpec, task_from_name
 from ..exceptions import CheckpointError, ConfigError
+from ..models import create_model
+from ..signal.augment import Augment
 from .checkpoint import save_checkpoint
 from .config import TrainConfig, config_to_dict, save_config
 from .module import EcgLightningModule
 from .windows import inference_window, mean_over_windows
 
-__all__ = ["RunResult", "build_augment", "build_datamodule", "build_task", "build_trainer", "check_monitor", "finish_run",
-           "fit", "input_window", "model_contract", "monitor_names", "plot_history", "run_trainer", "save_run_inputs",
-           "start_run", "uses_gpu", "without_curves", "write_run_outputs"]
+__all__ = ["RunResult", "build_augment", "build_datamodule", "build_task", "build_trainer", "check_monitor",
+           "finish_run", "fit", "input_window", "model_contract", "monitor_names", "plot_history",
+           "run_trainer", "save_run_inputs", "start_run", "uses_gpu", "without_curves", "write_run_outputs"]
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,6 @@ def build_augment(config: TrainConfig) -> Any:
     """The config's ``ecglens.signal.augment.Augment`` (``Augment.default()`` if no ``spec``) or None."""
     if not config.augment.enabled:
         return None
-    from ..signal.augment import Augment
-
     return Augment.from_dict(config.augment.spec) if config.augment.spec else Augment.default()
 
 
@@ -126,7 +129,7 @@ def build_datamodule(config: TrainConfig, cache: Any = None) -> EcgDataModule:
 
 
 def uses_gpu(accelerator: str) -> bool:
-    """Whether ``trainer.accelerator`` trains on a GPU (``gpu``, ``cuda``, or ``auto`` with CUDA available)."""
+    """Whether ``trainer.accelerator`` means a GPU (``gpu``, ``cuda``, or ``auto`` with CUDA available)."""
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
@@ -170,8 +173,6 @@ def start_run(
     Path
         The run folder (created).
     """
-    import lightning as L
-
     run_dir = _run_dir(config, out, resume)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     threads = torch.get_num_threads()
@@ -237,7 +238,7 @@ def monitor_names(task: TaskSpec) -> list[str]:
 
 
 def check_monitor(config: TrainConfig, task: TaskSpec) -> None:
-    """Refuse a ``trainer.monitor`` that ``task`` does not log (:class:`ConfigError` listing the valid names)."""
+    """Refuse a ``trainer.monitor`` that ``task`` does not log (:class:`ConfigError` naming valid ones)."""
     valid = monitor_names(task)
     if config.trainer.monitor not in valid:
         raise ConfigError(
@@ -247,8 +248,6 @@ def check_monitor(config: TrainConfig, task: TaskSpec) -> None:
 
 
 def _callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
-
     t = config.trainer
     callbacks: list[Any] = [
         # first: trainer.checkpoint_callback, whose best_model_path finish_run loads
@@ -298,9 +297,6 @@ def build_trainer(config: TrainConfig, run_dir: Path, n_batches: int) -> Any:
     lightning.Trainer
         With the callbacks of a run: best / last checkpoints, early stopping, progress bar, EMA weights.
     """
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-
     t = config.trainer
     per_node = t.devices if isinstance(t.devices, int) and t.devices > 0 else 1  # "auto" / -1: unknown here
     world = max(1, per_node * t.num_nodes)
@@ -354,8 +350,6 @@ def fit(
     RunResult
         ``run_dir``, ``checkpoint_path`` (``model.safetensors``) and the best epoch's validation metrics.
     """
-    from ..models import create_model
-
     with start_run(config, out, resume) as run_dir:
         dm = build_datamodule(config, cache)
         check_monitor(config, dm.task)
@@ -371,7 +365,7 @@ def fit(
 
 
 def save_run_inputs(config: TrainConfig, run_dir: Path, dm: EcgDataModule) -> None:
-    """Write what a run starts from: ``config.yaml`` (the resolved config) and ``splits.csv`` (every row used)."""
+    """Write what a run starts from: ``config.yaml`` (resolved config) and ``splits.csv`` (every row used)."""
     save_config(config, run_dir / "config.yaml")
     dm.splits_table().to_csv(run_dir / "splits.csv", index=False)
 
@@ -383,7 +377,7 @@ def run_trainer(trainer: Any, module: EcgLightningModule, dm: EcgDataModule, *,
     The checkpoint is loaded with ``weights_only=True``; one that holds other Python objects is refused with a
     :class:`CheckpointError` instead of being unpickled.
     """
-    with warnings.catch_warnings():  # the run folder holds config.yaml / splits.csv (and, resuming, checkpoints)
+    with warnings.catch_warnings():  # the run folder holds config.yaml, splits.csv (resuming: checkpoints)
         warnings.filterwarnings("ignore", message=r".*exists and is not empty")
         with refuse_unsafe_checkpoint(ckpt_path):
             trainer.fit(module, datamodule=dm, ckpt_path=None if ckpt_path is None else str(ckpt_path),
@@ -418,8 +412,9 @@ def refuse_unsafe_checkpoint(path: Path | None) -> Iterator[None]:
         ) from None
 
 
-def finish_run(config: TrainConfig, run_dir: Path, trainer: Any, module: EcgLightningModule, dm: EcgDataModule,
-               *, extra: Mapping[str, Any] | None = None, curves: bool = True) -> RunResult:
+def finish_run(config: TrainConfig, run_dir: Path, trainer: Any, module: EcgLightningModule,
+               dm: EcgDataModule, *, extra: Mapping[str, Any] | None = None,
+               curves: bool = True) -> RunResult:
     """Load the best epoch's weights into ``module``, evaluate them and write the run folder's outputs.
 
     Parameters

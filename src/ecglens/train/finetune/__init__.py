@@ -68,5 +68,5 @@ from .surgery import prepare_model
 
 __all__ = ["STRATEGIES", "CacheView", "FinetuneConfig", "FinetuneModule", "LeadSubset", "Strategy",
            "discriminative_param_groups", "finetune", "finetune_settings_from_dict", "freeze_frozen_modules",
-           "get_strategy", "load_finetune_config", "prepare_model", "read_yaml_mapping", "set_trainable_groups",
-           "without_curves"]
+           "get_strategy", "load_finetune_config", "prepare_model", "read_yaml_mapping",
+           "set_trainable_groups", "without_curves"]

@@ -130,7 +130,8 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
     check_monitor(config, dm.task)
     leads = cache_leads(data)
     model = prepare_model(ckpt, dm.task.num_outputs, settings.strategy, leads=leads,
-                          lead_init=settings.lead_init, head_init=settings.head_init, model_config=config.model)
+                          lead_init=settings.lead_init, head_init=settings.head_init,
+                          model_config=config.model)
     probe = settings.strategy == "linear_probe" and settings.probe_solver == "lbfgs"
     lp_ft = get_strategy(settings.strategy).probe_head
     if (probe or lp_ft) and make_head_linear(model, dm.task.num_outputs, settings.head_init):
@@ -140,7 +141,8 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
     extra = {"finetune": settings.to_dict(), "pretrained": _pretrained_info(ckpt), "leads": list(leads)}
     if lp_ft:  # the head fitted on the frozen features first, before any trainer touches the model
         extra["probe_head"] = _probe_summary(_fit_probe(config, settings, module, dm))
-    trainer = None if probe else build_trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
+    n_batches = len(dm.train_indices) // dm.batch_size
+    trainer = None if probe else build_trainer(config, run_dir, n_batches=n_batches)
     if trainer is None or trainer.is_global_zero:
         save_run_inputs(config, run_dir, dm)
         text = yaml.safe_dump(_plain(extra), sort_keys=False)
@@ -154,7 +156,8 @@ def _finetune(ckpt: Any, config: TrainConfig, settings: FinetuneConfig, run_dir:
 
 def _probe(config: TrainConfig, settings: FinetuneConfig, run_dir: Path, module: FinetuneModule, dm: Any,
            extra: Mapping[str, Any], curves: bool) -> RunResult:
-    """The ``lbfgs`` linear probe: fit the head on frozen features (:mod:`ecglens.train.probe`), write the run."""
+    """The ``lbfgs`` linear probe: fit the head on frozen features (:mod:`ecglens.train.probe`); write the
+    run folder."""
     fit = _fit_probe(config, settings, module, dm)
     module.history = fit.history
     info = {"best_epoch": None, "epochs_run": None, "probe_solver": "lbfgs", "probe_l2": fit.l2,
@@ -182,7 +185,7 @@ def _fit_probe(config: TrainConfig, settings: FinetuneConfig, module: FinetuneMo
 
 
 def _probe_summary(fit: ProbeFit) -> dict[str, Any]:
-    """``finetune.yaml``'s ``probe_head`` entry of ``lp_ft``: the chosen L2 strength and its validation metrics."""
+    """The ``probe_head`` entry of ``lp_ft``'s ``finetune.yaml``: the chosen L2 strength, its val metrics."""
     chosen = next(row for row in fit.history if row["l2"] == fit.l2)
     return {"l2": fit.l2, "iterations": fit.iterations,
             **{k: v for k, v in chosen.items() if k.startswith("val_")}}

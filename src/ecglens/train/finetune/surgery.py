@@ -132,7 +132,8 @@ def checkpoint_leads(ckpt: Any) -> tuple[str, ...]:
 
 
 def make_head_linear(model: nn.Module, num_outputs: int, head_init: str = "zeros") -> bool:
-    """Replace a head with a hidden layer (``head_hidden > 0``: ``xresnet1d*``, ``inception1d``) by a linear one.
+    """Replace a head with a hidden layer (``head_hidden > 0``: ``xresnet1d*``, ``inception1d``) by a linear
+    one.
 
     The L-BFGS probe fits a linear head; a model whose head is linear already is left as it is.
 
