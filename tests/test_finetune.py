@@ -9,6 +9,7 @@ learned. The target is a synthetic MI label that shifts lead V2 by +0.3 mV (100 
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,12 +21,14 @@ import torch
 
 from ecglens.artifact import load_checkpoint, save_checkpoint
 from ecglens.cli import app
+from ecglens.data import views
 from ecglens.data.dataset import EcgDataModule
 from ecglens.data.targets import task_from_name
 from ecglens.exceptions import ConfigError, LeadError
 from ecglens.leads import CANONICAL_LEADS
 from ecglens.models import create_model
 from ecglens.signal.transforms import Preprocess
+from ecglens.train import loop
 from ecglens.train.config import OptimConfig, config_from_dict
 from ecglens.train.finetune import (
     STRATEGIES,
@@ -38,6 +41,7 @@ from ecglens.train.finetune import (
     load_finetune_config,
     prepare_model,
     set_trainable_groups,
+    without_curves,
 )
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*treespec.*")]
@@ -218,6 +222,20 @@ def test_cache_view_selects_leads_without_copying(cohort):
     assert view.preprocess.leads == ("V2", "I") and view.preprocess.fs == FS
     with pytest.raises(LeadError, match="not in the cache"):
         CacheView(cohort, ["X1"])
+    assert CacheView is views.CacheView  # lives in ecglens.data.views; ecglens.train.finetune re-exports it
+
+
+def test_cache_view_relabels_folds_and_pickles_a_memmap_as_its_file(cohort, tmp_path):
+    np.save(tmp_path / "signals.npy", cohort.signals)
+    mapped = SimpleNamespace(signals=np.load(tmp_path / "signals.npy", mmap_mode="r"), meta=cohort.meta,
+                             preprocess=cohort.preprocess, path=tmp_path)
+    folds = np.where(np.arange(80) < 40, 1.0, np.nan)
+    view = CacheView(mapped, ["V6", "I"], folds=folds)
+    np.testing.assert_array_equal(view.meta["fold"], folds)
+    assert len(pickle.dumps(view.signals)) < 2000  # the file name, not 80 x 2 x 250 floats
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(view.signals))[5], cohort.signals[5][[11, 0]])
+    with pytest.raises(ConfigError, match="one entry per cache row"):
+        CacheView(mapped, folds=folds[:10])
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -305,6 +323,21 @@ def test_finetune_api_one_lead_writes_a_run_folder(pretrained, cohort, tmp_path)
     assert ckpt.config["finetune"]["leads"] == ["II"] and ckpt.config["pretrained"]["task"] == "age_sex"
     assert ckpt.predict(np.zeros((3, 1, 250), np.float32))["p_MI"].shape == (3,)
     assert not (tmp_path / "one" / "curves.png").exists() and (tmp_path / "one" / "history.csv").is_file()
+
+
+def test_without_curves_skips_curves_and_the_checkpoint_records_its_start(pretrained, cohort, tmp_path):
+    plot_history = loop.plot_history
+    settings = FinetuneConfig(strategy="linear_probe", probe_l2=(0.1, 1.0))  # L-BFGS: no trainer, fast
+    with without_curves():
+        assert loop.plot_history is plot_history  # a context variable, nothing swapped
+        quiet = finetune(pretrained, train_config(), settings, out=tmp_path / "quiet", cache=cohort)
+    drawn = finetune(pretrained, train_config(), settings, out=tmp_path / "drawn", cache=cohort)
+    assert not (quiet.run_dir / "curves.png").exists() and (quiet.run_dir / "history.csv").is_file()
+    assert (drawn.run_dir / "curves.png").is_file()
+    ckpt = load_checkpoint(quiet.checkpoint_path)
+    assert ckpt.config["finetune"]["strategy"] == "linear_probe"
+    assert ckpt.config["leads"] == list(CANONICAL_LEADS)
+    assert ckpt.config["pretrained"]["path"] == str(pretrained) and ckpt.metrics["probe_l2"] in (0.1, 1.0)
 
 
 def write_cache(out: Path, signals: np.ndarray, meta: pd.DataFrame, pre: Preprocess) -> Path:

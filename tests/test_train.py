@@ -339,13 +339,15 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_monitor_did_not_improve
     cfg = load_config(QUICK, [f"data.cache={cache_dir}", "optim.epochs=3", "augment.enabled=false",
                               "trainer.monitor=train_loss", "trainer.monitor_mode=max"])
     run = tmp_path / "run"
-    result = fit(cfg, out=run)
+    result = fit(cfg, out=run, curves=False)
     history = pd.read_csv(run / "history.csv")
     assert result.metrics["best_epoch"] == 0 == int(history["train_loss"].idxmax())  # the case this is about
     assert torch.load(run / "last.ckpt", weights_only=True)["epoch"] == 2
     assert torch.load(run / "best.ckpt", weights_only=True)["epoch"] == 0
+    assert not (run / "curves.png").exists()
     fit(apply_overrides(cfg, ["optim.epochs=4"]), resume=run)
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == [0, 1, 2, 3]  # no epoch repeated
+    assert (run / "curves.png").is_file()
 
 
 class _Payload:
@@ -382,6 +384,26 @@ def test_monitor_must_be_a_logged_metric(cache_dir, tmp_path):
     cfg = load_config(QUICK, [f"data.cache={cache_dir}", "trainer.monitor=val_age_mea"])
     with pytest.raises(ConfigError, match="val_age_mae"):
         fit(cfg, out=tmp_path / "run")
+
+
+def test_train_modules_use_no_private_name_of_another_module():
+    # training and fine-tuning share one public trainer setup: no `loop._trainer(...)`, no `from .x import _y`
+    import ast
+
+    root = REPO / "src" / "ecglens" / "train"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree)
+                    if isinstance(n, ast.ImportFrom | ast.Import) for a in n.names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                found += [f"{path.name}: from {node.module} import {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                  and node.value.id in imported and node.attr[:1] == "_" and node.attr[:2] != "__"):
+                found.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert not found, found
 
 
 def test_precision_is_mixed_only_on_gpu():

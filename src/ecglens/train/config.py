@@ -33,6 +33,7 @@ from typing import Any, Union
 import yaml
 
 from ..exceptions import ConfigError
+from ..jsonutil import json_ready
 
 __all__ = [
     "SCHEDULES",
@@ -239,7 +240,7 @@ def _to_str(value: Any) -> str:
 
 def _to_dict(value: Any) -> dict:
     if isinstance(value, Mapping):
-        return _plain(value)
+        return json_ready(value)
     raise TypeError
 
 
@@ -249,7 +250,7 @@ _SCALARS = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str, dict: 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check / convert ``value`` to the annotation ``tp`` (raising :class:`ConfigError` naming ``key``)."""
     if tp is Any:
-        return _plain(value)
+        return json_ready(value)
     if _is_union(tp):
         args = typing.get_args(tp)
         if value is None:
@@ -274,15 +275,6 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return _SCALARS[origin or tp](value)
     except (TypeError, ValueError):
         raise _fail(key, tp, value) from None
-
-
-def _plain(value: Any) -> Any:
-    """Deep copy of YAML-like data with tuples turned into lists (for safe YAML / JSON dumping)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _unknown_key(key: str, valid: Sequence[str], where: str) -> ConfigError:
@@ -322,7 +314,7 @@ def config_from_dict(data: Mapping[str, Any] | None) -> TrainConfig:
 
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Nested plain dict (lists, not tuples) of a config dataclass; YAML / JSON safe."""
-    return _plain(dataclasses.asdict(config))
+    return json_ready(dataclasses.asdict(config))
 
 
 # ----------------------------------------------------------------------------------------------- overrides

@@ -18,6 +18,16 @@ A run folder holds::
 
 ``fit(config, resume=RUN_DIR)`` continues from ``RUN_DIR/last.ckpt``: the epoch counter, optimiser, schedule
 and history carry on (to ``optim.epochs`` of the given config, which may be larger than before).
+
+Fine-tuning (:mod:`ecglens.train.finetune`) writes the same run folder through the same public steps::
+
+    with start_run(config, out) as run_dir:          # run folder, seed, torch threads
+        dm = build_datamodule(config, cache)
+        check_monitor(config, dm.task)
+        trainer = build_trainer(config, run_dir, n_batches=...)
+        save_run_inputs(config, run_dir, dm)          # config.yaml, splits.csv
+        run_trainer(trainer, module, dm)
+        result = finish_run(config, run_dir, trainer, module, dm, curves=...)
 """
 
 from __future__ import annotations
@@ -27,27 +37,34 @@ import json
 import os
 import pickle
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
 
 from ..artifact import inference_window, mean_over_windows, save_checkpoint
 from ..data.dataset import EcgDataModule
 from ..data.targets import TaskSpec, task_from_name
 from ..evaluate.metrics import task_metrics
 from ..exceptions import CheckpointError, ConfigError
+from ..models import create_model
+from ..signal.augment import Augment
 from .config import TrainConfig, config_to_dict, save_config
 from .module import EcgLightningModule
 
-__all__ = ["RunResult", "build_augment", "build_datamodule", "build_task", "fit", "input_window", "model_contract",
-           "plot_history", "write_run_outputs"]
+__all__ = ["RunResult", "build_augment", "build_datamodule", "build_task", "build_trainer", "check_monitor",
+           "finish_run", "fit", "input_window", "model_contract", "monitor_names", "plot_history",
+           "run_trainer", "save_run_inputs", "start_run", "uses_gpu", "without_curves", "write_run_outputs"]
 
 
 @dataclass(frozen=True)
@@ -73,8 +90,6 @@ def build_augment(config: TrainConfig) -> Any:
     """The config's ``ecglens.signal.augment.Augment`` (``Augment.default()`` if no ``spec``) or None."""
     if not config.augment.enabled:
         return None
-    from ..signal.augment import Augment
-
     return Augment.from_dict(config.augment.spec) if config.augment.spec else Augment.default()
 
 
@@ -113,13 +128,14 @@ def build_datamodule(config: TrainConfig, cache: Any = None) -> EcgDataModule:
     )
 
 
-def _uses_gpu(accelerator: str) -> bool:
+def uses_gpu(accelerator: str) -> bool:
+    """Whether ``trainer.accelerator`` means a GPU (``gpu``, ``cuda``, or ``auto`` with CUDA available)."""
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def _precision(config: TrainConfig) -> str:
     """``auto`` -> 16-mixed on GPU, 32-true on CPU; 16-mixed on CPU falls back to 32-true (with a warning)."""
-    wanted, gpu = config.trainer.precision, _uses_gpu(config.trainer.accelerator)
+    wanted, gpu = config.trainer.precision, uses_gpu(config.trainer.accelerator)
     if wanted == "auto":
         return "16-mixed" if gpu else "32-true"
     if wanted == "16-mixed" and not gpu:
@@ -131,8 +147,40 @@ def _precision(config: TrainConfig) -> str:
 def _set_threads(config: TrainConfig) -> None:
     if config.trainer.num_threads is not None:
         torch.set_num_threads(max(1, config.trainer.num_threads))
-    elif not _uses_gpu(config.trainer.accelerator):
+    elif not uses_gpu(config.trainer.accelerator):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - config.trainer.num_workers))
+
+
+@contextmanager
+def start_run(
+    config: TrainConfig,
+    out: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | None = None,
+) -> Iterator[Path]:
+    """Set up a training run: its folder, the seeds and torch's CPU threads (restored when the block ends).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        ``trainer.seed``, ``trainer.num_threads`` / ``num_workers`` / ``accelerator``, ``trainer.out_dir``.
+    out : path, optional
+        Run folder (default ``<trainer.out_dir>/<name>-<timestamp>``); must be new or empty.
+    resume : path, optional
+        A run folder holding ``last.ckpt`` to continue (``out`` is then ignored).
+
+    Yields
+    ------
+    Path
+        The run folder (created).
+    """
+    run_dir = _run_dir(config, out, resume)
+    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    threads = torch.get_num_threads()
+    _set_threads(config)
+    try:
+        yield run_dir
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _run_dir(
@@ -189,7 +237,8 @@ def monitor_names(task: TaskSpec) -> list[str]:
     return [f"{split}_{name}" for split in ("val", "train") for name in ["loss", *parts, *metrics]]
 
 
-def _check_monitor(config: TrainConfig, task: TaskSpec) -> None:
+def check_monitor(config: TrainConfig, task: TaskSpec) -> None:
+    """Refuse a ``trainer.monitor`` that ``task`` does not log (:class:`ConfigError` naming valid ones)."""
     valid = monitor_names(task)
     if config.trainer.monitor not in valid:
         raise ConfigError(
@@ -199,11 +248,9 @@ def _check_monitor(config: TrainConfig, task: TaskSpec) -> None:
 
 
 def _callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
-
     t = config.trainer
     callbacks: list[Any] = [
-        # first: trainer.checkpoint_callback, whose best_model_path _load_best reads
+        # first: trainer.checkpoint_callback, whose best_model_path finish_run loads
         ModelCheckpoint(
             dirpath=run_dir,
             filename="best",
@@ -233,10 +280,23 @@ def _callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
     return callbacks
 
 
-def _trainer(config: TrainConfig, run_dir: Path, n_batches: int) -> Any:
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
+def build_trainer(config: TrainConfig, run_dir: Path, n_batches: int) -> Any:
+    """The Lightning ``Trainer`` of a run (``ecglens train`` and ``ecglens finetune`` alike).
 
+    Parameters
+    ----------
+    config : TrainConfig
+        ``trainer`` (devices, precision, monitor, patience, ...) and ``optim`` (epochs, grad_clip, ema_decay).
+    run_dir : Path
+        Run folder: ``best.ckpt`` / ``last.ckpt`` and the CSV logs (``logs/``) go there.
+    n_batches : int
+        Training batches per epoch (caps ``log_every_n_steps`` so that short epochs still log).
+
+    Returns
+    -------
+    lightning.Trainer
+        With the callbacks of a run: best / last checkpoints, early stopping, progress bar, EMA weights.
+    """
     t = config.trainer
     per_node = t.devices if isinstance(t.devices, int) and t.devices > 0 else 1  # "auto" / -1: unknown here
     world = max(1, per_node * t.num_nodes)
@@ -268,6 +328,7 @@ def fit(
     out: str | os.PathLike[str] | None = None,
     resume: str | os.PathLike[str] | None = None,
     cache: Any = None,
+    curves: bool = True,
 ) -> RunResult:
     """Train ``config`` and write the run folder (see the module docstring).
 
@@ -281,48 +342,46 @@ def fit(
         A run folder to continue from its ``last.ckpt`` (``out`` is then ignored).
     cache : PreparedCache, optional
         An opened cache to use instead of opening ``config.data.cache``.
+    curves : bool
+        Draw ``curves.png`` (False skips it, about a second per run; ``history.csv`` is always written).
 
     Returns
     -------
     RunResult
         ``run_dir``, ``checkpoint_path`` (``model.safetensors``) and the best epoch's validation metrics.
     """
-    import lightning as L
+    with start_run(config, out, resume) as run_dir:
+        dm = build_datamodule(config, cache)
+        check_monitor(config, dm.task)
+        model = create_model(
+            config.model.name, in_leads=dm.in_leads, num_outputs=dm.task.num_outputs, **config.model.kwargs
+        )
+        module = EcgLightningModule(model, dm.task, config.optim, window=input_window(config, dm.cache))
+        trainer = build_trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
+        if trainer.is_global_zero:
+            save_run_inputs(config, run_dir, dm)
+        run_trainer(trainer, module, dm, ckpt_path=run_dir / "last.ckpt" if resume is not None else None)
+        return finish_run(config, run_dir, trainer, module, dm, curves=curves)
 
-    run_dir = _run_dir(config, out, resume)
-    L.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    threads = torch.get_num_threads()
-    _set_threads(config)
-    try:
-        return _fit(config, run_dir, resume, cache)
-    finally:
-        torch.set_num_threads(threads)
+
+def save_run_inputs(config: TrainConfig, run_dir: Path, dm: EcgDataModule) -> None:
+    """Write what a run starts from: ``config.yaml`` (resolved config) and ``splits.csv`` (every row used)."""
+    save_config(config, run_dir / "config.yaml")
+    dm.splits_table().to_csv(run_dir / "splits.csv", index=False)
 
 
-def _fit(config: TrainConfig, run_dir: Path, resume: Any, cache: Any) -> RunResult:
-    from ..models import create_model
+def run_trainer(trainer: Any, module: EcgLightningModule, dm: EcgDataModule, *,
+                ckpt_path: Path | None = None) -> None:
+    """``trainer.fit(module, dm)``, resuming from ``ckpt_path`` (a Lightning checkpoint) when given.
 
-    dm = build_datamodule(config, cache)
-    _check_monitor(config, dm.task)
-    model = create_model(
-        config.model.name, in_leads=dm.in_leads, num_outputs=dm.task.num_outputs, **config.model.kwargs
-    )
-    module = EcgLightningModule(model, dm.task, config.optim, window=input_window(config, dm.cache))
-    trainer = _trainer(config, run_dir, n_batches=len(dm.train_indices) // dm.batch_size)
-    if trainer.is_global_zero:
-        save_config(config, run_dir / "config.yaml")
-        dm.splits_table().to_csv(run_dir / "splits.csv", index=False)
-    ckpt_path = run_dir / "last.ckpt" if resume is not None else None
-    with (
-        warnings.catch_warnings()
-    ):  # the run folder holds config.yaml / splits.csv (and, resuming, checkpoints)
+    The checkpoint is loaded with ``weights_only=True``; one that holds other Python objects is refused with a
+    :class:`CheckpointError` instead of being unpickled.
+    """
+    with warnings.catch_warnings():  # the run folder holds config.yaml, splits.csv (resuming: checkpoints)
         warnings.filterwarnings("ignore", message=r".*exists and is not empty")
         with refuse_unsafe_checkpoint(ckpt_path):
             trainer.fit(module, datamodule=dm, ckpt_path=None if ckpt_path is None else str(ckpt_path),
                         weights_only=True)
-    if not trainer.is_global_zero:
-        return RunResult(run_dir, run_dir / "model.safetensors", {})
-    return _finish(config, run_dir, trainer, module, dm)
 
 
 def _load_best(trainer: Any, module: EcgLightningModule, run_dir: Path) -> int:
@@ -353,22 +412,62 @@ def refuse_unsafe_checkpoint(path: Path | None) -> Iterator[None]:
         ) from None
 
 
-def _finish(
-    config: TrainConfig, run_dir: Path, trainer: Any, module: EcgLightningModule, dm: EcgDataModule
-) -> RunResult:
-    """Evaluate the best weights on the validation split and write every output of the run folder."""
+def finish_run(config: TrainConfig, run_dir: Path, trainer: Any, module: EcgLightningModule,
+               dm: EcgDataModule, *, extra: Mapping[str, Any] | None = None,
+               curves: bool = True) -> RunResult:
+    """Load the best epoch's weights into ``module``, evaluate them and write the run folder's outputs.
+
+    Parameters
+    ----------
+    config, run_dir, trainer, module, dm
+        The run, after :func:`run_trainer`.
+    extra : mapping, optional
+        Entries added to the config stored in ``model.safetensors`` (see :func:`write_run_outputs`).
+    curves : bool
+        Draw ``curves.png``.
+
+    Returns
+    -------
+    RunResult
+        On a distributed worker (rank > 0) only the paths: rank 0 writes the outputs.
+    """
+    if not trainer.is_global_zero:
+        return RunResult(run_dir, run_dir / "model.safetensors", {})
     best_epoch = _load_best(trainer, module, run_dir)
     return write_run_outputs(config, run_dir, module, dm,
-                             {"best_epoch": best_epoch, "epochs_run": int(trainer.current_epoch)})
+                             {"best_epoch": best_epoch, "epochs_run": int(trainer.current_epoch)},
+                             extra=extra, curves=curves)
+
+
+#: False inside :func:`without_curves`: runs finished there draw no ``curves.png``
+_DRAW_CURVES: ContextVar[bool] = ContextVar("ecglens_draw_curves", default=True)
+
+
+@contextmanager
+def without_curves() -> Iterator[None]:
+    """Skip drawing ``curves.png`` in runs finished inside this block (``history.csv`` is still written).
+
+    Drawing the curves costs about a second per run, which adds up over an experiment grid of small runs; the
+    same as passing ``curves=False`` to :func:`fit` / :func:`~ecglens.train.finetune.finetune` (a context
+    variable, so other threads and tasks are not affected).
+    """
+    token = _DRAW_CURVES.set(False)
+    try:
+        yield
+    finally:
+        _DRAW_CURVES.reset(token)
 
 
 def write_run_outputs(config: TrainConfig, run_dir: Path, module: EcgLightningModule, dm: EcgDataModule,
-                      info: dict[str, Any]) -> RunResult:
+                      info: dict[str, Any], *, extra: Mapping[str, Any] | None = None,
+                      curves: bool = True) -> RunResult:
     """Evaluate ``module`` on the validation split and write the run folder's outputs.
 
     Writes ``metrics.json`` (``split``, ``folds``, ``n``, then ``info``, then the metrics of the whole validation
-    split, predicted in windows of the input contract), ``val_predictions.csv``, ``model.safetensors``,
-    ``history.csv`` (``module.history``) and ``curves.png``.
+    split, predicted in windows of the input contract), ``val_predictions.csv``, ``model.safetensors`` (its
+    stored config: the resolved config, the ``split`` used, then ``extra``, e.g. fine-tuning provenance),
+    ``history.csv`` (``module.history``) and, if ``curves`` (and not inside :func:`without_curves`),
+    ``curves.png``.
     """
     loader = torch.utils.data.DataLoader(dm.val_dataset(), batch_size=dm.batch_size, shuffle=False)
     raw, y = module.predict_raw(loader)
@@ -392,13 +491,13 @@ def write_run_outputs(config: TrainConfig, run_dir: Path, module: EcgLightningMo
         dict(config.model.kwargs),
         dm.task,
         model_contract(config, dm.cache),
-        _with_split(config, dm),
+        {**_with_split(config, dm), **dict(extra or {})},
         metrics,
         in_leads=dm.in_leads,
     )
     history = pd.DataFrame(module.history)
     history.to_csv(run_dir / "history.csv", index=False)
-    if len(history):
+    if len(history) and curves and _DRAW_CURVES.get():
         plot_history(
             history, run_dir / "curves.png", title=f"{config.name}: {config.model.name}, {dm.task.name}"
         )

@@ -6,7 +6,7 @@ from its optimum; on PTB-XL MI with 100 target ECGs such a head reached a test A
 regression on the same features reached 0.74 (docs/transfer.md). The ``lbfgs`` solver instead
 
 1. computes the frozen features (``forward_features``, eval mode, no augmentation) of the training and
-   validation ECGs once, per window of the model's input window (:mod:`ecglens.train.windows`);
+   validation ECGs once, per window of the model's input window (:mod:`ecglens.artifact.windows`);
 2. standardises them with the mean and standard deviation of the training ECGs' windows (folded into the
    head afterwards, so the checkpoint takes raw inputs like any other);
 3. for every L2 strength ``l2`` of ``finetune.probe_l2``, each fit starting from the head's initial weights,
@@ -42,7 +42,7 @@ from torch import nn
 from ..data.targets import TaskSpec
 from ..exceptions import ConfigError
 from .module import split_metrics
-from .windows import windowed_raw
+from ..artifact import windowed_raw
 
 __all__ = ["ProbeFit", "fit_probe_head", "window_features"]
 
@@ -65,7 +65,7 @@ def window_features(model: nn.Module, signals: Any, rows: np.ndarray, width: int
     rows : np.ndarray of int, shape (N,)
         The ECGs to embed.
     width : int or None
-        Window length in samples (``None``: each ECG whole), as :func:`~ecglens.train.windows.windowed_raw`.
+        Window length in samples (``None``: each ECG whole), as :func:`~ecglens.artifact.windows.windowed_raw`.
     batch_size : int
         ECGs per forward pass.
     device : torch.device or str
