@@ -20,7 +20,8 @@ import pytest
 wfdb = pytest.importorskip("wfdb")
 
 from ecglens.data import cache as cache_mod
-from ecglens.data.cache import PreparedCache, is_cache, open_cache, prepare_cache
+from ecglens.data._atomic import shrink_npy
+from ecglens.data.cache import PreparedCache, is_cache, open_cache, prepare_cache, write_cache
 from ecglens.exceptions import ConfigError, CorruptRecordError, EcglensError
 from ecglens.io import read_ecg
 from ecglens.leads import CANONICAL_LEADS
@@ -359,7 +360,7 @@ def test_shrink_npy_keeps_data(tmp_path):
     arr[:] = np.arange(arr.size, dtype=np.float32).reshape(arr.shape)
     arr.flush()
     del arr
-    cache_mod._shrink_npy(path, 7)
+    shrink_npy(path, 7)
     out = np.load(path)
     assert out.shape == (7, 3, 4)
     np.testing.assert_array_equal(out, np.arange(7 * 12, dtype=np.float32).reshape(7, 3, 4))
