@@ -33,7 +33,7 @@ _HEADLINE = ("true_hazard_ratio", "hazard_ratio", "hazard_ratio_ci", "c_index", 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None,
-                   help="study YAML (default: the repository's configs/study_simulate.yaml)")
+                   help="study YAML (default: the shipped study_simulate.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set study.n_boot=2000 or train.optim.epochs=12")
     p.add_argument("--seed", type=int, default=None, help="study seed (also the training seed)")
