@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from ecglens.cli import app
-from ecglens.exceptions import ConfigError
 from ecglens.data.splits import patient_folds
+from ecglens.exceptions import ConfigError
 from ecglens.experiments.study_config import default_config, load_study_config
 from ecglens.io.wfdb_write import write_wfdb_records
 

@@ -55,15 +55,16 @@ from .grid import (
     GridDefinition,
     SyntheticSpec,
     device_of,
+    drop_checkpoints,
     folds_text,
     load_grid_config,
+    open_grid_cache,
     parse_shard,
     protocol_train_section,
     read_results_csv,
     run_grid,
     shard_runs,
     short_hash,
-    write_synthetic_cache,
 )
 
 __all__ = [
@@ -373,21 +374,14 @@ def superclass_labels(patients: pd.DataFrame, rng: np.random.Generator) -> dict[
 
 
 def _open_data(cfg: CompareConfig, out: Path) -> tuple[Any, str]:
-    from ..data.cache import open_cache
-
-    path = (write_synthetic_cache(cfg.synthetic, out / "synthetic_cache", superclass_labels) if cfg.synthetic
-            else Path(cfg.cache))
-    cache = open_cache(path)
-    missing = sorted({"fold", "age", "sex"} - set(cache.meta.columns))
-    if missing:
-        raise ConfigError(f"The cache {path} has no column(s) {missing}; prepare it from PTB-XL "
-                          "(`ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9`).")
+    """The grid's cache and its path; its window must hold the budget's crop."""
+    cache, path = open_grid_cache(cfg.synthetic, cfg.cache, out, superclass_labels, {"fold", "age", "sex"})
     seconds = cache.signals.shape[-1] / float(cache.preprocess.fs)
     crop = cfg.budget.crop_seconds
     if crop is not None and crop > seconds + 1e-9:
         raise ConfigError(f"budget.crop_seconds={crop:g} is longer than the cached window ({seconds:g} s) of "
                           f"{path}; choose a crop <= {seconds:g} s (or null).")
-    return cache, str(path)
+    return cache, path
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -479,8 +473,7 @@ def _run_one(cfg: CompareConfig, run: CompareRun, data: tuple[Any, str], _: None
     results = _evaluate(cfg, checkpoint, cache, folder)
     eval_time = time.perf_counter() - start
     splits = pd.read_csv(folder / "splits.csv")
-    for name in ("last.ckpt", "best.ckpt") + (() if cfg.keep_checkpoints else ("model.safetensors",)):
-        (folder / name).unlink(missing_ok=True)
+    drop_checkpoints(folder, keep_model=cfg.keep_checkpoints)
     b, m = cfg.budget, result.metrics
     epochs_run = int(m.get("epochs_run") or 0)
     return {

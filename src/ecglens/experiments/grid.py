@@ -39,8 +39,8 @@ from ..train.finetune import read_yaml_mapping, without_curves
 from .simulate import simulate_cohort
 
 __all__ = ["QUIET_TRAINER", "GridDefinition", "GridOutcome", "SyntheticSpec", "append_row", "apply_profile",
-           "apply_raw_overrides", "check_protocol", "device_of", "folds_text", "load_grid_config", "locked",
-           "merge_mappings", "parse_shard", "protocol_train_section", "quiet_lightning", "read_results_csv",
+           "apply_raw_overrides", "check_protocol", "device_of", "drop_checkpoints", "folds_text", "load_grid_config", "locked",
+           "merge_mappings", "open_grid_cache", "parse_shard", "protocol_train_section", "quiet_lightning", "read_results_csv",
            "run_grid", "shard_runs", "short_hash", "write_synthetic_cache"]
 
 #: trainer settings of the quick profiles: one CPU thread, no progress bar, no early stopping
@@ -318,6 +318,37 @@ def write_synthetic_cache(spec: SyntheticSpec, out: str | os.PathLike[str], labe
     write_cache(out, cohort.signals, meta, Preprocess(fs=spec.fs, seconds=spec.seconds, highpass_hz=None),
                 source="synthetic", extra={"synthetic": want["spec"], "synthetic_labels": want["labels"]})
     return out
+
+
+def open_grid_cache(synthetic: SyntheticSpec | None, cache: str, out: Path, labels: LabelMaker,
+                    need: set[str]) -> tuple[Any, str]:
+    """The data of a grid: the synthetic cohort (written to ``out/synthetic_cache``) or the prepared ``cache``.
+
+    Returns
+    -------
+    (PreparedCache, str)
+        The opened cache and its path.
+
+    Raises
+    ------
+    ConfigError
+        When the cache lacks a column of ``need`` (the message says how to prepare one from PTB-XL).
+    """
+    from ..data.cache import open_cache
+
+    path = write_synthetic_cache(synthetic, out / "synthetic_cache", labels) if synthetic else Path(cache)
+    opened = open_cache(path)
+    missing = sorted(set(need) - set(opened.meta.columns))
+    if missing:
+        raise ConfigError(f"The cache {path} has no column(s) {missing}; prepare it from PTB-XL "
+                          "(`ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9`).")
+    return opened, str(path)
+
+
+def drop_checkpoints(folder: Path, keep_model: bool) -> None:
+    """Delete a finished run's Lightning checkpoints (and ``model.safetensors`` unless ``keep_model``)."""
+    for name in ("last.ckpt", "best.ckpt") + (() if keep_model else ("model.safetensors",)):
+        (folder / name).unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------- the runner

@@ -539,7 +539,7 @@ def _age_predictions(ck: Any, cache: Any, folds: Any, out: Path, n_boot: int, se
 
 
 def run_ptbxl_age_study(checkpoint: Any, cache: Any, out: str | Path, folds: Any = None, *, n_boot: int = 1000,
-                        seed: int = 0, gap_threshold: float = 8.0, features: FeatureSettings = FeatureSettings(),
+                        seed: int = 0, gap_threshold: float = 8.0, features: FeatureSettings | None = None,
                         progress: bool = True) -> dict[str, Any]:
     """ECG-age study on a prepared cache: metrics, gap table by health subset, figures, feature associations.
 
@@ -566,7 +566,8 @@ def run_ptbxl_age_study(checkpoint: Any, cache: Any, out: str | Path, folds: Any
                         "ecg_age_gap_category") if c in df]
     df[keep].to_csv(out / "tables" / "predictions.csv", index=False)
     assoc, feat_info = _features(_Arm("ptbxl", df, cache, {}, None), df, ["age_pred", "age", "ecg_age_gap"],
-                                 features, seed, out, "age", "ECG features vs ECG-age, age and the gap", progress)
+                                 features or FeatureSettings(), seed, out, "age",
+                                 "ECG features vs ECG-age, age and the gap", progress)
     summary = _json_safe({"checkpoint": str(ck.path), "cache": str(cache.path), "folds": folds, "n": len(df),
                           "gap_threshold": gap_threshold, "metrics": res.get("outputs"), "features": feat_info,
                           "gap_table": gaps.to_dict(orient="records"), "normalize": cache.preprocess.normalize})

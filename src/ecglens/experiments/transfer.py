@@ -46,16 +46,18 @@ from ..train.finetune import STRATEGIES, CacheView, finetune_settings_from_dict
 from .grid import (
     QUIET_TRAINER,
     GridDefinition,
+    GridOutcome,
     SyntheticSpec,
     device_of,
+    drop_checkpoints,
     folds_text,
     load_grid_config,
+    open_grid_cache,
     protocol_train_section,
     read_results_csv,
     run_grid,
     shard_runs,
     short_hash,
-    write_synthetic_cache,
 )
 
 __all__ = ["ALL", "NO_PRETRAINING", "PROFILES", "RESULT_COLUMNS", "PretrainRun", "TargetRun",
@@ -376,16 +378,10 @@ class _Data:
 def _open_data(cfg: TransferConfig, out: Path) -> _Data:
     from ..data.cache import open_cache
 
-    path = (write_synthetic_cache(cfg.synthetic, out / "synthetic_cache", mi_labels) if cfg.synthetic
-            else Path(cfg.cache))
-    cache = open_cache(path)
     need = {"fold"} | ({"age", "sex"} if set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING} else set())
-    missing = sorted(need - set(cache.meta.columns))
-    if missing:
-        raise ConfigError(f"The cache {path} has no column(s) {missing}; prepare it from PTB-XL "
-                          "(`ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9`).")
+    cache, path = open_grid_cache(cfg.synthetic, cfg.cache, out, mi_labels, need)
     if not cfg.target.cache:
-        return _Data(cache, str(path), cache, str(path))
+        return _Data(cache, path, cache, path)
     target = open_cache(cfg.target.cache)
     if "fold" not in target.meta.columns:
         raise ConfigError(f"The target cache {cfg.target.cache} has no 'fold' column; give its records folds "
@@ -399,7 +395,7 @@ def _open_data(cfg: TransferConfig, out: Path) -> _Data:
             raise ConfigError(f"The target cache {cfg.target.cache} was prepared differently from the source "
                               f"cache {path} ({diff}); prepare it with the source's settings "
                               "(`ecglens prepare ... --fs/--highpass/--normalize` as listed).")
-    return _Data(cache, str(path), target, str(cfg.target.cache))
+    return _Data(cache, path, target, str(cfg.target.cache))
 
 
 def _target_view(cfg: TransferConfig, cache: Any, seed: int) -> CacheView:
@@ -487,11 +483,6 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------- running
 
 
-def _drop_checkpoints(folder: Path, keep_model: bool) -> None:
-    for name in ("last.ckpt", "best.ckpt") + (() if keep_model else ("model.safetensors",)):
-        (folder / name).unlink(missing_ok=True)
-
-
 def _start_group(cfg: TransferConfig, first: TargetRun, data: _Data,
                  out: Path) -> tuple[Path, dict[str, Any]] | None:
     """The group's pretrained checkpoint and info (``None`` from scratch), training it first unless it is done."""
@@ -512,7 +503,7 @@ def _start_group(cfg: TransferConfig, first: TargetRun, data: _Data,
             "seed": run.seed, "n_source": int((splits["split"] == "train").sum()),
             "time_s": round(time.perf_counter() - start, 3), "metrics": result.metrics,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    _drop_checkpoints(folder, keep_model=True)
+    drop_checkpoints(folder, keep_model=True)
     info_path.write_text(json.dumps(info, indent=2, default=str))
     return model_path, info
 
@@ -565,7 +556,7 @@ def _run_target(cfg: TransferConfig, run: TargetRun, data: _Data, pretrained: tu
     result = finetune(None if pretrained is None else pretrained[0], config, settings, out=folder, cache=view)
     train_time = time.perf_counter() - start
     scores = _score(cfg, result.checkpoint_path, view, folder)
-    _drop_checkpoints(folder, keep_model=cfg.keep_checkpoints)
+    drop_checkpoints(folder, keep_model=cfg.keep_checkpoints)
     info = pretrained[1] if pretrained is not None else {}
     t, s = cfg.target, cfg.source
     return {
@@ -589,19 +580,16 @@ def _run_target(cfg: TransferConfig, run: TargetRun, data: _Data, pretrained: tu
 
 
 @dataclass(frozen=True)
-class TransferSummary:
-    """What :func:`run_transfer` did."""
+class TransferSummary(GridOutcome):
+    """What :func:`run_transfer` did: the runner's counts, the pretraining runs trained now and the figures."""
 
-    out: Path
-    shard: tuple[int, int]
-    n_grid: int
-    n_shard: int
-    n_skipped: int
-    n_done: int
-    n_failed: int
-    n_pretrained: int
-    runs: tuple[TargetRun, ...] = ()
+    n_pretrained: int = 0
     figures: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> tuple[TargetRun, ...]:
+        """The target runs of the shard that were still to do (those listed by a dry run)."""
+        return self.todo
 
 
 def grid_definition(cfg: TransferConfig) -> GridDefinition:
@@ -628,14 +616,13 @@ def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None,
     untrained = {r.pretrain.key for r in shard_runs(grid.runs, shard) if r.pretrain is not None
                  and not (out / "pretrain" / r.pretrain.key / "pretrain.json").is_file()}
     done = run_grid(grid, out, shard, dry_run=dry_run, progress=progress, fail_fast=fail_fast)
-    summary = {"out": out, "shard": shard, "n_grid": done.n_grid, "n_shard": done.n_shard,
-               "n_skipped": done.n_skipped, "runs": done.todo, "n_done": done.n_done, "n_failed": done.n_failed}
+    counts = {f.name: getattr(done, f.name) for f in dataclasses.fields(done)}
     if dry_run:
-        return TransferSummary(**summary, n_pretrained=0)
+        return TransferSummary(**counts)
     trained = sum((out / "pretrain" / key / "pretrain.json").is_file() for key in untrained)
     table = read_results(out) if figures else None
     if table is None or not len(table):
-        return TransferSummary(**summary, n_pretrained=trained)
+        return TransferSummary(**counts, n_pretrained=trained)
     from .figures import write_transfer_figures
 
-    return TransferSummary(**summary, n_pretrained=trained, figures=write_transfer_figures(table, out / "figures"))
+    return TransferSummary(**counts, n_pretrained=trained, figures=write_transfer_figures(table, out / "figures"))
