@@ -175,3 +175,22 @@ def test_ptbxl_age_study_on_a_tiny_cache(tiny_age_setup, tmp_path):
         from ecglens.experiments.study import run_ptbxl_age_study
 
         run_ptbxl_age_study(ckpt, cache, out)
+
+
+def test_simulation_study_as_a_resumable_grid_over_seeds(tmp_path, capsys):
+    out = tmp_path / "seeds"
+    small = ["--quick", "--quiet", "--set", "simulation.n_patients=240", "--set", "external.n_patients=120"]
+    assert app(["study", "simulate", "--out", str(out), "--seeds", "3,4", "--shard", "1/2", *small]) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["run_key"]) == ["seed3"] and table["run_dir"].iloc[0] == "runs/seed3"  # shard 1/2: seed 3
+    row = table.iloc[0]
+    assert row["hazard_ratio_low"] <= row["hazard_ratio"] <= row["hazard_ratio_high"]
+    assert row["covers_truth"] == (row["hazard_ratio_low"] <= row["true_hazard_ratio"] <= row["hazard_ratio_high"])
+    settings = json.loads((out / "runs" / "seed3" / "summary.json").read_text())["settings"]
+    assert settings["study"]["seed"] == 3 and settings["train"]["trainer"]["seed"] == 3  # the run's own seed
+    assert app(["study", "simulate", "--out", str(out), "--seeds", "3", *small]) == 0  # finished: nothing to run
+    assert len(pd.read_csv(out / "results.csv")) == 1
+    capsys.readouterr()
+    assert app(["study", "simulate", "--out", str(out), "--seeds", "3", *small, "--set", "study.n_boot=7"]) == 2
+    assert "different protocol" in capsys.readouterr().err
+    assert app(["study", "simulate", "--out", str(tmp_path / "x"), "--shard", "1/2", *small]) == 2  # needs --seeds
