@@ -137,7 +137,8 @@ def _run_seeds(args: argparse.Namespace) -> int:
     failed = {r.key for r in shard_runs([StudyRun(s) for s in seeds], shard)} - set(table["run_key"].astype(str))
     print(f"results: {args.out / 'results.csv'} ({len(table)} seeds done)")
     if failed:
-        print(f"{len(failed)} seed(s) of this shard failed; see {args.out / 'failures.csv'} (retried on the next start)")
+        print(f"{len(failed)} seed(s) of this shard failed; see {args.out / 'failures.csv'} (retried on the next "
+              "start)")
     return 1 if failed else 0
 
 

@@ -38,10 +38,11 @@ from ..train.config import TrainConfig, dataclass_from_dict, parse_override
 from ..train.finetune import read_yaml_mapping, without_curves
 from .simulate import simulate_cohort
 
-__all__ = ["QUIET_TRAINER", "GridDefinition", "GridOutcome", "SyntheticSpec", "append_row", "apply_profile",
-           "apply_raw_overrides", "check_protocol", "device_of", "drop_checkpoints", "folds_text", "load_grid_config", "locked",
-           "merge_mappings", "open_grid_cache", "parse_shard", "protocol_train_section", "quiet_lightning", "read_results_csv",
-           "run_grid", "shard_runs", "short_hash", "write_synthetic_cache"]
+__all__ = ["QUIET_TRAINER", "GridDefinition", "GridOutcome", "LabelMaker", "SyntheticSpec", "append_row",
+           "apply_profile", "apply_raw_overrides", "check_protocol", "device_of", "drop_checkpoints", "folds_text",
+           "load_grid_config", "locked", "merge_mappings", "open_grid_cache", "parse_shard",
+           "protocol_train_section", "quiet_lightning", "read_results_csv", "record_failure", "run_grid",
+           "shard_runs", "short_hash", "write_synthetic_cache"]
 
 #: trainer settings of the quick profiles: one CPU thread, no progress bar, no early stopping
 QUIET_TRAINER: dict[str, Any] = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "num_workers": 0,
@@ -56,8 +57,8 @@ C = TypeVar("C")
 # ----------------------------------------------------------------------------------------------- config
 
 
-def merge_mappings(base: Mapping[str, Any], over: Mapping[str, Any], replaced: frozenset[tuple[str, ...]] = frozenset(),
-                   path: tuple[str, ...] = ()) -> dict[str, Any]:
+def merge_mappings(base: Mapping[str, Any], over: Mapping[str, Any],
+                   replaced: frozenset[tuple[str, ...]] = frozenset(), path: tuple[str, ...] = ()) -> dict[str, Any]:
     """``over`` merged into ``base`` recursively (new dicts); a mapping at a path in ``replaced`` replaces."""
     out = dict(base)
     for key, value in over.items():

@@ -116,7 +116,8 @@ def load_study_config(path: str | Path | None = None, overrides: Sequence[str] =
     if profile is not None:
         data = apply_profile(data, profile, {})
     data = apply_raw_overrides(data, [_check_override(item) for item in overrides])
-    cfg: dict[str, Any] = {name: dataclass_from_dict(cls, data.get(name) or {}, f"{name}.") for name, cls in _SECTIONS.items()}
+    cfg: dict[str, Any] = {name: dataclass_from_dict(cls, data.get(name) or {}, f"{name}.")
+                           for name, cls in _SECTIONS.items()}
     cfg["train"] = config_from_dict(data.get("train") or {})
     s = cfg["study"]
     if len(s.split) != 3 or min(s.split) <= 0:
