@@ -20,7 +20,8 @@ import pytest
 wfdb = pytest.importorskip("wfdb")
 
 from ecglens.data import cache as cache_mod
-from ecglens.data.cache import PreparedCache, is_cache, open_cache, prepare_cache
+from ecglens.data._atomic import shrink_npy
+from ecglens.data.cache import PreparedCache, is_cache, open_cache, prepare_cache, write_cache
 from ecglens.exceptions import ConfigError, CorruptRecordError, EcglensError
 from ecglens.io import read_ecg
 from ecglens.leads import CANONICAL_LEADS
@@ -359,7 +360,7 @@ def test_shrink_npy_keeps_data(tmp_path):
     arr[:] = np.arange(arr.size, dtype=np.float32).reshape(arr.shape)
     arr.flush()
     del arr
-    cache_mod._shrink_npy(path, 7)
+    shrink_npy(path, 7)
     out = np.load(path)
     assert out.shape == (7, 3, 4)
     np.testing.assert_array_equal(out, np.arange(7 * 12, dtype=np.float32).reshape(7, 3, 4))
@@ -385,3 +386,28 @@ def test_force_rebuilds_an_up_to_date_cache(mixed_folder, preprocess, tmp_path):
     manifest = prepare_cache(cat, out, preprocess, workers=1, progress=False, force=True)
     assert "up_to_date" not in manifest
     assert set(open_cache(out).meta["source"]) == {"synth"}  # rewritten, not reused
+
+
+def test_write_cache_round_trip_atomic_and_refusals(tmp_path, preprocess):
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (5, len(preprocess.leads), preprocess.n_samples)).astype(np.float64)
+    meta = pd.DataFrame({"record_id": [f"r{i}" for i in range(5)], "fold": [1, 1, 2, 2, 3], "MI": [0, 1, 0, 1, 0]})
+    manifest = write_cache(tmp_path / "c", x, meta, preprocess, source="sim", extra={"synthetic": {"seed": 0}})
+    cache = open_cache(tmp_path / "c")
+    np.testing.assert_allclose(cache.signals, x.astype(np.float32))
+    assert cache.signals.dtype == np.float32 and list(cache.meta["MI"]) == [0, 1, 0, 1, 0]
+    assert {"source", "path", "age", "sex", "patient_id"} <= set(cache.meta.columns)
+    assert cache.manifest["synthetic"] == {"seed": 0} == manifest["synthetic"] and manifest["n_rejected"] == 0
+    assert cache.preprocess.to_dict() == preprocess.to_dict() and cache.manifest["source"] == "sim"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temp folder left
+    write_cache(tmp_path / "c", x[:2], meta.iloc[:2], preprocess)  # a cache is replaced
+    assert len(open_cache(tmp_path / "c")) == 2
+    with pytest.raises(ConfigError, match="samples"):
+        write_cache(tmp_path / "d", x[:, :, :10], meta, preprocess)
+    with pytest.raises(ConfigError, match="rows"):
+        write_cache(tmp_path / "d", x, meta.iloc[:3], preprocess)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not an ecglens cache"):
+        write_cache(tmp_path / "other", x, meta, preprocess)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine" and not (tmp_path / "d").exists()

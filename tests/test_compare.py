@@ -10,26 +10,24 @@ figure. The table formatting is checked on a hand-made results table with known 
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from ecglens.cli import app
 from ecglens.exceptions import ConfigError
 from ecglens.experiments.compare import (
     RESULT_COLUMNS,
-    add_compare_parser,
     load_compare_config,
-    main,
     plan_grid,
     read_results,
     run_comparison,
-    shard_runs,
     train_config,
     write_comparison_markdown,
 )
+from ecglens.experiments.grid import shard_runs
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "configs" / "compare_quick.yaml"
@@ -200,15 +198,13 @@ def test_markdown_formats_estimates_with_their_intervals(tmp_path):
 
 
 def test_compare_subcommand_parses_and_dry_runs(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="ecglens experiment")
-    add_compare_parser(parser.add_subparsers(dest="experiment"))
-    args = parser.parse_args(["compare", str(QUICK), "--out", str(tmp_path), "--shard", "2/2", "--models",
-                              "attia_cnn", "--tasks", "age,sex", "--dry-run"])
-    assert args.experiment == "compare" and args.func(args) == 0
+    code = app(["experiment", "compare", str(QUICK), "--out", str(tmp_path), "--shard", "2/2", "--models",
+                "attia_cnn", "--tasks", "age,sex", "--dry-run"])
     printed = capsys.readouterr().out
-    assert "shard 2/2: 1 runs" in printed and "attia_cnn" in printed and "cnn_baseline" not in printed
-    assert main([str(QUICK), "--out", str(tmp_path), "--dry-run"]) == 0
+    assert code == 0 and "shard 2/2: 1 runs" in printed and "attia_cnn" in printed and "cnn_baseline" not in printed
+    assert app(["experiment", "compare", str(QUICK), "--out", str(tmp_path), "--dry-run"]) == 0
     assert capsys.readouterr().out.count("todo") == 6  # 2 models x 3 tasks of compare_quick.yaml
-    assert main([str(QUICK), "--out", str(tmp_path), "--report-only"]) == 2  # nothing to report yet: clean error
+    # nothing to report yet: a clean error
+    assert app(["experiment", "compare", str(QUICK), "--out", str(tmp_path), "--report-only"]) == 2
     assert "run the grid first" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # a dry run writes nothing

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 
 from ecglens.cli import app
+from ecglens.data.splits import patient_folds
 from ecglens.exceptions import ConfigError
-from ecglens.experiments.study import _patient_folds, load_study_config, write_wfdb_records
+from ecglens.experiments.study_config import default_config, load_study_config
+from ecglens.io.wfdb_write import write_wfdb_records
 
 SUMMARY_KEYS = ("true_hazard_ratio", "hazard_ratio", "hazard_ratio_ci", "c_index", "hb_mae", "hb_mae_baseline",
                 "hb_pearson_r", "anemia_auroc", "hazard_ratio_contrast", "true_hazard_ratio_contrast", "external")
@@ -109,10 +111,21 @@ def test_write_wfdb_records_round_trip(tmp_path):
 
 def test_patient_folds_keep_patients_together():
     pid = pd.Series(np.repeat([f"p{i}" for i in range(100)], 3))
-    folds = _patient_folds(pid, (0.5, 0.2, 0.3), seed=1)
+    folds = patient_folds(pid, (0.5, 0.2, 0.3), seed=1)
     per_patient = pd.Series(folds).groupby(pid.to_numpy()).nunique()
     assert (per_patient == 1).all()
     assert np.bincount(folds)[1:].tolist() == [150, 60, 90]
+    assert (patient_folds(pid, (0.5, 0.2, 0.3), seed=1) == folds).all()  # seeded
+    other = patient_folds(pid, (1, 1), seed=2, folds=(7, 9))
+    assert set(other) == {7, 9} and (pd.Series(other).groupby(pid.to_numpy()).nunique() == 1).all()
+    with pytest.raises(ConfigError, match="one positive share per fold"):
+        patient_folds(pid, (0.5, 0.5), seed=1)
+
+
+def test_default_config_is_the_shipped_study_config():
+    path = default_config()
+    assert path.is_file() and path.name == "study_simulate.yaml"
+    assert load_study_config()["simulation"].n_patients >= 1
 
 
 # ------------------------------------------------------------------------------------------ ptbxl-age
@@ -162,3 +175,22 @@ def test_ptbxl_age_study_on_a_tiny_cache(tiny_age_setup, tmp_path):
         from ecglens.experiments.study import run_ptbxl_age_study
 
         run_ptbxl_age_study(ckpt, cache, out)
+
+
+def test_simulation_study_as_a_resumable_grid_over_seeds(tmp_path, capsys):
+    out = tmp_path / "seeds"
+    small = ["--quick", "--quiet", "--set", "simulation.n_patients=240", "--set", "external.n_patients=120"]
+    assert app(["study", "simulate", "--out", str(out), "--seeds", "3,4", "--shard", "1/2", *small]) == 0
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["run_key"]) == ["seed3"] and table["run_dir"].iloc[0] == "runs/seed3"  # shard 1/2: seed 3
+    row = table.iloc[0]
+    assert row["hazard_ratio_low"] <= row["hazard_ratio"] <= row["hazard_ratio_high"]
+    assert row["covers_truth"] == (row["hazard_ratio_low"] <= row["true_hazard_ratio"] <= row["hazard_ratio_high"])
+    settings = json.loads((out / "runs" / "seed3" / "summary.json").read_text())["settings"]
+    assert settings["study"]["seed"] == 3 and settings["train"]["trainer"]["seed"] == 3  # the run's own seed
+    assert app(["study", "simulate", "--out", str(out), "--seeds", "3", *small]) == 0  # finished: nothing to run
+    assert len(pd.read_csv(out / "results.csv")) == 1
+    capsys.readouterr()
+    assert app(["study", "simulate", "--out", str(out), "--seeds", "3", *small, "--set", "study.n_boot=7"]) == 2
+    assert "different protocol" in capsys.readouterr().err
+    assert app(["study", "simulate", "--out", str(tmp_path / "x"), "--shard", "1/2", *small]) == 2  # needs --seeds

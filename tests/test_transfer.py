@@ -16,19 +16,17 @@ import pytest
 
 from ecglens.cli import app
 from ecglens.exceptions import ConfigError
+from ecglens.experiments.grid import SyntheticSpec, parse_shard, shard_runs, write_synthetic_cache
 from ecglens.experiments.transfer import (
     ALL,
     RESULT_COLUMNS,
-    SyntheticSpec,
     _target_view,
     load_transfer_config,
-    parse_shard,
+    mi_labels,
     plan_grid,
     protocol,
     read_results,
     run_transfer,
-    shard_runs,
-    write_synthetic_cache,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*treespec.*")
@@ -125,9 +123,9 @@ def test_dry_run_lists_only_the_shard(tmp_path, capsys):
 
 def test_synthetic_cache_and_seeded_validation_subsample(tmp_path):
     spec = SyntheticSpec(n_records=120, seed=3, seconds=2.5)
-    path = write_synthetic_cache(spec, tmp_path / "syn")
+    path = write_synthetic_cache(spec, tmp_path / "syn", mi_labels)
     stamp = (path / "signals.npy").stat().st_mtime_ns
-    assert write_synthetic_cache(spec, tmp_path / "syn") == path  # reused, not rewritten:
+    assert write_synthetic_cache(spec, tmp_path / "syn", mi_labels) == path  # reused, not rewritten:
     assert (path / "signals.npy").stat().st_mtime_ns == stamp
     from ecglens.data.cache import open_cache
 
@@ -218,7 +216,8 @@ def test_a_changed_protocol_is_refused(quick_run, capsys):
 
 def test_a_separate_target_cache_takes_the_target_runs(tmp_path):
     # PTB-XL -> external: pretrain on the (synthetic) source cohort, fine-tune and test on another cache
-    target = write_synthetic_cache(SyntheticSpec(n_records=160, seed=7, seconds=2.5), tmp_path / "external")
+    target = write_synthetic_cache(SyntheticSpec(n_records=160, seed=7, seconds=2.5), tmp_path / "external",
+                                   mi_labels)
     from ecglens.data.cache import open_cache
 
     meta = open_cache(target).meta
@@ -242,7 +241,8 @@ def test_a_separate_target_cache_takes_the_target_runs(tmp_path):
     with pytest.raises(ConfigError, match="disjoint"):
         load_transfer_config(QUICK, [f"target.cache={target}", "target.test_folds=[7]"])
     # a target cache at another sampling rate is refused before any pretraining, with the reason
-    slow = write_synthetic_cache(SyntheticSpec(n_records=60, seed=8, fs=50.0, seconds=2.5), tmp_path / "at50hz")
+    slow = write_synthetic_cache(SyntheticSpec(n_records=60, seed=8, fs=50.0, seconds=2.5), tmp_path / "at50hz",
+                                 mi_labels)
     cfg = load_transfer_config(PTBXL, [f"target.cache={slow}"], profile="quick")
     with pytest.raises(ConfigError, match=r"prepared differently.*fs: source 100\.0, target 50\.0"):
         run_transfer(cfg, tmp_path / "refused", progress=False, figures=False)

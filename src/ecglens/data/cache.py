@@ -51,8 +51,10 @@ from ..io import read_ecg
 from ..io.ptbxl import parse_folds
 from ..signal.quality import assess_quality
 from ..signal.transforms import Preprocess
+from ._atomic import clean_leftovers, move_into_place, shrink_npy, temp_path
 
-__all__ = ["CACHE_FILES", "PreparedCache", "catalogue_fingerprint", "is_cache", "open_cache", "prepare_cache"]
+__all__ = ["CACHE_FILES", "PreparedCache", "catalogue_fingerprint", "is_cache", "open_cache", "prepare_cache",
+           "write_cache"]
 
 #: the files every complete cache folder holds
 CACHE_FILES: tuple[str, ...] = ("signals.npy", "meta.csv", "manifest.json")
@@ -65,8 +67,6 @@ _INFO_COLUMNS: tuple[str, ...] = ("fs_native", "n_samples_native", "n_leads_nati
                                   "quality_flags", "warnings")
 _STRING_COLUMNS: tuple[str, ...] = ("record_id", "source", "path", "patient_id", "exam_id", "derived_leads",
                                     "quality_flags", "warnings")
-_TMP_TAG = ".tmp-"
-_OLD_TAG = ".old-"
 
 
 # ---------------------------------------------------------------------------------------------- the cache object
@@ -285,31 +285,6 @@ def _chunk_stream(tasks: list[tuple[int, list[str]]], preprocess: Preprocess, dt
         yield pool.imap(_process_chunk, tasks, chunksize=1)
 
 
-# ---------------------------------------------------------------------------------------------- npy helpers
-def _shrink_npy(path: Path, n_rows: int) -> None:
-    """Change the first dimension of the ``.npy`` file at ``path`` to ``n_rows`` in place and truncate it.
-
-    The header keeps its length (the npy format pads the header dict with spaces), so the data offset does not
-    move; rows past ``n_rows`` are cut off.
-    """
-    with open(path, "r+b") as fp:
-        version = np.lib.format.read_magic(fp)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}[version]
-        shape, fortran, dtype = read_header(fp)
-        offset = fp.tell()
-        prefix = 6 + 2 + (2 if version == (1, 0) else 4)
-        header = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran,
-                       "shape": (n_rows, *shape[1:])})
-        room = offset - prefix - 1
-        if len(header) > room:  # cannot happen when shrinking; guard anyway
-            raise CorruptRecordError(f"{path}: cannot rewrite the npy header in place; delete the folder and "
-                                     "prepare again.")
-        fp.seek(prefix)
-        fp.write((header + " " * (room - len(header)) + "\n").encode("latin1"))
-        fp.truncate(offset + n_rows * int(np.prod(shape[1:])) * dtype.itemsize)
-
-
 # ---------------------------------------------------------------------------------------------- prepare
 def prepare_cache(
     catalogue: pd.DataFrame,
@@ -369,7 +344,7 @@ def prepare_cache(
         raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}.")
     spec = preprocess.to_dict()
     fingerprint = catalogue_fingerprint(catalogue, spec, dtype, source)
-    _clean_leftovers(out)
+    clean_leftovers(out)
     existing = _existing_manifest(out)
     if not force and existing is not None and existing.get("fingerprint") == fingerprint and is_cache(out):
         if progress:
@@ -379,11 +354,11 @@ def prepare_cache(
         raise ConfigError(f"{out} holds a cache built from a different catalogue or preprocessing, or an "
                           f"incomplete one (created {existing.get('created', '?')}); pass force=True (--force) "
                           "to rebuild it, or choose another output folder.")
-    tmp = out.parent / f"{out.name}{_TMP_TAG}{os.getpid()}"
+    tmp = temp_path(out)
     try:
         manifest = _build(catalogue, tmp, preprocess, spec, fingerprint, workers, source, progress, dtype,
                           chunk_size)
-        _move_into_place(tmp, out)
+        move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -403,28 +378,6 @@ def _check_catalogue(catalogue: pd.DataFrame) -> pd.DataFrame:
     return catalogue
 
 
-def _pid_alive(pid: int) -> bool:
-    """True when a process with this id runs (on this machine)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _clean_leftovers(out: Path) -> None:
-    """Remove ``OUT.tmp-<pid>`` / ``OUT.old-<pid>`` folders left by crashed runs (not by running ones)."""
-    if not out.parent.is_dir():
-        return
-    for tag in (_TMP_TAG, _OLD_TAG):
-        for leftover in out.parent.glob(f"{out.name}{tag}*"):
-            pid = leftover.name[len(out.name) + len(tag):]
-            if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
-                shutil.rmtree(leftover, ignore_errors=True)
-
-
 def _existing_manifest(out: Path) -> dict[str, Any] | None:
     """The manifest of the cache at ``out``; None when ``out`` does not exist or is an empty folder."""
     if not out.exists():
@@ -441,17 +394,6 @@ def _existing_manifest(out: Path) -> dict[str, Any] | None:
         raise ConfigError(f"{out} exists, is not empty and is not an ecglens cache (no manifest.json); "
                           "choose another output folder or delete it.")
     return None
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Atomically put the finished folder ``tmp`` at ``out`` (an existing ``out`` is moved aside first)."""
-    old = None
-    if out.exists():
-        old = out.parent / f"{out.name}{_OLD_TAG}{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _default_chunk_size(n: int, workers: int) -> int:
@@ -490,17 +432,72 @@ def _build(catalogue: pd.DataFrame, tmp: Path, preprocess: Preprocess, spec: dic
     if not accepted:
         raise EcglensError(_nothing_accepted_message(catalogue, rejected))
     if len(accepted) < n:
-        _shrink_npy(tmp / "signals.npy", len(accepted))
-    meta = _meta_table(catalogue, accepted, info, source)
-    meta.to_csv(tmp / "meta.csv", index=False)
+        shrink_npy(tmp / "signals.npy", len(accepted))
     rejected_rows = _rejected_rows(catalogue, rejected)
-    pd.DataFrame(rejected_rows, columns=["record", "path", "error", "reason"]).to_csv(tmp / "rejected.csv",
-                                                                                     index=False)
-    elapsed = time.perf_counter() - started
-    manifest = _manifest(spec, fingerprint, source, preprocess, dtype, n, len(accepted), rejected_rows, elapsed,
-                         workers)
+    manifest = _manifest(spec, fingerprint, source, preprocess, dtype, n, len(accepted), rejected_rows,
+                         time.perf_counter() - started, workers)
+    return _write_tables(tmp, _meta_table(catalogue, accepted, info, source), manifest)
+
+
+def _write_tables(tmp: Path, meta: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write ``meta.csv``, ``rejected.csv`` (from ``manifest["rejected"]``) and ``manifest.json`` into ``tmp``."""
+    meta.to_csv(tmp / "meta.csv", index=False)
+    pd.DataFrame(manifest["rejected"], columns=["record", "path", "error", "reason"]).to_csv(
+        tmp / "rejected.csv", index=False)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
+
+
+def write_cache(out: str | os.PathLike[str], signals: np.ndarray, meta: pd.DataFrame, preprocess: Preprocess,
+                *, source: str = "", extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write signals already in memory (simulated, or prepared elsewhere) as a cache folder, atomically.
+
+    Parameters
+    ----------
+    out : path
+        The cache folder; an existing cache there is replaced (a folder that is not a cache is refused).
+    signals : numpy.ndarray
+        float [n_records, n_leads, n_samples], already at the contract of ``preprocess`` (``preprocess.fs``
+        Hz, ``preprocess.n_samples`` samples, the leads of ``preprocess.leads``); stored as float32.
+    meta : pandas.DataFrame
+        One row per record (row i <-> ``signals[i]``) with a ``record_id`` column; missing base columns
+        (``source, path, age, sex, fold, patient_id``) are added empty.
+    preprocess : Preprocess
+        The preprocessing the signals went through (stored in the manifest, as by :func:`prepare_cache`).
+    source : str
+        Dataset name stored in the manifest.
+    extra : mapping, optional
+        More manifest entries (e.g. ``{"synthetic": spec}`` to recognise the cache later).
+
+    Returns
+    -------
+    dict
+        The manifest (also ``out/manifest.json``), read back by :func:`open_cache`.
+    """
+    out, started = Path(out), time.perf_counter()
+    signals = np.ascontiguousarray(signals, dtype=np.float32)
+    if signals.ndim != 3 or signals.shape[1:] != (len(preprocess.leads), int(preprocess.n_samples)) \
+            or len(meta) != len(signals) or "record_id" not in meta:
+        raise ConfigError(f"write_cache needs signals [n, {len(preprocess.leads)} leads, {preprocess.n_samples} "
+                          f"samples] and a meta table of n rows with a record_id column; got signals "
+                          f"{signals.shape} and {len(meta)} rows. Bring the signals to the Preprocess contract.")
+    meta = meta.reset_index(drop=True).assign(**{c: np.nan for c in _BASE_COLUMNS if c not in meta})
+    spec = preprocess.to_dict()
+    digest = hashlib.sha256(catalogue_fingerprint(meta, spec, "float32", source).encode() + signals.tobytes())
+    clean_leftovers(out)
+    _existing_manifest(out)  # refuses a folder that is not a cache
+    tmp = temp_path(out)
+    try:
+        tmp.mkdir(parents=True)
+        np.save(tmp / "signals.npy", signals)
+        manifest = _manifest(spec, digest.hexdigest(), source, preprocess, "float32", len(meta), len(meta), [],
+                             time.perf_counter() - started, 1)
+        _write_tables(tmp, meta, {**manifest, **dict(extra or {})})
+        move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {**manifest, **dict(extra or {})}
 
 
 def _nothing_accepted_message(catalogue: pd.DataFrame, rejected: list[tuple[int, str, str]]) -> str:
@@ -609,7 +606,7 @@ def open_cache(path: str | os.PathLike[str]) -> PreparedCache:
             meta[column] = meta[column].fillna("")
     _check_consistent(path, signals, meta, manifest)
     return PreparedCache(path=path, signals=signals, meta=meta, manifest=manifest,
-                         preprocess=_load_preprocess(manifest["preprocess"]))
+                         preprocess=Preprocess.from_dict(dict(manifest["preprocess"])))
 
 
 def _check_consistent(path: Path, signals: np.ndarray, meta: pd.DataFrame, manifest: dict[str, Any]) -> None:
@@ -627,11 +624,6 @@ def _check_consistent(path: Path, signals: np.ndarray, meta: pd.DataFrame, manif
     if problems:
         raise CorruptRecordError(f"{path} is not a consistent ecglens cache: {'; '.join(problems)}. Prepare it "
                                  "again with --force.")
-
-
-def _load_preprocess(spec: Mapping[str, Any]) -> Preprocess:
-    """``Preprocess.from_dict(spec)``."""
-    return Preprocess.from_dict(dict(spec))
 
 
 # ---------------------------------------------------------------------------------------------- summary

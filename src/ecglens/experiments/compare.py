@@ -12,7 +12,8 @@ per-model training overrides that may not touch the budget.
 Each finished run appends one row to ``OUT/results.csv`` (:data:`RESULT_COLUMNS`); a run whose ``run_key`` is
 already there is skipped, so an interrupted grid continues where it stopped (an unfinished run is restarted from
 scratch). ``shard=(i, n)`` runs every n-th run starting at the i-th, for several processes or machines writing
-into one output folder (appends are file-locked). The same conventions as :mod:`ecglens.experiments.transfer`.
+into one output folder (appends are file-locked). The grid runs on :func:`ecglens.experiments.grid.run_grid`,
+like :mod:`ecglens.experiments.transfer`; the command is ``ecglens experiment compare`` (:mod:`ecglens.cli.experiment`).
 
 Output folder::
 
@@ -30,14 +31,12 @@ Output folder::
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,22 +46,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from ..exceptions import ConfigError, EcglensError
+from ..exceptions import ConfigError
 from ..train.config import TrainConfig, apply_overrides, config_from_dict, dataclass_from_dict, parse_override
-
-# grid plumbing shared with the transfer experiment (file-locked appends to results.csv, quiet Lightning, hashes)
 from .compare_report import TASKS, plot_comparison, write_comparison_markdown, write_report
 from .grid import (
-    append_row,
-    apply_raw_overrides,
-    check_protocol,
+    QUIET_TRAINER,
+    GridDefinition,
+    SyntheticSpec,
     device_of,
+    drop_checkpoints,
     folds_text,
+    load_grid_config,
+    open_grid_cache,
     parse_shard,
-    quiet_lightning,
+    protocol_train_section,
     read_results_csv,
+    run_grid,
+    shard_runs,
     short_hash,
 )
 
@@ -74,20 +75,17 @@ __all__ = [
     "Budget",
     "CompareConfig",
     "CompareRun",
-    "add_compare_parser",
+    "grid_definition",
     "load_compare_config",
-    "main",
     "plan_grid",
     "plot_comparison",
     "protocol",
     "read_results",
-    "run_compare_command",
     "run_comparison",
-    "shard_runs",
+    "superclass_labels",
     "train_config",
     "write_comparison_markdown",
     "write_report",
-    "write_synthetic_cache",
 ]
 
 # ----------------------------------------------------------------------------------------------- config
@@ -100,7 +98,7 @@ class Budget:
     ``epochs``: maximum epochs (early stopping, ``train.trainer.patience``, may end a run sooner);
     ``crop_seconds``: training samples are random crops of this many seconds of the cached window (validation
     and evaluation predict windows of this length covering the record and average them, see
-    :mod:`ecglens.train.windows`; ``null``: no crop, whole windows); ``batch_size``; ``max_train``: a seeded subsample of the
+    :mod:`ecglens.artifact.windows`; ``null``: no crop, whole windows); ``batch_size``; ``max_train``: a seeded subsample of the
     training folds (``null``: all); ``max_time``: wall-clock cap of the training of one run, ``"DD:HH:MM:SS"``.
     """
 
@@ -117,16 +115,6 @@ class Budget:
         cap = "no time cap" if self.max_time is None else f"<= {_minutes(self.max_time):g} min"
         epochs = f"{self.epochs} epoch" + ("s" if self.epochs != 1 else "")
         return f"<= {epochs}, {crop}, batch {self.batch_size}, {n}, {cap} per run"
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """A seeded synthetic cohort replacing the cache (ECG, age, sex from ``experiments.simulate``)."""
-
-    n_records: int = 240
-    seed: int = 0
-    fs: float = 100.0
-    seconds: float = 2.5
 
 
 @dataclass(frozen=True)
@@ -180,8 +168,6 @@ class CompareConfig:
         return dataclass_from_dict(GridEntry, self.tasks.get(name) or {}, f"tasks.{name}.")
 
 
-_QUIET_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "num_workers": 0, "num_threads": 1,
-                  "progress_bar": False, "patience": None, "log_every_n_steps": 1}
 _TINY_MODELS = {"cnn_baseline": {"kwargs": {"channels": [8, 16], "kernel_size": 5}},
                 "attia_cnn": {"kwargs": {"filters": [8, 8, 16], "kernels": [5, 5, 3], "pools": [2, 2, 1],
                                          "spatial_filters": 16, "hidden": [16]}}}
@@ -194,57 +180,24 @@ PROFILES: dict[str, dict[str, Any]] = {
         "budget": {"epochs": 1, "crop_seconds": 2.0, "batch_size": 16, "max_train": None, "max_time": "00:00:02:00"},
         "models": _TINY_MODELS,
         "train": {"optim": {"lr": 0.003, "schedule": "constant"}, "augment": {"enabled": False},
-                  "trainer": _QUIET_TRAINER},
+                  "trainer": QUIET_TRAINER},
         "eval": {"n_boot": 50, "figures": False},
         "curves": False,
     },
 }
 
 #: paths whose mapping a profile replaces instead of merging into (a profile's model list is the model list)
-_REPLACED_BY_PROFILE = {("models",), ("tasks",)}
+_REPLACED_BY_PROFILE = frozenset({("models",), ("tasks",)})
 #: training-config keys the budget / protocol sets; ``train`` and grid overrides may not set them
 _PROTECTED = ("name", "data", "model", "task", "optim.epochs", "optim.batch_size", "trainer.max_time",
               "trainer.seed", "augment.spec.crop_seconds")
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        here = (*path, str(key))
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and here not in _REPLACED_BY_PROFILE:
-            out[key] = _merge(out[key], value, here)
-        else:
-            out[key] = value
-    return out
-
-
-def _apply_profile(data: dict[str, Any], profile: str) -> dict[str, Any]:
-    own = (data.get("profiles") or {}).get(profile)
-    if profile not in PROFILES and own is None:
-        names = sorted(set(PROFILES) | set(data.get("profiles") or {}))
-        raise ConfigError(f"Unknown profile {profile!r}. Available: {', '.join(names)} (built-in or the config's "
-                          "`profiles:` section).")
-    return _merge(_merge(data, PROFILES.get(profile, {})), own or {})
-
-
 def load_compare_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (),
                         profile: str | None = None) -> CompareConfig:
     """Read a comparison YAML, apply a profile (``quick``) and ``key.sub=value`` overrides, and check it."""
-    data: Any = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Config file {path} not found. See configs/compare_ptbxl.yaml.")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"Config file {path} is not valid YAML: {err}") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError("A comparison config must be a mapping (budget, models, tasks, train, ...).")
-    data = json.loads(json.dumps(data))  # a deep, plain copy
-    if profile:
-        data = _apply_profile(data, profile)
-    cfg = dataclass_from_dict(CompareConfig, apply_raw_overrides(data, overrides))
+    cfg = load_grid_config(CompareConfig, path, overrides, profile, PROFILES, "configs/compare_ptbxl.yaml",
+                           _REPLACED_BY_PROFILE)
     _validate(cfg)
     return cfg
 
@@ -332,6 +285,7 @@ class CompareRun:
 
     @property
     def key(self) -> str:
+        """``<model tag>_<task tag>_s<seed>``: the row's ``run_key``."""
         return f"{self.model_tag}_{self.task_tag}_s{self.seed}"
 
 
@@ -356,12 +310,6 @@ def plan_grid(cfg: CompareConfig, models: Sequence[str] | str | None = None,
             runs.append(CompareRun(model, _tag(model, cfg.model_entry(model)), task,
                                    _tag(task, cfg.task_entry(task)), cfg.seed))
     return runs
-
-
-def shard_runs(runs: Sequence[CompareRun], shard: tuple[int, int]) -> list[CompareRun]:
-    """The runs of shard ``(i, n)``: every n-th run from the i-th (runs are independent; models spread out)."""
-    i, n = shard
-    return [r for k, r in enumerate(runs) if k % n == i - 1]
 
 
 # ----------------------------------------------------------------------------------------------- configs
@@ -397,25 +345,15 @@ def train_config(cfg: CompareConfig, run: CompareRun, cache_path: str) -> TrainC
     return apply_overrides(config_from_dict(merged), [*task.overrides, *model.overrides])
 
 
-_NOT_PROTOCOL_TRAINER = ("accelerator", "devices", "num_nodes", "strategy", "num_workers", "num_threads",
-                         "progress_bar", "log_every_n_steps", "out_dir")
-
-
 def protocol(cfg: CompareConfig) -> dict[str, Any]:
     """What the results of one output folder must share (data, splits, seed, budget, training, evaluation)."""
-    train = json.loads(json.dumps(cfg.train))
-    train["trainer"] = {k: v for k, v in (train.get("trainer") or {}).items() if k not in _NOT_PROTOCOL_TRAINER}
+    train = protocol_train_section(cfg.train)
     d = dataclasses.asdict(cfg)
     return json.loads(json.dumps({
         "data": d["synthetic"] or d["cache"], "train_folds": d["train_folds"], "val_folds": d["val_folds"],
         "seed": cfg.seed, "budget": d["budget"], "train": train,
         "eval": {k: v for k, v in d["eval"].items() if k != "figures"},
     }, default=str))
-
-
-def _check_protocol(cfg: CompareConfig, out: Path) -> str:
-    """Write ``experiment.yaml`` on the first start; later starts must have the same protocol."""
-    return check_protocol(protocol(cfg), dataclasses.asdict(cfg), out)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -425,58 +363,25 @@ def _check_protocol(cfg: CompareConfig, out: Path) -> str:
 _SYNTHETIC_CLASSES = {"NORM": 0.45, "MI": 0.15, "STTC": 0.15, "CD": 0.15, "HYP": 0.10}
 
 
-def write_synthetic_cache(spec: SyntheticSpec, out: str | os.PathLike[str]) -> Path:
-    """Write a seeded synthetic cohort as an ecglens cache folder (reused when it exists with the same spec).
+def superclass_labels(patients: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One PTB-XL superclass per synthetic record (0/1 columns), drawn with :data:`_SYNTHETIC_CLASSES` shares.
 
-    ECGs, age and sex come from :func:`ecglens.experiments.simulate.simulate_cohort` (sex shows in QRS amplitude
-    and heart rate, age in heart-rate variability: weakly). Each record gets one PTB-XL superclass drawn with
-    :data:`_SYNTHETIC_CLASSES` shares (unrelated to the ECG; only so the healthy / non-healthy subsets exist).
-    Folds 1-10 at random; one ECG per patient, so every split is patient-disjoint.
+    Unrelated to the ECG (sex shows in QRS amplitude and heart rate, age weakly in heart-rate variability); only
+    so that the healthy / non-healthy subsets exist.
     """
-    from ..signal.transforms import Preprocess
-    from .simulate import simulate_cohort
-
-    out, want = Path(out), dataclasses.asdict(spec)
-    if (out / "manifest.json").is_file() and json.loads((out / "manifest.json").read_text()).get("synthetic") == want:
-        return out
-    cohort = simulate_cohort(n_patients=spec.n_records, seed=spec.seed, fs=spec.fs, seconds=spec.seconds)
-    p, rng = cohort.patients, np.random.default_rng(spec.seed + 1)
-    labels = rng.choice(len(_SYNTHETIC_CLASSES), size=len(p), p=list(_SYNTHETIC_CLASSES.values()))
-    meta = pd.DataFrame({"record_id": cohort.ecg_table["record_id"], "source": "synthetic", "path": "",
-                         "age": p["age"], "sex": p["sex"], "fold": rng.permutation(np.arange(len(p)) % 10 + 1),
-                         "patient_id": p["patient_id"],
-                         **{c: (labels == k).astype(int) for k, c in enumerate(_SYNTHETIC_CLASSES)}})
-    pre = Preprocess(fs=spec.fs, seconds=spec.seconds, highpass_hz=None)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "signals.npy", cohort.signals.astype(np.float32))
-    meta.to_csv(tmp / "meta.csv", index=False)
-    manifest = {"format": "ecglens-cache/1", "source": "synthetic", "synthetic": want, "preprocess": pre.to_dict(),
-                "fs": pre.fs, "n_samples": pre.n_samples, "leads": list(pre.leads), "dtype": "float32",
-                "shape": list(cohort.signals.shape), "n_records": len(p), "n_accepted": len(p), "n_rejected": 0,
-                "rejected": []}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    labels = rng.choice(len(_SYNTHETIC_CLASSES), size=len(patients), p=list(_SYNTHETIC_CLASSES.values()))
+    return {c: (labels == k).astype(int) for k, c in enumerate(_SYNTHETIC_CLASSES)}
 
 
 def _open_data(cfg: CompareConfig, out: Path) -> tuple[Any, str]:
-    from ..data.cache import open_cache
-
-    path = write_synthetic_cache(cfg.synthetic, out / "synthetic_cache") if cfg.synthetic else Path(cfg.cache)
-    cache = open_cache(path)
-    missing = sorted({"fold", "age", "sex"} - set(cache.meta.columns))
-    if missing:
-        raise ConfigError(f"The cache {path} has no column(s) {missing}; prepare it from PTB-XL "
-                          "(`ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9`).")
+    """The grid's cache and its path; its window must hold the budget's crop."""
+    cache, path = open_grid_cache(cfg.synthetic, cfg.cache, out, superclass_labels, {"fold", "age", "sex"})
     seconds = cache.signals.shape[-1] / float(cache.preprocess.fs)
     crop = cfg.budget.crop_seconds
     if crop is not None and crop > seconds + 1e-9:
         raise ConfigError(f"budget.crop_seconds={crop:g} is longer than the cached window ({seconds:g} s) of "
                           f"{path}; choose a crop <= {seconds:g} s (or null).")
-    return cache, str(path)
+    return cache, path
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -551,12 +456,13 @@ def _stopped_by(cfg: CompareConfig, epochs_run: int, train_time: float) -> str:
     return "early_stopping"
 
 
-def _run_one(cfg: CompareConfig, run: CompareRun, cache: Any, cache_path: str, out: Path,
+def _run_one(cfg: CompareConfig, run: CompareRun, data: tuple[Any, str], _: None, out: Path,
              digest: str) -> dict[str, Any]:
     """Train one run, evaluate its best checkpoint on the validation folds; return its ``results.csv`` row."""
     from ..artifact import load_checkpoint
     from ..train.loop import fit
 
+    cache, cache_path = data
     folder = out / "runs" / run.key
     shutil.rmtree(folder, ignore_errors=True)  # an unfinished earlier attempt
     config = train_config(cfg, run, cache_path)
@@ -568,8 +474,7 @@ def _run_one(cfg: CompareConfig, run: CompareRun, cache: Any, cache_path: str, o
     results = _evaluate(cfg, checkpoint, cache, folder)
     eval_time = time.perf_counter() - start
     splits = pd.read_csv(folder / "splits.csv")
-    for name in ("last.ckpt", "best.ckpt") + (() if cfg.keep_checkpoints else ("model.safetensors",)):
-        (folder / name).unlink(missing_ok=True)
+    drop_checkpoints(folder, keep_model=cfg.keep_checkpoints)
     b, m = cfg.budget, result.metrics
     epochs_run = int(m.get("epochs_run") or 0)
     return {
@@ -591,16 +496,8 @@ def _run_one(cfg: CompareConfig, run: CompareRun, cache: Any, cache_path: str, o
     }
 
 
-def _record_failure(out: Path, run: CompareRun, message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(f"FAILED {run.key}: {message}")
-    append_row(out / "failures.csv", {"run_key": run.key, "error": message,
-                                   "at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-            ("run_key", "error", "at"))
-
-
 def _summary_line(row: Mapping[str, Any]) -> str:
+    """The progress line of a finished run: model, task, size, time, headline metric."""
     head = (f"{row['model']:<22} {row['task']:<8} {row['params']:>10,d} params {row['train_time_s']:>8.1f} s "
             f"{row['epochs_run']} ep ({row['stopped_by']})")
     parts = [head]
@@ -610,31 +507,13 @@ def _summary_line(row: Mapping[str, Any]) -> str:
     return "  ".join(parts)
 
 
-def _run_all(cfg: CompareConfig, todo: Sequence[CompareRun], out: Path, digest: str, shard: tuple[int, int],
-             progress: bool, fail_fast: bool) -> int:
-    """Run ``todo``; return the number of failed runs."""
-    from tqdm.auto import tqdm
-
-    from ..train.finetune import without_curves
-
-    cache, cache_path = _open_data(cfg, out)
-    failed = 0
-    bar = tqdm(total=len(todo), desc=f"compare {shard[0]}/{shard[1]}", unit="run", disable=not progress)
-    with quiet_lightning(), contextlib.nullcontext() if cfg.curves else without_curves(), bar:
-        for run in todo:
-            bar.set_postfix_str(run.key)
-            try:
-                row = _run_one(cfg, run, cache, cache_path, out, digest)
-                append_row(out / "results.csv", row, RESULT_COLUMNS)
-                if progress:
-                    tqdm.write(_summary_line(row))
-            except Exception as err:  # one failed run never stops the grid (unless fail_fast)
-                if fail_fast:
-                    raise
-                failed += 1
-                _record_failure(out, run, f"{type(err).__name__}: {err}")
-            bar.update(1)
-    return failed
+def grid_definition(cfg: CompareConfig, models: Sequence[str] | str | None = None,
+                    tasks: Sequence[str] | str | None = None) -> GridDefinition:
+    """The comparison as a grid for :func:`~ecglens.experiments.grid.run_grid` (runs, protocol, per-run function)."""
+    return GridDefinition(
+        name="compare", runs=plan_grid(cfg, models, tasks), protocol=protocol(cfg), config=dataclasses.asdict(cfg),
+        columns=RESULT_COLUMNS, open_data=functools.partial(_open_data, cfg), run=functools.partial(_run_one, cfg),
+        curves=cfg.curves, describe=_summary_line)
 
 
 def _load(config: str | os.PathLike[str] | CompareConfig, profile: str | None,
@@ -685,107 +564,15 @@ def run_comparison(config_path: str | os.PathLike[str] | CompareConfig, out_dir:
     cfg = _load(config_path, profile, overrides)
     out = Path(out_dir if out_dir is not None else cfg.out_dir)
     shard = shard if isinstance(shard, tuple) else parse_shard(shard)
-    mine = shard_runs(plan_grid(cfg, models, tasks), shard)
-    finished = set(read_results(out)["run_key"].astype(str))
+    grid = grid_definition(cfg, models, tasks)
     if dry_run:
+        mine = shard_runs(grid.runs, shard)
+        finished = set(read_results(out)["run_key"].astype(str))
         return pd.DataFrame([{"run_key": r.key, "model": r.model, "task": r.task, "seed": r.seed,
                               "done": r.key in finished} for r in mine],
                             columns=["run_key", "model", "task", "seed", "done"])
-    digest = _check_protocol(cfg, out)
-    todo = [r for r in mine if r.key not in finished]
-    if todo:
-        _run_all(cfg, todo, out, digest, shard, progress, fail_fast)
+    run_grid(grid, out, shard, progress=progress, fail_fast=fail_fast)
     table = read_results(out)
     if report and len(table):
         write_report(table, out)
     return table
-
-
-# ----------------------------------------------------------------------------------------------- command line
-
-_EXAMPLES = """Examples
---------
-  ecglens experiment compare configs/compare_ptbxl.yaml                       # the whole grid (resumable)
-  ecglens experiment compare configs/compare_ptbxl.yaml --shard 2/3           # one of 3 processes, same --out
-  ecglens experiment compare configs/compare_ptbxl.yaml --models cnn_baseline,s4 --tasks age
-  ecglens experiment compare configs/compare_ptbxl.yaml --profile quick --out runs/cq   # seconds, synthetic
-  ecglens experiment compare configs/compare_ptbxl.yaml --dry-run             # list the runs still to do
-  ecglens experiment compare configs/compare_ptbxl.yaml --report-only         # table + figure from results.csv
-
-Every finished run is one row of OUT/results.csv; a re-run skips the rows already there. The table for
-docs/results.md is OUT/comparison.md, the figure OUT/figures/comparison.png.
-"""
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("config", type=Path, help="comparison YAML (configs/compare_ptbxl.yaml, configs/compare_quick.yaml)")
-    p.add_argument("--out", type=Path, help="output folder (default: the config's out_dir)")
-    p.add_argument("--profile", help="apply a profile of overrides, e.g. quick (synthetic cohort, tiny models)")
-    p.add_argument("--shard", metavar="I/N", help="run only part I of N (1-based), e.g. --shard 2/4")
-    p.add_argument("--models", metavar="A,B", help="only these models of the config (comma-separated)")
-    p.add_argument("--tasks", metavar="A,B", help="only these tasks of the config, e.g. age,sex")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set budget.epochs=3 (repeatable)")
-    p.add_argument("--dry-run", action="store_true", help="print the runs this shard would do, and stop")
-    p.add_argument("--report-only", action="store_true", help="only rewrite the table and figure from results.csv")
-    p.add_argument("--no-report", action="store_true", help="do not write the table and figure at the end")
-    p.add_argument("--fail-fast", action="store_true", help="stop at the first failed run (default: record, go on)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``compare`` sub-command (``ecglens experiment compare CONFIG ...``) to ``subparsers``."""
-    p = subparsers.add_parser("compare", help="every zoo model x {age, sex, age_sex} under one budget",
-                              description=__doc__.split("\n\n")[0] + "\n\n" + _EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    p.set_defaults(func=run_compare_command, experiment="compare")
-    return p
-
-
-def run_compare_command(args: argparse.Namespace) -> int:
-    """Run the ``compare`` command; exit code 0, or 1 when some runs failed."""
-    cfg = load_compare_config(args.config, args.overrides, profile=args.profile)
-    out = Path(args.out or cfg.out_dir)
-    if args.report_only:
-        table = read_results(out)
-        if table.empty:
-            raise ConfigError(f"No results in {out / 'results.csv'} yet; run the grid first (without --report-only).")
-        for name, path in write_report(table, out).items():
-            print(f"{name}: {path}")
-        return 0
-    plan = run_comparison(cfg, out, shard=args.shard, models=args.models, tasks=args.tasks, dry_run=True)
-    i, n = parse_shard(args.shard)
-    print(f"shard {i}/{n}: {len(plan)} runs, already done {int(plan['done'].sum())}")
-    if args.dry_run:
-        for row in plan.itertuples():
-            print(f"  {'done' if row.done else 'todo'}  {row.run_key}")
-        return 0
-    table = run_comparison(cfg, out, shard=args.shard, models=args.models, tasks=args.tasks,
-                           progress=not args.quiet, report=not args.no_report, fail_fast=args.fail_fast)
-    mine = set(plan["run_key"])
-    failed = len(mine - set(table["run_key"].astype(str)))
-    print(f"results: {out / 'results.csv'} ({len(table)} rows)")
-    if not args.no_report and len(table):
-        print(f"table: {out / 'comparison.md'}\nfigure: {out / 'figures' / 'comparison.png'}")
-    if failed:
-        print(f"{failed} run(s) of this shard failed; see {out / 'failures.csv'} (retried on the next start)")
-    return 1 if failed else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ecglens.experiments.compare CONFIG [...]``: the same as ``ecglens experiment compare``."""
-    parser = _add_arguments(argparse.ArgumentParser(
-        prog="python -m ecglens.experiments.compare", description=__doc__.split("\n\n")[0] + "\n\n" + _EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter))
-    args = parser.parse_args(argv)
-    try:
-        return run_compare_command(args)
-    except EcglensError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -468,6 +468,14 @@ class SimulatedCohort:
         )
 
 
+def _ecg_table(patients: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """One ECG per patient (``record_id, patient_id, time, age, sex``), dated uniformly over 2016-2018."""
+    ecg_time = pd.Timestamp("2016-01-01") + pd.to_timedelta(rng.uniform(0.0, 3 * 365.0, len(patients)), unit="D")
+    return pd.DataFrame({"record_id": [f"sim{i:06d}" for i in range(len(patients))],
+                         "patient_id": patients["patient_id"], "time": ecg_time.round("min"),
+                         "age": patients["age"], "sex": patients["sex"]})
+
+
 def simulate_cohort(
     n_patients: int = 2000,
     seed: int = 0,
@@ -525,18 +533,7 @@ def simulate_cohort(
     s_pat, s_ecg, s_lab, s_out = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
     patients = _simulate_patients(n_patients, s_pat, anemia_fraction, effects)
     patients["low_hb"] = (patients["hb"] <= low_hb_threshold).astype(int)
-    ecg_time = pd.Timestamp("2016-01-01") + pd.to_timedelta(
-        s_pat.uniform(0.0, 3 * 365.0, n_patients), unit="D"
-    )
-    ecg_table = pd.DataFrame(
-        {
-            "record_id": [f"sim{i:06d}" for i in range(n_patients)],
-            "patient_id": patients["patient_id"],
-            "time": ecg_time.round("min"),
-            "age": patients["age"],
-            "sex": patients["sex"],
-        }
-    )
+    ecg_table = _ecg_table(patients, s_pat)
     signals = simulate_ecgs(patients, fs=fs, seconds=seconds, seed=s_ecg)
     labs = _simulate_labs(
         patients, ecg_table["time"], s_lab, draw_probs, near_fraction, unit_mix, lab_noise_sd

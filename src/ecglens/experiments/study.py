@@ -26,183 +26,32 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from ..data.splits import patient_folds
 from ..evaluate import metrics as M
 from ..evaluate.bootstrap import bootstrap_ci, bootstrap_metrics
 from ..evaluate.features import association_grid
 from ..evaluate.survival import _md_table, format_p
 from ..exceptions import ConfigError, EcglensError
 from ..jsonutil import json_ready
-from ..leads import CANONICAL_LEADS
-from ..train.config import TrainConfig, config_from_dict, dataclass_from_dict, parse_override
+from ..io.wfdb_write import write_wfdb_records
+from ..train.config import TrainConfig
+from .study_config import FeatureSettings, SimulationSettings, StudySettings, load_study_config
+from .study_survival import anemia_label, headline, survival_analyses
 
-__all__ = ["DEFAULT_CONFIG", "CohortInputs", "ExternalSettings", "FeatureSettings", "SimulationSettings",
-           "StudySettings", "load_study_config", "run_hb_study", "run_ptbxl_age_study", "run_simulation_study",
-           "simulate_inputs", "write_wfdb_records"]
+# the config API is part of this module's documented interface (docs/clinical.md)
+__all__ = ["CohortInputs", "FeatureSettings", "load_study_config", "run_hb_study", "run_ptbxl_age_study",
+           "run_simulation_study", "simulate_inputs"]
 
-#: the shipped config (repository checkout); pass your own path anywhere else
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "study_simulate.yaml"
 #: fold numbers written to the caches: internal train / validation / test, and the external cohort
 FOLDS: dict[str, int] = {"train": 1, "validation": 2, "test": 3, "external": 4}
-_CATEGORIES = ("normal", "low", "severely low")
-_NOT_AVAILABLE = "not available"  # an exposure the data lacks (no simulated truth, calibration impossible)
-
-
-# ---------------------------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class FeatureSettings:
-    """ECG features (:func:`~ecglens.evaluate.features.extract_features`) of up to ``max_records`` ECGs."""
-
-    method: str = "dwt"
-    max_records: int | None = 400
-    workers: int = 2
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """The ``study`` section of the config (each key is explained in ``configs/study_simulate.yaml``)."""
-
-    seed: int = 0
-    split: tuple[float, ...] = (0.5, 0.15, 0.35)
-    link_window_days: tuple[float, ...] = (-7.0, 7.0)
-    anemia_thresholds: dict[str, float] = field(default_factory=lambda: {"moderate": 10.0, "severe": 8.0})
-    low_hb_level: str = "moderate"
-    threshold_method: str = "youden"
-    n_boot: int = 1000
-    alpha: float = 0.05
-    adjust: tuple[str, ...] = ("age", "sex")
-    preprocess: dict[str, Any] = field(default_factory=dict)
-    prepare_workers: int = 2
-    features: FeatureSettings = field(default_factory=FeatureSettings)
-
-
-@dataclass(frozen=True)
-class SimulationSettings:
-    """The ``simulation`` section: the internal simulated cohort (:func:`~.simulate.simulate_cohort`)."""
-
-    n_patients: int = 3000
-    fs: float = 100.0
-    seconds: float = 10.0
-    true_hr_low_hb: float = 2.0
-    anemia_fraction: float = 0.15
-
-
-@dataclass(frozen=True)
-class ExternalSettings:
-    """The ``external`` section: a shifted second cohort (other seed, older, noisier device, more anemia)."""
-
-    n_patients: int = 1500
-    seed_offset: int = 1000
-    older_per_year: float = 0.04
-    white_noise_mv: float = 0.03
-    anemia_fraction: float = 0.25
-
-
-_SECTIONS: dict[str, type] = {"study": StudySettings, "simulation": SimulationSettings,
-                              "external": ExternalSettings}
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out.get(key) or {}, value) if isinstance(value, Mapping) else value
-    return out
-
-
-def _set(data: dict[str, Any], item: str) -> None:
-    path, value = parse_override(item)
-    if path[0] not in (*_SECTIONS, "train"):
-        raise ConfigError(f"override {item!r} must start with one of {[*_SECTIONS, 'train']}, e.g. study.n_boot=200.")
-    node = data
-    for part in path[:-1]:
-        node[part] = dict(node.get(part) or {})
-        node = node[part]
-    node[path[-1]] = value
-
-
-def load_study_config(path: str | Path | None = None, overrides: Sequence[str] = (),
-                      profile: str | None = None) -> dict[str, Any]:
-    """Read a study YAML (default :data:`DEFAULT_CONFIG`), apply a profile and ``section.key=value`` overrides.
-
-    Returns ``{"study": StudySettings, "simulation": ..., "external": ..., "train": TrainConfig}``, every key
-    and type checked (unknown keys raise :class:`~ecglens.exceptions.ConfigError` naming the valid ones).
-    """
-    path = Path(path) if path is not None else DEFAULT_CONFIG
-    if not path.is_file():
-        raise ConfigError(f"study config {path} not found; pass --config (a copy of configs/study_simulate.yaml "
-                          "from the ecglens repository).")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    unknown = sorted(set(data) - {*_SECTIONS, "train", "profiles"})
-    if unknown:
-        raise ConfigError(f"unknown section(s) {unknown} in {path}; valid: {[*_SECTIONS, 'train', 'profiles']}.")
-    profiles = data.pop("profiles", None) or {}
-    if profile is not None:
-        if profile not in profiles:
-            raise ConfigError(f"profile {profile!r} is not in {path} (profiles: {sorted(profiles)}).")
-        data = _merge(data, profiles[profile])
-    for item in overrides:
-        _set(data, item)
-    cfg: dict[str, Any] = {name: dataclass_from_dict(cls, data.get(name) or {}, f"{name}.") for name, cls in _SECTIONS.items()}
-    cfg["train"] = config_from_dict(data.get("train") or {})
-    s = cfg["study"]
-    if len(s.split) != 3 or min(s.split) <= 0:
-        raise ConfigError(f"study.split must be three positive shares (train, validation, test), got {s.split}.")
-    if s.low_hb_level not in s.anemia_thresholds:
-        raise ConfigError(f"study.low_hb_level {s.low_hb_level!r} is not a key of study.anemia_thresholds "
-                          f"{sorted(s.anemia_thresholds)}.")
-    M.select_threshold([0, 1], [0.0, 1.0], s.threshold_method)  # raises on an unknown method
-    return cfg
-
-
-# ---------------------------------------------------------------------------------------------- records
-def write_wfdb_records(signals: np.ndarray, fs: float, record_ids: Sequence[str], folder: str | Path,
-                       leads: Sequence[str] = CANONICAL_LEADS, ages: Sequence[float] | None = None,
-                       sexes: Sequence[float] | None = None, progress: bool = False) -> list[str]:
-    """Write ECGs ``signals`` [n_records, n_leads, n_samples] (mV at ``fs`` Hz) as WFDB records.
-
-    Format 16, 1000 adu/mV (1 uV resolution; values beyond +-32.767 mV are clipped), one ``<id>.hea`` /
-    ``<id>.dat`` pair per record in ``folder``; ``ages`` / ``sexes`` (1 female, 0 male) become ``# Age:`` /
-    ``# Sex:`` header comments. Returns the record paths without suffix (what ``read_ecg`` takes).
-    """
-    from tqdm.auto import tqdm
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, rid in enumerate(tqdm(record_ids, desc="write WFDB", unit="rec", disable=not progress)):
-        digital = np.clip(np.round(np.asarray(signals[i], dtype=np.float64).T * 1000.0), -32767, 32767).astype("<i2")
-        digital.tofile(folder / f"{rid}.dat")
-        checks = ((digital.astype(np.int64).sum(axis=0) + 32768) % 65536) - 32768
-        lines = [f"{rid} {len(leads)} {fs:g} {digital.shape[0]}"]
-        lines += [f"{rid}.dat 16 1000/mV 16 0 {digital[0, j]} {checks[j]} 0 {lead}" for j, lead in enumerate(leads)]
-        if ages is not None:
-            lines.append(f"# Age: {ages[i]:.0f}")
-        if sexes is not None and np.isfinite(sexes[i]):
-            lines.append(f"# Sex: {'Female' if sexes[i] == 1 else 'Male'}")
-        (folder / f"{rid}.hea").write_text("\n".join(lines) + "\n")
-        paths.append(str(folder / rid))
-    return paths
-
-
-def _patient_folds(patient_ids: pd.Series, split: Sequence[float], seed: int) -> np.ndarray:
-    """Fold per row (1 train, 2 validation, 3 test), all rows of a patient in the same fold, seeded."""
-    patients = pd.unique(patient_ids)
-    shares = np.asarray(split, dtype=np.float64) / np.sum(split)
-    n_train, n_val = (np.floor(shares[:2] * len(patients))).astype(int)
-    order = np.random.default_rng(seed).permutation(len(patients))
-    fold = np.full(len(patients), FOLDS["test"])
-    fold[order[:n_train]] = FOLDS["train"]
-    fold[order[n_train:n_train + n_val]] = FOLDS["validation"]
-    return pd.Series(fold, index=patients).loc[patient_ids.to_numpy()].to_numpy()
 
 
 # ---------------------------------------------------------------------------------------------- simulated inputs
@@ -309,8 +158,9 @@ def _prepare_arm(inputs: CohortInputs, study: StudySettings, out: Path, progress
     table = table.rename(columns={"time": "ecg_time"}).assign(patient_id=lambda d: d["patient_id"].astype(str))
     if "sex" in table and pd.to_numeric(table["sex"], errors="coerce").isna().gt(table["sex"].isna()).any():
         raise ConfigError("the ECG table's sex column must be 1 (female) / 0 (male) / empty; recode it first.")
-    table["fold"] = (FOLDS["external"] if inputs.name == "external"
-                     else _patient_folds(table["patient_id"], study.split, study.seed))
+    table["fold"] = (FOLDS["external"] if inputs.name == "external" else
+                     patient_folds(table["patient_id"], study.split, study.seed,
+                                   (FOLDS["train"], FOLDS["validation"], FOLDS["test"])))
     columns = [c for c in ("record_id", "path", "patient_id", "age", "sex", "fold", "hb") if c in table.columns]
     cache_dir = out / "cache" / inputs.name
     manifest = prepare_cache(table[columns].assign(source=inputs.name), cache_dir, Preprocess.from_dict(study.preprocess),
@@ -365,16 +215,12 @@ def _hb_row(df: pd.DataFrame, split: str, train_mean: float, study: StudySetting
     return row
 
 
-def _anemia_label(df: pd.DataFrame, cut: float) -> np.ndarray:
-    return np.where(df["hb"].isna(), np.nan, (df["hb"] <= cut).astype(float))
-
-
 def _choose_thresholds(val: pd.DataFrame, study: StudySettings) -> dict[str, dict[str, Any]]:
     """Per anemia level: a cut-off on predicted Hb (flag when pred <= it), chosen on validation only."""
     chosen = {}
     for level, cut in study.anemia_thresholds.items():
         try:
-            thr = -M.select_threshold(_anemia_label(val, cut), -val["hb_pred"].to_numpy(), study.threshold_method)
+            thr = -M.select_threshold(anemia_label(val, cut), -val["hb_pred"].to_numpy(), study.threshold_method)
             how = f"validation ({study.threshold_method})"
         except EcglensError as err:
             thr, how = float(cut), f"nominal {cut:g} g/dL (validation: {err})"
@@ -383,7 +229,7 @@ def _choose_thresholds(val: pd.DataFrame, study: StudySettings) -> dict[str, dic
 
 
 def _anemia_row(df: pd.DataFrame, split: str, level: str, spec: dict[str, Any], study: StudySettings) -> dict:
-    y, s = _anemia_label(df, spec["cut_g_dl"]), -df["hb_pred"].to_numpy()
+    y, s = anemia_label(df, spec["cut_g_dl"]), -df["hb_pred"].to_numpy()
     thr = -spec["threshold_g_dl"]
     fns = {"auroc": M.auroc, "sensitivity": M.at_threshold(M.sensitivity, thr),
            "specificity": M.at_threshold(M.specificity, thr)}
@@ -394,130 +240,6 @@ def _anemia_row(df: pd.DataFrame, split: str, level: str, spec: dict[str, Any], 
     for key, r in res.items():
         row.update({key: r["value"], f"{key}_ci_low": r["ci_low"], f"{key}_ci_high": r["ci_high"]})
     return row
-
-
-# ---------------------------------------------------------------------------------------------- survival
-def _calibrate(val: pd.DataFrame, cut: float, covariates: Sequence[str]) -> tuple[Any, str]:
-    """Logistic P(lab Hb <= cut | hb_pred, covariates) on validation (regression calibration), or None."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    cols = ["hb_pred", *covariates]
-    d = val.dropna(subset=["hb", *cols])
-    y = (d["hb"] <= cut).astype(int)
-    if y.sum() < 3 or (1 - y).sum() < 3:
-        return None, f"calibration needs >= 3 validation ECGs with and without Hb <= {cut:g} (has {int(y.sum())})"
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=1e4, max_iter=2000))
-    return model.fit(d[cols].to_numpy(float), y.to_numpy()), ""
-
-
-def _survival_frame(df: pd.DataFrame, val: pd.DataFrame, thresholds: dict, study: StudySettings) -> tuple:
-    """Index ECG per patient + outcomes + every exposure column; returns (frame, notes)."""
-    d = df.dropna(subset=["hb_pred"]).sort_values("ecg_time").drop_duplicates("patient_id")
-    level = study.low_hb_level
-    low = thresholds[level]
-    lower = sorted((v for v in thresholds.values() if v["cut_g_dl"] < low["cut_g_dl"]), key=lambda v: v["cut_g_dl"])
-    t_low = low["threshold_g_dl"]
-    t_sev = min(lower[0]["threshold_g_dl"], t_low) if lower else -np.inf  # categories must nest
-    d["ecg_low_hb"] = (d["hb_pred"] <= t_low).astype(int)
-    cat = np.select([d["hb_pred"] <= t_sev, d["hb_pred"] <= t_low], ["severely low", "low"], "normal")
-    d["ecg_hb_category"] = pd.Categorical(cat, categories=list(_CATEGORIES))
-    d["lab_low_hb"] = _anemia_label(d, thresholds[level]["cut_g_dl"])
-    notes = []
-    for col, covs in (("p_low_hb", ()), ("p_low_hb_adj", tuple(study.adjust))):
-        model, note = _calibrate(val, thresholds[level]["cut_g_dl"], covs)
-        ok = d[["hb_pred", *covs]].notna().all(axis=1)
-        d[col] = np.nan
-        if model is not None:
-            d.loc[ok, col] = model.predict_proba(d.loc[ok, ["hb_pred", *covs]].to_numpy(float))[:, 1]
-        elif note not in notes:
-            notes.append(note)
-    return d, notes
-
-
-#: analysis -> (exposure column, CoxAnalysis.fit options, contrast label; ``{cut}`` = low-Hb cut-off in g/dL).
-#: The two calibrated analyses use calibration models with the Cox model's own covariates (none / ``adjust``).
-_ANALYSES: dict[str, tuple[str, dict[str, Any], str | None]] = {
-    "ecg_low_hb_calibrated": ("p_low_hb", {}, "Hb <= {cut} vs not, from the ECG (regression calibration)"),
-    "ecg_low_hb_calibrated_adj": ("p_low_hb_adj", {}, "Hb <= {cut} vs not, from the ECG (regression calibration)"),
-    "ecg_low_hb_flag": ("ecg_low_hb", {}, "ECG-flagged low Hb vs not (threshold from validation)"),
-    "ecg_hb_per_g_dl": ("hb_pred", {"per": 1.0}, "per +1 g/dL of ECG-derived Hb"),
-    "ecg_hb_category": ("ecg_hb_category", {"categorical": True, "reference": "normal"}, None),
-    "lab_low_hb": ("lab_low_hb", {}, "lab Hb <= {cut} vs > {cut} (linked draw)"),
-    "true_low_hb": ("low_hb_true", {}, "true Hb <= {cut} vs > {cut} (simulation only)"),
-}
-#: (analysis, model) rows of the calibrated fits that are reported
-_CALIBRATED = {("ecg_low_hb_calibrated", "unadjusted"), ("ecg_low_hb_calibrated_adj", "adjusted")}
-
-
-def _fit_cox(d: pd.DataFrame, exposure: str, kw: dict[str, Any], study: StudySettings) -> tuple[Any, str]:
-    from ..evaluate.survival import CoxAnalysis
-
-    if exposure not in d.columns or d[exposure].notna().sum() == 0:
-        return None, _NOT_AVAILABLE
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            cox = CoxAnalysis(alpha=study.alpha).fit(d, exposure, adjust=list(study.adjust), **kw)
-    except (EcglensError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
-        return None, f"not estimable ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
-    rows = cox.exposure_summary()
-    if not np.isfinite(rows[["ci_lower", "ci_upper"]].to_numpy()).all() or (rows["coef"].abs() > 10).any():
-        return None, "not estimable (infinite CI or |log HR| > 10: no events in a group, or a constant exposure)"
-    return cox, ""
-
-
-def _report_rows(cox: Any, name: str, split: str, cut: float) -> pd.DataFrame:
-    rows = cox.exposure_summary().assign(analysis=name, split=split)
-    rows["c_index"] = rows["model"].map(cox.c_index_)
-    if _ANALYSES[name][2]:
-        rows["contrast"] = _ANALYSES[name][2].format(cut=f"{cut:g}")
-    if name.startswith("ecg_low_hb_calibrated"):
-        rows = rows[[(name, m) in _CALIBRATED for m in rows["model"]]].assign(analysis="ecg_low_hb_calibrated")
-    return rows
-
-
-def _survival(arm_df: pd.DataFrame, outcomes: pd.DataFrame, val: pd.DataFrame, thresholds: dict, split: str,
-              study: StudySettings, figures: Path) -> dict[str, Any]:
-    """Every Cox analysis of one split, a KM figure by ECG-Hb category, and the headline numbers."""
-    from ..evaluate.survival import c_index
-
-    d, notes = _survival_frame(arm_df, val, thresholds, study)
-    d = d.merge(outcomes, on="patient_id", how="inner")
-    fits, rows, markdown = {}, [], []
-    for name, (exposure, kw, _) in _ANALYSES.items():
-        cox, note = _fit_cox(d, exposure, {"categorical": False, **kw}, study)
-        if cox is None:
-            notes += [f"{split}, {name}: {note}"] if note != _NOT_AVAILABLE else []
-            continue
-        fits[name] = cox
-        rows.append(_report_rows(cox, name, split, thresholds[study.low_hb_level]["cut_g_dl"]))
-        markdown.append(cox.to_markdown().replace("### Cox", f"### {split}, {name}: Cox", 1))
-    km = {}
-    if "ecg_hb_category" in fits:
-        km["ecg_hb_category"] = fits["ecg_hb_category"].plot_km(
-            figures / f"km_ecg_hb_category_{split}.png", xlabel="years since ECG",
-            title=f"Kaplan-Meier by ECG-derived Hb category ({split})").path.name
-    c_ecg = c_index(d["time"], -d["hb_pred"], d["event"]) if len(d) and d["event"].sum() else float("nan")
-    return {"frame": d, "fits": fits, "summary": pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(),
-            "markdown": markdown, "notes": notes, "km": km, "n": len(d), "n_events": int(d["event"].sum()),
-            "c_index_ecg_hb_only": c_ecg}
-
-
-def _headline(surv: dict[str, Any]) -> dict[str, Any]:
-    """The HR comparable with the simulated truth: adjusted regression-calibrated low-Hb HR (else the flag)."""
-    for name, contrast in (("ecg_low_hb_calibrated_adj", "calibrated"), ("ecg_low_hb_flag", "flag")):
-        cox = surv["fits"].get(name)
-        if cox is None:
-            continue
-        model = "adjusted" if "adjusted" in cox.models_ else "unadjusted"
-        row = cox.exposure_summary().query("model == @model").iloc[0]
-        return {"analysis": name, "model": model, "kind": contrast, "hazard_ratio": float(row["hr"]),
-                "hazard_ratio_ci": [float(row["ci_lower"]), float(row["ci_upper"])], "p": float(row["p"]),
-                "c_index": float(cox.c_index_[model]), "n": int(row["n"]), "n_events": int(row["n_events"])}
-    return {"analysis": None, "hazard_ratio": float("nan"), "hazard_ratio_ci": [float("nan")] * 2,
-            "c_index": float("nan")}
 
 
 # ---------------------------------------------------------------------------------------------- features
@@ -594,7 +316,7 @@ def _hb_figures(sets: dict[str, pd.DataFrame], thresholds: dict, figures: Path) 
     fig, ax = new_figure((5.5, 5.5))
     for split, df in ((k, v) for k, v in sets.items() if k != "validation"):
         for spec in thresholds.values():
-            plot_roc(_anemia_label(df, spec["cut_g_dl"]), -df["hb_pred"].to_numpy(),
+            plot_roc(anemia_label(df, spec["cut_g_dl"]), -df["hb_pred"].to_numpy(),
                      f"{split}, Hb <= {spec['cut_g_dl']:g}", "Anemia from ECG-derived Hb", ax=ax)
     fig.savefig(figures / "roc_anemia.png")
 
@@ -634,7 +356,7 @@ def _evaluate(arms: dict[str, _Arm], checkpoint: Any, study: StudySettings, out:
                                  ["hb_pred", "hb_lab", "age"], study.features, study.seed, out, "test",
                                  "ECG features vs ECG-derived and lab Hb (test)", progress)
     tables["feature_associations"] = _md_table(association_grid(assoc))
-    survival = {split: _survival(sets[split], arms[a].outcomes, sets["validation"], thresholds, split, study,
+    survival = {split: survival_analyses(sets[split], arms[a].outcomes, sets["validation"], thresholds, split, study,
                                  out / "figures")
                 for split, a in (("test", "internal"), ("external", "external"))
                 if a in arms and arms[a].outcomes is not None}
@@ -659,7 +381,7 @@ def _split_summary(ev: dict[str, Any], split: str, level: str) -> dict[str, Any]
         out.update({key: row[col], f"{key}_ci": [row[f"{col}_ci_low"], row[f"{col}_ci_high"]]})
     surv = ev["survival"].get(split)
     if surv is not None:
-        head = _headline(surv)
+        head = headline(surv)
         out.update({k: head[k] for k in ("hazard_ratio", "hazard_ratio_ci", "c_index")},
                    hazard_ratio_analysis=head["analysis"], c_index_ecg_hb_only=surv["c_index_ecg_hb_only"],
                    survival_n=surv["n"], survival_events=surv["n_events"])
@@ -676,7 +398,7 @@ def _summary(ev: dict[str, Any], cfg: dict[str, Any], arms: dict[str, _Arm], run
              truth: Mapping[str, float] | None) -> dict[str, Any]:
     study = cfg["study"]
     level, cut, adj = study.low_hb_level, study.anemia_thresholds[study.low_hb_level], ", ".join(study.adjust)
-    kind = _headline(ev["survival"]["test"]).get("kind") if "test" in ev["survival"] else None
+    kind = headline(ev["survival"]["test"]).get("kind") if "test" in ev["survival"] else None
     contrast = {"calibrated": f"low Hb (<= {cut:g} g/dL) vs not, estimated from the ECG by regression calibration: "
                               f"P(lab Hb <= {cut:g} | ECG-derived Hb, {adj}) fitted on validation, Cox HR per 1.0 "
                               f"of that probability adjusted for {adj}; internal test split",
@@ -817,7 +539,7 @@ def _age_predictions(ck: Any, cache: Any, folds: Any, out: Path, n_boot: int, se
 
 
 def run_ptbxl_age_study(checkpoint: Any, cache: Any, out: str | Path, folds: Any = None, *, n_boot: int = 1000,
-                        seed: int = 0, gap_threshold: float = 8.0, features: FeatureSettings = FeatureSettings(),
+                        seed: int = 0, gap_threshold: float = 8.0, features: FeatureSettings | None = None,
                         progress: bool = True) -> dict[str, Any]:
     """ECG-age study on a prepared cache: metrics, gap table by health subset, figures, feature associations.
 
@@ -844,7 +566,8 @@ def run_ptbxl_age_study(checkpoint: Any, cache: Any, out: str | Path, folds: Any
                         "ecg_age_gap_category") if c in df]
     df[keep].to_csv(out / "tables" / "predictions.csv", index=False)
     assoc, feat_info = _features(_Arm("ptbxl", df, cache, {}, None), df, ["age_pred", "age", "ecg_age_gap"],
-                                 features, seed, out, "age", "ECG features vs ECG-age, age and the gap", progress)
+                                 features or FeatureSettings(), seed, out, "age",
+                                 "ECG features vs ECG-age, age and the gap", progress)
     summary = json_ready({"checkpoint": str(ck.path), "cache": str(cache.path), "folds": folds, "n": len(df),
                           "gap_threshold": gap_threshold, "metrics": res.get("outputs"), "features": feat_info,
                           "gap_table": gaps.to_dict(orient="records"), "normalize": cache.preprocess.normalize})

@@ -23,8 +23,8 @@ for the ``quick`` profile, ``synthetic_cache/``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -42,29 +42,28 @@ import pandas as pd
 from ..exceptions import ConfigError
 from ..signal.transforms import contract_mismatches
 from ..train.config import TrainConfig, apply_overrides, config_from_dict, dataclass_from_dict
-from ..train.finetune import (
-    STRATEGIES,
-    CacheView,
-    finetune_settings_from_dict,
-    read_yaml_mapping,
-    without_curves,
-)
+from ..data.views import CacheView
+from ..train.finetune import STRATEGIES, finetune_settings_from_dict
 from .grid import (
-    append_row,
-    apply_raw_overrides,
-    check_protocol,
+    QUIET_TRAINER,
+    GridDefinition,
+    GridOutcome,
+    SyntheticSpec,
     device_of,
+    drop_checkpoints,
     folds_text,
-    parse_shard,
-    quiet_lightning,
+    load_grid_config,
+    open_grid_cache,
+    protocol_train_section,
     read_results_csv,
+    run_grid,
+    shard_runs,
     short_hash,
 )
 
 __all__ = ["ALL", "NO_PRETRAINING", "PROFILES", "RESULT_COLUMNS", "PretrainRun", "TargetRun",
-           "TransferConfig", "TransferSummary", "load_transfer_config", "parse_shard", "plan_grid",
-           "pretrain_config", "protocol", "read_results", "run_transfer", "shard_runs", "target_config",
-           "write_synthetic_cache"]
+           "TransferConfig", "TransferSummary", "grid_definition", "load_transfer_config", "mi_labels",
+           "plan_grid", "pretrain_config", "protocol", "read_results", "run_transfer", "target_config"]
 
 #: the "use every available record" size
 ALL = "all"
@@ -72,16 +71,6 @@ ALL = "all"
 NO_PRETRAINING = "none"
 
 # ----------------------------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """A seeded synthetic cohort instead of the cache (see :func:`write_synthetic_cache`)."""
-
-    n_records: int = 540
-    seed: int = 0
-    fs: float = 100.0
-    seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -169,10 +158,8 @@ class TransferConfig:
         return dataclass_from_dict(ModelEntry, self.grid.models.get(name) or {}, f"grid.models.{name}.")
 
 
-_QUIET_TRAINER = {"accelerator": "cpu", "devices": 1, "precision": "32-true", "num_workers": 0,
-                  "num_threads": 1, "progress_bar": False, "patience": None, "log_every_n_steps": 1}
 _QUICK_TRAIN = {"optim": {"epochs": 1, "batch_size": 16, "lr": 0.003, "schedule": "constant"},
-                "augment": {"enabled": False}, "trainer": _QUIET_TRAINER}
+                "augment": {"enabled": False}, "trainer": QUIET_TRAINER}
 
 #: built-in profiles: overrides merged into a config by ``--profile NAME`` (a config's own ``profiles``
 #: section can extend them). ``quick`` runs the whole pipeline on a small synthetic cohort in seconds.
@@ -191,39 +178,14 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 #: paths whose mapping a profile replaces instead of merging into (a profile's model list is the model list)
-_REPLACED_BY_PROFILE = {("grid", "models")}
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        here = (*path, str(key))
-        nested = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
-        if nested and here not in _REPLACED_BY_PROFILE:
-            out[key] = _merge(out[key], value, here)
-        else:
-            out[key] = value
-    return out
-
-
-def _apply_profile(data: dict[str, Any], profile: str) -> dict[str, Any]:
-    own = (data.get("profiles") or {}).get(profile)
-    if profile not in PROFILES and own is None:
-        names = sorted(set(PROFILES) | set(data.get("profiles") or {}))
-        raise ConfigError(f"Unknown profile {profile!r}. Available: {', '.join(names)} (built-in or the "
-                          "config's `profiles:` section).")
-    data = _merge(data, PROFILES.get(profile, {}))
-    return _merge(data, own or {})
+_REPLACED_BY_PROFILE = frozenset({("grid", "models")})
 
 
 def load_transfer_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (),
                          profile: str | None = None) -> TransferConfig:
     """Read a transfer YAML, apply a profile (``quick``) and ``key.sub=value`` overrides, and check it."""
-    data = read_yaml_mapping(path, "configs/transfer_ptbxl.yaml")
-    data = json.loads(json.dumps(data))  # a deep, plain copy
-    if profile:
-        data = _apply_profile(data, profile)
-    cfg = dataclass_from_dict(TransferConfig, apply_raw_overrides(data, overrides))
+    cfg = load_grid_config(TransferConfig, path, overrides, profile, PROFILES, "configs/transfer_ptbxl.yaml",
+                           _REPLACED_BY_PROFILE)
     _validate(cfg)
     return cfg
 
@@ -388,55 +350,19 @@ def plan_grid(cfg: TransferConfig) -> list[TargetRun]:
     return runs
 
 
-def shard_runs(runs: Sequence[TargetRun], shard: tuple[int, int]) -> list[TargetRun]:
-    """The runs of shard ``(i, n)``: groups (in plan order) dealt round-robin; shards never share a group."""
-    i, n = shard
-    groups = list(dict.fromkeys(r.group for r in runs))
-    mine = {g for k, g in enumerate(groups) if k % n == i - 1}
-    return [r for r in runs if r.group in mine]
-
-
 # ----------------------------------------------------------------------------------------------- data
 
 
-def write_synthetic_cache(spec: SyntheticSpec, out: str | os.PathLike[str]) -> Path:
-    """Write a synthetic cohort as an ecglens cache folder (reused when it exists with the same spec).
+def mi_labels(patients: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``MI`` (0/1) drawn with ``logit = -1.2 - 5 (t_scale - 1) + 0.03 (age - 60) + 0.3 male``; ``NORM = 1 - MI``.
 
-    ECGs, age and sex come from :func:`ecglens.experiments.simulate.simulate_cohort`. ``MI`` (0/1) is drawn
-    with ``logit = -1.2 - 5 (t_scale - 1) + 0.03 (age - 60) + 0.3 male``, so it shows in the ECG through the
-    T-wave amplitude and, weakly, through age; ``NORM = 1 - MI``. Folds 1-10 are assigned at random (one ECG
-    per patient, so every split is patient-disjoint).
+    So MI shows in the ECG through the T-wave amplitude and, weakly, through age (synthetic cohorts,
+    :func:`~ecglens.experiments.grid.write_synthetic_cache`).
     """
-    from ..experiments.simulate import simulate_cohort
-    from ..signal.transforms import Preprocess
-
-    out = Path(out)
-    want = dataclasses.asdict(spec)
-    manifest_path = out / "manifest.json"
-    if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("synthetic") == want:
-        return out
-    cohort = simulate_cohort(n_patients=spec.n_records, seed=spec.seed, fs=spec.fs, seconds=spec.seconds)
-    p, rng = cohort.patients, np.random.default_rng(spec.seed + 1)
+    p = patients
     logit = -1.2 - 5.0 * (p["t_scale"] - 1.0) + 0.03 * (p["age"] - 60.0) + 0.3 * (1.0 - p["sex"])
     mi = (rng.random(len(p)) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
-    meta = pd.DataFrame({"record_id": cohort.ecg_table["record_id"], "source": "synthetic", "path": "",
-                         "age": p["age"], "sex": p["sex"],
-                         "fold": rng.permutation(np.arange(len(p)) % 10 + 1),
-                         "patient_id": p["patient_id"], "MI": mi, "NORM": 1 - mi})
-    pre = Preprocess(fs=spec.fs, seconds=spec.seconds, highpass_hz=None)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    np.save(tmp / "signals.npy", cohort.signals.astype(np.float32))
-    meta.to_csv(tmp / "meta.csv", index=False)
-    manifest = {"format": "ecglens-cache/1", "source": "synthetic", "synthetic": want,
-                "preprocess": pre.to_dict(), "fs": pre.fs, "n_samples": pre.n_samples,
-                "leads": list(pre.leads), "dtype": "float32", "shape": list(cohort.signals.shape),
-                "n_records": len(p), "n_accepted": len(p), "n_rejected": 0, "rejected": []}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+    return {"MI": mi, "NORM": 1 - mi}
 
 
 @dataclass(frozen=True)
@@ -453,15 +379,10 @@ class _Data:
 def _open_data(cfg: TransferConfig, out: Path) -> _Data:
     from ..data.cache import open_cache
 
-    path = write_synthetic_cache(cfg.synthetic, out / "synthetic_cache") if cfg.synthetic else Path(cfg.cache)
-    cache = open_cache(path)
     need = {"fold"} | ({"age", "sex"} if set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING} else set())
-    missing = sorted(need - set(cache.meta.columns))
-    if missing:
-        raise ConfigError(f"The cache {path} has no column(s) {missing}; prepare it from PTB-XL "
-                          "(`ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9`).")
+    cache, path = open_grid_cache(cfg.synthetic, cfg.cache, out, mi_labels, need)
     if not cfg.target.cache:
-        return _Data(cache, str(path), cache, str(path))
+        return _Data(cache, path, cache, path)
     target = open_cache(cfg.target.cache)
     if "fold" not in target.meta.columns:
         raise ConfigError(f"The target cache {cfg.target.cache} has no 'fold' column; give its records folds "
@@ -475,7 +396,7 @@ def _open_data(cfg: TransferConfig, out: Path) -> _Data:
             raise ConfigError(f"The target cache {cfg.target.cache} was prepared differently from the source "
                               f"cache {path} ({diff}); prepare it with the source's settings "
                               "(`ecglens prepare ... --fs/--highpass/--normalize` as listed).")
-    return _Data(cache, str(path), target, str(cfg.target.cache))
+    return _Data(cache, path, target, str(cfg.target.cache))
 
 
 def _target_view(cfg: TransferConfig, cache: Any, seed: int) -> CacheView:
@@ -523,16 +444,8 @@ def target_config(cfg: TransferConfig, run: TargetRun, cache_path: str) -> Train
                          f"{cfg.name}-target-{run.key}")
 
 
-_NOT_PROTOCOL_TRAINER = ("accelerator", "devices", "num_nodes", "strategy", "num_workers", "num_threads",
-                         "progress_bar", "log_every_n_steps", "out_dir")
-
-
 def protocol(cfg: TransferConfig) -> dict[str, Any]:
     """What results of one output folder must share (data, splits, budgets, evaluation), not the grid axes."""
-    def train(section: Mapping[str, Any]) -> dict[str, Any]:
-        trainer = {k: v for k, v in (section.get("trainer") or {}).items() if k not in _NOT_PROTOCOL_TRAINER}
-        return {**{k: v for k, v in section.items() if k != "trainer"}, "trainer": trainer}
-
     d = dataclasses.asdict(cfg)
     # resolved, defaults included, so that a changed default (e.g. the probe's solver) is a new protocol
     settings = {k: v for k, v in finetune_settings_from_dict(cfg.finetune).to_dict().items() if k != "strategy"}
@@ -543,13 +456,9 @@ def protocol(cfg: TransferConfig) -> dict[str, Any]:
         "source": {k: v for k, v in d["source"].items() if k != "sizes"},
         "target": {k: v for k, v in d["target"].items() if k not in ("sizes", "cache")},
         "eval": d["eval"], "finetune": settings,
-        "source_train": train(cfg.source_train), "target_train": train(cfg.target_train),
+        "source_train": protocol_train_section(cfg.source_train),
+        "target_train": protocol_train_section(cfg.target_train),
     }, default=str))
-
-
-def _check_protocol(cfg: TransferConfig, out: Path) -> str:
-    """Write ``experiment.yaml`` on the first start; later starts must have the same protocol."""
-    return check_protocol(protocol(cfg), dataclasses.asdict(cfg), out)
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -575,29 +484,27 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------- running
 
 
-def _drop_checkpoints(folder: Path, keep_model: bool) -> None:
-    for name in ("last.ckpt", "best.ckpt") + (() if keep_model else ("model.safetensors",)):
-        (folder / name).unlink(missing_ok=True)
-
-
-def _ensure_pretrained(cfg: TransferConfig, run: PretrainRun, cache: Any, cache_path: str,
-                       out: Path) -> tuple[Path, dict[str, Any]]:
-    """The pretraining run's checkpoint and info, training it first unless it is already done."""
+def _start_group(cfg: TransferConfig, first: TargetRun, data: _Data,
+                 out: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The group's pretrained checkpoint and info (``None`` from scratch), training it first unless it is done."""
     from ..train.loop import fit
 
+    run = first.pretrain
+    if run is None:
+        return None
     folder = out / "pretrain" / run.key
     info_path, model_path = folder / "pretrain.json", folder / "model.safetensors"
     if info_path.is_file() and model_path.is_file():
         return model_path, json.loads(info_path.read_text())
     shutil.rmtree(folder, ignore_errors=True)  # an unfinished earlier attempt
     start = time.perf_counter()
-    result = fit(pretrain_config(cfg, run, cache_path), out=folder, cache=cache)
+    result = fit(pretrain_config(cfg, run, data.source_path), out=folder, cache=data.source)
     splits = pd.read_csv(folder / "splits.csv")
     info = {"key": run.key, "model": run.model, "task": run.task, "source_size": str(run.source_size),
             "seed": run.seed, "n_source": int((splits["split"] == "train").sum()),
             "time_s": round(time.perf_counter() - start, 3), "metrics": result.metrics,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    _drop_checkpoints(folder, keep_model=True)
+    drop_checkpoints(folder, keep_model=True)
     info_path.write_text(json.dumps(info, indent=2, default=str))
     return model_path, info
 
@@ -637,8 +544,8 @@ def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: 
     return out
 
 
-def _run_target(cfg: TransferConfig, run: TargetRun, data: _Data, out: Path,
-                pretrained: tuple[Path, dict[str, Any]] | None, digest: str) -> dict[str, Any]:
+def _run_target(cfg: TransferConfig, run: TargetRun, data: _Data, pretrained: tuple[Path, dict[str, Any]] | None,
+                out: Path, digest: str) -> dict[str, Any]:
     """Fine-tune (or train from scratch) one target run, score it and return its ``results.csv`` row."""
     from ..train.finetune import finetune
 
@@ -651,7 +558,7 @@ def _run_target(cfg: TransferConfig, run: TargetRun, data: _Data, out: Path,
     result = finetune(None if pretrained is None else pretrained[0], config, settings, out=folder, cache=view)
     train_time = time.perf_counter() - start
     scores = _score(cfg, result.checkpoint_path, view, folder)
-    _drop_checkpoints(folder, keep_model=cfg.keep_checkpoints)
+    drop_checkpoints(folder, keep_model=cfg.keep_checkpoints)
     info = pretrained[1] if pretrained is not None else {}
     t, s = cfg.target, cfg.source
     return {
@@ -675,57 +582,26 @@ def _run_target(cfg: TransferConfig, run: TargetRun, data: _Data, out: Path,
 
 
 @dataclass(frozen=True)
-class TransferSummary:
-    """What :func:`run_transfer` did."""
+class TransferSummary(GridOutcome):
+    """What :func:`run_transfer` did: the runner's counts, the pretraining runs trained now and the figures."""
 
-    out: Path
-    shard: tuple[int, int]
-    n_grid: int
-    n_shard: int
-    n_skipped: int
-    n_done: int
-    n_failed: int
-    n_pretrained: int
-    runs: tuple[TargetRun, ...] = ()
+    n_pretrained: int = 0
     figures: dict[str, Path] = field(default_factory=dict)
 
-
-def _run_group(cfg: TransferConfig, runs: list[TargetRun], data: _Data, out: Path,
-               digest: str, bar: Any, fail_fast: bool) -> tuple[int, int, int]:
-    """The target runs of one group (after its pretraining run); returns (done, failed, pretrained now)."""
-    pre, pretrained, trained = runs[0].pretrain, None, 0
-    try:
-        if pre is not None:
-            trained = int(not (out / "pretrain" / pre.key / "pretrain.json").is_file())
-            pretrained = _ensure_pretrained(cfg, pre, data.source, data.source_path, out)
-    except Exception as err:  # recorded and retried on the next start; the grid goes on
-        if fail_fast:
-            raise
-        for run in runs:
-            _record_failure(out, run, f"pretraining {pre.key} failed: {type(err).__name__}: {err}")
-        bar.update(len(runs))
-        return 0, len(runs), 0
-    done = 0
-    for run in runs:
-        try:
-            append_row(out / "results.csv", _run_target(cfg, run, data, out, pretrained, digest),
-                    RESULT_COLUMNS)
-            done += 1
-        except Exception as err:  # one failed run never stops the grid
-            if fail_fast:
-                raise
-            _record_failure(out, run, f"{type(err).__name__}: {err}")
-        bar.update(1)
-    return done, len(runs) - done, trained
+    @property
+    def runs(self) -> tuple[TargetRun, ...]:
+        """The target runs of the shard that were still to do (those listed by a dry run)."""
+        return self.todo
 
 
-def _record_failure(out: Path, run: TargetRun, message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(f"FAILED {run.key}: {message}")
-    at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    row = {"run_key": run.key, "error": message, "at": at}
-    append_row(out / "failures.csv", row, tuple(row))
+def grid_definition(cfg: TransferConfig) -> GridDefinition:
+    """The transfer experiment as a grid for :func:`~ecglens.experiments.grid.run_grid`: target runs grouped by
+    their pretraining run (trained once per group, before its target runs)."""
+    return GridDefinition(name="transfer", runs=plan_grid(cfg), protocol=protocol(cfg),
+                          config=dataclasses.asdict(cfg), columns=RESULT_COLUMNS,
+                          open_data=functools.partial(_open_data, cfg), run=functools.partial(_run_target, cfg),
+                          start_group=functools.partial(_start_group, cfg), curves=cfg.curves,
+                          group_label="pretraining")
 
 
 def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None, *,
@@ -737,33 +613,18 @@ def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None,
     raises is written to ``failures.csv`` and the grid goes on (``fail_fast``: re-raise). Figures are drawn
     from every row of ``results.csv`` (all shards so far) unless ``figures=False``.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out if out is not None else cfg.out_dir)
-    grid = plan_grid(cfg)
-    mine = shard_runs(grid, shard)
-    finished = set(read_results(out)["run_key"].astype(str))
-    todo = [r for r in mine if r.key not in finished]
-    summary = {"out": out, "shard": shard, "n_grid": len(grid), "n_shard": len(mine),
-               "n_skipped": len(mine) - len(todo), "runs": tuple(todo)}
+    grid = grid_definition(cfg)
+    untrained = {r.pretrain.key for r in shard_runs(grid.runs, shard) if r.pretrain is not None
+                 and not (out / "pretrain" / r.pretrain.key / "pretrain.json").is_file()}
+    done = run_grid(grid, out, shard, dry_run=dry_run, progress=progress, fail_fast=fail_fast)
+    counts = {f.name: getattr(done, f.name) for f in dataclasses.fields(done)}
     if dry_run:
-        return TransferSummary(**summary, n_done=0, n_failed=0, n_pretrained=0)
-    digest = _check_protocol(cfg, out)
-    counts = np.zeros(3, dtype=int)  # done, failed, pretrained
-    if todo:
-        data = _open_data(cfg, out)
-        groups: dict[str, list[TargetRun]] = {}
-        for run in todo:
-            groups.setdefault(run.group, []).append(run)
-        bar = tqdm(total=len(todo), desc=f"transfer {shard[0]}/{shard[1]}", unit="run", disable=not progress)
-        with quiet_lightning(), contextlib.nullcontext() if cfg.curves else without_curves(), bar:
-            for runs in groups.values():
-                counts += _run_group(cfg, runs, data, out, digest, bar, fail_fast)
-    paths: dict[str, Path] = {}
+        return TransferSummary(**counts)
+    trained = sum((out / "pretrain" / key / "pretrain.json").is_file() for key in untrained)
     table = read_results(out) if figures else None
-    if table is not None and len(table):
-        from .figures import write_transfer_figures
+    if table is None or not len(table):
+        return TransferSummary(**counts, n_pretrained=trained)
+    from .figures import write_transfer_figures
 
-        paths = write_transfer_figures(table, out / "figures")
-    done, failed, pretrained = (int(c) for c in counts)
-    return TransferSummary(**summary, n_done=done, n_failed=failed, n_pretrained=pretrained, figures=paths)
+    return TransferSummary(**counts, n_pretrained=trained, figures=write_transfer_figures(table, out / "figures"))
