@@ -163,6 +163,10 @@ def app(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.verbosity < 0:  # the global --quiet implies a command's own "no progress bar" switch
+        for switch in ("quiet", "no_progress"):
+            if hasattr(args, switch):
+                setattr(args, switch, True)
     with _cli_output(args.verbosity):
         return _run(args)
 
