@@ -93,7 +93,8 @@ def test_core_dependencies_leave_training_and_clinical_packages_to_extras():
 
 
 def test_require_names_the_extra_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "lifelines", None)  # `import lifelines` now fails as if not installed
+    for name in ("lifelines", "lifelines.statistics"):  # importing them now fails as if not installed
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(MissingDependencyError, match=r'pip install "ecglens\[clinical\]"') as info:
         require("lifelines.statistics", "survival analysis")
     assert isinstance(info.value, ImportError) and isinstance(info.value, EcglensError)
