@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test bench setup setup-dev clean
+.PHONY: demo test lint bench setup setup-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ setup-dev: $(VENV)/.installed-dev
 demo: setup
 	$(BIN)/ecglens demo --out $(DEMO_OUT)
 
-test: setup-dev
+# the rule set is in pyproject.toml ([tool.ruff.lint]); `make test` lints first and stops at the first finding
+lint: setup-dev
+	$(BIN)/ruff check src tests benchmarks scripts
+
+test: setup-dev lint
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: setup-dev

@@ -68,10 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_or_random(args: argparse.Namespace, folder: Path) -> tuple[Any, str]:
     """The checkpoint to benchmark and a sentence saying what it is."""
+    from ecglens.artifact import load_checkpoint, save_checkpoint
     from ecglens.data.targets import task_from_name
     from ecglens.models import create_model
     from ecglens.signal.transforms import Preprocess
-    from ecglens.artifact import load_checkpoint, save_checkpoint
 
     try:
         ckpt = load_checkpoint(args.checkpoint)

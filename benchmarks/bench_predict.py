@@ -113,8 +113,8 @@ def _architecture(arch: str | None) -> tuple[str, dict[str, Any]]:
 
 def resolve_model(args: argparse.Namespace, work: Path) -> tuple[str, str]:
     """(checkpoint to pass to --model, description). A random stand-in when the model is not installed."""
-    from ecglens.exceptions import CheckpointError
     from ecglens.artifact import load_checkpoint
+    from ecglens.exceptions import CheckpointError
 
     try:
         ck = load_checkpoint(args.model)
@@ -123,10 +123,10 @@ def resolve_model(args: argparse.Namespace, work: Path) -> tuple[str, str]:
         pass
     import torch
 
+    from ecglens.artifact import save_checkpoint
     from ecglens.data.targets import task_from_name
     from ecglens.models import create_model
     from ecglens.signal.transforms import Preprocess
-    from ecglens.artifact import save_checkpoint
 
     name, kwargs = _architecture(args.arch)
     torch.manual_seed(0)

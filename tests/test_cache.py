@@ -263,7 +263,7 @@ def test_leftover_temp_dir_is_cleaned(mixed_folder, preprocess, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ idempotency
-def test_second_run_does_no_work(mixed_folder, preprocess, tmp_path, monkeypatch, capsys):
+def test_second_run_does_no_work(mixed_folder, preprocess, tmp_path, monkeypatch, caplog):
     cat = catalogue_of(mixed_folder["good"])
     out = tmp_path / "c"
     first = prepare_cache(cat, out, preprocess, workers=1, progress=False)
@@ -273,10 +273,11 @@ def test_second_run_does_no_work(mixed_folder, preprocess, tmp_path, monkeypatch
         raise AssertionError("prepare did work on an up-to-date cache")
 
     monkeypatch.setattr(cache_mod, "_process_chunk", must_not_run)
-    second = prepare_cache(cat, out, preprocess, workers=1, progress=True)
+    with caplog.at_level("INFO", logger="ecglens.data.cache"):
+        second = prepare_cache(cat, out, preprocess, workers=1, progress=True)
     assert second.pop("up_to_date") is True
     assert second == first and "up_to_date" not in first
-    assert "up to date" in capsys.readouterr().err
+    assert "up to date" in caplog.text
     assert (out / "signals.npy").stat().st_mtime_ns == mtime
 
 

@@ -145,7 +145,7 @@ def test_prepare_ptbxl_synthetic_folds(tmp_path, capsys):
     assert f"accepted   {len(wanted)} of {len(wanted)}" in stdout
     for column in ("NORM", "MI", "STTC", "CD", "HYP", "statements", "patient_id"):
         assert column in cache.meta
-    ages = dict(zip(cache.meta["record_id"], cache.meta["age"]))
+    ages = dict(zip(cache.meta["record_id"], cache.meta["age"], strict=True))
     assert ages.get("1", 90.0) == 90.0  # PTB-XL's 300 is stored as 90
     assert cache.manifest["source"] == "ptbxl"
     np.testing.assert_array_equal(cache.indices(folds=2), np.flatnonzero(cache.meta["fold"] == 2))

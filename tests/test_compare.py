@@ -65,11 +65,13 @@ def test_one_row_per_run_with_the_metrics_of_its_task(sharded):
     age, sex = table[table["task"] == "age"], table[table["task"] == "sex"]
     for column in ("age_mae", "age_mae_healthy", "age_mae_non_healthy", "age_r"):
         assert age[column].notna().all() and sex[column].isna().all()
-        assert (age[f"{column}_low"] <= age[column] + 1e-9).all() and (age[column] <= age[f"{column}_high"] + 1e-9).all()
+        assert (age[f"{column}_low"] <= age[column] + 1e-9).all()
+        assert (age[column] <= age[f"{column}_high"] + 1e-9).all()
     assert (age["n_healthy"] + age["n_non_healthy"] == age["n_age"]).all()  # every synthetic record has one class
     for column in ("sex_auroc", "sex_accuracy"):
         assert sex[column].between(0, 1).all() and age[column].isna().all()
-        assert (sex[f"{column}_low"] <= sex[column] + 1e-9).all() and (sex[column] <= sex[f"{column}_high"] + 1e-9).all()
+        assert (sex[f"{column}_low"] <= sex[column] + 1e-9).all()
+        assert (sex[column] <= sex[f"{column}_high"] + 1e-9).all()
     # the same model has the same parameter count whatever the (single-output) task
     assert table.groupby("model")["params"].nunique().eq(1).all()
 
@@ -132,7 +134,8 @@ def test_ptbxl_config_covers_the_zoo_and_applies_one_budget():
         tc = train_config(cfg, run, "cache/ptbxl100")
         assert (tc.optim.epochs, tc.optim.batch_size, tc.trainer.max_time) == (6, 128, "00:00:30:00")
         assert tc.augment.enabled and tc.augment.spec["crop_seconds"] == 4.0 and tc.augment.spec["noise_p"] == 0.5
-        assert tc.data.val_folds == (9,) and tc.task.name == "sex" and tc.model.kwargs == cfg.model_entry(run.model).kwargs
+        assert tc.data.val_folds == (9,) and tc.task.name == "sex"
+        assert tc.model.kwargs == cfg.model_entry(run.model).kwargs
 
 
 def test_quick_profile_replaces_the_model_list():

@@ -160,7 +160,8 @@ def _aecg_time(fs: float, relative: bool) -> str:
 """
     return f"""          <component><sequence>
             <code code="TIME_ABSOLUTE" codeSystem="2.16.840.1.113883.5.4"/>
-            <value xsi:type="GLIST_TS"><head value="20210502093000.000"/><increment value="{1 / fs:g}" unit="s"/></value>
+            <value xsi:type="GLIST_TS"><head value="20210502093000.000"/>
+              <increment value="{1 / fs:g}" unit="s"/></value>
           </sequence></component>
 """
 

@@ -151,7 +151,7 @@ def test_link_datetimes_units_and_errors():
 def _naive_link(ecgs, labs, low, high):
     """Independent oracle: loop over ECGs, filter the same patient's draws in the window, take the nearest."""
     out = []
-    for pid, t in zip(ecgs["patient_id"], ecgs["time"]):
+    for pid, t in zip(ecgs["patient_id"], ecgs["time"], strict=True):
         mine = labs[(labs["patient_id"] == pid)].groupby("time", as_index=False)["value"].mean()
         delta = mine["time"] - t
         mine = mine[(delta >= low) & (delta <= high)].assign(d=delta)
@@ -173,7 +173,7 @@ def test_link_matches_bruteforce_oracle(rng):
             zip(
                 rng.integers(0, n_pat + 5, 300),
                 rng.integers(0, 70, 300).astype(float),
-                np.round(rng.uniform(6, 17, 300), 1),
+                np.round(rng.uniform(6, 17, 300), 1), strict=True,
             )
         )
     )

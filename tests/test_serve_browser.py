@@ -183,7 +183,8 @@ def make_record(folder: Path) -> Path:
 _RESULT_JS = """JSON.stringify({
   status: document.getElementById('status').textContent,
   error: document.getElementById('error').style.display === 'block' ? document.getElementById('error').textContent : '',
-  rows: Array.from(document.querySelectorAll('#outputs tbody tr')).map(r => Array.from(r.cells).map(c => c.textContent)),
+  rows: Array.from(document.querySelectorAll('#outputs tbody tr'))
+    .map(r => Array.from(r.cells).map(c => c.textContent)),
   record: Array.from(document.querySelectorAll('#record-info dd')).map(d => d.textContent),
   plot: document.getElementById('plot').naturalWidth,
   visible: document.getElementById('results').style.display

@@ -231,7 +231,7 @@ def test_ptbxl_100_and_500_hz_versions_agree(fixtures_dir):
     p = Preprocess()
     x_lr = p.apply(Ecg(lr.p_signal.T, lr.fs, lr.sig_name))
     x_hr = p.apply(Ecg(hr.p_signal.T, hr.fs, hr.sig_name))
-    corr = [np.corrcoef(a, b)[0, 1] for a, b in zip(x_lr, x_hr)]
+    corr = [np.corrcoef(a, b)[0, 1] for a, b in zip(x_lr, x_hr, strict=True)]
     assert min(corr) > 0.95, corr
 
 

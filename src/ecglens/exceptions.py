@@ -13,6 +13,7 @@ __all__ = [
     "CorruptRecordError",
     "EcglensError",
     "LeadError",
+    "MissingDependencyError",
     "SamplingRateError",
     "SignalQualityError",
     "SignalQualityWarning",
@@ -55,6 +56,13 @@ class CheckpointError(EcglensError):
 
 class ConfigError(EcglensError):
     """An invalid configuration value or an unknown configuration key."""
+
+
+class MissingDependencyError(EcglensError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it.
+
+    Also an ``ImportError``, so ``except ImportError`` around an optional import keeps working.
+    """
 
 
 class SignalQualityWarning(UserWarning):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import multiprocessing as mp
 import os
@@ -52,6 +53,8 @@ from ..io.ptbxl import parse_folds
 from ..signal.quality import assess_quality
 from ..signal.transforms import Preprocess
 from ._atomic import clean_leftovers, move_into_place, shrink_npy, temp_path
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CACHE_FILES", "PreparedCache", "catalogue_fingerprint", "is_cache", "open_cache", "prepare_cache",
            "write_cache"]
@@ -175,7 +178,7 @@ def catalogue_fingerprint(catalogue: pd.DataFrame, preprocess_spec: Mapping[str,
                       default=str)
     h.update(spec.encode())
     h.update(json.dumps(list(map(str, catalogue.columns))).encode())
-    for rid, path in zip(_record_ids(catalogue), catalogue["path"].astype(str)):
+    for rid, path in zip(_record_ids(catalogue), catalogue["path"].astype(str), strict=True):
         h.update(f"{rid}\x1f{path}\x1e".encode())
     h.update(pd.util.hash_pandas_object(catalogue.astype(str), index=False).to_numpy().tobytes())
     return h.hexdigest()
@@ -315,7 +318,7 @@ def prepare_cache(
     source : str
         Dataset name stored in the manifest and used for rows whose catalogue ``source`` is empty.
     progress : bool
-        Show a progress bar and print "up to date" when there is nothing to do.
+        Show a progress bar (on stderr). "Up to date" (nothing to do) is logged at INFO level.
     force : bool
         Rebuild ``out`` even when it holds a cache: one built from a different catalogue or preprocessing
         (refused otherwise), or an up-to-date one (e.g. after the files changed on disk under the same paths).
@@ -347,8 +350,7 @@ def prepare_cache(
     clean_leftovers(out)
     existing = _existing_manifest(out)
     if not force and existing is not None and existing.get("fingerprint") == fingerprint and is_cache(out):
-        if progress:
-            print(f"{out}: up to date ({existing['n_accepted']} records); nothing to do.", file=sys.stderr)
+        log.info("%s: up to date (%d records); nothing to do.", out, existing["n_accepted"])
         return {**existing, "up_to_date": True}
     if existing is not None and not force:
         raise ConfigError(f"{out} holds a cache built from a different catalogue or preprocessing, or an "

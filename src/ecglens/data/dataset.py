@@ -19,14 +19,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .._optional import require
 from ..exceptions import ConfigError
 from .targets import TaskSpec
+
+L = require("lightning", "training")
 
 __all__ = ["CacheDataset", "EcgDataModule", "split_by_folds", "subsample_indices"]
 

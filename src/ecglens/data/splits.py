@@ -41,6 +41,6 @@ def patient_folds(patient_ids: pd.Series, shares: Sequence[float], seed: int,
     ends = np.cumsum(np.floor(weights[:-1] * len(patients)).astype(int))
     order = np.random.default_rng(seed).permutation(len(patients))
     fold = np.full(len(patients), folds[-1])
-    for number, part in zip(folds[:-1], np.split(order, ends)[:-1]):
+    for number, part in zip(folds[:-1], np.split(order, ends)[:-1], strict=True):
         fold[part] = number
     return pd.Series(fold, index=patients).loc[patient_ids.to_numpy()].to_numpy()

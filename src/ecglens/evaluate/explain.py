@@ -28,10 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._optional import require
 from ..exceptions import ConfigError, EcglensError
 
 __all__ = ["ATTRIBUTION_METHODS", "attribute", "completeness_gap", "lead_importance", "resample_attribution",
            "windows_to_timeline"]
+
+#: what needs captum, for the missing-dependency message
+_FEATURE = "attributions"
 
 
 def _as_model(model: Any) -> nn.Module:
@@ -45,17 +49,14 @@ def _as_model(model: Any) -> nn.Module:
 
 def _saliency(model: nn.Module, x: torch.Tensor, target: int, baseline: torch.Tensor, n_steps: int,
               internal_batch_size: int | None) -> torch.Tensor:
-    from captum.attr import Saliency
-
-    return Saliency(model).attribute(x, target=target, abs=True)
+    return require("captum.attr", _FEATURE).Saliency(model).attribute(x, target=target, abs=True)
 
 
 def _integrated_gradients(model: nn.Module, x: torch.Tensor, target: int, baseline: torch.Tensor, n_steps: int,
                           internal_batch_size: int | None) -> torch.Tensor:
-    from captum.attr import IntegratedGradients
-
-    return IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=n_steps,
-                                                internal_batch_size=internal_batch_size)
+    integrated_gradients = require("captum.attr", _FEATURE).IntegratedGradients(model)
+    return integrated_gradients.attribute(x, baselines=baseline, target=target, n_steps=n_steps,
+                                          internal_batch_size=internal_batch_size)
 
 
 #: method name -> implementation ``(model, x, target, baseline, n_steps, internal_batch_size) -> attributions``
@@ -120,11 +121,7 @@ def attribute(model: Any, x: np.ndarray | torch.Tensor, output_index: int, metho
         raise ConfigError(f"unknown attribution method {method!r}; choose one of {sorted(ATTRIBUTION_METHODS)}.")
     if int(n_steps) < 1:
         raise ConfigError(f"n_steps must be a positive integer, got {n_steps!r}.")
-    try:
-        import captum.attr  # noqa: F401 - optional dependency, checked before any work
-    except ImportError:
-        raise EcglensError("attributions need captum, an optional dependency: pip install 'ecglens[explain]'.") \
-            from None
+    require("captum.attr", _FEATURE)  # checked before any work
     module = _as_model(model).eval()
     device = next(module.parameters()).device
     inp, single = _as_batch(x, device)
@@ -216,7 +213,7 @@ def windows_to_timeline(attr: np.ndarray, starts: Sequence[int], n_total: int) -
     n_leads, width = attr.shape[1], attr.shape[2]
     acc = np.zeros((n_leads, int(n_total)))
     count = np.zeros(int(n_total))
-    for window, start in zip(attr, starts):
+    for window, start in zip(attr, starts, strict=True):
         lo, hi = max(int(start), 0), min(int(start) + width, int(n_total))
         if hi <= lo:
             continue

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._optional import require
 from ..exceptions import ConfigError
 from ..leads import CANONICAL_LEADS, normalize_lead_name
 
@@ -68,6 +69,9 @@ __all__ = [
     "plot_associations",
     "record_features",
 ]
+
+#: what needs neurokit2, for the missing-dependency message
+_FEATURE = "ECG feature extraction"
 
 #: feature column -> unit
 FEATURE_UNITS: dict[str, str] = {
@@ -118,7 +122,7 @@ def _check_signal(x: np.ndarray, fs: float) -> np.ndarray:
 
 
 def _r_peaks(clean: np.ndarray, fs: float) -> np.ndarray:
-    import neurokit2 as nk
+    nk = require("neurokit2", _FEATURE)
 
     info = nk.ecg_findpeaks(clean, sampling_rate=fs, method="neurokit")
     peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
@@ -139,17 +143,13 @@ def _rhythm(peaks: np.ndarray, fs: float) -> dict[str, float]:
     return out
 
 
-def _window_values(clean: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> list[np.ndarray]:
-    return [clean[a:b] for a, b in zip(starts, stops) if 0 <= a < b <= clean.size]
-
-
 def _t_amplitude(clean: np.ndarray, peaks: np.ndarray, fs: float) -> float:
     """Median over beats of the signed T extreme relative to the PR-segment level (mV)."""
     rr = np.diff(peaks, append=peaks[-1] + int(np.median(np.diff(peaks))))
     t_start = peaks + round(0.10 * fs)
     t_stop = peaks + np.minimum(np.round(0.6 * rr), round(0.5 * fs)).astype(np.int64)
     amps = []
-    for p, a, b in zip(peaks, t_start, t_stop):
+    for p, a, b in zip(peaks, t_start, t_stop, strict=True):
         base_a, base_b = p - round(0.08 * fs), p - round(0.05 * fs)
         if base_a < 0 or b > clean.size or b <= a or base_b <= base_a:
             continue
@@ -170,7 +170,7 @@ def _median_interval(waves: dict[str, Any], start: str, stop: str, fs: float, na
 
 
 def _intervals_dwt(clean: np.ndarray, peaks: np.ndarray, fs: float) -> dict[str, float]:
-    import neurokit2 as nk
+    nk = require("neurokit2", _FEATURE)
 
     _, waves = nk.ecg_delineate(clean, peaks, sampling_rate=fs, method="dwt")
     return {
@@ -214,7 +214,7 @@ def record_features(x: np.ndarray, fs: float, method: str = "dwt") -> dict[str, 
         :data:`FEATURE_COLUMNS` (float, NaN when not measured) and ``feature_error`` (``""`` when all went
         well, otherwise why something is missing). Never raises for bad signals.
     """
-    import neurokit2 as nk
+    nk = require("neurokit2", _FEATURE)
 
     _check_method(method)
     out: dict[str, Any] = {**_empty(), "feature_error": ""}
@@ -323,7 +323,7 @@ def extract_features(
         ``n_records``, ``n_failed`` (no features at all), ``n_partial`` (some missing), ``reasons`` (counts),
         ``method``, ``lead``, ``fs``, ``seconds`` (wall time).
     """
-    import neurokit2  # noqa: F401  (imported once here, so forked workers do not import it again)
+    require("neurokit2", _FEATURE)  # imported once here, so forked workers do not import it again
 
     _check_method(method)
     if signals.ndim != 3:
@@ -448,7 +448,7 @@ def association_grid(table: pd.DataFrame, value: str = "spearman_r") -> pd.DataF
     ``***`` < 0.001, two-sided, uncorrected for multiple comparisons) or ``NA``.
     """
     p = table[value.replace("_r", "_p")]
-    cell = ["NA" if not np.isfinite(r) else f"{r:+.2f}{_stars(q)}" for r, q in zip(table[value], p)]
+    cell = ["NA" if not np.isfinite(r) else f"{r:+.2f}{_stars(q)}" for r, q in zip(table[value], p, strict=True)]
     grid = table.assign(cell=cell).pivot(index="feature", columns="output", values="cell")
     grid = grid.loc[table["feature"].drop_duplicates(), table["output"].drop_duplicates()]
     name = value.split("_")[0].capitalize()

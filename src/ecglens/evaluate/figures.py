@@ -199,7 +199,7 @@ def plot_decade_bias(table: pd.DataFrame | list[dict[str, Any]], value: str = "b
         hi = np.clip(frame[hi_col].to_numpy(dtype=float) - vals, 0, None)
         ax.errorbar(x, vals, yerr=np.nan_to_num(np.vstack([lo, hi])), fmt="none", ecolor="black", capsize=3, lw=1)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(x, [f"{d}\nn={int(n)}" for d, n in zip(frame["decade"], frame["n"])], fontsize=8)
+    ax.set_xticks(x, [f"{d}\nn={int(n)}" for d, n in zip(frame["decade"], frame["n"], strict=True)], fontsize=8)
     ax.set_xlabel("true age (decade)")
     ax.set_ylabel(f"{value} ({units})" if units else value)
     ax.set_title(title or f"{value.upper() if value == 'mae' else value.capitalize()} per age decade")

@@ -92,7 +92,7 @@ def _task_targets(task: Any) -> dict[str, OutputTarget]:
         if kind is None:
             continue
         group = getattr(target, "name", None) if target.kind == "multilabel" else None
-        for output, column in zip(target.output_names, target.label_columns):
+        for output, column in zip(target.output_names, target.label_columns, strict=True):
             out[output] = OutputTarget(output, column, kind, group)
     return out
 
@@ -340,7 +340,7 @@ def _multilabel_figures(results: dict[str, Any], outputs: dict[str, np.ndarray],
     paths = {}
     for group, entry in results.get("multilabel", {}).items():
         fig, ax = F.new_figure((5.5, 5.5))
-        for column, output in zip(entry["labels"], entry["outputs"]):
+        for column, output in zip(entry["labels"], entry["outputs"], strict=True):
             F.plot_roc(_truth(meta, column), outputs[output], label=column, ax=ax)
         ax.set_title(f"ROC: {group} (macro AUROC {entry['macro_auroc']['value']:.3f})")
         paths.update(_save({f"{group}_roc": fig}, out))

@@ -30,9 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._optional import require
 from ..exceptions import ConfigError
 
 __all__ = ["CoxAnalysis", "KaplanMeierPlot", "c_index", "format_p", "plot_km", "quantile_groups"]
+
+#: what needs lifelines, for the missing-dependency message
+_FEATURE = "survival analysis"
 
 
 def c_index(durations: Any, risk: Any, events: Any) -> float:
@@ -52,7 +56,7 @@ def c_index(durations: Any, risk: Any, events: Any) -> float:
     float
         Concordance in [0, 1]; 0.5 = no discrimination, > 0.5 = higher risk dies earlier.
     """
-    from lifelines.utils import concordance_index
+    concordance_index = require("lifelines.utils", _FEATURE).concordance_index
 
     return float(
         concordance_index(np.asarray(durations, float), -np.asarray(risk, float), np.asarray(events, float))
@@ -237,7 +241,7 @@ class CoxAnalysis:
         CoxAnalysis
             self, fitted.
         """
-        from lifelines import CoxPHFitter
+        CoxPHFitter = require("lifelines", _FEATURE).CoxPHFitter
 
         data = self._complete_cases(df, exposure, adjust)
         x = data[exposure]
@@ -250,7 +254,7 @@ class CoxAnalysis:
             design, self.scale_, label = _continuous_design(x, per)
             self.reference_, contrasts = None, [label]
         self.exposure_, self.exposure_terms_ = exposure, list(design.columns)
-        self.contrasts_ = dict(zip(self.exposure_terms_, contrasts))
+        self.contrasts_ = dict(zip(self.exposure_terms_, contrasts, strict=True))
         cov = _covariate_design(data, adjust)
         self.adjust_ = list(adjust)
         base = data[[self.duration_col, self.event_col]].astype(float)
@@ -317,7 +321,7 @@ class CoxAnalysis:
         return c_index(d[self.duration_col], risk, d[self.event_col])
 
     def _ph_test(self, name: str) -> pd.DataFrame:
-        from lifelines.statistics import proportional_hazard_test
+        proportional_hazard_test = require("lifelines.statistics", _FEATURE).proportional_hazard_test
 
         res = proportional_hazard_test(
             self.models_[name], self._designs[name], time_transform=self.ph_transform
@@ -356,7 +360,9 @@ class CoxAnalysis:
                 "term": rows["term"],
                 "contrast": rows["contrast"],
                 "HR": rows["hr"].map("{:.2f}".format),
-                f"{level}% CI": [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(rows["ci_lower"], rows["ci_upper"])],
+                f"{level}% CI": [
+                    f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(rows["ci_lower"], rows["ci_upper"], strict=True)
+                ],
                 "p": rows["p"].map(format_p),
             }
         )
@@ -498,9 +504,9 @@ def plot_km(
     KaplanMeierPlot
     """
     import matplotlib.pyplot as plt
-    from lifelines import KaplanMeierFitter
-    from lifelines.plotting import add_at_risk_counts
-    from lifelines.statistics import multivariate_logrank_test
+    KaplanMeierFitter = require("lifelines", _FEATURE).KaplanMeierFitter
+    add_at_risk_counts = require("lifelines.plotting", _FEATURE).add_at_risk_counts
+    multivariate_logrank_test = require("lifelines.statistics", _FEATURE).multivariate_logrank_test
 
     d = df[[duration_col, event_col, group_col]].dropna()
     groups = list(order) if order is not None else sorted(d[group_col].unique().tolist(), key=str)

@@ -98,8 +98,9 @@ class Budget:
     ``epochs``: maximum epochs (early stopping, ``train.trainer.patience``, may end a run sooner);
     ``crop_seconds``: training samples are random crops of this many seconds of the cached window (validation
     and evaluation predict windows of this length covering the record and average them, see
-    :mod:`ecglens.artifact.windows`; ``null``: no crop, whole windows); ``batch_size``; ``max_train``: a seeded subsample of the
-    training folds (``null``: all); ``max_time``: wall-clock cap of the training of one run, ``"DD:HH:MM:SS"``.
+    :mod:`ecglens.artifact.windows`; ``null``: no crop, whole windows); ``batch_size``; ``max_train``: a seeded
+    subsample of the training folds (``null``: all); ``max_time``: wall-clock cap of the training of one run,
+    ``"DD:HH:MM:SS"``.
     """
 
     epochs: int = 10

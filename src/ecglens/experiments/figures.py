@@ -83,7 +83,7 @@ def summarize(results: pd.DataFrame, metric: str = "test_auroc") -> pd.DataFrame
         mean, sd, lo, hi = _interval(pd.to_numeric(g[metric], errors="coerce").to_numpy(float),
                                      pd.to_numeric(g.get(f"{metric}_low"), errors="coerce").to_numpy(float),
                                      pd.to_numeric(g.get(f"{metric}_high"), errors="coerce").to_numpy(float))
-        rows.append({**dict(zip(_KEYS, key)), "n_source": g["n_source"].mean(),
+        rows.append({**dict(zip(_KEYS, key, strict=True)), "n_source": g["n_source"].mean(),
                      "n_target": g["n_target"].mean(), "n_seeds": int(g["seed"].nunique()), "mean": mean,
                      "sd": sd, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=[*_KEYS, "n_source", "n_target", "n_seeds", "mean", "sd", "ci_low",
@@ -175,7 +175,7 @@ def plot_target_size_curves(results: pd.DataFrame, path: str | os.PathLike[str],
     table = table[(table["pretrain_task"] == "none") | (table["source_size"] == str(source_size))]
     models = list(dict.fromkeys(df["model"]))
     fig, axes = _grid(len(models))
-    for ax, model in zip(axes.flat, models):
+    for ax, model in zip(axes.flat, models, strict=True):
         mine = table[table["model"] == model]
         for (task, strategy), g in mine.groupby(["pretrain_task", "strategy"], sort=False):
             g = g[np.isfinite(g["mean"])].sort_values("n_target")
@@ -222,14 +222,14 @@ def plot_gain_vs_source_size(results: pd.DataFrame, path: str | os.PathLike[str]
         for c, model in enumerate(models):
             ax = axes[r][c]
             sub = gains[(gains["model"] == model) & (gains["pretrain_task"] == task)]
-            for color, size in zip(colors, sizes):
+            for color, size in zip(colors, sizes, strict=True):
                 g = sub[(sub["target_size"] == size) & np.isfinite(sub["gain"])]
                 if g.empty:
                     continue
                 stats = [(s["n_source"].mean(), *_interval(s["gain"].to_numpy(float), np.array([np.nan]),
                                                            np.array([np.nan])))
                          for _, s in g.groupby("source_size")]
-                x, mean, _, lo, hi = (np.array(v, dtype=float) for v in zip(*sorted(stats)))
+                x, mean, _, lo, hi = (np.array(v, dtype=float) for v in zip(*sorted(stats), strict=True))
                 ax.plot(x, mean, marker="o", ms=3, color=color, label=f"target {size}")
                 ax.fill_between(x, lo, hi, color=color, alpha=0.12, lw=0)
             ax.axhline(0.0, color="0.4", lw=0.8)
@@ -259,7 +259,7 @@ def plot_pretraining_tasks(results: pd.DataFrame, path: str | os.PathLike[str], 
     tasks = list(dict.fromkeys(df["pretrain_task"]))
     fig, axes = _grid(len(sizes))
     width = 0.8 / max(1, len(tasks))
-    for ax, size in zip(axes.flat, sizes):
+    for ax, size in zip(axes.flat, sizes, strict=True):
         sub = table[table["target_size"] == size]
         for k, task in enumerate(tasks):
             g = sub[sub["pretrain_task"] == task].set_index("model").reindex(models)
@@ -304,7 +304,7 @@ def gain_summary(results: pd.DataFrame, metric: str = "test_auroc") -> pd.DataFr
     for key, g in gains.groupby(_KEYS, sort=False):
         values = pd.to_numeric(g["gain"], errors="coerce").to_numpy(float)
         mean, _, lo, hi = _interval(values, np.array([np.nan]), np.array([np.nan]))
-        rows.append({**dict(zip(_KEYS, key)), "n_pairs": int(np.isfinite(values).sum()), "mean": mean,
+        rows.append({**dict(zip(_KEYS, key, strict=True)), "n_pairs": int(np.isfinite(values).sum()), "mean": mean,
                      "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=[*_KEYS, "n_pairs", "mean", "ci_low", "ci_high"])
 
@@ -403,8 +403,8 @@ def summary_markdown(results: pd.DataFrame, metric: str = "test_auroc") -> str:
     for model, mine in df.groupby("model", sort=False):
         sources = [s for s in _sizes_in_order(mine["source_size"]) if s] or [""]
         for source in sources:
-            arms = [("none", "scratch")] + [
-                key for key in dict.fromkeys(zip(mine["pretrain_task"], mine["strategy"])) if key[0] != "none"]
+            pairs = dict.fromkeys(zip(mine["pretrain_task"], mine["strategy"], strict=True))
+            arms = [("none", "scratch")] + [key for key in pairs if key[0] != "none"]
             use = mine[(mine["pretrain_task"] == "none") | (mine["source_size"] == source)]
             title = f"### `{model}`" + (f", pretrained on {source} source ECGs" if source else "")
             header = ["target ECGs (positives)"] + [

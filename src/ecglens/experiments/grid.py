@@ -424,7 +424,7 @@ def shard_runs(runs: Sequence[Any], shard: tuple[int, int]) -> list[Any]:
     i, n = shard
     group = [getattr(r, "group", r.key) for r in runs]
     mine = {g for k, g in enumerate(dict.fromkeys(group)) if k % n == i - 1}
-    return [r for r, g in zip(runs, group) if g in mine]
+    return [r for r, g in zip(runs, group, strict=True) if g in mine]
 
 
 def record_failure(out: Path, key: str, message: str) -> None:

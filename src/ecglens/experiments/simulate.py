@@ -355,7 +355,7 @@ def simulate_ecgs(
             "aVL": lead_i - lead_ii / 2,
             "aVF": lead_ii - lead_i / 2,
         }
-        recorded = dict(zip(_RECORDED, np.moveaxis(rec, 1, 0)))
+        recorded = dict(zip(_RECORDED, np.moveaxis(rec, 1, 0), strict=True))
         out[start : start + len(p)] = np.stack(
             [{**recorded, **derived}[name] for name in CANONICAL_LEADS], axis=1
         )

@@ -40,8 +40,8 @@ from ..evaluate.bootstrap import bootstrap_ci, bootstrap_metrics
 from ..evaluate.features import association_grid
 from ..evaluate.survival import _md_table, format_p
 from ..exceptions import ConfigError, EcglensError
-from ..jsonutil import json_ready
 from ..io.wfdb_write import write_wfdb_records
+from ..jsonutil import json_ready
 from ..train.config import TrainConfig
 from .study_config import FeatureSettings, SimulationSettings, StudySettings, load_study_config
 from .study_survival import anemia_label, headline, survival_analyses
@@ -74,7 +74,7 @@ class CohortInputs:
 def _subset_cohort(cohort: Any, rows: np.ndarray, prefix: str) -> Any:
     """Rows (patients, one ECG each) of a SimulatedCohort, ids re-prefixed so they cannot clash."""
     pid = cohort.patients["patient_id"].iloc[rows]
-    rename = dict(zip(pid, prefix + pid.str.slice(1)))
+    rename = dict(zip(pid, prefix + pid.str.slice(1), strict=True))
 
     def fix(df: pd.DataFrame) -> pd.DataFrame:
         return df.assign(patient_id=df["patient_id"].map(rename)).reset_index(drop=True)
@@ -163,8 +163,9 @@ def _prepare_arm(inputs: CohortInputs, study: StudySettings, out: Path, progress
                                    (FOLDS["train"], FOLDS["validation"], FOLDS["test"])))
     columns = [c for c in ("record_id", "path", "patient_id", "age", "sex", "fold", "hb") if c in table.columns]
     cache_dir = out / "cache" / inputs.name
-    manifest = prepare_cache(table[columns].assign(source=inputs.name), cache_dir, Preprocess.from_dict(study.preprocess),
-                             workers=study.prepare_workers, source=inputs.name, progress=progress)
+    manifest = prepare_cache(table[columns].assign(source=inputs.name), cache_dir,
+                             Preprocess.from_dict(study.preprocess), workers=study.prepare_workers,
+                             source=inputs.name, progress=progress)
     outcomes = None
     if inputs.outcomes is not None:
         outcomes = read_outcomes(inputs.outcomes)[["patient_id", "time", "event"]]
@@ -277,7 +278,7 @@ def _ci(df: pd.DataFrame, key: str, digits: int = 2) -> list[str]:
     """``value (low-high)`` strings of ``key``, ``key_ci_low``, ``key_ci_high`` columns."""
     cols = [df[key], df[f"{key}_ci_low"], df[f"{key}_ci_high"]]
     return ["NA" if not np.isfinite(v) else f"{v:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
-            for v, lo, hi in zip(*cols)]
+            for v, lo, hi in zip(*cols, strict=True)]
 
 
 def _hb_md(hb: pd.DataFrame) -> pd.DataFrame:
@@ -289,16 +290,16 @@ def _hb_md(hb: pd.DataFrame) -> pd.DataFrame:
 def _anemia_md(an: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"split": an["split"], "anemia": [f"Hb <= {c:g}" for c in an["anemia_if_hb_le"]],
                          "flag if predicted Hb <=": an["flag_if_pred_le"].round(2),
-                         "n (anemic)": [f"{n} ({k})" for n, k in zip(an["n"], an["n_pos"])],
+                         "n (anemic)": [f"{n} ({k})" for n, k in zip(an["n"], an["n_pos"], strict=True)],
                          "AUROC": _ci(an, "auroc", 3), "sensitivity": _ci(an, "sensitivity"),
                          "specificity": _ci(an, "specificity")})
 
 
 def _cox_md(cox: pd.DataFrame) -> pd.DataFrame:
-    hr = [f"{h:.2f} ({lo:.2f}-{hi:.2f})" for h, lo, hi in zip(cox["hr"], cox["ci_lower"], cox["ci_upper"])]
+    hr = [f"{h:.2f} ({lo:.2f}-{hi:.2f})" for h, lo, hi in zip(cox["hr"], cox["ci_lower"], cox["ci_upper"], strict=True)]
     return pd.DataFrame({"split": cox["split"], "analysis": cox["analysis"], "model": cox["model"],
                          "contrast": cox["contrast"], "HR (95% CI)": hr, "p": cox["p"].map(format_p),
-                         "n (events)": [f"{n} ({e})" for n, e in zip(cox["n"], cox["n_events"])],
+                         "n (events)": [f"{n} ({e})" for n, e in zip(cox["n"], cox["n_events"], strict=True)],
                          "C-index": cox["c_index"].round(3)})
 
 

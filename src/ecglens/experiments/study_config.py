@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..configs import find_config
 from ..evaluate import metrics as M
 from ..exceptions import ConfigError
 from ..train.config import config_from_dict, dataclass_from_dict, parse_override
@@ -86,16 +85,9 @@ def _check_override(item: str) -> str:
     return item
 
 
-def default_config() -> Traversable:
-    """The shipped study config: package data ``ecglens/configs/study_simulate.yaml``.
-
-    Falls back to ``configs/study_simulate.yaml`` at the root of a repository checkout when the package does not
-    hold the configs (yet).
-    """
-    packaged = resources.files("ecglens") / "configs" / "study_simulate.yaml"
-    if packaged.is_file():
-        return packaged
-    return Path(__file__).resolve().parents[3] / "configs" / "study_simulate.yaml"
+def default_config() -> Path:
+    """The shipped study config: package data ``ecglens/configs/study_simulate.yaml``."""
+    return find_config("study_simulate")
 
 
 def load_study_config(path: str | Path | None = None, overrides: Sequence[str] = (),
@@ -105,10 +97,7 @@ def load_study_config(path: str | Path | None = None, overrides: Sequence[str] =
     Returns ``{"study": StudySettings, "simulation": ..., "external": ..., "train": TrainConfig}``, every key
     and type checked (unknown keys raise :class:`~ecglens.exceptions.ConfigError` naming the valid ones).
     """
-    source = Path(path) if path is not None else default_config()
-    if not source.is_file():
-        raise ConfigError(f"study config {source} not found; pass --config (a copy of configs/study_simulate.yaml "
-                          "from the ecglens repository).")
+    source = find_config(path) if path is not None else default_config()
     data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
     unknown = sorted(set(data) - {*_SECTIONS, "train", "profiles"})
     if unknown:

@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data.views import CacheView
 from ..exceptions import ConfigError
 from ..signal.transforms import contract_mismatches
 from ..train.config import TrainConfig, apply_overrides, config_from_dict, dataclass_from_dict
-from ..data.views import CacheView
 from ..train.finetune import STRATEGIES, finetune_settings_from_dict
 from .grid import (
     QUIET_TRAINER,

@@ -446,7 +446,7 @@ def code15_catalogue(root: str | Path, only_available: bool = True) -> pd.DataFr
         {
             "record_id": table["exam_id"].astype("int64").astype(str),
             "path": [
-                exam_reference(folder / str(t), e) for t, e in zip(table["trace_file"], table["exam_id"])
+                exam_reference(folder / str(t), e) for t, e in zip(table["trace_file"], table["exam_id"], strict=True)
             ],
             "source": "code15",
             "age": table["age"].map(parse_age).astype(float) if "age" in table else np.nan,

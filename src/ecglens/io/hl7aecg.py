@@ -229,7 +229,7 @@ def _decode_sequence_set(
             f"sampling rate is unknown; a {FORMAT} file must have one."
         )
     if len({len(r) for r in rows}) > 1:
-        counts = {n: len(r) for n, r in zip(names, rows)}
+        counts = {n: len(r) for n, r in zip(names, rows, strict=True)}
         raise CorruptRecordError(
             f"{path}: lead sequences have different lengths {counts}; the {FORMAT} file is damaged or "
             "truncated. Export it again."

@@ -222,7 +222,7 @@ def _decode_leads(
         resolutions.append(per_bit)
     lengths = {len(r) for r in rows}
     if len(lengths) > 1:
-        counts = {n: len(r) for n, r in zip(names, rows)}
+        counts = {n: len(r) for n, r in zip(names, rows, strict=True)}
         raise CorruptRecordError(
             f"{path}: leads have different numbers of samples {counts}; a {FORMAT} waveform must have the same "
             "count on every lead. The file is probably truncated; export it again."

@@ -155,7 +155,7 @@ def _load_official(csv: Path, root: Path, column: str) -> pd.DataFrame:
             "to derive the diagnostic superclasses; copy it from the PTB-XL download."
         )
     code_to_class = load_scp_statements(scp_path)
-    codes = [_parse_scp_codes(t, i) for t, i in zip(table["scp_codes"], table["ecg_id"])]
+    codes = [_parse_scp_codes(t, i) for t, i in zip(table["scp_codes"], table["ecg_id"], strict=True)]
     labels = pd.DataFrame(
         [diagnostic_superclasses(c, code_to_class) for c in codes],
         index=table.index,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._optional import import_submodules
 from ..ecg import Ecg
 from ..exceptions import UnsupportedFormatError
 
@@ -161,16 +162,15 @@ _LOADED = False
 
 
 def _ensure_loaded() -> None:
-    """Import the reader modules so their ``@register_reader`` decorators run."""
+    """Import the reader modules so their ``@register_reader`` decorators run.
+
+    The registry counts as loaded only once every module imported; a module that fails raises ``ImportError``
+    naming it (and is tried again on the next call), never a silently partial registry.
+    """
     global _LOADED
     if _LOADED:
         return
-    _LOADED = True
-    import importlib
-    import pkgutil
-
     from .. import io as io_pkg
 
-    for mod in pkgutil.iter_modules(io_pkg.__path__):
-        if mod.name not in {"registry"} and not mod.name.startswith("_"):
-            importlib.import_module(f"{io_pkg.__name__}.{mod.name}")
+    import_submodules(io_pkg.__name__, io_pkg.__path__, skip={"registry"}, kind="reader")
+    _LOADED = True

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import importlib
 import inspect
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from torch import nn
 
+from .._optional import import_submodules
 from ..exceptions import ConfigError
 
 __all__ = ["ModelSpec", "create_model", "get_model_spec", "list_models", "model_info", "register_model"]
@@ -91,16 +90,18 @@ def register_model(name: str | None = None, *, composite: bool = False) -> Calla
 
 
 def _ensure_loaded() -> None:
-    """Import the model modules so their ``@register_model`` decorators run."""
+    """Import the model modules so their ``@register_model`` decorators run.
+
+    The registry counts as loaded only once every module imported; a module that fails raises ``ImportError``
+    naming it (and is tried again on the next call), never a silently partial registry.
+    """
     global _LOADED
     if _LOADED:
         return
-    _LOADED = True
     from .. import models as pkg
 
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+    import_submodules(pkg.__name__, pkg.__path__, kind="model")
+    _LOADED = True
 
 
 def get_model_spec(name: str) -> ModelSpec:

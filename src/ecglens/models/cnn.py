@@ -141,7 +141,7 @@ class AttiaCnn(EcgModel):
         spatial_filters = check_positive_int("spatial_filters", spatial_filters)
         ins = (1, *filters[:-1])
         self.temporal = nn.Sequential(
-            *[conv_pool_block(a, b, k, p) for a, b, k, p in zip(ins, filters, kernels, pools)]
+            *[conv_pool_block(a, b, k, p) for a, b, k, p in zip(ins, filters, kernels, pools, strict=True)]
         )
         self.spatial = nn.Sequential(
             LeadMixConv2d(filters[-1], spatial_filters, in_leads),
@@ -149,7 +149,7 @@ class AttiaCnn(EcgModel):
             nn.ReLU(inplace=True),
         )
         dense: list[nn.Module] = []
-        for a, b in zip((spatial_filters, *hidden[:-1]), hidden):
+        for a, b in zip((spatial_filters, *hidden[:-1]), hidden, strict=True):
             dense += [
                 nn.Linear(a, b, bias=False),
                 nn.BatchNorm1d(b),

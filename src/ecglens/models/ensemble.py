@@ -208,11 +208,11 @@ def combine_models(models: Sequence[EcgModel], weights: Sequence[float] | None =
         last_layers.append(last)
     linear = ensemble.head[-1]
     linear.weight.copy_(
-        torch.cat([float(wi) * ll.weight.detach().cpu() for wi, ll in zip(w, last_layers)], dim=1)
+        torch.cat([float(wi) * ll.weight.detach().cpu() for wi, ll in zip(w, last_layers, strict=True)], dim=1)
     )
     bias = [
         float(wi) * (ll.bias.detach().cpu() if ll.bias is not None else torch.zeros(num_outputs))
-        for wi, ll in zip(w, last_layers)
+        for wi, ll in zip(w, last_layers, strict=True)
     ]
     linear.bias.copy_(torch.stack(bias).sum(dim=0))
     return ensemble.eval()

@@ -82,7 +82,7 @@ class CnnBiGru(EcgModel):
         rnn_dropout = check_dropout(rnn_dropout, "rnn_dropout")
         ins = (in_leads, *channels[:-1])
         self.cnn = nn.Sequential(
-            *[conv_pool_block(a, b, k, p) for a, b, k, p in zip(ins, channels, kernels, pools)]
+            *[conv_pool_block(a, b, k, p) for a, b, k, p in zip(ins, channels, kernels, pools, strict=True)]
         )
         self.rnn = nn.GRU(
             channels[-1],

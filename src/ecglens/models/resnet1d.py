@@ -133,7 +133,8 @@ class RibeiroResNet1d(EcgModel):
             nn.Conv1d(in_leads, filters[0], k, padding=(k - 1) // 2, bias=False), nn.BatchNorm1d(filters[0])
         )
         self.blocks = nn.ModuleList(
-            RibeiroBlock(a, b, s, k, block_dropout) for a, b, s in zip(filters[:-1], filters[1:], downsample)
+            RibeiroBlock(a, b, s, k, block_dropout)
+            for a, b, s in zip(filters[:-1], filters[1:], downsample, strict=True)
         )
         self.num_features = filters[-1]
         self.head = self.build_head(num_outputs)
@@ -239,7 +240,7 @@ class SeResNet1d(EcgModel):
         self.stem = ConvBnAct(in_leads, stem_channels, ks, stride=2)
         stages: list[nn.Module] = []
         prev = stem_channels
-        for ch, n, s in zip(channels, blocks, strides):
+        for ch, n, s in zip(channels, blocks, strides, strict=True):
             stage = [
                 SeBasicBlock(prev if i == 0 else ch, ch, s if i == 0 else 1, k, reduction) for i in range(n)
             ]

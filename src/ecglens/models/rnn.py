@@ -85,7 +85,7 @@ class BiLstm(EcgModel):
         num_layers = check_positive_int("num_layers", num_layers)
         rnn_dropout = check_dropout(rnn_dropout, "rnn_dropout")
         ins = (in_leads, *stem_channels[:-1])
-        self.stem = nn.Sequential(*[ConvBnAct(a, b, k, stride=2) for a, b in zip(ins, stem_channels)])
+        self.stem = nn.Sequential(*[ConvBnAct(a, b, k, stride=2) for a, b in zip(ins, stem_channels, strict=True)])
         self.rnn = nn.LSTM(
             stem_channels[-1],
             hidden,

@@ -130,7 +130,7 @@ class XResNet1d(EcgModel):
         widths = [w(64 * 2 ** min(i, 3)) for i in range(len(layers))]
         stages: list[nn.Module] = []
         prev = stem[2]
-        for i, (mid, n) in enumerate(zip(widths, layers)):
+        for i, (mid, n) in enumerate(zip(widths, layers, strict=True)):
             out = mid * expansion
             blocks = [
                 XResBlock(

@@ -200,10 +200,10 @@ def assess_quality(
     findings = {"flat": flat, "noisy": noisy, "saturated": saturated, "nan": nan_leads}
     flags = tuple(f"{kind}:{names[i]}" for i in range(len(names)) for kind, hit in findings.items() if hit[i])
     return QualityReport(
-        flat_leads=tuple(n for n, hit in zip(names, flat) if hit),
-        noisy_leads=tuple(n for n, hit in zip(names, noisy) if hit),
-        saturated_leads=tuple(n for n, hit in zip(names, saturated) if hit),
-        nan_leads=tuple(n for n, hit in zip(names, nan_leads) if hit),
+        flat_leads=tuple(n for n, hit in zip(names, flat, strict=True) if hit),
+        noisy_leads=tuple(n for n, hit in zip(names, noisy, strict=True) if hit),
+        saturated_leads=tuple(n for n, hit in zip(names, saturated, strict=True) if hit),
+        nan_leads=tuple(n for n, hit in zip(names, nan_leads, strict=True) if hit),
         nan_fraction=float(nan.mean()) if nan.size else 0.0,
         flags=flags,
     )

@@ -32,6 +32,7 @@ from typing import Any, Union
 
 import yaml
 
+from ..configs import find_config
 from ..exceptions import ConfigError
 from ..jsonutil import json_ready
 
@@ -374,12 +375,13 @@ def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config (``None``: all defaults) and apply ``overrides`` (``"optim.lr=3e-4"``, ...)."""
+    """Read a YAML config (``None``: all defaults) and apply ``overrides`` (``"optim.lr=3e-4"``, ...).
+
+    ``path`` is a YAML file or the name of a shipped config (``"age_sex"``: :func:`ecglens.configs.find_config`).
+    """
     data: Any = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Config file {path} not found. Pass an existing YAML file (see configs/).")
+        path = find_config(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as err:

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..artifact import windowed_raw
 from ..data.targets import TaskSpec
 from ..exceptions import ConfigError
 from .module import split_metrics
-from ..artifact import windowed_raw
 
 __all__ = ["ProbeFit", "fit_probe_head", "window_features"]
 

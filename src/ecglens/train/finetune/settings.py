@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
+from ...configs import find_config
 from ...exceptions import ConfigError
 from ..config import (
     TrainConfig,
@@ -117,12 +117,11 @@ def finetune_settings_from_dict(data: Mapping[str, Any] | None,
 
 
 def read_yaml_mapping(path: str | os.PathLike[str] | None, example: str) -> dict[str, Any]:
-    """The mapping in a YAML config file (``{}`` for ``None``); a :class:`ConfigError` citing ``example``."""
+    """The mapping in a YAML config file or shipped config (``{}`` for ``None``; names as
+    :func:`ecglens.configs.find_config`); a :class:`ConfigError` citing ``example``."""
     if path is None:
         return {}
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Config file {path} not found. Pass an existing YAML file (see {example}).")
+    path = find_config(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:

@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...artifact import load_checkpoint
 from ...exceptions import CheckpointError, ConfigError, LeadError
 from ...leads import CANONICAL_LEADS, normalize_lead_name
 from ...models import adapt_input_leads, create_model
-from ...artifact import load_checkpoint
 from ..config import ModelConfig
 from .strategies import get_strategy
 
