@@ -48,8 +48,6 @@ available offline; the element names follow GE's published RestingECG layout.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -67,9 +65,10 @@ from ._vendor import (
     child,
     child_text,
     children,
+    decode_base64,
+    finish_twelve_lead,
     local_name,
     parse_xml_safely,
-    standardise_leads,
     xml_root,
 )
 from .registry import register_reader
@@ -170,7 +169,7 @@ def read_muse(path: str | Path, waveform: str | None = None, units_per_bit: floa
         source=str(path),
         meta={k: v for k, v in meta.items() if v not in (None, [], "")},
     )
-    return standardise_leads(ecg)
+    return finish_twelve_lead(ecg, path, FORMAT)
 
 
 def _select_waveform(root: ET.Element, waveform: str | None, path: Path) -> tuple[str, ET.Element]:
@@ -220,6 +219,12 @@ def _decode_leads(
         names.append(name)
         rows.append(mv)
         resolutions.append(per_bit)
+    declared = child_text(wave, "NumberofLeads")
+    if declared is not None and _as_int(declared, "NumberofLeads", path) != len(names):
+        raise CorruptRecordError(
+            f"{path}: <NumberofLeads> says {declared} but the {FORMAT} waveform has {len(names)} <LeadData> "
+            f"({names}); the file is truncated or inconsistent. Export the ECG again."
+        )
     lengths = {len(r) for r in rows}
     if len(lengths) > 1:
         counts = {n: len(r) for n, r in zip(names, rows)}
@@ -241,15 +246,8 @@ def _decode_lead(lead: ET.Element, path: Path, units_per_bit: float | None) -> t
             f"{path}: lead {lead_id} has LeadSampleSize {size} bytes; only {sorted(_SAMPLE_DTYPES)} "
             "(16-bit samples, what MUSE writes) are supported."
         )
-    text = "".join((child_text(lead, "WaveFormData") or "").split())
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise CorruptRecordError(
-            f"{path}: lead {lead_id}: <WaveFormData> is not valid base64 ({err}); the file is damaged. "
-            "Export the ECG again."
-        ) from err
-    if not raw or len(raw) % size:
+    raw = decode_base64(child_text(lead, "WaveFormData"), path, FORMAT, f"lead {lead_id} <WaveFormData>")
+    if len(raw) % size:
         raise CorruptRecordError(
             f"{path}: lead {lead_id}: <WaveFormData> decodes to {len(raw)} bytes, not a positive multiple of "
             f"the {size}-byte sample size; the file is damaged. Export the ECG again."
