@@ -27,9 +27,9 @@ from datetime import date
 from pathlib import Path
 from xml.parsers import expat
 
-from ..ecg import Ecg
 import numpy as np
 
+from ..ecg import Ecg
 from ..exceptions import CorruptRecordError, LeadError, UnsupportedFormatError
 from ..leads import CANONICAL_LEADS, LIMB_DERIVED
 

@@ -159,7 +159,9 @@ def read_hl7aecg(path: str | Path, waveform: str | None = None) -> Ecg:
         leads=tuple(names),
         record_id=path.stem,
         age=_age(person, effective),
-        sex=SEX_CODES.get((_attr(_first_descendant(subject, "administrativeGenderCode"), "code") or "").upper()),
+        sex=SEX_CODES.get(
+            (_attr(_first_descendant(subject, "administrativeGenderCode"), "code") or "").upper()
+        ),
         source=str(path),
         meta={k: v for k, v in meta.items() if v not in (None, [], "")},
     )
