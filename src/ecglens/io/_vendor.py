@@ -11,6 +11,7 @@
 * :func:`decode_base64` decodes a waveform's Base64 text or raises :class:`CorruptRecordError` naming the format.
 * :func:`standardise_leads` puts a record's leads in canonical order, deriving III, aVR, aVL and aVF from I and
   II when the file lacks them; non-standard leads are kept after the 12.
+* :func:`names_format` makes every ecglens error a reader raises name the format it was reading.
 * :func:`finish_twelve_lead` is the last step of every 12-lead vendor reader: canonical order, then a refusal
   (never a silent bad signal) when a standard lead is missing or the signal is non-finite or all zero.
 * :func:`age_in_years` / :data:`SEX_CODES` convert vendor spellings of age and sex.
@@ -20,9 +21,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from xml.parsers import expat
@@ -30,7 +32,7 @@ from xml.parsers import expat
 import numpy as np
 
 from ..ecg import Ecg
-from ..exceptions import CorruptRecordError, LeadError, UnsupportedFormatError
+from ..exceptions import CorruptRecordError, EcglensError, LeadError, UnsupportedFormatError
 from ..leads import CANONICAL_LEADS, LIMB_DERIVED
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "decode_base64",
     "finish_twelve_lead",
     "local_name",
+    "names_format",
     "parse_date",
     "parse_xml_safely",
     "standardise_leads",
@@ -253,6 +256,31 @@ def child_text(elem: ET.Element | None, *names: str) -> str | None:
     found = child(elem, *names)
     text = (found.text or "").strip() if found is not None else ""
     return text or None
+
+
+def names_format(fmt: str) -> Callable[[Callable[..., Ecg]], Callable[..., Ecg]]:
+    """Decorator for ``read(path, ...)``: an :class:`EcglensError` whose message lacks ``fmt`` gets it.
+
+    The error keeps its type; its message becomes ``"{path}: {fmt}: {problem}"``, so a user always sees which
+    reader refused the file (also for errors raised below the reader, e.g. duplicate lead names in ``Ecg``).
+    """
+
+    def deco(read: Callable[..., Ecg]) -> Callable[..., Ecg]:
+        @functools.wraps(read)
+        def wrapper(path: str | Path, *args: object, **kwargs: object) -> Ecg:
+            try:
+                return read(path, *args, **kwargs)
+            except EcglensError as err:
+                text = str(err)
+                if fmt in text:
+                    raise
+                prefix = f"{Path(path)}: "
+                problem = text.removeprefix(prefix)
+                raise type(err)(f"{prefix}{fmt}: {problem}") from err
+
+        return wrapper
+
+    return deco
 
 
 # ---------------------------------------------------------------------------------------------- leads

@@ -60,6 +60,7 @@ from ._vendor import (
     children,
     finish_twelve_lead,
     local_name,
+    names_format,
     parse_xml_safely,
     xml_root,
 )
@@ -94,6 +95,7 @@ def sniff_cardiosoft(path: Path) -> bool:
     priority=20,
     description="GE CardioSoft XML (<CardiologyXML>, UK Biobank): comma-separated rhythm strips",
 )
+@names_format(FORMAT)
 def read_cardiosoft(path: str | Path, waveform: str | None = None) -> Ecg:
     """Read a GE CardioSoft XML resting ECG.
 

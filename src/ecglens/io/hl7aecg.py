@@ -67,6 +67,7 @@ from ._vendor import (
     children,
     finish_twelve_lead,
     local_name,
+    names_format,
     parse_xml_safely,
     xml_root,
 )
@@ -106,6 +107,7 @@ def sniff_hl7aecg(path: Path) -> bool:
     priority=20,
     description="HL7 aECG XML (FDA annotated ECG, <AnnotatedECG> in urn:hl7-org:v3)",
 )
+@names_format(FORMAT)
 def read_hl7aecg(path: str | Path, waveform: str | None = None) -> Ecg:
     """Read an HL7 v3 annotated ECG (FDA aECG XML).
 

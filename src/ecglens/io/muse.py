@@ -68,6 +68,7 @@ from ._vendor import (
     decode_base64,
     finish_twelve_lead,
     local_name,
+    names_format,
     parse_xml_safely,
     xml_root,
 )
@@ -102,6 +103,7 @@ def sniff_muse(path: Path) -> bool:
     priority=20,
     description="GE MUSE XML (<RestingECG>): rhythm or median waveform, base64 int16, 8 or 12 leads",
 )
+@names_format(FORMAT)
 def read_muse(path: str | Path, waveform: str | None = None, units_per_bit: float | None = None) -> Ecg:
     """Read a GE MUSE XML resting ECG.
 

@@ -81,6 +81,7 @@ from ._vendor import (
     decode_base64,
     finish_twelve_lead,
     local_name,
+    names_format,
     parse_xml_safely,
     xml_root,
 )
@@ -127,6 +128,7 @@ def sniff_philips(path: Path) -> bool:
     priority=20,
     description="Philips SierraECG / PhilipsECG XML 1.03-1.04.01 (<restingecgdata>): XLI or uncompressed",
 )
+@names_format(FORMAT)
 def read_philips(path: str | Path) -> Ecg:
     """Read a Philips SierraECG XML resting ECG (the rhythm waveforms, ``<parsedwaveforms>``).
 
