@@ -143,7 +143,9 @@ def test_damaged_samples_refused(tmp_path, counts):
     with pytest.raises(CorruptRecordError, match="ChannelSampleCountTotal"):
         read_cardiosoft(_write(tmp_path / "short.xml", short.encode("iso-8859-1")))
     with pytest.raises(CorruptRecordError, match="integers"):
-        read_cardiosoft(_write(tmp_path / "nan.xml", good.replace(">\t\t", ">\t\tx", 1).encode("iso-8859-1")))
+        strip = good.index("<StripData>")
+        bad = good[:strip] + good[strip:].replace('">\t\t', '">\t\tx', 1)
+        read_cardiosoft(_write(tmp_path / "nan.xml", bad.encode("iso-8859-1")))
     two = {k: v for k, v in counts.items() if k in ("I", "II")}
     with pytest.raises(LeadError, match="12-lead"):
         read_cardiosoft(_write(tmp_path / "two.xml", cardiosoft_xml(two, n_leads="2")))
