@@ -38,13 +38,21 @@ namespace, matched by local name)::
   Missing limb leads are derived from I and II; non-standard leads (V3R, ...) are kept after the 12.
 * The rhythm series (``series`` with code RHYTHM, else the first) is read by default; ``waveform="median"``
   reads the first ``derivation/derivedSeries`` (representative beats).
-* Sex from ``administrativeGenderCode@code`` (F/M); age in completed years from ``birthTime`` and the ECG's
-  ``effectiveTime`` (aECG has no age field); ``meta["patient_id"]`` from ``trialSubject/id@extension``.
+* Sex from ``administrativeGenderCode@code`` (F/M) under the trial subject. Age from a vendor ``age`` element in
+  ``subjectDemographicPerson`` (any namespace, ``value`` with a UCUM ``unit`` such as ``a``, or text; vendor
+  extensions such as Mindray's add one), else in completed years from ``birthTime`` and the ECG's
+  ``effectiveTime`` (``<low>`` or ``<center>``). ``meta["patient_id"]`` from ``trialSubject/id@extension``.
+* Series coded ``REPRESENTATIVE_BEAT`` / ``MEDIAN`` are median beats, never read as the rhythm, wherever they
+  stand in the file. Comments and processing instructions before ``<AnnotatedECG>`` are allowed (sniffing
+  skips them within the first 8 KB). The result must be a 12-lead ECG after derivation: a file with fewer
+  leads (e.g. the FDA's one-lead minimum example) is refused with :class:`~ecglens.exceptions.LeadError`.
 * XML with entity declarations is refused (see :mod:`ecglens.io._vendor`).
 
-Tested on: synthetic aECG files written by ``tests/test_io_vendor.py`` following the layout above (12 and 8 leads,
-uV and mV scales with non-zero origin, GLIST_TS in s and GLIST_PQ in ms, a prefixed ``hl7:`` namespace), checked
-sample for sample against the encoded integers. No real FDA aECG file was available offline.
+Tested on: the real ``aecg_hl7_example.xml`` (FDA example), ``philips_ad4d3d80_104_as_aecg.xml`` (a Philips ECG
+converted to aECG) and ``aecg_minimum_one_lead.xml`` (refused), with seeded damaged copies; synthetic aECG files
+written by ``tests/test_io_vendor.py`` and ``tests/test_io_vendor_variants.py`` (12 and 8 leads, uV and mV scales
+with non-zero origin, GLIST_TS in s and GLIST_PQ in ms, a prefixed ``hl7:`` namespace, a prolog before the root,
+a vendor age element, median series before the rhythm), checked sample for sample against the encoded integers.
 """
 
 from __future__ import annotations
@@ -133,6 +141,8 @@ def read_hl7aecg(path: str | Path, waveform: str | None = None) -> Ecg:
         Malformed XML, non-numeric digits, leads of different lengths, no lead sequences.
     SamplingRateError, UnitError
         Missing or unusable time increment; unknown amplitude units.
+    LeadError
+        Not a 12-lead ECG (e.g. a one-lead file).
     """
     path = Path(path)
     root = parse_xml_safely(path, FORMAT)

@@ -39,11 +39,15 @@ What the reader assumes (the published GE MUSE XML layout, as exported by MUSE 7
 * Missing limb leads (III, aVR, aVL, aVF) are derived from I and II (``Ecg.derived_leads`` names them).
 * Elements are matched by local name, so a namespace on the root does not matter; the root must be
   ``RestingECG``. XML with entity declarations is refused (see :mod:`ecglens.io._vendor`).
+* ``NumberofLeads``, when present, must equal the number of ``<LeadData>`` of the waveform read. The result must
+  be a 12-lead ECG (after derivation) with a finite, non-zero signal
+  (see :func:`~ecglens.io._vendor.finish_twelve_lead`).
 
-Tested on: synthetic MUSE files written by ``tests/test_io_vendor.py`` following the layout above (8-lead and
-12-lead rhythm strips with a median beat before them, MICROVOLTS and MILLIVOLTS, ISO-8859-1 with the DOCTYPE
-line, base64 with line breaks), checked sample for sample against the encoded integers. No real GE export was
-available offline; the element names follow GE's published RestingECG layout.
+Tested on: the real export ``muse_phi1.xml`` (8 stored leads, median before rhythm) and seeded damaged copies of
+it (``tests/test_io_vendor_variants.py``); synthetic MUSE files written by ``tests/test_io_vendor.py`` following
+the layout above (8-lead and 12-lead rhythm strips with a median beat before them, MICROVOLTS and MILLIVOLTS,
+ISO-8859-1 with the DOCTYPE line, base64 with line breaks, 500, 250 and 240 Hz), checked sample for sample
+against the encoded integers.
 """
 
 from __future__ import annotations
@@ -132,6 +136,8 @@ def read_muse(path: str | Path, waveform: str | None = None, units_per_bit: floa
         Malformed XML or base64, missing sampling rate, sample counts that disagree.
     UnitError
         Unknown ``LeadAmplitudeUnits``.
+    LeadError
+        Not a 12-lead ECG (a standard lead missing and not derivable).
     """
     path = Path(path)
     root = parse_xml_safely(path, FORMAT)
