@@ -128,7 +128,7 @@ def read_cardiosoft(path: str | Path, waveform: str | None = None) -> Ecg:
     if local_name(root.tag) != "CardiologyXML":
         raise UnsupportedFormatError(
             f"{path}: the root element is <{local_name(root.tag)}>, not <CardiologyXML>, so this is not a "
-            f"{FORMAT} file. Run `ecglens formats` to list the readers."
+            f"{FORMAT} file. Omit format= to detect the format from the content (ecglens.io.list_readers() lists them)."
         )
     key = waveform.lower() if isinstance(waveform, str) else waveform
     if key not in _WAVEFORMS:

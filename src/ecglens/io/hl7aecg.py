@@ -149,7 +149,7 @@ def read_hl7aecg(path: str | Path, waveform: str | None = None) -> Ecg:
     if root.tag != f"{{{HL7_NAMESPACE}}}AnnotatedECG":
         raise UnsupportedFormatError(
             f"{path}: the root element is {root.tag!r}, not AnnotatedECG in the {HL7_NAMESPACE!r} namespace, so "
-            f"this is not a {FORMAT} file. For GE MUSE use format='muse'; run `ecglens formats` for the list."
+            f"this is not a {FORMAT} file. For GE MUSE use format='muse', or omit format= to detect it."
         )
     kind, series, sequence_set = _select_series(root, waveform, path)
     fs, names, rows, ignored = _decode_sequence_set(sequence_set, path)

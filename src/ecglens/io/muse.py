@@ -144,7 +144,7 @@ def read_muse(path: str | Path, waveform: str | None = None, units_per_bit: floa
     if local_name(root.tag) != "RestingECG":
         raise UnsupportedFormatError(
             f"{path}: the root element is <{local_name(root.tag)}>, not <RestingECG>, so this is not a {FORMAT} "
-            "file. For HL7 aECG use format='hl7aecg'; run `ecglens formats` to list the readers."
+            "file. For HL7 aECG use format='hl7aecg', or omit format= to detect it."
         )
     kind, wave = _select_waveform(root, waveform, path)
     fs = _sampling_rate(wave, path)

@@ -160,7 +160,7 @@ def read_philips(path: str | Path) -> Ecg:
     if local_name(root.tag) != "restingecgdata":
         raise UnsupportedFormatError(
             f"{path}: the root element is <{local_name(root.tag)}>, not <restingecgdata>, so this is not a "
-            f"{FORMAT} file. Run `ecglens formats` to list the readers."
+            f"{FORMAT} file. Omit format= to detect the format from the content (ecglens.io.list_readers() lists them)."
         )
     wave = child(root, "waveforms", "parsedwaveforms")
     if wave is None:
@@ -187,7 +187,7 @@ def read_philips(path: str | Path) -> Ecg:
     offset = _offset(wave.get("signaloffset") or child_text(signal_info, "signaloffset"), path)
     kept = [i for i, name in enumerate(labels) if compression == "XLI" or _recorded(counts[i], name)]
     age, sex, meta = _demographics(root)
-    meta.update(compression=compression, n_samples_declared=n_samples)
+    meta["compression"] = compression
     ecg = Ecg(
         signal=(counts[kept] - offset) * scale[kept, None],
         fs=fs,
