@@ -46,13 +46,14 @@ matched by local name)::
   ignored. Sex from ``<sex>``.
 
 Decoder: written here from the published description of XLI above, not taken from a package. The maintained
-``sierraecg`` package (MIT, v0.4.0) was evaluated: its licence would allow a dependency, and on the Philips 1.04
-example its output is identical to this module's. It was not chosen because (1) correctness on bad input: it
-does not check chunk sizes, sample counts or the 16-bit range (a truncated chunk decodes silently to a short or
-wrong lead; an out-of-range value raises NumPy's ``OverflowError``), and it restores the limb leads in int16
-arithmetic; (2) it needs ``defusedxml`` and parses the whole file a second time with ``minidom``; (3) speed: its
-per-sample Python loops take ~0.2 s per 12-lead file, while here only the LZW table walk is a Python loop and the
-bit unpacking and the second-difference integration are NumPy (~0.03 s per file).
+``sierraecg`` package (MIT, v0.4.0) was evaluated: its licence would allow a dependency, and on both real Philips
+examples (1.03 and 1.04) its output equals this module's on all 12 leads, sample for sample. It was not chosen
+because (1) correctness on bad input: it does not check chunk sizes, sample counts or the 16-bit range (a
+truncated chunk decodes silently to a short or wrong lead; an out-of-range value raises NumPy's
+``OverflowError``), and it restores the limb leads in int16 arithmetic; (2) it needs ``defusedxml`` and parses
+the whole file a second time with ``minidom``; (3) speed: its per-sample Python loops take ~0.15 s per 12-lead
+file, while here only the LZW table walk is a Python loop and the bit unpacking and the second-difference
+integration are NumPy (~0.01 s per file, whole read).
 
 Tested on: the real exports ``philips_129DYPRG_103.xml`` (SierraECG 1.03, UTF-8, XLI, age in years) and
 ``philips_ad4d3d80_104.xml`` (PhilipsECG 1.04, UTF-16, XLI, date of birth), the latter against the same ECG
