@@ -5,24 +5,34 @@
   ("billion laughs") and external-entity tricks are rejected before any tree is built. A plain
   ``<!DOCTYPE RestingECG SYSTEM "restecg.dtd">`` line (which real GE MUSE exports carry) is allowed: expat never
   fetches external DTDs. No third-party XML library (defusedxml, lxml) is needed.
-* :func:`xml_root` reads only the first few KB of a file and returns its root element's local name and
-  namespace: the content sniffing used to choose a reader.
+* :func:`xml_root` reads only the first few KB of a file (UTF-8, Latin-1 or UTF-16, with or without a byte
+  order mark) and returns its root element's local name and namespace, looking past the XML declaration,
+  processing instructions, comments and a DOCTYPE: the content sniffing used to choose a reader.
+* :func:`decode_base64` decodes a waveform's Base64 text or raises :class:`CorruptRecordError` naming the format.
 * :func:`standardise_leads` puts a record's leads in canonical order, deriving III, aVR, aVL and aVF from I and
   II when the file lacks them; non-standard leads are kept after the 12.
+* :func:`names_format` makes every ecglens error a reader raises name the format it was reading.
+* :func:`finish_twelve_lead` is the last step of every 12-lead vendor reader: canonical order, then a refusal
+  (never a silent bad signal) when a standard lead is missing or the signal is non-finite or all zero.
 * :func:`age_in_years` / :data:`SEX_CODES` convert vendor spellings of age and sex.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from xml.parsers import expat
 
+import numpy as np
+
 from ..ecg import Ecg
-from ..exceptions import CorruptRecordError, UnsupportedFormatError
+from ..exceptions import CorruptRecordError, EcglensError, LeadError, UnsupportedFormatError
 from ..leads import CANONICAL_LEADS, LIMB_DERIVED
 
 __all__ = [
@@ -33,7 +43,10 @@ __all__ = [
     "child",
     "child_text",
     "children",
+    "decode_base64",
+    "finish_twelve_lead",
     "local_name",
+    "names_format",
     "parse_date",
     "parse_xml_safely",
     "standardise_leads",
@@ -60,6 +73,9 @@ VOLTAGE_TO_MV: dict[str, float] = {
 }
 
 _AGE_UNIT_YEARS: dict[str, float] = {
+    "A": 1.0,  # UCUM annum (HL7)
+    "MO": 1 / 12,  # UCUM month
+    "WK": 7 / 365.25,  # UCUM week
     "Y": 1.0,
     "YEARS": 1.0,
     "YEAR": 1.0,
@@ -77,9 +93,19 @@ _AGE_UNIT_YEARS: dict[str, float] = {
     "HOUR": 1 / 8766,
 }
 
-_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+#: what may precede the root element: whitespace, the XML declaration and other processing instructions,
+#: comments, a DOCTYPE (with or without an internal subset)
+_PROLOG_ITEM = re.compile(r"\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>", re.DOTALL)
 _START_TAG = re.compile(r"<([A-Za-z_][\w.\-]*)(?::([A-Za-z_][\w.\-]*))?((?:\s[^>]*)?)/?>", re.DOTALL)
 _XMLNS = re.compile(r"""\sxmlns(?::([\w.\-]+))?\s*=\s*(["'])(.*?)\2""", re.DOTALL)
+#: (how the file starts, codec, bytes to skip): byte order marks, and UTF-16 "<" without one
+_HEAD_CODECS: tuple[tuple[bytes, str, int], ...] = (
+    (b"\xff\xfe", "utf-16-le", 2),
+    (b"\xfe\xff", "utf-16-be", 2),
+    (b"<\x00", "utf-16-le", 0),
+    (b"\x00<", "utf-16-be", 0),
+    (b"\xef\xbb\xbf", "latin-1", 3),
+)
 
 
 # ---------------------------------------------------------------------------------------------- XML parsing
@@ -140,21 +166,28 @@ def parse_xml_safely(path: str | Path, fmt: str) -> ET.Element:
         ) from err
 
 
+def _decode_head(head: bytes) -> str:
+    """Text of the first bytes of an XML file: UTF-16 (with or without BOM), else Latin-1 (enough for tag names)."""
+    for mark, codec, skip in _HEAD_CODECS:
+        if head.startswith(mark):
+            return head[skip:].decode(codec, errors="ignore")
+    return head.decode("latin-1")
+
+
 def xml_root(path: str | Path, nbytes: int = 8192) -> tuple[str, str | None] | None:
     """Return ``(local_name, namespace)`` of the root element, reading only the first ``nbytes`` of the file.
 
-    Returns ``None`` when the head of the file does not look like XML. Used by the readers' ``sniff``.
+    The XML declaration, processing instructions, comments and a DOCTYPE before the root are skipped. Returns
+    ``None`` when the head of the file does not look like XML, or when the prolog is longer than ``nbytes``
+    (the file is never read further: sniffing stays in bounded memory). Used by the readers' ``sniff``.
     """
     with open(path, "rb") as fh:
         head = fh.read(nbytes)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = head.decode("utf-16", errors="ignore")
-    else:
-        text = head.decode("latin-1")
-    text = _COMMENT.sub("", text.lstrip("\ufeff\u00ef\u00bb\u00bf \t\r\n"))
-    if not text.startswith("<"):
-        return None
-    match = _START_TAG.search(text)
+    text = _decode_head(head)
+    pos = 0
+    while (item := _PROLOG_ITEM.match(text, pos)) is not None and item.end() > pos:
+        pos = item.end()
+    match = _START_TAG.match(text, pos)
     if match is None:
         return None
     prefix, name, attrs = match.group(1), match.group(2), match.group(3)
@@ -162,6 +195,41 @@ def xml_root(path: str | Path, nbytes: int = 8192) -> tuple[str, str | None] | N
         prefix, name = None, prefix
     namespaces = {m.group(1): m.group(3) for m in _XMLNS.finditer(attrs)}
     return name, namespaces.get(prefix)
+
+
+def decode_base64(text: str | None, path: Path, fmt: str, what: str) -> bytes:
+    """Decode Base64 waveform text (line breaks allowed).
+
+    Parameters
+    ----------
+    text : str or None
+        The element's text.
+    path : Path
+        The file (for messages).
+    fmt : str
+        Human name of the format (for messages).
+    what : str
+        Which waveform, e.g. ``"lead V1 <WaveFormData>"``.
+
+    Returns
+    -------
+    bytes
+        The decoded, non-empty bytes.
+
+    Raises
+    ------
+    CorruptRecordError
+        Empty or invalid Base64.
+    """
+    try:
+        raw = base64.b64decode("".join((text or "").split()), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise CorruptRecordError(
+            f"{path}: {what} is not valid Base64 ({err}); the {fmt} file is damaged. Export the ECG again."
+        ) from err
+    if not raw:
+        raise CorruptRecordError(f"{path}: {what} is empty; the {fmt} file has no waveform. Export it again.")
+    return raw
 
 
 def local_name(tag: str) -> str:
@@ -190,6 +258,31 @@ def child_text(elem: ET.Element | None, *names: str) -> str | None:
     return text or None
 
 
+def names_format(fmt: str) -> Callable[[Callable[..., Ecg]], Callable[..., Ecg]]:
+    """Decorator for ``read(path, ...)``: an :class:`EcglensError` whose message lacks ``fmt`` gets it.
+
+    The error keeps its type; its message becomes ``"{path}: {fmt}: {problem}"``, so a user always sees which
+    reader refused the file (also for errors raised below the reader, e.g. duplicate lead names in ``Ecg``).
+    """
+
+    def deco(read: Callable[..., Ecg]) -> Callable[..., Ecg]:
+        @functools.wraps(read)
+        def wrapper(path: str | Path, *args: object, **kwargs: object) -> Ecg:
+            try:
+                return read(path, *args, **kwargs)
+            except EcglensError as err:
+                text = str(err)
+                if fmt in text:
+                    raise
+                prefix = f"{Path(path)}: "
+                problem = text.removeprefix(prefix)
+                raise type(err)(f"{prefix}{fmt}: {problem}") from err
+
+        return wrapper
+
+    return deco
+
+
 # ---------------------------------------------------------------------------------------------- leads
 def standardise_leads(ecg: Ecg) -> Ecg:
     """Canonical lead order; derive III, aVR, aVL, aVF from I and II when missing; keep other leads after.
@@ -210,6 +303,50 @@ def standardise_leads(ecg: Ecg) -> Ecg:
     target = [n for n in CANONICAL_LEADS if n in have or (can_derive and n in LIMB_DERIVED)]
     target += [n for n in ecg.leads if n not in CANONICAL_LEADS]
     return ecg.to_standard_leads(tuple(target))
+
+
+def finish_twelve_lead(ecg: Ecg, path: Path, fmt: str) -> Ecg:
+    """Canonical lead order (limb leads derived when missing), then refuse what is not a usable 12-lead ECG.
+
+    Parameters
+    ----------
+    ecg : Ecg
+        A record as decoded from a vendor file, signal [n_leads, n_samples] in mV.
+    path : Path
+        The file (for messages).
+    fmt : str
+        Human name of the format (for messages).
+
+    Returns
+    -------
+    Ecg
+        As :func:`standardise_leads`: the 12 standard leads first, non-standard leads after them.
+
+    Raises
+    ------
+    LeadError
+        A standard lead is missing and cannot be derived (e.g. a one-lead file, or V1-V6 absent).
+    CorruptRecordError
+        The signal has NaN or infinite samples, or is zero everywhere (a decoding failure, not an ECG).
+    """
+    ecg = standardise_leads(ecg)
+    missing = [n for n in CANONICAL_LEADS if n not in ecg.leads]
+    if missing:
+        raise LeadError(
+            f"{path}: this {fmt} file has leads {list(ecg.leads)}, not a 12-lead ECG: {missing} are missing and "
+            "cannot be derived (only III, aVR, aVL, aVF can, from I and II). ecglens reads resting 12-lead "
+            "ECGs; export the full 12-lead recording."
+        )
+    if not np.isfinite(ecg.signal).all():
+        raise CorruptRecordError(
+            f"{path}: the {fmt} waveform decodes to NaN or infinite samples; the file is damaged. Export it again."
+        )
+    if not ecg.signal.any():
+        raise CorruptRecordError(
+            f"{path}: the {fmt} waveform is zero on every lead and sample: no ECG was recorded or the data "
+            "did not decode. Export the ECG again."
+        )
+    return ecg
 
 
 # ---------------------------------------------------------------------------------------------- age / dates

@@ -38,13 +38,21 @@ namespace, matched by local name)::
   Missing limb leads are derived from I and II; non-standard leads (V3R, ...) are kept after the 12.
 * The rhythm series (``series`` with code RHYTHM, else the first) is read by default; ``waveform="median"``
   reads the first ``derivation/derivedSeries`` (representative beats).
-* Sex from ``administrativeGenderCode@code`` (F/M); age in completed years from ``birthTime`` and the ECG's
-  ``effectiveTime`` (aECG has no age field); ``meta["patient_id"]`` from ``trialSubject/id@extension``.
+* Sex from ``administrativeGenderCode@code`` (F/M) under the trial subject. Age from a vendor ``age`` element in
+  ``subjectDemographicPerson`` (any namespace, ``value`` with a UCUM ``unit`` such as ``a``, or text; vendor
+  extensions such as Mindray's add one), else in completed years from ``birthTime`` and the ECG's
+  ``effectiveTime`` (``<low>`` or ``<center>``). ``meta["patient_id"]`` from ``trialSubject/id@extension``.
+* Series coded ``REPRESENTATIVE_BEAT`` / ``MEDIAN`` are median beats, never read as the rhythm, wherever they
+  stand in the file. Comments and processing instructions before ``<AnnotatedECG>`` are allowed (sniffing
+  skips them within the first 8 KB). The result must be a 12-lead ECG after derivation: a file with fewer
+  leads (e.g. the FDA's one-lead minimum example) is refused with :class:`~ecglens.exceptions.LeadError`.
 * XML with entity declarations is refused (see :mod:`ecglens.io._vendor`).
 
-Tested on: synthetic aECG files written by ``tests/test_io_vendor.py`` following the layout above (12 and 8 leads,
-uV and mV scales with non-zero origin, GLIST_TS in s and GLIST_PQ in ms, a prefixed ``hl7:`` namespace), checked
-sample for sample against the encoded integers. No real FDA aECG file was available offline.
+Tested on: the real ``aecg_hl7_example.xml`` (FDA example), ``philips_ad4d3d80_104_as_aecg.xml`` (a Philips ECG
+converted to aECG) and ``aecg_minimum_one_lead.xml`` (refused), with seeded damaged copies; synthetic aECG files
+written by ``tests/test_io_vendor.py`` and ``tests/test_io_vendor_variants.py`` (12 and 8 leads, uV and mV scales
+with non-zero origin, GLIST_TS in s and GLIST_PQ in ms, a prefixed ``hl7:`` namespace, a prolog before the root,
+a vendor age element, median series before the rhythm), checked sample for sample against the encoded integers.
 """
 
 from __future__ import annotations
@@ -62,10 +70,13 @@ from ._vendor import (
     SEX_CODES,
     VOLTAGE_TO_MV,
     age_from_dates,
+    age_in_years,
     child,
     children,
+    finish_twelve_lead,
+    local_name,
+    names_format,
     parse_xml_safely,
-    standardise_leads,
     xml_root,
 )
 from .registry import register_reader
@@ -75,6 +86,8 @@ __all__ = ["HL7_NAMESPACE", "read_hl7aecg", "sniff_hl7aecg"]
 FORMAT = "HL7 aECG XML (<AnnotatedECG xmlns='urn:hl7-org:v3'>)"
 HL7_NAMESPACE = "urn:hl7-org:v3"
 _LEAD_PREFIX = "MDC_ECG_LEAD_"
+#: series codes of representative (median) beats: read only with ``waveform="median"``
+_MEDIAN_CODES = frozenset({"REPRESENTATIVE_BEAT", "MEDIAN", "MEDIAN_BEAT"})
 _TIME_TO_SECONDS: dict[str, float] = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 _SUBJECT_PATH = (
     "componentOf",
@@ -102,6 +115,7 @@ def sniff_hl7aecg(path: Path) -> bool:
     priority=20,
     description="HL7 aECG XML (FDA annotated ECG, <AnnotatedECG> in urn:hl7-org:v3)",
 )
+@names_format(FORMAT)
 def read_hl7aecg(path: str | Path, waveform: str | None = None) -> Ecg:
     """Read an HL7 v3 annotated ECG (FDA aECG XML).
 
@@ -127,26 +141,26 @@ def read_hl7aecg(path: str | Path, waveform: str | None = None) -> Ecg:
         Malformed XML, non-numeric digits, leads of different lengths, no lead sequences.
     SamplingRateError, UnitError
         Missing or unusable time increment; unknown amplitude units.
+    LeadError
+        Not a 12-lead ECG (e.g. a one-lead file).
     """
     path = Path(path)
     root = parse_xml_safely(path, FORMAT)
     if root.tag != f"{{{HL7_NAMESPACE}}}AnnotatedECG":
         raise UnsupportedFormatError(
             f"{path}: the root element is {root.tag!r}, not AnnotatedECG in the {HL7_NAMESPACE!r} namespace, so "
-            f"this is not a {FORMAT} file. For GE MUSE use format='muse'; run `ecglens formats` for the list."
+            f"this is not a {FORMAT} file. For GE MUSE use format='muse', or omit format= to detect it."
         )
     kind, series, sequence_set = _select_series(root, waveform, path)
     fs, names, rows, ignored = _decode_sequence_set(sequence_set, path)
-    person = child(root, *_SUBJECT_PATH, "subjectDemographicPerson")
-    subject_id = child(root, *_SUBJECT_PATH, "id")
-    effective = _attr(child(root, "effectiveTime", "low"), "value") or _attr(
-        child(series, "effectiveTime", "low"), "value"
-    )
+    subject = child(root, *_SUBJECT_PATH)
+    person = _first_descendant(subject, "subjectDemographicPerson")
+    effective = _time_point(child(root, "effectiveTime")) or _time_point(child(series, "effectiveTime"))
     meta: dict[str, Any] = {
         "format": "hl7aecg",
         "waveform": kind,
         "series_code": _attr(child(series, "code"), "code"),
-        "patient_id": _attr(subject_id, "extension") or _attr(subject_id, "root"),
+        "patient_id": _attr(child(subject, "id"), "extension") or _attr(child(subject, "id"), "root"),
         "effective_time": effective,
         "aecg_id": _attr(child(root, "id"), "root"),
         "ignored_sequences": ignored,
@@ -156,12 +170,37 @@ def read_hl7aecg(path: str | Path, waveform: str | None = None) -> Ecg:
         fs=fs,
         leads=tuple(names),
         record_id=path.stem,
-        age=age_from_dates(_attr(child(person, "birthTime"), "value"), effective),
-        sex=SEX_CODES.get((_attr(child(person, "administrativeGenderCode"), "code") or "").upper()),
+        age=_age(person, effective),
+        sex=SEX_CODES.get(
+            (_attr(_first_descendant(subject, "administrativeGenderCode"), "code") or "").upper()
+        ),
         source=str(path),
         meta={k: v for k, v in meta.items() if v not in (None, [], "")},
     )
-    return standardise_leads(ecg)
+    return finish_twelve_lead(ecg, path, FORMAT)
+
+
+def _first_descendant(elem: ET.Element | None, name: str) -> ET.Element | None:
+    """The first element below ``elem`` (any depth, any namespace) whose local name is ``name``."""
+    if elem is None:
+        return None
+    return next((e for e in elem.iter() if e is not elem and local_name(e.tag) == name), None)
+
+
+def _time_point(effective_time: ET.Element | None) -> str | None:
+    """The start of an ``effectiveTime`` interval: ``<low>``, else ``<center>`` (both are used by real files)."""
+    return _attr(child(effective_time, "low"), "value") or _attr(child(effective_time, "center"), "value")
+
+
+def _age(person: ET.Element | None, effective: str | None) -> float | None:
+    """Age in years: a vendor ``age`` element (value + UCUM unit), else from ``birthTime`` and the ECG date."""
+    age_elem = _first_descendant(person, "age")
+    if age_elem is not None:
+        value = _attr(age_elem, "value") or (age_elem.text or "").strip()
+        age = age_in_years(value, _attr(age_elem, "unit") or "a")
+        if age is not None:
+            return age
+    return age_from_dates(_attr(child(person, "birthTime"), "value"), effective)
 
 
 def _attr(elem: ET.Element | None, name: str) -> str | None:
@@ -185,12 +224,16 @@ def _select_series(root: ET.Element, waveform: str | None, path: Path) -> tuple[
     """Return ``(kind, series, sequenceSet)`` for ``waveform`` (None/"rhythm" or "median")."""
     key = waveform.lower() if isinstance(waveform, str) else "rhythm"
     series_list = [s for comp in children(root, "component") for s in children(comp, "series")]
-    # the rhythm series first (code RHYTHM), then the others in file order
+    # the rhythm series first (code RHYTHM), then the others in file order; median-beat series are not rhythm
     series_list.sort(key=lambda s: _attr(child(s, "code"), "code") != "RHYTHM")
+    is_median = [(_attr(child(s, "code"), "code") or "").upper() in _MEDIAN_CODES for s in series_list]
     derived = [
         d for s in series_list for der in children(s, "derivation") for d in children(der, "derivedSeries")
     ]
-    candidates = {"rhythm": series_list, "median": derived}
+    candidates = {
+        "rhythm": [s for s, median in zip(series_list, is_median) if not median],
+        "median": derived + [s for s, median in zip(series_list, is_median) if median],
+    }
     if key not in candidates:
         raise ConfigError(f"waveform={waveform!r} is not one of None, 'rhythm', 'median'.")
     for series in candidates[key]:

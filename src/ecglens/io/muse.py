@@ -39,17 +39,19 @@ What the reader assumes (the published GE MUSE XML layout, as exported by MUSE 7
 * Missing limb leads (III, aVR, aVL, aVF) are derived from I and II (``Ecg.derived_leads`` names them).
 * Elements are matched by local name, so a namespace on the root does not matter; the root must be
   ``RestingECG``. XML with entity declarations is refused (see :mod:`ecglens.io._vendor`).
+* ``NumberofLeads``, when present, must equal the number of ``<LeadData>`` of the waveform read. The result must
+  be a 12-lead ECG (after derivation) with a finite, non-zero signal
+  (see :func:`~ecglens.io._vendor.finish_twelve_lead`).
 
-Tested on: synthetic MUSE files written by ``tests/test_io_vendor.py`` following the layout above (8-lead and
-12-lead rhythm strips with a median beat before them, MICROVOLTS and MILLIVOLTS, ISO-8859-1 with the DOCTYPE
-line, base64 with line breaks), checked sample for sample against the encoded integers. No real GE export was
-available offline; the element names follow GE's published RestingECG layout.
+Tested on: the real export ``muse_phi1.xml`` (8 stored leads, median before rhythm) and seeded damaged copies of
+it (``tests/test_io_vendor_variants.py``); synthetic MUSE files written by ``tests/test_io_vendor.py`` following
+the layout above (8-lead and 12-lead rhythm strips with a median beat before them, MICROVOLTS and MILLIVOLTS,
+ISO-8859-1 with the DOCTYPE line, base64 with line breaks, 500, 250 and 240 Hz), checked sample for sample
+against the encoded integers.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -67,9 +69,11 @@ from ._vendor import (
     child,
     child_text,
     children,
+    decode_base64,
+    finish_twelve_lead,
     local_name,
+    names_format,
     parse_xml_safely,
-    standardise_leads,
     xml_root,
 )
 from .registry import register_reader
@@ -103,6 +107,7 @@ def sniff_muse(path: Path) -> bool:
     priority=20,
     description="GE MUSE XML (<RestingECG>): rhythm or median waveform, base64 int16, 8 or 12 leads",
 )
+@names_format(FORMAT)
 def read_muse(path: str | Path, waveform: str | None = None, units_per_bit: float | None = None) -> Ecg:
     """Read a GE MUSE XML resting ECG.
 
@@ -131,13 +136,15 @@ def read_muse(path: str | Path, waveform: str | None = None, units_per_bit: floa
         Malformed XML or base64, missing sampling rate, sample counts that disagree.
     UnitError
         Unknown ``LeadAmplitudeUnits``.
+    LeadError
+        Not a 12-lead ECG (a standard lead missing and not derivable).
     """
     path = Path(path)
     root = parse_xml_safely(path, FORMAT)
     if local_name(root.tag) != "RestingECG":
         raise UnsupportedFormatError(
             f"{path}: the root element is <{local_name(root.tag)}>, not <RestingECG>, so this is not a {FORMAT} "
-            "file. For HL7 aECG use format='hl7aecg'; run `ecglens formats` to list the readers."
+            "file. For HL7 aECG use format='hl7aecg', or omit format= to detect it."
         )
     kind, wave = _select_waveform(root, waveform, path)
     fs = _sampling_rate(wave, path)
@@ -170,7 +177,7 @@ def read_muse(path: str | Path, waveform: str | None = None, units_per_bit: floa
         source=str(path),
         meta={k: v for k, v in meta.items() if v not in (None, [], "")},
     )
-    return standardise_leads(ecg)
+    return finish_twelve_lead(ecg, path, FORMAT)
 
 
 def _select_waveform(root: ET.Element, waveform: str | None, path: Path) -> tuple[str, ET.Element]:
@@ -220,6 +227,12 @@ def _decode_leads(
         names.append(name)
         rows.append(mv)
         resolutions.append(per_bit)
+    declared = child_text(wave, "NumberofLeads")
+    if declared is not None and _as_int(declared, "NumberofLeads", path) != len(names):
+        raise CorruptRecordError(
+            f"{path}: <NumberofLeads> says {declared} but the {FORMAT} waveform has {len(names)} <LeadData> "
+            f"({names}); the file is truncated or inconsistent. Export the ECG again."
+        )
     lengths = {len(r) for r in rows}
     if len(lengths) > 1:
         counts = {n: len(r) for n, r in zip(names, rows, strict=True)}
@@ -241,15 +254,8 @@ def _decode_lead(lead: ET.Element, path: Path, units_per_bit: float | None) -> t
             f"{path}: lead {lead_id} has LeadSampleSize {size} bytes; only {sorted(_SAMPLE_DTYPES)} "
             "(16-bit samples, what MUSE writes) are supported."
         )
-    text = "".join((child_text(lead, "WaveFormData") or "").split())
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as err:
-        raise CorruptRecordError(
-            f"{path}: lead {lead_id}: <WaveFormData> is not valid base64 ({err}); the file is damaged. "
-            "Export the ECG again."
-        ) from err
-    if not raw or len(raw) % size:
+    raw = decode_base64(child_text(lead, "WaveFormData"), path, FORMAT, f"lead {lead_id} <WaveFormData>")
+    if len(raw) % size:
         raise CorruptRecordError(
             f"{path}: lead {lead_id}: <WaveFormData> decodes to {len(raw)} bytes, not a positive multiple of "
             f"the {size}-byte sample size; the file is damaged. Export the ECG again."
