@@ -47,7 +47,7 @@ from ..ecg import Ecg
 from ..exceptions import CorruptRecordError, SamplingRateError, UnitError, UnsupportedFormatError
 from ._vendor import age_from_dates, age_in_years, standardise_leads
 from .registry import register_reader
-from .scp_huffman import decode_values, parse_tables
+from .scp_huffman import decode_values, max_values, parse_tables
 
 __all__ = ["LEAD_CODES", "read_scp", "sniff_scp"]
 
@@ -169,6 +169,8 @@ def _sections(data: bytes, path: Path) -> dict[int, bytes]:
     out: dict[int, bytes] = {}
     for pos in range(0, len(pointers), 10):
         number, length, index = struct.unpack_from("<HII", pointers, pos)
+        if number == 0 and (length, index) != (len(pointers) + _SECTION_HEADER, _RECORD_HEADER + 1):
+            raise _error(path, f"section 0 points to itself at byte {index} with {length} bytes")
         if length == 0 or number == 0 or number > 11:
             continue
         if number in out:
@@ -323,6 +325,11 @@ def _rhythm_mv(
     if ref is not None and subtracted and not rhythm.bimodal and ref.interval_us != rhythm.interval_us:
         raise _error(path, f"reference beats ({ref.interval_us} us) and rhythm ({rhythm.interval_us} us) differ "
                            "in sample interval without bimodal compression")
+    factor = _decimation(rhythm, ref, path) if rhythm.bimodal and ref is not None else 1
+    for lead, data in zip(leads, rhythm.data, strict=True):
+        if lead.end - lead.start + 1 > max_values(len(data), tables) * factor:
+            raise _error(path, f"section 3 gives lead {lead.name} {lead.end - lead.start + 1} samples, more than "
+                               f"its {len(data)} bytes in section 6 can hold")
     lo, hi = max(lead.start for lead in leads), min(lead.end for lead in leads)
     if lo > hi:
         raise UnsupportedFormatError(
@@ -337,7 +344,7 @@ def _rhythm_mv(
         full = np.arange(lead.start, lead.end + 1, dtype=np.float64)
         positions = full
         if rhythm.bimodal and ref is not None and qrs is not None:
-            positions = _bimodal_positions(lead, qrs[2], _decimation(rhythm, ref, path))
+            positions = _bimodal_positions(lead, qrs[2], factor)
         x = _undiff(decode_values(rhythm.data[i], positions.size, tables, where), rhythm.differences)
         if positions is not full:
             x = np.interp(full, positions, x)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..exceptions import CorruptRecordError
 
-__all__ = ["DEFAULT_TABLE", "DEFAULT_TABLE_MARKER", "MAX_PREFIX_BITS", "HuffmanCode", "decode_values", "parse_tables"]
+__all__ = ["DEFAULT_TABLE", "DEFAULT_TABLE_MARKER", "MAX_PREFIX_BITS", "HuffmanCode", "decode_values", "max_values", "parse_tables"]
 
 #: number of tables in section 2 that means "use the default table"
 DEFAULT_TABLE_MARKER = 19999
@@ -156,6 +156,11 @@ def _windows(data: bytes) -> list[int]:
     for r in range(8):
         win[r : 8 * n : 8] = (forty >> np.uint64(8 - r)) & np.uint64(0xFFFFFFFF)
     return win.tolist()
+
+
+def max_values(n_bytes: int, tables: list[tuple[HuffmanCode, ...]] | None) -> int:
+    """The most values ``n_bytes`` of encoded data can hold (one bit per code, or two bytes per int16)."""
+    return n_bytes // 2 if tables is None else 8 * n_bytes // min(c.total_bits for t in tables for c in t)
 
 
 def decode_values(
