@@ -84,7 +84,7 @@ def read_edf(path: str | Path) -> Ecg:
     Raises
     ------
     CorruptRecordError
-        A malformed or truncated file, or ECG channels that are all zero.
+        A malformed or truncated file, or ECG channels that are flat on every lead.
     UnsupportedFormatError
         An EDF+D (discontinuous) record.
     LeadError
@@ -94,9 +94,41 @@ def read_edf(path: str | Path) -> Ecg:
     SamplingRateError
         ECG leads at different sampling rates.
     """
+    path = Path(path)
+    edf, labels = _load(path)
+    channels = _ecg_channels(edf.signals, labels, path)
+    rates = {name: float(sig.sampling_frequency) for name, sig in channels.items()}
+    if len(set(rates.values())) != 1:
+        raise SamplingRateError(
+            f"{path}: the ECG leads of this {FORMAT} file have different sampling rates ({rates} Hz); "
+            "ecglens needs one rate per record. Resample the leads to one rate when exporting."
+        )
+    signal = np.stack(
+        [np.asarray(sig.data, dtype=np.float64) * _to_mv(sig, name, path) for name, sig in channels.items()]
+    )
+    meta = _edf_meta(edf, channels)
+    if not np.isfinite(signal).all() or not np.ptp(signal, axis=1).any():
+        raise CorruptRecordError(
+            f"{path}: the ECG channels of this {FORMAT} file are flat (constant on every lead) or not finite; "
+            "the recording holds no ECG. Check the export."
+        )
+    ecg = Ecg(
+        signal=signal,
+        fs=next(iter(rates.values())),
+        leads=tuple(channels),
+        record_id=path.stem,
+        age=meta.pop("age"),
+        sex=meta.pop("sex"),
+        source=str(path),
+        meta=meta,
+    )
+    return standardise_leads(ecg)
+
+
+def _load(path: Path) -> tuple[Any, list[str]]:
+    """The edfio record and its channel labels; refuses malformed, truncated and discontinuous files."""
     import edfio
 
-    path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # edfio warns of a short file; refused below instead
@@ -118,21 +150,7 @@ def read_edf(path: str | Path) -> Ecg:
         raise UnsupportedFormatError(
             f"{path}: an EDF+D (discontinuous) record has gaps in time; export it as continuous EDF or EDF+C."
         )
-    channels = _ecg_channels(edf.signals, labels, path)
-    rates = {name: float(sig.sampling_frequency) for name, sig in channels.items()}
-    if len(set(rates.values())) != 1:
-        raise SamplingRateError(
-            f"{path}: the ECG leads of this {FORMAT} file have different sampling rates ({rates} Hz); "
-            "ecglens needs one rate per record. Resample the leads to one rate when exporting."
-        )
-    signal = np.stack([np.asarray(sig.data, dtype=np.float64) * _to_mv(sig, name, path)
-                       for name, sig in channels.items()])
-    meta = _edf_meta(edf, channels)
-    if not np.isfinite(signal).all() or not signal.any():
-        raise CorruptRecordError(f"{path}: the ECG channels of this {FORMAT} file are all zero or not finite.")
-    ecg = Ecg(signal=signal, fs=next(iter(rates.values())), leads=tuple(channels), record_id=path.stem,
-              age=meta.pop("age"), sex=meta.pop("sex"), source=str(path), meta=meta)
-    return standardise_leads(ecg)
+    return edf, labels
 
 
 def _ecg_channels(signals: Any, labels: list[str], path: Path) -> dict[str, Any]:
@@ -144,7 +162,7 @@ def _ecg_channels(signals: Any, labels: list[str], path: Path) -> dict[str, Any]
             continue
         if name in found:
             raise LeadError(
-                f"{path}: channels {found[name].label!r} and {sig.label!r} both hold lead {name}; keep one of "
+                f"{path}: {FORMAT} channels {found[name].label!r} and {sig.label!r} both hold lead {name}; keep one of "
                 "them (edfio's Edf.drop_signals) and read the file again."
             )
         found[name] = sig
@@ -162,7 +180,7 @@ def _to_mv(sig: Any, name: str, path: Path) -> float:
     factor = VOLTAGE_TO_MV.get(unit.upper(), VOLTAGE_TO_MV.get(unit))
     if factor is None:
         raise UnitError(
-            f"{path}: lead {name} (channel {sig.label!r}) has physical dimension {unit!r}, not a voltage; its "
+            f"{path}: {FORMAT} lead {name} (channel {sig.label!r}) has physical dimension {unit!r}, not a voltage; its "
             "amplitude in mV is unknown. Export the ECG with the dimension set to uV, mV or V."
         )
     return factor
@@ -172,8 +190,12 @@ def _edf_meta(edf: Any, channels: dict[str, Any]) -> dict[str, Any]:
     """``age``, ``sex`` (None when unknown), ``patient_id``, ``start_datetime``, ``channels``."""
     import edfio
 
-    meta: dict[str, Any] = {"format": "edf", "age": None, "sex": None,
-                            "channels": {name: sig.label for name, sig in channels.items()}}
+    meta: dict[str, Any] = {
+        "format": "edf",
+        "age": None,
+        "sex": None,
+        "channels": {name: sig.label for name, sig in channels.items()},
+    }
     try:
         meta["start_datetime"] = edf.startdatetime.isoformat()
     except (edfio.AnonymizedDateError, ValueError):

@@ -54,6 +54,7 @@ __all__ = ["LEAD_CODES", "read_scp", "sniff_scp"]
 FORMAT = "SCP-ECG"
 _SECTION_HEADER = 16
 _RECORD_HEADER = 6
+_MAX_DECIMATION = 32  # bimodal compression decimates by 2-8 in practice
 #: SCP-ECG lead codes (section 3) -> lead names; codes not listed are named ``SCP<code>``
 LEAD_CODES: dict[int, str] = {
     1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6", 9: "V7", 10: "V2R", 11: "V3R",
@@ -85,7 +86,9 @@ class _Samples:
 
 
 def _error(path: Path, problem: str) -> CorruptRecordError:
-    return CorruptRecordError(f"{path}: {FORMAT} {problem}; the file is damaged or truncated. Export it again.")
+    return CorruptRecordError(
+        f"{path}: {FORMAT} {problem}; the file is damaged or truncated. Export it again."
+    )
 
 
 def sniff_scp(path: Path) -> bool:
@@ -183,11 +186,16 @@ def _section(data: bytes, index: int, number: int, length: int | None, path: Pat
     """Body of the section at 1-based byte ``index``, after checking its header, bounds and CRC."""
     start = index - 1
     if start < _RECORD_HEADER or start + _SECTION_HEADER > len(data):
-        raise _error(path, f"section {number} starts at byte {index}, outside the record of {len(data)} bytes")
+        raise _error(
+            path, f"section {number} starts at byte {index}, outside the record of {len(data)} bytes"
+        )
     crc, found, declared = struct.unpack_from("<HHI", data, start)
     if found != number or (length is not None and declared != length):
-        raise _error(path, f"section 0 points to section {number} ({length} bytes) at byte {index}, which holds "
-                           f"section {found} ({declared} bytes)")
+        raise _error(
+            path,
+            f"section 0 points to section {number} ({length} bytes) at byte {index}, which holds "
+            f"section {found} ({declared} bytes)",
+        )
     if declared < _SECTION_HEADER or start + declared > len(data):
         raise _error(path, f"section {number} claims {declared} bytes from byte {index}, beyond the record")
     if binascii.crc_hqx(data[start + 2 : start + declared], 0xFFFF) != crc:
@@ -272,14 +280,20 @@ def _samples(body: bytes, n_leads: int, number: int, path: Path) -> _Samples:
     lengths = _unpack(f"<{n_leads}H", body, 6, f"section {number} lead lengths", path)
     pos = 6 + 2 * n_leads
     if pos + sum(lengths) > len(body):
-        raise _error(path, f"section {number} lead data claim {sum(lengths)} bytes, more than the section holds")
+        raise _error(
+            path, f"section {number} lead data claim {sum(lengths)} bytes, more than the section holds"
+        )
     if diff not in (0, 1, 2):
         raise _error(path, f"section {number} difference coding {diff} is not 0, 1 or 2")
     if avm == 0:
-        raise UnitError(f"{path}: {FORMAT} section {number} has amplitude multiplier 0 nV; the amplitude in mV is "
-                        "unknown. Export the ECG with calibrated amplitudes.")
+        raise UnitError(
+            f"{path}: {FORMAT} section {number} has amplitude multiplier 0 nV; the amplitude in mV is "
+            "unknown. Export the ECG with calibrated amplitudes."
+        )
     if interval == 0:
-        raise SamplingRateError(f"{path}: {FORMAT} section {number} has sample interval 0 us; the file is damaged.")
+        raise SamplingRateError(
+            f"{path}: {FORMAT} section {number} has sample interval 0 us; the file is damaged."
+        )
     offsets = np.concatenate([[pos], pos + np.cumsum(lengths)]).tolist()
     chunks = tuple(body[offsets[i] : offsets[i + 1]] for i in range(n_leads))
     return _Samples(avm, interval, diff, bool(bimodal) if number == 6 else False, chunks)
@@ -296,7 +310,9 @@ def _undiff(values: np.ndarray, order: int) -> np.ndarray:
     return x
 
 
-def _qrs(sections: dict[int, bytes], path: Path) -> tuple[int, list[tuple[int, int, int, int]], list[tuple[int, int]]]:
+def _qrs(
+    sections: dict[int, bytes], path: Path
+) -> tuple[int, list[tuple[int, int, int, int]], list[tuple[int, int]]]:
     """Section 4: fiducial of reference beat 0, (type, start, fiducial, end) per QRS, protected zones."""
     body = sections.get(4)
     if body is None:
@@ -319,17 +335,25 @@ def _rhythm_mv(
     ref = None
     if subtracted or rhythm.bimodal:
         if 5 not in sections:
-            raise _error(path, "section 5 (reference beats) is missing but section 3/6 say the rhythm needs it")
+            raise _error(
+                path, "section 5 (reference beats) is missing but section 3/6 say the rhythm needs it"
+            )
         ref = _samples(sections[5], len(leads), 5, path)
     interval = ref.interval_us if ref is not None and rhythm.bimodal else rhythm.interval_us
     if ref is not None and subtracted and not rhythm.bimodal and ref.interval_us != rhythm.interval_us:
-        raise _error(path, f"reference beats ({ref.interval_us} us) and rhythm ({rhythm.interval_us} us) differ "
-                           "in sample interval without bimodal compression")
+        raise _error(
+            path,
+            f"reference beats ({ref.interval_us} us) and rhythm ({rhythm.interval_us} us) differ "
+            "in sample interval without bimodal compression",
+        )
     factor = _decimation(rhythm, ref, path) if rhythm.bimodal and ref is not None else 1
     for lead, data in zip(leads, rhythm.data, strict=True):
         if lead.end - lead.start + 1 > max_values(len(data), tables) * factor:
-            raise _error(path, f"section 3 gives lead {lead.name} {lead.end - lead.start + 1} samples, more than "
-                               f"its {len(data)} bytes in section 6 can hold")
+            raise _error(
+                path,
+                f"section 3 gives lead {lead.name} {lead.end - lead.start + 1} samples, more than "
+                f"its {len(data)} bytes in section 6 can hold",
+            )
     lo, hi = max(lead.start for lead in leads), min(lead.end for lead in leads)
     if lo > hi:
         raise UnsupportedFormatError(
@@ -352,17 +376,20 @@ def _rhythm_mv(
         if beats is not None and qrs is not None:
             _add_reference(x, lead.start, beats[i], qrs[0], qrs[1], path)
         signal[i] = x[lo - lead.start : hi - lead.start + 1] * 1e-6
-    if not signal.any():
-        raise _error(path, "rhythm decodes to zeros on every lead")
+    if not np.ptp(signal, axis=1).any():
+        raise _error(path, "rhythm decodes to a flat line (constant) on every lead")
     return signal, 1e6 / interval
 
 
 def _decimation(rhythm: _Samples, ref: _Samples, path: Path) -> int:
     """Bimodal decimation factor: section 6 interval / section 5 interval, a whole number."""
     factor, rest = divmod(rhythm.interval_us, ref.interval_us)
-    if factor < 1 or rest:
-        raise _error(path, f"bimodal rhythm interval {rhythm.interval_us} us is no multiple of the reference beat "
-                           f"interval {ref.interval_us} us")
+    if not 1 <= factor <= _MAX_DECIMATION or rest:
+        raise _error(
+            path,
+            f"bimodal rhythm interval {rhythm.interval_us} us is no multiple of the reference beat "
+            f"interval {ref.interval_us} us (a whole factor of 1-{_MAX_DECIMATION})",
+        )
     return factor
 
 
@@ -374,7 +401,9 @@ def _bimodal_positions(lead: _Lead, protected: list[tuple[int, int]], factor: in
         keep[max(begin - lead.start, 0) : max(end - lead.start + 1, 0)] = True
     edges = np.flatnonzero(np.diff(keep.astype(np.int8))) + 1
     positions = []
-    for a, b in zip(np.concatenate([[0], edges]).tolist(), np.concatenate([edges, [n]]).tolist(), strict=True):
+    for a, b in zip(
+        np.concatenate([[0], edges]).tolist(), np.concatenate([edges, [n]]).tolist(), strict=True
+    ):
         if keep[a]:
             positions.append(np.arange(a, b, dtype=np.float64))
         else:
@@ -406,7 +435,11 @@ def _add_reference(
         if beat_type != 0:
             continue
         if not begin <= centre <= end:
-            raise _error(path, f"section 4 subtraction zone {begin}-{end} does not contain its fiducial {centre}")
-        n = np.arange(max(begin, start, centre - fiducial + 1), min(end, start + x.size - 1,
-                                                                   centre - fiducial + beat.size) + 1)
+            raise _error(
+                path, f"section 4 subtraction zone {begin}-{end} does not contain its fiducial {centre}"
+            )
+        n = np.arange(
+            max(begin, start, centre - fiducial + 1),
+            min(end, start + x.size - 1, centre - fiducial + beat.size) + 1,
+        )
         x[n - start] += beat[n - centre + fiducial - 1]

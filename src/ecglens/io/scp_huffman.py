@@ -28,7 +28,15 @@ import numpy as np
 
 from ..exceptions import CorruptRecordError
 
-__all__ = ["DEFAULT_TABLE", "DEFAULT_TABLE_MARKER", "MAX_PREFIX_BITS", "HuffmanCode", "decode_values", "max_values", "parse_tables"]
+__all__ = [
+    "DEFAULT_TABLE",
+    "DEFAULT_TABLE_MARKER",
+    "MAX_PREFIX_BITS",
+    "HuffmanCode",
+    "decode_values",
+    "max_values",
+    "parse_tables",
+]
 
 #: number of tables in section 2 that means "use the default table"
 DEFAULT_TABLE_MARKER = 19999
@@ -101,16 +109,22 @@ def parse_tables(body: bytes, where: str) -> list[tuple[HuffmanCode, ...]]:
         Truncated tables, impossible code lengths, or a base code longer than its prefix.
     """
     if len(body) < 2:
-        raise CorruptRecordError(f"{where}: SCP-ECG section 2 (Huffman tables) is too short to hold its table count.")
+        raise CorruptRecordError(
+            f"{where}: SCP-ECG section 2 (Huffman tables) is too short to hold its table count."
+        )
     (n_tables,) = struct.unpack_from("<H", body, 0)
     if n_tables == DEFAULT_TABLE_MARKER:
         return [DEFAULT_TABLE]
     if n_tables == 0:
-        raise CorruptRecordError(f"{where}: SCP-ECG section 2 declares 0 Huffman tables (19999 means the default).")
+        raise CorruptRecordError(
+            f"{where}: SCP-ECG section 2 declares 0 Huffman tables (19999 means the default)."
+        )
     tables, pos = [], 2
     for t in range(n_tables):
         if pos + 2 > len(body):
-            raise CorruptRecordError(f"{where}: SCP-ECG section 2 ends inside Huffman table {t + 1} of {n_tables}.")
+            raise CorruptRecordError(
+                f"{where}: SCP-ECG section 2 ends inside Huffman table {t + 1} of {n_tables}."
+            )
         (n_codes,) = struct.unpack_from("<H", body, pos)
         pos += 2
         if n_codes == 0 or pos + n_codes * _CODE_STRUCT.size > len(body):
@@ -141,7 +155,9 @@ def _lookup(table: tuple[HuffmanCode, ...], width: int, where: str) -> list[int]
         lo = code.code << (width - code.prefix_bits)
         hi = (code.code + 1) << (width - code.prefix_bits)
         if (lut[lo:hi] != -1).any():
-            raise CorruptRecordError(f"{where}: SCP-ECG Huffman table is not prefix-free (code {i + 1} is ambiguous).")
+            raise CorruptRecordError(
+                f"{where}: SCP-ECG Huffman table is not prefix-free (code {i + 1} is ambiguous)."
+            )
         lut[lo:hi] = i
     return lut.tolist()
 
@@ -189,11 +205,11 @@ def decode_values(
     CorruptRecordError
         Too few bytes, a bit pattern that is no code, or a switch to a table that does not exist.
     """
+    if n_values > max_values(len(data), tables):
+        raise CorruptRecordError(
+            f"{where}: {len(data)} bytes cannot hold {n_values} values; the file is truncated or damaged."
+        )
     if tables is None:
-        if len(data) < 2 * n_values:
-            raise CorruptRecordError(
-                f"{where}: holds {len(data)} bytes, fewer than the {2 * n_values} of its {n_values} int16 samples."
-            )
         return np.frombuffer(data, dtype="<i2", count=n_values).astype(np.int64)
     width = max(c.prefix_bits for table in tables for c in table)
     luts = [_lookup(table, width, where) for table in tables]
@@ -205,11 +221,15 @@ def decode_values(
             break
         i = lut[win[pos] >> shift]
         if i < 0:
-            raise CorruptRecordError(f"{where}: bit {pos} starts no code of the Huffman table; the data are damaged.")
+            raise CorruptRecordError(
+                f"{where}: bit {pos} starts no code of the Huffman table; the data are damaged."
+            )
         code = codes[i]
         if not code.is_value:
             if not 1 <= code.base_value <= len(tables):
-                raise CorruptRecordError(f"{where}: switch to Huffman table {code.base_value}, which does not exist.")
+                raise CorruptRecordError(
+                    f"{where}: switch to Huffman table {code.base_value}, which does not exist."
+                )
             codes, lut = tables[code.base_value - 1], luts[code.base_value - 1]
             pos += code.prefix_bits
             continue
