@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecglens.exceptions import CorruptRecordError, EcglensError, UnsupportedFormatError
+from ecglens.exceptions import CorruptRecordError, EcglensError, LeadError, UnsupportedFormatError
 from ecglens.io import detect_format, read_ecg
 from ecglens.io.scp import read_scp
 from ecglens.io.scp_huffman import DEFAULT_TABLE
@@ -274,6 +274,14 @@ def test_sequential_leads_and_missing_rhythm_are_refused(tmp_path):
         read_scp(path)
     with pytest.raises(UnsupportedFormatError, match="section 6"):
         read_scp(write(tmp_path, {3: leads([1], 10)}, "y.scp"))
+
+
+def test_duplicate_and_unspecified_lead_codes(tmp_path):
+    ramp = [int16(np.arange(50) * k) for k in (1, 2, 3)]
+    with pytest.raises(LeadError, match="SCP-ECG section 3"):
+        read_scp(write(tmp_path, {3: leads([1, 3, 1], 50), 6: samples(1000, 2000, 0, 0, ramp)}))
+    ecg = read_scp(write(tmp_path, {3: leads([0, 0, 66], 50), 6: samples(1000, 2000, 0, 0, ramp)}, "u.scp"))
+    assert ecg.leads == ("lead1", "lead2", "V8")
 
 
 def test_flat_rhythm_is_refused(tmp_path):

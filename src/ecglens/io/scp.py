@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..ecg import Ecg
-from ..exceptions import CorruptRecordError, SamplingRateError, UnitError, UnsupportedFormatError
+from ..exceptions import CorruptRecordError, LeadError, SamplingRateError, UnitError, UnsupportedFormatError
 from ._vendor import age_from_dates, age_in_years, standardise_leads
 from .registry import register_reader
 from .scp_huffman import decode_values, max_values, parse_tables
@@ -55,7 +55,7 @@ FORMAT = "SCP-ECG"
 _SECTION_HEADER = 16
 _RECORD_HEADER = 6
 _MAX_DECIMATION = 32  # bimodal compression decimates by 2-8 in practice
-#: SCP-ECG lead codes (section 3) -> lead names; codes not listed are named ``SCP<code>``
+#: SCP-ECG lead codes (section 3) -> lead names; others are named ``SCP<code>`` (0, unspecified: ``lead<N>``)
 LEAD_CODES: dict[int, str] = {
     1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6", 9: "V7", 10: "V2R", 11: "V3R",
     12: "V4R", 13: "V5R", 14: "V6R", 15: "V7R", 16: "X", 17: "Y", 18: "Z", 19: "CC5", 20: "CM5",
@@ -270,7 +270,13 @@ def _lead_definition(body: bytes, path: Path) -> tuple[list[_Lead], bool]:
         start = max(start, 1)  # some writers (Contec) number from 0 with an exclusive end
         if not start <= end:
             raise _error(path, f"section 3 gives lead {i + 1} the impossible sample range {start}-{end}")
-        leads.append(_Lead(start, end, LEAD_CODES.get(code, f"SCP{code}")))
+        leads.append(_Lead(start, end, LEAD_CODES.get(code, f"SCP{code}" if code else f"lead{i + 1}")))
+    names = [lead.name for lead in leads]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise LeadError(
+            f"{path}: {FORMAT} section 3 defines lead(s) {twice} more than once; the file is inconsistent."
+        )
     return leads, bool(flags & 1)
 
 
