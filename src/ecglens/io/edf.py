@@ -1,11 +1,11 @@
 """EDF / EDF+ reader (European Data Format, as written by Holter and PC-ECG software), through ``edfio``.
 
-Why ``edfio`` rather than ``pyedflib``: both read EDF and EDF+ correctly, but ``edfio`` is pure Python on numpy
-(one universal wheel, no compiler or C library; Apache-2.0, compatible with this MIT project), reads a whole
-record with one ``numpy.frombuffer`` per signal (as fast as pyedflib's C reader for resting ECGs of a few
-seconds to minutes), refuses malformed headers with ``ValueError`` (turned into ecglens errors here), and
-separates EDF+ annotation channels from signals. pyedflib (BSD-2) needs a compiled extension per platform and
-Python version.
+Why ``edfio`` rather than ``pyedflib``: both read EDF and EDF+ correctly and have permissive licences (edfio
+Apache-2.0, pyedflib BSD-2; both fine for this MIT project). ``edfio`` is pure Python on numpy (one universal
+wheel, no compiled extension per platform and Python version, as pyedflib needs), separates EDF+ annotation
+channels from signals, and refuses malformed headers with ``ValueError`` (turned into ecglens errors here). It is
+fast enough that speed does not decide: a 12-lead 10-s EDF at 500 Hz reads in about 2 ms, a 1-hour 3-lead Holter
+EDF in about 0.5 s (measured on the development machine; pyedflib was not measured).
 
 What the reader does:
 

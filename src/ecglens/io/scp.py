@@ -1,7 +1,8 @@
-"""SCP-ECG reader (EN 1064 / ISO 11073-91064, protocol versions 1.x-3.0), written from the standard in numpy.
+"""SCP-ECG reader (EN 1064 / ISO 11073-91064; files of protocol versions 1.3 and 2.0 tested), numpy only.
 
-No SCP-ECG library is used: the maintained ones are GPL (which this MIT project cannot require) or not on PyPI,
-and the format is small. What the reader does, section by section:
+No SCP-ECG library is used: the best-known decoder (BioSig) is GPL, which this MIT project may not require,
+and ECG Toolkit is C#; the format is small enough to decode here, clean-room from the standard's description.
+What the reader does, section by section:
 
 * **Record**: bytes 0-1 CRC-CCITT (polynomial 0x1021, initial 0xFFFF) of bytes 2..end, bytes 2-5 the record
   size. Every section starts with a 16-byte header: CRC of the section from its byte 2, section number, section
@@ -14,7 +15,8 @@ and the format is small. What the reader does, section by section:
   (1 male, 2 female), 25/26 date and time of acquisition (age from dates when tag 4 is missing).
 * **Section 2** (Huffman tables, default or custom) and the decoding: :mod:`ecglens.io.scp_huffman`.
 * **Section 3** (lead definition): number of leads, flags (bit 0 reference-beat subtraction used, bit 2 leads
-  recorded simultaneously), per lead first and last sample number and lead code (:data:`LEAD_CODES`).
+  recorded simultaneously), per lead first and last sample number and lead code (:data:`LEAD_CODES`). A first
+  sample number 0 (Contec numbers from 0 with an exclusive end) is read as 1.
 * **Section 4** (QRS locations): length of reference beat 0 (ms), its fiducial sample, number of QRS complexes,
   per complex its beat type and subtraction zone (start, fiducial, end), then the protected zones.
 * **Section 5** (reference beats) and **section 6** (rhythm): amplitude value multiplier (nV per unit), sample
@@ -127,7 +129,9 @@ def read_scp(path: str | Path) -> Ecg:
     UnsupportedFormatError
         Not an SCP-ECG record, no rhythm data (section 6), or leads recorded one after another.
     CorruptRecordError
-        Truncated or inconsistent sections, CRC mismatch, undecodable data.
+        Truncated or inconsistent sections, CRC mismatch, undecodable data, a flat rhythm.
+    LeadError
+        A lead defined twice in section 3.
     UnitError, SamplingRateError
         A zero amplitude multiplier or sample interval.
     """
