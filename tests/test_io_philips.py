@@ -256,4 +256,4 @@ def test_real_104_matches_its_hl7_conversion(vendor):
         axis=1
     ).min() > 0.9  # within one 5 uV step on > 90 % of samples, every lead
     assert steps.max() <= 4 + 1e-3
-    assert min(np.corrcoef(p, a)[0, 1] for p, a in zip(philips.signal, aecg.signal)) > 0.999
+    assert min(np.corrcoef(p, a)[0, 1] for p, a in zip(philips.signal, aecg.signal, strict=True)) > 0.999

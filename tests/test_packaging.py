@@ -145,7 +145,7 @@ def test_find_config_prefers_an_existing_file_and_lists_shipped_names_when_lost(
     assert find_config("configs/age_sex.yaml") == Path("configs/age_sex.yaml")
     with pytest.raises(ConfigError, match="quick_synthetic"):
         find_config("no_such_config")
-    with pytest.raises(ConfigError, match="no such config file"):
+    with pytest.raises(ConfigError, match="not found, and no shipped config"):
         find_config(tmp_path / "elsewhere" / "age_sex.yaml")  # a real path is never swapped for a shipped file
 
 
@@ -208,8 +208,10 @@ def test_cli_boundary_hides_third_party_noise_but_never_the_eval_mode_warning(re
 
 @pytest.mark.parametrize(("verbosity", "shown"), [(-1, {"warning"}), (0, {"GPU available", "ecglens info",
                                                                           "warning"})])
-def test_cli_log_levels_and_lightning_tips(verbosity, shown, caplog, capsys):
+def test_cli_log_levels_and_lightning_tips(verbosity, shown, caplog, capsys, monkeypatch):
     lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    # lightning stops propagation at "lightning.pytorch" when imported while the root logger has no handler
+    monkeypatch.setattr(logging.getLogger("lightning.pytorch"), "propagate", True)
     caplog.set_level(logging.INFO, logger=lightning_log.name)
     with _cli_output(verbosity):
         lightning_log.info("GPU available: False, used: False")

@@ -92,7 +92,7 @@ def _task_targets(task: Any) -> dict[str, OutputTarget]:
         if kind is None:
             continue
         group = getattr(target, "name", None) if target.kind == "multilabel" else None
-        for output, column in zip(target.output_names, target.label_columns, strict=True):
+        for output, column in zip(target.output_names, target.label_columns, strict=False):
             out[output] = OutputTarget(output, column, kind, group)
     return out
 

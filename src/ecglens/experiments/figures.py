@@ -175,7 +175,7 @@ def plot_target_size_curves(results: pd.DataFrame, path: str | os.PathLike[str],
     table = table[(table["pretrain_task"] == "none") | (table["source_size"] == str(source_size))]
     models = list(dict.fromkeys(df["model"]))
     fig, axes = _grid(len(models))
-    for ax, model in zip(axes.flat, models, strict=True):
+    for ax, model in zip(axes.flat, models, strict=False):
         mine = table[table["model"] == model]
         for (task, strategy), g in mine.groupby(["pretrain_task", "strategy"], sort=False):
             g = g[np.isfinite(g["mean"])].sort_values("n_target")
@@ -259,7 +259,7 @@ def plot_pretraining_tasks(results: pd.DataFrame, path: str | os.PathLike[str], 
     tasks = list(dict.fromkeys(df["pretrain_task"]))
     fig, axes = _grid(len(sizes))
     width = 0.8 / max(1, len(tasks))
-    for ax, size in zip(axes.flat, sizes, strict=True):
+    for ax, size in zip(axes.flat, sizes, strict=False):
         sub = table[table["target_size"] == size]
         for k, task in enumerate(tasks):
             g = sub[sub["pretrain_task"] == task].set_index("model").reindex(models)

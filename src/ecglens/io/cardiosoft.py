@@ -220,7 +220,7 @@ def _leads(strip: ET.Element, path: Path) -> tuple[list[str], np.ndarray]:
             f"{FORMAT} file is truncated or inconsistent. Export the ECG again."
         )
     declared = child_text(strip, "ChannelSampleCountTotal")
-    lengths = {n: len(r) for n, r in zip(names, rows)}
+    lengths = {n: len(r) for n, r in zip(names, rows, strict=True)}
     if len(set(lengths.values())) > 1 or (declared is not None and declared != str(len(rows[0]))):
         raise CorruptRecordError(
             f"{path}: samples per lead {lengths} disagree with each other or with <ChannelSampleCountTotal> "

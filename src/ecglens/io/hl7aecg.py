@@ -231,8 +231,8 @@ def _select_series(root: ET.Element, waveform: str | None, path: Path) -> tuple[
         d for s in series_list for der in children(s, "derivation") for d in children(der, "derivedSeries")
     ]
     candidates = {
-        "rhythm": [s for s, median in zip(series_list, is_median) if not median],
-        "median": derived + [s for s, median in zip(series_list, is_median) if median],
+        "rhythm": [s for s, median in zip(series_list, is_median, strict=True) if not median],
+        "median": derived + [s for s, median in zip(series_list, is_median, strict=True) if median],
     }
     if key not in candidates:
         raise ConfigError(f"waveform={waveform!r} is not one of None, 'rhythm', 'median'.")
