@@ -107,7 +107,8 @@ def compile_runner(model: torch.nn.Module) -> Runner:
 
 
 def onnx_runner(ckpt: Any, threads: int, opset: int, folder: Path) -> Runner:
-    from ecglens.export import OnnxBackend, export_onnx
+    from ecglens.export import export_onnx
+    from ecglens.predict.onnx import OnnxBackend
 
     backend = OnnxBackend(export_onnx(ckpt, folder / "model.onnx", opset=opset), threads=threads)
     return backend.run

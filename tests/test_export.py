@@ -20,18 +20,12 @@ from torch import nn
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from ecglens.artifact import load_checkpoint, save_checkpoint
+from ecglens.artifact import load_checkpoint, load_onnx_checkpoint, read_onnx_metadata, save_checkpoint
 from ecglens.data.targets import task_from_name
 from ecglens.exceptions import CheckpointError, ConfigError
-from ecglens.export import (
-    OnnxBackend,
-    cached_onnx,
-    export_onnx,
-    load_onnx_checkpoint,
-    read_onnx_metadata,
-    verify_onnx,
-)
+from ecglens.export import cached_onnx, export_onnx, verify_onnx
 from ecglens.models import create_model, list_models
+from ecglens.predict.onnx import OnnxBackend
 from ecglens.signal.transforms import Preprocess
 
 #: small variants of each zoo model (a model not listed here is exported at its defaults)

@@ -1,4 +1,4 @@
-"""ONNX export of ecglens checkpoints, numerical verification, and an onnxruntime inference backend.
+"""ONNX export of ecglens checkpoints and its numerical verification.
 
 :func:`export_onnx` writes one self-describing ``.onnx`` file: the graph takes ``ecg`` (float32
 ``[batch, in_leads, n_samples]``, mV at the checkpoint's ``fs``) and returns ``raw`` (float32
@@ -18,11 +18,11 @@ matrix product while exporting). Because a trace can silently bake a length into
 re-exported with a fixed length and the file says so (``onnx.dynamic_length = false`` plus a ``note``), and a
 :class:`UserWarning` tells the user.
 
-:func:`verify_onnx` compares onnxruntime with PyTorch on random mV-scale input at one or more lengths.
-:class:`OnnxBackend` runs an exported file with onnxruntime on CPU; it is registered with the predictor's backend
-registry as ``"onnx"`` so ``Predictor.from_pretrained(name, backend="onnx")`` works: the checkpoint is exported
-on the fly into a cache folder (``$ECGLENS_CACHE/onnx`` or ``~/.cache/ecglens/onnx``, keyed by the checkpoint's
-content hash and the opset) unless an ``.onnx`` file is given.
+:func:`verify_onnx` compares onnxruntime with PyTorch on random mV-scale input at one or more lengths;
+:func:`cached_onnx` exports a checkpoint once into a cache folder (``$ECGLENS_CACHE/onnx`` or
+``~/.cache/ecglens/onnx``, keyed by the checkpoint's content hash and the opset), which the ``"onnx"`` prediction
+backend (:mod:`ecglens.predict.onnx`) uses for a ``.safetensors`` model. Reading an exported file (its metadata, a
+weightless checkpoint) is :mod:`ecglens.artifact.onnx`.
 """
 
 from __future__ import annotations
@@ -41,29 +41,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from .artifact import ONNX, Checkpoint, OutputSpec, load_checkpoint, model_format, register_loader
-from .exceptions import CheckpointError, ConfigError, LeadError
-from .predict import register_backend
+from .artifact import Checkpoint, load_checkpoint
+from .artifact.onnx import INPUT_NAME, META_KEY, ONNX_FORMAT, OUTPUT_NAME, onnx_session, read_onnx_metadata
+from .exceptions import CheckpointError, ConfigError
 
 __all__ = [
     "INPUT_NAME",
     "ONNX_FORMAT",
     "OUTPUT_NAME",
-    "OnnxBackend",
     "cached_onnx",
     "export_onnx",
-    "load_onnx_checkpoint",
-    "onnx_backend",
     "onnx_cache_dir",
     "read_onnx_metadata",
     "verify_onnx",
 ]
 
-#: value of the ``format`` entry in the ``onnx`` block of the metadata
-ONNX_FORMAT = "ecglens-onnx/1"
-INPUT_NAME = "ecg"
-OUTPUT_NAME = "raw"
-_META_KEY = "ecglens"
 #: default model input length when a checkpoint has no preprocess spec (100 Hz x 10 s)
 _DEFAULT_SAMPLES = 1000
 #: agreement required by the dynamic-length probe (absolute + relative to the output scale)
@@ -119,25 +111,6 @@ def _torch_export(model: torch.nn.Module, x: torch.Tensor, path: Path, opset: in
         torch.onnx.export(model, (x,), str(path), **kwargs)
 
 
-def _session(path: str | os.PathLike[str], threads: int | None = None, spin: bool | None = None) -> Any:
-    """An onnxruntime CPU session.
-
-    ``threads`` intra-op threads (default: onnxruntime's choice); ``spin`` whether idle threads spin-wait
-    (default: onnxruntime's, which spins, except with a single explicit thread; not spinning is friendlier on a
-    shared CPU).
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
-    if spin is False or (spin is None and threads and int(threads) == 1):
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 def _torch_raw(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return model(torch.from_numpy(x)).float().numpy()
@@ -147,7 +120,7 @@ def _probe_length(model: torch.nn.Module, path: Path, leads: int, length: int, b
     """Run the exported graph at a second length; ``None`` when it matches PyTorch, else the reason."""
     x = _random_input(batch, leads, length, seed=1)
     try:
-        got = _session(path, threads=1).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        got = onnx_session(path, threads=1).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own error types for shape failures
         return f"onnxruntime failed at length {length} ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
     ref = _torch_raw(model, x)
@@ -202,7 +175,7 @@ def _write_metadata(path: Path, ckpt: Any, onnx_block: dict[str, Any]) -> None:
     document = _document(ckpt)
     document["onnx"] = onnx_block
     entries = {
-        _META_KEY: document,
+        META_KEY: document,
         "model_name": ckpt.model_name,
         "preprocess": document.get("preprocess"),
         "task": document.get("task"),
@@ -276,33 +249,6 @@ def export_onnx(checkpoint: Any, path: str | os.PathLike[str], opset: int = 17, 
     return path
 
 
-def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ecglens description stored in an exported file (the checkpoint's document plus its ``onnx`` block).
-
-    Raises
-    ------
-    CheckpointError
-        When the file is missing, not ONNX, or not written by :func:`export_onnx`.
-    """
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"ONNX file {path} not found. Export one with `ecglens export CHECKPOINT --onnx FILE`.")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # noqa: BLE001 - onnx raises DecodeError and friends for malformed files
-        raise CheckpointError(f"{path} is not a readable ONNX file ({type(err).__name__}).") from None
-    props = {p.key: p.value for p in proto.metadata_props}
-    if _META_KEY not in props:
-        raise CheckpointError(f"{path} is an ONNX file but has no ecglens metadata; export it with "
-                              "ecglens.export.export_onnx so it carries its input contract.")
-    try:
-        return json.loads(props[_META_KEY])
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: the ecglens metadata is not valid JSON ({err}).") from None
-
-
 def verify_onnx(checkpoint: Any, path: str | os.PathLike[str], lengths: Sequence[int] | None = None,
                 batch_size: int = 2, seed: int = 0) -> float:
     """Largest absolute difference between onnxruntime and PyTorch raw outputs on random input.
@@ -341,7 +287,7 @@ def verify_onnx(checkpoint: Any, path: str | os.PathLike[str], lengths: Sequence
         raise ConfigError(f"{path} was exported with a fixed length of {fixed} samples; cannot verify lengths "
                           f"{bad}. Verify at {fixed} or re-export with dynamic_length=True.")
     batch = int(batch_size) if info["dynamic_batch"] else 1
-    session, model = _session(path, threads=1), _cpu_model(ckpt)
+    session, model = onnx_session(path, threads=1), _cpu_model(ckpt)
     worst = 0.0
     for i, length in enumerate(lengths):
         x = _random_input(batch, int(ckpt.in_leads), int(length), seed=seed + i)
@@ -388,149 +334,3 @@ def cached_onnx(checkpoint: Any, cache_dir: str | os.PathLike[str] | None = None
 
 
 # ----------------------------------------------------------------------------------------------- backend
-
-
-class OnnxBackend:
-    """Run an exported ecglens model with onnxruntime on CPU.
-
-    Parameters
-    ----------
-    path : path
-        An ``.onnx`` file written by :func:`export_onnx`.
-    threads : int, optional
-        onnxruntime intra-op threads (default: onnxruntime's choice, all cores).
-
-    Attributes
-    ----------
-    metadata : dict
-        The checkpoint document stored in the file (``model``, ``preprocess``, ``task``, ``onnx``, ...).
-    in_leads : int
-        Leads of the input.
-    fixed_length : int or None
-        The only accepted length for a fixed-length export, else ``None``.
-    """
-
-    name = "onnx"
-
-    def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
-        self.path = Path(path)
-        self.metadata = read_onnx_metadata(self.path)
-        info = self.metadata["onnx"]
-        self.in_leads = int(self.metadata["model"]["in_leads"])
-        self.fixed_length = info.get("fixed_length")
-        self.dynamic_batch = bool(info["dynamic_batch"])
-        self.threads = int(threads) if threads else None
-        self._session = _session(self.path, threads)
-        self._shared: dict[int, Any] = {}
-
-    def __repr__(self) -> str:
-        return f"OnnxBackend({str(self.path)!r})"
-
-    @contextlib.contextmanager
-    def sharing_cores(self, n_busy: int) -> Iterator[None]:
-        """Run on the cores left by ``n_busy`` busy reading processes while the context is open.
-
-        onnxruntime's default pool has one thread per core and spin-waits between operators; beside busy readers
-        those threads mostly spin. Inside the context a second session with ``cpu_count - n_busy`` threads (at
-        least one) and no spinning is used; explicitly set ``threads`` are left alone.
-        """
-        if self.threads is not None or n_busy <= 0:
-            yield
-            return
-        from .predict import cores_left
-
-        n = cores_left(n_busy)
-        if n not in self._shared:
-            self._shared[n] = _session(self.path, n, spin=False)
-        own, self._session = self._session, self._shared[n]
-        try:
-            yield
-        finally:
-            self._session = own
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Raw model outputs.
-
-        Parameters
-        ----------
-        x : np.ndarray, shape (N, in_leads, n_samples)
-            Model input (already brought to the checkpoint's contract), mV.
-
-        Returns
-        -------
-        np.ndarray, float32, shape (N, num_outputs)
-            Raw outputs, as the PyTorch model returns them.
-        """
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.ndim != 3 or x.shape[1] != self.in_leads:
-            raise LeadError(f"{self.path.name} expects input [N, {self.in_leads}, samples], got {x.shape}; bring "
-                            "records to the model's contract first (ecglens.Predictor does).")
-        if self.fixed_length is not None and x.shape[2] != int(self.fixed_length):
-            raise ConfigError(f"{self.path.name} was exported for exactly {self.fixed_length} samples, got "
-                              f"{x.shape[2]}. Crop / pad to that length or re-export with dynamic_length=True.")
-        if not self.dynamic_batch:
-            parts = [self._session.run([OUTPUT_NAME], {INPUT_NAME: x[i:i + 1]})[0] for i in range(len(x))]
-            return np.concatenate(parts) if parts else np.zeros((0, self.metadata["model"]["num_outputs"]),
-                                                                np.float32)
-        return self._session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-
-
-def load_onnx_checkpoint(path: str | os.PathLike[str]) -> Any:
-    """A weightless :class:`~ecglens.artifact.checkpoint.Checkpoint` described by an exported ONNX file.
-
-    It carries the task, the input contract and the metadata but no PyTorch model (``model`` is ``None``), so
-    ``Predictor(load_onnx_checkpoint("model.onnx"), backend="onnx")`` predicts with onnxruntime alone.
-    """
-    from .signal.transforms import Preprocess
-
-    doc = read_onnx_metadata(path)
-    model = doc.get("model") or {}
-    return Checkpoint(model=None, model_name=str(model.get("name")), model_kwargs=dict(model.get("kwargs") or {}),
-                      in_leads=int(model.get("in_leads", 12)), task=OutputSpec.from_dict(doc["task"]),
-                      preprocess=None if doc.get("preprocess") is None else Preprocess.from_dict(doc["preprocess"]),
-                      config=doc.get("config"), metrics=dict(doc.get("metrics") or {}),
-                      version=str(doc.get("ecglens_version", "")), created=str(doc.get("created", "")),
-                      path=Path(path), meta=doc)
-
-
-def _check_match(ckpt: Any, backend: OnnxBackend) -> None:
-    """Refuse an ONNX file exported from a different model than ``ckpt``."""
-    model = backend.metadata.get("model") or {}
-    ours = (ckpt.model_name, int(ckpt.in_leads), int(ckpt.task.num_outputs))
-    theirs = (model.get("name"), int(model.get("in_leads", -1)), int(model.get("num_outputs", -1)))
-    if ours != theirs:
-        raise CheckpointError(f"{backend.path.name} holds model {theirs[0]!r} ({theirs[1]} leads, {theirs[2]} "
-                              f"outputs) but the checkpoint is {ours[0]!r} ({ours[1]} leads, {ours[2]} outputs). "
-                              "Export the ONNX file from this checkpoint (`ecglens export`).")
-
-
-def onnx_backend(checkpoint: Any, onnx_path: str | os.PathLike[str] | None = None,
-                 cache_dir: str | os.PathLike[str] | None = None, opset: int = 17,
-                 num_threads: int | None = None) -> OnnxBackend:
-    """Backend factory registered as ``"onnx"`` with :func:`ecglens.predict.register_backend`.
-
-    Parameters
-    ----------
-    checkpoint : Checkpoint
-        The checkpoint to run (a weightless one from :func:`load_onnx_checkpoint` brings its own file).
-    onnx_path : path, optional
-        An exported file to use (checked against the checkpoint); default: the checkpoint's own ``.onnx`` path,
-        else an on-the-fly export cached by :func:`cached_onnx`.
-    cache_dir : path, optional
-        Cache folder of on-the-fly exports (default :func:`onnx_cache_dir`).
-    opset : int
-        Opset of on-the-fly exports.
-    num_threads : int, optional
-        onnxruntime intra-op threads (the same option name as the torch backend's).
-    """
-    own = Path(getattr(checkpoint, "path", "") or "")
-    if onnx_path is None and model_format(own) is ONNX:
-        onnx_path = own
-    path = Path(onnx_path) if onnx_path is not None else cached_onnx(checkpoint, cache_dir, opset)
-    backend = OnnxBackend(path, threads=num_threads)
-    _check_match(checkpoint, backend)
-    return backend
-
-
-register_backend("onnx", onnx_backend, overwrite=True)
-register_loader(ONNX.name, load_onnx_checkpoint)

@@ -7,6 +7,7 @@ Below every consumer (predict, serve, export, evaluate, train); it imports none 
 * :mod:`~ecglens.artifact.contract` — does data prepared one way fit a model's input contract?
 * :mod:`~ecglens.artifact.windows` — windows on long records, windowed inference, averaging.
 * :mod:`~ecglens.artifact.formats` — model-file formats (``.safetensors``, ``.onnx``) by suffix.
+* :mod:`~ecglens.artifact.onnx` — an exported ``.onnx`` file's metadata and its weightless checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .formats import (
     model_format,
     register_loader,
 )
+from .onnx import load_onnx_checkpoint, read_onnx_metadata
 from .outputs import BinaryOutput, MultilabelOutput, Output, OutputSpec, RegressionOutput
 from .windows import (
     DEFAULT_MAX_WINDOWS,
@@ -62,9 +64,11 @@ __all__ = [
     "list_pretrained",
     "load_checkpoint",
     "load_model_file",
+    "load_onnx_checkpoint",
     "mean_over_windows",
     "model_format",
     "plan_windows",
+    "read_onnx_metadata",
     "read_checkpoint_metadata",
     "register_loader",
     "resolve_checkpoint",

@@ -2,17 +2,16 @@
 
 * ``safetensors`` — the ecglens checkpoint (:mod:`ecglens.artifact.checkpoint`): PyTorch weights and their
   description; runs with any backend (``torch`` by default, ``onnx`` through an on-the-fly export).
-* ``onnx`` — an exported graph with the same description (:mod:`ecglens.export`); runs only with ``onnx``.
+* ``onnx`` — an exported graph with the same description (:mod:`ecglens.artifact.onnx`); runs only with ``onnx``.
 
 Code that takes "a model file" asks :func:`model_format` what it is (never the suffix itself) and
-:func:`load_model_file` to load it. A format's loader is registered by the module that implements it
-(:func:`register_loader`); that module (``provider``) is imported on first use, so optional dependencies
-(onnxruntime) are needed only for their format.
+:func:`load_model_file` to load it. Each format's module in this package registers its loader
+(:func:`register_loader`) and imports its optional dependencies (onnx, onnxruntime) only when a file is read;
+``ecglens.artifact`` imports them all.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,15 +38,12 @@ class ModelFormat:
         Default prediction backend (see :func:`ecglens.predict.list_backends`).
     backend_only : bool
         True when the file holds no PyTorch weights, so it runs only with :attr:`backend`.
-    provider : str
-        The module that registers the loader (imported on first use).
     """
 
     name: str
     suffix: str
     backend: str
     backend_only: bool
-    provider: str
 
 
 _FORMATS: dict[str, ModelFormat] = {}
@@ -64,7 +60,7 @@ def register_format(fmt: ModelFormat) -> ModelFormat:
 
 
 def register_loader(name: str, loader: Callable[[str | os.PathLike[str]], Any]) -> None:
-    """Register ``loader(path) -> Checkpoint`` for the format ``name`` (called by the format's provider)."""
+    """Register ``loader(path) -> Checkpoint`` for the format ``name``."""
     if name not in _FORMATS:
         raise CheckpointError(f"unknown model format {name!r}; register it first (known: {list_formats()}).")
     _LOADERS[name] = loader
@@ -75,9 +71,9 @@ def list_formats() -> list[str]:
     return sorted(_FORMATS)
 
 
-SAFETENSORS = register_format(ModelFormat("safetensors", ".safetensors", "torch", False,
-                                          "ecglens.artifact.checkpoint"))
-ONNX = register_format(ModelFormat("onnx", ".onnx", "onnx", True, "ecglens.export"))
+SAFETENSORS = register_format(ModelFormat("safetensors", ".safetensors", "torch", False))
+ONNX = register_format(ModelFormat("onnx", ".onnx", "onnx", True))
+
 
 
 def model_format(path_or_name: str | os.PathLike[str]) -> ModelFormat | None:
@@ -95,13 +91,10 @@ def load_model_file(path_or_name: str | os.PathLike[str]) -> Any:
     Raises
     ------
     CheckpointError
-        When the format's module cannot be imported (the message names what to install) or the file is bad.
+        When no loader is registered for the format, or the file is missing or bad.
     """
     fmt = model_format(path_or_name) or SAFETENSORS
     if fmt.name not in _LOADERS:
-        try:
-            importlib.import_module(fmt.provider)
-        except ImportError as err:
-            raise CheckpointError(f"reading {fmt.suffix} model files needs {fmt.provider}, which failed to import "
-                                  f"({err}). Install ecglens with its optional dependencies.") from None
+        raise CheckpointError(f"no loader is registered for {fmt.suffix} model files (format {fmt.name!r}); "
+                              "register one with ecglens.artifact.formats.register_loader.")
     return _LOADERS[fmt.name](path_or_name)

@@ -7,7 +7,7 @@ Examples::
 
 The file takes ``ecg`` (float32 ``[batch, leads, samples]``, mV at the checkpoint's sampling rate) and returns
 ``raw`` (``[batch, num_outputs]``); its metadata holds the checkpoint's input contract and task, so
-``ecglens serve --model FILE.onnx`` and ``Predictor(load_onnx_checkpoint(FILE), backend="onnx")`` use it without
+``ecglens serve --model FILE.onnx`` and ``Predictor.from_pretrained(FILE)`` use it without
 the PyTorch weights. ``--verify`` compares onnxruntime with PyTorch on random input at the contract length and,
 for a length-dynamic file, at 1.5x that length; the exit code is 1 when the largest difference exceeds
 ``--tolerance``.

@@ -18,8 +18,8 @@ Batch prediction (:meth:`Predictor.predict_paths`) reads and harmonises records 
 streamed, never all held. A bad file gives an ``error`` row with its reason; it never stops the job.
 
 The model runs through a pluggable :class:`Backend` (``run(x [N, L, T] float32) -> raw outputs``), chosen by
-name from a registry (:func:`register_backend`): ``"torch"`` here; ``"onnx"`` is provided by
-:mod:`ecglens.export`, imported on first use.
+name from a registry (:func:`register_backend`): ``"torch"``, and ``"onnx"`` (:mod:`~ecglens.predict.onnx`,
+imported on first use, so onnxruntime is needed only for it).
 
 Modules: :mod:`~ecglens.predict.backends` (the backend registry), :mod:`~ecglens.predict.harmonise`
 (:class:`InputAdapter`: one record to the contract), :mod:`~ecglens.predict.records` (files and folders ->
@@ -34,7 +34,10 @@ records), :mod:`~ecglens.predict.workers` (reading processes of batch jobs), :mo
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..artifact.windows import DEFAULT_MAX_WINDOWS, WINDOW_TOLERANCE, plan_windows
+from ..exceptions import ConfigError
 from .backends import Backend, TorchBackend, cores_left, create_backend, list_backends, register_backend
 from .harmonise import InputAdapter, PreparedEcg
 from .predictor import BASE_COLUMNS, Prediction, Predictor
@@ -43,3 +46,16 @@ from .records import find_records, read_record, record_key
 __all__ = ["BASE_COLUMNS", "DEFAULT_MAX_WINDOWS", "WINDOW_TOLERANCE", "Backend", "InputAdapter", "Prediction",
            "Predictor", "PreparedEcg", "TorchBackend", "cores_left", "create_backend", "find_records",
            "list_backends", "plan_windows", "read_record", "record_key", "register_backend"]
+
+
+def _onnx_backend(checkpoint: Any, **options: Any) -> Backend:
+    """The ``"onnx"`` backend (:func:`ecglens.predict.onnx.onnx_backend`), imported on first use."""
+    try:
+        from .onnx import onnx_backend
+    except ImportError as err:
+        raise ConfigError(f"the onnx backend could not be imported ({err}). Install it with "
+                          '`pip install "ecglens[export]"`.') from None
+    return onnx_backend(checkpoint, **options)
+
+
+register_backend("onnx", _onnx_backend)

@@ -1,13 +1,12 @@
 """Prediction backends: what runs the model on inputs already in its contract.
 
 A backend is any object with ``run(x [N, L, T] float32) -> raw outputs [N, K]``, built by name from a registry
-(:func:`register_backend`): ``"torch"`` here; ``"onnx"`` is provided by :mod:`ecglens.export`, imported on
-first use.
+(:func:`register_backend`): ``"torch"`` here, ``"onnx"`` (:mod:`ecglens.predict.onnx`) registered by the
+package, which imports it when first used, so onnxruntime is needed only for it.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,8 +34,6 @@ class Backend(Protocol):
 #: factory(checkpoint, **options) -> Backend
 BackendFactory = Callable[..., Backend]
 _BACKENDS: dict[str, BackendFactory] = {}
-#: backends provided by other modules, imported (so they register themselves) on first use
-_BACKEND_MODULES: dict[str, str] = {"onnx": "ecglens.export"}
 
 
 def register_backend(name: str, factory: BackendFactory, overwrite: bool = False) -> BackendFactory:
@@ -51,18 +48,12 @@ def register_backend(name: str, factory: BackendFactory, overwrite: bool = False
 
 
 def list_backends() -> list[str]:
-    """Names of the registered backends plus those that load on first use."""
-    return sorted(set(_BACKENDS) | set(_BACKEND_MODULES))
+    """Names of the registered backends."""
+    return sorted(_BACKENDS)
 
 
 def create_backend(name: str, checkpoint: Any, **options: Any) -> Backend:
-    """Build the backend ``name`` for ``checkpoint`` (importing its module on first use)."""
-    if name not in _BACKENDS and name in _BACKEND_MODULES:
-        try:
-            importlib.import_module(_BACKEND_MODULES[name])
-        except ImportError as err:
-            raise ConfigError(f"backend {name!r} needs {_BACKEND_MODULES[name]}, which failed to import ({err}). "
-                              "Install ecglens with its optional dependencies.") from None
+    """Build the backend ``name`` for ``checkpoint``."""
     if name not in _BACKENDS:
         raise ConfigError(f"unknown prediction backend {name!r}; available: {list_backends()}.")
     return _BACKENDS[name](checkpoint, **options)

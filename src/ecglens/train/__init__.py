@@ -1,11 +1,15 @@
-"""Training: configs, the Lightning module, the fit loop and self-describing checkpoints.
+"""Training: configs, the Lightning module, the fit loop, fine-tuning and ensembles.
 
->>> from ecglens.train import load_config, fit, load_checkpoint            # doctest: +SKIP
->>> result = fit(load_config("configs/age_sex.yaml", ["optim.epochs=5"]))  # doctest: +SKIP
+Training writes self-describing model files through :mod:`ecglens.artifact` (which inference reads; it never
+imports this package).
+
+>>> from ecglens.train import load_config, fit                             # doctest: +SKIP
+>>> from ecglens.artifact import load_checkpoint                           # doctest: +SKIP
+>>> result = fit(load_config("age_sex", ["optim.epochs=5"]))               # doctest: +SKIP
 >>> ckpt = load_checkpoint(result.checkpoint_path)                         # doctest: +SKIP
 >>> ckpt.predict(x)          # x: [N, 12, 1000] preprocessed -> {"age": ..., "age_std": ..., "p_female": ...}
 
-Names are imported lazily, so loading a checkpoint for inference does not import Lightning.
+Names are imported lazily, so reading a config does not import Lightning.
 """
 
 from __future__ import annotations
@@ -14,15 +18,11 @@ import importlib
 from typing import Any
 
 __all__ = [
-    "Checkpoint",
     "EcgLightningModule",
     "RunResult",
     "TrainConfig",
     "fit",
-    "list_pretrained",
-    "load_checkpoint",
     "load_config",
-    "save_checkpoint",
     "save_config",
 ]
 
@@ -33,10 +33,6 @@ _WHERE = {
     "fit": "loop",
     "RunResult": "loop",
     "EcgLightningModule": "module",
-    "Checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
-    "load_checkpoint": "checkpoint",
-    "list_pretrained": "checkpoint",
 }
 
 
