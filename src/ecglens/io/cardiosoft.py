@@ -35,7 +35,7 @@ What the reader assumes (the CardioSoft 6.x export layout; ISO-8859-1, no namesp
   sex from ``Gender``. XML with entity declarations is refused (see :mod:`ecglens.io._vendor`).
 
 Tested on: the real ``cardiosoft_dummy.xml`` (DeepECG_Docker's UK Biobank-format example, CardioSoft V6.71) and
-synthetic files written by ``tests/test_io_cardiosoft.py`` from the layout above, checked sample for sample.
+synthetic files written by ``tests/io/test_cardiosoft.py`` from the layout above, checked sample for sample.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ namespace, matched by local name)::
 
 Tested on: the real ``aecg_hl7_example.xml`` (FDA example), ``philips_ad4d3d80_104_as_aecg.xml`` (a Philips ECG
 converted to aECG) and ``aecg_minimum_one_lead.xml`` (refused), with seeded damaged copies; synthetic aECG files
-written by ``tests/test_io_vendor.py`` and ``tests/test_io_vendor_variants.py`` (12 and 8 leads, uV and mV scales
+written by ``tests/io/test_vendor.py`` and ``tests/io/test_vendor_variants.py`` (12 and 8 leads, uV and mV scales
 with non-zero origin, GLIST_TS in s and GLIST_PQ in ms, a prefixed ``hl7:`` namespace, a prolog before the root,
 a vendor age element, median series before the rhythm), checked sample for sample against the encoded integers.
 """

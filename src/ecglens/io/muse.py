@@ -44,7 +44,7 @@ What the reader assumes (the published GE MUSE XML layout, as exported by MUSE 7
   (see :func:`~ecglens.io._vendor.finish_twelve_lead`).
 
 Tested on: the real export ``muse_phi1.xml`` (8 stored leads, median before rhythm) and seeded damaged copies of
-it (``tests/test_io_vendor_variants.py``); synthetic MUSE files written by ``tests/test_io_vendor.py`` following
+it (``tests/io/test_vendor_variants.py``); synthetic MUSE files written by ``tests/io/test_vendor.py`` following
 the layout above (8-lead and 12-lead rhythm strips with a median beat before them, MICROVOLTS and MILLIVOLTS,
 ISO-8859-1 with the DOCTYPE line, base64 with line breaks, 500, 250 and 240 Hz), checked sample for sample
 against the encoded integers.

@@ -58,7 +58,7 @@ integration are NumPy (~0.01 s per file, whole read).
 Tested on: the real exports ``philips_129DYPRG_103.xml`` (SierraECG 1.03, UTF-8, XLI, age in years) and
 ``philips_ad4d3d80_104.xml`` (PhilipsECG 1.04, UTF-16, XLI, date of birth), the latter against the same ECG
 converted to HL7 aECG (``philips_ad4d3d80_104_as_aecg.xml``); synthetic uncompressed 1.04 files and seeded damaged
-copies of both real files (``tests/test_io_philips.py``).
+copies of both real files (``tests/io/test_philips.py``).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ from ecglens.train.finetune import (
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*treespec.*")]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FS, SECONDS = 100.0, 2.5
 TINY = {"channels": [8, 16], "kernel_size": 5}
 EIGHT = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]

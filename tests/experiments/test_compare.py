@@ -29,7 +29,7 @@ from ecglens.experiments.compare import (
 )
 from ecglens.experiments.grid import shard_runs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 QUICK = REPO / "configs" / "compare_quick.yaml"
 PTBXL = REPO / "configs" / "compare_ptbxl.yaml"
 TASKS = ["age", "sex"]

@@ -32,7 +32,7 @@ from ecglens.train.config import (
     save_config,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 QUICK = REPO / "configs" / "quick_synthetic.yaml"
 FS, SECONDS = 100.0, 2.5
 

@@ -31,7 +31,7 @@ from ecglens.experiments.transfer import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*treespec.*")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PTBXL = REPO / "configs" / "transfer_ptbxl.yaml"
 QUICK = REPO / "configs" / "transfer_quick.yaml"
 PNG = b"\x89PNG"

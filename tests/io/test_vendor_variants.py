@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_io_vendor import aecg_xml, muse_xml, quantise, synthetic_mv
+from test_vendor import aecg_xml, muse_xml, quantise, synthetic_mv
 
 from ecglens.exceptions import CorruptRecordError, EcglensError, LeadError, UnsupportedFormatError
 from ecglens.io import detect_format, read_ecg
