@@ -34,7 +34,9 @@ import numpy as np
 
 from ._version import __version__
 from .ecg import Ecg
+from .evaluate import explain
 from .exceptions import ConfigError, EcglensError
+from .plot import plot_ecg
 from .predict import Prediction, Predictor, PreparedEcg, read_record, record_key
 
 __all__ = ["AttributionSummary", "build_report", "explained_output_index", "write_report"]
@@ -106,7 +108,6 @@ def explained_output_index(task: Any, name: str) -> tuple[int, float, str]:
 def _explain(predictor: Predictor, prepared: PreparedEcg, output: str, method: str,
              n_steps: int) -> AttributionSummary:
     """Attributions of the windows overlapping the displayed page, mapped to the record's native samples."""
-    from .evaluate import explain
 
     ecg, pre = prepared.ecg, predictor.preprocess
     index, scale, unit = explained_output_index(predictor.checkpoint.task, output)
@@ -257,7 +258,6 @@ def _predictions_table(pred: Prediction) -> str:
 
 # ============================================================================================ sections
 def _attribution_html(summary: AttributionSummary | None, ecg: Ecg, pre: Any, error: str | None) -> str:
-    from .plot import plot_ecg
 
     if summary is None:
         return f'<p class="note warn">No attribution map: {_esc(error or "switched off")}.</p>'
@@ -340,7 +340,6 @@ def _summary_html(c: _Content, predictor: Predictor) -> str:
 
 
 def _render(c: _Content, predictor: Predictor) -> str:
-    from .plot import plot_ecg
 
     tracing = _png(plot_ecg(c.prepared.ecg, title=None, dpi=_DPI))
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

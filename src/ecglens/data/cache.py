@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._version import __version__
 from ..ecg import sex_to_code
 from ..exceptions import ConfigError, CorruptRecordError, EcglensError
 from ..io import read_ecg
@@ -537,7 +538,6 @@ def _meta_table(catalogue: pd.DataFrame, accepted: list[int], info: list[dict[st
 def _manifest(spec: dict[str, Any], fingerprint: str, source: str, preprocess: Preprocess, dtype: str, n: int,
               n_accepted: int, rejected: list[dict[str, str]], elapsed: float, workers: int) -> dict[str, Any]:
     """The content of ``manifest.json``."""
-    from .._version import __version__
 
     return {
         "format": "ecglens-cache/1",

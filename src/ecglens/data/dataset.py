@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._optional import require
 from ..exceptions import ConfigError
+from .cache import open_cache
 from .targets import TaskSpec
 
 L = require("lightning", "training")
@@ -175,7 +176,6 @@ def _check_patient_disjoint(meta: pd.DataFrame, train: np.ndarray, val: np.ndarr
 
 def _open(cache: Any) -> Any:
     if isinstance(cache, (str, Path)):
-        from .cache import open_cache
 
         return open_cache(cache)
     return cache

@@ -58,6 +58,7 @@ import pandas as pd
 from .._optional import require
 from ..exceptions import ConfigError
 from ..leads import CANONICAL_LEADS, normalize_lead_name
+from .figures import new_figure
 
 __all__ = [
     "FEATURE_COLUMNS",
@@ -475,7 +476,6 @@ def plot_associations(table: pd.DataFrame, path: str | Path | None = None, *, va
     -------
     matplotlib.figure.Figure
     """
-    from .figures import new_figure
 
     p_col = value.replace("_r", "_p")
     if value not in table.columns or p_col not in table.columns:

@@ -31,9 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..artifact import check_contract
+from ..artifact import check_contract, load_checkpoint
+from ..data.cache import open_cache
 from ..exceptions import ConfigError, EcglensError
 from ..jsonutil import json_ready
+from . import figures as F
 from . import metrics as M
 from .bootstrap import bootstrap_metrics
 
@@ -300,7 +302,6 @@ def evaluate_predictions(outputs: dict[str, np.ndarray], meta: pd.DataFrame, tas
 # ------------------------------------------------------------------------------------------------- report
 def _regression_figures(name: str, entry: dict[str, Any], t: np.ndarray, p: np.ndarray,
                         out: Path) -> dict[str, Path]:
-    from . import figures as F
 
     column = entry["target"]
     units = UNITS.get(column, "")
@@ -314,7 +315,6 @@ def _regression_figures(name: str, entry: dict[str, Any], t: np.ndarray, p: np.n
 
 
 def _binary_figures(name: str, entry: dict[str, Any], t: np.ndarray, p: np.ndarray, out: Path) -> dict[str, Path]:
-    from . import figures as F
 
     title = f"{name} vs {entry['target']}"
     figs = {f"{name}_roc": F.plot_roc(t, p, label=name, title=f"ROC: {title}"),
@@ -335,7 +335,6 @@ def _save(figs: dict[str, Any], out: Path) -> dict[str, Path]:
 
 def _multilabel_figures(results: dict[str, Any], outputs: dict[str, np.ndarray], meta: pd.DataFrame,
                         out: Path) -> dict[str, Path]:
-    from . import figures as F
 
     paths = {}
     for group, entry in results.get("multilabel", {}).items():
@@ -493,11 +492,9 @@ def evaluate_checkpoint(checkpoint: Any, cache: Any, folds: Any = None, out_dir:
         written, ``files``.
     """
     if not hasattr(checkpoint, "predict"):
-        from ..artifact import load_checkpoint
 
         checkpoint = load_checkpoint(checkpoint)
     if not hasattr(cache, "signals"):
-        from ..data.cache import open_cache
 
         cache = open_cache(cache)
     check_contract(getattr(checkpoint, "preprocess", None), getattr(cache, "preprocess", None),

@@ -47,8 +47,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..artifact import load_checkpoint
+from ..data.targets import task_from_name
+from ..evaluate.runner import evaluate_checkpoint
 from ..exceptions import ConfigError
+from ..jsonutil import json_ready
+from ..models import get_model_spec
+from ..signal.augment import Augment
 from ..train.config import TrainConfig, apply_overrides, config_from_dict, dataclass_from_dict, parse_override
+from ..train.loop import fit
 from .compare_report import TASKS, plot_comparison, write_comparison_markdown, write_report
 from .grid import (
     QUIET_TRAINER,
@@ -225,8 +232,6 @@ def _override_keys(item: str) -> list[str]:
 
 
 def _validate(cfg: CompareConfig) -> None:
-    from ..data.targets import task_from_name
-    from ..models import get_model_spec
 
     if not cfg.models or not cfg.tasks:
         raise ConfigError("models and tasks must not be empty (e.g. tasks: {age: {}, sex: {}, age_sex: {}}).")
@@ -321,7 +326,6 @@ def _with_crop(augment: Mapping[str, Any], crop_seconds: float | None) -> dict[s
     it was off; the default augmentations kept, if it was on with no spec)."""
     if crop_seconds is None:
         return dict(augment)
-    from ..signal.augment import Augment
 
     enabled, spec = augment.get("enabled", True), dict(augment.get("spec") or {})
     if not enabled:
@@ -422,8 +426,6 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def _evaluate(cfg: CompareConfig, checkpoint: Any, cache: Any, folder: Path) -> dict[str, Any]:
     """Validation metrics of the run's best checkpoint, with bootstrap CIs (figures when ``eval.figures``)."""
-    from ..evaluate.runner import evaluate_checkpoint
-    from ..jsonutil import json_ready
 
     eval_dir = folder / "eval"
     results = evaluate_checkpoint(checkpoint, cache, folds=list(cfg.val_folds),
@@ -460,8 +462,6 @@ def _stopped_by(cfg: CompareConfig, epochs_run: int, train_time: float) -> str:
 def _run_one(cfg: CompareConfig, run: CompareRun, data: tuple[Any, str], _: None, out: Path,
              digest: str) -> dict[str, Any]:
     """Train one run, evaluate its best checkpoint on the validation folds; return its ``results.csv`` row."""
-    from ..artifact import load_checkpoint
-    from ..train.loop import fit
 
     cache, cache_path = data
     folder = out / "runs" / run.key

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..data.cache import write_cache
+from ..data.cache import open_cache, write_cache
 from ..exceptions import ConfigError
 from ..signal.transforms import Preprocess
 from ..train.config import TrainConfig, dataclass_from_dict, parse_override
@@ -336,7 +336,6 @@ def open_grid_cache(synthetic: SyntheticSpec | None, cache: str, out: Path, labe
     ConfigError
         When the cache lacks a column of ``need`` (the message says how to prepare one from PTB-XL).
     """
-    from ..data.cache import open_cache
 
     path = write_synthetic_cache(synthetic, out / "synthetic_cache", labels) if synthetic else Path(cache)
     opened = open_cache(path)

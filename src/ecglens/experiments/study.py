@@ -34,15 +34,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..artifact import load_checkpoint
+from ..data.cache import open_cache, prepare_cache
+from ..data.labs import link_labs, read_labs
+from ..data.outcomes import ecg_age_gap, gap_category, gap_levels, read_outcomes
 from ..data.splits import patient_folds
 from ..evaluate import metrics as M
 from ..evaluate.bootstrap import bootstrap_ci, bootstrap_metrics
-from ..evaluate.features import association_grid
+from ..evaluate.features import association_grid, extract_features, feature_associations, plot_associations
+from ..evaluate.figures import new_figure, plot_bland_altman, plot_roc, plot_scatter
+from ..evaluate.runner import evaluate_checkpoint, health_subsets, predict_cache
 from ..evaluate.survival import _md_table, format_p
 from ..exceptions import ConfigError, EcglensError
 from ..io.wfdb_write import write_wfdb_records
 from ..jsonutil import json_ready
+from ..signal.transforms import Preprocess
 from ..train.config import TrainConfig
+from ..train.loop import fit
+from .simulate import simulate_cohort, simulate_ecgs
 from .study_config import FeatureSettings, SimulationSettings, StudySettings, load_study_config
 from .study_survival import anemia_label, headline, survival_analyses
 
@@ -86,7 +95,6 @@ def _subset_cohort(cohort: Any, rows: np.ndarray, prefix: str) -> Any:
 
 
 def _simulate(sim: SimulationSettings, n: int, seed: int, anemia_fraction: float, low_hb: float) -> Any:
-    from .simulate import simulate_cohort
 
     return simulate_cohort(n, seed=seed, fs=sim.fs, seconds=sim.seconds, anemia_fraction=anemia_fraction,
                            hr_low_hb=sim.true_hr_low_hb, low_hb_threshold=low_hb)
@@ -94,7 +102,6 @@ def _simulate(sim: SimulationSettings, n: int, seed: int, anemia_fraction: float
 
 def _external_cohort(cfg: dict[str, Any]) -> Any:
     """A shifted cohort: oversample, keep older patients preferentially, re-record with a noisier device."""
-    from .simulate import simulate_ecgs
 
     study, sim, ext = cfg["study"], cfg["simulation"], cfg["external"]
     seed = study.seed + ext.seed_offset
@@ -148,10 +155,6 @@ class _Arm:
 
 def _prepare_arm(inputs: CohortInputs, study: StudySettings, out: Path, progress: bool) -> _Arm:
     """Link labs, assign folds, prepare the cache of one cohort."""
-    from ..data.cache import open_cache, prepare_cache
-    from ..data.labs import link_labs, read_labs
-    from ..data.outcomes import read_outcomes
-    from ..signal.transforms import Preprocess
 
     labs = read_labs(inputs.labs)
     table = link_labs(inputs.ecgs, labs, window=tuple(study.link_window_days), out_col="hb")
@@ -177,7 +180,6 @@ def _prepare_arm(inputs: CohortInputs, study: StudySettings, out: Path, progress
 
 
 def _train(train_cfg: TrainConfig, arm: _Arm, out: Path) -> Any:
-    from ..train.loop import fit
 
     data = dataclasses.replace(train_cfg.data, cache=str(arm.cache.path), train_folds=(FOLDS["train"],),
                                val_folds=(FOLDS["validation"],))
@@ -186,7 +188,6 @@ def _train(train_cfg: TrainConfig, arm: _Arm, out: Path) -> Any:
 
 def _predict(checkpoint: Any, arm: _Arm) -> None:
     """Add ``hb_pred`` (g/dL) to ``arm.table`` for every non-training ECG in the cache."""
-    from ..evaluate.runner import predict_cache
 
     name = checkpoint.task.targets[0].out_name
     idx = arm.cache.indices(query=lambda m: m["fold"] != FOLDS["train"])
@@ -247,7 +248,6 @@ def _anemia_row(df: pd.DataFrame, split: str, level: str, spec: dict[str, Any], 
 def _features(arm: _Arm, rows: pd.DataFrame, outputs: Sequence[str], fs_cfg: FeatureSettings, seed: int,
               out: Path, stem: str, title: str, progress: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Features of (up to ``max_records``) rows' ECGs from the cache, their associations and the heatmap."""
-    from ..evaluate.features import extract_features, feature_associations, plot_associations
 
     if fs_cfg.max_records is not None and len(rows) > fs_cfg.max_records:
         rows = rows.sample(fs_cfg.max_records, random_state=seed).sort_index()
@@ -304,7 +304,6 @@ def _cox_md(cox: pd.DataFrame) -> pd.DataFrame:
 
 
 def _hb_figures(sets: dict[str, pd.DataFrame], thresholds: dict, figures: Path) -> None:
-    from ..evaluate.figures import new_figure, plot_bland_altman, plot_roc, plot_scatter
 
     for split, df in sets.items():
         if split == "validation":
@@ -454,7 +453,6 @@ def run_hb_study(internal: CohortInputs, external: CohortInputs | None, cfg: dic
     ``low_hb``) is reported next to the estimates. ``out`` receives ``summary.json``, ``study.md``,
     ``tables/`` (CSV + Markdown), ``figures/`` (PNG), ``train/`` (run folder and checkpoint) and ``cache/``.
     """
-    from ..artifact import load_checkpoint
 
     start = time.perf_counter()
     out = Path(out)
@@ -491,7 +489,6 @@ def run_simulation_study(cfg: dict[str, Any], out: str | Path, progress: bool = 
 
 # ---------------------------------------------------------------------------------------------- PTB-XL ECG-age
 def _gap_table(df: pd.DataFrame, subsets: Mapping[str, np.ndarray], threshold: float) -> pd.DataFrame:
-    from ..data.outcomes import gap_levels
 
     rows = []
     for name, mask in subsets.items():
@@ -506,7 +503,6 @@ def _gap_table(df: pd.DataFrame, subsets: Mapping[str, np.ndarray], threshold: f
 
 
 def _gap_figure(df: pd.DataFrame, subsets: Mapping[str, np.ndarray], threshold: float, path: Path) -> None:
-    from ..evaluate.figures import new_figure
 
     fig, ax = new_figure((6.5, 4.2))
     for name, mask in subsets.items():
@@ -524,8 +520,6 @@ def _gap_figure(df: pd.DataFrame, subsets: Mapping[str, np.ndarray], threshold: 
 def _age_predictions(ck: Any, cache: Any, folds: Any, out: Path, n_boot: int, seed: int, threshold: float,
                      progress: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``ecglens evaluate`` into ``out/evaluation`` and the analysed rows with ``age_pred`` and the gap."""
-    from ..data.outcomes import ecg_age_gap, gap_category
-    from ..evaluate.runner import evaluate_checkpoint
 
     if "age" not in ck.output_names:
         raise ConfigError(f"checkpoint {getattr(ck, 'path', '')} has outputs {list(ck.output_names)}, no 'age'; "
@@ -551,9 +545,6 @@ def run_ptbxl_age_study(checkpoint: Any, cache: Any, out: str | Path, folds: Any
     ``evaluation/`` (``ecglens evaluate`` output), ``tables/``, ``figures/``, ``summary.json``, ``study.md``.
     Returns the content of ``summary.json``.
     """
-    from ..artifact import load_checkpoint
-    from ..data.cache import open_cache
-    from ..evaluate.runner import health_subsets
 
     out = _prepare_out(out)
     ck = checkpoint if hasattr(checkpoint, "predict") else load_checkpoint(checkpoint)

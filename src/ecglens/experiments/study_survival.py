@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..evaluate.survival import CoxAnalysis, c_index
 from ..exceptions import EcglensError
 from .study_config import StudySettings
 
@@ -86,7 +87,6 @@ _CALIBRATED = {("ecg_low_hb_calibrated", "unadjusted"), ("ecg_low_hb_calibrated_
 
 
 def _fit_cox(d: pd.DataFrame, exposure: str, kw: dict[str, Any], study: StudySettings) -> tuple[Any, str]:
-    from ..evaluate.survival import CoxAnalysis
 
     if exposure not in d.columns or d[exposure].notna().sum() == 0:
         return None, _NOT_AVAILABLE
@@ -115,7 +115,6 @@ def _report_rows(cox: Any, name: str, split: str, cut: float) -> pd.DataFrame:
 def survival_analyses(arm_df: pd.DataFrame, outcomes: pd.DataFrame, val: pd.DataFrame, thresholds: dict, split: str,
               study: StudySettings, figures: Path) -> dict[str, Any]:
     """Every Cox analysis of one split, a KM figure by ECG-Hb category, and the headline numbers."""
-    from ..evaluate.survival import c_index
 
     d, notes = _survival_frame(arm_df, val, thresholds, study)
     d = d.merge(outcomes, on="patient_id", how="inner")

@@ -39,11 +39,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..artifact import load_checkpoint
+from ..data.cache import open_cache
+from ..data.targets import TaskSpec, task_from_name
 from ..data.views import CacheView
+from ..evaluate.bootstrap import bootstrap_metrics
+from ..evaluate.metrics import auprc, auroc
+from ..evaluate.runner import predict_cache
 from ..exceptions import ConfigError
+from ..models import get_model_spec
 from ..signal.transforms import contract_mismatches
 from ..train.config import TrainConfig, apply_overrides, config_from_dict, dataclass_from_dict
-from ..train.finetune import STRATEGIES, finetune_settings_from_dict
+from ..train.finetune import STRATEGIES, finetune, finetune_settings_from_dict
+from ..train.loop import build_task, fit, monitor_names
+from .figures import write_transfer_figures
 from .grid import (
     QUIET_TRAINER,
     GridDefinition,
@@ -202,8 +211,6 @@ def _check_sizes(sizes: Sequence[int | str], where: str) -> None:
 
 
 def _validate(cfg: TransferConfig) -> None:
-    from ..data.targets import task_from_name
-    from ..models import get_model_spec
 
     _check_sizes(cfg.source.sizes, "source.sizes")
     _check_sizes(cfg.target.sizes, "target.sizes")
@@ -244,7 +251,6 @@ def _validate(cfg: TransferConfig) -> None:
 
 def _check_train_sections(cfg: TransferConfig) -> None:
     """Build a pretraining and a target config per model and task now: a typo fails before the grid runs."""
-    from ..train.loop import build_task, monitor_names
 
     first = {(r.model, r.pretrain_task): r for r in reversed(plan_grid(cfg))}
     for run in first.values():
@@ -377,7 +383,6 @@ class _Data:
 
 
 def _open_data(cfg: TransferConfig, out: Path) -> _Data:
-    from ..data.cache import open_cache
 
     need = {"fold"} | ({"age", "sex"} if set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING} else set())
     cache, path = open_grid_cache(cfg.synthetic, cfg.cache, out, mi_labels, need)
@@ -401,7 +406,6 @@ def _open_data(cfg: TransferConfig, out: Path) -> _Data:
 
 def _target_view(cfg: TransferConfig, cache: Any, seed: int) -> CacheView:
     """The cache with only the seeded ``val_size`` part of the validation folds kept as validation rows."""
-    from ..data.targets import task_from_name
 
     folds = cache.meta["fold"].to_numpy(dtype=np.float64).copy()
     if cfg.target.val_size is not None:
@@ -487,7 +491,6 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
 def _start_group(cfg: TransferConfig, first: TargetRun, data: _Data,
                  out: Path) -> tuple[Path, dict[str, Any]] | None:
     """The group's pretrained checkpoint and info (``None`` from scratch), training it first unless it is done."""
-    from ..train.loop import fit
 
     run = first.pretrain
     if run is None:
@@ -511,11 +514,6 @@ def _start_group(cfg: TransferConfig, first: TargetRun, data: _Data,
 
 def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: Path) -> dict[str, Any]:
     """Validation and test AUROC / AUPRC with bootstrap CIs and the split counts of a finished target run."""
-    from ..artifact import load_checkpoint
-    from ..data.targets import TaskSpec
-    from ..evaluate.bootstrap import bootstrap_metrics
-    from ..evaluate.metrics import auprc, auroc
-    from ..evaluate.runner import predict_cache
 
     ckpt = load_checkpoint(checkpoint_path)
     data = CacheView(view, ckpt.preprocess.leads) if ckpt.preprocess is not None else view
@@ -547,7 +545,6 @@ def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: 
 def _run_target(cfg: TransferConfig, run: TargetRun, data: _Data, pretrained: tuple[Path, dict[str, Any]] | None,
                 out: Path, digest: str) -> dict[str, Any]:
     """Fine-tune (or train from scratch) one target run, score it and return its ``results.csv`` row."""
-    from ..train.finetune import finetune
 
     folder = out / "runs" / run.key
     shutil.rmtree(folder, ignore_errors=True)
@@ -625,6 +622,5 @@ def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None,
     table = read_results(out) if figures else None
     if table is None or not len(table):
         return TransferSummary(**counts, n_pretrained=trained)
-    from .figures import write_transfer_figures
 
     return TransferSummary(**counts, n_pretrained=trained, figures=write_transfer_figures(table, out / "figures"))

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..artifact import Checkpoint, load_checkpoint, save_checkpoint
 from ..exceptions import CheckpointError
+from ..models.ensemble import combine_models
 
 __all__ = ["ensemble_checkpoints"]
 
@@ -66,7 +67,6 @@ def ensemble_checkpoints(
     CheckpointError
         Fewer than two sources, or members with different tasks, label statistics, input contracts or leads.
     """
-    from ..models.ensemble import combine_models
 
     if len(sources) < 2:
         raise CheckpointError(f"an ensemble needs at least two checkpoints, got {len(sources)}.")
