@@ -30,9 +30,11 @@ setup-dev: $(VENV)/.installed-dev
 demo: setup
 	$(BIN)/ecglens demo --out $(DEMO_OUT)
 
-# the rule set is in pyproject.toml ([tool.ruff.lint]); `make test` lints first and stops at the first finding
+# ruff's rule set is in pyproject.toml ([tool.ruff.lint]); the package's floors (no upward import, no cycle) in
+# .importlinter. `make test` lints first and stops at the first finding.
 lint: setup-dev
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/lint-imports --no-cache
 
 test: setup-dev lint
 	$(BIN)/python -m pytest -n 2 -q
