@@ -1,6 +1,6 @@
 """The transfer-learning experiment: does pretraining on age, sex or both help a small clinical target (MI)?
 
-A reproduction on PTB-XL of the study design of Gustafsson et al., "Transfer learning for predicting acute
+A reproduction on PTB-XL of the study design of Nyström et al., "Transfer learning for predicting acute
 myocardial infarction using electrocardiograms": for each model of the zoo, pretrain on a *source* task (age,
 sex, age + sex) with a given number of source ECGs, fine-tune on a *target* task (the ``MI`` diagnostic
 superclass) with a given number of target ECGs, and compare with the same architecture trained from scratch.
