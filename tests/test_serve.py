@@ -33,7 +33,7 @@ from ecglens.data.targets import task_from_name
 from ecglens.models import create_model
 from ecglens.predict import Predictor
 from ecglens.serve import create_app
-from ecglens.serve.app import safe_filename
+from ecglens.serve.app import accepted_suffixes, safe_filename
 from ecglens.signal.transforms import Preprocess
 
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
@@ -146,7 +146,7 @@ def test_page_has_the_upload_form(client: TestClient) -> None:
     html = response.text
     assert '<form id="upload-form"' in html
     assert '<input type="file" id="file" name="file" multiple' in html
-    assert 'accept=".hea,.dat,.mat,.dcm,.dicom,.xml,.zip"' in html
+    assert f'accept="{",".join(accepted_suffixes())}"' in html and ".scp" in accepted_suffixes()
     assert '<button type="submit" id="submit">Predict</button>' in html
     assert 'fetch("/predict"' in html and '<img id="plot"' in html
 
