@@ -148,10 +148,11 @@ def is_record_file(path: str | Path, raw: bool = False) -> bool:
     """Whether folder search should list ``path`` as a record.
 
     A companion of an existing record file is not (its record file is); a file whose suffix no reader claims is
-    not; raw arrays (``.npy``, ``.csv``, ...) only with ``raw``. A file a reader recognises is listed, and so is
-    one whose suffix only ECG formats use (``.xml``, ``.scp``, ``.hea``, ...) even when no reader recognises it,
-    so that its error is reported instead of the file being skipped silently. A suffix that raw tables share
-    (``.txt``) is listed only when a reader recognises the content.
+    not; raw arrays (``.npy``, ``.csv``, ``.txt``, ...) only with ``raw``, and then every file a reader claims.
+    Without ``raw``, a file a reader recognises is listed, and so is one whose suffix only ECG formats use
+    (``.xml``, ``.scp``, ``.hea``, ...) even when no reader recognises it, so that its error is reported instead
+    of the file being skipped silently; a suffix that raw tables share (``.txt``) is listed only when a reader
+    recognises the content.
     """
     _ensure_loaded()
     path = Path(path)
@@ -160,7 +161,7 @@ def is_record_file(path: str | Path, raw: bool = False) -> bool:
     eligible = [r for r in claims if raw or not r.raw]
     if not eligible or record_file(path) not in (None, path):
         return False
-    if any(_sniffs(r, path) for r in eligible):
+    if raw or any(_sniffs(r, path) for r in eligible):
         return True
     return not any(r.raw for r in claims)
 

@@ -14,11 +14,13 @@ from typing import Any
 from ..ecg import Ecg
 from ..io.archive import ArchiveLimits, extract_archive, is_archive
 
-__all__ = ["find_records", "read_record", "record_key", "unpacked_archives"]
+__all__ = ["archive_names", "find_records", "read_record", "record_key", "unpack_archive", "unpacked_archives"]
 
 #: folders that :func:`find_records` unpacked archives into, removed by :func:`unpacked_archives` (or, at the
 #: latest, when the interpreter exits: each is a ``TemporaryDirectory``)
 _UNPACKED: list[tempfile.TemporaryDirectory] = []
+#: folder of an unpacked archive's members -> the archive as the user named it (for messages)
+_ARCHIVE_OF: dict[str, str] = {}
 
 
 def record_key(path: Path) -> tuple[str, Path]:
@@ -92,12 +94,28 @@ def find_records(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     return list(seen.items())
 
 
-def _archive_records(archive: Path, with_arrays: bool, limits: ArchiveLimits | None) -> list[tuple[str, Path]]:
-    """Unpack ``archive`` into a new temporary folder and list its records, named ``ARCHIVE/MEMBER``."""
+def unpack_archive(archive: str | os.PathLike[str], limits: ArchiveLimits | None = None) -> Path:
+    """Unpack ``archive`` (:func:`~ecglens.io.archive.extract_archive`) into a new private temporary folder,
+    removed when the enclosing :func:`unpacked_archives` block ends; returns the folder of its members."""
     workspace = tempfile.TemporaryDirectory(prefix="ecglens-archive-", ignore_cleanup_errors=True)
     _UNPACKED.append(workspace)
     folder = Path(workspace.name) / "members"
+    _ARCHIVE_OF[str(folder)] = str(archive)
     extract_archive(archive, folder, limits)
+    return folder
+
+
+def archive_names(text: str) -> str:
+    """``text`` with the temporary folders of unpacked archives replaced by the archives' names, so that a
+    message names ``export.zip/folder/rec.xml``, not ``/tmp/ecglens-archive-.../members/folder/rec.xml``."""
+    for folder, archive in _ARCHIVE_OF.items():
+        text = text.replace(folder, archive)
+    return text
+
+
+def _archive_records(archive: Path, with_arrays: bool, limits: ArchiveLimits | None) -> list[tuple[str, Path]]:
+    """Unpack ``archive`` into a new temporary folder and list its records, named ``ARCHIVE/MEMBER``."""
+    folder = unpack_archive(archive, limits)
     pairs = []
     for file in _folder_files(folder, with_arrays):
         name, target = record_key(file)
@@ -107,7 +125,8 @@ def _archive_records(archive: Path, with_arrays: bool, limits: ArchiveLimits | N
 
 @contextmanager
 def unpacked_archives() -> Iterator[None]:
-    """Remove, when the block ends, the folders that :func:`find_records` unpacked archives into within it.
+    """Remove, when the block ends, the folders that :func:`find_records` and :func:`unpack_archive` unpacked
+    archives into within it.
 
     Examples
     --------
@@ -119,7 +138,9 @@ def unpacked_archives() -> Iterator[None]:
         yield
     finally:
         while len(_UNPACKED) > start:
-            _UNPACKED.pop().cleanup()
+            workspace = _UNPACKED.pop()
+            _ARCHIVE_OF.pop(str(Path(workspace.name) / "members"), None)
+            workspace.cleanup()
 
 
 _READ_PARAMS: dict[str, tuple[set[str], bool]] = {}
