@@ -22,8 +22,8 @@ from .._optional import import_submodules
 from ..ecg import Ecg
 from ..exceptions import UnsupportedFormatError
 
-__all__ = ["ReaderSpec", "companion_of", "detect_format", "get_reader", "is_record_file", "list_readers", "read_ecg", "record_file",
-           "record_suffixes", "register_reader"]
+__all__ = ["ReaderSpec", "companion_of", "detect_format", "get_reader", "is_record_file", "list_readers",
+           "read_ecg", "record_file", "record_suffixes", "register_reader"]
 
 
 @dataclass(frozen=True)

@@ -39,10 +39,10 @@ def record_key(path: Path) -> tuple[str, Path]:
 
 
 def _folder_files(folder: Path, with_arrays: bool) -> list[Path]:
-    """Record files under ``folder``, as the reader registry decides (:func:`ecglens.io.registry.is_record_file`); of the
-    WFDB headers, only those of records with stored signals (not segment or layout headers)."""
-    from ..io.registry import is_record_file
+    """Record files under ``folder``, as the reader registry decides (:func:`ecglens.io.registry.is_record_file`);
+    of the WFDB headers, only those of records with stored signals (not segment or layout headers)."""
     from ..io.paths import walk_files
+    from ..io.registry import is_record_file
     from ..io.wfdb import signal_records
 
     files = [f for f in walk_files(folder) if is_record_file(f, raw=with_arrays)]  # the tree is walked once

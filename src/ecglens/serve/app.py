@@ -6,12 +6,14 @@ Routes
     One self-contained page (``static/index.html``): choose the file(s) of one record, press *Predict*, see the
     plotted leads, the predictions, their uncertainty and what was done to the record.
 ``POST /predict``
-    ``multipart/form-data`` with one or more files in the field ``file`` forming **one record**: ``.hea`` +
-    ``.dat``, ``.hea`` + ``.mat`` (WFDB / PhysioNet challenge), ``.dcm`` (DICOM waveform), ``.xml`` (GE MUSE,
-    HL7 aECG), or a ``.zip`` holding one such record. Returns JSON: ``record``, ``format``, ``outputs``,
-    ``uncertainty`` (the model's own ``*_std`` outputs), ``window_spread`` (SD across 10 s windows of a long
-    record), ``n_windows``, ``flags``, ``warnings``, ``recorded`` (age / sex from the file), ``ecg`` (fs,
-    duration, leads), ``model``, ``input_contract``, ``timing_ms`` and ``plot_png`` (base64 PNG of the leads).
+    ``multipart/form-data`` with one or more files in the field ``file`` forming **one record** of any format
+    the reader registry knows (:func:`accepted_suffixes`; the content decides, as in ``read_ecg``): ``.hea`` +
+    ``.dat`` / ``.mat`` (WFDB / PhysioNet challenge), ``.dcm``, ``.scp``, ``.edf``, ``.xml`` (GE MUSE, HL7 aECG,
+    Philips, CardioSoft), ..., or a ``.zip`` / ``.tar`` / ``.tar.gz`` holding one such record. Returns JSON:
+    ``record``, ``format``, ``outputs``, ``uncertainty`` (the model's own ``*_std`` outputs), ``window_spread``
+    (SD across 10 s windows of a long record), ``n_windows``, ``flags``, ``warnings``, ``recorded`` (age / sex
+    from the file), ``ecg`` (fs, duration, leads), ``model``, ``input_contract``, ``timing_ms`` and ``plot_png``
+    (base64 PNG of the leads).
 ``GET /models``
     The served model and the shipped ones: names, architectures, tasks, outputs and input contracts.
 ``GET /health``
@@ -21,8 +23,9 @@ Safety
 ------
 Every failure of an upload is answered with a JSON error ``{"error": code, "detail": message, "status": n}``
 and a 4xx status, never a 500: 413 when the request body exceeds ``max_upload_mb`` (the ``Content-Length`` is
-checked first, then the streamed bytes are counted and reading stops at the limit) or a zip would unpack to too
-much / too many entries; 400 for too many files, several records, unsafe zip paths or a malformed request; 415
+checked first, then the streamed bytes are counted and reading stops at the limit) or an archive would unpack to
+too much / too many entries (the shared :func:`~ecglens.io.archive.extract_archive`); 400 for too many files,
+several records, unsafe archive members (``..``, absolute names, links, devices) or a malformed request; 415
 for a file type ecglens does not read; 422 for a record that cannot be read or brought to the model's contract.
 Unexpected exceptions are logged with their traceback and answered as 422. Uploads are written into a
 ``tempfile.TemporaryDirectory`` that is removed when the request ends, under names reduced to safe characters
