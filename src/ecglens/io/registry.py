@@ -161,9 +161,9 @@ def is_record_file(path: str | Path, raw: bool = False) -> bool:
     eligible = [r for r in claims if raw or not r.raw]
     if not eligible or record_file(path) not in (None, path):
         return False
-    if raw or any(_sniffs(r, path) for r in eligible):
+    if raw or not any(r.raw for r in claims):
         return True
-    return not any(r.raw for r in claims)
+    return any(_sniffs(r, path) for r in eligible)  # only a shared suffix (.txt) costs a look at the content
 
 
 def _candidates(path: Path) -> list[Path]:
