@@ -217,3 +217,16 @@ def test_archive_names_are_kept_but_made_safe(tmp_path: Path) -> None:
 def test_a_missing_archive_is_an_error_row_not_a_crash(predictor: Predictor, tmp_path: Path) -> None:
     table = predictor.predict_paths([tmp_path / "absent.zip"], progress=False, workers=0)
     assert list(table["status"]) == ["error"] and "absent.zip" in table["message"].iat[0]
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar.gz"])
+def test_a_bomb_is_stopped_by_its_ratio_before_the_size_limit(suffix: str, tmp_path: Path) -> None:
+    zeros = b"\0" * (16 << 20)
+    data = (zip_bytes(("bomb.dat", zeros)) if suffix == ".zip"
+            else tar_bytes(tar_member("bomb.dat", size=len(zeros)), data=zeros))
+    archive = tmp_path / f"bomb{suffix}"
+    archive.write_bytes(data)
+    with pytest.raises(ArchiveError, match="compresses more than 50:1") as err:
+        extract_archive(archive, tmp_path / "out", ArchiveLimits(max_bytes=1 << 30, max_ratio=50))
+    assert err.value.kind == "too_large"
+    assert (tmp_path / "out" / "bomb.dat").stat().st_size <= 2 << 20  # stopped after about 1 MB, not 16 MB

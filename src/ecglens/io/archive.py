@@ -132,22 +132,24 @@ class _Writer:
         return ArchiveError(f"{self.archive.name} holds two members named {name!r} (after making the names "
                             "safe); rename one of them.", "duplicate")
 
-    def too_large(self) -> ArchiveError:
-        return ArchiveError(f"{self.archive.name} unpacks to more than {self.limits.max_bytes / _MB:g} MB or "
-                            f"compresses more than {self.limits.max_ratio:g}:1 (a zip bomb?); split the archive "
-                            "or unpack it yourself.", "too_large")
+    def too_large(self, ratio: bool = False) -> ArchiveError:
+        what = (f"compresses more than {self.limits.max_ratio:g}:1 (a zip bomb?)" if ratio
+                else f"unpacks to more than {self.limits.max_bytes / _MB:g} MB")
+        return ArchiveError(f"{self.archive.name} {what}; ecglens refuses it. Split the archive or unpack it "
+                            "yourself.", "too_large")
 
-    def copy(self, src: IO[bytes], target: Path, name: str, compressed: int) -> None:
-        """Copy one member; ``compressed`` is its compressed size (ratio check), or -1 to skip that check."""
+    def copy(self, src: IO[bytes], target: Path, name: str, ratio_budget: float) -> None:
+        """Copy one member; more than ``ratio_budget`` bytes from it break the compression ratio limit."""
         target.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         with open(target, "wb") as dst:
             while chunk := src.read(_CHUNK):
                 written += len(chunk)
                 self.total += len(chunk)
-                if self.total > self.limits.max_bytes or (
-                        compressed >= 0 and written > max(_RATIO_FLOOR, self.limits.max_ratio * compressed)):
+                if self.total > self.limits.max_bytes:
                     raise self.too_large()
+                if written > ratio_budget:
+                    raise self.too_large(ratio=True)
                 dst.write(chunk)
         self.written[target] = name
 
@@ -191,7 +193,8 @@ def _extract_zip(archive: Path, writer: _Writer) -> None:
             raise writer.too_large()
         for info, target in members:
             with zf.open(info) as src:
-                writer.copy(src, target, info.filename, info.compress_size)
+                budget = max(_RATIO_FLOOR, writer.limits.max_ratio * info.compress_size)
+                writer.copy(src, target, info.filename, budget)
 
 
 def _tar_member_ok(member: tarfile.TarInfo, archive: Path, folder: Path) -> bool:
@@ -222,10 +225,9 @@ def _extract_tar(archive: Path, writer: _Writer) -> None:
             if target is None or not _tar_member_ok(member, archive, writer.folder):
                 continue
             src = tf.extractfile(member)
-            if src is not None:
-                writer.copy(src, target, member.name, -1)
-            if not plain and writer.total > max(_RATIO_FLOOR, writer.limits.max_ratio * size):
-                raise writer.too_large()
+            if src is not None:  # a compressed tar: the whole archive's ratio, against its file size
+                budget = float("inf") if plain else max(_RATIO_FLOOR, writer.limits.max_ratio * size) - writer.total
+                writer.copy(src, target, member.name, budget)
 
 
 def _is_plain_tar(archive: Path) -> bool:
