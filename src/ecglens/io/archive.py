@@ -20,9 +20,11 @@ are skipped.
 
 from __future__ import annotations
 
+import lzma
 import re
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -167,8 +169,8 @@ def _damaged(archive: Path) -> Iterator[None]:
         yield
     except ArchiveError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, RuntimeError, OSError, EOFError,
-            ValueError, NotImplementedError) as err:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, RuntimeError,
+            OSError, EOFError, ValueError, NotImplementedError) as err:
         raise ArchiveError(f"{archive.name} cannot be unpacked ({type(err).__name__}: {err}); encrypted or "
                            "damaged archives are not supported. Check the file or unpack it yourself.",
                            "corrupt") from None
@@ -178,7 +180,7 @@ def _extract_zip(archive: Path, writer: _Writer) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         _check_count(len(infos), archive, writer.limits)
-        members = []
+        members, targets = [], set()
         for info in infos:
             mode = (info.external_attr >> 16) & 0o170000
             if mode not in (0, 0o100000, 0o040000):  # a symbolic link or special file stored by a Unix zip
@@ -186,8 +188,9 @@ def _extract_zip(archive: Path, writer: _Writer) -> None:
                                    "ecglens reads regular files only.", "unsafe")
             target = None if info.is_dir() else writer.target(info.filename)
             if target is not None:
-                if target in {t for _, t in members}:
+                if target in targets:
                     raise writer.duplicate(info.filename)
+                targets.add(target)
                 members.append((info, target))
         if sum(info.file_size for info, _ in members) > writer.limits.max_bytes:
             raise writer.too_large()
