@@ -33,7 +33,7 @@ from ecglens.data.targets import task_from_name
 from ecglens.models import create_model
 from ecglens.predict import Predictor
 from ecglens.serve import create_app
-from ecglens.serve.app import safe_filename
+from ecglens.serve.app import accepted_suffixes, safe_filename
 from ecglens.signal.transforms import Preprocess
 
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
@@ -146,7 +146,7 @@ def test_page_has_the_upload_form(client: TestClient) -> None:
     html = response.text
     assert '<form id="upload-form"' in html
     assert '<input type="file" id="file" name="file" multiple' in html
-    assert 'accept=".hea,.dat,.mat,.dcm,.dicom,.xml,.zip"' in html
+    assert f'accept="{",".join(accepted_suffixes())}"' in html and ".scp" in accepted_suffixes()
     assert '<button type="submit" id="submit">Predict</button>' in html
     assert 'fetch("/predict"' in html and '<img id="plot"' in html
 
@@ -430,3 +430,56 @@ def test_cli_serve_builds_the_app_and_runs_uvicorn(ckpt: Path, monkeypatch, caps
     assert served.state.ecglens.limits.max_files == 2
     assert "model tiny (cnn_baseline, torch)" in capsys.readouterr().out
     assert cli(["serve", "--model", "no-such-model"]) == 2  # a clean error, not a traceback
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every format of the reader registry, and archives (the shared implementation of ecglens.io.archive)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def edf_bytes(tmp_path: Path) -> bytes:
+    """A synthetic 12-lead EDF written by edfio (the library the reader uses), 10 s at 250 Hz, in uV."""
+    edfio = pytest.importorskip("edfio", reason="the EDF reader needs edfio (pip install edfio)")
+    t = np.arange(2500) / 250.0
+    one, two = 0.8 * np.sin(2 * np.pi * 1.2 * t), np.sin(2 * np.pi * 1.2 * t + 0.3)
+    leads = {"I": one, "II": two, "III": two - one, "aVR": -(one + two) / 2, "aVL": one - two / 2,
+             "aVF": two - one / 2, **{f"V{k}": (0.3 + 0.1 * k) * one for k in range(1, 7)}}
+    signals = [edfio.EdfSignal(1000 * mv, 250, label=f"ECG {name}", physical_dimension="uV",
+                               physical_range=(-5000, 5000)) for name, mv in leads.items()]
+    edfio.Edf(signals).write(tmp_path / "rec.edf")
+    return (tmp_path / "rec.edf").read_bytes()
+
+
+@pytest.mark.parametrize("name", ["toolkit_example.scp", "philips_ad4d3d80_104.xml", "cardiosoft_dummy.xml",
+                                  "rec.edf"])
+def test_every_registered_format_is_accepted(client: TestClient, fixtures_dir: Path, tmp_path: Path,
+                                             name: str) -> None:
+    data = edf_bytes(tmp_path) if name == "rec.edf" else (fixtures_dir / "vendor" / name).read_bytes()
+    expected_format = {"scp": "scp", "edf": "edf"}.get(name.rsplit(".", 1)[1], name.split("_")[0])
+    body = client.post("/predict", files=[("file", (name, data))]).json()
+    assert body.get("format") == expected_format, body
+    assert body["ecg"]["leads"][:2] == ["I", "II"] and np.isfinite(body["outputs"]["age"])
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"export/{name}", data)
+    from_zip = client.post("/predict", files=[("file", ("export.zip", zipped.getvalue()))]).json()
+    assert from_zip["outputs"] == body["outputs"] and from_zip["format"] == expected_format
+
+
+def test_tar_gz_upload_and_symlink_member_refused(client: TestClient, record: Path,
+                                                  expected: dict[str, float]) -> None:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        tf.add(record, "rec/rec.hea")
+        tf.add(record.with_suffix(".dat"), "rec/rec.dat")
+    body = client.post("/predict", files=[("file", ("rec.tar.gz", buf.getvalue()))]).json()
+    assert body["outputs"] == pytest.approx(expected)
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w:gz") as tf:
+        link = tarfile.TarInfo("rec.hea")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(link)
+    assert_error(client.post("/predict", files=[("file", ("evil.tgz", evil.getvalue()))]), 400, "unsafe_zip",
+                 "link")

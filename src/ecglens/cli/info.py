@@ -5,6 +5,7 @@ Examples::
     ecglens info data/georgia/E07500.hea        # one record: fs, leads, length, age, sex, quality flags
     ecglens info cache/ptbxl100 --json          # a cache made by `ecglens prepare`: counts, folds, labels
     ecglens info age-sex                        # a shipped model (or any .safetensors): contract, outputs, metrics
+    ecglens info export.zip                     # every record of a .zip / .tar / .tar.gz archive, or its error
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..jsonutil import json_ready
 
-__all__ = ["record_info", "register", "run_info"]
+__all__ = ["archive_info", "record_info", "register", "run_info"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="summarise one ECG record or a prepared cache",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", type=Path, metavar="PATH",
-                   help="an ECG file (any supported format), a cache folder, a .safetensors checkpoint or the name "
-                        "of a shipped model")
+                   help="an ECG file (any supported format), an archive of them (.zip, .tar, .tar.gz), a cache "
+                        "folder, a .safetensors checkpoint or the name of a shipped model")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--format", default=None, help="force a reader (see the list of formats); default: detect")
     p.set_defaults(func=run_info)
@@ -56,6 +57,28 @@ def record_info(path: Path, format: str | None = None) -> dict[str, Any]:
         if isinstance(value, (str, int, float, bool)) and len(str(value)) <= 200 and key not in info:
             info[f"meta_{key}"] = value
     return json_ready(info)
+
+
+def archive_info(path: Path, format: str | None = None) -> dict[str, Any]:
+    """Summary of every record in an archive (unpacked into a temporary folder, removed on return).
+
+    Returns ``{"archive", "n_records", "n_error", "records"}``; each record is :func:`record_info` with its
+    name (``ARCHIVE/MEMBER``) first, or ``{"record", "error"}`` when it cannot be read.
+    """
+    from ..exceptions import EcglensError
+    from ..predict.records import archive_names, find_records, unpacked_archives
+
+    records: list[dict[str, Any]] = []
+    with unpacked_archives():
+        for name, target in find_records(path):
+            try:
+                info = {k: archive_names(v) if isinstance(v, str) else v
+                        for k, v in record_info(target, format=format).items() if k != "record"}
+                records.append({"record": name, **info})
+            except EcglensError as err:
+                records.append({"record": name, "error": archive_names(str(err))})
+    n_error = sum("error" in r for r in records)
+    return {"archive": str(path), "n_records": len(records), "n_error": n_error, "records": records}
 
 
 def _checkpoint_info(path: Path) -> dict[str, Any]:
@@ -100,10 +123,19 @@ def _print_table(info: Mapping[str, Any]) -> None:
         print(f"{key:<{width}}  {'-' if value is None or value == '' else value}")
 
 
+def _print_archive(info: Mapping[str, Any]) -> None:
+    """The archive's counts, then each record's table (or its error), separated by blank lines."""
+    _print_table({k: v for k, v in info.items() if k != "records"})
+    for record in info["records"]:
+        print()
+        _print_table(record)
+
+
 def run_info(args: argparse.Namespace) -> int:
     """Handler of ``ecglens info``; returns the exit code."""
     from ..data.cache import CACHE_FILES
     from ..exceptions import ConfigError
+    from ..io.archive import is_archive
 
     path: Path = args.path
     if path.is_dir():
@@ -113,10 +145,14 @@ def run_info(args: argparse.Namespace) -> int:
         info = _cache_info(path)
     elif _is_checkpoint(path):
         info = _checkpoint_info(path)
+    elif path.is_file() and is_archive(path):
+        info = archive_info(path, format=args.format)
     else:
         info = record_info(path, format=args.format)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
+    elif "records" in info and "archive" in info:
+        _print_archive(info)
     else:
         _print_table(info)
-    return 0
+    return 0 if not info.get("records") or info["n_error"] < info["n_records"] else 1

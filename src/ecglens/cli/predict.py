@@ -5,9 +5,13 @@ Examples::
     ecglens predict ~/ptbxl/records100 --model age-sex --output preds.csv
     ecglens predict a.hea b.xml scans/ --model runs/age_sex/model.safetensors --workers 2
     ecglens predict arrays/ --fs 500 --leads I,II,V1,V2,V3,V4,V5,V6 --units uV --output preds.csv
+    ecglens predict export.zip muse_export.tar.gz --output preds.csv
 
-INPUTS are files (any supported format) and folders, searched recursively for WFDB records (.hea + .dat/.mat,
-each record once), .xml and .dcm files (and, with --fs, .npy/.npz/.csv/.tsv arrays). Every record is brought to
+INPUTS are files (any supported format), folders, searched recursively for the files of every supported format
+(WFDB .hea + .dat/.mat, each record once; .xml, .dcm, .scp, .edf, ...; with --fs also .npy/.npz/.csv/.tsv
+arrays), and .zip, .tar, .tar.gz/.tgz archives, unpacked into a private temporary folder (removed at the end)
+and searched like a folder; their records are named ARCHIVE/MEMBER (export.zip/folder/rec.xml). Unsafe archives
+(../ or absolute names, links, devices) and zip bombs are refused. Every record is brought to
 the model's input contract (resampled, leads reordered or derived, windows for long recordings, uV converted);
 what was done is listed in the ``flags`` column. A record that cannot be used gets an ``error`` row with the
 reason; the job goes on. Columns: record, status, message, one per model output (e.g. age, age_std, p_female),
@@ -52,7 +56,7 @@ def array_read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict for ECG files / folders with a trained model -> CSV",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUTS", help="ECG files and/or folders")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUTS", help="ECG files, folders and/or archives")
     p.add_argument("--model", default="age-sex", help="shipped model name or checkpoint path (default: age-sex)")
     p.add_argument("--output", "-o", type=Path, default=Path("preds.csv"), help="CSV to write (default preds.csv)")
     p.add_argument("--batch-size", type=int, default=64, help="model windows per forward pass (default 64)")
@@ -84,13 +88,15 @@ def _summary(table: Any, output: Path) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     """Run ``ecglens predict``; returns the exit code."""
     from ..predict import DEFAULT_MAX_WINDOWS, Predictor
+    from ..predict.records import unpacked_archives
 
     max_windows = args.max_windows if args.max_windows is not None else DEFAULT_MAX_WINDOWS
     options = {"num_threads": args.threads} if args.threads else {}
     predictor = Predictor.from_pretrained(args.model, backend=args.backend, max_windows=max_windows, **options)
-    table = predictor.predict_paths([str(p) for p in args.inputs], progress=not args.no_progress,
-                                    batch_size=args.batch_size, workers=args.workers,
-                                    read_kwargs=array_read_kwargs(args))
+    with unpacked_archives():
+        table = predictor.predict_paths([str(p) for p in args.inputs], progress=not args.no_progress,
+                                        batch_size=args.batch_size, workers=args.workers,
+                                        read_kwargs=array_read_kwargs(args))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.output, index=False)
     print(_summary(table, args.output), file=sys.stdout)

@@ -6,7 +6,8 @@ Examples::
     ecglens prepare wfdb  data/georgia --out cache/georgia --fs 100 --seconds 10
 
 ``ptbxl`` reads a PTB-XL folder (``labels.csv`` or the official ``ptbxl_database.csv`` beside ``records100/``);
-``wfdb`` reads every WFDB / PhysioNet-challenge record under a folder (any mix of sampling rates and lengths;
+``wfdb`` reads every WFDB / PhysioNet-challenge record under a folder, or in a .zip / .tar / .tar.gz archive
+(unpacked safely into a temporary folder that is removed at the end; any mix of sampling rates and lengths;
 age, sex and labels from the header comments). Records that cannot be read or preprocessed are listed with
 their reason in ``OUT/rejected.csv`` and ``OUT/manifest.json``; the job goes on without them. The exit code is
 0 when the cache was written (even with rejected records) and non-zero when no record could be prepared.
@@ -36,16 +37,22 @@ def _ptbxl_catalogue(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
 
 
 def _wfdb_catalogue(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
-    """Catalogue of every WFDB record under ``args.dir``."""
+    """Catalogue of every WFDB record under ``args.dir`` (a folder, or an archive unpacked for the run)."""
+    from ..io.archive import is_archive
     from ..io.wfdb import wfdb_catalogue
+    from ..predict.records import unpack_archive
 
-    return wfdb_catalogue(args.dir), Path(args.dir).resolve().name or "wfdb"
+    source = Path(args.dir)
+    if source.is_file() and is_archive(source):
+        return wfdb_catalogue(unpack_archive(source)), source.name
+    return wfdb_catalogue(source), source.resolve().name or "wfdb"
 
 
 #: dataset kind -> (catalogue builder, help text); adding a dataset adds one entry here
 _DATASETS: dict[str, tuple[Callable[[argparse.Namespace], tuple[pd.DataFrame, str]], str]] = {
     "ptbxl": (_ptbxl_catalogue, "a PTB-XL folder (labels.csv or ptbxl_database.csv + records100/500)"),
-    "wfdb": (_wfdb_catalogue, "a folder tree of WFDB / PhysioNet-challenge records (.hea + .dat/.mat)"),
+    "wfdb": (_wfdb_catalogue, "a folder tree (or a .zip / .tar / .tar.gz archive) of WFDB / PhysioNet-challenge "
+                              "records (.hea + .dat/.mat)"),
 }
 
 
@@ -56,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     kinds = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     for name, (builder, text) in _DATASETS.items():
         q = kinds.add_parser(name, help=text, description=f"Prepare a cache from {text}.")
-        q.add_argument("dir", type=Path, metavar="DIR", help="the data folder")
+        q.add_argument("dir", type=Path, metavar="DIR",
+                       help="the data folder" + (" or archive" if name == "wfdb" else ""))
         if name == "ptbxl":
             q.add_argument("--folds", default=None,
                            help="strat_folds to include, e.g. '1-9' or '1-8,10' (default: all present)")
@@ -105,14 +113,16 @@ def run_prepare(args: argparse.Namespace) -> int:
     """Handler of ``ecglens prepare ptbxl|wfdb``; returns the exit code."""
     from ..data.cache import prepare_cache
     from ..exceptions import ConfigError
+    from ..predict.records import unpacked_archives
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}.")
     preprocess = build_preprocess(args)
-    catalogue, source = args.catalogue_builder(args)
-    print(f"{len(catalogue)} records in {args.dir} -> {args.out} ({args.workers} workers)")
-    manifest = prepare_cache(catalogue, args.out, preprocess, workers=args.workers, source=source,
-                             progress=not args.quiet, force=args.force, dtype=args.dtype)
+    with unpacked_archives():
+        catalogue, source = args.catalogue_builder(args)
+        print(f"{len(catalogue)} records in {args.dir} -> {args.out} ({args.workers} workers)")
+        manifest = prepare_cache(catalogue, args.out, preprocess, workers=args.workers, source=source,
+                                 progress=not args.quiet, force=args.force, dtype=args.dtype)
     if manifest.get("up_to_date"):
         print(f"up to date: {args.out} was prepared from the same records and settings; nothing to do "
               "(the summary below is of that run).")

@@ -4,10 +4,15 @@ A reader is a function ``read(path: Path, **kwargs) -> Ecg`` registered with :fu
 with the file suffixes it claims and a ``sniff(path) -> bool`` that looks at the file's content. ``read_ecg``
 picks the reader whose suffix matches *and* whose sniff accepts the file; a file that no reader accepts raises
 :class:`~ecglens.exceptions.UnsupportedFormatError` naming the formats that were tried.
+
+The registry is also the one place that says which files are records: folder search
+(:func:`ecglens.predict.find_records`), archives and the web service's uploads all ask :func:`is_record_file`,
+:func:`record_file` and :func:`record_suffixes` instead of keeping their own lists of suffixes.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +22,8 @@ from .._optional import import_submodules
 from ..ecg import Ecg
 from ..exceptions import UnsupportedFormatError
 
-__all__ = ["ReaderSpec", "detect_format", "get_reader", "list_readers", "read_ecg", "register_reader"]
+__all__ = ["ReaderSpec", "companion_of", "detect_format", "get_reader", "is_record_file", "list_readers",
+           "read_ecg", "record_file", "record_suffixes", "register_reader"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,12 @@ class ReaderSpec:
         Higher is tried first among readers that claim the same suffix (specific before generic).
     description : str
         One line for ``ecglens formats`` and error messages.
+    companions : tuple of str
+        Suffixes of files that belong to a record read through its file with the first suffix (WFDB: a
+        ``.hea`` names its ``.dat``/``.mat`` signal files).
+    raw : bool
+        The reader reads raw sample arrays, which carry no sampling rate (it takes ``fs=``): folder search lists
+        its files only when asked to.
     """
 
     name: str
@@ -46,9 +58,13 @@ class ReaderSpec:
     sniff: Callable[[Path], bool]
     priority: int = 0
     description: str = ""
+    companions: tuple[str, ...] = ()
+    raw: bool = False
 
 
 _READERS: dict[str, ReaderSpec] = {}
+#: format -> suffixes of the files read through its record file (see ``ReaderSpec.companions``)
+_COMPANIONS: dict[str, tuple[str, ...]] = {"wfdb": (".dat", ".mat")}
 
 
 def register_reader(
@@ -70,6 +86,8 @@ def register_reader(
             sniff=sniff or (lambda p: True),
             priority=priority,
             description=description or ((fn.__doc__ or "").strip().splitlines() or [""])[0],
+            companions=_COMPANIONS.get(name, ()),
+            raw="fs" in inspect.signature(fn).parameters,
         )
         return fn
 
@@ -88,6 +106,64 @@ def get_reader(name: str) -> ReaderSpec:
     if name not in _READERS:
         raise UnsupportedFormatError(f"unknown format {name!r}; known formats: {sorted(_READERS)}.")
     return _READERS[name]
+
+
+def record_suffixes(raw: bool = False) -> frozenset[str]:
+    """Lower-case suffixes of the files a reader claims (with companions); raw-array readers only with ``raw``."""
+    _ensure_loaded()
+    return frozenset(s for r in _READERS.values() if raw or not r.raw for s in (*r.suffixes, *r.companions))
+
+
+def companion_of(path: str | Path) -> Path | None:
+    """The record file that a companion file belongs to (``rec.dat`` -> ``rec.hea``), whether or not it exists;
+    ``None`` for a file that is no companion."""
+    _ensure_loaded()
+    path = Path(path)
+    suffix = path.suffix.lower()
+    spec = next((r for r in _READERS.values() if suffix in r.companions), None)
+    return None if spec is None else path.with_suffix(spec.suffixes[0])
+
+
+def record_file(path: str | Path) -> Path | None:
+    """The file through which the multi-file record that ``path`` belongs to is read, when it exists:
+    ``rec.dat`` -> ``rec.hea``, ``rec.hea`` -> itself. ``None`` for the files of single-file formats and for
+    companions without their record file."""
+    _ensure_loaded()
+    path = Path(path)
+    suffix = path.suffix.lower()
+    main = companion_of(path)
+    if main is None and any(r.companions and suffix == r.suffixes[0] for r in _READERS.values()):
+        main = path
+    return main if main is not None and main.is_file() else None
+
+
+def _sniffs(spec: ReaderSpec, path: Path) -> bool:
+    try:
+        return bool(spec.sniff(path))
+    except (OSError, ValueError):
+        return False
+
+
+def is_record_file(path: str | Path, raw: bool = False) -> bool:
+    """Whether folder search should list ``path`` as a record.
+
+    A companion of an existing record file is not (its record file is); a file whose suffix no reader claims is
+    not; raw arrays (``.npy``, ``.csv``, ``.txt``, ...) only with ``raw``, and then every file a reader claims.
+    Without ``raw``, a file a reader recognises is listed, and so is one whose suffix only ECG formats use
+    (``.xml``, ``.scp``, ``.hea``, ...) even when no reader recognises it, so that its error is reported instead
+    of the file being skipped silently; a suffix that raw tables share (``.txt``) is listed only when a reader
+    recognises the content.
+    """
+    _ensure_loaded()
+    path = Path(path)
+    suffix = path.suffix.lower()
+    claims = [r for r in list_readers() if suffix in r.suffixes or suffix in r.companions]
+    eligible = [r for r in claims if raw or not r.raw]
+    if not eligible or record_file(path) not in (None, path):
+        return False
+    if raw or not any(r.raw for r in claims):
+        return True
+    return any(_sniffs(r, path) for r in eligible)  # only a shared suffix (.txt) costs a look at the content
 
 
 def _candidates(path: Path) -> list[Path]:

@@ -1,85 +1,146 @@
-"""Input discovery: files and folders -> records, each once; reading one record with the options its reader takes."""
+"""Input discovery: files, folders and archives -> records, each once; reading one record with the options its
+reader takes."""
 
 from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..ecg import Ecg
+from ..io.archive import ArchiveLimits, extract_archive, is_archive
 
-__all__ = ["find_records", "read_record", "record_key"]
+__all__ = ["archive_names", "find_records", "read_record", "record_key", "unpack_archive", "unpacked_archives"]
 
-
-_WFDB_SUFFIXES = frozenset({".hea", ".dat", ".mat"})
-#: suffixes picked up when searching folders (besides WFDB); raw arrays only when ``fs`` is given
-_FOLDER_SUFFIXES = frozenset({".xml", ".dcm", ".dicom"})
-_ARRAY_SUFFIXES = frozenset({".npy", ".npz", ".csv", ".tsv"})
+#: folders that :func:`find_records` unpacked archives into, removed by :func:`unpacked_archives` (or, at the
+#: latest, when the interpreter exits: each is a ``TemporaryDirectory``)
+_UNPACKED: list[tempfile.TemporaryDirectory] = []
+#: folder of an unpacked archive's members -> the archive as the user named it (for messages)
+_ARCHIVE_OF: dict[str, str] = {}
 
 
 def record_key(path: Path) -> tuple[str, Path]:
     """(record name, file to read) of a record file.
 
-    A WFDB record (``.hea``, ``.dat``, ``.mat`` with a header beside it) is named by its path without suffix
-    and read by its ``.hea``; any other file is named and read by its path.
+    A record read through another file (a WFDB ``.hea``, ``.dat`` or ``.mat`` whose header exists) is named by
+    its path without suffix and read by its record file (the ``.hea``); any other file is named and read by its
+    path.
     """
-    if path.suffix.lower() in _WFDB_SUFFIXES:
-        hea = path.with_suffix(".hea")
-        if hea.exists():
-            return str(path.with_suffix("")), hea
+    from ..io.registry import record_file
+
+    main = record_file(path)
+    if main is not None:
+        return str(path.with_suffix("")), main
     return str(path), path
 
 
 def _folder_files(folder: Path, with_arrays: bool) -> list[Path]:
-    """Record files under ``folder``: WFDB headers (one per record), orphan .dat/.mat, vendor files, arrays."""
+    """Record files under ``folder``, as the reader registry decides (:func:`ecglens.io.registry.is_record_file`);
+    of the WFDB headers, only those of records with stored signals (not segment or layout headers)."""
     from ..io.paths import walk_files
+    from ..io.registry import is_record_file
     from ..io.wfdb import signal_records
 
-    suffixes = _FOLDER_SUFFIXES | (_ARRAY_SUFFIXES if with_arrays else frozenset())
-    files = walk_files(folder)  # the tree is walked once
-    all_headers = [h for h in files if h.suffix.lower() == ".hea"]
-    headers = signal_records(all_headers)
-    # segment and layout headers (not records themselves) still own their .dat files
-    covered = {h.with_suffix("") for h in all_headers}
-    others = []
-    for path in files:
-        suffix = path.suffix.lower()
-        if suffix in suffixes or (suffix in {".dat", ".mat"} and path.with_suffix("") not in covered):
-            others.append(path)
-    return sorted(headers + others)
+    files = [f for f in walk_files(folder) if is_record_file(f, raw=with_arrays)]  # the tree is walked once
+    headers = [f for f in files if f.suffix.lower() == ".hea"]
+    kept = set(signal_records(headers))
+    return sorted(f for f in files if f.suffix.lower() != ".hea" or f in kept)
 
 
 def find_records(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-                 with_arrays: bool = False) -> list[tuple[str, Path]]:
-    """Expand files and folders into records, each once.
+                 with_arrays: bool = False, limits: ArchiveLimits | None = None) -> list[tuple[str, Path]]:
+    """Expand files, folders and archives into records, each once.
 
     Parameters
     ----------
     inputs : path or iterable of paths
-        Files (any supported format; a WFDB record as ``rec``, ``rec.hea``, ``rec.dat`` or ``rec.mat``) and
-        folders, searched recursively for WFDB records (``.hea``; a ``.dat``/``.mat`` without header is kept so
-        that its error is reported), ``.xml``, ``.dcm``/``.dicom`` files, and, with ``with_arrays``, ``.npy``,
-        ``.npz``, ``.csv``, ``.tsv`` arrays. Other files in folders are ignored.
+        Files (any supported format; a WFDB record as ``rec``, ``rec.hea``, ``rec.dat`` or ``rec.mat``),
+        folders, searched recursively for the files of every registered format (the reader registry decides:
+        :func:`ecglens.io.registry.is_record_file`; a ``.dat``/``.mat`` without header is kept so that its error is
+        reported; raw arrays ``.npy``, ``.npz``, ``.csv``, ``.tsv`` only with ``with_arrays``), and ``.zip``,
+        ``.tar``, ``.tar.gz``/``.tgz`` archives, unpacked into a private temporary folder and searched like a
+        folder. Use inside :func:`unpacked_archives` to have those folders removed at the end of the block.
     with_arrays : bool
         Also collect raw arrays from folders (they need ``fs=`` to be read).
+    limits : ArchiveLimits, optional
+        Limits on each archive (default :class:`~ecglens.io.archive.ArchiveLimits`).
 
     Returns
     -------
     list of (record name, path to read)
-        In input order (sorted within a folder), duplicates removed. Missing files are kept (their error is
-        reported when read).
+        In input order (sorted within a folder or archive), duplicates removed. An archive member is named
+        ``ARCHIVE/MEMBER`` (``export.zip/folder/rec.xml``; a WFDB record ``export.zip/folder/rec``). Missing
+        files are kept (their error is reported when read).
+
+    Raises
+    ------
+    ArchiveError
+        For an archive that is unsafe (``..`` or absolute names, links, devices), over the limits, or damaged.
     """
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     seen: dict[str, Path] = {}
     for item in items:
         path = Path(item).expanduser()
-        files = _folder_files(path, with_arrays) if path.is_dir() else [path]
-        for file in files:
-            name, target = record_key(file)
+        if path.is_file() and is_archive(path):
+            pairs = _archive_records(path, with_arrays, limits)
+        else:
+            pairs = [record_key(f) for f in (_folder_files(path, with_arrays) if path.is_dir() else [path])]
+        for name, target in pairs:
             seen.setdefault(name, target)
     return list(seen.items())
+
+
+def unpack_archive(archive: str | os.PathLike[str], limits: ArchiveLimits | None = None) -> Path:
+    """Unpack ``archive`` (:func:`~ecglens.io.archive.extract_archive`) into a new private temporary folder,
+    removed when the enclosing :func:`unpacked_archives` block ends; returns the folder of its members."""
+    workspace = tempfile.TemporaryDirectory(prefix="ecglens-archive-", ignore_cleanup_errors=True)
+    _UNPACKED.append(workspace)
+    folder = Path(workspace.name) / "members"
+    _ARCHIVE_OF[str(folder)] = str(archive)
+    extract_archive(archive, folder, limits)
+    return folder
+
+
+def archive_names(text: str) -> str:
+    """``text`` with the temporary folders of unpacked archives replaced by the archives' names, so that a
+    message names ``export.zip/folder/rec.xml``, not ``/tmp/ecglens-archive-.../members/folder/rec.xml``."""
+    for folder, archive in _ARCHIVE_OF.items():
+        text = text.replace(folder, archive)
+    return text
+
+
+def _archive_records(archive: Path, with_arrays: bool, limits: ArchiveLimits | None) -> list[tuple[str, Path]]:
+    """Unpack ``archive`` into a new temporary folder and list its records, named ``ARCHIVE/MEMBER``."""
+    folder = unpack_archive(archive, limits)
+    pairs = []
+    for file in _folder_files(folder, with_arrays):
+        name, target = record_key(file)
+        pairs.append((f"{archive}/{Path(name).relative_to(folder).as_posix()}", target))
+    return pairs
+
+
+@contextmanager
+def unpacked_archives() -> Iterator[None]:
+    """Remove, when the block ends, the folders that :func:`find_records` and :func:`unpack_archive` unpacked
+    archives into within it.
+
+    Examples
+    --------
+    >>> with unpacked_archives():                                       # doctest: +SKIP
+    ...     table = predictor.predict_paths(["export.zip"])
+    """
+    start = len(_UNPACKED)
+    try:
+        yield
+    finally:
+        while len(_UNPACKED) > start:
+            workspace = _UNPACKED.pop()
+            _ARCHIVE_OF.pop(str(Path(workspace.name) / "members"), None)
+            workspace.cleanup()
 
 
 _READ_PARAMS: dict[str, tuple[set[str], bool]] = {}

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..exceptions import EcglensError
 from .harmonise import InputAdapter
-from .records import read_record
+from .records import archive_names, read_record
 
 __all__ = ["PipelineItem", "chunk_stream"]
 
@@ -45,7 +45,8 @@ def _init_worker(adapter: InputAdapter, read_kwargs: Mapping[str, Any] | None) -
 
 
 def _error_text(err: BaseException) -> str:
-    return str(err) if isinstance(err, EcglensError) else f"{type(err).__name__}: {err}"
+    """The reason of a failed record, naming files in archives by their archive path."""
+    return archive_names(str(err) if isinstance(err, EcglensError) else f"{type(err).__name__}: {err}")
 
 
 def _prepare_chunk(chunk: Sequence[tuple[int, str, str]]) -> tuple[list[PipelineItem], np.ndarray | None]:

@@ -6,12 +6,14 @@ Routes
     One self-contained page (``static/index.html``): choose the file(s) of one record, press *Predict*, see the
     plotted leads, the predictions, their uncertainty and what was done to the record.
 ``POST /predict``
-    ``multipart/form-data`` with one or more files in the field ``file`` forming **one record**: ``.hea`` +
-    ``.dat``, ``.hea`` + ``.mat`` (WFDB / PhysioNet challenge), ``.dcm`` (DICOM waveform), ``.xml`` (GE MUSE,
-    HL7 aECG), or a ``.zip`` holding one such record. Returns JSON: ``record``, ``format``, ``outputs``,
-    ``uncertainty`` (the model's own ``*_std`` outputs), ``window_spread`` (SD across 10 s windows of a long
-    record), ``n_windows``, ``flags``, ``warnings``, ``recorded`` (age / sex from the file), ``ecg`` (fs,
-    duration, leads), ``model``, ``input_contract``, ``timing_ms`` and ``plot_png`` (base64 PNG of the leads).
+    ``multipart/form-data`` with one or more files in the field ``file`` forming **one record** of any format
+    the reader registry knows (:func:`accepted_suffixes`; the content decides, as in ``read_ecg``): ``.hea`` +
+    ``.dat`` / ``.mat`` (WFDB / PhysioNet challenge), ``.dcm``, ``.scp``, ``.edf``, ``.xml`` (GE MUSE, HL7 aECG,
+    Philips, CardioSoft), ..., or a ``.zip`` / ``.tar`` / ``.tar.gz`` holding one such record. Returns JSON:
+    ``record``, ``format``, ``outputs``, ``uncertainty`` (the model's own ``*_std`` outputs), ``window_spread``
+    (SD across 10 s windows of a long record), ``n_windows``, ``flags``, ``warnings``, ``recorded`` (age / sex
+    from the file), ``ecg`` (fs, duration, leads), ``model``, ``input_contract``, ``timing_ms`` and ``plot_png``
+    (base64 PNG of the leads).
 ``GET /models``
     The served model and the shipped ones: names, architectures, tasks, outputs and input contracts.
 ``GET /health``
@@ -21,8 +23,9 @@ Safety
 ------
 Every failure of an upload is answered with a JSON error ``{"error": code, "detail": message, "status": n}``
 and a 4xx status, never a 500: 413 when the request body exceeds ``max_upload_mb`` (the ``Content-Length`` is
-checked first, then the streamed bytes are counted and reading stops at the limit) or a zip would unpack to too
-much / too many entries; 400 for too many files, several records, unsafe zip paths or a malformed request; 415
+checked first, then the streamed bytes are counted and reading stops at the limit) or an archive would unpack to
+too much / too many entries (the shared :func:`~ecglens.io.archive.extract_archive`); 400 for too many files,
+several records, unsafe archive members (``..``, absolute names, links, devices) or a malformed request; 415
 for a file type ecglens does not read; 422 for a record that cannot be read or brought to the model's contract.
 Unexpected exceptions are logged with their traceback and answered as 422. Uploads are written into a
 ``tempfile.TemporaryDirectory`` that is removed when the request ends, under names reduced to safe characters
@@ -42,11 +45,10 @@ import re
 import shutil
 import tempfile
 import time
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -66,24 +68,17 @@ from ..exceptions import (
     UnitError,
     UnsupportedFormatError,
 )
+from ..io.archive import ARCHIVE_SUFFIXES, ArchiveError, ArchiveLimits, extract_archive, is_archive, safe_filename
+from ..io.registry import companion_of, record_file, record_suffixes
 from ..io.wfdb import is_plain_file_name
 from ..jsonutil import json_ready
 
-__all__ = ["ACCEPTED_SUFFIXES", "ServeError", "UploadLimits", "create_app", "safe_filename"]
+__all__ = ["ServeError", "UploadLimits", "accepted_suffixes", "create_app", "safe_filename"]
 
 logger = logging.getLogger("ecglens.serve")
 
 _MB = 1024 * 1024
-#: suffix of a file that is a record by itself (or the header of one) -> what it is
-_PRIMARY: dict[str, str] = {".hea": "WFDB header", ".dcm": "DICOM waveform", ".dicom": "DICOM waveform",
-                            ".xml": "MUSE / HL7 aECG XML"}
-#: signal files that belong to a WFDB header
-_COMPANIONS: frozenset[str] = frozenset({".dat", ".mat"})
-#: everything the upload accepts (a .zip is unpacked first)
-ACCEPTED_SUFFIXES: tuple[str, ...] = (".hea", ".dat", ".mat", ".dcm", ".dicom", ".xml", ".zip")
 _FIELD = "file"
-_SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-_MAX_NAME = 120
 _TMP_PREFIX = "ecglens-upload-"
 #: the per-request temporary folder as it may appear in error messages (removed from them)
 _TMP_PATH = re.compile(r"[^\s'\"]*" + _TMP_PREFIX + r"[^/\s'\"]*/(?:unzipped/)?")
@@ -107,6 +102,19 @@ class ServeError(Exception):
         self.status, self.code, self.message = int(status), code, message
 
 
+#: ArchiveError.kind -> (HTTP status, error code) of a refused archive upload
+_ARCHIVE_STATUS: dict[str, tuple[int, str]] = {
+    "unsafe": (400, "unsafe_zip"), "duplicate": (400, "duplicate_file"), "too_large": (413, "zip_too_large"),
+    "too_many_members": (413, "zip_too_many_entries"), "corrupt": (422, "corrupt_zip"),
+}
+
+
+def accepted_suffixes() -> tuple[str, ...]:
+    """What an upload may hold: the suffixes of every reader that needs no options (from the reader registry),
+    their companion files, and the archive suffixes (an archive is unpacked first)."""
+    return (*sorted(record_suffixes()), *ARCHIVE_SUFFIXES)
+
+
 class _BodyTooLarge(Exception):
     """Raised by the counting ``receive`` once the request body passes the limit."""
 
@@ -122,9 +130,10 @@ class UploadLimits:
     max_files : int
         Most files per request.
     max_zip_entries : int
-        Most files inside an uploaded zip.
+        Most members inside an uploaded archive (.zip, .tar, .tar.gz).
     max_unzipped_bytes : int
-        Largest total size of a zip's content once unpacked, bytes (against zip bombs).
+        Largest total size of an archive's content once unpacked, bytes (against zip bombs; the compression
+        ratio is limited as in :class:`~ecglens.io.archive.ArchiveLimits`).
     """
 
     max_bytes: int = 20 * _MB
@@ -136,7 +145,12 @@ class UploadLimits:
         return {"max_upload_mb": round(self.max_bytes / _MB, 3), "max_files": self.max_files,
                 "max_zip_entries": self.max_zip_entries,
                 "max_unzipped_mb": round(self.max_unzipped_bytes / _MB, 3),
-                "accepted_suffixes": list(ACCEPTED_SUFFIXES)}
+                "accepted_suffixes": list(accepted_suffixes())}
+
+    @property
+    def archive(self) -> ArchiveLimits:
+        """The limits of an uploaded archive, for :func:`~ecglens.io.archive.extract_archive`."""
+        return ArchiveLimits(max_members=self.max_zip_entries, max_bytes=self.max_unzipped_bytes)
 
 
 @dataclass
@@ -161,24 +175,6 @@ class _State:
 
 
 # ============================================================================================ helpers
-def safe_filename(name: str | None, default: str = "upload") -> str:
-    """A client file name reduced to a safe basename.
-
-    Any folder part (``/`` or ``\\``) is dropped, characters outside ``A-Z a-z 0-9 . _ -`` become ``_``, leading
-    dots are removed (no hidden files, no ``..``) and the result is at most 120 characters (suffix kept).
-
-    >>> safe_filename("../../etc/pass wd.hea")
-    'pass_wd.hea'
-    """
-    base = re.split(r"[\\/]", str(name or ""))[-1]
-    base = _SAFE_CHARS.sub("_", base).lstrip(".")
-    if len(base) > _MAX_NAME:
-        stem, dot, suffix = base.rpartition(".")
-        keep = f".{suffix[:16]}" if dot and stem else ""
-        base = base[: _MAX_NAME - len(keep)] + keep
-    return base if base.strip("._-") else default
-
-
 def _error_response(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": message, "status": status}, status_code=status,
                         headers={"Cache-Control": "no-store"})
@@ -271,74 +267,21 @@ def _save_uploads(uploads: Sequence[UploadFile], folder: Path) -> list[Path]:
     return paths
 
 
-# ============================================================================================ zip
-def _zip_member_name(info: zipfile.ZipInfo) -> str | None:
-    """The safe basename of a zip entry; ``None`` for entries to skip; ServeError for unsafe paths."""
-    raw = info.filename.replace("\\", "/")
-    parts = PurePosixPath(raw).parts
-    if raw.startswith("/") or re.match(r"^[A-Za-z]:", raw) or ".." in parts:
-        raise ServeError(400, "unsafe_zip", f"The zip entry {info.filename!r} points outside the archive (absolute "
-                         "path or '..'); ecglens refuses such archives. Zip the record's files directly.")
-    if info.is_dir() or parts[0] == "__MACOSX" or PurePosixPath(raw).name.startswith("."):
-        return None
-    return safe_filename(PurePosixPath(raw).name)
-
-
-def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int) -> int:
-    """Extract one entry counting real bytes (declared sizes can lie); returns bytes written."""
-    written = 0
-    with zf.open(info) as src, open(target, "wb") as dst:
-        while chunk := src.read(1 << 20):
-            written += len(chunk)
-            if written > budget:
-                raise ServeError(413, "zip_too_large", "The zip unpacks to more data than allowed; upload one "
-                                 "record.")
-            dst.write(chunk)
-    return written
-
-
-def _extract_zip(path: Path, folder: Path, limits: UploadLimits) -> list[Path]:
-    """Unpack an uploaded zip of one record into ``folder`` (flat, safe names, bounded size and entry count)."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise ServeError(422, "corrupt_zip", f"{path.name} is not a readable zip archive ({err}).") from None
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > limits.max_zip_entries:
-            raise ServeError(413, "zip_too_many_entries", f"{path.name} holds {len(infos)} entries; at most "
-                             f"{limits.max_zip_entries} are accepted. Zip one record only.")
-        members = [(info, _zip_member_name(info)) for info in infos]
-        members = [(info, name) for info, name in members if name is not None]
-        if sum(info.file_size for info, _ in members) > limits.max_unzipped_bytes:
-            raise ServeError(413, "zip_too_large", f"{path.name} unpacks to more than "
-                             f"{limits.max_unzipped_bytes / _MB:g} MB; upload one record.")
-        folder.mkdir()
-        budget, out = limits.max_unzipped_bytes, []
-        for info, name in members:
-            target = folder / name
-            if target in out:
-                raise ServeError(400, "duplicate_file", f"{path.name} holds two files named {name!r}; zip one "
-                                 "record only.")
-            try:
-                budget -= _copy_member(zf, info, target, budget)
-            except (zipfile.BadZipFile, RuntimeError, OSError, EOFError) as err:
-                raise ServeError(422, "corrupt_zip", f"Cannot unpack {info.filename!r} from {path.name} ({err}); "
-                                 "encrypted or damaged archives are not supported.") from None
-            out.append(target)
-    return out
-
-
 # ============================================================================================ the record
 def _expand(paths: list[Path], folder: Path, limits: UploadLimits) -> list[Path]:
-    """Replace an uploaded zip by its content (a zip must come alone)."""
-    zips = [p for p in paths if p.suffix.lower() == ".zip"]
-    if not zips:
+    """Replace an uploaded archive by its files (an archive must come alone), unpacked by the shared
+    :func:`~ecglens.io.archive.extract_archive` under the upload limits."""
+    archives = [p for p in paths if is_archive(p)]
+    if not archives:
         return paths
     if len(paths) > 1:
-        raise ServeError(400, "mixed_upload", "Upload either one .zip holding one record or the record's files, "
-                         "not both.")
-    return _extract_zip(zips[0], folder / "unzipped", limits)
+        raise ServeError(400, "mixed_upload", "Upload either one archive (.zip, .tar, .tar.gz) holding one record "
+                         "or the record's files, not both.")
+    try:
+        return list(extract_archive(archives[0], folder / "unzipped", limits.archive))
+    except ArchiveError as err:
+        status, code = _ARCHIVE_STATUS.get(err.kind, (422, "corrupt_zip"))
+        raise ServeError(status, code, f"{err} Upload one record.") from None
 
 
 def _wfdb_signal_files(header: Path) -> set[str]:
@@ -364,22 +307,26 @@ def _uploaded(folder: Path, name: str) -> bool:
 
 
 def _pick_record(paths: Sequence[Path]) -> Path:
-    """The file to read: the one primary file of the upload (a WFDB header needs its signal files)."""
-    unsupported = [p.name for p in paths if p.suffix.lower() not in _PRIMARY and p.suffix.lower() not in _COMPANIONS]
+    """The file to read: the one record file of the upload, as the reader registry tells record files from
+    their companions (a WFDB header needs its signal files)."""
+    known = record_suffixes()
+    unsupported = [p.name for p in paths if p.suffix.lower() not in known]
     if unsupported:
-        raise ServeError(415, "unsupported_file_type", f"Unsupported file type: {', '.join(unsupported)}. Upload a "
-                         "WFDB record (.hea with its .dat or .mat), a DICOM waveform (.dcm), a MUSE / HL7 aECG "
-                         ".xml, or a .zip holding one of these.")
-    primary = [p for p in paths if p.suffix.lower() in _PRIMARY]
+        raise ServeError(415, "unsupported_file_type", f"Unsupported file type: {', '.join(unsupported)}. Upload "
+                         f"one ECG record ({', '.join(accepted_suffixes())}); a WFDB record as its .hea together "
+                         "with its .dat or .mat.")
+    companions = {p: companion_of(p) for p in paths}
+    primary = [p for p in paths if companions[p] is None]
     if not primary:
-        raise ServeError(422, "missing_header", f"{', '.join(p.name for p in paths) or 'The upload'} needs its WFDB "
-                         "header: select the .hea file together with the .dat / .mat file.")
+        needed = ", ".join(sorted({main.name for main in companions.values() if main is not None}))
+        raise ServeError(422, "missing_header", f"{', '.join(p.name for p in paths) or 'The upload'} needs its "
+                         f"record file ({needed}): select it together with the signal file(s).")
     if len(primary) > 1:
         names = ", ".join(p.name for p in primary)
         raise ServeError(400, "several_records", f"The upload holds several records ({names}); upload one record "
                          "per request.")
     record = primary[0]
-    if record.suffix.lower() == ".hea":
+    if record_file(record) == record:
         missing = sorted(name for name in _wfdb_signal_files(record) if not _uploaded(record.parent, name))
         if missing:
             raise ServeError(422, "missing_signal_file", f"{record.name} refers to {', '.join(missing)}, which was "
@@ -535,7 +482,9 @@ def _load_predictor(model: Any, backend: str) -> Any:
 
 
 def _page() -> str:
-    return (resources.files(__package__) / "static" / "index.html").read_text(encoding="utf-8")
+    """The upload page, its file chooser accepting :func:`accepted_suffixes`."""
+    page = (resources.files(__package__) / "static" / "index.html").read_text(encoding="utf-8")
+    return page.replace("{{ACCEPT}}", ",".join(accepted_suffixes()))
 
 
 # ============================================================================================ the app
