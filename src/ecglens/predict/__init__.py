@@ -41,11 +41,11 @@ from ..exceptions import ConfigError
 from .backends import Backend, TorchBackend, cores_left, create_backend, list_backends, register_backend
 from .harmonise import InputAdapter, PreparedEcg
 from .predictor import BASE_COLUMNS, Prediction, Predictor
-from .records import find_records, read_record, record_key
+from .records import find_records, read_record, record_key, unpacked_archives
 
 __all__ = ["BASE_COLUMNS", "DEFAULT_MAX_WINDOWS", "WINDOW_TOLERANCE", "Backend", "InputAdapter", "Prediction",
            "Predictor", "PreparedEcg", "TorchBackend", "cores_left", "create_backend", "find_records",
-           "list_backends", "plan_windows", "read_record", "record_key", "register_backend"]
+           "list_backends", "plan_windows", "read_record", "record_key", "register_backend", "unpacked_archives"]
 
 
 def _onnx_backend(checkpoint: Any, **options: Any) -> Backend:
