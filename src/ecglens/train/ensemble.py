@@ -115,7 +115,8 @@ def ensemble_checkpoints(
     Raises
     ------
     CheckpointError
-        Fewer than two sources, the same checkpoint twice, or members with different tasks, label statistics, input contracts or leads.
+        Fewer than two sources, the same checkpoint twice, or members with different tasks, label statistics,
+        input contracts or leads.
     """
 
     if len(sources) < 2:
