@@ -66,3 +66,13 @@ def test_source_commit_is_the_checkout_head_and_the_version_is_a_string() -> Non
         pytest.skip("not a git checkout")
     assert source_commit().split("+")[0] == _git("rev-parse", "HEAD", cwd=ROOT)
     assert isinstance(ecglens.__version__, str) and ecglens.__version__[0].isdigit()
+
+
+def test_changelog_and_citation_are_well_formed() -> None:
+    import yaml
+
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert "## [Unreleased]" in changelog and f"## [{FALLBACK_VERSION}]" in changelog
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    assert citation["cff-version"] == "1.2.0" and citation["version"] == FALLBACK_VERSION
+    assert all(ref["title"] and ref["authors"] for ref in citation["references"])
