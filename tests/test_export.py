@@ -124,7 +124,8 @@ def test_metadata_carries_the_checkpoint_description(ckpt_path: Path, onnx_path:
     assert contract["fs"] == 100.0 and contract["n_samples"] == 1000
     assert contract["output_names"] == ["age", "age_std", "p_female"]
     graph = onnx.load(str(onnx_path)).graph
-    assert [i.name for i in graph.input] == ["ecg"] and [o.name for o in graph.output] == ["raw"]
+    assert [i.name for i in graph.input] == ["ecg"]
+    assert [o.name for o in graph.output] == ["raw", "age", "age_std", "p_female"]
 
 
 def test_weightless_checkpoint_from_onnx(onnx_path: Path, ckpt_path: Path) -> None:
@@ -253,3 +254,54 @@ def test_cli_export_verify(ckpt_path: Path, tmp_path: Path, capsys) -> None:
     assert code == 0 and out.is_file()
     assert "dynamic axes: batch, samples" in text and "verify: max |onnxruntime - torch|" in text
     assert app(["export", str(tmp_path / "nope.safetensors"), "--onnx", str(out)]) == 2
+
+
+#: run by a plain interpreter: onnxruntime and numpy only (ecglens must not be imported)
+_PLAIN_ONNXRUNTIME = """
+import json, sys
+import numpy as np
+import onnxruntime as ort
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+x = np.load(sys.argv[2])
+names = [o.name for o in session.get_outputs()]
+values = session.run(names, {"ecg": x})
+meta = session.get_modelmeta().custom_metadata_map
+assert "ecglens" not in sys.modules
+print(json.dumps({"names": names, "contract": json.loads(meta["input_contract"]),
+                  "means": {n: float(np.mean(v)) for n, v in zip(names, values) if v.ndim == 1}}))
+"""
+
+
+def test_named_outputs_in_user_units_match_predict_with_plain_onnxruntime(ckpt_path: Path, onnx_path: Path,
+                                                                         long_record: Path, tmp_path: Path) -> None:
+    """The exported file alone (no ecglens in the subprocess) gives what ``ecglens predict`` / Predictor give:
+    the mean over the record's windows of ``age`` (years), ``age_std`` and ``p_female``, within 1e-4."""
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from ecglens.cli import app
+    from ecglens.io import read_ecg
+    from ecglens.predict import Predictor
+
+    predictor = Predictor.from_pretrained(ckpt_path)
+    prepared = predictor.adapter.prepare(read_ecg(long_record))
+    assert prepared.n_windows > 1
+    np.save(tmp_path / "x.npy", prepared.windows.astype(np.float32))
+    run = subprocess.run([sys.executable, "-c", _PLAIN_ONNXRUNTIME, str(onnx_path), str(tmp_path / "x.npy")],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": ""})
+    result = json.loads(run.stdout)
+    assert result["names"] == ["raw", "age", "age_std", "p_female"]
+    assert result["contract"]["graph_outputs"] == result["names"] and result["contract"]["units"] == "mV"
+    expected = predictor.predict_file(long_record).outputs
+    assert set(expected) == set(result["means"])
+    for name, value in expected.items():
+        assert result["means"][name] == pytest.approx(value, abs=1e-4), name
+    assert app(["--quiet", "predict", str(long_record), "--model", str(ckpt_path),
+                "--output", str(tmp_path / "p.csv")]) == 0
+    row = pd.read_csv(tmp_path / "p.csv").iloc[0]
+    for name in expected:
+        assert result["means"][name] == pytest.approx(float(row[name]), abs=1e-4), name
+    assert 0 < result["means"]["p_female"] < 1 and result["means"]["age_std"] > 0

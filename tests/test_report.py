@@ -6,6 +6,8 @@ self-contained file: every image a base64 ``data:`` URI, no external script, sty
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 from pathlib import Path
 
@@ -25,7 +27,8 @@ from ecglens.predict import Predictor
 from ecglens.report import build_report, explained_output_index
 from ecglens.signal.transforms import Preprocess
 
-IMG = '<img src="data:image/png;base64,'
+IMG = 'src="data:image/svg+xml;base64,'
+PNG = 'src="data:image/png;base64,'
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +55,17 @@ def html_8lead(predictor: Predictor) -> str:
     return build_report(example_paths()[0], predictor=predictor, true_age=63.0, n_steps=8)
 
 
-def assert_self_contained(text: str) -> None:
+def assert_self_contained(text: str, img: str = IMG) -> None:
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
-    assert IMG in text
+    assert img in text
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", text, re.IGNORECASE)
     assert "<script" not in text.lower() and "<link" not in text.lower() and "url(" not in text.lower()
     srcs = re.findall(r"""src\s*=\s*["']([^"']{0,30})""", text)
-    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert srcs and all(s.startswith(img[5:30]) for s in srcs)
+
+
+def images(text: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/[a-z+]+;base64,([^"]+)"', text)]
 
 
 def test_report_is_self_contained_with_all_sections(html_8lead: str, predictor: Predictor) -> None:
@@ -94,6 +101,22 @@ def test_report_saliency_and_bad_output(predictor: Predictor) -> None:
         build_report(ecg_path, predictor=predictor, explain="hemoglobin")
 
 
+def test_report_figures_are_vector_svg_by_default_or_300_dpi_png(html_8lead: str, predictor: Predictor) -> None:
+    """The tracing is drawn as vector paths (no embedded raster image), or as a PNG of at least 300 dpi."""
+    from PIL import Image
+
+    tracing = images(html_8lead)[0].decode("utf-8")
+    assert tracing.lstrip().startswith("<?xml") and "<svg" in tracing and "<image" not in tracing
+    assert tracing.count("<path") > 100  # grid, calibration pulses and 12 leads as paths
+    text = build_report(example_paths()[2], predictor=predictor, explain=None, image_format="png")
+    assert_self_contained(text, PNG)
+    picture = Image.open(io.BytesIO(images(text)[0]))
+    assert picture.info["dpi"][0] == pytest.approx(300, abs=1)
+    assert picture.size[0] >= 300 * 10  # 10 s at 25 mm/s = 250 mm of trace alone: ~10 inches
+    with pytest.raises(ConfigError, match="image_format must be one of"):
+        build_report(example_paths()[2], predictor=predictor, explain=None, image_format="pdf")
+
+
 def test_explained_output_index(predictor: Predictor) -> None:
     task = predictor.checkpoint.task
     age_target = task.targets[0]
@@ -110,6 +133,9 @@ def test_cli_report(checkpoint_path: Path, tmp_path: Path, capsys) -> None:
     assert code == 0 and out.is_file() and "wrote" in capsys.readouterr().out
     text = out.read_text(encoding="utf-8")
     assert_self_contained(text)
+    assert app(["report", str(example_paths()[2]), "--model", str(checkpoint_path), "--out", str(out),
+                "--method", "none", "--format", "png"]) == 0
+    assert_self_contained(out.read_text(encoding="utf-8"), PNG)
     assert "70 y, from --true-age" in text
 
 

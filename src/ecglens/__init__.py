@@ -37,6 +37,14 @@ _LAZY = {
 }
 
 
+def __dir__() -> list[str]:
+    """The public API (lazily loaded names included) and the subpackages, not the module's helpers."""
+    import pkgutil
+
+    subpackages = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    return sorted({*__all__, *subpackages})
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib

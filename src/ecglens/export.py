@@ -1,9 +1,15 @@
 """ONNX export of ecglens checkpoints and its numerical verification.
 
 :func:`export_onnx` writes one self-describing ``.onnx`` file: the graph takes ``ecg`` (float32
-``[batch, in_leads, n_samples]``, mV at the checkpoint's ``fs``) and returns ``raw`` (float32
-``[batch, num_outputs]``, the model's raw outputs before ``task.postprocess``). Its ``metadata_props`` carry the
-checkpoint's description, so the file alone says what it expects and what it returns:
+``[batch, in_leads, n_samples]``, mV at the checkpoint's ``fs``) and returns, besides ``raw`` (float32
+``[batch, num_outputs]``, the model's raw outputs before ``task.postprocess``), one output per name that
+``ecglens predict`` writes, in user units and computed in the graph (float32 ``[batch]``): ``age`` in years and
+``age_std`` (a regression target: ``raw * std + mean`` with the training label statistics; its predicted SD),
+``p_female``, ``p_MI``, ... (probabilities: the sigmoid of the logit). So a user outside Python reads
+predictions with plain onnxruntime. They are the outputs of one window of the contract's ``n_samples``; for a
+longer record ``ecglens predict`` averages the outputs of windows of that length (:mod:`ecglens.artifact.windows`).
+Its ``metadata_props`` carry the checkpoint's description, so the file alone says what it expects and what it
+returns:
 
 * ``ecglens``: the full JSON document of the checkpoint (model name / kwargs, ``preprocess``, ``task``,
   ``config``, ``metrics``, versions) plus an ``onnx`` block (opset, dynamic axes, input / output names, notes);
@@ -43,12 +49,15 @@ import torch
 
 from .artifact import Checkpoint, load_checkpoint
 from .artifact.onnx import INPUT_NAME, META_KEY, ONNX_FORMAT, OUTPUT_NAME, onnx_session, read_onnx_metadata
+from .artifact.outputs import LOG_NLL_EPS
 from .exceptions import CheckpointError, ConfigError
 
 __all__ = [
     "INPUT_NAME",
     "ONNX_FORMAT",
     "OUTPUT_NAME",
+    "POSTPROCESS_GRAPHS",
+    "WithOutputs",
     "cached_onnx",
     "export_onnx",
     "onnx_cache_dir",
@@ -95,16 +104,73 @@ def _quiet_export() -> Iterator[None]:
         yield
 
 
+def _regression_graph(target: Any, raw: torch.Tensor) -> list[torch.Tensor]:
+    """``raw * std + mean`` (and ``exp(logvar / 2) * std``), as ``RegressionOutput.postprocess``."""
+    mean, std = target.stats()
+    out = [raw[:, 0] * std + mean]
+    if target.num_outputs == 2:
+        out.append(torch.exp(0.5 * torch.clamp(raw[:, 1], min=LOG_NLL_EPS)) * std)
+    return out
+
+
+def _probability_graph(target: Any, raw: torch.Tensor) -> list[torch.Tensor]:
+    """The sigmoid of each logit, as ``BinaryOutput`` / ``MultilabelOutput.postprocess``."""
+    return [torch.sigmoid(raw[:, i]) for i in range(target.num_outputs)]
+
+
+#: output kind (``Output.to_dict()["kind"]``) -> its postprocessing as torch operations (exported into the graph)
+POSTPROCESS_GRAPHS = {"regression": _regression_graph, "binary": _probability_graph,
+                      "multilabel": _probability_graph}
+
+
+class WithOutputs(torch.nn.Module):
+    """A model that returns ``(raw, *named outputs in user units)``: ``task.postprocess`` in the graph.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        ``[batch, leads, samples] -> raw [batch, num_outputs]``.
+    task : OutputSpec
+        Its fitted outputs; every target's kind must be in :data:`POSTPROCESS_GRAPHS`.
+    """
+
+    def __init__(self, model: torch.nn.Module, task: Any) -> None:
+        super().__init__()
+        self.model, self.task = model, task
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raw = self.model(x)
+        named = []
+        for target, cols, _ in self.task.target_slices():
+            named += POSTPROCESS_GRAPHS[target.to_dict()["kind"]](target, raw[:, cols])
+        return (raw, *named)
+
+
+def _named_outputs(ckpt: Any) -> list[str]:
+    """The outputs exported besides ``raw``: the task's output names (empty for kinds without a graph)."""
+    kinds = [t.to_dict().get("kind") for t in ckpt.task.targets]
+    if not all(kind in POSTPROCESS_GRAPHS for kind in kinds):
+        return []
+    names = list(ckpt.task.output_names)
+    clash = {INPUT_NAME, OUTPUT_NAME} & set(names)
+    if clash:
+        raise CheckpointError(f"the task's outputs {sorted(clash)} clash with the graph's own names "
+                              f"({INPUT_NAME!r}, {OUTPUT_NAME!r}); rename them in the task and retrain.")
+    return names
+
+
 def _torch_export(model: torch.nn.Module, x: torch.Tensor, path: Path, opset: int,
-                  dynamic_batch: bool, dynamic_length: bool) -> None:
+                  dynamic_batch: bool, dynamic_length: bool, named: Sequence[str] = ()) -> None:
     """Run ``torch.onnx.export`` (TorchScript-based exporter; it needs no ``onnxscript``)."""
-    axes: dict[str, dict[int, str]] = {INPUT_NAME: {}, OUTPUT_NAME: {}}
+    outputs = [OUTPUT_NAME, *named]
+    axes: dict[str, dict[int, str]] = {name: {} for name in (INPUT_NAME, *outputs)}
     if dynamic_batch:
-        axes[INPUT_NAME][0] = axes[OUTPUT_NAME][0] = "batch"
+        for name in (INPUT_NAME, *outputs):
+            axes[name][0] = "batch"
     if dynamic_length:
         axes[INPUT_NAME][2] = "samples"
     kwargs: dict[str, Any] = {"opset_version": int(opset), "input_names": [INPUT_NAME],
-                              "output_names": [OUTPUT_NAME], "dynamic_axes": {k: v for k, v in axes.items() if v}}
+                              "output_names": outputs, "dynamic_axes": {k: v for k, v in axes.items() if v}}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False
     with _quiet_export(), torch.inference_mode(False), torch.no_grad():
@@ -113,7 +179,8 @@ def _torch_export(model: torch.nn.Module, x: torch.Tensor, path: Path, opset: in
 
 def _torch_raw(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return model(torch.from_numpy(x)).float().numpy()
+        out = model(torch.from_numpy(x))
+    return (out[0] if isinstance(out, tuple) else out).float().numpy()
 
 
 def _probe_length(model: torch.nn.Module, path: Path, leads: int, length: int, batch: int) -> str | None:
@@ -130,8 +197,8 @@ def _probe_length(model: torch.nn.Module, path: Path, leads: int, length: int, b
     return None
 
 
-def _contract(ckpt: Any, length: int | None, dynamic_batch: bool) -> dict[str, Any]:
-    """The input contract stated in the file (what the ``ecg`` input must be)."""
+def _contract(ckpt: Any, length: int | None, dynamic_batch: bool, named: Sequence[str]) -> dict[str, Any]:
+    """The input contract stated in the file (what the ``ecg`` input must be, what comes out)."""
     pre = ckpt.preprocess
     return {
         "input": INPUT_NAME, "output": OUTPUT_NAME, "dtype": "float32", "units": "mV",
@@ -140,8 +207,11 @@ def _contract(ckpt: Any, length: int | None, dynamic_batch: bool) -> dict[str, A
         "n_samples": _n_samples(ckpt),
         "leads": None if pre is None else list(pre.leads),
         "output_names": list(ckpt.task.output_names),
+        "graph_outputs": [OUTPUT_NAME, *named],
         "raw_outputs": int(ckpt.task.num_outputs),
-        "postprocess": "raw outputs are in the task's internal units; apply TaskSpec.from_dict(task).postprocess",
+        "postprocess": ("outputs other than 'raw' are in user units (regression in the label's units, e.g. age "
+                        "in years; p_* probabilities), computed in the graph for one window of n_samples; 'raw' "
+                        "is in the task's internal units (TaskSpec.from_dict(task).postprocess)"),
     }
 
 
@@ -156,15 +226,16 @@ def _document(ckpt: Any) -> dict[str, Any]:
 
 
 def _onnx_block(ckpt: Any, opset: int, dynamic_batch: bool, dynamic_length: bool,
-                note: str | None) -> dict[str, Any]:
+                note: str | None, named: Sequence[str]) -> dict[str, Any]:
     """The ``onnx`` part of the stored description: axes, names, versions, contract, notes."""
     n = _n_samples(ckpt)
     return {"format": ONNX_FORMAT, "opset": int(opset), "dynamic_batch": bool(dynamic_batch),
             "dynamic_length": bool(dynamic_length), "fixed_length": None if dynamic_length else n,
-            "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "torch_version": torch.__version__,
+            "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "named_outputs": list(named),
+            "torch_version": torch.__version__,
             "source": ckpt.path.name if getattr(ckpt, "path", None) else None,
             "note": None if note is None else f"fixed length {n}: {note}",
-            "input_contract": _contract(ckpt, None if dynamic_length else n, dynamic_batch)}
+            "input_contract": _contract(ckpt, None if dynamic_length else n, dynamic_batch, named)}
 
 
 def _write_metadata(path: Path, ckpt: Any, onnx_block: dict[str, Any]) -> None:
@@ -188,7 +259,8 @@ def _write_metadata(path: Path, ckpt: Any, onnx_block: dict[str, Any]) -> None:
         prop.value = value if isinstance(value, str) else json.dumps(value)
     proto.doc_string = (f"ecglens {ckpt.model_name} ({ckpt.task.name}): input '{INPUT_NAME}' "
                         f"[batch, {ckpt.in_leads}, samples] float32 mV -> '{OUTPUT_NAME}' "
-                        f"[batch, {ckpt.task.num_outputs}] raw outputs {list(ckpt.task.output_names)}")
+                        f"[batch, {ckpt.task.num_outputs}] raw outputs; "
+                        f"{onnx_block['named_outputs'] or 'no'} [batch] outputs in user units")
     onnx.save(proto, str(path))
 
 
@@ -214,7 +286,8 @@ def export_onnx(checkpoint: Any, path: str | os.PathLike[str], opset: int = 17, 
     -------
     Path
         The written file. Input ``ecg``: float32 ``[batch, in_leads, samples]`` in mV at the checkpoint's fs;
-        output ``raw``: float32 ``[batch, num_outputs]``.
+        outputs ``raw``: float32 ``[batch, num_outputs]``, and one float32 ``[batch]`` output per name of
+        ``task.output_names`` in user units (``age`` years, ``age_std``, ``p_female``, ...).
 
     Raises
     ------
@@ -222,7 +295,8 @@ def export_onnx(checkpoint: Any, path: str | os.PathLike[str], opset: int = 17, 
         When the checkpoint cannot be loaded or the exporter fails (the message names the model).
     """
     ckpt = _load(checkpoint)
-    model, n = _cpu_model(ckpt), _n_samples(ckpt)
+    model, n, named = _cpu_model(ckpt), _n_samples(ckpt), _named_outputs(ckpt)
+    graph = WithOutputs(model, ckpt.task).eval() if named else model
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -231,18 +305,18 @@ def export_onnx(checkpoint: Any, path: str | os.PathLike[str], opset: int = 17, 
     note = None
     try:
         try:
-            _torch_export(model, x, tmp, opset, dynamic_batch, dynamic_length)
+            _torch_export(graph, x, tmp, opset, dynamic_batch, dynamic_length, named)
             if dynamic_length:
                 note = _probe_length(model, tmp, int(ckpt.in_leads), n + n // 2 + 1, batch)
             if note is not None:
                 warnings.warn(f"{ckpt.model_name}: the ONNX graph is not length-generic ({note}); exported with a "
                               f"fixed length of {n} samples instead.", UserWarning, stacklevel=2)
-                _torch_export(model, x, tmp, opset, dynamic_batch, False)
+                _torch_export(graph, x, tmp, opset, dynamic_batch, False, named)
                 dynamic_length = False
         except (RuntimeError, TypeError, ValueError, torch.onnx.errors.OnnxExporterError) as err:
             raise CheckpointError(f"ONNX export of model {ckpt.model_name!r} failed at opset {opset} ({err}). "
                                   "Try a newer opset (--opset 18) or use the PyTorch backend.") from err
-        _write_metadata(tmp, ckpt, _onnx_block(ckpt, opset, dynamic_batch, dynamic_length, note))
+        _write_metadata(tmp, ckpt, _onnx_block(ckpt, opset, dynamic_batch, dynamic_length, note, named))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

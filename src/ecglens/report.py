@@ -2,7 +2,8 @@
 
 :func:`write_report` reads one record (any format), predicts with a checkpoint through
 :class:`~ecglens.predict.Predictor` and writes a **self-contained** HTML page (inline CSS, images embedded as
-base64 PNG; no scripts, no external assets) with
+base64 SVG, vector graphics sharp at any zoom, or PNG at 300 dpi: ``image_format``; no scripts, no external
+assets) with
 
 * the predictions with their uncertainty: the model's own standard deviation (``age_std``, when the model
   predicts one) and the spread across windows of a long recording; the ECG-age gap when the true age is known
@@ -39,9 +40,13 @@ from .exceptions import ConfigError, EcglensError
 from .plot import plot_ecg
 from .predict import Prediction, Predictor, PreparedEcg, read_record, record_key
 
-__all__ = ["AttributionSummary", "build_report", "explained_output_index", "write_report"]
+__all__ = ["IMAGE_FORMATS", "AttributionSummary", "build_report", "explained_output_index", "write_report"]
 
+#: figure resolution while drawing (sizes of text and lines; a PNG is written at its own dpi below)
 _DPI = 110
+#: image format of the report's figures -> (MIME type, dpi of a raster file; None: vector)
+IMAGE_FORMATS: dict[str, tuple[str, float | None]] = {
+    "svg": ("image/svg+xml", None), "png": ("image/png", 300.0)}
 #: seconds of the record shown on the page (and explained)
 _PAGE_SECONDS = 10.0
 
@@ -128,11 +133,13 @@ def _explain(predictor: Predictor, prepared: PreparedEcg, output: str, method: s
 
 
 # ============================================================================================ figures
-def _png(fig: Any) -> str:
-    """A matplotlib figure as a ``data:`` URI (base64 PNG)."""
+def _image(fig: Any, image_format: str) -> str:
+    """A matplotlib figure as a ``data:`` URI: base64 SVG (vector) or PNG (300 dpi), see :data:`IMAGE_FORMATS`."""
+    mime, dpi = IMAGE_FORMATS[image_format]
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, facecolor=fig.get_facecolor())
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    fig.savefig(buf, format=image_format, dpi=dpi or _DPI, facecolor=fig.get_facecolor(),
+                metadata={"Date": None} if image_format == "svg" else None)
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _importance_figure(summary: AttributionSummary) -> Any:
@@ -166,6 +173,7 @@ padding-bottom:4px} .sub{color:#5b6470;font-size:.92em}
 .card .v{font-size:1.6em;font-weight:600;margin:2px 0} .card .n{font-size:.85em;color:#3d4650}
 table{border-collapse:collapse;background:#fff;font-size:.92em} td,th{border:1px solid #d8dce2;padding:4px 9px;
 text-align:left} th{background:#eef0f3} img{max-width:100%;border:1px solid #d8dce2;background:#fff}
+img.trace{width:100%;height:auto}
 .flag{display:inline-block;background:#fff4d6;border:1px solid #e7c66a;border-radius:4px;padding:1px 7px;
 margin:2px 4px 2px 0;font-size:.88em} .ok{background:#e5f5e8;border-color:#8ccf98}
 .note{background:#fff;border-left:4px solid #1f4e79;padding:8px 14px;font-size:.93em;line-height:1.45}
@@ -257,7 +265,8 @@ def _predictions_table(pred: Prediction) -> str:
 
 
 # ============================================================================================ sections
-def _attribution_html(summary: AttributionSummary | None, ecg: Ecg, pre: Any, error: str | None) -> str:
+def _attribution_html(summary: AttributionSummary | None, ecg: Ecg, pre: Any, error: str | None,
+                      image_format: str) -> str:
 
     if summary is None:
         return f'<p class="note warn">No attribution map: {_esc(error or "switched off")}.</p>'
@@ -275,7 +284,7 @@ def _attribution_html(summary: AttributionSummary | None, ecg: Ecg, pre: Any, er
             f"and for a flat line over every lead and sample, in {summary.unit}: red samples push the output up, "
             "blue ones down." if summary.method == "integrated_gradients" else
             "Saliency is the absolute gradient of the output: where a small change of the signal would move it.")
-    return (f'<img src="{_png(fig)}" alt="attribution overlay">'
+    return (f'<img class="trace" src="{_image(fig, image_format)}" alt="attribution overlay">'
             f'<p class="note">{what} They are computed on what the model sees ({_esc(pre.describe())}) for '
             f"the {summary.n_windows} window(s) on the page and interpolated onto the displayed tracing "
             f"(overlapping windows averaged).{check}</p>"
@@ -286,7 +295,8 @@ def _attribution_html(summary: AttributionSummary | None, ecg: Ecg, pre: Any, er
             "<h3>Lead importance</h3><p class=\"sub\">Share of the absolute attribution carried by each lead "
             "in the explained window(s); the dashed line is an equal share. Leads marked * were computed from I "
             "and II, so their share is really a share of I and II.</p>"
-            f'<img src="{_png(_importance_figure(summary))}" alt="lead importance" style="max-width:620px">')
+            f'<img src="{_image(_importance_figure(summary), image_format)}" alt="lead importance" '
+            'style="max-width:620px">')
 
 
 def _model_card_html(predictor: Predictor) -> str:
@@ -326,6 +336,7 @@ class _Content:
     age_source: str
     attribution: AttributionSummary | None
     attribution_error: str | None
+    image_format: str = "svg"
 
 
 def _summary_html(c: _Content, predictor: Predictor) -> str:
@@ -341,7 +352,7 @@ def _summary_html(c: _Content, predictor: Predictor) -> str:
 
 def _render(c: _Content, predictor: Predictor) -> str:
 
-    tracing = _png(plot_ecg(c.prepared.ecg, title=None, dpi=_DPI))
+    tracing = _image(plot_ecg(c.prepared.ecg, title=None, dpi=_DPI), c.image_format)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = (f"<h1>ECG report: {_esc(c.record)}</h1>"
             f'<div class="sub">{_esc(c.ecg.source or c.record)} &middot; {c.ecg.fs:g} Hz, {c.ecg.n_leads} leads, '
@@ -350,10 +361,11 @@ def _render(c: _Content, predictor: Predictor) -> str:
             + "<h2>Predictions</h2>" + _predictions_table(c.prediction)
             + "<h2>Adjustments and signal quality</h2>" + _flags_html(c.prepared)
             + "<h2>12-lead tracing</h2>"
-            + f'<img src="{tracing}" alt="12-lead ECG"><p class="sub">As recorded (first '
+            + f'<img class="trace" src="{tracing}" alt="12-lead ECG"><p class="sub">As recorded (first '
             f"{_PAGE_SECONDS:g} s), 25 mm/s, 10 mm/mV; * marks leads derived from I and II.</p>"
             + "<h2>What the model looked at</h2>"
-            + _attribution_html(c.attribution, c.prepared.ecg, predictor.preprocess, c.attribution_error)
+            + _attribution_html(c.attribution, c.prepared.ecg, predictor.preprocess, c.attribution_error,
+                                c.image_format)
             + "<h2>Model card</h2>" + _model_card_html(predictor)
             + f"<footer>Generated by ecglens {_esc(__version__)}. For research use: not a medical device, not a "
               "diagnosis. Predictions are only as good as the model's training data (see the model card).</footer>")
@@ -372,7 +384,7 @@ def _load(source: str | os.PathLike[str] | Ecg, read_kwargs: Mapping[str, Any] |
 def build_report(source: str | os.PathLike[str] | Ecg, model: str | os.PathLike[str] = "age-sex", *,
                  predictor: Predictor | None = None, true_age: float | None = None,
                  read_kwargs: Mapping[str, Any] | None = None, explain: str | None = "age",
-                 method: str = "integrated_gradients", n_steps: int = 32) -> str:
+                 method: str = "integrated_gradients", n_steps: int = 32, image_format: str = "svg") -> str:
     """The HTML text of the one-ECG report (see the module docstring).
 
     Parameters
@@ -392,12 +404,16 @@ def build_report(source: str | os.PathLike[str] | Ecg, model: str | os.PathLike[
     method : {"integrated_gradients", "saliency"}
     n_steps : int
         Integration steps of integrated gradients.
+    image_format : {"svg", "png"}
+        The figures as vector SVG (default; sharp at any zoom) or PNG at 300 dpi, embedded in the page either way.
 
     Returns
     -------
     str
         A complete, self-contained HTML document.
     """
+    if image_format not in IMAGE_FORMATS:
+        raise ConfigError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}.")
     predictor = predictor or Predictor.from_pretrained(model)
     record, ecg = _load(source, read_kwargs)
     prepared = predictor.adapter.prepare(ecg, record=record, keep_ecg=True)
@@ -412,7 +428,7 @@ def build_report(source: str | os.PathLike[str] | Ecg, model: str | os.PathLike[
             summary = _explain(predictor, prepared, output, method, n_steps)
         except EcglensError as err:
             error = str(err)
-    content = _Content(record, ecg, prepared, prediction, age, age_source, summary, error)
+    content = _Content(record, ecg, prepared, prediction, age, age_source, summary, error, image_format)
     return _render(content, predictor)
 
 

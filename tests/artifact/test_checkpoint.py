@@ -86,6 +86,9 @@ def test_round_trip_gives_identical_outputs_and_all_descriptions(tmp_path, train
     from ecglens import __version__
 
     assert ck.version == __version__ and ck.created and ck.path == path
+    from ecglens._version import source_commit
+
+    assert ck.meta["commit"] == source_commit() and ck.summary()["commit"] == ck.meta["commit"]
 
 
 def test_file_is_plain_safetensors_with_json_metadata_no_pickle(tmp_path, trained):

@@ -227,6 +227,7 @@ class FakeCheckpoint:
     path: Path = Path("fake.safetensors")
     model_name: str = "fake"
     calls: list = field(default_factory=list)
+    config: dict | None = None
 
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
         idx = x[:, 0, 0].astype(int)
@@ -270,6 +271,38 @@ def test_evaluate_checkpoint_refuses_a_cache_with_other_preprocessing():
     assert evaluate_checkpoint(ckpt, same, n_boot=10, progress=False)["n_records"] == 8
 
 
+def test_records_of_the_training_folds_are_refused_unless_allowed(tmp_path):
+    """Folds 9 and 10 in the cache; the checkpoint trained on fold 9 (its config) -> fold 9 or all refused."""
+    meta, outputs = _cohort(40)
+    ckpt = FakeCheckpoint(outputs, task=task_from_name("age_sex"), config={"data": {"train_folds": [1, 9]}})
+    for folds in (None, [9], [9, 10]):
+        with pytest.raises(ConfigError, match=r"20 of (20|40) evaluated records overlap.*folds \[9\].*"
+                                              r"--allow-train-folds"):
+            evaluate_checkpoint(ckpt, FakeCache(meta), folds=folds, n_boot=10, progress=False)
+    assert evaluate_checkpoint(ckpt, FakeCache(meta), folds=[10], n_boot=10, progress=False)["warnings"] == []
+    with pytest.warns(UserWarning, match="EVALUATED ON TRAINING DATA"):
+        res = evaluate_checkpoint(ckpt, FakeCache(meta), out_dir=tmp_path / "ev", n_boot=10, progress=False,
+                                  allow_train_folds=True)
+    stored = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert stored["warnings"] == res["warnings"] and "20 of 40" in stored["warnings"][0]
+
+
+def test_training_records_from_splits_csv_and_ensemble_members_are_refused(tmp_path):
+    meta, outputs = _cohort(40)
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    pd.DataFrame({"record_id": ["r030", "r031", "r001"], "fold": [10, 10, 9],
+                  "split": ["train", "train", "val"]}).to_csv(run / "splits.csv", index=False)
+    ckpt = FakeCheckpoint(outputs, path=run / "model.safetensors")
+    with pytest.raises(ConfigError, match=r"2 of 20 .*2 are training records listed in the run's splits.csv"):
+        evaluate_checkpoint(ckpt, FakeCache(meta), folds=[10], n_boot=10, progress=False)
+    assert evaluate_checkpoint(ckpt, FakeCache(meta), folds=[9], n_boot=10, progress=False)["n_records"] == 20
+    member = {"source": str(run / "model.safetensors"), "config": {"data": {"train_folds": [9]}}}
+    ens = FakeCheckpoint(outputs, config={"name": "ensemble", "data": None, "ensemble": {"members": [member]}})
+    with pytest.raises(ConfigError, match=r"22 of 40 .*20 are in folds \[9\].*2 are training records"):
+        evaluate_checkpoint(ens, FakeCache(meta), n_boot=10, progress=False)
+
+
 # ------------------------------------------------------------------------------------ real modules (e2e)
 def test_cli_end_to_end_on_ptbxl_fixtures(fixtures_dir, tmp_path, capsys):
     """prepare a real cache (40 PTB-XL fixture records), save an untrained tiny checkpoint, run the command."""
@@ -302,3 +335,38 @@ def test_cli_end_to_end_on_ptbxl_fixtures(fixtures_dir, tmp_path, capsys):
     assert (out / "age_scatter.png").is_file() and (out / "p_female_roc.png").is_file()
     # a missing cache is a clean error (exit code 2), not a traceback
     assert app(["evaluate", str(ckpt), str(tmp_path / "nope"), "--quiet"]) == 2
+    # an existing output folder is never overwritten without --force
+    capsys.readouterr()
+    assert app(["evaluate", str(ckpt), str(tmp_path / "cache"), "--folds", "9", "--out", str(out), "--quiet"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    args = ["evaluate", str(ckpt), str(tmp_path / "cache"), "--n-boot", "10", "--quiet"]
+    assert app([*args, "--folds", "9", "--out", str(out), "--force"]) == 0
+
+
+def test_cli_refuses_the_training_folds_and_names_its_folder_after_the_folds(fixtures_dir, tmp_path, capsys,
+                                                                             monkeypatch):
+    from ecglens.artifact import save_checkpoint
+    from ecglens.cli import app
+    from ecglens.data.cache import prepare_cache
+    from ecglens.io.ptbxl import ptbxl_catalogue
+    from ecglens.models import create_model
+    from ecglens.signal.transforms import Preprocess
+
+    catalogue = ptbxl_catalogue(fixtures_dir / "ptbxl_official")
+    preprocess = Preprocess(fs=100, seconds=10)
+    prepare_cache(catalogue, tmp_path / "cache", preprocess, workers=1, source="ptbxl", progress=False)
+    task = task_from_name("age").fit(catalogue[["age"]].to_numpy(dtype=float))
+    model = create_model("cnn_baseline", in_leads=12, num_outputs=task.num_outputs, channels=(4, 8))
+    ckpt = save_checkpoint(tmp_path / "runs" / "tiny" / "model", model, task=task, preprocess=preprocess,
+                           config={"data": {"train_folds": list(range(1, 9)), "val_folds": [9]}})
+    monkeypatch.chdir(tmp_path)
+    args = ["evaluate", str(ckpt), str(tmp_path / "cache"), "--n-boot", "10", "--quiet"]
+    assert app(args) == 2
+    err = capsys.readouterr().err
+    assert "of 40 evaluated records overlap the training data" in err and "--allow-train-folds" in err
+    assert app([*args, "--folds", "9"]) == 0
+    assert (tmp_path / "eval_model_cache_fold9" / "metrics.json").is_file()
+    assert app([*args, "--allow-train-folds"]) == 0
+    assert "WARNING: EVALUATED ON TRAINING DATA" in capsys.readouterr().err
+    stored = json.loads((tmp_path / "eval_model_cache_all" / "metrics.json").read_text())
+    assert "overlap the training data" in stored["warnings"][0]

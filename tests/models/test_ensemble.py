@@ -135,3 +135,32 @@ def test_cli_writes_an_ensemble(tmp_path, capsys) -> None:
     assert ens.config["ensemble"]["weights"] == [1.0, 3.0]
     assert app(["ensemble", *paths, "--weights", "1", "--out", str(out)]) == 2
     assert "one per checkpoint" in capsys.readouterr().err
+
+
+def test_members_are_named_by_run_folder_and_duplicates_refused(tmp_path, capsys) -> None:
+    task_a = task_from_name("age").fit(np.array([[30.0], [70.0]]))
+    task_b = task_from_name("age").fit(np.array([[20.0], [80.0]]))
+    pre = Preprocess(fs=100.0, seconds=2.5, highpass_hz=None)
+    name, kw = MEMBERS[0]
+    a = save_checkpoint(tmp_path / "runs" / "a" / "model",
+                        _trained(name, kw, 0, task_a.num_outputs), task=task_a, preprocess=pre)
+    b = save_checkpoint(tmp_path / "runs" / "b" / "model",
+                        _trained(name, kw, 1, task_b.num_outputs), task=task_b, preprocess=pre)
+    copy = tmp_path / "runs" / "a_copy" / "model.safetensors"
+    copy.parent.mkdir()
+    copy.write_bytes(a.read_bytes())
+    with pytest.raises(CheckpointError, match=r"members 'b' and 'a' differ in their task"):
+        ensemble_checkpoints([a, b], tmp_path / "e1")
+    with pytest.raises(CheckpointError, match=r"'a/model.safetensors' is given twice.*the same file"):
+        ensemble_checkpoints([a, a], tmp_path / "e2")
+    with pytest.raises(CheckpointError, match=r"'a' and 'a_copy'.*identical weights"):
+        ensemble_checkpoints([a, copy], tmp_path / "e3")
+    assert app(["ensemble", str(a), str(tmp_path / "runs" / "a" / ".." / "a" / "model.safetensors"),
+                "--out", str(tmp_path / "e4.safetensors")]) != 0
+    assert "same checkpoint" in capsys.readouterr().err
+    c = save_checkpoint(tmp_path / "runs" / "c" / "model",
+                        _trained(name, kw, 2, task_a.num_outputs), task=task_a, preprocess=pre)
+    assert app(["ensemble", str(a), str(c), "--out", str(tmp_path / "e5.safetensors")]) == 0
+    assert "members a, c" in capsys.readouterr().out
+    assert [m["label"] for m in load_checkpoint(tmp_path / "e5.safetensors").config["ensemble"]["members"]] == [
+        "a", "c"]

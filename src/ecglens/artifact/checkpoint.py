@@ -8,7 +8,9 @@ A checkpoint is a single ``.safetensors`` file. Its tensors are the model's ``st
   leads, filters, normalisation);
 * ``task``: the :class:`~ecglens.artifact.outputs.OutputSpec` (with the fitted label mean / std; training
   writes a :class:`~ecglens.data.targets.TaskSpec`, which is one);
-* ``config``: the resolved training config; ``metrics``: validation metrics; ``ecglens_version``, ``created``.
+* ``config``: the resolved training config; ``metrics``: validation metrics; ``ecglens_version`` (from git tags,
+  :mod:`ecglens._version`), ``commit`` (the git commit of the ecglens source that wrote it; ``None`` if unknown),
+  ``created``.
 
 Loading never unpickles anything: safetensors holds tensors and strings only. Shipped models live in the
 package folder ``ecglens/weights/<name>.safetensors`` and are loaded by bare name
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._version import __version__
+from .._version import __version__, source_commit
 from ..exceptions import CheckpointError, EcglensError, LeadError
 from ..jsonutil import json_ready
 from .formats import SAFETENSORS, register_loader
@@ -132,6 +134,7 @@ def save_checkpoint(
         "config": _config_dict(config),
         "metrics": json_ready(metrics or {}),
         "ecglens_version": __version__,
+        "commit": source_commit(),
         "torch_version": torch.__version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -259,7 +262,8 @@ class Checkpoint:
             "path": str(self.path), "model": self.model_name, "model_kwargs": dict(self.model_kwargs),
             "parameters": int(sum(p.numel() for p in self.model.parameters())), "in_leads": int(self.in_leads),
             "task": self.task.name, "outputs": list(self.output_names), "preprocess": pre,
-            "metrics": dict(self.metrics), "ecglens_version": self.version, "created": self.created,
+            "metrics": dict(self.metrics), "ecglens_version": self.version, "commit": self.meta.get("commit"),
+            "created": self.created,
         }
 
     def __repr__(self) -> str:

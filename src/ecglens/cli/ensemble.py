@@ -8,7 +8,9 @@ Examples::
     ecglens evaluate runs/age_sex_ens.safetensors cache/ptbxl100 --folds 9 --out runs/age_sex_ens_eval
 
 The members must share the task (with the same label statistics, i.e. the same training folds), the input
-contract and the leads; their architectures may differ. The ensemble's raw output is the weighted mean of the
+contract and the leads; their architectures may differ. The same checkpoint given twice (the same file or
+identical weights) is refused; use ``--weights`` to weight a member. Members are named by their run folder
+(``runs/s0/model.safetensors`` -> ``s0``) in every message. The ensemble's raw output is the weighted mean of the
 members' raw outputs (regression values in the task's units, logits for probabilities); see
 ``ecglens.models.ensemble``. Every other command takes the written file like any checkpoint.
 """
@@ -58,6 +60,7 @@ def run_ensemble(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(path)
     n_params = sum(p.numel() for p in ckpt.model.parameters())
     names = [m["name"] for m in ckpt.model_kwargs["members"]]
+    labels = [m["label"] for m in ckpt.config["ensemble"]["members"]]
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): ensemble of {len(names)} ({', '.join(names)}), "
-          f"{n_params:,} parameters, outputs {', '.join(ckpt.output_names)}")
+          f"members {', '.join(labels)}, {n_params:,} parameters, outputs {', '.join(ckpt.output_names)}")
     return 0

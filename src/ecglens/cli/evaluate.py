@@ -11,15 +11,22 @@ CHECKPOINT is a ``.safetensors`` checkpoint or the name of a shipped model; DATA
 age, ``p_female`` <-> sex, ``p_<LABEL>`` <-> LABEL); age is also scored on the PTB-XL healthy / non-healthy
 subsets and per decade. Binary decisions use threshold 0.5 unless ``--threshold-folds`` names validation folds
 on which the threshold is chosen (Youden's J by default) and then applied unchanged. The command prints a table
-and writes ``metrics.json``, ``predictions.csv`` and the figures (PNG) to ``--out``.
+and writes ``metrics.json``, ``predictions.csv`` and the figures (PNG) to ``--out`` (default
+``eval_<checkpoint>_<data>_fold9``, ``..._all`` without ``--folds``); an existing folder is never overwritten
+without ``--force``.
+
+Records of the checkpoint's training folds (its config's ``train_folds`` against the cache's ``fold`` column) or
+training records (the run folder's ``splits.csv``) are refused, with or without ``--folds``:
+``--allow-train-folds`` evaluates them anyway, with a warning printed and stored in ``metrics.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-__all__ = ["register", "run_evaluate"]
+__all__ = ["default_out", "register", "run_evaluate"]
 
 
 def _folds(text: str) -> list[int]:
@@ -40,7 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=_folds, default=None,
                    help="folds to evaluate, e.g. 9, 10 or 1-8 (default: every record)")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: eval_<checkpoint>_<data>)")
+                   help="output folder (default: eval_<checkpoint>_<data>_fold<F> or ..._all)")
+    p.add_argument("--force", action="store_true", help="write into an existing output folder")
+    p.add_argument("--allow-train-folds", action="store_true",
+                   help="evaluate even records the checkpoint was trained on (a warning goes into metrics.json)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--batch-size", type=int, default=256, help="records per forward pass (default: 256)")
@@ -53,14 +63,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_evaluate)
 
 
+def default_out(checkpoint: str, data: Path, folds: list[int] | None) -> Path:
+    """``eval_<checkpoint>_<data>_fold9`` (``_fold9+10``; ``_all`` without folds)."""
+    part = "all" if folds is None else "fold" + "+".join(str(f) for f in folds)
+    return Path(f"eval_{Path(checkpoint).name.split('.')[0]}_{data.resolve().name}_{part}")
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``ecglens evaluate``; returns the exit code."""
-    from ..evaluate.runner import evaluate_checkpoint, format_results
+    from ..evaluate.runner import check_out_dir, evaluate_checkpoint, format_results
 
-    out = args.out or Path(f"eval_{Path(args.checkpoint).name.split('.')[0]}_{args.data.resolve().name}")
+    out = args.out or default_out(args.checkpoint, args.data, args.folds)
+    check_out_dir(out, args.force)
     results = evaluate_checkpoint(args.checkpoint, args.data, folds=args.folds, out_dir=out, n_boot=args.n_boot,
                                   seed=args.seed, batch_size=args.batch_size, threshold_folds=args.threshold_folds,
-                                  threshold_method=args.threshold_method, progress=not args.quiet)
+                                  threshold_method=args.threshold_method, progress=not args.quiet,
+                                  allow_train_folds=args.allow_train_folds)
     prov = results["provenance"]
     folds = "all records" if args.folds is None else f"folds {args.folds}"
     print(f"\n{prov['checkpoint']} on {prov['data']} ({folds}): {prov['n_evaluated']} records, "
@@ -69,6 +87,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"({prov['n_rejected_in_cache']} records were rejected when the cache was prepared; "
               "see its manifest.json)")
     print(format_results(results))
+    for text in results.get("warnings", []):
+        print(f"\nWARNING: {text}", file=sys.stderr)
     print(f"\nwrote {out / 'metrics.json'}, {out / 'predictions.csv'} and {len(results['files']) - 2} figures "
           f"to {out}")
     return 0 if results["outputs"] else 1

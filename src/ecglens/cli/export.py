@@ -6,7 +6,9 @@ Examples::
     ecglens export runs/mi/best.safetensors --onnx mi.onnx --opset 18 --fixed-length
 
 The file takes ``ecg`` (float32 ``[batch, leads, samples]``, mV at the checkpoint's sampling rate) and returns
-``raw`` (``[batch, num_outputs]``); its metadata holds the checkpoint's input contract and task, so
+one ``[batch]`` output per prediction in user units, named as ``ecglens predict`` names its columns (``age`` in
+years, ``age_std``, ``p_female``, ``p_MI``, ...: the task's postprocessing is in the graph), besides ``raw``
+(``[batch, num_outputs]``, internal units); its metadata holds the checkpoint's input contract and task, so
 ``ecglens serve --model FILE.onnx`` and ``Predictor.from_pretrained(FILE)`` use it without
 the PyTorch weights. ``--verify`` compares onnxruntime with PyTorch on random input at the contract length and,
 for a length-dynamic file, at 1.5x that length; the exit code is 1 when the largest difference exceeds

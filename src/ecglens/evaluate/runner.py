@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from ..jsonutil import json_ready
 from . import figures as F
 from . import metrics as M
 from .bootstrap import bootstrap_metrics
+from .overlap import training_overlap
 
 __all__ = [
     "AUXILIARY_SUFFIXES",
@@ -45,6 +47,7 @@ __all__ = [
     "OUTPUT_TARGETS",
     "PREFIX_TARGETS",
     "OutputTarget",
+    "check_out_dir",
     "evaluate_checkpoint",
     "evaluate_predictions",
     "format_results",
@@ -458,9 +461,36 @@ def _provenance(checkpoint: Any, cache: Any, folds: Any, n: int) -> dict[str, An
             "preprocess": pre.to_dict() if hasattr(pre, "to_dict") else None}
 
 
+def check_out_dir(out_dir: str | os.PathLike[str] | None, force: bool = False) -> None:
+    """Refuse an existing, non-empty output folder unless ``force`` (``ecglens evaluate`` checks this first;
+    :func:`evaluate_checkpoint` itself writes into ``out_dir`` as told, e.g. when a grid cell is resumed)."""
+    if out_dir is None or force:
+        return
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"the output folder {out} already exists; choose another --out, or pass --force "
+                          "(force=True) to overwrite its files.")
+
+
+def _training_guard(checkpoint: Any, meta: pd.DataFrame, allow: bool) -> list[str]:
+    """Refuse (ConfigError) evaluated records that overlap the training data; with ``allow``, the warnings."""
+    overlap = training_overlap(checkpoint, meta)
+    if overlap is None:
+        return []
+    if not allow:
+        raise ConfigError(f"{overlap}. Metrics on training data overstate the model. Evaluate held-out folds "
+                          "(e.g. --folds 9 or 10 for a model trained on folds 1-8), or pass --allow-train-folds "
+                          "(allow_train_folds=True) when that is what you mean (e.g. a cohort whose own fold "
+                          "numbers are unrelated to the training data); the warning is kept in metrics.json.")
+    text = f"EVALUATED ON TRAINING DATA (--allow-train-folds): {overlap}; these metrics overstate the model."
+    warnings.warn(text, UserWarning, stacklevel=3)
+    return [text]
+
+
 def evaluate_checkpoint(checkpoint: Any, cache: Any, folds: Any = None, out_dir: str | os.PathLike[str] | None = None,
                         n_boot: int = 1000, seed: int = 0, batch_size: int = 256, threshold_folds: Any = None,
-                        threshold_method: str = "youden", progress: bool = True) -> dict[str, Any]:
+                        threshold_method: str = "youden", progress: bool = True, *,
+                        allow_train_folds: bool = False) -> dict[str, Any]:
     """Predict a prepared cache with a checkpoint and evaluate (metrics, CIs, figures, predictions.csv).
 
     Parameters
@@ -484,12 +514,16 @@ def evaluate_checkpoint(checkpoint: Any, cache: Any, folds: Any = None, out_dir:
         See :func:`ecglens.evaluate.metrics.select_threshold`.
     progress : bool
         Show a progress bar.
+    allow_train_folds : bool
+        Evaluate even when the records overlap the checkpoint's training folds or training records
+        (:mod:`ecglens.evaluate.overlap`); by default that is a ``ConfigError``. The results (and
+        ``metrics.json``) then carry the overlap in ``warnings``.
 
     Returns
     -------
     dict
-        :func:`evaluate_predictions` output plus ``provenance`` (checkpoint, data, folds, counts) and, when
-        written, ``files``.
+        :func:`evaluate_predictions` output plus ``provenance`` (checkpoint, data, folds, counts),
+        ``warnings`` and, when written, ``files``.
     """
     if not hasattr(checkpoint, "predict"):
 
@@ -503,15 +537,17 @@ def evaluate_checkpoint(checkpoint: Any, cache: Any, folds: Any = None, out_dir:
     if idx.size == 0:
         raise ConfigError(f"no records in folds {folds} of the cache at {getattr(cache, 'path', '?')}; "
                           "check --folds against the folds the cache has.")
+    meta = cache.meta.iloc[idx].reset_index(drop=True)
+    warned = _training_guard(checkpoint, meta, allow_train_folds)
     thresholds, notes = {}, []
     if threshold_folds is not None:
         thresholds, notes = _select_thresholds(checkpoint, cache, threshold_folds, idx, threshold_method,
                                                batch_size, progress)
     outputs = predict_cache(checkpoint, cache.signals, idx, batch_size, progress)
-    meta = cache.meta.iloc[idx].reset_index(drop=True)
     task = getattr(checkpoint, "task", None)
     results = evaluate_predictions(outputs, meta, task=task, n_boot=n_boot, seed=seed, thresholds=thresholds)
-    results["notes"] = notes + results["notes"]
+    results["notes"] = warned + notes + results["notes"]
+    results["warnings"] = warned
     results["provenance"] = _provenance(checkpoint, cache, folds, int(idx.size))
     if threshold_folds is not None:
         results["provenance"]["threshold_folds"] = threshold_folds

@@ -323,6 +323,16 @@ class Preprocess:
         """
         return self.apply_with_mask(ecg, rng)[0]
 
+    def __call__(self, ecg: Ecg, rng: np.random.Generator | None = None) -> np.ndarray:
+        """``pre(ecg)`` is :meth:`apply` (as torchvision-style transforms are called).
+
+        Returns
+        -------
+        np.ndarray, float32, shape (n_leads, n_samples)
+            At ``fs`` Hz, leads in ``self.leads`` order.
+        """
+        return self.apply(ecg, rng)
+
     def windows(
         self, ecg: Ecg, hop_seconds: float | None = None, max_windows: int | None = None
     ) -> np.ndarray:
