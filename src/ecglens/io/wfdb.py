@@ -13,10 +13,15 @@ applies them. This module adds what a deep-learning pipeline needs on top:
   leads (e.g. a 2-lead Holter) keep their own leads, normalised.
 * **Demographics.** Age, sex, patient/exam id and ``Dx`` codes come from the header comments
   (:mod:`ecglens.io.metadata`).
-* **Checks before reading.** Header present and parseable, fs > 0, every signal file present and at least as
-  large as the header says (wfdb may otherwise return short data or fail obscurely), and after reading
-  a signal that is not all zero / all NaN / flat. Each failure raises a specific :mod:`ecglens.exceptions`
-  error naming the file and what to do.
+* **Checks before reading.** Header present and parseable; at most :data:`MAX_SIGNALS` signals; the sampling
+  rate written as a plain decimal number of Hz between :data:`~ecglens.ecg.MIN_FS` and
+  :data:`~ecglens.ecg.MAX_FS` (wfdb would read ``+400`` as 250 Hz and ``4e2`` as 4 Hz); gains finite and positive, baselines integers, units known voltages
+  read from the header text (wfdb drops the non-ASCII ``µ`` of ``µV``, which would make it volts); every signal
+  file present and at least as large as the header says (no array is sized from a header's word alone). After
+  reading: the fs wfdb used is the one written, missing samples (WFDB's invalid-sample value) are interpolated
+  with a :class:`~ecglens.exceptions.SignalQualityWarning`, and the signal is neither all zero / all NaN / flat
+  nor beyond +-50 mV (:func:`~ecglens.ecg.check_recorded_signal`). Each failure raises a specific
+  :mod:`ecglens.exceptions` error naming the file and what to do.
 
 Gains written per volt but labelled ``/mV`` (PhysioNet/CinC 2020 PTB records)
 -------------------------------------------------------------------------------
@@ -43,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..ecg import Ecg, sex_to_code
+from ..ecg import MAX_FS, MIN_FS, Ecg, check_recorded_signal, sex_to_code
 from ..exceptions import (
     CorruptRecordError,
     EcglensError,
@@ -53,11 +58,12 @@ from ..exceptions import (
     UnitError,
     UnsupportedFormatError,
 )
+from ..signal.transforms import fill_nans
 from .metadata import parse_header_comments
 from .paths import walk_files
 from .registry import register_reader
 
-__all__ = ["UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "signal_records",
+__all__ = ["MAX_SIGNALS", "UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "signal_records",
            "wfdb_catalogue"]
 
 #: header unit (lower case) -> factor to mV
@@ -90,6 +96,11 @@ _BYTES_PER_SAMPLE: dict[str, float] = {
     "311": 4 / 3,
 }
 
+#: most signals a header may declare (12-lead ECGs have 12-15; polysomnography records a few dozen)
+MAX_SIGNALS: int = 256
+_PLAIN_FS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(?:/.*)?$")  # FS[/COUNTER_FREQ[(BASE)]]
+_GAIN_FIELD = re.compile(r"^(?P<gain>[^(/]*)(?:\((?P<base>[^)]*)\))?(?:/(?P<unit>.*))?$")
+_MAX_GAIN = 1e9  # counts per unit
 _WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 _IMPLAUSIBLE_GAIN_PER_MV = 1e5  # >= this many counts per mV means < 10 nV resolution
 _TINY_PEAK_TO_PEAK_MV = 0.05  # a real ECG lead spans more than this
@@ -149,7 +160,8 @@ class _HeaderFacts:
 
     ``signals``: one ``(file, fmt, samples_per_frame, byte_offset)`` per signal line; ``segments``: the
     segment names of a multi-segment record (empty otherwise); ``fs_field``: the sampling-rate field as
-    written.
+    written; ``gain_fields``: the ``GAIN(BASELINE)/UNIT`` field of each signal line as written (``None`` when
+    absent).
     """
 
     n_sig: int
@@ -157,6 +169,7 @@ class _HeaderFacts:
     sig_len: int | None
     signals: tuple[tuple[str, str, int, int], ...]
     segments: tuple[str, ...]
+    gain_fields: tuple[str | None, ...] = ()
 
 
 def _malformed(hea: Path, what: str) -> CorruptRecordError:
@@ -170,7 +183,12 @@ def _header_facts(hea: Path) -> _HeaderFacts:
             f"{hea}: header file missing. A WFDB record needs its .hea header beside the signal file; "
             "copy the header into the same folder (same record name)."
         )
-    lines = [ln.split("#")[0].strip() for ln in hea.read_text(encoding="latin-1").splitlines()]
+    raw = hea.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    lines = [ln.split("#")[0].strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln]
     record = _RECORD_LINE.match(lines[0]) if lines else None
     if record is None:
@@ -178,6 +196,9 @@ def _header_facts(hea: Path) -> _HeaderFacts:
             hea, "no record line 'NAME N_SIGNALS ...'" if not lines else f"record line {lines[0]!r}"
         )
     n_sig, sig_len = int(record.group("nsig")), record.group("len")
+    if n_sig > MAX_SIGNALS:
+        raise _malformed(hea, f"the record line declares {n_sig} signals, more than the {MAX_SIGNALS} a "
+                              "recording has")
     if record.group("nseg"):
         segments = tuple(ln.split()[0] for ln in lines[1 : 1 + int(record.group("nseg"))])
         for seg in segments:
@@ -187,7 +208,7 @@ def _header_facts(hea: Path) -> _HeaderFacts:
         raise _malformed(
             hea, f"the record line declares {n_sig} signals but {len(lines) - 1} signal lines follow"
         )
-    signals = []
+    signals, gains = [], []
     for line in lines[1 : 1 + n_sig]:
         match = _SIGNAL_LINE.match(line)
         if match is None:
@@ -201,7 +222,11 @@ def _header_facts(hea: Path) -> _HeaderFacts:
                 int(match.group("offset") or 0),
             )
         )
-    return _HeaderFacts(n_sig, record.group("fs"), int(sig_len) if sig_len else None, tuple(signals), ())
+        fields = line.split()
+        gains.append(fields[2] if len(fields) > 2 else None)
+    return _HeaderFacts(
+        n_sig, record.group("fs"), int(sig_len) if sig_len else None, tuple(signals), (), tuple(gains)
+    )
 
 
 def is_plain_file_name(name: str) -> bool:
@@ -221,27 +246,58 @@ def _check_file_name(name: str, what: str, hea: Path) -> None:
         )
 
 
+def _written_fs(facts: _HeaderFacts, hea: Path) -> float | None:
+    """The sampling rate as written (None when the header leaves it out: WFDB's default, 250 Hz).
+
+    Checked on the text: wfdb silently falls back to 250 Hz on ``-500`` or ``+400`` and reads ``4e2`` as 4 Hz.
+    """
+    if facts.fs_field is None:
+        return None
+    match = _PLAIN_FS.match(facts.fs_field)
+    fs = float(match.group(1)) if match else float("nan")
+    if not MIN_FS <= fs <= MAX_FS:
+        raise SamplingRateError(
+            f"{hea}: sampling rate field {facts.fs_field!r} in the header is not a plain number of Hz between "
+            f"{MIN_FS:g} and {MAX_FS:g}. Set the third field of the first header line to the real sampling "
+            "rate in Hz (e.g. 500)."
+        )
+    return fs
+
+
+def _parse_gain_field(field: str | None, hea: Path) -> str | None:
+    """Check one ``GAIN(BASELINE)/UNIT`` field; return its unit as written (None when absent)."""
+    match = _GAIN_FIELD.match(field or "")
+    if field is None or match is None:
+        return None
+    gain, base = match.group("gain"), match.group("base")
+    try:
+        value = float(gain) if gain else 200.0
+        if base is not None:
+            int(base)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= _MAX_GAIN or (base is not None and not re.fullmatch(r"[+-]?\d{1,10}", base)):
+        raise UnitError(
+            f"{hea}: signal gain field {field!r} is not a positive finite gain with an integer baseline (a gain "
+            "of 0 means uncalibrated samples). Write the ADC gain in counts per unit, e.g. '200(0)/mV'."
+        )
+    return match.group("unit")
+
+
 def _check_header(facts: _HeaderFacts, hea: Path) -> None:
-    """fs > 0 (checked on the text: wfdb silently falls back to 250 Hz on e.g. ``-500``) and signals > 0."""
-    if facts.fs_field is not None:
-        try:
-            fs = float(re.split(r"[/(]", facts.fs_field)[0])
-        except ValueError:
-            fs = float("nan")
-        if not np.isfinite(fs) or fs <= 0:
-            raise SamplingRateError(
-                f"{hea}: sampling rate {facts.fs_field!r} Hz in the header. Set the third field of the first "
-                "header line to the real sampling rate in Hz (e.g. 500)."
-            )
+    """Sampling rate written plainly and plausible, signals > 0, gains and baselines usable."""
+    _written_fs(facts, hea)
     if not facts.n_sig:
         raise CorruptRecordError(f"{hea}: header declares 0 signals; this record holds no ECG to read.")
+    for field in facts.gain_fields:
+        _parse_gain_field(field, hea)
 
 
 def _expected_sizes(facts: _HeaderFacts) -> dict[str, int]:
     """Minimum byte size of each signal file, from the header (files in compressed formats omitted)."""
     if not facts.sig_len:
         return {}
-    unchecked = {f for f, fmt, _, _ in facts.signals if fmt not in _BYTES_PER_SAMPLE}
+    unchecked = {f for f, fmt, _, _ in facts.signals if fmt not in _BYTES_PER_SAMPLE or f == "~"}
     per_file: dict[str, list[float]] = {}
     for name, fmt, spf, offset in facts.signals:
         if name not in unchecked:
@@ -368,6 +424,33 @@ def _read_physical(hea: Path) -> Any:
         ) from err
 
 
+def _physical_signal(record: Any, facts: _HeaderFacts, hea: Path) -> np.ndarray:
+    """wfdb's physical signal [n_samples, n_leads], checked against what the header states."""
+    fs = _written_fs(facts, hea)
+    if fs is not None and float(record.fs) != fs:
+        raise SamplingRateError(
+            f"{hea}: the header states {facts.fs_field!r} Hz but wfdb read {record.fs!r} Hz. Write the sampling "
+            "rate as a plain number of Hz (e.g. 500)."
+        )
+    signal = np.asarray(record.p_signal if record.p_signal is not None else [], dtype=np.float64)
+    names = list(record.sig_name or [])
+    if signal.ndim != 2 or signal.shape[1] != len(names) or signal.shape[1] != (record.n_sig or 0):
+        raise CorruptRecordError(
+            f"{hea}: the signal read has shape {signal.shape} for {len(names)} named signals; the header does "
+            "not match its signal file. Re-export the record."
+        )
+    return signal
+
+
+def _written_units(facts: _HeaderFacts, record: Any) -> list[str]:
+    """Each channel's unit from the header text (``µV`` stays microvolts); wfdb's units for multi-segment
+    records, whose units live in the segment headers."""
+    if facts.segments or len(facts.gain_fields) != (record.n_sig or 0):
+        return list(record.units or ["mV"] * record.n_sig)
+    matches = (_GAIN_FIELD.match(field or "") for field in facts.gain_fields)
+    return [m.group("unit") if m and m.group("unit") is not None else "mV" for m in matches]
+
+
 def _standardise(ecg: Ecg) -> Ecg:
     """Canonical 12-lead order (deriving limb leads from I and II) when the record allows it."""
     try:
@@ -420,12 +503,15 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
     _check_header(facts, hea)
     _check_signal_files(facts, hea)
     record = _read_physical(hea)
-    units = list(record.units or ["mV"] * record.n_sig)
-    signal = np.asarray(record.p_signal, dtype=np.float64) * _unit_factors(units, hea)
+    signal = _physical_signal(record, facts, hea)
+    units = _written_units(facts, record)
+    signal = signal * _unit_factors(units, hea)
     correction = None
     if fix_volt_gain:
         signal, correction = _fix_volt_gain(signal, record, units)
     _check_content(signal, hea)
+    signal = fill_nans(signal.T, tuple(map(str, record.sig_name or ())), str(hea)).T
+    check_recorded_signal(signal.T, str(hea), "WFDB")
     info = parse_header_comments(record.comments or [])
     meta: dict[str, Any] = {"format": "wfdb", **info.to_meta(), "header_units": units}
     if correction:
