@@ -31,16 +31,19 @@ import fuzzing  # noqa: E402  (tests/fuzzing.py, the mutator)
 from ecglens import __version__  # noqa: E402
 
 
-def _table(counts: dict[str, dict[str, int]]) -> str:
+def _table(counts: dict[str, dict[str, int]], slowest: dict[str, float]) -> str:
     cols = fuzzing.OUTCOMES
-    lines = ["| format | cases | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+    lines = ["| format | cases | " + " | ".join(cols) + " | slowest case (s) |",
+             "|---|---:|" + "---:|" * (len(cols) + 1)]
     total = dict.fromkeys(cols, 0)
     for label in sorted(counts):
         row = counts[label]
-        lines.append(f"| {label} | {sum(row.values())} | " + " | ".join(str(row[c]) for c in cols) + " |")
+        lines.append(f"| {label} | {sum(row.values())} | " + " | ".join(str(row[c]) for c in cols)
+                     + f" | {slowest[label]:.2f} |")
         for c in cols:
             total[c] += row[c]
-    lines.append(f"| **all** | {sum(total.values())} | " + " | ".join(str(total[c]) for c in cols) + " |")
+    lines.append(f"| **all** | {sum(total.values())} | " + " | ".join(str(total[c]) for c in cols)
+                 + f" | {max(slowest.values()):.2f} |")
     return "\n".join(lines)
 
 
@@ -86,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = list(fuzzing.run_cases(srcs, range(args.cases), args.seed, args.workers, args.timeout, args.mem_gib))
     seconds = time.perf_counter() - start
     counts = fuzzing.tally(rows)
+    slowest: dict[str, float] = {}
+    for r in rows:
+        slowest[r[1]] = max(slowest.get(r[1], 0.0), r[5])
     defects = [r for r in rows if r[3] in fuzzing.DEFECTS]
-    print(_table(counts))
+    print(_table(counts, slowest))
     print(f"\n{len(rows)} cases, seed {args.seed}, {seconds:.0f} s ({len(rows) / seconds:.1f} cases/s)")
     for kind, n in Counter((r[3], r[4][:90]) for r in defects).most_common(25):
         print(f"  {n:5d}  {kind[0]}: {kind[1]}")
@@ -97,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "ecglens": __version__, "python": platform.python_version(), "cases": len(rows), "seed": args.seed,
-        "seconds": seconds, "counts": counts, "errors": dict(Counter(r[4].split(":")[0] for r in rows
-                                                                      if r[3] == "error")),
-        "defects": [dict(zip(("index", "format", "family", "outcome", "detail"), r, strict=True)) for r in defects],
+        "seconds": seconds, "counts": counts, "slowest_case_s": slowest,
+        "errors": dict(Counter(r[4].split(":")[0] for r in rows if r[3] == "error")),
+        "defects": [dict(zip(("index", "format", "family", "outcome", "detail", "seconds"), r, strict=True))
+                    for r in defects],
         "predictor_on_garbage": garbage_preds, "garbage_ok_predictions": n_ok_garbage,
     }, indent=1))
     print(f"wrote {args.out}")

@@ -465,8 +465,9 @@ def _worker(conn, srcs: list[Source], seed: int, workdir: Path, mem_bytes: int) 
 
 
 def run_cases(srcs: list[Source], indices: Iterable[int], seed: int = 0, workers: int = 2, timeout: float = 10.0,
-              mem_gib: float = 3.0) -> Iterator[tuple[int, str, str, str, str]]:
-    """Run cases in ``workers`` processes; yields ``(index, label, family, outcome, detail)`` as they finish.
+              mem_gib: float = 3.0) -> Iterator[tuple[int, str, str, str, str, float]]:
+    """Run cases in ``workers`` processes; yields ``(index, label, family, outcome, detail, seconds)`` as they
+    finish (seconds: wall time from handing the case to a worker to its answer).
 
     A case that takes longer than ``timeout`` seconds is a ``hang``: its worker is killed and replaced.
     """
@@ -494,17 +495,18 @@ def run_cases(srcs: list[Source], indices: Iterable[int], seed: int = 0, workers
                     if w[2] is None:
                         continue
                     src = srcs[w[2] % len(srcs)]
+                    seconds = time.monotonic() - w[3]
                     if w[1] in ready:
                         try:
-                            yield (w[2], *w[1].recv())
+                            yield (w[2], *w[1].recv(), seconds)
                         except EOFError:  # the worker died (e.g. killed by the memory limit)
-                            yield w[2], src.label, "?", "foreign", "worker process died"
+                            yield w[2], src.label, "?", "foreign", "worker process died", seconds
                             w[0].kill()
                             pool[k] = start()
                             continue
                         w[2] = None
-                    elif time.monotonic() - w[3] > timeout:
-                        yield w[2], src.label, "?", "hang", f"no answer in {timeout:g} s"
+                    elif seconds > timeout:
+                        yield w[2], src.label, "?", "hang", f"no answer in {timeout:g} s", seconds
                         w[0].kill()
                         w[0].join()
                         pool[k] = start()
@@ -517,10 +519,10 @@ def run_cases(srcs: list[Source], indices: Iterable[int], seed: int = 0, workers
                         w[0].kill()
 
 
-def tally(rows: Iterable[tuple[int, str, str, str, str]]) -> dict[str, dict[str, int]]:
-    """Counts per source label and outcome class."""
+def tally(rows: Iterable[tuple]) -> dict[str, dict[str, int]]:
+    """Counts per source label and outcome class (rows as :func:`run_cases` yields them)."""
     out: dict[str, dict[str, int]] = {}
-    for _, label, _, outcome, _ in rows:
+    for _, label, _, outcome, *_ in rows:
         out.setdefault(label, dict.fromkeys(OUTCOMES, 0))[outcome] += 1
     return out
 

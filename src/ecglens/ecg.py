@@ -156,7 +156,7 @@ class Ecg:
             raise LeadError(f"Ecg.signal must be 2-D [n_leads, n_samples], got shape {sig.shape}.")
         if not np.isfinite(sig).all():
             raise SignalQualityError(
-                f"{self.source or self.record_id or 'Ecg'}: {int((~np.isfinite(sig)).sum())} NaN or infinite "
+                f"{self.source or f'record {self.record_id!r}'}: {int((~np.isfinite(sig)).sum())} NaN or infinite "
                 "samples (or values beyond float32); an Ecg holds finite mV only. Fill missing samples first "
                 "(ecglens.signal.fill_nans) or exclude the record."
             )

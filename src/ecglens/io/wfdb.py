@@ -15,12 +15,13 @@ applies them. This module adds what a deep-learning pipeline needs on top:
   (:mod:`ecglens.io.metadata`).
 * **Checks before reading.** Header present and parseable; at most :data:`MAX_SIGNALS` signals; the sampling
   rate written as a plain decimal number of Hz between :data:`~ecglens.ecg.MIN_FS` and
-  :data:`~ecglens.ecg.MAX_FS` (wfdb would read ``+400`` as 250 Hz and ``4e2`` as 4 Hz); gains finite and positive, baselines integers, units known voltages
-  read from the header text (wfdb drops the non-ASCII ``µ`` of ``µV``, which would make it volts); every signal
-  file present and at least as large as the header says (no array is sized from a header's word alone). After
-  reading: the fs wfdb used is the one written, missing samples (WFDB's invalid-sample value) are interpolated
-  with a :class:`~ecglens.exceptions.SignalQualityWarning`, and the signal is neither all zero / all NaN / flat
-  nor beyond +-50 mV (:func:`~ecglens.ecg.check_recorded_signal`). Each failure raises a specific
+  :data:`~ecglens.ecg.MAX_FS` (wfdb would read ``+400`` as 250 Hz and ``4e2`` as 4 Hz); gains finite, between
+  1e-3 and 1e9 counts per unit, baselines integers, units known voltages read from the header text (wfdb drops
+  the non-ASCII ``µ`` of ``µV``, which would make it volts); every signal file present and at least as large as
+  the header says (no array is sized from a header's word alone). After reading: the fs wfdb used is the one
+  written, no infinite value, missing samples (WFDB's invalid-sample value) interpolated with a
+  :class:`~ecglens.exceptions.SignalQualityWarning`, and the signal neither all zero / all NaN / flat nor beyond
+  +-50 mV (:func:`~ecglens.ecg.check_recorded_signal`). Each failure raises a specific
   :mod:`ecglens.exceptions` error naming the file and what to do.
 
 Gains written per volt but labelled ``/mV`` (PhysioNet/CinC 2020 PTB records)
@@ -100,7 +101,7 @@ _BYTES_PER_SAMPLE: dict[str, float] = {
 MAX_SIGNALS: int = 256
 _PLAIN_FS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(?:/.*)?$")  # FS[/COUNTER_FREQ[(BASE)]]
 _GAIN_FIELD = re.compile(r"^(?P<gain>[^(/]*)(?:\((?P<base>[^)]*)\))?(?:/(?P<unit>.*))?$")
-_MAX_GAIN = 1e9  # counts per unit
+_GAIN_RANGE = (1e-3, 1e9)  # counts per unit: beyond either end the physical values are meaningless
 _WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 _IMPLAUSIBLE_GAIN_PER_MV = 1e5  # >= this many counts per mV means < 10 nV resolution
 _TINY_PEAK_TO_PEAK_MV = 0.05  # a real ECG lead spans more than this
@@ -276,7 +277,7 @@ def _parse_gain_field(field: str | None, hea: Path) -> str | None:
             int(base)
     except ValueError:
         value = float("nan")
-    if not 0 < value <= _MAX_GAIN or (base is not None and not re.fullmatch(r"[+-]?\d{1,10}", base)):
+    if not _GAIN_RANGE[0] <= value <= _GAIN_RANGE[1] or (base is not None and not re.fullmatch(r"[+-]?\d{1,10}", base)):
         raise UnitError(
             f"{hea}: signal gain field {field!r} is not a positive finite gain with an integer baseline (a gain "
             "of 0 means uncalibrated samples). Write the ADC gain in counts per unit, e.g. '200(0)/mV'."
@@ -392,6 +393,11 @@ def _check_content(signal: np.ndarray, hea: Path) -> None:
     finite = np.isfinite(signal)
     if signal.size == 0:
         raise SignalQualityError(f"{hea}: the record has 0 samples; nothing to analyse.")
+    if np.isinf(signal).any():
+        raise UnitError(
+            f"{hea}: the gains and baselines in the header turn samples into infinite values; fix the gain "
+            "field ('200(0)/mV') or export the record again."
+        )
     if not finite.any():
         raise SignalQualityError(
             f"{hea}: every sample is NaN (WFDB's 'invalid sample' value); the recording holds no signal. "
