@@ -245,9 +245,10 @@ def _many_signals(hea: Path, rng: np.random.Generator) -> None:
 
 
 def _multi_segment(hea: Path, rng: np.random.Generator) -> None:
-    """A multi-segment header naming itself, a chain of nested multi-segment headers, or a missing segment."""
+    """A multi-segment header naming itself, a chain of nested multi-segment headers, a missing segment, or a
+    real segment followed by a gap (``~``) of a billion samples."""
     name = hea.stem
-    how = int(rng.integers(0, 3))
+    how = int(rng.integers(0, 4))
     if how == 0:
         hea.write_text(f"{name}/2 12 500 2000\n{name} 1000\n{name} 1000\n")
     elif how == 1:
@@ -256,8 +257,13 @@ def _multi_segment(hea: Path, rng: np.random.Generator) -> None:
             child = f"{name}_n{d + 1}" if d + 1 < depth else name
             (hea.parent / (f"{name}_n{d}.hea" if d else hea.name)).write_text(
                 f"{name}_n{d}/1 12 500 2000\n{child} 2000\n")
-    else:
+    elif how == 2:
         hea.write_text(f"{name}/2 12 500 2000\nnothere 1000\n~ 1000\n")
+    else:
+        first = hea.read_text(encoding="latin-1").split()
+        hea.rename(hea.with_name(f"{name}_s1.hea"))
+        n = int(first[3]) if len(first) > 3 and first[3].isdigit() else 1000
+        hea.write_text(f"{name}/2 {first[1]} {first[2]} {n + 10**9}\n{name}_s1 {n}\n~ {10**9}\n")
 
 
 WFDB_FAMILIES: dict[str, Callable[[Path, np.random.Generator], float | None]] = {

@@ -287,6 +287,19 @@ def test_self_referencing_multi_segment_record(tmp_path):
         read_ecg(tmp_path / "loop.hea")
 
 
+def test_huge_gap_segment_is_refused_before_allocating(record):
+    """A gap ('~') segment is filled by wfdb from the header's word alone: 10^9 samples x 12 leads = 96 GB."""
+    (record.parent / "big.hea").write_text(f"big/2 12 400 {2934 + 10**9}\n100003 2934\n~ {10**9}\n")
+    with pytest.raises(CorruptRecordError, match="segments hold 2934"):
+        read_ecg(record.parent / "big.hea")
+
+
+def test_segment_longer_than_its_header_is_refused(record):
+    (record.parent / "long.hea").write_text("long/1 12 400 5000\n100003 5000\n")
+    with pytest.raises(CorruptRecordError, match="listed with 5000 samples"):
+        read_ecg(record.parent / "long.hea")
+
+
 def test_invalid_samples_are_interpolated_with_a_warning(record):
     x = np.fromfile(record.with_suffix(".dat"), dtype="<i2").reshape(N_SAMPLES, N_LEADS).copy()
     x[1000:1010, 1] = -32768  # WFDB's invalid-sample value for format 16
@@ -353,3 +366,12 @@ def test_code15_absurd_or_non_finite_tracing(tmp_path):
             f["exam_id"] = np.array([7])
         with pytest.raises(error):
             read_ecg(path)
+
+
+def test_missing_array_values_are_filled_with_a_warning(tmp_path):
+    x = np.sin(np.arange(2000) / 20.0)[None].repeat(12, axis=0)
+    x[2, 100:105] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    with pytest.warns(SignalQualityWarning, match="interpolated"):
+        ecg = read_ecg(tmp_path / "x.npy", fs=500)
+    assert np.isfinite(ecg.signal).all()

@@ -102,6 +102,7 @@ MAX_SIGNALS: int = 256
 _PLAIN_FS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(?:/.*)?$")  # FS[/COUNTER_FREQ[(BASE)]]
 _GAIN_FIELD = re.compile(r"^(?P<gain>[^(/]*)(?:\((?P<base>[^)]*)\))?(?:/(?P<unit>.*))?$")
 _GAIN_RANGE = (1e-3, 1e9)  # counts per unit: beyond either end the physical values are meaningless
+_MAX_SAMPLES_PER_BYTE = 16  # no codec stores an ECG sample in less than half a bit
 _WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 _IMPLAUSIBLE_GAIN_PER_MV = 1e5  # >= this many counts per mV means < 10 nV resolution
 _TINY_PEAK_TO_PEAK_MV = 0.05  # a real ECG lead spans more than this
@@ -171,6 +172,7 @@ class _HeaderFacts:
     signals: tuple[tuple[str, str, int, int], ...]
     segments: tuple[str, ...]
     gain_fields: tuple[str | None, ...] = ()
+    segment_lengths: tuple[int, ...] = ()
 
 
 def _malformed(hea: Path, what: str) -> CorruptRecordError:
@@ -201,10 +203,13 @@ def _header_facts(hea: Path) -> _HeaderFacts:
         raise _malformed(hea, f"the record line declares {n_sig} signals, more than the {MAX_SIGNALS} a "
                               "recording has")
     if record.group("nseg"):
-        segments = tuple(ln.split()[0] for ln in lines[1 : 1 + int(record.group("nseg"))])
+        seg_lines = [ln.split() for ln in lines[1 : 1 + int(record.group("nseg"))]]
+        segments = tuple(parts[0] for parts in seg_lines)
         for seg in segments:
             _check_file_name(seg, "segment", hea)
-        return _HeaderFacts(n_sig, record.group("fs"), None, (), segments)
+        lengths = tuple(int(p[1]) if len(p) > 1 and p[1].isdigit() else 0 for p in seg_lines)
+        return _HeaderFacts(n_sig, record.group("fs"), int(sig_len) if sig_len else None, (), segments,
+                            segment_lengths=lengths)
     if len(lines) - 1 < n_sig:
         raise _malformed(
             hea, f"the record line declares {n_sig} signals but {len(lines) - 1} signal lines follow"
@@ -306,19 +311,37 @@ def _expected_sizes(facts: _HeaderFacts) -> dict[str, int]:
     return {name: int(off) + math.floor(n) for name, (off, n) in per_file.items()}
 
 
+def _check_segments(facts: _HeaderFacts, hea: Path) -> None:
+    """Each segment is a single-segment record whose files hold what it announces, and the lengths the
+    multi-segment header states (gaps ``~`` included: wfdb fills them, sized by the header) are at most twice
+    the samples the segments hold: no allocation from a header's word alone."""
+    stored = 0
+    for seg, length in zip(facts.segments, facts.segment_lengths, strict=True):
+        if seg == "~":
+            continue
+        seg_hea = hea.parent / f"{seg}.hea"
+        seg_facts = _header_facts(seg_hea)
+        if seg_facts.segments:  # WFDB segments are single-segment records; this also ends self-references
+            raise CorruptRecordError(
+                f"{hea}: segment {seg!r} is itself a multi-segment record. WFDB segments must be "
+                "single-segment records; re-export the record."
+            )
+        _check_signal_files(seg_facts, seg_hea)
+        if seg_facts.sig_len is None or length > seg_facts.sig_len:
+            raise _malformed(hea, f"segment {seg!r} is listed with {length} samples but its header states "
+                                  f"{seg_facts.sig_len}")
+        stored += length
+    declared = max(facts.sig_len or 0, sum(facts.segment_lengths))
+    if declared > 2 * stored:
+        raise _malformed(hea, f"it declares {declared} samples but its segments hold {stored}; gap "
+                              "segments ('~') may not make up most of a record")
+
+
 def _check_signal_files(facts: _HeaderFacts, hea: Path) -> None:
     """Every signal file exists and holds at least the bytes the header announces (per segment when
     the record is multi-segment)."""
-    for seg in facts.segments:
-        if seg != "~":
-            seg_hea = hea.parent / f"{seg}.hea"
-            seg_facts = _header_facts(seg_hea)
-            if seg_facts.segments:  # WFDB segments are single-segment records; this also ends self-references
-                raise CorruptRecordError(
-                    f"{hea}: segment {seg!r} is itself a multi-segment record. WFDB segments must be "
-                    "single-segment records; re-export the record."
-                )
-            _check_signal_files(seg_facts, seg_hea)
+    if facts.segments:
+        _check_segments(facts, hea)
     names = [n for n in dict.fromkeys(f for f, *_ in facts.signals) if n != "~"]
     missing = [n for n in names if not (hea.parent / n).is_file()]
     if missing:
@@ -326,6 +349,12 @@ def _check_signal_files(facts: _HeaderFacts, hea: Path) -> None:
             f"{hea}: signal file {missing[0]!r} is missing (expected at {hea.parent / missing[0]}). "
             "Copy the .dat/.mat file that belongs to this header into the same folder."
         )
+    for name, fmt, spf, _ in facts.signals:
+        if name != "~" and fmt not in _BYTES_PER_SAMPLE and facts.sig_len:  # compressed (FLAC): bound the ratio
+            size = (hea.parent / name).stat().st_size
+            if facts.sig_len * spf > _MAX_SAMPLES_PER_BYTE * size:
+                raise _malformed(hea, f"{facts.sig_len} samples of format {fmt} cannot fit in the {size} bytes "
+                                      f"of {name!r}")
     for name, expected in _expected_sizes(facts).items():
         actual = (hea.parent / name).stat().st_size
         if actual < expected:
