@@ -12,7 +12,7 @@ Outcome classes (:data:`OUTCOMES`):
 * ``foreign``: any other exception (a defect);
 * ``hang``: no answer within the time limit (a defect);
 * ``garbage``: an ``Ecg`` with non-finite samples, a sample above :data:`GARBAGE_PEAK_MV`, no non-zero sample,
-  or a sampling rate other than the one written in the mutated field (a defect).
+  a sampling rate outside 50 Hz - 20 kHz or other than the one written in the mutated field (a defect).
 """
 
 from __future__ import annotations
@@ -425,6 +425,8 @@ def garbage_reason(ecg: object, expect_fs: float | None) -> str | None:
     if peak > GARBAGE_PEAK_MV:
         return f"peak {peak:.3g} mV"
     fs = float(ecg.fs)  # type: ignore[attr-defined]
+    if not 50.0 <= fs <= 20_000.0:
+        return f"fs {fs:g} Hz outside 50-20000 Hz"
     if expect_fs is not None and (expect_fs < 0 or abs(fs - expect_fs) > 1e-9 * expect_fs):
         return f"fs {fs:g} Hz read from a field that " + ("must be refused" if expect_fs < 0 else f"says {expect_fs:g}")
     return None

@@ -375,3 +375,18 @@ def test_missing_array_values_are_filled_with_a_warning(tmp_path):
     with pytest.warns(SignalQualityWarning, match="interpolated"):
         ecg = read_ecg(tmp_path / "x.npy", fs=500)
     assert np.isfinite(ecg.signal).all()
+
+
+def test_edf_with_zero_samples_per_record_is_an_ecglens_error(tmp_path):
+    edfio = pytest.importorskip("edfio")
+    t = np.arange(5000) / 500.0
+    signals = [edfio.EdfSignal(np.sin(t + k) * 1000, 500, label=f"ECG {n}", physical_dimension="uV",
+                               physical_range=(-5000, 5000)) for k, n in enumerate(("I", "II", "V1"))]
+    edfio.Edf(signals).write(tmp_path / "x.edf")
+    data = bytearray((tmp_path / "x.edf").read_bytes())
+    n_sig = int(data[252:256])
+    start = 256 + n_sig * 216  # "number of samples in each data record", 8 characters per signal
+    data[start:start + 8 * n_sig] = b"0       " * n_sig
+    (tmp_path / "x.edf").write_bytes(bytes(data))
+    with pytest.raises(EcglensError):
+        read_ecg(tmp_path / "x.edf")

@@ -40,7 +40,7 @@ __all__ = ["edf_lead_name", "read_edf", "sniff_edf"]
 FORMAT = "EDF/EDF+"
 _PREFIX = re.compile(r"^\s*(?:ECG|EKG)(?:[\s_.:\-]+|(?=[IiVvAa]))", re.IGNORECASE)
 _REFERENCE = re.compile(r"[\s_\-]*(?:ref|avg|average)\s*$", re.IGNORECASE)
-_READ_ERRORS = (ValueError, IndexError, KeyError, TypeError, OverflowError, UnicodeDecodeError, struct.error)
+_READ_ERRORS = (ValueError, IndexError, KeyError, TypeError, ArithmeticError, UnicodeDecodeError, struct.error)
 
 
 def sniff_edf(path: Path) -> bool:
