@@ -270,24 +270,22 @@ def _written_fs(facts: _HeaderFacts, hea: Path) -> float | None:
     return fs
 
 
-def _parse_gain_field(field: str | None, hea: Path) -> str | None:
-    """Check one ``GAIN(BASELINE)/UNIT`` field; return its unit as written (None when absent)."""
+def _check_gain_field(field: str | None, hea: Path) -> None:
+    """Check one ``GAIN(BASELINE)/UNIT`` field: gain within :data:`_GAIN_RANGE`, baseline an integer."""
     match = _GAIN_FIELD.match(field or "")
     if field is None or match is None:
-        return None
+        return
     gain, base = match.group("gain"), match.group("base")
     try:
-        value = float(gain) if gain else 200.0
-        if base is not None:
-            int(base)
+        value = float(gain) if gain else 200.0  # WFDB's default gain
     except ValueError:
         value = float("nan")
-    if not _GAIN_RANGE[0] <= value <= _GAIN_RANGE[1] or (base is not None and not re.fullmatch(r"[+-]?\d{1,10}", base)):
+    integer_base = base is None or re.fullmatch(r"[+-]?\d{1,10}", base) is not None
+    if not (_GAIN_RANGE[0] <= value <= _GAIN_RANGE[1] and integer_base):
         raise UnitError(
             f"{hea}: signal gain field {field!r} is not a positive finite gain with an integer baseline (a gain "
             "of 0 means uncalibrated samples). Write the ADC gain in counts per unit, e.g. '200(0)/mV'."
         )
-    return match.group("unit")
 
 
 def _check_header(facts: _HeaderFacts, hea: Path) -> None:
@@ -296,7 +294,7 @@ def _check_header(facts: _HeaderFacts, hea: Path) -> None:
     if not facts.n_sig:
         raise CorruptRecordError(f"{hea}: header declares 0 signals; this record holds no ECG to read.")
     for field in facts.gain_fields:
-        _parse_gain_field(field, hea)
+        _check_gain_field(field, hea)
 
 
 def _expected_sizes(facts: _HeaderFacts) -> dict[str, int]:
@@ -326,6 +324,7 @@ def _check_segments(facts: _HeaderFacts, hea: Path) -> None:
                 f"{hea}: segment {seg!r} is itself a multi-segment record. WFDB segments must be "
                 "single-segment records; re-export the record."
             )
+        _check_header(seg_facts, seg_hea)
         _check_signal_files(seg_facts, seg_hea)
         if seg_facts.sig_len is None or length > seg_facts.sig_len:
             raise _malformed(hea, f"segment {seg!r} is listed with {length} samples but its header states "
@@ -527,9 +526,10 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
     CorruptRecordError
         Header missing or malformed, signal file missing or truncated, or any other wfdb read failure.
     SamplingRateError
-        fs <= 0 in the header.
+        fs not written as a plain number of Hz in 50-20,000.
     UnitError
-        A channel unit that is not a voltage.
+        A channel unit that is not a voltage, a gain outside 1e-3..1e9, a baseline that is not an integer, or
+        a decoded sample beyond +-50 mV.
     SignalQualityError
         All-zero, all-NaN or flat signal.
     """

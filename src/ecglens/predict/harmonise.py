@@ -1,4 +1,8 @@
-"""Harmonisation: bring any :class:`~ecglens.ecg.Ecg` to a model's input contract (see :mod:`ecglens.predict`)."""
+"""Harmonisation: bring any :class:`~ecglens.ecg.Ecg` to a model's input contract (see :mod:`ecglens.predict`).
+
+Refused before any filtering or resampling: a sampling rate outside 50 Hz - 20 kHz, and (when the contract
+checks units) any single lead beyond +-50 mV after unit conversion, even when the median lead looks like mV.
+"""
 
 from __future__ import annotations
 

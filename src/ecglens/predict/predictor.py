@@ -1,4 +1,10 @@
-"""The :class:`Predictor`: a model file -> its input contract -> predictions for records, files and folders."""
+"""The :class:`Predictor`: a model file -> its input contract -> predictions for records, files and folders.
+
+No prediction is ``ok`` unless its outputs are plausible (:meth:`Predictor.implausible_outputs`): every output
+finite, ages within 0-120 years, standard deviations above 0, probabilities within [0, 1]. Otherwise
+:meth:`Predictor.predict_ecg` raises :class:`~ecglens.exceptions.EcglensError` and a batch table gets an
+``error`` row saying which outputs were absurd.
+"""
 
 from __future__ import annotations
 
