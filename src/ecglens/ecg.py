@@ -8,6 +8,11 @@ Conventions (hold everywhere in the library):
 * ``age``: years as float; PTB-XL's "300" (over 89) is stored as 90.0; unknown is ``None``.
 * ``sex``: ``"F"`` or ``"M"``; unknown is ``None``. Numeric tables use ``1 = female, 0 = male`` (PTB-XL's
   coding), and models output ``p_female``.
+
+The invariant every ``Ecg`` keeps: its samples are finite (a reader fills or refuses missing samples before it
+builds one). What a *recording* can hold is stricter, and every file reader checks it with
+:func:`check_recorded_signal`: no sample beyond :data:`MAX_ABS_MV` and not zero everywhere. An ``Ecg`` built
+from an array may still hold microvolts or volts (the predictor converts or refuses them).
 """
 
 from __future__ import annotations
@@ -19,10 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import LeadError, SamplingRateError
+from .exceptions import LeadError, SamplingRateError, SignalQualityError, UnitError
 from .leads import CANONICAL_LEADS, normalize_lead_names, to_canonical_order
 
-__all__ = ["Ecg", "code_to_sex", "sex_to_code"]
+__all__ = ["MAX_ABS_MV", "MAX_FS", "MIN_FS", "Ecg", "check_recorded_fs", "check_recorded_signal", "code_to_sex",
+           "sex_to_code"]
+
+#: largest absolute amplitude (mV) a recorded ECG sample can have: ECG front ends saturate at a few tens of
+#: mV (16-bit samples at 1000 counts/mV span +-32.8 mV); more means a wrong gain, unit or a damaged file
+MAX_ABS_MV: float = 50.0
+#: sampling rates (Hz) a file may state for an ECG recording; anything else is a damaged or misread field
+MIN_FS: float = 50.0
+MAX_FS: float = 20_000.0
 
 
 def sex_to_code(sex: str | None) -> float:
@@ -35,6 +48,70 @@ def code_to_sex(code: float | None) -> str | None:
     if code is None or (isinstance(code, float) and np.isnan(code)):
         return None
     return "F" if int(code) == 1 else "M"
+
+
+def check_recorded_fs(fs: object, where: str, field: str) -> float:
+    """The sampling rate a file states, as a float, when it is a finite number of Hz in [MIN_FS, MAX_FS].
+
+    Parameters
+    ----------
+    fs : object
+        The value as the reader parsed it (a number, or a string of digits).
+    where : str
+        The file (for the message).
+    field : str
+        The name of the field in the file (for the message).
+
+    Raises
+    ------
+    SamplingRateError
+        Naming the field and the value found.
+    """
+    try:
+        value = float(fs)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        value = float("nan")
+    if not MIN_FS <= value <= MAX_FS:
+        raise SamplingRateError(
+            f"{where}: sampling rate {fs!r} in the field {field} is not a number of Hz between {MIN_FS:g} and "
+            f"{MAX_FS:g}; the file is damaged or the field misread. Fix {field} or export the record again."
+        )
+    return value
+
+
+def check_recorded_signal(signal: np.ndarray, where: str, fmt: str) -> None:
+    """Refuse a decoded recording that no ECG can be: a sample beyond :data:`MAX_ABS_MV`, or zero everywhere.
+
+    Parameters
+    ----------
+    signal : np.ndarray, shape (n_leads, n_samples)
+        Finite amplitudes in mV, as a reader decoded them.
+    where : str
+        The file (for the message).
+    fmt : str
+        Human name of the format (for the message).
+
+    Raises
+    ------
+    UnitError
+        A sample beyond +-50 mV (a wrong gain, baseline or unit in the file, or damaged sample data).
+    SignalQualityError
+        No sample differs from zero.
+    """
+    x = np.asarray(signal)
+    peak = np.abs(x).max(axis=-1, initial=0.0) if x.size else np.zeros(1)
+    if not np.all(peak <= MAX_ABS_MV):  # also catches NaN
+        lead = int(np.nanargmax(np.where(np.isfinite(peak), peak, np.inf)))
+        raise UnitError(
+            f"{where}: the {fmt} record decodes to {float(peak[lead]):.3g} mV in signal {lead}, beyond the "
+            f"+-{MAX_ABS_MV:g} mV any ECG stays within: the gain, baseline or unit in the file is wrong or the "
+            "sample data are damaged. Fix the calibration fields or export the record again."
+        )
+    if not x.any():
+        raise SignalQualityError(
+            f"{where}: the {fmt} record is zero on every lead and sample: no ECG was recorded or the data did "
+            "not decode. Exclude it or export it again."
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +154,12 @@ class Ecg:
         sig = np.asarray(self.signal, dtype=np.float32)
         if sig.ndim != 2:
             raise LeadError(f"Ecg.signal must be 2-D [n_leads, n_samples], got shape {sig.shape}.")
+        if not np.isfinite(sig).all():
+            raise SignalQualityError(
+                f"{self.source or f'record {self.record_id!r}'}: {int((~np.isfinite(sig)).sum())} NaN or infinite "
+                "samples (or values beyond float32); an Ecg holds finite mV only. Fill missing samples first "
+                "(ecglens.signal.fill_nans) or exclude the record."
+            )
         leads = normalize_lead_names(self.leads)
         if len(leads) != sig.shape[0]:
             raise LeadError(

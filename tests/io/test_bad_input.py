@@ -214,3 +214,179 @@ def test_code15_all_zero_exam(tmp_path, rng):
     with warnings.catch_warnings(), pytest.raises(SignalQualityError):
         warnings.simplefilter("ignore")
         list(iter_code15_hdf5(tmp_path, on_error="raise"))
+
+
+# ------------------------------------------------------------------------------ validation at the boundary (#22)
+@pytest.mark.parametrize("fs", ["+400", "4e2", "1_000", "1e9", "NaN", "1e-308", "25", "25000"])
+def test_sampling_rate_written_oddly_is_refused_not_coerced(record, fs):
+    _edit_header(record, "100003 12 400 2934", f"100003 12 {fs} 2934")
+    with pytest.raises(SamplingRateError, match="sampling rate field") as err:
+        read_ecg(record)
+    assert repr(fs) in str(err.value) and "third field of the first header line" in str(err.value)
+
+
+def test_sampling_rate_with_counter_frequency_is_read_exactly(record):
+    _edit_header(record, "100003 12 400 2934", "100003 12 400.0/1 2934")
+    assert read_ecg(record).fs == 400.0
+
+
+@pytest.mark.parametrize("unit", ["µV", "μV", "uV"])
+def test_microvolt_units_stay_microvolts(record, unit):
+    """wfdb drops the non-ASCII µ (reading 'µV' as 'V', x1e6): the unit comes from the header text."""
+    literal = read_ecg(record).signal
+    hea = record.with_suffix(".hea")
+    hea.write_bytes(hea.read_text().replace("1000(0)/mV", f"1(0)/{unit}").encode("utf-8"))
+    np.testing.assert_allclose(read_ecg(record).signal, literal, rtol=1e-5)
+
+
+@pytest.mark.parametrize("gain", ["0", "-200", "1e-308", "nan", "inf", "1e308", "abc"])
+def test_unusable_gain_is_refused(record, gain):
+    _edit_header(record, "1000(0)/mV", f"{gain}(0)/mV")
+    with pytest.raises(UnitError, match="gain field"):
+        read_ecg(record)
+
+
+@pytest.mark.parametrize("baseline", ["1e308", "nan", "99999999999", "x"])
+def test_unusable_baseline_is_refused(record, baseline):
+    _edit_header(record, "1000(0)/mV", f"1000({baseline})/mV")
+    with pytest.raises(UnitError, match="integer baseline"):
+        read_ecg(record)
+
+
+def test_absurd_amplitude_is_refused(record):
+    _edit_header(record, "1000(0)/mV", "1(0)/mV")  # x1000: several hundred mV
+    with pytest.raises(UnitError, match=r"beyond the \+-50 mV") as err:
+        read_ecg(record)
+    assert "100003.hea" in str(err.value)
+
+
+def test_twenty_thousand_signals_are_refused_fast(record):
+    import time
+
+    hea = record.with_suffix(".hea")
+    lines = hea.read_text().splitlines()
+    hea.write_text("\n".join(["100003 20000 400 2934"] + [lines[1]] * 20_000) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(CorruptRecordError, match="20000 signals"):
+        read_ecg(record)
+    assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("name", ["~", ""])
+def test_signal_file_named_tilde_or_empty(record, name):
+    hea = record.with_suffix(".hea")
+    lines = hea.read_text().splitlines()
+    hea.write_text("\n".join([lines[0]] + [f"{name} " + ln.split(" ", 1)[1] for ln in lines[1:13]]) + "\n")
+    with pytest.raises(EcglensError):
+        read_ecg(record)
+
+
+def test_self_referencing_multi_segment_record(tmp_path):
+    (tmp_path / "loop.hea").write_text("loop/2 12 500 2000\nloop 1000\nloop 1000\n")
+    with pytest.raises(CorruptRecordError, match="multi-segment"):
+        read_ecg(tmp_path / "loop.hea")
+
+
+def test_huge_gap_segment_is_refused_before_allocating(record):
+    """A gap ('~') segment is filled by wfdb from the header's word alone: 10^9 samples x 12 leads = 96 GB."""
+    (record.parent / "big.hea").write_text(f"big/2 12 400 {2934 + 10**9}\n100003 2934\n~ {10**9}\n")
+    with pytest.raises(CorruptRecordError, match="segments hold 2934"):
+        read_ecg(record.parent / "big.hea")
+
+
+def test_segment_longer_than_its_header_is_refused(record):
+    (record.parent / "long.hea").write_text("long/1 12 400 5000\n100003 5000\n")
+    with pytest.raises(CorruptRecordError, match="listed with 5000 samples"):
+        read_ecg(record.parent / "long.hea")
+
+
+def test_invalid_samples_are_interpolated_with_a_warning(record):
+    x = np.fromfile(record.with_suffix(".dat"), dtype="<i2").reshape(N_SAMPLES, N_LEADS).copy()
+    x[1000:1010, 1] = -32768  # WFDB's invalid-sample value for format 16
+    _write_dat(record, x.ravel())
+    with pytest.warns(SignalQualityWarning, match="interpolated"):
+        ecg = read_ecg(record)
+    assert np.isfinite(ecg.signal).all()
+
+
+def test_ecg_refuses_non_finite_samples():
+    from ecglens.ecg import Ecg
+
+    sig = np.ones((2, 10))
+    sig[1, 3] = np.nan
+    with pytest.raises(SignalQualityError, match="NaN or infinite"):
+        Ecg(sig, 500.0, ("I", "II"), record_id="r")
+    with pytest.raises(SignalQualityError):
+        Ecg(np.full((1, 10), 1e39), 500.0, ("I",))  # beyond float32
+
+
+@pytest.mark.parametrize("cut", [0, 128, 132, 1000, 20_000])
+def test_truncated_dicom_is_an_ecglens_error(fixtures_dir, tmp_path, cut):
+    data = (fixtures_dir / "vendor" / "toolkit_example.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[:cut])
+    with pytest.raises(EcglensError):
+        read_ecg(tmp_path / "cut.dcm", format="dicom")
+
+
+@pytest.mark.parametrize(("key", "value", "error"), [("SamplingFrequency", "1e9", SamplingRateError),
+                                                     ("SamplingFrequency", "0", SamplingRateError),
+                                                     ("ChannelSensitivity", "1e308", UnitError),
+                                                     ("ChannelSensitivity", "0", UnitError)])
+def test_dicom_fields_are_checked(fixtures_dir, tmp_path, key, value, error):
+    import pydicom
+
+    ds = pydicom.dcmread(fixtures_dir / "vendor" / "toolkit_example.dcm")
+    group = ds.WaveformSequence[0]
+    for item in [group] if key == "SamplingFrequency" else group.ChannelDefinitionSequence:
+        setattr(item, key, value)
+    ds.save_as(tmp_path / "x.dcm")
+    with pytest.raises(error, match="x.dcm"):
+        read_ecg(tmp_path / "x.dcm")
+
+
+def test_damaged_code15_hdf5_is_an_ecglens_error(tmp_path):
+    good = tmp_path / "exams_part0.hdf5"
+    with h5py.File(good, "w") as f:
+        f["tracings"] = np.ones((1, 4096, 12), dtype=np.float32)
+        f["exam_id"] = np.array([7])
+    data = bytearray(good.read_bytes())
+    data[800:1800] = bytes(1000)
+    good.write_bytes(bytes(data))
+    with pytest.raises(EcglensError):
+        read_ecg(good)
+
+
+def test_code15_absurd_or_non_finite_tracing(tmp_path):
+    for value, error in ((1e5, UnitError), (np.inf, CorruptRecordError)):
+        path = tmp_path / f"exams_{value}.hdf5"
+        tr = np.sin(np.arange(4096))[None, :, None].repeat(12, axis=2).astype(np.float32)
+        tr[0, 100, 3] = value
+        with h5py.File(path, "w") as f:
+            f["tracings"] = tr
+            f["exam_id"] = np.array([7])
+        with pytest.raises(error):
+            read_ecg(path)
+
+
+def test_missing_array_values_are_filled_with_a_warning(tmp_path):
+    x = np.sin(np.arange(2000) / 20.0)[None].repeat(12, axis=0)
+    x[2, 100:105] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    with pytest.warns(SignalQualityWarning, match="interpolated"):
+        ecg = read_ecg(tmp_path / "x.npy", fs=500)
+    assert np.isfinite(ecg.signal).all()
+
+
+def test_edf_with_zero_samples_per_record_is_an_ecglens_error(tmp_path):
+    edfio = pytest.importorskip("edfio")
+    t = np.arange(5000) / 500.0
+    signals = [edfio.EdfSignal(np.sin(t + k) * 1000, 500, label=f"ECG {n}", physical_dimension="uV",
+                               physical_range=(-5000, 5000)) for k, n in enumerate(("I", "II", "V1"))]
+    edfio.Edf(signals).write(tmp_path / "x.edf")
+    data = bytearray((tmp_path / "x.edf").read_bytes())
+    n_sig = int(data[252:256])
+    start = 256 + n_sig * 216  # "number of samples in each data record", 8 characters per signal
+    data[start:start + 8 * n_sig] = b"0       " * n_sig
+    (tmp_path / "x.edf").write_bytes(bytes(data))
+    with pytest.raises(EcglensError):
+        read_ecg(tmp_path / "x.edf")

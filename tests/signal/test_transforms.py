@@ -13,7 +13,7 @@ from synthetic_signals import synthetic_ecg
 from ecglens.ecg import Ecg
 from ecglens.exceptions import ConfigError, LeadError, SignalQualityError, SignalQualityWarning, UnitError
 from ecglens.leads import CANONICAL_LEADS
-from ecglens.signal import Preprocess
+from ecglens.signal import Preprocess, fill_nans
 
 
 def make_ecg(fs: float = 500, seconds: float = 10.0, leads=CANONICAL_LEADS, seed: int = 0) -> Ecg:
@@ -160,8 +160,8 @@ def test_notch_is_applied_at_native_rate_and_skipped_when_impossible():
 def test_a_few_nans_are_interpolated_with_a_warning():
     sig = synthetic_ecg(500, 10.0)
     sig[1, 100:110] = np.nan
-    with pytest.warns(SignalQualityWarning, match="interpolated in II"):
-        x = Preprocess().apply(Ecg(sig, 500, CANONICAL_LEADS))
+    with pytest.warns(SignalQualityWarning, match="interpolated in II"):  # readers repair, an Ecg is finite
+        x = Preprocess().apply(Ecg(fill_nans(sig, CANONICAL_LEADS), 500, CANONICAL_LEADS))
     assert np.isfinite(x).all()
 
 
@@ -169,15 +169,14 @@ def test_all_nan_lead_becomes_zeros_with_a_warning():
     sig = synthetic_ecg(500, 10.0)
     sig[7] = np.nan
     with pytest.warns(SignalQualityWarning, match="V2"):
-        x = Preprocess(highpass_hz=None).apply(Ecg(sig, 500, CANONICAL_LEADS))
+        x = Preprocess(highpass_hz=None).apply(Ecg(fill_nans(sig, CANONICAL_LEADS), 500, CANONICAL_LEADS))
     assert not x[7].any() and np.isfinite(x).all() and x[6].any()
 
 
 @pytest.mark.parametrize("fill", [np.nan, 0.0])
 def test_all_nan_or_all_zero_record_raises(fill):
-    ecg = Ecg(np.full((12, 5000), fill), 500, CANONICAL_LEADS, record_id="bad")
-    with pytest.raises(SignalQualityError, match="'bad'"):
-        Preprocess().apply(ecg)
+    with pytest.raises(SignalQualityError, match="'bad'"):  # an all-NaN Ecg cannot even be built
+        Preprocess().apply(Ecg(np.full((12, 5000), fill), 500, CANONICAL_LEADS, record_id="bad"))
 
 
 def test_units_are_checked():

@@ -31,7 +31,7 @@ from xml.parsers import expat
 
 import numpy as np
 
-from ..ecg import Ecg
+from ..ecg import Ecg, check_recorded_signal
 from ..exceptions import CorruptRecordError, EcglensError, LeadError, UnsupportedFormatError
 from ..leads import CANONICAL_LEADS, LIMB_DERIVED
 
@@ -328,6 +328,8 @@ def finish_twelve_lead(ecg: Ecg, path: Path, fmt: str) -> Ecg:
         A standard lead is missing and cannot be derived (e.g. a one-lead file, or V1-V6 absent).
     CorruptRecordError
         The signal has NaN or infinite samples, or is zero everywhere (a decoding failure, not an ECG).
+    UnitError
+        A sample beyond +-50 mV (:func:`~ecglens.ecg.check_recorded_signal`).
     """
     ecg = standardise_leads(ecg)
     missing = [n for n in CANONICAL_LEADS if n not in ecg.leads]
@@ -346,6 +348,7 @@ def finish_twelve_lead(ecg: Ecg, path: Path, fmt: str) -> Ecg:
             f"{path}: the {fmt} waveform is zero on every lead and sample: no ECG was recorded or the data "
             "did not decode. Export the ECG again."
         )
+    check_recorded_signal(ecg.signal, str(path), fmt)
     return ecg
 
 

@@ -43,6 +43,7 @@ from ..exceptions import (
     UnsupportedFormatError,
 )
 from ..leads import CANONICAL_LEADS
+from ..signal.transforms import fill_nans
 from ._vendor import standardise_leads
 from .registry import register_reader
 
@@ -87,6 +88,10 @@ def ecg_from_array(
 ) -> Ecg:
     """Build an :class:`Ecg` from a 2-D array, following the rules of this module.
 
+    Missing values (NaN, e.g. empty CSV cells) are interpolated per lead, or a mostly-missing lead set to zeros,
+    with a :class:`~ecglens.exceptions.SignalQualityWarning` (:func:`ecglens.signal.fill_nans`): an ``Ecg``
+    holds finite samples only.
+
     Parameters
     ----------
     array : np.ndarray, shape (n_leads, n_samples) or (n_samples, n_leads)
@@ -128,8 +133,10 @@ def ecg_from_array(
     x = _orient(x, names, layout, source)
     names = names if names is not None else CANONICAL_LEADS
     sex_value = code_to_sex(sex) if isinstance(sex, (int, float)) else sex
+    with np.errstate(over="ignore", invalid="ignore"):
+        signal = x.astype(np.float64) * factor
     ecg = Ecg(
-        signal=x.astype(np.float64) * factor,
+        signal=fill_nans(signal, tuple(map(str, names)), source or record_id),
         fs=fs,
         leads=names,
         record_id=record_id,

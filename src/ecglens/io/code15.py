@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..ecg import Ecg
+from ..ecg import Ecg, check_recorded_signal
 from ..exceptions import (
     ConfigError,
     CorruptRecordError,
@@ -116,8 +116,11 @@ def _is_tracings_file(path: Path) -> bool:
 
     if not path.is_file() or not h5py.is_hdf5(path):
         return False
-    with h5py.File(path, "r") as f:
-        return "tracings" in f
+    try:
+        with h5py.File(path, "r") as f:
+            return "tracings" in f
+    except (OSError, RuntimeError, KeyError, ValueError):
+        return True  # an HDF5 file that does not open: claimed, so that reading it reports the damage
 
 
 def _sniff(path: Path) -> bool:
@@ -210,8 +213,13 @@ def _make_ecg(
         "labels": {c: parse_bool(row[c]) for c in LABEL_COLUMNS if c in row},
     }
     meta.update({c: row[c] for c in _EXTRA_COLUMNS if c in row})
+    signal = (x.astype(np.float64) * scale_mv).T
+    if not np.isfinite(signal).all():
+        raise CorruptRecordError(f"{ref}: the tracing holds NaN or infinite samples; the file is damaged. "
+                                 "Download it again or exclude this exam.")
+    check_recorded_signal(signal, ref, "CODE-15%")
     return Ecg(
-        signal=(x.astype(np.float64) * scale_mv).T,
+        signal=signal,
         fs=CODE15_FS,
         leads=CODE15_LEADS,
         record_id=str(exam_id),
@@ -308,8 +316,22 @@ def read_code15(
     scale_mv: float = DEFAULT_SCALE_MV,
     strip_padding: bool = True,
 ) -> Ecg:
-    """Read a CODE-15% exam from a reference ``<file.hdf5>/<exam_id>.code15`` or from a file + ``exam_id``."""
-    path = Path(path)
+    """Read a CODE-15% exam from a reference ``<file.hdf5>/<exam_id>.code15`` or from a file + ``exam_id``.
+
+    Whatever h5py raises on a damaged file becomes a :class:`~ecglens.exceptions.CorruptRecordError`.
+    """
+    try:
+        return _read_code15(Path(path), exam_id, index, scale_mv, strip_padding)
+    except EcglensError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, OverflowError) as err:
+        raise CorruptRecordError(
+            f"{path}: the CODE-15% HDF5 file is damaged ({type(err).__name__}: {str(err)[:200]}). "
+            "Download it again."
+        ) from err
+
+
+def _read_code15(path: Path, exam_id: int | None, index: int | None, scale_mv: float, strip_padding: bool) -> Ecg:
     if path.suffix.lower() == REFERENCE_SUFFIX:
         hdf5_path, exam_id = parse_exam_reference(path)
         return read_code15_exam(hdf5_path, exam_id, scale_mv=scale_mv, strip_padding=strip_padding)

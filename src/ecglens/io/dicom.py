@@ -15,6 +15,10 @@ What the reader assumes (DICOM PS3.3 Waveform module, C.10.9):
 * Amplitude = ``raw * ChannelSensitivity * ChannelSensitivityCorrectionFactor + ChannelBaseline`` in the unit of
   ``ChannelSensitivityUnitsSequence`` (uV, mV, V; the same formula as pydicom's ``waveform_array``), converted to
   mV. A channel without ``ChannelSensitivity`` holds uncalibrated ADC counts and is refused.
+* Checked before use: ``SamplingFrequency`` between 50 Hz and 20 kHz, sensitivities and baselines finite and
+  non-zero, decoded amplitudes within +-50 mV and not all zero. Whatever pydicom, ``struct`` or NumPy raise on
+  a damaged file becomes a :class:`~ecglens.exceptions.CorruptRecordError` naming the file. The file is read
+  into memory first, so a damaged length field cannot make pydicom allocate more than the file's size.
 * ``PatientAge`` ("067Y", "006M", "010W", "020D") gives the age, else ``PatientBirthDate`` and the acquisition /
   study date; ``PatientSex`` F/M gives the sex ("O" is unknown). ``PatientID`` goes to ``meta["patient_id"]``.
 
@@ -26,14 +30,16 @@ correction factor and baseline, no sensitivity, or no waveform; a DICOM CT image
 
 from __future__ import annotations
 
+import io
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..ecg import Ecg
-from ..exceptions import ConfigError, CorruptRecordError, SamplingRateError, UnitError, UnsupportedFormatError
+from ..ecg import Ecg, check_recorded_fs, check_recorded_signal
+from ..exceptions import ConfigError, CorruptRecordError, EcglensError, UnitError, UnsupportedFormatError
 from ..leads import normalize_lead_name
 from ._vendor import SEX_CODES, VOLTAGE_TO_MV, age_from_dates, age_in_years, standardise_leads
 from .registry import register_reader
@@ -57,6 +63,9 @@ _CODE_NUMBER = re.compile(r"^(?:5\.6\.3-9-|2:)(\d+)$")
 _UNSUPPORTED_INTERPRETATIONS = {"MB": "mu-law", "AB": "A-law"}
 _WAVEFORM_TAG_LE = b"\x00\x54\x00\x01"  # (5400,0100) WaveformSequence, little endian
 _SNIFF_BYTES = 65536
+#: what pydicom, struct and NumPy raise on a damaged file (translated to CorruptRecordError)
+_DAMAGED = (OSError, struct.error, TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError,
+            MemoryError, UnicodeError, RecursionError)
 
 
 def sniff_dicom(path: Path) -> bool:
@@ -103,16 +112,37 @@ def read_dicom(path: str | Path, waveform: str | None = None, group: int | None 
     UnitError
         Uncalibrated channels or unknown sensitivity units.
     """
+    path = Path(path)
+    ds = _read_dataset(path)
+    try:
+        return _dicom_ecg(ds, path, waveform, group)
+    except EcglensError:
+        raise
+    except _DAMAGED as err:
+        raise CorruptRecordError(
+            f"{path}: the {FORMAT} file is damaged ({type(err).__name__}: {str(err)[:200]}). Export it again."
+        ) from err
+
+
+def _read_dataset(path: Path) -> Any:
+    """``pydicom.dcmread`` of the file's bytes (held in memory: lengths in the file cannot exceed its size)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    path = Path(path)
     try:
-        ds = pydicom.dcmread(path)
+        return pydicom.dcmread(io.BytesIO(path.read_bytes()))
     except (InvalidDicomError, EOFError, ValueError, TypeError, KeyError) as err:
         raise UnsupportedFormatError(
             f"{path}: not a readable DICOM file ({err}); expected a {FORMAT}."
         ) from err
+    except _DAMAGED as err:
+        raise CorruptRecordError(
+            f"{path}: the {FORMAT} file is damaged ({type(err).__name__}: {str(err)[:200]}). Export it again."
+        ) from err
+
+
+def _dicom_ecg(ds: Any, path: Path, waveform: str | None, group: int | None) -> Ecg:
+    """The Ecg of the chosen multiplex group of a parsed dataset (see :func:`read_dicom`)."""
     groups = list(ds.get("WaveformSequence") or [])
     if not groups:
         sop = str(ds.get("SOPClassUID", "?"))
@@ -121,12 +151,10 @@ def read_dicom(path: str | Path, waveform: str | None = None, group: int | None 
             f"expected a {FORMAT}. Export the ECG as DICOM waveform, not as an image or PDF."
         )
     index = _select_group(groups, waveform, group, path)
+    fs = check_recorded_fs(groups[index].get("SamplingFrequency"), str(path),
+                           f"SamplingFrequency of multiplex group {index}")
     names, signal = _decode_group(ds, index, path)
-    fs = float(groups[index].get("SamplingFrequency") or 0)
-    if not fs > 0:
-        raise SamplingRateError(
-            f"{path}: multiplex group {index} has no SamplingFrequency; the file is incomplete."
-        )
+    check_recorded_signal(signal, str(path), "DICOM")
     ecg = Ecg(
         signal=signal,
         fs=fs,
@@ -249,7 +277,7 @@ def _decode_group(ds: Any, index: int, path: Path) -> tuple[list[str], np.ndarra
     names = []
     for j, channel in enumerate(channels):
         names.append(_channel_name(channel, j))
-        signal[j] = raw[:, j] * _channel_gain_mv(channel, names[-1], path) + _channel_offset_mv(channel)
+        signal[j] = raw[:, j] * _channel_gain_mv(channel, names[-1], path) + _channel_offset_mv(channel, path)
     return names, signal
 
 
@@ -273,10 +301,19 @@ def _channel_gain_mv(channel: Any, name: str, path: Path) -> float:
             + "; its amplitude in mV is unknown. Export the ECG with calibrated channels in uV or mV."
         )
     correction = channel.get("ChannelSensitivityCorrectionFactor")
-    return float(sensitivity) * float(1.0 if correction is None else correction) * factor
+    gain = float(sensitivity) * float(1.0 if correction is None else correction) * factor
+    if not (np.isfinite(gain) and gain != 0):
+        raise UnitError(
+            f"{path}: channel {name} has sensitivity {sensitivity!r} x correction {correction!r}, not a finite "
+            "non-zero gain; its amplitude in mV is unknown. Fix ChannelSensitivity or export the ECG again."
+        )
+    return gain
 
 
-def _channel_offset_mv(channel: Any) -> float:
+def _channel_offset_mv(channel: Any, path: Path) -> float:
     """ChannelBaseline (in the sensitivity unit) converted to mV; 0 when absent."""
-    baseline = channel.get("ChannelBaseline")
-    return float(baseline or 0.0) * (_channel_units_mv(channel) or 1.0)
+    baseline = float(channel.get("ChannelBaseline") or 0.0) * (_channel_units_mv(channel) or 1.0)
+    if not np.isfinite(baseline):
+        raise CorruptRecordError(f"{path}: ChannelBaseline {baseline!r} is not finite; the file is damaged. "
+                                 "Export it again.")
+    return baseline

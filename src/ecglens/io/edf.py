@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ecg import Ecg
+from ..ecg import Ecg, check_recorded_fs, check_recorded_signal
 from ..exceptions import CorruptRecordError, LeadError, SamplingRateError, UnitError, UnsupportedFormatError
 from ..leads import CANONICAL_LEADS, normalize_lead_name
 from ._vendor import VOLTAGE_TO_MV, standardise_leads
@@ -40,7 +40,7 @@ __all__ = ["edf_lead_name", "read_edf", "sniff_edf"]
 FORMAT = "EDF/EDF+"
 _PREFIX = re.compile(r"^\s*(?:ECG|EKG)(?:[\s_.:\-]+|(?=[IiVvAa]))", re.IGNORECASE)
 _REFERENCE = re.compile(r"[\s_\-]*(?:ref|avg|average)\s*$", re.IGNORECASE)
-_READ_ERRORS = (ValueError, IndexError, KeyError, TypeError, OverflowError, UnicodeDecodeError, struct.error)
+_READ_ERRORS = (ValueError, IndexError, KeyError, TypeError, ArithmeticError, UnicodeDecodeError, struct.error)
 
 
 def sniff_edf(path: Path) -> bool:
@@ -112,9 +112,10 @@ def read_edf(path: str | Path) -> Ecg:
             f"{path}: the ECG channels of this {FORMAT} file are flat (constant on every lead) or not finite; "
             "the recording holds no ECG. Check the export."
         )
+    check_recorded_signal(signal, str(path), FORMAT)
     ecg = Ecg(
         signal=signal,
-        fs=next(iter(rates.values())),
+        fs=check_recorded_fs(next(iter(rates.values())), str(path), "samples per data record / record duration"),
         leads=tuple(channels),
         record_id=path.stem,
         age=meta.pop("age"),

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ecg import Ecg
+from ..ecg import Ecg, check_recorded_fs, check_recorded_signal
 from ..exceptions import CorruptRecordError, LeadError, SamplingRateError, UnitError, UnsupportedFormatError
 from ._vendor import age_from_dates, age_in_years, standardise_leads
 from .registry import register_reader
@@ -146,9 +146,10 @@ def read_scp(path: str | Path) -> Ecg:
     leads, subtracted = _lead_definition(sections[3], path)
     signal, fs = _rhythm_mv(sections, leads, subtracted, path)
     patient = _patient(sections.get(1, b""), path)
+    check_recorded_signal(signal, str(path), FORMAT)
     ecg = Ecg(
         signal=signal,
-        fs=fs,
+        fs=check_recorded_fs(fs, str(path), "sample time interval of section 6"),
         leads=tuple(lead.name for lead in leads),
         record_id=path.stem,
         age=patient.pop("age"),

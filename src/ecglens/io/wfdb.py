@@ -13,10 +13,16 @@ applies them. This module adds what a deep-learning pipeline needs on top:
   leads (e.g. a 2-lead Holter) keep their own leads, normalised.
 * **Demographics.** Age, sex, patient/exam id and ``Dx`` codes come from the header comments
   (:mod:`ecglens.io.metadata`).
-* **Checks before reading.** Header present and parseable, fs > 0, every signal file present and at least as
-  large as the header says (wfdb may otherwise return short data or fail obscurely), and after reading
-  a signal that is not all zero / all NaN / flat. Each failure raises a specific :mod:`ecglens.exceptions`
-  error naming the file and what to do.
+* **Checks before reading.** Header present and parseable; at most :data:`MAX_SIGNALS` signals; the sampling
+  rate written as a plain decimal number of Hz between :data:`~ecglens.ecg.MIN_FS` and
+  :data:`~ecglens.ecg.MAX_FS` (wfdb would read ``+400`` as 250 Hz and ``4e2`` as 4 Hz); gains finite, between
+  1e-3 and 1e9 counts per unit, baselines integers, units known voltages read from the header text (wfdb drops
+  the non-ASCII ``µ`` of ``µV``, which would make it volts); every signal file present and at least as large as
+  the header says (no array is sized from a header's word alone). After reading: the fs wfdb used is the one
+  written, no infinite value, missing samples (WFDB's invalid-sample value) interpolated with a
+  :class:`~ecglens.exceptions.SignalQualityWarning`, and the signal neither all zero / all NaN / flat nor beyond
+  +-50 mV (:func:`~ecglens.ecg.check_recorded_signal`). Each failure raises a specific
+  :mod:`ecglens.exceptions` error naming the file and what to do.
 
 Gains written per volt but labelled ``/mV`` (PhysioNet/CinC 2020 PTB records)
 -------------------------------------------------------------------------------
@@ -43,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..ecg import Ecg, sex_to_code
+from ..ecg import MAX_FS, MIN_FS, Ecg, check_recorded_signal, sex_to_code
 from ..exceptions import (
     CorruptRecordError,
     EcglensError,
@@ -53,11 +59,12 @@ from ..exceptions import (
     UnitError,
     UnsupportedFormatError,
 )
+from ..signal.transforms import fill_nans
 from .metadata import parse_header_comments
 from .paths import walk_files
 from .registry import register_reader
 
-__all__ = ["UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "signal_records",
+__all__ = ["MAX_SIGNALS", "UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "signal_records",
            "wfdb_catalogue"]
 
 #: header unit (lower case) -> factor to mV
@@ -90,6 +97,12 @@ _BYTES_PER_SAMPLE: dict[str, float] = {
     "311": 4 / 3,
 }
 
+#: most signals a header may declare (12-lead ECGs have 12-15; polysomnography records a few dozen)
+MAX_SIGNALS: int = 256
+_PLAIN_FS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(?:/.*)?$")  # FS[/COUNTER_FREQ[(BASE)]]
+_GAIN_FIELD = re.compile(r"^(?P<gain>[^(/]*)(?:\((?P<base>[^)]*)\))?(?:/(?P<unit>.*))?$")
+_GAIN_RANGE = (1e-3, 1e9)  # counts per unit: beyond either end the physical values are meaningless
+_MAX_SAMPLES_PER_BYTE = 16  # no codec stores an ECG sample in less than half a bit
 _WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 _IMPLAUSIBLE_GAIN_PER_MV = 1e5  # >= this many counts per mV means < 10 nV resolution
 _TINY_PEAK_TO_PEAK_MV = 0.05  # a real ECG lead spans more than this
@@ -149,7 +162,8 @@ class _HeaderFacts:
 
     ``signals``: one ``(file, fmt, samples_per_frame, byte_offset)`` per signal line; ``segments``: the
     segment names of a multi-segment record (empty otherwise); ``fs_field``: the sampling-rate field as
-    written.
+    written; ``gain_fields``: the ``GAIN(BASELINE)/UNIT`` field of each signal line as written (``None`` when
+    absent).
     """
 
     n_sig: int
@@ -157,6 +171,8 @@ class _HeaderFacts:
     sig_len: int | None
     signals: tuple[tuple[str, str, int, int], ...]
     segments: tuple[str, ...]
+    gain_fields: tuple[str | None, ...] = ()
+    segment_lengths: tuple[int, ...] = ()
 
 
 def _malformed(hea: Path, what: str) -> CorruptRecordError:
@@ -170,7 +186,12 @@ def _header_facts(hea: Path) -> _HeaderFacts:
             f"{hea}: header file missing. A WFDB record needs its .hea header beside the signal file; "
             "copy the header into the same folder (same record name)."
         )
-    lines = [ln.split("#")[0].strip() for ln in hea.read_text(encoding="latin-1").splitlines()]
+    raw = hea.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    lines = [ln.split("#")[0].strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln]
     record = _RECORD_LINE.match(lines[0]) if lines else None
     if record is None:
@@ -178,16 +199,22 @@ def _header_facts(hea: Path) -> _HeaderFacts:
             hea, "no record line 'NAME N_SIGNALS ...'" if not lines else f"record line {lines[0]!r}"
         )
     n_sig, sig_len = int(record.group("nsig")), record.group("len")
+    if n_sig > MAX_SIGNALS:
+        raise _malformed(hea, f"the record line declares {n_sig} signals, more than the {MAX_SIGNALS} a "
+                              "recording has")
     if record.group("nseg"):
-        segments = tuple(ln.split()[0] for ln in lines[1 : 1 + int(record.group("nseg"))])
+        seg_lines = [ln.split() for ln in lines[1 : 1 + int(record.group("nseg"))]]
+        segments = tuple(parts[0] for parts in seg_lines)
         for seg in segments:
             _check_file_name(seg, "segment", hea)
-        return _HeaderFacts(n_sig, record.group("fs"), None, (), segments)
+        lengths = tuple(int(p[1]) if len(p) > 1 and p[1].isdigit() else 0 for p in seg_lines)
+        return _HeaderFacts(n_sig, record.group("fs"), int(sig_len) if sig_len else None, (), segments,
+                            segment_lengths=lengths)
     if len(lines) - 1 < n_sig:
         raise _malformed(
             hea, f"the record line declares {n_sig} signals but {len(lines) - 1} signal lines follow"
         )
-    signals = []
+    signals, gains = [], []
     for line in lines[1 : 1 + n_sig]:
         match = _SIGNAL_LINE.match(line)
         if match is None:
@@ -201,7 +228,11 @@ def _header_facts(hea: Path) -> _HeaderFacts:
                 int(match.group("offset") or 0),
             )
         )
-    return _HeaderFacts(n_sig, record.group("fs"), int(sig_len) if sig_len else None, tuple(signals), ())
+        fields = line.split()
+        gains.append(fields[2] if len(fields) > 2 else None)
+    return _HeaderFacts(
+        n_sig, record.group("fs"), int(sig_len) if sig_len else None, tuple(signals), (), tuple(gains)
+    )
 
 
 def is_plain_file_name(name: str) -> bool:
@@ -221,27 +252,56 @@ def _check_file_name(name: str, what: str, hea: Path) -> None:
         )
 
 
+def _written_fs(facts: _HeaderFacts, hea: Path) -> float | None:
+    """The sampling rate as written (None when the header leaves it out: WFDB's default, 250 Hz).
+
+    Checked on the text: wfdb silently falls back to 250 Hz on ``-500`` or ``+400`` and reads ``4e2`` as 4 Hz.
+    """
+    if facts.fs_field is None:
+        return None
+    match = _PLAIN_FS.match(facts.fs_field)
+    fs = float(match.group(1)) if match else float("nan")
+    if not MIN_FS <= fs <= MAX_FS:
+        raise SamplingRateError(
+            f"{hea}: sampling rate field {facts.fs_field!r} in the header is not a plain number of Hz between "
+            f"{MIN_FS:g} and {MAX_FS:g}. Set the third field of the first header line to the real sampling "
+            "rate in Hz (e.g. 500)."
+        )
+    return fs
+
+
+def _check_gain_field(field: str | None, hea: Path) -> None:
+    """Check one ``GAIN(BASELINE)/UNIT`` field: gain within :data:`_GAIN_RANGE`, baseline an integer."""
+    match = _GAIN_FIELD.match(field or "")
+    if field is None or match is None:
+        return
+    gain, base = match.group("gain"), match.group("base")
+    try:
+        value = float(gain) if gain else 200.0  # WFDB's default gain
+    except ValueError:
+        value = float("nan")
+    integer_base = base is None or re.fullmatch(r"[+-]?\d{1,10}", base) is not None
+    if not (_GAIN_RANGE[0] <= value <= _GAIN_RANGE[1] and integer_base):
+        raise UnitError(
+            f"{hea}: signal gain field {field!r} is not a positive finite gain with an integer baseline (a gain "
+            "of 0 means uncalibrated samples). Write the ADC gain in counts per unit, e.g. '200(0)/mV'."
+        )
+
+
 def _check_header(facts: _HeaderFacts, hea: Path) -> None:
-    """fs > 0 (checked on the text: wfdb silently falls back to 250 Hz on e.g. ``-500``) and signals > 0."""
-    if facts.fs_field is not None:
-        try:
-            fs = float(re.split(r"[/(]", facts.fs_field)[0])
-        except ValueError:
-            fs = float("nan")
-        if not np.isfinite(fs) or fs <= 0:
-            raise SamplingRateError(
-                f"{hea}: sampling rate {facts.fs_field!r} Hz in the header. Set the third field of the first "
-                "header line to the real sampling rate in Hz (e.g. 500)."
-            )
+    """Sampling rate written plainly and plausible, signals > 0, gains and baselines usable."""
+    _written_fs(facts, hea)
     if not facts.n_sig:
         raise CorruptRecordError(f"{hea}: header declares 0 signals; this record holds no ECG to read.")
+    for field in facts.gain_fields:
+        _check_gain_field(field, hea)
 
 
 def _expected_sizes(facts: _HeaderFacts) -> dict[str, int]:
     """Minimum byte size of each signal file, from the header (files in compressed formats omitted)."""
     if not facts.sig_len:
         return {}
-    unchecked = {f for f, fmt, _, _ in facts.signals if fmt not in _BYTES_PER_SAMPLE}
+    unchecked = {f for f, fmt, _, _ in facts.signals if fmt not in _BYTES_PER_SAMPLE or f == "~"}
     per_file: dict[str, list[float]] = {}
     for name, fmt, spf, offset in facts.signals:
         if name not in unchecked:
@@ -249,19 +309,38 @@ def _expected_sizes(facts: _HeaderFacts) -> dict[str, int]:
     return {name: int(off) + math.floor(n) for name, (off, n) in per_file.items()}
 
 
+def _check_segments(facts: _HeaderFacts, hea: Path) -> None:
+    """Each segment is a single-segment record whose files hold what it announces, and the lengths the
+    multi-segment header states (gaps ``~`` included: wfdb fills them, sized by the header) are at most twice
+    the samples the segments hold: no allocation from a header's word alone."""
+    stored = 0
+    for seg, length in zip(facts.segments, facts.segment_lengths, strict=True):
+        if seg == "~":
+            continue
+        seg_hea = hea.parent / f"{seg}.hea"
+        seg_facts = _header_facts(seg_hea)
+        if seg_facts.segments:  # WFDB segments are single-segment records; this also ends self-references
+            raise CorruptRecordError(
+                f"{hea}: segment {seg!r} is itself a multi-segment record. WFDB segments must be "
+                "single-segment records; re-export the record."
+            )
+        _check_header(seg_facts, seg_hea)
+        _check_signal_files(seg_facts, seg_hea)
+        if seg_facts.sig_len is None or length > seg_facts.sig_len:
+            raise _malformed(hea, f"segment {seg!r} is listed with {length} samples but its header states "
+                                  f"{seg_facts.sig_len}")
+        stored += length
+    declared = max(facts.sig_len or 0, sum(facts.segment_lengths))
+    if declared > 2 * stored:
+        raise _malformed(hea, f"it declares {declared} samples but its segments hold {stored}; gap "
+                              "segments ('~') may not make up most of a record")
+
+
 def _check_signal_files(facts: _HeaderFacts, hea: Path) -> None:
     """Every signal file exists and holds at least the bytes the header announces (per segment when
     the record is multi-segment)."""
-    for seg in facts.segments:
-        if seg != "~":
-            seg_hea = hea.parent / f"{seg}.hea"
-            seg_facts = _header_facts(seg_hea)
-            if seg_facts.segments:  # WFDB segments are single-segment records; this also ends self-references
-                raise CorruptRecordError(
-                    f"{hea}: segment {seg!r} is itself a multi-segment record. WFDB segments must be "
-                    "single-segment records; re-export the record."
-                )
-            _check_signal_files(seg_facts, seg_hea)
+    if facts.segments:
+        _check_segments(facts, hea)
     names = [n for n in dict.fromkeys(f for f, *_ in facts.signals) if n != "~"]
     missing = [n for n in names if not (hea.parent / n).is_file()]
     if missing:
@@ -269,6 +348,12 @@ def _check_signal_files(facts: _HeaderFacts, hea: Path) -> None:
             f"{hea}: signal file {missing[0]!r} is missing (expected at {hea.parent / missing[0]}). "
             "Copy the .dat/.mat file that belongs to this header into the same folder."
         )
+    for name, fmt, spf, _ in facts.signals:
+        if name != "~" and fmt not in _BYTES_PER_SAMPLE and facts.sig_len:  # compressed (FLAC): bound the ratio
+            size = (hea.parent / name).stat().st_size
+            if facts.sig_len * spf > _MAX_SAMPLES_PER_BYTE * size:
+                raise _malformed(hea, f"{facts.sig_len} samples of format {fmt} cannot fit in the {size} bytes "
+                                      f"of {name!r}")
     for name, expected in _expected_sizes(facts).items():
         actual = (hea.parent / name).stat().st_size
         if actual < expected:
@@ -336,6 +421,11 @@ def _check_content(signal: np.ndarray, hea: Path) -> None:
     finite = np.isfinite(signal)
     if signal.size == 0:
         raise SignalQualityError(f"{hea}: the record has 0 samples; nothing to analyse.")
+    if np.isinf(signal).any():
+        raise UnitError(
+            f"{hea}: the gains and baselines in the header turn samples into infinite values; fix the gain "
+            "field ('200(0)/mV') or export the record again."
+        )
     if not finite.any():
         raise SignalQualityError(
             f"{hea}: every sample is NaN (WFDB's 'invalid sample' value); the recording holds no signal. "
@@ -366,6 +456,33 @@ def _read_physical(hea: Path) -> Any:
             f"{hea}: wfdb could not read the record ({type(err).__name__}: {err}). "
             "Check that the header matches its signal file (format, number of signals and samples)."
         ) from err
+
+
+def _physical_signal(record: Any, facts: _HeaderFacts, hea: Path) -> np.ndarray:
+    """wfdb's physical signal [n_samples, n_leads], checked against what the header states."""
+    fs = _written_fs(facts, hea)
+    if fs is not None and float(record.fs) != fs:
+        raise SamplingRateError(
+            f"{hea}: the header states {facts.fs_field!r} Hz but wfdb read {record.fs!r} Hz. Write the sampling "
+            "rate as a plain number of Hz (e.g. 500)."
+        )
+    signal = np.asarray(record.p_signal if record.p_signal is not None else [], dtype=np.float64)
+    names = list(record.sig_name or [])
+    if signal.ndim != 2 or signal.shape[1] != len(names) or signal.shape[1] != (record.n_sig or 0):
+        raise CorruptRecordError(
+            f"{hea}: the signal read has shape {signal.shape} for {len(names)} named signals; the header does "
+            "not match its signal file. Re-export the record."
+        )
+    return signal
+
+
+def _written_units(facts: _HeaderFacts, record: Any) -> list[str]:
+    """Each channel's unit from the header text (``µV`` stays microvolts); wfdb's units for multi-segment
+    records, whose units live in the segment headers."""
+    if facts.segments or len(facts.gain_fields) != (record.n_sig or 0):
+        return list(record.units or ["mV"] * record.n_sig)
+    matches = (_GAIN_FIELD.match(field or "") for field in facts.gain_fields)
+    return [m.group("unit") if m and m.group("unit") is not None else "mV" for m in matches]
 
 
 def _standardise(ecg: Ecg) -> Ecg:
@@ -409,9 +526,10 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
     CorruptRecordError
         Header missing or malformed, signal file missing or truncated, or any other wfdb read failure.
     SamplingRateError
-        fs <= 0 in the header.
+        fs not written as a plain number of Hz in 50-20,000.
     UnitError
-        A channel unit that is not a voltage.
+        A channel unit that is not a voltage, a gain outside 1e-3..1e9, a baseline that is not an integer, or
+        a decoded sample beyond +-50 mV.
     SignalQualityError
         All-zero, all-NaN or flat signal.
     """
@@ -420,12 +538,15 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
     _check_header(facts, hea)
     _check_signal_files(facts, hea)
     record = _read_physical(hea)
-    units = list(record.units or ["mV"] * record.n_sig)
-    signal = np.asarray(record.p_signal, dtype=np.float64) * _unit_factors(units, hea)
+    signal = _physical_signal(record, facts, hea)
+    units = _written_units(facts, record)
+    signal = signal * _unit_factors(units, hea)
     correction = None
     if fix_volt_gain:
         signal, correction = _fix_volt_gain(signal, record, units)
     _check_content(signal, hea)
+    signal = fill_nans(signal.T, tuple(map(str, record.sig_name or ())), str(hea)).T
+    check_recorded_signal(signal.T, str(hea), "WFDB")
     info = parse_header_comments(record.comments or [])
     meta: dict[str, Any] = {"format": "wfdb", **info.to_meta(), "header_units": units}
     if correction:

@@ -1,4 +1,8 @@
-"""Harmonisation: bring any :class:`~ecglens.ecg.Ecg` to a model's input contract (see :mod:`ecglens.predict`)."""
+"""Harmonisation: bring any :class:`~ecglens.ecg.Ecg` to a model's input contract (see :mod:`ecglens.predict`).
+
+Refused before any filtering or resampling: a sampling rate outside 50 Hz - 20 kHz, and (when the contract
+checks units) any single lead beyond +-50 mV after unit conversion, even when the median lead looks like mV.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..artifact.windows import DEFAULT_MAX_WINDOWS, plan_windows
-from ..ecg import Ecg
-from ..exceptions import ConfigError
+from ..ecg import MAX_ABS_MV, MAX_FS, MIN_FS, Ecg
+from ..exceptions import ConfigError, SamplingRateError, UnitError
 
 __all__ = ["InputAdapter", "PreparedEcg"]
 
@@ -56,6 +60,25 @@ class PreparedEcg:
 
 
 _UNIT_NAMES: dict[float, str] = {1e-3: "uV->mV", 1e3: "V->mV"}
+
+
+def _check_each_lead(ecg: Ecg, record: str) -> None:
+    """Refuse a record in which any one lead is not plausible mV (the unit guess looks at the median lead).
+
+    Every sample of every lead must stay within ``MAX_ABS_MV`` (50 mV; real leads with noise reach about 25 mV).
+    ecg.signal: [n_leads, n_samples] in mV (after any unit conversion).
+    """
+    peaks = np.abs(ecg.signal).max(axis=-1, initial=0.0)
+    bad = [(name, peak) for name, peak in zip(ecg.leads, peaks, strict=True) if peak > MAX_ABS_MV]
+    if bad:
+        shown = ", ".join(f"{name} ({peak:.3g} mV)" for name, peak in bad[:4])
+        raise UnitError(
+            f"{record}: lead(s) {shown} reach beyond the +-{MAX_ABS_MV:g} mV any ECG lead stays within, while "
+            "the other leads look like millivolts. Check that lead's gain and unit in the file, or exclude the "
+            "record."
+        )
+
+
 def _resampled_length(n: int, fs: float, target_fs: float) -> int:
     """Samples after :func:`ecglens.signal.functional.resample` (polyphase, ``ceil(n * up / down)``)."""
     from ..signal.functional import resample_factors
@@ -104,11 +127,19 @@ class InputAdapter:
         LeadError
             A needed lead is missing and cannot be derived.
         UnitError
-            Amplitudes are not plausible mV and cannot be converted unambiguously (or ``convert_units`` is off).
+            Amplitudes are not plausible mV and cannot be converted unambiguously (or ``convert_units`` is off),
+            or any one lead reaches beyond 50 mV after conversion.
+        SamplingRateError
+            fs outside 50 Hz - 20 kHz.
         """
         from ..signal.functional import check_amplitude, guess_unit_scale
 
         pre = self.preprocess
+        if not MIN_FS <= ecg.fs <= MAX_FS:
+            raise SamplingRateError(
+                f"{ecg.record_id or 'record'}: sampling rate {ecg.fs:g} Hz is outside {MIN_FS:g}-{MAX_FS:g} Hz, "
+                "the range an ECG recording is read and resampled from. Check the rate stated in the file."
+            )
         std = ecg.to_standard_leads(pre.leads, derive=True)
         flags: list[str] = []
         derived = [lead for lead in pre.leads if lead in std.derived_leads]
@@ -121,6 +152,8 @@ class InputAdapter:
         elif factor != 1.0:
             std = std.replace(signal=std.signal * np.float32(factor))
             flags.append(f"unit_converted:{_UNIT_NAMES[factor]}")
+        if pre.check_units:
+            _check_each_lead(std, ecg.record_id or ecg.source or "record")
         if abs(std.fs - pre.fs) > 1e-9:
             flags.append(f"resampled:{std.fs:g}->{pre.fs:g}")
         return std, flags

@@ -1,4 +1,10 @@
-"""The :class:`Predictor`: a model file -> its input contract -> predictions for records, files and folders."""
+"""The :class:`Predictor`: a model file -> its input contract -> predictions for records, files and folders.
+
+No prediction is ``ok`` unless its outputs are plausible (:meth:`Predictor.implausible_outputs`): every output
+finite, ages within 0-120 years, standard deviations above 0, probabilities within [0, 1]. Otherwise
+:meth:`Predictor.predict_ecg` raises :class:`~ecglens.exceptions.EcglensError` and a batch table gets an
+``error`` row saying which outputs were absurd.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ __all__ = ["BASE_COLUMNS", "Prediction", "Predictor"]
 
 #: first columns of every :meth:`Predictor.predict_paths` table (then one per output, ``n_windows``, ``flags``)
 BASE_COLUMNS: tuple[str, ...] = ("record", "status", "message")
+_AGE_RANGE = (0.0, 120.0)  # years: an age output outside it means the input was not a valid ECG
 
 
 @dataclass(frozen=True)
@@ -141,9 +148,34 @@ class Predictor:
         return {k: np.asarray(v, dtype=np.float64) for k, v in self.checkpoint.task.postprocess(raw).items()}
 
     def predict_prepared(self, prepared: PreparedEcg, batch_size: int = 64) -> Prediction:
-        """Prediction for a record already brought to the contract (:meth:`InputAdapter.prepare`)."""
+        """Prediction for a record already brought to the contract (:meth:`InputAdapter.prepare`).
+
+        Raises
+        ------
+        EcglensError
+            When an output is non-finite or outside its plausible range (see :meth:`implausible_outputs`).
+        """
         means, spread = aggregate_windows(self.run_windows(prepared.windows, batch_size))
+        problem = self.implausible_outputs(means)
+        if problem:
+            raise EcglensError(f"{prepared.record}: {problem}")
         return Prediction(prepared.record, means, spread, prepared.n_windows, prepared.flags, prepared.warnings)
+
+    def implausible_outputs(self, outputs: Mapping[str, float]) -> str | None:
+        """Why a record's outputs cannot be a prediction for an ECG, or None when they are plausible.
+
+        Every output must be finite; ages within 0-120 years, standard deviations (``*_std``) above 0 and
+        probabilities (binary / multilabel outputs) within [0, 1].
+        """
+        bad = []
+        for name, value in outputs.items():
+            low, high = _output_range(self.checkpoint.task, name)
+            if not (np.isfinite(value) and low <= value <= high) or (name.endswith("_std") and not value > 0):
+                bad.append(f"{name}={value:.4g}")
+        if not bad:
+            return None
+        return (f"implausible model outputs ({', '.join(bad)}): the input is probably not an ECG in mV at its "
+                "stated sampling rate. Check the record's gain, unit and sampling rate; no prediction is given.")
 
     def predict_ecg(self, ecg: Ecg, record: str | None = None) -> Prediction:
         """Predict for one :class:`~ecglens.ecg.Ecg` (any fs, length, lead order; see the module docstring).
@@ -242,6 +274,18 @@ class Predictor:
             yield from rows
 
 
+def _output_range(task: Any, name: str) -> tuple[float, float]:
+    """Plausible closed range of one output: probabilities [0, 1], ages [0, 120], anything else finite."""
+    for target in getattr(task, "targets", None) or (task,):
+        if name not in getattr(target, "output_names", ()):
+            continue
+        if getattr(target, "kind", "") in ("binary", "multilabel"):
+            return 0.0, 1.0
+        if getattr(target, "column", None) == "age" and not name.endswith("_std"):
+            return _AGE_RANGE
+    return -math.inf, math.inf
+
+
 def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -294,5 +338,11 @@ class _Batcher:
             per_window = {k: v[pos:pos + item.n_windows] for k, v in outputs.items()}
             pos += item.n_windows
             means, spread = aggregate_windows(per_window)
+            problem = self.predictor.implausible_outputs(means)
+            if problem:
+                rows.append({"record": item.record, "status": "error", "message": problem,
+                             **{k: np.nan for k in names},
+                             "n_windows": item.n_windows, "flags": ";".join(item.flags)})
+                continue
             rows.append(Prediction(item.record, means, spread, item.n_windows, item.flags, item.warnings).to_row())
         return rows
