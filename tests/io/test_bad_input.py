@@ -390,3 +390,21 @@ def test_edf_with_zero_samples_per_record_is_an_ecglens_error(tmp_path):
     (tmp_path / "x.edf").write_bytes(bytes(data))
     with pytest.raises(EcglensError):
         read_ecg(tmp_path / "x.edf")
+
+
+def test_an_unexpected_reader_failure_becomes_a_corrupt_record_error(tmp_path, monkeypatch):
+    # the last-resort guard of read_ecg: a reader's unforeseen exception names the reader and the file
+    import dataclasses
+    import struct
+
+    from ecglens.io import get_reader, registry
+
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((12, 100), np.float32))
+
+    def broken(*args, **kwargs):
+        raise struct.error("unpack requires a buffer of 4 bytes")
+
+    monkeypatch.setitem(registry._READERS, "numpy", dataclasses.replace(get_reader("numpy"), read=broken))
+    with pytest.raises(CorruptRecordError, match=r"x\.npy: the numpy reader could not read this file \(error"):
+        read_ecg(path, format="numpy", fs=100)

@@ -13,6 +13,7 @@ The registry is also the one place that says which files are records: folder sea
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,9 @@ from typing import Any
 
 from .._optional import import_submodules
 from ..ecg import Ecg
-from ..exceptions import UnsupportedFormatError
+from ..exceptions import CorruptRecordError, EcglensError, UnsupportedFormatError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ReaderSpec", "companion_of", "detect_format", "get_reader", "is_record_file", "list_readers",
            "read_ecg", "record_file", "record_suffixes", "register_reader"]
@@ -231,7 +234,18 @@ def read_ecg(path: str | Path, format: str | None = None, **kwargs: Any) -> Ecg:
     """
     if format is None:
         format, path = detect_format(path)
-    return get_reader(format).read(Path(path), **kwargs)
+    reader = get_reader(format)
+    try:
+        return reader.read(Path(path), **kwargs)
+    except EcglensError:
+        raise
+    except Exception as err:  # noqa: BLE001 - last resort: readers translate what they expect themselves
+        log.debug("reader %s failed on %s", reader.name, path, exc_info=True)
+        raise CorruptRecordError(
+            f"{path}: the {reader.name} reader could not read this file ({type(err).__name__}: {err}). The file is "
+            "probably damaged or an unusual variant of its format; export the record again, and report it if "
+            "other software reads it."
+        ) from err
 
 
 _LOADED = False
