@@ -51,6 +51,7 @@ from .artifact import Checkpoint, load_checkpoint
 from .artifact.onnx import INPUT_NAME, META_KEY, ONNX_FORMAT, OUTPUT_NAME, onnx_session, read_onnx_metadata
 from .artifact.outputs import LOG_NLL_EPS
 from .exceptions import CheckpointError, ConfigError
+from .jsonutil import json_ready
 
 __all__ = [
     "INPUT_NAME",
@@ -217,12 +218,12 @@ def _contract(ckpt: Any, length: int | None, dynamic_batch: bool, named: Sequenc
 
 def _document(ckpt: Any) -> dict[str, Any]:
     """The checkpoint's JSON description (from the file it was loaded from, completed from its attributes)."""
-    doc = json.loads(json.dumps(ckpt.meta or {}, default=str))
+    doc = json_ready(ckpt.meta or {}, default=str)
     doc.setdefault("model", {"name": ckpt.model_name, "kwargs": dict(ckpt.model_kwargs),
                              "in_leads": int(ckpt.in_leads), "num_outputs": int(ckpt.task.num_outputs)})
     doc.setdefault("preprocess", None if ckpt.preprocess is None else ckpt.preprocess.to_dict())
     doc.setdefault("task", ckpt.task.to_dict())
-    return json.loads(json.dumps(doc, default=str))
+    return json_ready(doc, default=str)
 
 
 def _onnx_block(ckpt: Any, opset: int, dynamic_batch: bool, dynamic_length: bool,

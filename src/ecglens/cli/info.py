@@ -150,7 +150,7 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         info = record_info(path, format=args.format)
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        print(json.dumps(json_ready(info, default=str), indent=2, allow_nan=False))
     elif "records" in info and "archive" in info:
         _print_archive(info)
     else:

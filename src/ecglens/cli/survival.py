@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ConfigError
+from ..jsonutil import json_ready
 
 if TYPE_CHECKING:  # pandas is imported inside the handlers so that `ecglens --help` stays fast
     import pandas as pd
@@ -177,7 +178,7 @@ def run_survival(args: argparse.Namespace) -> int:
     pd.concat(summaries, ignore_index=True).to_csv(args.out / "cox_summary.csv", index=False)
     pd.concat(ph, ignore_index=True).to_csv(args.out / "ph_test.csv", index=False)
     (args.out / "survival.json").write_text(
-        json.dumps({"inputs": meta, "analyses": results}, indent=2, default=str)
+        json.dumps(json_ready({"inputs": meta, "analyses": results}, default=str), indent=2, allow_nan=False)
     )
     print("\n".join(markdown))
     print(f"wrote survival.md, cox_summary.csv, ph_test.csv, survival.json and KM figure(s) to {args.out}")

@@ -51,6 +51,7 @@ from ..ecg import sex_to_code
 from ..exceptions import ConfigError, CorruptRecordError, EcglensError
 from ..io import read_ecg
 from ..io.ptbxl import parse_folds
+from ..jsonutil import json_ready
 from ..signal.quality import assess_quality
 from ..signal.transforms import Preprocess
 from ._atomic import clean_leftovers, move_into_place, shrink_npy, temp_path
@@ -447,7 +448,7 @@ def _write_tables(tmp: Path, meta: pd.DataFrame, manifest: dict[str, Any]) -> di
     meta.to_csv(tmp / "meta.csv", index=False)
     pd.DataFrame(manifest["rejected"], columns=["record", "path", "error", "reason"]).to_csv(
         tmp / "rejected.csv", index=False)
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    (tmp / "manifest.json").write_text(json.dumps(json_ready(manifest, default=str), indent=2, allow_nan=False))
     return manifest
 
 

@@ -33,6 +33,7 @@ import yaml
 
 from ..data.cache import open_cache, write_cache
 from ..exceptions import ConfigError
+from ..jsonutil import json_ready
 from ..signal.transforms import Preprocess
 from ..train.config import TrainConfig, dataclass_from_dict, parse_override
 from ..train.finetune import read_yaml_mapping
@@ -192,7 +193,7 @@ def check_protocol(proto: Mapping[str, Any], config: Mapping[str, Any], out: Pat
     out.mkdir(parents=True, exist_ok=True)
     doc = {"protocol_hash": digest, "protocol": dict(proto), "config": dict(config),
            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    path.write_text(yaml.safe_dump(json.loads(json.dumps(doc, default=str)), sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(json_ready(doc, default=str), sort_keys=False), encoding="utf-8")
     return digest
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from ..exceptions import ConfigError
+from ..jsonutil import json_ready
 from .grid import GridDefinition, read_results_csv, run_grid
 from .study import run_simulation_study
 
@@ -62,7 +62,7 @@ def protocol(cfg: Mapping[str, Any]) -> dict[str, Any]:
     plain = {k: dataclasses.asdict(v) for k, v in _seeded(cfg, 0).items()}
     plain["study"].pop("seed")
     plain["train"]["trainer"].pop("seed")
-    return json.loads(json.dumps(plain, default=str))
+    return json_ready(plain, default=str)
 
 
 def _run_seed(cfg: Mapping[str, Any], run: StudyRun, _data: None, _state: None, out: Path,
@@ -88,7 +88,7 @@ def grid_definition(cfg: Mapping[str, Any], seeds: Sequence[int]) -> GridDefinit
         raise ConfigError(f"seeds must be distinct and non-empty, e.g. 0,1,2; got {list(seeds)}.")
     config = {k: dataclasses.asdict(v) for k, v in cfg.items()}
     return GridDefinition(name="study", runs=[StudyRun(int(s)) for s in seeds], protocol=protocol(cfg),
-                          config=json.loads(json.dumps(config, default=str)), columns=RESULT_COLUMNS,
+                          config=json_ready(config, default=str), columns=RESULT_COLUMNS,
                           open_data=lambda out: None, run=functools.partial(_run_seed, cfg))
 
 
