@@ -627,7 +627,8 @@ def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None,
 
 def write_summaries(cfg: TransferConfig, table: pd.DataFrame, out: Path) -> dict[str, Path]:
     """The figures and summary tables of ``results.csv`` (per target task when there are several; without the
-    controls, which are in the paired tables) and the paired comparisons (``paired.csv``, ``paired.md``, ``figures/paired_differences.png``)."""
+    controls, which are in the paired tables) and the paired comparisons (``paired.csv``, ``paired.md``,
+    ``figures/paired_differences.png``)."""
     tasks = table["target_task"].astype(str).unique()
     paths: dict[str, Path] = {}
     for task in tasks:

@@ -259,7 +259,8 @@ def tuned_finetune(pretrained: Path | None, config: TrainConfig, strategy: str, 
     trained = best_epoch is not None and epochs_run is not None
     probe = strategy == "linear_probe" and finetune_options.get("probe_solver", "lbfgs") == "lbfgs"
     return results[best], {
-        "lr": None if probe else chosen["lr"], "lr_decay": None if probe else chosen["lr_decay"], "n_candidates": len(rows), "select_metric": metric,
+        "lr": None if probe else chosen["lr"], "lr_decay": None if probe else chosen["lr_decay"],
+        "n_candidates": len(rows), "select_metric": metric,
         "select_value": chosen[f"val_{metric}"], "steps_per_epoch": per_epoch, "max_steps": epochs * per_epoch,
         "best_step": (int(best_epoch) + 1) * per_epoch if trained else None,
         "best_is_last": bool(int(best_epoch) >= int(epochs_run) - 1) if trained else None,
