@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ecglens.data.targets import ACUTE_MI_CODES, acute_mi_codes, statement_labels, task_from_name
+from ecglens.data.targets import ACUTE_MI_CODES, TaskSpec, acute_mi_codes, statement_labels, task_from_name
 
 
 def test_the_codes_follow_from_scp_statements_columns(fixtures_dir):
@@ -14,7 +14,7 @@ def test_the_codes_follow_from_scp_statements_columns(fixtures_dir):
     assert set(table.loc[list(ACUTE_MI_CODES), "diagnostic_class"]) == {"MI"}
 
 
-def test_labels_come_from_statements_and_the_task_is_stored_as_a_plain_binary_target():
+def test_labels_come_from_statements_and_the_task_round_trips_as_a_plain_binary_target():
     meta = pd.DataFrame({"statements": ["NORM;SR", "IMI;INJIN;SR", "INJAS", None, "ASMI"]})
     np.testing.assert_array_equal(statement_labels(meta, ACUTE_MI_CODES), [0, 1, 1, np.nan, 0])
     task = task_from_name("acute_mi")
@@ -23,6 +23,7 @@ def test_labels_come_from_statements_and_the_task_is_stored_as_a_plain_binary_ta
     own = meta.assign(acute_mi=[1, 0, 0, 0, 1])
     np.testing.assert_array_equal(task.labels_from_meta(own)[:, 0], [1, 0, 0, 0, 1])
     assert task.to_dict()["targets"][0]["kind"] == "binary" and task.output_names == ("p_acute_mi",)
+    assert TaskSpec.from_dict(task.to_dict()) == task
 
 
 def test_prevalence_on_ptbxl_folds_1_to_9(ptbxl_labels):

@@ -65,8 +65,7 @@ __all__ = [
     "target_from_dict",
     "task_from_name",
     "ACUTE_MI_CODES",
-    "AcuteMITarget",
-    "StatementTarget",
+    "DERIVED_LABELS",
     "acute_mi_codes",
     "statement_labels",
 ]
@@ -105,6 +104,8 @@ def _label_mask(y: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tenso
 
 
 def _column(meta: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in meta.columns and column in DERIVED_LABELS and "statements" in meta.columns:
+        return DERIVED_LABELS[column](meta)
     if column not in meta.columns:
         raise ConfigError(
             f"Label column {column!r} is not in the cache metadata "
@@ -436,28 +437,14 @@ def statement_labels(meta: pd.DataFrame, codes: Sequence[str], column: str = "st
     return out
 
 
-class StatementTarget(BinaryTarget):
-    """A 0/1 label from the cache's ``column`` when present, else derived from its SCP ``statements``.
-
-    Subclasses set :attr:`codes`; the target is stored as a plain :class:`BinaryTarget` (kind ``binary``), so a
-    checkpoint trained on it loads anywhere (its labels then come from the named column).
-    """
-
-    codes: ClassVar[tuple[str, ...]] = ()
-
-    def labels_from_meta(self, meta: pd.DataFrame) -> np.ndarray:
-        if self.column in meta.columns:
-            return super().labels_from_meta(meta)
-        return statement_labels(meta, self.codes)[:, None]
-
-
-class AcuteMITarget(StatementTarget):
-    """``acute_mi``: any of :data:`ACUTE_MI_CODES` among the record's SCP statements."""
-
-    codes = ACUTE_MI_CODES
+#: label columns a cache may lack but that follow from its other columns: name -> ``f(meta) -> labels [N]``
+DERIVED_LABELS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
+    "acute_mi": lambda meta: statement_labels(meta, ACUTE_MI_CODES),
+}
 
 
 @register_task("acute_mi")
 def _acute_mi_task(pos_weight: float | None = None) -> TaskSpec:
-    """Acute MI / injury (``p_acute_mi``): PTB-XL's subendocardial-injury statements (:data:`ACUTE_MI_CODES`)."""
-    return TaskSpec((AcuteMITarget("acute_mi", name="p_acute_mi", pos_weight=pos_weight),), name="acute_mi")
+    """Acute MI / injury (``p_acute_mi``): the cache's ``acute_mi`` column, or PTB-XL's subendocardial-injury
+    statements (:data:`ACUTE_MI_CODES`) among its ``statements`` (:data:`DERIVED_LABELS`)."""
+    return TaskSpec((BinaryTarget("acute_mi", name="p_acute_mi", pos_weight=pos_weight),), name="acute_mi")

@@ -169,7 +169,8 @@ def paired_bootstrap_diff(
         ``diff`` (on all records), ``ci_low``, ``ci_high`` (percentile interval of the resampled differences),
         ``p_value`` (two-sided bootstrap p-value of "no difference": ``2 (k + 1) / (B + 1)``, at most 1, with
         ``k`` the resampled differences on the smaller side of 0 and ``B`` the defined resamples), ``value_a``,
-        ``value_b``, ``n``, ``n_boot`` (resamples where both metrics were defined) and ``n_groups`` when ``groups`` is given.
+        ``value_b``, ``n``, ``n_boot`` (resamples where both metrics were defined) and ``n_groups`` when
+        ``groups`` is given.
     """
     _check_options(n_boot, alpha)
     (y, a, b), codes = _clean((y_true, pred_a, pred_b), groups)
