@@ -13,9 +13,18 @@ bootstrap CIs); runs already there are skipped (resume). ``shard=(i, n)`` runs t
 parts (whole pretraining groups) for several processes or machines writing into one folder (appends are
 file-locked). See docs/transfer.md.
 
+The fair protocol (issue #23; ``configs/transfer_fair.yaml``): with a ``tuning`` section every arm is tuned on an
+inner validation split of its target ECGs under one optimiser-step budget
+(:mod:`~ecglens.experiments.transfer_fair`); ``grid.controls`` adds demographic control arms
+(:mod:`~ecglens.experiments.transfer_controls`); ``grid.target_tasks`` several targets (``MI``, ``acute_mi``);
+``source.share_target_ecgs`` lets pretraining use the target folds' age / sex (never their target labels); and
+``paired.csv`` / ``paired.md`` compare every arm with scratch and each control on the same test ECGs
+(:mod:`~ecglens.experiments.transfer_paired`). The config sections are :mod:`~ecglens.experiments.transfer_config`.
+
 Output folder: ``experiment.yaml`` (resolved config, protocol fingerprint), ``results.csv``, ``failures.csv``,
-``pretrain/<key>/`` and ``runs/<key>/`` (run folders), ``figures/`` (:mod:`ecglens.experiments.figures`) and,
-for the ``quick`` profile, ``synthetic_cache/``.
+``pretrain/<key>/`` and ``runs/<key>/`` (run folders; tuned runs hold one folder per candidate,
+``candidates.csv`` and ``selection.json``), ``paired.csv`` / ``paired.md``, ``figures/``
+(:mod:`ecglens.experiments.figures`) and, for the ``quick`` profile, ``synthetic_cache/``.
 
 >>> cfg = load_transfer_config("configs/transfer_ptbxl.yaml", profile="quick")   # doctest: +SKIP
 >>> summary = run_transfer(cfg, out="runs/transfer_quick")                          # doctest: +SKIP
