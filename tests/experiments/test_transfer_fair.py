@@ -136,3 +136,16 @@ def test_fair_rules_and_protocol_hash():
     assert {"tuning", "target_tasks", "controls", "share_target_ecgs"} <= set(fair)
     assert fair != protocol(load_transfer_config(FAIR, ["tuning.max_steps=2000"]))
     assert not {"tuning", "target_tasks", "controls", "share_target_ecgs"} & set(protocol(load_transfer_config(PTBXL)))
+
+
+def test_transfer_summary_script_pairs_arms_across_result_files(fair_run, tmp_path):
+    import importlib.util
+
+    out, table = fair_run
+    spec = importlib.util.spec_from_file_location("transfer_summary", REPO / "scripts" / "transfer_summary.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(out / "results.csv"), "--out", str(tmp_path / "all"), "--n-boot", "20"]) == 0
+    paired = pd.read_csv(tmp_path / "all" / "paired.csv")
+    assert set(paired["reference"]) == {"scratch", "demographics_logreg", "scratch_demographics"}
+    assert (paired["n_boot"] <= 20).all()
