@@ -96,9 +96,8 @@ def _no_results(out: Path, flag: str) -> ConfigError:
 
 def run_transfer(args: argparse.Namespace) -> int:
     """``ecglens experiment transfer``: exit code 0, or 1 when some runs failed."""
-    from ..experiments.figures import write_transfer_figures
     from ..experiments.grid import parse_shard
-    from ..experiments.transfer import load_transfer_config, read_results
+    from ..experiments.transfer import load_transfer_config, read_results, write_summaries
     from ..experiments.transfer import run_transfer as run
 
     cfg = load_transfer_config(args.config, args.overrides, profile=args.profile)
@@ -107,7 +106,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         table = read_results(out)
         if table.empty:
             raise _no_results(out, "--figures-only")
-        _print_paths(write_transfer_figures(table, out / "figures"))
+        _print_paths(write_summaries(cfg, table, out))
         return 0
     shard = parse_shard(args.shard)
     summary = run(cfg, out, shard=shard, dry_run=args.dry_run, figures=not args.no_figures,

@@ -64,6 +64,10 @@ __all__ = [
     "register_task",
     "target_from_dict",
     "task_from_name",
+    "ACUTE_MI_CODES",
+    "DERIVED_LABELS",
+    "acute_mi_codes",
+    "statement_labels",
 ]
 
 _TARGET_KINDS: dict[str, type[Target]] = {}
@@ -100,6 +104,8 @@ def _label_mask(y: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tenso
 
 
 def _column(meta: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in meta.columns and column in DERIVED_LABELS and "statements" in meta.columns:
+        return DERIVED_LABELS[column](meta)
     if column not in meta.columns:
         raise ConfigError(
             f"Label column {column!r} is not in the cache metadata "
@@ -375,3 +381,70 @@ def _make_label_task(column: str) -> Callable[..., TaskSpec]:
 
 for _label in PTBXL_SUPERCLASSES:
     register_task(_label)(_make_label_task(_label))
+
+
+# ----------------------------------------------------------------------------------------------- acute MI
+
+#: the PTB-XL SCP codes of the ``acute_mi`` task, as :func:`acute_mi_codes` derives them from PTB-XL v1.0.3's
+#: ``scp_statements.csv``: the five "subendocardial injury in <territory> leads" statements (INJAL, INJAS,
+#: INJIL, INJIN, INJLA), the only MI-class statements whose category is "ischemic ST-T changes compatible with
+#: subendocardial injury" (the other nine MI statements, IMI, ASMI, ..., are "Myocardial Infarction" of any age,
+#: mostly old infarcts; no MI statement's description says "acute")
+ACUTE_MI_CODES: tuple[str, ...] = ("INJAL", "INJAS", "INJIL", "INJIN", "INJLA")
+
+
+def acute_mi_codes(statements: pd.DataFrame) -> tuple[str, ...]:
+    """The SCP codes of an acute-MI / injury target, from PTB-XL's ``scp_statements.csv`` table.
+
+    A code counts when its ``diagnostic_class`` is ``MI`` and its ``Statement Category`` or ``description``
+    mentions "injury" or "acute" (current ischaemic injury rather than an infarct of unknown age).
+
+    Parameters
+    ----------
+    statements : pandas.DataFrame
+        ``scp_statements.csv`` read with the SCP code as index.
+
+    Returns
+    -------
+    tuple of str
+        Sorted codes (:data:`ACUTE_MI_CODES` for PTB-XL v1.0.3).
+    """
+    missing = {"diagnostic_class", "description"} - set(statements.columns)
+    if missing:
+        raise ConfigError(f"scp_statements table lacks column(s) {sorted(missing)}; read PTB-XL's "
+                          "scp_statements.csv with index_col=0.")
+    category = statements.get("Statement Category", pd.Series("", index=statements.index)).fillna("")
+    text = (category.astype(str) + " " + statements["description"].fillna("").astype(str)).str.lower()
+    marks = text.str.contains("injury") | text.str.contains("acute")
+    return tuple(sorted(map(str, statements.index[(statements["diagnostic_class"] == "MI") & marks])))
+
+
+def statement_labels(meta: pd.DataFrame, codes: Sequence[str], column: str = "statements") -> np.ndarray:
+    """1.0 where a record's ``;``-separated SCP codes (``meta[column]``) include one of ``codes``, else 0.0.
+
+    Returns
+    -------
+    np.ndarray, shape (N,), float64
+        NaN where the record has no statements entry.
+    """
+    if column not in meta.columns:
+        raise ConfigError(f"No {column!r} column in the cache metadata to derive SCP-code labels from; prepare "
+                          "the cache from PTB-XL (`ecglens prepare ptbxl ...`), whose catalogue has it.")
+    wanted = set(codes)
+    text = meta[column]
+    out = np.array([float(bool(wanted & set(str(t).split(";")))) if isinstance(t, str) else np.nan
+                    for t in text], dtype=np.float64)
+    return out
+
+
+#: label columns a cache may lack but that follow from its other columns: name -> ``f(meta) -> labels [N]``
+DERIVED_LABELS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {
+    "acute_mi": lambda meta: statement_labels(meta, ACUTE_MI_CODES),
+}
+
+
+@register_task("acute_mi")
+def _acute_mi_task(pos_weight: float | None = None) -> TaskSpec:
+    """Acute MI / injury (``p_acute_mi``): the cache's ``acute_mi`` column, or PTB-XL's subendocardial-injury
+    statements (:data:`ACUTE_MI_CODES`) among its ``statements`` (:data:`DERIVED_LABELS`)."""
+    return TaskSpec((BinaryTarget("acute_mi", name="p_acute_mi", pos_weight=pos_weight),), name="acute_mi")

@@ -8,6 +8,10 @@ called on the explicitly resampled arrays. Both paths see the same resamples for
 
 The interval is the percentile interval ``[q(alpha/2), q(1 - alpha/2)]`` of the resampled metric values.
 Resamples where the metric is undefined (NaN, e.g. one class only) are left out and counted in ``n_boot``.
+
+:func:`paired_bootstrap_diff` compares two predictors on the *same* records: each resample evaluates both on the
+same drawn records (or patients), so the interval of the difference reflects the pairing; :func:`holm_adjust`
+corrects its p-values for the number of comparisons.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import pandas as pd
 
 from ..exceptions import EcglensError
 
-__all__ = ["bootstrap_ci", "bootstrap_metrics", "resample_counts"]
+__all__ = ["bootstrap_ci", "bootstrap_metrics", "holm_adjust", "paired_bootstrap_diff", "resample_counts"]
 
 #: cap on elements of one chunk of resample counts (n_boot_chunk * n), bounding memory (~8 bytes each)
 _CHUNK_ELEMENTS = 2_000_000
@@ -132,6 +136,84 @@ def resample_counts(n: int, n_boot: int, seed: int = 0, codes: np.ndarray | None
         unit_counts = np.bincount((draws + offsets).ravel(), minlength=b * n_units).reshape(b, n_units)
         yield unit_counts if codes is None else unit_counts[:, codes]
         done += b
+
+
+def paired_bootstrap_diff(
+    metric_fn: Callable[..., float],
+    y_true: Any,
+    pred_a: Any,
+    pred_b: Any,
+    *,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    groups: Any = None,
+) -> dict[str, Any]:
+    """Paired bootstrap of ``metric(y, pred_a) - metric(y, pred_b)`` on the same records.
+
+    Parameters
+    ----------
+    metric_fn : callable
+        ``metric_fn(y_true, pred) -> float``, e.g. :func:`ecglens.evaluate.metrics.auroc`.
+    y_true : array-like, shape (n,)
+        Labels of the records both predictors scored.
+    pred_a, pred_b : array-like, shape (n,)
+        The two predictors' outputs for the same records (e.g. a pretrained arm and scratch, each averaged over
+        seeds per record first). Records where any of the three is NaN are dropped.
+    n_boot, alpha, seed, groups
+        As for :func:`bootstrap_ci`; with ``groups`` (patient ids) patients are resampled.
+
+    Returns
+    -------
+    dict
+        ``diff`` (on all records), ``ci_low``, ``ci_high`` (percentile interval of the resampled differences),
+        ``p_value`` (two-sided bootstrap p-value of "no difference": ``2 (k + 1) / (B + 1)``, at most 1, with
+        ``k`` the resampled differences on the smaller side of 0 and ``B`` the defined resamples), ``value_a``,
+        ``value_b``, ``n``, ``n_boot`` (resamples where both metrics were defined) and ``n_groups`` when
+        ``groups`` is given.
+    """
+    _check_options(n_boot, alpha)
+    (y, a, b), codes = _clean((y_true, pred_a, pred_b), groups)
+    n = len(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value_a = _as_float(metric_fn(y, a)) if n else float("nan")
+        value_b = _as_float(metric_fn(y, b)) if n else float("nan")
+        diffs = [_evaluate(metric_fn, c, (y, a)) - _evaluate(metric_fn, c, (y, b))
+                 for c in (resample_counts(n, n_boot, seed, codes) if n else ())]
+    boots = np.concatenate(diffs) if diffs else np.zeros(0)
+    out = _summary(value_a - value_b, boots, n, n_boot, alpha)
+    finite = boots[np.isfinite(boots)]
+    tail = min(np.sum(finite <= 0.0), np.sum(finite >= 0.0))
+    p = 2.0 * (tail + 1) / (finite.size + 1) if finite.size else float("nan")
+    out = {"diff": out.pop("value"), **out, "p_value": float(min(1.0, p)), "value_a": value_a,
+           "value_b": value_b}
+    if codes is not None:
+        out["n_groups"] = int(np.unique(codes).size)
+    return out
+
+
+def holm_adjust(p_values: Any) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (family-wise error control over the comparisons given).
+
+    Parameters
+    ----------
+    p_values : array-like, shape (m,)
+        Unadjusted p-values of the m comparisons of one family; NaN entries are left NaN and not counted.
+
+    Returns
+    -------
+    np.ndarray, shape (m,)
+        ``min(1, max_{j <= i} (m - j + 1) p_(j))`` in the input order: reject where it is below alpha.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out[order] = np.minimum(1.0, adjusted)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- internals

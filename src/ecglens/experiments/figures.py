@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["gain_summary", "paired_gains", "plot_gain_by_arm", "plot_gain_vs_source_size", "plot_pretraining_tasks",
-           "plot_target_size_curves", "summarize", "summary_markdown", "write_transfer_figures"]
+__all__ = ["gain_summary", "paired_gains", "plot_gain_by_arm", "plot_gain_vs_source_size", "plot_paired_differences",
+           "plot_pretraining_tasks", "plot_target_size_curves", "summarize", "summary_markdown",
+           "write_transfer_figures"]
 
 _KEYS = ["model", "pretrain_task", "strategy", "source_size", "target_size"]
 _TASK_COLORS = {"none": "0.25", "age": "tab:blue", "sex": "tab:orange", "age_sex": "tab:green"}
@@ -432,6 +433,30 @@ def summary_markdown(results: pd.DataFrame, metric: str = "test_auroc") -> str:
                     lines.append(f"| {size} | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)
+
+
+def plot_paired_differences(paired: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Forest plot of the paired differences of the primary metric (``paired.csv`` of
+    :mod:`~ecglens.experiments.transfer_paired`): one panel per model and target task, one line per arm, target
+    size and reference, the difference with its CI; filled markers: significant after Holm's correction."""
+    rows = paired[paired["primary"].astype(bool)]
+    panels = list(rows.groupby(["model", "target_task"], sort=False))
+    fig, axes = _grid(max(1, len(panels)), ncols=2, size=(5.2, 0.28 * max(8, rows.groupby(
+        ["model", "target_task"]).size().max() if len(rows) else 8)))
+    colours = {ref: f"C{k}" for k, ref in enumerate(dict.fromkeys(rows["reference"]))}
+    for ax, ((model, task), g) in zip(axes.flat, panels, strict=False):
+        y = np.arange(len(g))
+        for k, (_, r) in enumerate(g.iterrows()):
+            ax.errorbar(r["diff"], y[k], xerr=[[r["diff"] - r["ci_low"]], [r["ci_high"] - r["diff"]]], fmt="o",
+                        color=colours[r["reference"]], mfc=colours[r["reference"]] if r["significant"] else "white",
+                        ms=4, lw=1)
+        ax.set_yticks(y, [f"{r['arm']} @{r['target_size']} vs {r['reference']}" for _, r in g.iterrows()], fontsize=5)
+        ax.axvline(0.0, color="grey", lw=0.8)
+        ax.set_title(f"{model}: {task} ({g['metric'].iloc[0].upper()})", fontsize=7)
+        ax.set_xlabel("paired difference (seeds averaged per ECG)", fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    return _save(fig, path, "Gains on the same test ECGs, with percentile CIs (filled: Holm-adjusted p < alpha)")
 
 
 def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str],

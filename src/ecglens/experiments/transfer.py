@@ -13,9 +13,18 @@ bootstrap CIs); runs already there are skipped (resume). ``shard=(i, n)`` runs t
 parts (whole pretraining groups) for several processes or machines writing into one folder (appends are
 file-locked). See docs/transfer.md.
 
+The fair protocol (issue #23; ``configs/transfer_fair.yaml``): with a ``tuning`` section every arm is tuned on an
+inner validation split of its target ECGs under one optimiser-step budget
+(:mod:`~ecglens.experiments.transfer_fair`); ``grid.controls`` adds demographic control arms
+(:mod:`~ecglens.experiments.transfer_controls`); ``grid.target_tasks`` several targets (``MI``, ``acute_mi``);
+``source.share_target_ecgs`` lets pretraining use the target folds' age / sex (never their target labels); and
+``paired.csv`` / ``paired.md`` compare every arm with scratch and each control on the same test ECGs
+(:mod:`~ecglens.experiments.transfer_paired`). The config sections are :mod:`~ecglens.experiments.transfer_config`.
+
 Output folder: ``experiment.yaml`` (resolved config, protocol fingerprint), ``results.csv``, ``failures.csv``,
-``pretrain/<key>/`` and ``runs/<key>/`` (run folders), ``figures/`` (:mod:`ecglens.experiments.figures`) and,
-for the ``quick`` profile, ``synthetic_cache/``.
+``pretrain/<key>/`` and ``runs/<key>/`` (run folders; tuned runs hold one folder per candidate,
+``candidates.csv`` and ``selection.json``), ``paired.csv`` / ``paired.md``, ``figures/``
+(:mod:`ecglens.experiments.figures`) and, for the ``quick`` profile, ``synthetic_cache/``.
 
 >>> cfg = load_transfer_config("configs/transfer_ptbxl.yaml", profile="quick")   # doctest: +SKIP
 >>> summary = run_transfer(cfg, out="runs/transfer_quick")                          # doctest: +SKIP
@@ -41,23 +50,19 @@ import pandas as pd
 
 from ..artifact import load_checkpoint
 from ..data.cache import open_cache
-from ..data.targets import TaskSpec, task_from_name
+from ..data.targets import task_from_name
 from ..data.views import CacheView
-from ..evaluate.bootstrap import bootstrap_metrics
-from ..evaluate.metrics import auprc, auroc
 from ..evaluate.runner import predict_cache
 from ..exceptions import ConfigError
 from ..models import get_model_spec
 from ..signal.transforms import contract_mismatches
-from ..train.config import TrainConfig, apply_overrides, config_from_dict, dataclass_from_dict
+from ..train.config import TrainConfig, apply_overrides, config_from_dict
 from ..train.finetune import STRATEGIES, finetune, finetune_settings_from_dict
 from ..train.loop import build_task, fit, monitor_names
-from .figures import write_transfer_figures
+from .figures import plot_paired_differences, write_transfer_figures
 from .grid import (
-    QUIET_TRAINER,
     GridDefinition,
     GridOutcome,
-    SyntheticSpec,
     device_of,
     drop_checkpoints,
     folds_text,
@@ -69,132 +74,36 @@ from .grid import (
     shard_runs,
     short_hash,
 )
+from .transfer_config import (
+    ALL,
+    NO_PRETRAINING,
+    PROFILES,
+    REPLACED_BY_PROFILE,
+    TransferConfig,
+)
+from .transfer_controls import CONTROLS, fit_control
+from .transfer_fair import (
+    INNER_TRAIN,
+    INNER_VAL,
+    TUNING_COLUMNS,
+    chosen_dir,
+    inner_split_folds,
+    split_scores,
+    tuned_finetune,
+    write_test_predictions,
+)
+from .transfer_paired import write_paired
 
 __all__ = ["ALL", "NO_PRETRAINING", "PROFILES", "RESULT_COLUMNS", "PretrainRun", "TargetRun",
            "TransferConfig", "TransferSummary", "grid_definition", "load_transfer_config", "mi_labels",
-           "plan_grid", "pretrain_config", "protocol", "read_results", "run_transfer", "target_config"]
-
-#: the "use every available record" size
-ALL = "all"
-#: the pretraining task of the from-scratch baseline
-NO_PRETRAINING = "none"
-
-# ----------------------------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """Pretraining data: folds, options of the tasks (``{age: {loss: l1}}``), sizes (records, or ``all``)."""
-
-    folds: tuple[int, ...] = (1, 2, 3)
-    val_folds: tuple[int, ...] = (4,)
-    task_options: dict[str, Any] = field(default_factory=dict)
-    sizes: tuple[int | str, ...] = (ALL,)
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """Target data: a binary task, train folds (subsampled to ``sizes``), validation (``val_size``: a seeded
-    subsample of them, per seed) and test folds. ``cache``: another prepared cache for the target task (e.g. an
-    external data set, prepared at the source's sampling rate and length; its own folds); ``None``: the source
-    cache, whose target folds must then be disjoint from the source folds."""
-
-    task: str = "MI"
-    cache: str | None = None
-    task_options: dict[str, Any] = field(default_factory=dict)
-    folds: tuple[int, ...] = (5, 6, 7)
-    val_folds: tuple[int, ...] = (8,)
-    val_size: int | None = None
-    test_folds: tuple[int, ...] = (9,)
-    sizes: tuple[int | str, ...] = (100, 250, 500, 1000, 2500, ALL)
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """A model of the grid: ``create_model`` keyword arguments and training-config overrides for it."""
-
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    overrides: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    """The axes. ``seed_limits``: ``{target size: n}`` -- from that size on use only the first n seeds."""
-
-    models: dict[str, Any] = field(default_factory=lambda: {"cnn_baseline": {}})
-    pretrain_tasks: tuple[str, ...] = (NO_PRETRAINING, "age", "sex", "age_sex")
-    strategies: tuple[str, ...] = ("finetune", "linear_probe")
-    seeds: tuple[int, ...] = (0, 1, 2)
-    seed_limits: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EvalSpec:
-    """Bootstrap of the validation / test metrics (seeded, by patient when the cache has ``patient_id``)."""
-
-    n_boot: int = 1000
-    alpha: float = 0.05
-    seed: int = 0
-    by_patient: bool = True
-
-
-@dataclass(frozen=True)
-class TransferConfig:
-    """A transfer-learning experiment (see ``configs/transfer_ptbxl.yaml`` and ``docs/transfer.md``).
-
-    ``source_train`` / ``target_train`` are training-config sections (``optim``, ``augment``, ``trainer``) for
-    the pretraining and target runs; ``finetune`` holds :class:`~ecglens.train.finetune.FinetuneConfig`
-    options (the strategy comes from the grid). ``keep_checkpoints``: keep the target runs' weights;
-    ``curves``: draw every run's ``curves.png`` (about a second per run).
-    """
-
-    name: str = "transfer"
-    cache: str = "cache/ptbxl100"
-    synthetic: SyntheticSpec | None = None
-    out_dir: str = "runs/transfer"
-    source: SourceSpec = field(default_factory=SourceSpec)
-    target: TargetSpec = field(default_factory=TargetSpec)
-    grid: GridSpec = field(default_factory=GridSpec)
-    eval: EvalSpec = field(default_factory=EvalSpec)
-    source_train: dict[str, Any] = field(default_factory=dict)
-    target_train: dict[str, Any] = field(default_factory=dict)
-    finetune: dict[str, Any] = field(default_factory=dict)
-    keep_checkpoints: bool = False
-    curves: bool = True
-    profiles: dict[str, Any] = field(default_factory=dict)
-
-    def model_entry(self, name: str) -> ModelEntry:
-        return dataclass_from_dict(ModelEntry, self.grid.models.get(name) or {}, f"grid.models.{name}.")
-
-
-_QUICK_TRAIN = {"optim": {"epochs": 1, "batch_size": 16, "lr": 0.003, "schedule": "constant"},
-                "augment": {"enabled": False}, "trainer": QUIET_TRAINER}
-
-#: built-in profiles: overrides merged into a config by ``--profile NAME`` (a config's own ``profiles``
-#: section can extend them). ``quick`` runs the whole pipeline on a small synthetic cohort in seconds.
-PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {
-        "synthetic": {"n_records": 300, "seed": 0, "fs": 100.0, "seconds": 2.5},
-        "source": {"sizes": [ALL]},
-        "target": {"sizes": [20, ALL], "val_size": None},
-        "grid": {"models": {"cnn_baseline": {"kwargs": {"channels": [8, 16], "kernel_size": 5}}},
-                 "seeds": [0], "seed_limits": {}},
-        "eval": {"n_boot": 50},
-        "curves": False,
-        "source_train": _QUICK_TRAIN,
-        "target_train": _QUICK_TRAIN,
-    },
-}
-
-#: paths whose mapping a profile replaces instead of merging into (a profile's model list is the model list)
-_REPLACED_BY_PROFILE = frozenset({("grid", "models")})
-
+           "plan_grid", "pretrain_config", "protocol", "read_results", "run_transfer", "target_config",
+           "write_summaries"]
 
 def load_transfer_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = (),
                          profile: str | None = None) -> TransferConfig:
     """Read a transfer YAML, apply a profile (``quick``) and ``key.sub=value`` overrides, and check it."""
     cfg = load_grid_config(TransferConfig, path, overrides, profile, PROFILES, "configs/transfer_ptbxl.yaml",
-                           _REPLACED_BY_PROFILE)
+                           REPLACED_BY_PROFILE)
     _validate(cfg)
     return cfg
 
@@ -217,16 +126,18 @@ def _validate(cfg: TransferConfig) -> None:
     # one data set: its folds keep patients apart; a separate target cache only needs its own folds disjoint
     src = set() if cfg.target.cache else set(cfg.source.folds) | set(cfg.source.val_folds)
     tgt = set(cfg.target.folds) | set(cfg.target.val_folds)
-    if src & (tgt | set(cfg.target.test_folds)) or set(cfg.target.test_folds) & tgt:
+    shared = set() if not cfg.source.share_target_ecgs else src & tgt
+    if (src & (tgt | set(cfg.target.test_folds))) - shared or set(cfg.target.test_folds) & tgt:
         raise ConfigError("source folds, target train/val folds and target test folds must be disjoint "
                           f"(folds keep patients apart): source {sorted(src)}, target {sorted(tgt)}, test "
                           f"{list(cfg.target.test_folds)}.")
-    for task in set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING}:
-        task_from_name(task, **dict(cfg.source.task_options.get(task) or {}))
-    target = task_from_name(cfg.target.task, **cfg.target.task_options)
-    if target.num_labels != 1 or target.targets[0].kind != "binary":
-        raise ConfigError(f"target.task {cfg.target.task!r} must be a binary task (AUROC / AUPRC are "
-                          "reported), e.g. MI.")
+    for name in cfg.target_tasks:
+        target = task_from_name(name, **cfg.target.task_options)
+        if target.num_labels != 1 or target.targets[0].kind != "binary":
+            raise ConfigError(f"target task {name!r} must be a binary task (AUROC / AUPRC are reported), e.g. "
+                              "MI or acute_mi.")
+    check_label_separation(cfg)
+    _check_fair(cfg)
     for name in cfg.grid.strategies:
         if name not in STRATEGIES or name == "scratch":
             raise ConfigError(f"grid.strategies: {name!r} is not a fine-tuning strategy; use "
@@ -247,6 +158,40 @@ def _validate(cfg: TransferConfig) -> None:
             raise ConfigError(f"{section} must not set {clash}: the protocol sets them (cache, folds, model, "
                               "task).")
     _check_train_sections(cfg)
+
+
+def check_label_separation(cfg: TransferConfig) -> None:
+    """Pretraining never reads a label column of a target task (nor the SCP statements targets derive from).
+
+    Raises
+    ------
+    ConfigError
+        When a pretraining task shares a label column with a target task.
+    """
+    target_columns = {"statements"}
+    for name in cfg.target_tasks:
+        target_columns |= set(task_from_name(name, **cfg.target.task_options).label_columns)
+    for task in set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING}:
+        spec = task_from_name(task, **dict(cfg.source.task_options.get(task) or {}))
+        clash = sorted(set(spec.label_columns) & target_columns)
+        if clash:
+            raise ConfigError(f"Pretraining task {task!r} reads the target's label column(s) {clash}: the target "
+                              "labels must never be seen in pretraining. Pretrain on age / sex (or drop the task).")
+
+
+def _check_fair(cfg: TransferConfig) -> None:
+    """The fair protocol's own rules: its validation split comes from the training folds; controls need it."""
+    unknown = sorted(set(cfg.grid.controls) - set(CONTROLS))
+    if unknown:
+        raise ConfigError(f"grid.controls: unknown {unknown}; choose from {', '.join(CONTROLS)}.")
+    if cfg.tuning is None:
+        if cfg.grid.controls:
+            raise ConfigError("grid.controls need a tuning section (their inner validation split); see "
+                              "configs/transfer_fair.yaml.")
+        return
+    if cfg.target.val_folds or cfg.target.val_size is not None:
+        raise ConfigError("With a tuning section the validation split is carved from the target training folds "
+                          "(tuning.val_fraction); set target.val_folds: [] and target.val_size: null.")
 
 
 def _check_train_sections(cfg: TransferConfig) -> None:
@@ -306,6 +251,7 @@ class TargetRun:
     strategy: str
     target_size: int | str
     seed: int
+    target_task: str | None = None
 
     @property
     def pretrain(self) -> PretrainRun | None:
@@ -322,8 +268,9 @@ class TargetRun:
     @property
     def key(self) -> str:
         src = "-" if self.source_size is None else self.source_size
+        task = "" if self.target_task is None else f"_{self.target_task}"
         return (f"{self.model_tag}_{self.pretrain_task}_src{src}_{self.strategy}_tgt{self.target_size}"
-                f"_s{self.seed}")
+                f"_s{self.seed}{task}")
 
 
 def _model_tag(cfg: TransferConfig, name: str) -> str:
@@ -340,19 +287,23 @@ def _seeds_for(cfg: TransferConfig, target_size: int | str) -> tuple[int, ...]:
 
 
 def plan_grid(cfg: TransferConfig) -> list[TargetRun]:
-    """Every target run of the grid, grouped by pretraining run (model, task, source size, seed)."""
+    """Every target run of the grid, grouped by pretraining run (model, task, source size, seed).
+
+    From scratch, the controls (``grid.controls``) follow the ``scratch`` run of their cell. With
+    ``grid.target_tasks`` every run is repeated per target task (its key then ends in ``_<task>``).
+    """
     runs: list[TargetRun] = []
+    tasks = list(cfg.grid.target_tasks) or [None]
     for model in cfg.grid.models:
         tag = _model_tag(cfg, model)
         for task in cfg.grid.pretrain_tasks:
             scratch = task == NO_PRETRAINING
+            arms = ["scratch", *cfg.grid.controls] if scratch else cfg.grid.strategies
             for source_size in [None] if scratch else cfg.source.sizes:
                 for seed in cfg.grid.seeds:
-                    for target_size in cfg.target.sizes:
-                        if seed not in _seeds_for(cfg, target_size):
-                            continue
-                        for strategy in ["scratch"] if scratch else cfg.grid.strategies:
-                            runs.append(TargetRun(model, tag, task, source_size, strategy, target_size, seed))
+                    runs += [TargetRun(model, tag, task, source_size, arm, size, seed, target)
+                             for size in cfg.target.sizes if seed in _seeds_for(cfg, size)
+                             for target in tasks for arm in arms]
     return runs
 
 
@@ -371,6 +322,12 @@ def mi_labels(patients: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.
     return {"MI": mi, "NORM": 1 - mi}
 
 
+def mi_acute_labels(patients: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """:func:`mi_labels` plus ``acute_mi``: a third of the MI cases (about 8 % of the cohort), drawn after MI."""
+    labels = mi_labels(patients, rng)
+    return {**labels, "acute_mi": labels["MI"] * (rng.random(len(patients)) < 1.0 / 3.0).astype(int)}
+
+
 @dataclass(frozen=True)
 class _Data:
     """The opened caches: the source (pretraining) one and the target one (the same object unless
@@ -384,8 +341,10 @@ class _Data:
 
 def _open_data(cfg: TransferConfig, out: Path) -> _Data:
 
-    need = {"fold"} | ({"age", "sex"} if set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING} else set())
-    cache, path = open_grid_cache(cfg.synthetic, cfg.cache, out, mi_labels, need)
+    demographic = set(cfg.grid.pretrain_tasks) - {NO_PRETRAINING} or cfg.grid.controls
+    need = {"fold"} | ({"age", "sex"} if demographic else set())
+    labels = mi_acute_labels if "acute_mi" in cfg.target_tasks else mi_labels
+    cache, path = open_grid_cache(cfg.synthetic, cfg.cache, out, labels, need)
     if not cfg.target.cache:
         return _Data(cache, path, cache, path)
     target = open_cache(cfg.target.cache)
@@ -404,12 +363,18 @@ def _open_data(cfg: TransferConfig, out: Path) -> _Data:
     return _Data(cache, path, target, str(cfg.target.cache))
 
 
-def _target_view(cfg: TransferConfig, cache: Any, seed: int) -> CacheView:
-    """The cache with only the seeded ``val_size`` part of the validation folds kept as validation rows."""
+def _target_view(cfg: TransferConfig, cache: Any, seed: int, run: TargetRun | None = None) -> CacheView:
+    """The cache with only the seeded ``val_size`` part of the validation folds kept as validation rows; with
+    ``tuning``, the run's inner training / validation split of its target ECGs
+    (:func:`~ecglens.experiments.transfer_fair.inner_split_folds`)."""
 
+    task = task_from_name(_task_of(cfg, run), **cfg.target.task_options)
+    if cfg.tuning is not None and run is not None:
+        folds = inner_split_folds(cache.meta, task.labels_from_meta(cache.meta)[:, 0], cfg.target.folds,
+                                  cfg.target.test_folds, run.target_size, cfg.tuning.val_fraction, seed)
+        return CacheView(cache, folds=folds)
     folds = cache.meta["fold"].to_numpy(dtype=np.float64).copy()
     if cfg.target.val_size is not None:
-        task = task_from_name(cfg.target.task, **cfg.target.task_options)
         labelled = ~np.isnan(task.labels_from_meta(cache.meta)[:, 0])
         val = np.flatnonzero(np.isin(folds, cfg.target.val_folds) & labelled)
         if cfg.target.val_size < val.size:
@@ -419,6 +384,10 @@ def _target_view(cfg: TransferConfig, cache: Any, seed: int) -> CacheView:
 
 
 # ----------------------------------------------------------------------------------------------- configs
+
+
+def _task_of(cfg: TransferConfig, run: TargetRun | None) -> str:
+    return run.target_task if run is not None and run.target_task else cfg.target.task
 
 
 def _train_config(cfg: TransferConfig, section: Mapping[str, Any], model: str, cache_path: str,
@@ -443,7 +412,7 @@ def target_config(cfg: TransferConfig, run: TargetRun, cache_path: str) -> Train
     """The training config of a target run (target folds, ``max_train`` = target size, seeded)."""
     data = {"train_folds": list(cfg.target.folds), "val_folds": list(cfg.target.val_folds),
             "max_train": None if run.target_size == ALL else run.target_size, "subsample_seed": run.seed}
-    task = {"name": cfg.target.task, "options": dict(cfg.target.task_options)}
+    task = {"name": _task_of(cfg, run), "options": dict(cfg.target.task_options)}
     return _train_config(cfg, cfg.target_train, run.model, cache_path, data, task, run.seed,
                          f"{cfg.name}-target-{run.key}")
 
@@ -455,9 +424,14 @@ def protocol(cfg: TransferConfig) -> dict[str, Any]:
     settings = {k: v for k, v in finetune_settings_from_dict(cfg.finetune).to_dict().items() if k != "strategy"}
     # target.cache enters only when set, so folders made before the option keep their protocol hash
     target_data = {"target_data": d["target"]["cache"]} if d["target"]["cache"] else {}
+    # the fair protocol's entries enter only when set (earlier folders keep their hash)
+    fair = {k: d[k] for k in ("tuning",) if d[k] is not None}
+    fair.update({k: d["grid"][k] for k in ("target_tasks", "controls") if d["grid"][k]})
+    if cfg.source.share_target_ecgs:
+        fair["share_target_ecgs"] = True
     return json.loads(json.dumps({
-        "data": d["synthetic"] or d["cache"], **target_data,
-        "source": {k: v for k, v in d["source"].items() if k != "sizes"},
+        "data": d["synthetic"] or d["cache"], **target_data, **fair,
+        "source": {k: v for k, v in d["source"].items() if k not in ("sizes", "share_target_ecgs")},
         "target": {k: v for k, v in d["target"].items() if k not in ("sizes", "cache")},
         "eval": d["eval"], "finetune": settings,
         "source_train": protocol_train_section(cfg.source_train),
@@ -512,50 +486,84 @@ def _start_group(cfg: TransferConfig, first: TargetRun, data: _Data,
     return model_path, info
 
 
-def _score(cfg: TransferConfig, checkpoint_path: Path, view: CacheView, folder: Path) -> dict[str, Any]:
+def _groups(cfg: TransferConfig, meta: pd.DataFrame) -> np.ndarray | None:
+    return meta["patient_id"].to_numpy() if cfg.eval.by_patient and "patient_id" in meta else None
+
+
+def _score(cfg: TransferConfig, run: TargetRun, checkpoint_path: Path, view: CacheView,
+           folder: Path) -> dict[str, Any]:
     """Validation and test AUROC / AUPRC with bootstrap CIs and the split counts of a finished target run."""
 
     ckpt = load_checkpoint(checkpoint_path)
     data = CacheView(view, ckpt.preprocess.leads) if ckpt.preprocess is not None else view
-    y_all = TaskSpec.from_outputs(ckpt.task).labels_from_meta(data.meta)[:, 0]
+    y_all = task_from_name(_task_of(cfg, run), **cfg.target.task_options).labels_from_meta(data.meta)[:, 0]
     splits = pd.read_csv(folder / "splits.csv")
     fold = data.meta["fold"].to_numpy(dtype=np.float64)
     rows = {"val": splits.loc[splits["split"] == "val", "row"].to_numpy(),
             "test": np.flatnonzero(np.isin(fold, cfg.target.test_folds) & ~np.isnan(y_all))}
     train = splits.loc[splits["split"] == "train", "row"].to_numpy()
-    pid = data.meta["patient_id"].to_numpy() if cfg.eval.by_patient and "patient_id" in data.meta else None
+    if cfg.tuning is not None:  # the run's target ECGs: its inner training and validation split
+        train = np.flatnonzero(np.isin(fold, (INNER_TRAIN, INNER_VAL)))
+    pid = _groups(cfg, data.meta)
     out: dict[str, Any] = {"n_target": int(train.size), "n_target_pos": int(np.nansum(y_all[train])),
                            "leads": ",".join(data.leads)}
     name = ckpt.task.output_names[0]
     for split, idx in rows.items():
         p, y = predict_cache(ckpt, data.signals, idx, progress=False)[name], y_all[idx]
-        stats = bootstrap_metrics({"auroc": auroc, "auprc": auprc}, y, p, n_boot=cfg.eval.n_boot,
-                                  alpha=cfg.eval.alpha, seed=cfg.eval.seed,
-                                  groups=None if pid is None else pid[idx])
-        for metric, s in stats.items():
-            out.update({f"{split}_{metric}": s["value"], f"{split}_{metric}_low": s["ci_low"],
-                        f"{split}_{metric}_high": s["ci_high"]})
-        out.update({f"n_{split}": int(idx.size), f"n_{split}_pos": int(np.nansum(y))})
+        out.update(split_scores(cfg.eval, split, y, p, None if pid is None else pid[idx]))
         if split == "test":
-            pd.DataFrame({"record_id": data.meta["record_id"].to_numpy()[idx], name: p, "label": y}).to_csv(
-                folder / "test_predictions.csv", index=False)
+            write_test_predictions(folder, data.meta, idx, name, p, y)
     return out
+
+
+def _run_control(cfg: TransferConfig, run: TargetRun, view: CacheView, folder: Path,
+                 out: Path) -> dict[str, Any]:
+    """A demographic control (:mod:`~ecglens.experiments.transfer_controls`): its scores and tuning columns."""
+    task = _task_of(cfg, run)
+    y = task_from_name(task, **cfg.target.task_options).labels_from_meta(view.meta)[:, 0]
+    scratch = chosen_dir(out / "runs" / dataclasses.replace(run, strategy="scratch").key) / "model.safetensors"
+    test, p, info = fit_control(run.strategy, view, y, cfg.tuning.metric_for(task), cfg.target.test_folds, scratch)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_test_predictions(folder, view.meta, test, f"p_{task}", p, y[test])
+    train = np.flatnonzero(np.isin(view.meta["fold"].to_numpy(dtype=np.float64), (INNER_TRAIN, INNER_VAL)))
+    pid = _groups(cfg, view.meta)
+    return {**info, **split_scores(cfg.eval, "test", y[test], p, None if pid is None else pid[test]),
+            "n_target": int(train.size), "n_target_pos": int(np.nansum(y[train])), "leads": ""}
+
+
+def _train_target(cfg: TransferConfig, run: TargetRun, view: CacheView, pretrained: Path | None,
+                  data_path: str, folder: Path) -> tuple[Any, dict[str, Any], TrainConfig]:
+    """Train one target run (tuned on its inner split with ``tuning``); the result, tuning columns, config."""
+    config = target_config(cfg, run, data_path)
+    if cfg.tuning is None:
+        settings = finetune_settings_from_dict({**cfg.finetune, "strategy": run.strategy})
+        return finetune(pretrained, config, settings, out=folder, cache=view), {}, config
+    task = _task_of(cfg, run)
+    folder.mkdir(parents=True)
+    result, tuning = tuned_finetune(pretrained, config, run.strategy, cfg.finetune, cfg.tuning, view,
+                                    task_from_name(task, **cfg.target.task_options), task, folder)
+    return result, tuning, config
 
 
 def _run_target(cfg: TransferConfig, run: TargetRun, data: _Data, pretrained: tuple[Path, dict[str, Any]] | None,
                 out: Path, digest: str) -> dict[str, Any]:
-    """Fine-tune (or train from scratch) one target run, score it and return its ``results.csv`` row."""
+    """Fine-tune (or train from scratch, or fit a control) one target run, score it, return its row."""
 
     folder = out / "runs" / run.key
     shutil.rmtree(folder, ignore_errors=True)
-    view = _target_view(cfg, data.target, run.seed)
-    config = target_config(cfg, run, data.target_path)
-    settings = finetune_settings_from_dict({**cfg.finetune, "strategy": run.strategy})
+    view = _target_view(cfg, data.target, run.seed, run)
     start = time.perf_counter()
-    result = finetune(None if pretrained is None else pretrained[0], config, settings, out=folder, cache=view)
+    config = target_config(cfg, run, data.target_path)
+    if run.strategy in CONTROLS:
+        scores, metrics = _run_control(cfg, run, view, folder, out), {}
+    else:
+        result, tuning, config = _train_target(cfg, run, view, None if pretrained is None else pretrained[0],
+                                               data.target_path, folder)
+        scores = {**tuning, **_score(cfg, run, result.checkpoint_path, view, result.run_dir)}
+        metrics = result.metrics
+        keep = cfg.keep_checkpoints or (run.strategy == "scratch" and "scratch_demographics" in cfg.grid.controls)
+        drop_checkpoints(result.run_dir, keep_model=keep)
     train_time = time.perf_counter() - start
-    scores = _score(cfg, result.checkpoint_path, view, folder)
-    drop_checkpoints(folder, keep_model=cfg.keep_checkpoints)
     info = pretrained[1] if pretrained is not None else {}
     t, s = cfg.target, cfg.source
     return {
@@ -563,16 +571,16 @@ def _run_target(cfg: TransferConfig, run: TargetRun, data: _Data, pretrained: tu
         "model_kwargs": json.dumps(cfg.model_entry(run.model).kwargs, sort_keys=True),
         "pretrain_task": run.pretrain_task, "strategy": run.strategy,
         "source_size": "" if run.source_size is None else str(run.source_size),
-        "n_source": info.get("n_source", 0), "target_task": t.task, "target_size": str(run.target_size),
+        "n_source": info.get("n_source", 0), "target_task": _task_of(cfg, run), "target_size": str(run.target_size),
         "seed": run.seed, "subsample_seed": run.seed,
-        "val_seed": run.seed if t.val_size is not None else None,
+        "val_seed": run.seed if t.val_size is not None or cfg.tuning is not None else None,
         "source_folds": folds_text(s.folds), "source_val_folds": folds_text(s.val_folds),
         "target_folds": folds_text(t.folds), "val_folds": folds_text(t.val_folds),
-        "test_folds": folds_text(t.test_folds), "epochs_run": result.metrics.get("epochs_run"),
-        "best_epoch": result.metrics.get("best_epoch"), "train_time_s": round(train_time, 3),
+        "test_folds": folds_text(t.test_folds), "epochs_run": metrics.get("epochs_run"),
+        "best_epoch": metrics.get("best_epoch"), "train_time_s": round(train_time, 3),
         "pretrain_time_s": info.get("time_s"), "pretrain_val_loss": (info.get("metrics") or {}).get("loss"),
         "n_boot": cfg.eval.n_boot, "ci_level": 1.0 - cfg.eval.alpha, "device": device_of(config),
-        "protocol_hash": digest, "run_dir": str(folder.relative_to(out)),
+        "protocol_hash": digest, "run_dir": str(chosen_dir(folder).relative_to(out)),
         "pretrain_dir": "" if pretrained is None else str(pretrained[0].parent.relative_to(out)),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **scores,
     }
@@ -594,8 +602,9 @@ class TransferSummary(GridOutcome):
 def grid_definition(cfg: TransferConfig) -> GridDefinition:
     """The transfer experiment as a grid for :func:`~ecglens.experiments.grid.run_grid`: target runs grouped by
     their pretraining run (trained once per group, before its target runs)."""
+    columns = RESULT_COLUMNS + (TUNING_COLUMNS if cfg.tuning is not None else ())
     return GridDefinition(name="transfer", runs=plan_grid(cfg), protocol=protocol(cfg),
-                          config=dataclasses.asdict(cfg), columns=RESULT_COLUMNS,
+                          config=dataclasses.asdict(cfg), columns=columns,
                           open_data=functools.partial(_open_data, cfg), run=functools.partial(_run_target, cfg),
                           start_group=functools.partial(_start_group, cfg), curves=cfg.curves,
                           group_label="pretraining")
@@ -622,5 +631,24 @@ def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None,
     table = read_results(out) if figures else None
     if table is None or not len(table):
         return TransferSummary(**counts, n_pretrained=trained)
+    return TransferSummary(**counts, n_pretrained=trained, figures=write_summaries(cfg, table, out))
 
-    return TransferSummary(**counts, n_pretrained=trained, figures=write_transfer_figures(table, out / "figures"))
+
+def write_summaries(cfg: TransferConfig, table: pd.DataFrame, out: Path) -> dict[str, Path]:
+    """The figures and summary tables of ``results.csv`` (per target task when there are several; without the
+    controls, which are in the paired tables) and the paired comparisons (``paired.csv``, ``paired.md``,
+    ``figures/paired_differences.png``)."""
+    tasks = table["target_task"].astype(str).unique()
+    paths: dict[str, Path] = {}
+    for task in tasks:
+        folder = out / "figures" if len(tasks) == 1 else out / "figures" / task
+        rows = table[(table["target_task"].astype(str) == task) & ~table["strategy"].isin(list(CONTROLS))]
+        drawn = write_transfer_figures(rows, folder)
+        paths.update(drawn if len(tasks) == 1 else {f"{task}_{k}": v for k, v in drawn.items()})
+    e = cfg.eval
+    paired = write_paired(table, out, n_boot=e.n_boot, alpha=e.alpha, seed=e.seed, controls=tuple(cfg.grid.controls))
+    if paired:
+        paths.update(paired)
+        paths["paired_differences"] = plot_paired_differences(pd.read_csv(paired["paired_csv"]),
+                                                              out / "figures" / "paired_differences.png")
+    return paths

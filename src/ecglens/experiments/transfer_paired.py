@@ -1,0 +1,156 @@
+"""Paired statistics of the transfer experiment (issue #23, item 6): every gain on the same test ECGs.
+
+For each cell (model, target task, target size) every arm is compared with the references of the cell: plain
+``scratch`` and each demographic control. An arm's prediction for a test ECG is the mean of its seeds'
+predictions for that ECG (seeds averaged per record first); the difference of a metric (AUROC, AUPRC) between
+the arm and a reference is bootstrapped over the test ECGs both scored (patients resampled when the
+predictions carry ``patient_id``; :func:`~ecglens.evaluate.bootstrap.paired_bootstrap_diff`). Within a family
+(one cell, one metric, one reference) the p-values are Holm-adjusted over the arms compared, and
+``significant`` says whether the adjusted p-value is below ``alpha``; the CI is the unadjusted percentile
+interval at level ``1 - alpha``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..evaluate.bootstrap import holm_adjust, paired_bootstrap_diff
+from .transfer_fair import METRICS, PRIMARY_METRIC
+
+__all__ = ["PAIRED_COLUMNS", "arm_name", "paired_comparisons", "paired_markdown", "seed_averaged", "write_paired"]
+
+#: columns of ``paired.csv``
+PAIRED_COLUMNS: tuple[str, ...] = (
+    "model", "target_task", "target_size", "metric", "primary", "arm", "reference", "n_seeds_arm",
+    "n_seeds_reference", "n_records", "n_patients", "value_arm", "value_reference", "diff", "ci_low", "ci_high",
+    "ci_level", "p_value", "p_holm", "family_size", "significant", "n_boot",
+)
+_CELL = ("model", "target_task", "target_size")
+_IDS = ("record_id", "label", "patient_id")
+
+
+def arm_name(row: Mapping[str, Any]) -> str:
+    """``scratch``, a control's name, or ``<pretrain task>/src<source size>/<strategy>``."""
+    if row["pretrain_task"] == "none":
+        return str(row["strategy"])
+    return f"{row['pretrain_task']}/src{row['source_size']}/{row['strategy']}"
+
+
+def _read_predictions(folder: Path) -> pd.DataFrame:
+    table = pd.read_csv(folder / "test_predictions.csv", dtype={"record_id": str, "patient_id": str})
+    column = next(c for c in table.columns if c not in _IDS)
+    return table.rename(columns={column: "p"})
+
+
+def seed_averaged(results: pd.DataFrame, out: Path) -> dict[tuple[Any, ...], tuple[pd.DataFrame, int]]:
+    """Per (cell, arm): the test predictions averaged over seeds per record, and the number of seeds.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        ``results.csv`` rows (``run_dir`` relative to ``out``).
+    out : Path
+        The experiment folder.
+
+    Returns
+    -------
+    dict
+        ``(model, target_task, target_size, arm) -> (table with record_id, label, p[, patient_id], n_seeds)``.
+    """
+    parts: dict[tuple[Any, ...], list[pd.DataFrame]] = {}
+    for _, row in results.iterrows():
+        folder = out / str(row["run_dir"])
+        if (folder / "test_predictions.csv").is_file():
+            key = (*(str(row[c]) for c in _CELL), arm_name(row))
+            parts.setdefault(key, []).append(_read_predictions(folder))
+    averaged = {}
+    for key, tables in parts.items():
+        both = pd.concat(tables, ignore_index=True)
+        agg = {"p": "mean", "label": "first", **({"patient_id": "first"} if "patient_id" in both else {})}
+        averaged[key] = (both.groupby("record_id", as_index=False).agg(agg), len(tables))
+    return averaged
+
+
+def _compare(arm: pd.DataFrame, ref: pd.DataFrame, metric: str, n_boot: int, alpha: float,
+             seed: int) -> dict[str, Any]:
+    """The paired difference ``metric(arm) - metric(reference)`` on the records both scored."""
+    both = arm.merge(ref[["record_id", "p"]], on="record_id", suffixes=("_arm", "_ref"))
+    groups = both["patient_id"].to_numpy() if "patient_id" in both else None
+    d = paired_bootstrap_diff(METRICS[metric], both["label"].to_numpy(np.float64), both["p_arm"].to_numpy(),
+                              both["p_ref"].to_numpy(), n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
+    return {"n_records": d["n"], "n_patients": d.get("n_groups"), "value_arm": d["value_a"],
+            "value_reference": d["value_b"], "diff": d["diff"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
+            "p_value": d["p_value"], "n_boot": d["n_boot"]}
+
+
+def paired_comparisons(results: pd.DataFrame, out: Path, *, n_boot: int = 1000, alpha: float = 0.05,
+                       seed: int = 0, controls: tuple[str, ...] = ("demographics_logreg", "scratch_demographics"),
+                       ) -> pd.DataFrame:
+    """Every arm against ``scratch`` and against each control of its cell, paired on the same test ECGs.
+
+    Parameters
+    ----------
+    results : pandas.DataFrame
+        ``results.csv`` of a transfer grid.
+    out : Path
+        Its folder (the runs' ``test_predictions.csv``).
+    n_boot, alpha, seed
+        Bootstrap resamples, 1 - CI level (and the Holm threshold), seed.
+    controls : tuple of str
+        Arm names that are references besides ``scratch`` (compared with scratch themselves).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`PAIRED_COLUMNS`, one row per (cell, metric, arm, reference).
+    """
+    arms = seed_averaged(results, Path(out))
+    rows = []
+    for cell in sorted({k[:3] for k in arms}):
+        names = [k[3] for k in arms if k[:3] == cell]
+        references = [r for r in ("scratch", *controls) if r in names]
+        for ref in references:
+            compared = [a for a in names if a != ref and (a not in controls or ref == "scratch")]
+            for metric in METRICS:
+                family = []
+                for name in compared:
+                    stats = _compare(arms[(*cell, name)][0], arms[(*cell, ref)][0], metric, n_boot, alpha, seed)
+                    family.append({**dict(zip(_CELL, cell, strict=True)), "metric": metric, "arm": name,
+                                   "reference": ref, "n_seeds_arm": arms[(*cell, name)][1],
+                                   "n_seeds_reference": arms[(*cell, ref)][1], **stats})
+                adjusted = holm_adjust([r["p_value"] for r in family])
+                for r, p in zip(family, adjusted, strict=True):
+                    r.update({"p_holm": p, "family_size": len(family), "significant": bool(p < alpha),
+                              "ci_level": 1.0 - alpha,
+                              "primary": metric == PRIMARY_METRIC.get(r["target_task"], "auroc")})
+                rows += family
+    return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+
+
+def paired_markdown(paired: pd.DataFrame) -> str:
+    """The primary metric's comparisons as a Markdown table (difference with CI, Holm-adjusted p)."""
+    lines = ["| model | target | size | arm | vs | diff [CI] | p (Holm) | n |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in paired[paired["primary"]].iterrows():
+        lines.append(f"| {r['model']} | {r['target_task']} ({r['metric']}) | {r['target_size']} | {r['arm']} | "
+                     f"{r['reference']} | {r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | "
+                     f"{r['p_holm']:.3f}{' *' if r['significant'] else ''} | {r['n_records']} |")
+    note = ("\nSeeds averaged per test ECG first; paired bootstrap over test ECGs (patients when known); "
+            f"{int(round(100 * paired['ci_level'].iloc[0])) if len(paired) else 95} % percentile CIs; p-values "
+            "Holm-adjusted over the arms compared with one reference (family_size); * adjusted p < alpha.")
+    return "\n".join(lines) + "\n" + note + "\n"
+
+
+def write_paired(results: pd.DataFrame, out: Path, **options: Any) -> dict[str, Path]:
+    """``paired.csv`` and ``paired.md`` in ``out`` (nothing when no cell has a reference arm)."""
+    paired = paired_comparisons(results, out, **options)
+    if not len(paired):
+        return {}
+    paths = {"paired_csv": out / "paired.csv", "paired_md": out / "paired.md"}
+    paired.to_csv(paths["paired_csv"], index=False)
+    paths["paired_md"].write_text(paired_markdown(paired), encoding="utf-8")
+    return paths

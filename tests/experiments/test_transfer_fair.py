@@ -1,0 +1,151 @@
+"""The fair transfer protocol (issue #23): ``configs/transfer_fair.yaml --profile quick`` end to end, and its parts.
+
+The quick profile runs the protocol on a seeded synthetic cohort (400 ECGs, 2.5 s at 100 Hz, tiny CNN, a 6-step
+budget): pretraining on age and age+sex, scratch, fine-tuning and the linear probe, both demographic controls,
+the MI and acute_mi targets, 2 seeds; every run tuned on its inner validation split; paired comparisons at the
+end. Its numbers mean nothing; the tests check the bookkeeping of the protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecglens.cli import app
+from ecglens.data.targets import task_from_name
+from ecglens.exceptions import ConfigError
+from ecglens.experiments.transfer import (
+    NO_PRETRAINING,
+    load_transfer_config,
+    plan_grid,
+    pretrain_config,
+    protocol,
+)
+from ecglens.experiments.transfer_fair import (
+    INNER_TRAIN,
+    INNER_VAL,
+    TUNING_COLUMNS,
+    candidates,
+    epochs_for_steps,
+    inner_split_folds,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*treespec.*")
+
+REPO = Path(__file__).resolve().parents[2]
+FAIR = REPO / "configs" / "transfer_fair.yaml"
+PTBXL = REPO / "configs" / "transfer_ptbxl.yaml"
+ARMS = {"scratch", "finetune", "linear_probe", "demographics_logreg", "scratch_demographics"}
+
+
+@pytest.fixture(scope="module")
+def fair_run(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    out = tmp_path_factory.mktemp("fair") / "quick"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = app(["experiment", "transfer", str(FAIR), "--profile", "quick", "--out", str(out), "--quiet"])
+    assert code == 0, buffer.getvalue()
+    return out, pd.read_csv(out / "results.csv", dtype={"source_size": str, "target_size": str})
+
+
+def test_quick_profile_runs_every_arm_control_and_target(fair_run):
+    out, table = fair_run
+    assert not (out / "failures.csv").exists()
+    assert set(table["strategy"]) == ARMS and set(table["target_task"]) == {"MI", "acute_mi"}
+    assert set(table["pretrain_task"]) == {NO_PRETRAINING, "age", "age_sex"}
+    assert len(table) == len(plan_grid(load_transfer_config(FAIR, profile="quick"))) == 28
+    # every arm of a cell is scored on the same test ECGs
+    assert table.groupby(["target_task", "seed"])["n_test"].nunique().eq(1).all()
+
+
+def test_every_trained_run_records_its_tuning_and_best_step(fair_run):
+    out, table = fair_run
+    assert set(TUNING_COLUMNS) <= set(table.columns)
+    trained = table[table["strategy"].isin(["scratch", "finetune"])]
+    assert trained["lr"].notna().all() and trained["best_step"].between(1, trained["max_steps"].max()).all()
+    assert trained["best_is_last"].isin([True, False]).all()
+    assert (table.loc[table["strategy"] == "finetune", "n_candidates"] == 2).all()  # lr x lr_decay {1, 0.5}
+    assert (table.loc[table["strategy"] == "scratch", "n_candidates"] == 1).all()  # lr only
+    row = table[table["strategy"] == "finetune"].iloc[0]
+    tried = pd.read_csv(out / Path(row["run_dir"]).parent / "candidates.csv")
+    assert tried["chosen"].sum() == 1 and set(tried["lr_decay"]) == {1.0, 0.5}
+    assert tried.loc[tried["chosen"], "lr_decay"].item() == row["lr_decay"]
+
+
+def test_summary_holds_paired_differences_with_cis_and_holm(fair_run):
+    out, _ = fair_run
+    paired = pd.read_csv(out / "paired.csv")
+    assert {"scratch", "demographics_logreg", "scratch_demographics"} == set(paired["reference"])
+    assert set(paired["metric"]) == {"auroc", "auprc"} and (paired["n_seeds_arm"] == 2).all()
+    ok = paired.dropna(subset=["diff"])
+    assert ((ok["ci_low"] <= ok["diff"] + 1e-12) & (ok["diff"] <= ok["ci_high"] + 1e-12)).all()
+    assert (ok["p_holm"] >= ok["p_value"] - 1e-12).all()
+    primary = paired[paired["primary"]]
+    assert set(primary.loc[primary["target_task"] == "acute_mi", "metric"]) == {"auprc"}
+    assert set(primary.loc[primary["target_task"] == "MI", "metric"]) == {"auroc"}
+    assert "Holm" in (out / "paired.md").read_text()
+    assert (out / "figures" / "paired_differences.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_inner_split_is_seeded_patient_disjoint_and_leaves_the_test_fold_alone(rng):
+    n = 400
+    meta = pd.DataFrame({"fold": rng.integers(1, 10, n), "patient_id": rng.integers(0, 250, n)})
+    y = rng.integers(0, 2, n).astype(float)
+    y[:10] = np.nan
+    a = inner_split_folds(meta, y, tuple(range(1, 9)), (9,), 100, 0.25, seed=3)
+    assert np.array_equal(a, inner_split_folds(meta, y, tuple(range(1, 9)), (9,), 100, 0.25, seed=3), equal_nan=True)
+    assert not np.array_equal(a, inner_split_folds(meta, y, tuple(range(1, 9)), (9,), 100, 0.25, seed=4),
+                              equal_nan=True)
+    train, val = meta["patient_id"][a == INNER_TRAIN], meta["patient_id"][a == INNER_VAL]
+    assert not set(train) & set(val) and 100 <= (a == INNER_TRAIN).sum() + (a == INNER_VAL).sum() < 110
+    assert set(y[a == INNER_VAL]) == {0.0, 1.0} and not np.isnan(y[np.isin(a, (INNER_TRAIN, INNER_VAL))]).any()
+    assert np.array_equal(a == 9, meta["fold"].to_numpy() == 9)  # every test ECG, none drawn
+
+
+def test_candidates_and_step_budget():
+    spec = load_transfer_config(FAIR).tuning
+    assert len(candidates(spec, "scratch")) == 4 and len(candidates(spec, "finetune")) == 8
+    assert len(candidates(spec, "lp_ft")) == 8 and len(candidates(spec, "linear_probe")) == 1
+    assert epochs_for_steps(1500, 75, 32) == (750, 2)  # 100 ECGs, 25 % held out: 2 steps per epoch
+    assert epochs_for_steps(10, 10, 32) == (10, 1)
+
+
+def test_pretraining_never_reads_a_target_label():
+    cfg = load_transfer_config(FAIR)
+    target = {"statements"} | {c for t in cfg.target_tasks for c in task_from_name(t).label_columns}
+    for run in {r.pretrain for r in plan_grid(cfg) if r.pretrain is not None}:
+        config = pretrain_config(cfg, run, cfg.cache)
+        assert not set(task_from_name(config.task.name, **config.task.options).label_columns) & target
+    with pytest.raises(ConfigError, match="never be seen in pretraining"):
+        load_transfer_config(FAIR, ["grid.pretrain_tasks=[none, MI]"])
+
+
+def test_fair_rules_and_protocol_hash():
+    with pytest.raises(ConfigError, match="val_folds"):
+        load_transfer_config(FAIR, ["target.val_folds=[8]"])
+    with pytest.raises(ConfigError, match="tuning section"):
+        load_transfer_config(PTBXL, ["grid.controls=[demographics_logreg]"])
+    with pytest.raises(ConfigError, match="disjoint"):
+        load_transfer_config(FAIR, ["source.share_target_ecgs=false"])
+    fair = protocol(load_transfer_config(FAIR))
+    assert {"tuning", "target_tasks", "controls", "share_target_ecgs"} <= set(fair)
+    assert fair != protocol(load_transfer_config(FAIR, ["tuning.max_steps=2000"]))
+    assert not {"tuning", "target_tasks", "controls", "share_target_ecgs"} & set(protocol(load_transfer_config(PTBXL)))
+
+
+def test_transfer_summary_script_pairs_arms_across_result_files(fair_run, tmp_path):
+    import importlib.util
+
+    out, table = fair_run
+    spec = importlib.util.spec_from_file_location("transfer_summary", REPO / "scripts" / "transfer_summary.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(out / "results.csv"), "--out", str(tmp_path / "all"), "--n-boot", "20"]) == 0
+    paired = pd.read_csv(tmp_path / "all" / "paired.csv")
+    assert set(paired["reference"]) == {"scratch", "demographics_logreg", "scratch_demographics"}
+    assert (paired["n_boot"] <= 20).all()
