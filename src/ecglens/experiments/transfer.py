@@ -54,6 +54,7 @@ from ..data.targets import task_from_name
 from ..data.views import CacheView
 from ..evaluate.runner import predict_cache
 from ..exceptions import ConfigError
+from ..jsonutil import json_ready
 from ..models import get_model_spec
 from ..signal.transforms import contract_mismatches
 from ..train.config import TrainConfig, apply_overrides, config_from_dict
@@ -482,7 +483,7 @@ def _start_group(cfg: TransferConfig, first: TargetRun, data: _Data,
             "time_s": round(time.perf_counter() - start, 3), "metrics": result.metrics,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     drop_checkpoints(folder, keep_model=True)
-    info_path.write_text(json.dumps(info, indent=2, default=str))
+    info_path.write_text(json.dumps(json_ready(info, default=str), indent=2, allow_nan=False))
     return model_path, info
 
 
