@@ -66,8 +66,6 @@ class ReaderSpec:
 
 
 _READERS: dict[str, ReaderSpec] = {}
-#: format -> suffixes of the files read through its record file (see ``ReaderSpec.companions``)
-_COMPANIONS: dict[str, tuple[str, ...]] = {"wfdb": (".dat", ".mat")}
 
 
 def register_reader(
@@ -76,8 +74,13 @@ def register_reader(
     sniff: Callable[[Path], bool] | None = None,
     priority: int = 0,
     description: str = "",
+    companions: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Ecg]], Callable[..., Ecg]]:
-    """Decorator that registers ``read(path, **kwargs) -> Ecg`` under ``name``."""
+    """Decorator that registers ``read(path, **kwargs) -> Ecg`` under ``name``.
+
+    ``companions`` are the suffixes of files read through the record file (WFDB's ``.dat`` / ``.mat`` beside the
+    ``.hea``): folder search and uploads treat them as part of their record, not as records.
+    """
 
     def deco(fn: Callable[..., Ecg]) -> Callable[..., Ecg]:
         if name in _READERS:
@@ -89,7 +92,7 @@ def register_reader(
             sniff=sniff or (lambda p: True),
             priority=priority,
             description=description or ((fn.__doc__ or "").strip().splitlines() or [""])[0],
-            companions=_COMPANIONS.get(name, ()),
+            companions=tuple(s.lower() for s in companions),
             raw="fs" in inspect.signature(fn).parameters,
         )
         return fn

@@ -500,6 +500,7 @@ def _standardise(ecg: Ecg) -> Ecg:
     sniff=_sniff,
     priority=0,
     description="WFDB .hea + .dat and PhysioNet-challenge .hea + .mat (via the wfdb package)",
+    companions=(".dat", ".mat"),
 )
 def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: bool = True) -> Ecg:
     """Read a WFDB or PhysioNet-challenge record as an :class:`~ecglens.ecg.Ecg` in mV.
