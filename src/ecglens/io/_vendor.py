@@ -36,6 +36,7 @@ from ..exceptions import CorruptRecordError, EcglensError, LeadError, Unsupporte
 from ..leads import CANONICAL_LEADS, LIMB_DERIVED
 
 __all__ = [
+    "has_xml_root",
     "SEX_CODES",
     "VOLTAGE_TO_MV",
     "age_from_dates",
@@ -196,6 +197,18 @@ def xml_root(path: str | Path, nbytes: int = 8192) -> tuple[str, str | None] | N
     namespaces = {m.group(1): m.group(3) for m in _XMLNS.finditer(attrs)}
     return name, namespaces.get(prefix)
 
+
+
+def has_xml_root(path: str | Path, name: str, namespace: str | None = None, *, any_namespace: bool = True) -> bool:
+    """True when the file's root element is ``name`` (and ``namespace``, unless ``any_namespace``), read from its
+    first 8 KB only (:func:`xml_root`); unreadable or non-XML files are simply not claimed."""
+    try:
+        root = xml_root(path)
+    except (OSError, ValueError):
+        return False
+    if root is None or root[0] != name:
+        return False
+    return any_namespace or root[1] == namespace
 
 def decode_base64(text: str | None, path: Path, fmt: str, what: str) -> bytes:
     """Decode Base64 waveform text (line breaks allowed).

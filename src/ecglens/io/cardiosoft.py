@@ -59,10 +59,10 @@ from ._vendor import (
     child_text,
     children,
     finish_twelve_lead,
+    has_xml_root,
     local_name,
     names_format,
     parse_xml_safely,
-    xml_root,
 )
 from .registry import register_reader
 
@@ -80,12 +80,8 @@ _FREQUENCY_TO_HZ: dict[str, float] = {"HZ": 1.0, "KHZ": 1000.0}
 
 
 def sniff_cardiosoft(path: Path) -> bool:
-    """True when the root element is ``<CardiologyXML>`` (reads the first 8 KB only)."""
-    try:
-        root = xml_root(path)
-    except (OSError, ValueError):
-        return False
-    return root is not None and root[0] == "CardiologyXML"
+    """True when the file's root element is ``<CardiologyXML>`` (reads the first 8 KB only)."""
+    return has_xml_root(path, "CardiologyXML")
 
 
 @register_reader(

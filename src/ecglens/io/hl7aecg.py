@@ -74,10 +74,10 @@ from ._vendor import (
     child,
     children,
     finish_twelve_lead,
+    has_xml_root,
     local_name,
     names_format,
     parse_xml_safely,
-    xml_root,
 )
 from .registry import register_reader
 
@@ -100,12 +100,8 @@ _SUBJECT_PATH = (
 
 
 def sniff_hl7aecg(path: Path) -> bool:
-    """True when the root element is ``AnnotatedECG`` in the HL7 v3 namespace (reads the first 8 KB only)."""
-    try:
-        root = xml_root(path)
-    except (OSError, ValueError):
-        return False
-    return root == ("AnnotatedECG", HL7_NAMESPACE)
+    """True when the file's root element is ``AnnotatedECG`` in the HL7 v3 namespace (reads the first 8 KB only)."""
+    return has_xml_root(path, "AnnotatedECG", HL7_NAMESPACE, any_namespace=False)
 
 
 @register_reader(

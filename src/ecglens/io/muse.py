@@ -71,10 +71,10 @@ from ._vendor import (
     children,
     decode_base64,
     finish_twelve_lead,
+    has_xml_root,
     local_name,
     names_format,
     parse_xml_safely,
-    xml_root,
 )
 from .registry import register_reader
 
@@ -93,11 +93,7 @@ _SAMPLE_DTYPES: dict[int, str] = {2: "<i2"}
 
 def sniff_muse(path: Path) -> bool:
     """True when the file's root element is ``<RestingECG>`` (reads the first 8 KB only)."""
-    try:
-        root = xml_root(path)
-    except (OSError, ValueError):
-        return False
-    return root is not None and root[0] == "RestingECG"
+    return has_xml_root(path, "RestingECG")
 
 
 @register_reader(

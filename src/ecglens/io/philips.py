@@ -81,10 +81,10 @@ from ._vendor import (
     children,
     decode_base64,
     finish_twelve_lead,
+    has_xml_root,
     local_name,
     names_format,
     parse_xml_safely,
-    xml_root,
 )
 from .registry import register_reader
 
@@ -114,12 +114,8 @@ class _XliError(Exception):
 
 
 def sniff_philips(path: Path) -> bool:
-    """True when the root element is ``<restingecgdata>`` (reads the first 8 KB only)."""
-    try:
-        root = xml_root(path)
-    except (OSError, ValueError):
-        return False
-    return root is not None and root[0] == "restingecgdata"
+    """True when the file's root element is ``<restingecgdata>`` (reads the first 8 KB only)."""
+    return has_xml_root(path, "restingecgdata")
 
 
 @register_reader(
