@@ -30,7 +30,7 @@ __all__ = [
 
 _LAZY = {
     "Preprocess": ("ecglens.signal.transforms", "Preprocess"),
-    "create_model": ("ecglens.models", "create_model"),
+    "create_model": ("ecglens.artifact", "create_model"),
     "list_models": ("ecglens.models", "list_models"),
     "load_checkpoint": ("ecglens.artifact", "load_checkpoint"),
     "Predictor": ("ecglens.predict", "Predictor"),

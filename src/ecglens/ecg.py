@@ -18,6 +18,8 @@ from an array may still hold microvolts or volts (the predictor converts or refu
 from __future__ import annotations
 
 import dataclasses
+import html
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,15 @@ MAX_ABS_MV: float = 50.0
 #: sampling rates (Hz) a file may state for an ECG recording; anything else is a damaged or misread field
 MIN_FS: float = 50.0
 MAX_FS: float = 20_000.0
+#: voltage unit -> factor to mV, for arrays that name their unit (``wfdb.Record.units``)
+_TO_MV: dict[str, float] = {"mV": 1.0, "uV": 1e-3, "µV": 1e-3, "V": 1e3}
+
+
+def _higher_floor(module: str) -> Any:
+    """A module above this floor (``ecglens.plot``, ``ecglens.io.metadata``), bound when a convenience method
+    that delegates to it is called: the ``Ecg`` stays the bottom object every layer imports, and ``import ecglens``
+    loads neither matplotlib nor the readers for it."""
+    return importlib.import_module(module)
 
 
 def sex_to_code(sex: str | None) -> float:
@@ -232,6 +243,82 @@ class Ecg:
             "peak_abs_mv": round(peak, 3),
             "source": self.source,
         }
+
+    # ------------------------------------------------------------------ interoperability
+    @classmethod
+    def from_wfdb(cls, record: Any, standard_leads: bool = True) -> Ecg:
+        """An ``Ecg`` from a ``wfdb.Record`` read in physical units (``wfdb.rdrecord(name, physical=True)``).
+
+        Parameters
+        ----------
+        record : wfdb.Record
+            With ``p_signal`` [n_samples, n_sig] in the units of ``record.units`` (mV, uV or V), ``fs`` in Hz and
+            ``sig_name``; age / sex / ids are parsed from ``record.comments`` as :func:`ecglens.read_ecg` does.
+        standard_leads : bool
+            Reorder to the 12 standard leads (deriving III, aVR, aVL, aVF from I and II) when possible.
+
+        Returns
+        -------
+        Ecg
+            ``signal`` float32 [n_leads, n_samples] in mV at ``record.fs``.
+
+        Raises
+        ------
+        UnitError
+            No physical signal (read with ``physical=False``), a unit that is not a voltage, or samples beyond
+            +-50 mV; SamplingRateError for an implausible ``fs``.
+        """
+        name = str(getattr(record, "record_name", "") or "")
+        where = f"wfdb record {name!r}"
+        if getattr(record, "p_signal", None) is None:
+            raise UnitError(f"{where} has no physical signal; read it with wfdb.rdrecord(..., physical=True).")
+        units = list(record.units or ["mV"] * record.n_sig)
+        unknown = sorted({u for u in units if u not in _TO_MV})
+        if unknown:
+            raise UnitError(f"{where}: units {unknown} are not voltages ({sorted(_TO_MV)}); fix record.units.")
+        signal = np.asarray(record.p_signal, dtype=np.float64).T * np.array([_TO_MV[u] for u in units])[:, None]
+        check_recorded_signal(np.nan_to_num(signal), where, "WFDB")
+        info = _higher_floor("ecglens.io.metadata").parse_header_comments(record.comments or [])
+        ecg = cls(signal, check_recorded_fs(record.fs, where, "fs"), tuple(record.sig_name), record_id=name,
+                  age=info.age, sex=info.sex, source=where, meta={"format": "wfdb", **info.to_meta()})
+        try:
+            return ecg.to_standard_leads() if standard_leads else ecg
+        except LeadError:  # not the leads for the 12 standard ones: keep its own
+            return ecg
+
+    def to_dataframe(self) -> Any:
+        """The signal as a ``pandas.DataFrame``: time in s as index (``time_s``), one column per lead, mV."""
+        import pandas as pd
+
+        index = pd.Index(np.arange(self.n_samples) / self.fs, name="time_s")
+        return pd.DataFrame(self.signal.T, index=index, columns=list(self.leads))
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Draw on ECG paper with :func:`ecglens.plot.plot_ecg` (25 mm/s, 10 mm/mV, 3x4 + rhythm strip).
+
+        Parameters
+        ----------
+        **kwargs
+            Passed to :func:`~ecglens.plot.plot_ecg` (``path``, ``title``, ``rhythm_lead``, ``dpi``, ``seconds``,
+            ``start``, ``overlay``, ...).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        return _higher_floor("ecglens.plot").plot_ecg(self, **kwargs)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: a small table of the recording and its leads (no plot; ``ecg.plot()`` draws it)."""
+        fields = {"record": self.record_id or "-", "fs": f"{self.fs:g} Hz", "duration": f"{self.duration:.3g} s",
+                  "leads": f"{self.n_leads}: {', '.join(self.leads)}", "derived": ", ".join(self.derived_leads) or "-",
+                  "age": "unknown" if self.age is None else f"{self.age:g} y", "sex": self.sex or "unknown"}
+        head = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in fields.items())
+        span = self.signal.max(axis=1) - self.signal.min(axis=1) if self.n_samples else np.zeros(self.n_leads)
+        cells = "".join(f"<td>{html.escape(lead)}<br>{p:.2f}</td>" for lead, p in zip(self.leads, span, strict=True))
+        return (f"<div><b>Ecg</b><table>{head}</table><table><tr><th>peak-to-peak (mV)</th>{cells}</tr>"
+                "</table></div>")
 
     def __repr__(self) -> str:  # short: never print the whole array
         return (

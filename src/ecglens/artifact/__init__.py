@@ -8,6 +8,7 @@ Below every consumer (predict, serve, export, evaluate, train); it imports none 
 * :mod:`~ecglens.artifact.windows` — windows on long records, windowed inference, averaging.
 * :mod:`~ecglens.artifact.formats` — model-file formats (``.safetensors``, ``.onnx``) by suffix.
 * :mod:`~ecglens.artifact.onnx` — an exported ``.onnx`` file's metadata and its weightless checkpoint.
+* :mod:`~ecglens.artifact.pretrained` — ``create_model(name, pretrained=True)`` over the shipped weights.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .formats import (
 )
 from .onnx import load_onnx_checkpoint, read_onnx_metadata
 from .outputs import BinaryOutput, MultilabelOutput, Output, OutputSpec, RegressionOutput
+from .pretrained import create_model, pretrained_architectures
 from .windows import (
     DEFAULT_MAX_WINDOWS,
     WINDOW_TOLERANCE,
@@ -59,6 +61,7 @@ __all__ = [
     "RegressionOutput",
     "aggregate_windows",
     "check_contract",
+    "create_model",
     "inference_window",
     "list_formats",
     "list_pretrained",
@@ -68,6 +71,7 @@ __all__ = [
     "mean_over_windows",
     "model_format",
     "plan_windows",
+    "pretrained_architectures",
     "read_onnx_metadata",
     "read_checkpoint_metadata",
     "register_loader",

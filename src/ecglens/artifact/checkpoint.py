@@ -273,6 +273,21 @@ class Checkpoint:
         return (f"Checkpoint({self.path.name}: {self.model_name}, {n_params:,} parameters, task {self.task.name!r} "
                 f"-> {', '.join(self.output_names)}; input {contract}; ecglens {self.version})")
 
+    def _repr_html_(self) -> str:
+        """Jupyter: name, architecture, outputs, input contract and stored metrics as a small table."""
+        from html import escape
+
+        pre = self.preprocess
+        contract = ("none declared" if pre is None else
+                    f"{pre.fs:g} Hz x {pre.seconds:g} s ({pre.n_samples} samples), leads {', '.join(pre.leads)}")
+        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.metrics.items())
+        rows = {"model": f"{self.path.stem} ({self.model_name})", "task": self.task.name,
+                "outputs": ", ".join(self.output_names), "input": contract, "metrics": metrics or "none stored",
+                "ecglens": f"{self.version} ({self.meta.get('commit') or 'commit unknown'})"}
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{escape(str(v))}</td></tr>"
+                       for k, v in rows.items())
+        return f"<div><b>Checkpoint</b><table>{body}</table></div>"
+
     def predict(self, x: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
         """Predict from preprocessed input.
 

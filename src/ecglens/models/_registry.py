@@ -165,6 +165,10 @@ def create_model(name: str, in_leads: int = 12, num_outputs: int = 1, **kwargs: 
         An :class:`~ecglens.models.layers.EcgModel` in training mode, with ``model_name`` and ``model_kwargs``
         attributes recording how it was built.
     """
+    if kwargs.pop("pretrained", False):
+        raise ConfigError(f"ecglens.models.create_model builds fresh weights; for trained ones use "
+                          f"ecglens.create_model({name!r}, pretrained=True) (the shipped models: "
+                          "ecglens.artifact.list_pretrained()).")
     spec = get_model_spec(name)
     unknown = sorted(set(kwargs) - set(spec.defaults))
     if unknown:

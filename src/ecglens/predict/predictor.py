@@ -194,6 +194,61 @@ class Predictor:
         name, target = record_key(Path(path).expanduser())
         return self.predict_ecg(read_record(target, read_kwargs), record=name)
 
+    def predict(self, ecgs: Ecg | np.ndarray | Iterable[Ecg | np.ndarray], fs: float | None = None,
+                leads: Sequence[str] | None = None, batch_size: int = 64) -> pd.DataFrame:
+        """Predict for in-memory ECGs: one row per input, bad inputs as ``error`` rows (like files).
+
+        Parameters
+        ----------
+        ecgs : Ecg, np.ndarray or iterable of them
+            :class:`~ecglens.ecg.Ecg` objects, arrays ``[n_leads, n_samples]`` or one array
+            ``[N, n_leads, n_samples]`` (N records), in mV (unambiguous uV / V are converted).
+        fs : float, optional
+            Sampling rate in Hz of the arrays (required with arrays; ignored for ``Ecg`` inputs).
+        leads : sequence of str, optional
+            Lead names of the arrays' rows (required with arrays), e.g. :data:`~ecglens.leads.CANONICAL_LEADS`.
+        batch_size : int
+            Model windows per forward pass.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns :attr:`columns` as :meth:`predict_paths`; ``record`` is the ``Ecg.record_id`` or the input's
+            position (``"0"``, ``"1"``, ...). ``df.attrs`` holds ``model``, ``backend``, ``n_ok``, ``n_error``.
+
+        Raises
+        ------
+        EcglensError
+            When arrays are given without ``fs`` and ``leads``.
+        """
+        items = list(ecgs) if isinstance(ecgs, np.ndarray) and ecgs.ndim == 3 else (
+            [ecgs] if isinstance(ecgs, (Ecg, np.ndarray)) else list(ecgs))
+        if (fs is None or leads is None) and not all(isinstance(item, Ecg) for item in items):
+            raise EcglensError("arrays need their sampling rate and lead names: predict(x, fs=500, "
+                               "leads=ecglens.CANONICAL_LEADS), or pass ecglens.Ecg objects.")
+        batcher, rows = _Batcher(self, batch_size), []
+        for index, item in enumerate(items):
+            record, windows = getattr(item, "record_id", "") or str(index), None
+            try:
+                if not isinstance(item, (Ecg, np.ndarray)):
+                    raise EcglensError(f"{type(item).__name__} is not an Ecg or an array; read files with "
+                                       "ecglens.read_ecg or predict them with predict_paths.")
+                ecg = item if isinstance(item, Ecg) else Ecg(item, fs, tuple(leads or ()), record_id=record)
+                prepared = self.adapter.prepare(ecg, record=record)
+            except Exception as err:  # noqa: BLE001 - like a batch of files: every bad input is a row
+                reason = str(err) if isinstance(err, EcglensError) else f"{type(err).__name__}: {err}"
+                pipeline_item = PipelineItem(index, record, error=reason)
+            else:
+                pipeline_item = PipelineItem(index, record, None, prepared.n_windows, prepared.flags,
+                                             prepared.warnings)
+                windows = prepared.windows
+            rows.extend(batcher.add([pipeline_item], windows))
+        table = pd.DataFrame([*rows, *batcher.flush()], columns=self.columns)
+        n_ok = int((table["status"] == "ok").sum())
+        table.attrs.update({"model": self.model_label, "backend": self.backend_name, "n_ok": n_ok,
+                            "n_error": len(table) - n_ok})
+        return table
+
     # ------------------------------------------------------------------ many records
     def predict_paths(self, inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
                       progress: bool = True, batch_size: int = 64, workers: int | None = None,
