@@ -26,12 +26,13 @@ FALLBACK_VERSION = "0.1.0"
 
 def _build_info() -> tuple[str, str | None]:
     try:
-        from . import _build_info as info  # type: ignore[attr-defined]
+        from ._build_info import commit as built_commit  # type: ignore[import-not-found]
+        from ._build_info import version as built_version  # type: ignore[import-not-found]
     except ImportError:
         return f"{FALLBACK_VERSION}+unknown", None
-    commit = str(getattr(info, "commit", "") or "")
+    commit = str(built_commit or "")
     commit = commit[1:] if commit.startswith("g") else commit  # setuptools-scm's node is "g<hash>" for git
-    return str(info.version), (commit if commit and commit != "None" else None)
+    return str(built_version), (commit if commit and commit != "None" else None)
 
 
 __version__, _BUILD_COMMIT = _build_info()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,13 +39,6 @@ MIN_FS: float = 50.0
 MAX_FS: float = 20_000.0
 #: voltage unit -> factor to mV, for arrays that name their unit (``wfdb.Record.units``)
 _TO_MV: dict[str, float] = {"mV": 1.0, "uV": 1e-3, "µV": 1e-3, "V": 1e3}
-
-
-def _higher_floor(module: str) -> Any:
-    """A module above this floor (``ecglens.plot``, ``ecglens.io.metadata``), bound when a convenience method
-    that delegates to it is called: the ``Ecg`` stays the bottom object every layer imports, and ``import ecglens``
-    loads neither matplotlib nor the readers for it."""
-    return importlib.import_module(module)
 
 
 def sex_to_code(sex: str | None) -> float:
@@ -278,7 +270,11 @@ class Ecg:
             raise UnitError(f"{where}: units {unknown} are not voltages ({sorted(_TO_MV)}); fix record.units.")
         signal = np.asarray(record.p_signal, dtype=np.float64).T * np.array([_TO_MV[u] for u in units])[:, None]
         check_recorded_signal(np.nan_to_num(signal), where, "WFDB")
-        info = _higher_floor("ecglens.io.metadata").parse_header_comments(record.comments or [])
+        # the one exception to the floors (declared in .importlinter): a convenience method of the bottom object,
+        # importing the header-comment parser when called
+        from .io.metadata import parse_header_comments
+
+        info = parse_header_comments(record.comments or [])
         ecg = cls(signal, check_recorded_fs(record.fs, where, "fs"), tuple(record.sig_name), record_id=name,
                   age=info.age, sex=info.sex, source=where, meta={"format": "wfdb", **info.to_meta()})
         try:
@@ -306,7 +302,9 @@ class Ecg:
         -------
         matplotlib.figure.Figure
         """
-        return _higher_floor("ecglens.plot").plot_ecg(self, **kwargs)
+        from .plot import plot_ecg  # declared exception to the floors (.importlinter): imported when called
+
+        return plot_ecg(self, **kwargs)
 
     def _repr_html_(self) -> str:
         """Jupyter: a small table of the recording and its leads (no plot; ``ecg.plot()`` draws it)."""
