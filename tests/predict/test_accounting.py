@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fuzzing import build_case, sources
 
 from ecglens.cli import app
 from ecglens.predict import Predictor, find_records
 from ecglens.predict.records import unpacked_archives
-
-from fuzzing import build_case, sources
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
