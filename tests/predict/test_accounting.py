@@ -16,6 +16,7 @@ import pytest
 from fuzzing import build_case, sources
 
 from ecglens.cli import app
+from ecglens.examples import example_paths
 from ecglens.predict import Predictor, find_records
 from ecglens.predict.records import unpacked_archives
 
@@ -126,3 +127,40 @@ def test_cli_summary_counts_inputs(mixed_folder: tuple[Path, dict[str, str]], tm
     assert len(table) == len(expect)
     text = capsys.readouterr().out
     assert f"{len(expect)} input(s): {n_ok} ok, {len(expect) - n_ok} error" in text
+
+
+# ----------------------------------------------------------------------------------------------- CLI output
+def test_single_record_prints_its_table_and_writes_only_with_output(tmp_path: Path, monkeypatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    record = example_paths()[0]
+    assert app(["predict", str(record), "--no-progress"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert list(tmp_path.iterdir()) == []  # no ./preds.csv
+    values = dict(line.split(maxsplit=1) for line in printed)
+    assert values["record"] == str(record.with_suffix("")) and values["status"] == "ok"
+    assert 0 < float(values["age"]) < 120 and "p_female" in values and "wrote" not in values
+    assert app(["predict", str(record), "--no-progress", "--output", "one.csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "wrote one.csv"
+    assert len(pd.read_csv(tmp_path / "one.csv")) == 1
+
+
+def test_several_records_write_the_default_file(tmp_path: Path, monkeypatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    records = example_paths()
+    assert app(["predict", *map(str, records), "--no-progress", "--workers", "0"]) == 0
+    assert len(pd.read_csv(tmp_path / "preds.csv")) == len(records)
+    text = capsys.readouterr().out
+    assert f"{len(records)} input(s): {len(records)} ok, 0 error" in text and "wrote preds.csv" in text
+
+
+@pytest.mark.parametrize("command", [["predict"], ["prepare", "ptbxl"], ["prepare", "wfdb"]])
+def test_help_is_true_and_has_examples(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        app([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "xamples" in text and f"ecglens {' '.join(command)} " in text
+    assert "10 s window" not in text
+    if command == ["predict"]:
+        assert "4 s for the shipped models" in text and "a single record" in text and "preds.csv" in text
