@@ -234,6 +234,7 @@ def test_cli_stdout_holds_only_the_result(tmp_path, capsys):
     for flag, quiet in ((), False), (("--quiet",), True):
         assert app([*flag, "predict", str(EXAMPLE), "-o", str(out)]) == 0
         done = capsys.readouterr()
-        assert done.out.splitlines()[0].startswith("predicted 1 record(s)")
-        assert done.out.splitlines()[1:] == [f"wrote {out}"]  # the result only: no progress bar, no log
+        lines = done.out.splitlines()  # one record: its table, then the file written
+        assert [line.split()[0] for line in lines[:3]] == ["record", "status", "age"]
+        assert lines[-1] == f"wrote {out}" and len(lines) == 8  # the result only: no progress bar, no log
         assert ("ECG/s" in done.err) is not quiet  # the progress bar is on stderr, and off with --quiet

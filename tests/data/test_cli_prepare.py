@@ -252,3 +252,25 @@ def test_info_checkpoint(tmp_path, capsys):
     assert code == 0 and "100 Hz x 4 s" in stdout
     text = repr(load_checkpoint(path))
     assert "cnn_baseline" in text and f"{n_params:,} parameters" in text and len(text) < 400
+
+
+def test_prepare_wfdb_accounts_for_special_headers(tmp_path, capsys):
+    # issue #22 item 3: headers without stored signal, naming themselves or each other are rejected, not dropped
+    root = tmp_path / "data"
+    hea = write_record(root / "good", "ok1", 500, 10, 50, "F", seed=0).with_suffix(".hea")
+    text = hea.read_text().splitlines()
+    (root / "tilde").mkdir()
+    (root / "tilde" / "t.hea").write_text("\n".join(["t" + text[0][3:]] + [
+        " ".join(["~", *line.split()[1:]]) for line in text[1:13]]) + "\n")
+    (root / "self").mkdir()
+    (root / "self" / "me.hea").write_text("me/2 12 500 2000\nme 1000\nme 1000\n")
+    (root / "cycle").mkdir()
+    (root / "cycle" / "a.hea").write_text("a/1 12 500 2000\nb 2000\n")
+    (root / "cycle" / "b.hea").write_text("b/1 12 500 2000\na 2000\n")
+    out = tmp_path / "cache"
+    code, stdout, _ = run(capsys, "prepare", "wfdb", root, "--out", out, "--workers", "1", "--quiet")
+    assert code == 0
+    assert "4 records in" in stdout and "records    4 = 1 accepted + 3 rejected" in stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_accepted"] + manifest["n_rejected"] == manifest["n_records"] == 4
+    assert sorted(Path(r["record"]).name for r in manifest["rejected"]) == ["a", "me", "t"]

@@ -262,10 +262,12 @@ def test_find_wfdb_records(fixtures_dir, tmp_path):
     (tmp_path / "layout.hea").write_text(
         "layout 2 250 0\n~ 0 200/mV 16 0 0 0 0 I\n~ 0 200/mV 16 0 0 0 0 II\n"
     )
-    (tmp_path / "multi.hea").write_text("multi/2 1 250 20\nseg1 10\nseg2 10\n")
+    (tmp_path / "multi.hea").write_text("multi/3 1 250 20\nlayout 0\nseg1 10\nseg2 10\n")
     for seg in ("seg1", "seg2"):
         _write(tmp_path, seg, np.arange(10.0)[:, None] / 10, ["I"], fs=250)
-    assert find_wfdb_records(tmp_path) == [tmp_path / "multi.hea"]
+    assert find_wfdb_records(tmp_path) == [tmp_path / "multi.hea"]  # segment and layout headers: through it
+    (tmp_path / "orphan.hea").write_text("orphan 1 250 10\n~ 0 200/mV 16 0 0 0 0 I\n")
+    assert find_wfdb_records(tmp_path) == [tmp_path / "multi.hea", tmp_path / "orphan.hea"]  # reported, not dropped
     multi = read_ecg(tmp_path / "multi")
     assert multi.n_samples == 20 and multi.leads == ("I",)
 

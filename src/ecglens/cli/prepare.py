@@ -48,11 +48,15 @@ def _wfdb_catalogue(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
     return wfdb_catalogue(source), source.resolve().name or "wfdb"
 
 
-#: dataset kind -> (catalogue builder, help text); adding a dataset adds one entry here
-_DATASETS: dict[str, tuple[Callable[[argparse.Namespace], tuple[pd.DataFrame, str]], str]] = {
-    "ptbxl": (_ptbxl_catalogue, "a PTB-XL folder (labels.csv or ptbxl_database.csv + records100/500)"),
+#: dataset kind -> (catalogue builder, help text, examples); adding a dataset adds one entry here
+_DATASETS: dict[str, tuple[Callable[[argparse.Namespace], tuple[pd.DataFrame, str]], str, str]] = {
+    "ptbxl": (_ptbxl_catalogue, "a PTB-XL folder (labels.csv or ptbxl_database.csv + records100/500)",
+              "  ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl100 --folds 1-9 --fs 100 --seconds 10\n"
+              "  ecglens prepare ptbxl ~/ptbxl --out cache/ptbxl_test --folds 10 --fs 100 --highpass 0.5"),
     "wfdb": (_wfdb_catalogue, "a folder tree (or a .zip / .tar / .tar.gz archive) of WFDB / PhysioNet-challenge "
-                              "records (.hea + .dat/.mat)"),
+                              "records (.hea + .dat/.mat)",
+             "  ecglens prepare wfdb data/georgia --out cache/georgia --fs 100 --seconds 10\n"
+             "  ecglens prepare wfdb challenge2021.tar.gz --out cache/challenge --fs 100 --notch 60 --workers 4"),
 }
 
 
@@ -61,8 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="records -> a training-ready cache (memory-mapped signals + metadata)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
-    for name, (builder, text) in _DATASETS.items():
-        q = kinds.add_parser(name, help=text, description=f"Prepare a cache from {text}.")
+    for name, (builder, text, examples) in _DATASETS.items():
+        q = kinds.add_parser(name, help=text, formatter_class=argparse.RawDescriptionHelpFormatter,
+                             description=f"Prepare a cache from {text}. Every record found is either stored "
+                                         "(accepted) or listed with its reason in OUT/rejected.csv (rejected); "
+                                         "the summary counts records = accepted + rejected.",
+                             epilog=f"examples:\n{examples}")
         q.add_argument("dir", type=Path, metavar="DIR",
                        help="the data folder" + (" or archive" if name == "wfdb" else ""))
         if name == "ptbxl":
@@ -135,7 +143,9 @@ def print_summary(manifest: dict[str, Any], out: Path) -> None:
     n_rej = manifest["n_rejected"]
     shape = "x".join(map(str, manifest.get("shape", [])))
     print(f"cache      {out}  ({manifest.get('dtype', 'float32')} [{shape}], {manifest.get('fs', 0):g} Hz)")
-    print(f"accepted   {manifest['n_accepted']} of {manifest.get('n_records', '?')}")
+    n_records = manifest.get("n_records", manifest["n_accepted"] + n_rej)
+    print(f"records    {n_records} = {manifest['n_accepted']} accepted + {n_rej} rejected")
+    print(f"accepted   {manifest['n_accepted']} of {n_records}")
     print(f"rejected   {n_rej}" + (f"  (full list: {out / 'rejected.csv'} and manifest.json)" if n_rej else ""))
     for row in manifest.get("rejected", [])[:_SHOW_REJECTED]:
         print(f"  - {row['record']}: {row['reason']}")

@@ -1,12 +1,15 @@
 """Folders written atomically: build in a sibling ``OUT.tmp-<pid>``, move into place with :func:`os.replace`.
 
-Used by :mod:`ecglens.data.cache` (``prepare_cache``, ``write_cache``): a crash never leaves a folder that looks
-complete, and the temporary folders of crashed runs are removed on the next run (never those of running ones).
+Used by :mod:`ecglens.data.cache` (``prepare_cache``, ``write_cache``): a crash (even ``kill -9``) never leaves a
+folder that looks complete: a leftover is recognised by its name (:func:`leftover_of`), which ``is_cache`` and
+``open_cache`` refuse, and the temporary folders of crashed runs are removed on the next run (never those of
+running ones).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -14,15 +17,23 @@ import numpy as np
 
 from ..exceptions import CorruptRecordError
 
-__all__ = ["clean_leftovers", "move_into_place", "shrink_npy", "temp_path"]
+__all__ = ["clean_leftovers", "leftover_of", "move_into_place", "shrink_npy", "temp_path"]
 
 _TMP_TAG = ".tmp-"
 _OLD_TAG = ".old-"
+_LEFTOVER = re.compile(r"(?P<out>.+)\.(?:tmp|old)-(?P<pid>\d+)")
 
 
 def temp_path(out: Path) -> Path:
     """The sibling folder ``OUT.tmp-<pid>`` in which this process builds ``out``."""
     return out.parent / f"{out.name}{_TMP_TAG}{os.getpid()}"
+
+
+def leftover_of(path: Path) -> tuple[str, int] | None:
+    """``(OUT name, pid)`` when ``path`` is named like the temporary (``OUT.tmp-<pid>``) or moved-aside
+    (``OUT.old-<pid>``) folder of a build; None for any other name."""
+    match = _LEFTOVER.fullmatch(path.name)
+    return (match["out"], int(match["pid"])) if match else None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -13,9 +13,10 @@ filter, normalise) and writes a folder::
       manifest.json   ecglens version, created, preprocess spec, source, fingerprint, counts, rejected, timing
 
 The folder is built in a sibling ``OUT.tmp-<pid>`` and moved into place with :func:`os.replace` only when every
-file is written, so a crash never leaves a folder that looks complete (a leftover temp folder is removed on the
-next run). Running again with the same catalogue and preprocessing does no work ("up to date"); a different
-catalogue or preprocessing is refused unless ``force=True``.
+file is written, so a crash (even ``kill -9``) never leaves a folder that looks complete: ``is_cache`` is false
+for a leftover ``OUT.tmp-<pid>``, ``open_cache`` refuses it, and the next run removes it. Running again with the
+same catalogue and preprocessing does no work ("up to date"); a different catalogue or preprocessing is refused
+unless ``force=True``.
 
 Bad records never stop the job and are never dropped silently: each one is listed in ``manifest["rejected"]``
 with the reason (the message of the :class:`~ecglens.exceptions.EcglensError`, or the type and message of an
@@ -54,7 +55,7 @@ from ..io.ptbxl import parse_folds
 from ..jsonutil import json_ready
 from ..signal.quality import assess_quality
 from ..signal.transforms import Preprocess
-from ._atomic import clean_leftovers, move_into_place, shrink_npy, temp_path
+from ._atomic import clean_leftovers, leftover_of, move_into_place, shrink_npy, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -565,9 +566,10 @@ def _manifest(spec: dict[str, Any], fingerprint: str, source: str, preprocess: P
 
 # ---------------------------------------------------------------------------------------------- open
 def is_cache(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a folder holding every file of a cache (``signals.npy``, ``meta.csv``, manifest)."""
+    """True when ``path`` is a folder holding every file of a cache (``signals.npy``, ``meta.csv``, manifest)
+    and is not the leftover ``OUT.tmp-<pid>`` / ``OUT.old-<pid>`` folder of an interrupted build."""
     path = Path(path)
-    return path.is_dir() and all((path / name).is_file() for name in CACHE_FILES)
+    return path.is_dir() and leftover_of(path) is None and all((path / name).is_file() for name in CACHE_FILES)
 
 
 def open_cache(path: str | os.PathLike[str]) -> PreparedCache:
@@ -589,11 +591,18 @@ def open_cache(path: str | os.PathLike[str]) -> PreparedCache:
     ConfigError
         ``path`` does not exist.
     CorruptRecordError
-        ``path`` is not a complete cache (a file is missing, unreadable, or the files disagree).
+        ``path`` is not a complete cache (a file is missing, unreadable, or the files disagree), or is the
+        leftover ``OUT.tmp-<pid>`` folder of an interrupted build.
     """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"no cache at {path}; create one with `ecglens prepare ptbxl|wfdb DIR --out {path}`.")
+    leftover = leftover_of(path)
+    if leftover is not None:
+        raise CorruptRecordError(
+            f"{path} is the temporary folder of an interrupted cache build (process {leftover[1]}), not a cache. "
+            f"Open {path.parent / leftover[0]} instead, or run the same `ecglens prepare ... --out "
+            f"{path.parent / leftover[0]}` again: it finishes the cache and removes this folder.")
     missing = [name for name in CACHE_FILES if not (path / name).is_file()]
     if missing:
         raise CorruptRecordError(f"{path} is not a complete ecglens cache (missing {', '.join(missing)}); "

@@ -580,9 +580,9 @@ def _header_kind(hea: Path) -> tuple[str, tuple[str, ...]]:
 def find_wfdb_records(folder: str | Path) -> list[Path]:
     """All signal records under ``folder`` (recursive), as paths to their ``.hea`` files, sorted.
 
-    Headers that declare no stored signal (0 signals, layout headers whose files are all ``~``) are skipped.
-    A multi-segment record is listed once, by its top-level header (its segment headers are not listed).
-    Malformed headers *are* listed, so that reading them reports the problem instead of dropping them.
+    A multi-segment record is listed once, by its top-level header (its segment and layout headers are not
+    listed). Malformed headers, headers that declare no stored signal and headers that name themselves *are*
+    listed, so that reading them reports the problem instead of dropping them (:func:`signal_records`).
 
     Parameters
     ----------
@@ -598,13 +598,37 @@ def find_wfdb_records(folder: str | Path) -> list[Path]:
 
 
 def signal_records(headers: Iterable[Path]) -> list[Path]:
-    """The headers among ``headers`` that are records with stored signals, in their order (the rule of
-    :func:`find_wfdb_records`, for a list of ``.hea`` files already found)."""
+    """The headers among ``headers`` that are records, in their order (the rule of :func:`find_wfdb_records`,
+    for a list of ``.hea`` files already found).
+
+    A header named as a segment by another listed multi-segment header is read through that record and not
+    listed; every other header is, even one that declares no stored signal (``~``) or names itself, so that
+    reading it reports the problem. Of headers that only name each other in a cycle, the first is listed.
+    """
     kinds = {hea: _header_kind(hea) for hea in headers}
-    segments = {
-        hea.parent / f"{seg}.hea" for hea, (kind, segs) in kinds.items() if kind == "multi" for seg in segs
-    }
-    return [hea for hea, (kind, _) in kinds.items() if kind != "none" and hea not in segments]
+    children = {hea: {hea.parent / f"{seg}.hea" for seg in segs} - {hea}
+                for hea, (kind, segs) in kinds.items() if kind == "multi"}
+    named = set().union(*children.values())
+    listed = [hea for hea in kinds if hea not in named]
+    covered = _reachable(listed, children)
+    for hea in kinds:
+        if hea not in covered:  # on a cycle of multi-segment headers that no listed header reaches
+            listed.append(hea)
+            covered |= _reachable([hea], children)
+    keep = set(listed)
+    return [hea for hea in kinds if hea in keep]
+
+
+def _reachable(start: Iterable[Path], children: dict[Path, set[Path]]) -> set[Path]:
+    """``start`` and every header reached from it through segment names."""
+    seen: set[Path] = set()
+    todo = list(start)
+    while todo:
+        hea = todo.pop()
+        if hea not in seen:
+            seen.add(hea)
+            todo.extend(children.get(hea, ()))
+    return seen
 
 
 def _catalogue_row(hea: Path) -> dict[str, Any]:
