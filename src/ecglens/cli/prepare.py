@@ -56,7 +56,8 @@ _DATASETS: dict[str, tuple[Callable[[argparse.Namespace], tuple[pd.DataFrame, st
     "wfdb": (_wfdb_catalogue, "a folder tree (or a .zip / .tar / .tar.gz archive) of WFDB / PhysioNet-challenge "
                               "records (.hea + .dat/.mat)",
              "  ecglens prepare wfdb data/georgia --out cache/georgia --fs 100 --seconds 10\n"
-             "  ecglens prepare wfdb challenge2021.tar.gz --out cache/challenge --fs 100 --notch 60 --workers 4"),
+             "  ecglens prepare wfdb challenge2021.tar.gz --out cache/challenge --fs 100 --notch 60 --workers 4\n"
+             "  ecglens prepare wfdb my_ecgs/ --out cache/mine --labels my_labels.csv --id-column ecg_id"),
 }
 
 
@@ -97,6 +98,12 @@ def _add_common_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("--force", action="store_true",
                    help="rebuild OUT even when it holds a cache (needed when it was built with other settings)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.add_argument("--labels", type=Path, default=None, metavar="TABLE",
+                   help="your own label table (.csv, or .tsv tab-separated), one row per record: its columns "
+                        "(age, sex, fold, patient_id, label columns such as MI) replace the header values")
+    q.add_argument("--id-column", default="record_id", metavar="COLUMN",
+                   help="the --labels column naming the records: their file names without suffix "
+                        "(default: record_id)")
 
 
 def build_preprocess(args: argparse.Namespace) -> Any:
@@ -120,6 +127,7 @@ def build_preprocess(args: argparse.Namespace) -> Any:
 def run_prepare(args: argparse.Namespace) -> int:
     """Handler of ``ecglens prepare ptbxl|wfdb``; returns the exit code."""
     from ..data.cache import prepare_cache
+    from ..data.label_table import attach_labels, read_label_table
     from ..exceptions import ConfigError
     from ..predict.records import unpacked_archives
 
@@ -128,6 +136,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     preprocess = build_preprocess(args)
     with unpacked_archives():
         catalogue, source = args.catalogue_builder(args)
+        if args.labels is not None:
+            catalogue = attach_labels(catalogue, read_label_table(args.labels), args.id_column)
+            print(f"labels from {args.labels}: {catalogue.attrs['labels_matched']} of {len(catalogue)} records "
+                  f"named in the table ({catalogue.attrs['labels_unmatched']} table rows name no record found)")
         print(f"{len(catalogue)} records in {args.dir} -> {args.out} ({args.workers} workers)")
         manifest = prepare_cache(catalogue, args.out, preprocess, workers=args.workers, source=source,
                                  progress=not args.quiet, force=args.force, dtype=args.dtype)
