@@ -27,12 +27,15 @@ Rules (documented, never guessed beyond them):
 from __future__ import annotations
 
 import io
+import tokenize
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..ecg import Ecg, code_to_sex
+from ..ecg import Ecg, check_recorded_fs, check_recorded_signal, code_to_sex
 from ..exceptions import (
     ConfigError,
     CorruptRecordError,
@@ -135,9 +138,12 @@ def ecg_from_array(
     sex_value = code_to_sex(sex) if isinstance(sex, (int, float)) else sex
     with np.errstate(over="ignore", invalid="ignore"):
         signal = x.astype(np.float64) * factor
+    where = source or record_id or "array"
+    signal = fill_nans(signal, tuple(map(str, names)), where)
+    check_recorded_signal(signal, where, "array")
     ecg = Ecg(
-        signal=fill_nans(signal, tuple(map(str, names)), source or record_id),
-        fs=fs,
+        signal=signal,
+        fs=check_recorded_fs(fs, where, "fs"),
         leads=names,
         record_id=record_id,
         age=age,
@@ -242,7 +248,8 @@ def read_numpy(
             array = loaded
     except EcglensError:
         raise
-    except (ValueError, OSError, EOFError) as err:
+    # np.load parses a .npy header with the tokenizer and ast; an .npz is a zip archive
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error) as err:
         raise CorruptRecordError(
             f"{path}: cannot load the array ({err}). Only plain numeric arrays are read (allow_pickle=False); "
             "save with np.save / np.savez from a numeric array."
@@ -338,7 +345,11 @@ def read_delimited(
     path = Path(path)
     if fs is None:
         raise SamplingRateError(_NO_FS.format(path=path))
-    lines = [ln for ln in path.read_text(encoding="utf-8-sig").splitlines() if ln.strip() and ln[0] != "#"]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise CorruptRecordError(f"{path}: not a UTF-8 text table ({err}); save the table as UTF-8 text.") from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and ln[0] != "#"]
     if not lines:
         raise CorruptRecordError(f"{path}: the file has no data rows; expected a table of numbers.")
     delimiter = delimiter or _guess_delimiter(lines[0], path.suffix.lower())
