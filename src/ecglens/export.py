@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .artifact import Checkpoint, load_checkpoint
+from .artifact import load_checkpoint
+from .artifact.checkpoint import Checkpoint, CheckpointLike
 from .artifact.onnx import INPUT_NAME, META_KEY, ONNX_FORMAT, OUTPUT_NAME, onnx_session, read_onnx_metadata
 from .artifact.outputs import LOG_NLL_EPS
 from .exceptions import CheckpointError, ConfigError
@@ -72,17 +73,17 @@ _DEFAULT_SAMPLES = 1000
 _PROBE_ATOL = 1e-3
 
 
-def _load(checkpoint: Any) -> Any:
+def _load(checkpoint: CheckpointLike) -> Any:
     """A :class:`~ecglens.artifact.checkpoint.Checkpoint` from itself, a path or a shipped name."""
     return checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
 
 
-def _n_samples(ckpt: Any) -> int:
+def _n_samples(ckpt: Checkpoint) -> int:
     """Input length of the checkpoint's contract (1000 when it declares none)."""
     return int(ckpt.preprocess.n_samples) if ckpt.preprocess is not None else _DEFAULT_SAMPLES
 
 
-def _cpu_model(ckpt: Any) -> torch.nn.Module:
+def _cpu_model(ckpt: Checkpoint) -> torch.nn.Module:
     """The checkpoint's model in eval mode on CPU (a copy when it lives elsewhere)."""
     model = ckpt.model
     if next(model.parameters()).device.type != "cpu":
@@ -147,7 +148,7 @@ class WithOutputs(torch.nn.Module):
         return (raw, *named)
 
 
-def _named_outputs(ckpt: Any) -> list[str]:
+def _named_outputs(ckpt: Checkpoint) -> list[str]:
     """The outputs exported besides ``raw``: the task's output names (empty for kinds without a graph)."""
     kinds = [t.to_dict().get("kind") for t in ckpt.task.targets]
     if not all(kind in POSTPROCESS_GRAPHS for kind in kinds):
@@ -198,7 +199,7 @@ def _probe_length(model: torch.nn.Module, path: Path, leads: int, length: int, b
     return None
 
 
-def _contract(ckpt: Any, length: int | None, dynamic_batch: bool, named: Sequence[str]) -> dict[str, Any]:
+def _contract(ckpt: Checkpoint, length: int | None, dynamic_batch: bool, named: Sequence[str]) -> dict[str, Any]:
     """The input contract stated in the file (what the ``ecg`` input must be, what comes out)."""
     pre = ckpt.preprocess
     return {
@@ -216,7 +217,7 @@ def _contract(ckpt: Any, length: int | None, dynamic_batch: bool, named: Sequenc
     }
 
 
-def _document(ckpt: Any) -> dict[str, Any]:
+def _document(ckpt: Checkpoint) -> dict[str, Any]:
     """The checkpoint's JSON description (from the file it was loaded from, completed from its attributes)."""
     doc = json_ready(ckpt.meta or {}, default=str)
     doc.setdefault("model", {"name": ckpt.model_name, "kwargs": dict(ckpt.model_kwargs),
@@ -226,7 +227,7 @@ def _document(ckpt: Any) -> dict[str, Any]:
     return json_ready(doc, default=str)
 
 
-def _onnx_block(ckpt: Any, opset: int, dynamic_batch: bool, dynamic_length: bool,
+def _onnx_block(ckpt: Checkpoint, opset: int, dynamic_batch: bool, dynamic_length: bool,
                 note: str | None, named: Sequence[str]) -> dict[str, Any]:
     """The ``onnx`` part of the stored description: axes, names, versions, contract, notes."""
     n = _n_samples(ckpt)
@@ -239,7 +240,7 @@ def _onnx_block(ckpt: Any, opset: int, dynamic_batch: bool, dynamic_length: bool
             "input_contract": _contract(ckpt, None if dynamic_length else n, dynamic_batch, named)}
 
 
-def _write_metadata(path: Path, ckpt: Any, onnx_block: dict[str, Any]) -> None:
+def _write_metadata(path: Path, ckpt: Checkpoint, onnx_block: dict[str, Any]) -> None:
     """Store the checkpoint's description in the file's ``metadata_props`` (rewrites the file)."""
     import onnx
 
@@ -265,7 +266,7 @@ def _write_metadata(path: Path, ckpt: Any, onnx_block: dict[str, Any]) -> None:
     onnx.save(proto, str(path))
 
 
-def export_onnx(checkpoint: Any, path: str | os.PathLike[str], opset: int = 17, dynamic_batch: bool = True,
+def export_onnx(checkpoint: CheckpointLike, path: str | os.PathLike[str], opset: int = 17, dynamic_batch: bool = True,
                 dynamic_length: bool = True) -> Path:
     """Export a checkpoint to one self-describing ONNX file.
 
@@ -324,7 +325,7 @@ def export_onnx(checkpoint: Any, path: str | os.PathLike[str], opset: int = 17, 
     return path
 
 
-def verify_onnx(checkpoint: Any, path: str | os.PathLike[str], lengths: Sequence[int] | None = None,
+def verify_onnx(checkpoint: CheckpointLike, path: str | os.PathLike[str], lengths: Sequence[int] | None = None,
                 batch_size: int = 2, seed: int = 0) -> float:
     """Largest absolute difference between onnxruntime and PyTorch raw outputs on random input.
 
@@ -388,7 +389,7 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def cached_onnx(checkpoint: Any, cache_dir: str | os.PathLike[str] | None = None, opset: int = 17) -> Path:
+def cached_onnx(checkpoint: CheckpointLike, cache_dir: str | os.PathLike[str] | None = None, opset: int = 17) -> Path:
     """The ONNX export of a checkpoint, written on first use into a cache folder.
 
     The cache key is the checkpoint file's SHA-256 (first 16 hex digits), the opset and the torch version, so a

@@ -392,3 +392,7 @@ def load_checkpoint(
 
 
 register_loader(SAFETENSORS.name, load_checkpoint)
+
+
+#: what functions taking "a checkpoint" accept: a loaded :class:`Checkpoint`, a model file or a shipped name
+CheckpointLike = Checkpoint | str | os.PathLike[str]

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from ..exceptions import EcglensError
 
@@ -37,7 +38,7 @@ def bootstrap_ci(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
-    groups: Any = None,
+    groups: ArrayLike = None,
 ) -> dict[str, Any]:
     """Percentile bootstrap confidence interval of one metric.
 
@@ -74,7 +75,7 @@ def bootstrap_metrics(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
-    groups: Any = None,
+    groups: ArrayLike = None,
 ) -> dict[str, dict[str, Any]]:
     """Bootstrap several metrics of the same arrays on the same resamples.
 
@@ -140,14 +141,14 @@ def resample_counts(n: int, n_boot: int, seed: int = 0, codes: np.ndarray | None
 
 def paired_bootstrap_diff(
     metric_fn: Callable[..., float],
-    y_true: Any,
-    pred_a: Any,
-    pred_b: Any,
+    y_true: ArrayLike,
+    pred_a: ArrayLike,
+    pred_b: ArrayLike,
     *,
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
-    groups: Any = None,
+    groups: ArrayLike = None,
 ) -> dict[str, Any]:
     """Paired bootstrap of ``metric(y, pred_a) - metric(y, pred_b)`` on the same records.
 
@@ -224,7 +225,7 @@ def _check_options(n_boot: int, alpha: float) -> None:
         raise EcglensError(f"alpha must be in (0, 1) (0.05 gives a 95 % interval), got {alpha}.")
 
 
-def _clean(arrays: tuple[Any, ...], groups: Any) -> tuple[tuple[np.ndarray, ...], np.ndarray | None]:
+def _clean(arrays: tuple[Any, ...], groups: ArrayLike) -> tuple[tuple[np.ndarray, ...], np.ndarray | None]:
     """Arrays as numpy, rows with NaN in a 1-D numeric array dropped; groups as integer codes."""
     arrs = tuple(np.asarray(a) for a in arrays)
     lengths = {len(a) for a in arrs}

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -39,6 +40,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from ..artifact.outputs import Output, OutputSpec
 from ..exceptions import EcglensError
 
 __all__ = [
@@ -77,7 +79,7 @@ MetricFn = Callable[..., float]
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-def _pairs(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """1-D float arrays with the pairs where either value is NaN/inf removed."""
     t = np.asarray(y_true, dtype=np.float64).ravel()
     p = np.asarray(y_pred, dtype=np.float64).ravel()
@@ -89,7 +91,7 @@ def _pairs(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     return t[keep], p[keep]
 
 
-def _binary_pairs(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray]:
+def _binary_pairs(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Like :func:`_pairs`, and check the truths are 0/1."""
     t, s = _pairs(y_true, y_score)
     bad = np.setdiff1d(np.unique(t), [0.0, 1.0])
@@ -159,28 +161,28 @@ def _pearson_b(w: np.ndarray, t: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 @_batched(_mae_b)
-def mae(y_true: Any, y_pred: Any) -> float:
+def mae(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean absolute error (units of the target, e.g. years); NaN when no finite pairs."""
     t, p = _pairs(y_true, y_pred)
     return float(mean_absolute_error(t, p)) if t.size else float("nan")
 
 
 @_batched(_rmse_b)
-def rmse(y_true: Any, y_pred: Any) -> float:
+def rmse(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Root mean squared error (units of the target); NaN when no finite pairs."""
     t, p = _pairs(y_true, y_pred)
     return float(np.sqrt(mean_squared_error(t, p))) if t.size else float("nan")
 
 
 @_batched(_bias_b)
-def bias(y_true: Any, y_pred: Any) -> float:
+def bias(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean error ``mean(y_pred - y_true)``: positive when the model over-estimates; NaN when no pairs."""
     t, p = _pairs(y_true, y_pred)
     return float(np.mean(p - t)) if t.size else float("nan")
 
 
 @_batched(_pearson_b)
-def pearson_r(y_true: Any, y_pred: Any) -> float:
+def pearson_r(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Pearson correlation (``numpy.corrcoef``); NaN with fewer than 2 pairs or a constant input."""
     t, p = _pairs(y_true, y_pred)
     if t.size < 2 or np.ptp(t) == 0 or np.ptp(p) == 0:
@@ -189,7 +191,7 @@ def pearson_r(y_true: Any, y_pred: Any) -> float:
 
 
 @_batched(_r2_b)
-def r2(y_true: Any, y_pred: Any) -> float:
+def r2(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Coefficient of determination R^2 (scikit-learn); NaN with fewer than 2 pairs or a constant truth."""
     t, p = _pairs(y_true, y_pred)
     if t.size < 2 or np.ptp(t) == 0:
@@ -202,7 +204,7 @@ REGRESSION_METRICS: dict[str, MetricFn] = {"mae": mae, "rmse": rmse, "bias": bia
                                            "r2": r2}
 
 
-def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, Any]:
+def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, Any]:
     """All :data:`REGRESSION_METRICS` plus ``n`` (finite pairs) and a ``note`` when some are undefined."""
     t, p = _pairs(y_true, y_pred)
     out: dict[str, Any] = {"n": int(t.size)}
@@ -212,7 +214,7 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, Any]:
     return out
 
 
-def age_decade(age: Any, top: int = 90) -> np.ndarray:
+def age_decade(age: ArrayLike, top: int = 90) -> np.ndarray:
     """Decade labels ``"0-9"``, ..., ``"80-89"``, ``"90+"`` of ages in years (``None`` for NaN)."""
     a = np.asarray(age, dtype=np.float64).ravel()
     out = np.full(a.shape, None, dtype=object)
@@ -222,7 +224,7 @@ def age_decade(age: Any, top: int = 90) -> np.ndarray:
     return out
 
 
-def by_decade(y_true: Any, y_pred: Any, top: int = 90) -> pd.DataFrame:
+def by_decade(y_true: ArrayLike, y_pred: ArrayLike, top: int = 90) -> pd.DataFrame:
     """Bias and MAE per decade of the true value (age in years).
 
     Parameters
@@ -313,35 +315,35 @@ def _specificity_b(w: np.ndarray, t: np.ndarray, s: np.ndarray, threshold: float
 
 # ----------------------------------------------------------------------------------------------------- binary
 @_batched(_auroc_b)
-def auroc(y_true: Any, y_score: Any) -> float:
+def auroc(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Area under the ROC curve (scikit-learn); NaN unless both classes are present."""
     t, s = _binary_pairs(y_true, y_score)
     return float(roc_auc_score(t, s)) if _both_classes(t) else float("nan")
 
 
 @_batched(_auprc_b)
-def auprc(y_true: Any, y_score: Any) -> float:
+def auprc(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Area under the precision-recall curve as average precision (scikit-learn); NaN unless both classes."""
     t, s = _binary_pairs(y_true, y_score)
     return float(average_precision_score(t, s)) if _both_classes(t) else float("nan")
 
 
 @_batched(_brier_b)
-def brier(y_true: Any, y_prob: Any) -> float:
+def brier(y_true: ArrayLike, y_prob: ArrayLike) -> float:
     """Brier score, mean squared error of the probabilities (scikit-learn); NaN when no pairs."""
     t, s = _binary_pairs(y_true, y_prob)
     return float(brier_score_loss(t, s, labels=[0, 1])) if t.size else float("nan")
 
 
 @_batched(_accuracy_b)
-def accuracy(y_true: Any, y_score: Any, threshold: float = 0.5) -> float:
+def accuracy(y_true: ArrayLike, y_score: ArrayLike, threshold: float = 0.5) -> float:
     """Accuracy of ``y_score >= threshold`` (scikit-learn); NaN when no pairs."""
     t, s = _binary_pairs(y_true, y_score)
     return float(accuracy_score(t, (s >= threshold).astype(np.int64))) if t.size else float("nan")
 
 
 @_batched(_sensitivity_b)
-def sensitivity(y_true: Any, y_score: Any, threshold: float = 0.5) -> float:
+def sensitivity(y_true: ArrayLike, y_score: ArrayLike, threshold: float = 0.5) -> float:
     """Sensitivity (recall of class 1) of ``y_score >= threshold``; NaN when there are no positives."""
     t, s = _binary_pairs(y_true, y_score)
     if not (t == 1).any():
@@ -350,7 +352,7 @@ def sensitivity(y_true: Any, y_score: Any, threshold: float = 0.5) -> float:
 
 
 @_batched(_specificity_b)
-def specificity(y_true: Any, y_score: Any, threshold: float = 0.5) -> float:
+def specificity(y_true: ArrayLike, y_score: ArrayLike, threshold: float = 0.5) -> float:
     """Specificity (recall of class 0) of ``y_score >= threshold``; NaN when there are no negatives."""
     t, s = _binary_pairs(y_true, y_score)
     if not (t == 0).any():
@@ -374,7 +376,7 @@ def at_threshold(fn: MetricFn, threshold: float) -> MetricFn:
     return bound  # type: ignore[return-value]
 
 
-def binary_note(y_true: Any) -> str | None:
+def binary_note(y_true: ArrayLike) -> str | None:
     """Why threshold-free binary metrics are undefined for these truths (``None`` when they are defined)."""
     t = np.asarray(y_true, dtype=np.float64).ravel()
     t = t[np.isfinite(t)]
@@ -387,7 +389,7 @@ def binary_note(y_true: Any) -> str | None:
     return None
 
 
-def binary_metrics(y_true: Any, y_score: Any, threshold: float = 0.5) -> dict[str, Any]:
+def binary_metrics(y_true: ArrayLike, y_score: ArrayLike, threshold: float = 0.5) -> dict[str, Any]:
     """All binary metrics at ``threshold`` plus ``n``, ``n_pos`` and a ``note`` when some are undefined."""
     t, s = _binary_pairs(y_true, y_score)
     out: dict[str, Any] = {"n": int(t.size), "n_pos": int(t.sum()), "threshold": float(threshold)}
@@ -400,7 +402,7 @@ def binary_metrics(y_true: Any, y_score: Any, threshold: float = 0.5) -> dict[st
 
 
 # ------------------------------------------------------------------------------------------------- thresholds
-def _roc(y_true: Any, y_score: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _roc(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t, s = _binary_pairs(y_true, y_score)
     if not _both_classes(t):
         raise EcglensError(
@@ -415,20 +417,20 @@ def _check_target(target: float) -> None:
         raise EcglensError(f"target must be a proportion in (0, 1], e.g. 0.9 for 90 %, got {target!r}.")
 
 
-def threshold_youden(y_true: Any, y_score: Any) -> float:
+def threshold_youden(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Threshold maximising Youden's J = sensitivity + specificity - 1 (ties: the highest threshold)."""
     fpr, tpr, thr = _roc(y_true, y_score)
     return float(thr[int(np.argmax(tpr - fpr))])
 
 
-def threshold_for_sensitivity(y_true: Any, y_score: Any, target: float = 0.9) -> float:
+def threshold_for_sensitivity(y_true: ArrayLike, y_score: ArrayLike, target: float = 0.9) -> float:
     """Highest threshold whose sensitivity is at least ``target`` (best specificity at that sensitivity)."""
     _check_target(target)
     _, tpr, thr = _roc(y_true, y_score)
     return float(thr[int(np.flatnonzero(tpr >= target)[0])])
 
 
-def threshold_for_specificity(y_true: Any, y_score: Any, target: float = 0.9) -> float:
+def threshold_for_specificity(y_true: ArrayLike, y_score: ArrayLike, target: float = 0.9) -> float:
     """Lowest threshold whose specificity is at least ``target`` (best sensitivity at that specificity)."""
     _check_target(target)
     fpr, _, thr = _roc(y_true, y_score)
@@ -444,7 +446,7 @@ THRESHOLD_METHODS: dict[str, Callable[..., float]] = {
 }
 
 
-def select_threshold(y_true: Any, y_score: Any, method: str = "youden", **kwargs: Any) -> float:
+def select_threshold(y_true: ArrayLike, y_score: ArrayLike, method: str = "youden", **kwargs: Any) -> float:
     """Choose a decision threshold on validation data with one of :data:`THRESHOLD_METHODS`.
 
     Parameters
@@ -465,7 +467,7 @@ def select_threshold(y_true: Any, y_score: Any, method: str = "youden", **kwargs
 
 
 # ------------------------------------------------------------------------------------------------ calibration
-def calibration(y_true: Any, y_prob: Any, n_bins: int = 10, strategy: str = "uniform") -> dict[str, Any]:
+def calibration(y_true: ArrayLike, y_prob: ArrayLike, n_bins: int = 10, strategy: str = "uniform") -> dict[str, Any]:
     """Reliability curve (``sklearn.calibration.calibration_curve``) with bin counts and the ECE.
 
     Parameters
@@ -517,7 +519,7 @@ def _multilabel_b(w: np.ndarray, t: np.ndarray, s: np.ndarray, average: str = "m
         return np.nanmean(np.stack(cols, axis=1), axis=1) if cols else np.full(w.shape[0], np.nan)
 
 
-def _multilabel_auroc(y_true: Any, y_score: Any, average: str = "macro") -> float:
+def _multilabel_auroc(y_true: ArrayLike, y_score: ArrayLike, average: str = "macro") -> float:
     """Macro (mean of per-label AUROCs, labels with one class skipped) or micro (pooled pairs) AUROC."""
     t = np.atleast_2d(np.asarray(y_true, dtype=np.float64))
     s = np.atleast_2d(np.asarray(y_score, dtype=np.float64))
@@ -533,7 +535,7 @@ def _multilabel_auroc(y_true: Any, y_score: Any, average: str = "macro") -> floa
 
 
 @_batched(functools.partial(_multilabel_b, average="macro"))
-def multilabel_auroc(y_true: Any, y_score: Any, average: str = "macro") -> float:
+def multilabel_auroc(y_true: ArrayLike, y_score: ArrayLike, average: str = "macro") -> float:
     """AUROC over several labels, ``y_true``/``y_score`` shaped [n, n_labels] (NaN entries are dropped).
 
     ``average="macro"`` is the mean of the per-label AUROCs (labels where only one class is present are skipped);
@@ -544,14 +546,14 @@ def multilabel_auroc(y_true: Any, y_score: Any, average: str = "macro") -> float
 
 
 @_batched(functools.partial(_multilabel_b, average="micro"))
-def micro_auroc(y_true: Any, y_score: Any) -> float:
+def micro_auroc(y_true: ArrayLike, y_score: ArrayLike) -> float:
     """Micro-averaged multilabel AUROC (every record-label pair pooled); see :func:`multilabel_auroc`."""
     return _multilabel_auroc(y_true, y_score, average="micro")
 
 
 
 # ------------------------------------------------------------------------------------------------ task-level
-def _regression_task_metrics(target: Any, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
+def _regression_task_metrics(target: Output, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
     """``<name>_mae``, ``_rmse``, ``_r`` (Pearson), ``_r2``; all NaN with fewer than 2 labelled records."""
     truth, pred = y[:, 0], np.asarray(outputs[target.out_name], dtype=np.float64)
     p = f"{target.out_name}_"
@@ -561,13 +563,13 @@ def _regression_task_metrics(target: Any, outputs: Mapping[str, np.ndarray], y: 
             f"{p}r2": r2(truth, pred)}
 
 
-def _binary_task_metrics(target: Any, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
+def _binary_task_metrics(target: Output, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
     """``<column>_auroc`` and ``<column>_accuracy`` (threshold 0.5)."""
     prob = np.asarray(outputs[target.out_name], dtype=np.float64)
     return {f"{target.column}_auroc": auroc(y[:, 0], prob), f"{target.column}_accuracy": accuracy(y[:, 0], prob)}
 
 
-def _multilabel_task_metrics(target: Any, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
+def _multilabel_task_metrics(target: Output, outputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, float]:
     """``<column>_auroc`` per label and ``<name>_macro_auroc`` (mean of the defined ones)."""
     per = {f"{c}_auroc": auroc(y[:, i], np.asarray(outputs[o], dtype=np.float64))
            for i, (c, o) in enumerate(zip(target.columns, target.output_names, strict=True))}
@@ -583,7 +585,7 @@ _TASK_METRICS: dict[str, Callable[..., dict[str, float]]] = {
 }
 
 
-def task_metrics(task: Any, outputs: Mapping[str, np.ndarray], y: Any) -> dict[str, float]:
+def task_metrics(task: OutputSpec, outputs: Mapping[str, np.ndarray], y: ArrayLike) -> dict[str, float]:
     """Metrics of a task's postprocessed outputs against its labels, as logged during training.
 
     Parameters

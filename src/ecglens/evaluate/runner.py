@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..artifact import check_contract, load_checkpoint
+from ..artifact.checkpoint import Checkpoint, CheckpointLike
 from ..data.cache import open_cache
 from ..exceptions import ConfigError, EcglensError
 from ..jsonutil import json_ready
@@ -413,7 +414,7 @@ def format_results(results: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- checkpoint
-def predict_cache(checkpoint: Any, signals: np.ndarray, indices: np.ndarray, batch_size: int = 256,
+def predict_cache(checkpoint: Checkpoint, signals: np.ndarray, indices: np.ndarray, batch_size: int = 256,
                   progress: bool = True) -> dict[str, np.ndarray]:
     """``checkpoint.predict`` over ``signals[indices]`` ([N, L, T], e.g. a memory map) in batches.
 
@@ -432,7 +433,7 @@ def predict_cache(checkpoint: Any, signals: np.ndarray, indices: np.ndarray, bat
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
-def _select_thresholds(checkpoint: Any, cache: Any, folds: Any, eval_idx: np.ndarray, method: str,
+def _select_thresholds(checkpoint: Checkpoint, cache: Any, folds: Any, eval_idx: np.ndarray, method: str,
                        batch_size: int, progress: bool) -> tuple[dict[str, float], list[str]]:
     """Thresholds per binary output chosen on ``folds`` (which must not overlap the evaluated records)."""
     idx = cache.indices(folds)
@@ -451,7 +452,7 @@ def _select_thresholds(checkpoint: Any, cache: Any, folds: Any, eval_idx: np.nda
     return chosen, notes
 
 
-def _provenance(checkpoint: Any, cache: Any, folds: Any, n: int) -> dict[str, Any]:
+def _provenance(checkpoint: Checkpoint, cache: Any, folds: Any, n: int) -> dict[str, Any]:
     pre = getattr(cache, "preprocess", None)
     manifest = getattr(cache, "manifest", {}) or {}
     return {"checkpoint": str(getattr(checkpoint, "path", "")), "model": getattr(checkpoint, "model_name", None),
@@ -472,7 +473,7 @@ def check_out_dir(out_dir: str | os.PathLike[str] | None, force: bool = False) -
                           "(force=True) to overwrite its files.")
 
 
-def _training_guard(checkpoint: Any, meta: pd.DataFrame, allow: bool) -> list[str]:
+def _training_guard(checkpoint: Checkpoint, meta: pd.DataFrame, allow: bool) -> list[str]:
     """Refuse (ConfigError) evaluated records that overlap the training data; with ``allow``, the warnings."""
     overlap = training_overlap(checkpoint, meta)
     if overlap is None:
@@ -487,10 +488,10 @@ def _training_guard(checkpoint: Any, meta: pd.DataFrame, allow: bool) -> list[st
     return [text]
 
 
-def evaluate_checkpoint(checkpoint: Any, cache: Any, folds: Any = None, out_dir: str | os.PathLike[str] | None = None,
-                        n_boot: int = 1000, seed: int = 0, batch_size: int = 256, threshold_folds: Any = None,
-                        threshold_method: str = "youden", progress: bool = True, *,
-                        allow_train_folds: bool = False) -> dict[str, Any]:
+def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = None,
+                        out_dir: str | os.PathLike[str] | None = None, n_boot: int = 1000, seed: int = 0,
+                        batch_size: int = 256, threshold_folds: Any = None, threshold_method: str = "youden",
+                        progress: bool = True, *, allow_train_folds: bool = False) -> dict[str, Any]:
     """Predict a prepared cache with a checkpoint and evaluate (metrics, CIs, figures, predictions.csv).
 
     Parameters
