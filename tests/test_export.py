@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from small_models import SMALL
 from torch import nn
 
 pytest.importorskip("onnx")
@@ -28,19 +29,6 @@ from ecglens.models import create_model, list_models
 from ecglens.predict.onnx import OnnxBackend
 from ecglens.signal.transforms import Preprocess
 
-#: small variants of each zoo model (a model not listed here is exported at its defaults)
-SMALL: dict[str, dict] = {
-    "cnn_baseline": {"channels": (8, 16)},
-    "attia_cnn": {"filters": (4,) * 8, "spatial_filters": 8, "hidden": (16, 8)},
-    "cnn_bigru": {"channels": (8, 16, 16), "hidden": 8},
-    "bilstm": {"stem_channels": (8, 16, 16), "hidden": 8},
-    "resnet1d_ribeiro": {"filters": (8, 16, 16, 24, 24)},
-    "resnet_se_gustafsson": {"stem_channels": 8, "channels": (8, 16, 16, 24)},
-    "xresnet1d50": {"width": 0.125, "head_hidden": 16},
-    "xresnet1d101": {"width": 0.0625, "head_hidden": 16},
-    "inception1d": {"filters": 8, "bottleneck": 8, "depth": 3, "head_hidden": 16},
-    "s4": {"d_model": 16, "d_state": 8, "n_layers": 2, "stem_channels": 8},
-}
 #: a short contract keeps the export tests fast (4 s at 100 Hz = 400 samples)
 PRE = Preprocess(fs=100.0, seconds=4.0)
 
