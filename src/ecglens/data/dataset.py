@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from .._optional import require
 from ..exceptions import ConfigError
 from .cache import open_cache
+from .distill import blend_labels, read_teacher, teacher_labels
 from .targets import TaskSpec
 
 L = require("lightning", "training")
@@ -206,6 +207,12 @@ class EcgDataModule(L.LightningDataModule):
         Train-only augmentation.
     batch_size, num_workers, seed
         Data-loader settings; ``seed`` seeds the augmentation stream.
+    teacher : str, optional
+        A teacher's predictions table (``ecglens.data.distill``); the **training** labels become
+        ``(1 - teacher_weight) * label + teacher_weight * teacher`` (knowledge distillation). Validation labels
+        and the fitted label statistics stay the true ones.
+    teacher_weight : float
+        Weight of the teacher's soft labels in [0, 1].
 
     Rows whose labels are all missing are left out of both splits (they carry no signal for the task).
     """
@@ -224,6 +231,8 @@ class EcgDataModule(L.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 2,
         seed: int = 0,
+        teacher: str | None = None,
+        teacher_weight: float = 0.5,
     ) -> None:
         super().__init__()
         self.cache = _open(cache)
@@ -250,6 +259,15 @@ class EcgDataModule(L.LightningDataModule):
                 )
         _check_patient_disjoint(self.meta, self.train_indices, self.val_indices)
         self.task = task.fit(self.labels[self.train_indices])
+        self.train_labels = self.labels
+        if teacher is not None:
+            soft = teacher_labels(task, self.meta, read_teacher(teacher))
+            missing = int(np.isnan(soft[self.train_indices]).all(axis=1).sum())
+            if missing == self.train_indices.size:
+                raise ConfigError(f"the teacher table {teacher} covers none of the training records.")
+            self.train_labels = self.labels.copy()
+            self.train_labels[self.train_indices] = blend_labels(
+                self.labels[self.train_indices], soft[self.train_indices], teacher_weight)
         self.fs = _cache_fs(self.cache)
         self.augment, self.batch_size, self.num_workers, self.seed = augment, batch_size, num_workers, seed
         self.split_info = {
@@ -262,6 +280,8 @@ class EcgDataModule(L.LightningDataModule):
             "max_train": max_train,
             "subsample_seed": subsample_seed,
             "n_unlabelled_dropped": int((~labelled[np.concatenate([train, val])]).sum()),
+            "teacher": teacher,
+            "teacher_weight": teacher_weight if teacher is not None else None,
         }
 
     @property
@@ -270,7 +290,7 @@ class EcgDataModule(L.LightningDataModule):
 
     def train_dataset(self) -> CacheDataset:
         return CacheDataset(
-            self.cache.signals, self.labels, self.train_indices, self.augment, self.fs, self.seed
+            self.cache.signals, self.train_labels, self.train_indices, self.augment, self.fs, self.seed
         )
 
     def val_dataset(self) -> CacheDataset:

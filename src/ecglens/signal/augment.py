@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ConfigError
-from .functional import crop_or_pad
+from .functional import crop_or_pad, resample
 
 __all__ = [
     "Augment",
@@ -28,9 +28,17 @@ __all__ = [
     "baseline_wander",
     "gaussian_noise",
     "lead_dropout",
+    "limb_lead_swap",
+    "lowpass",
+    "powerline",
+    "precordial_swap",
     "random_crop",
+    "resample_roundtrip",
     "time_shift",
 ]
+
+#: canonical 12-lead order the lead-swap augmentations assume (``ecglens.leads.STANDARD_12``)
+_LIMB = ("I", "II", "III", "aVR", "aVL", "aVF")
 
 
 def _f32(x: np.ndarray) -> np.ndarray:
@@ -155,12 +163,150 @@ def lead_dropout(x: np.ndarray, rng: np.random.Generator, max_leads: int = 2) ->
     return out
 
 
+# ------------------------------------------------------------------------------------------ device / site
+
+
+def lowpass(x: np.ndarray, fs: float, rng: np.random.Generator, low_hz: float = 20.0,
+            high_hz: float = 45.0) -> np.ndarray:
+    """Low-pass filter at a random cut-off, as the recording filters of other devices do (e.g. 40 Hz modes).
+
+    A zero-phase 2nd-order Butterworth (``scipy.signal.sosfiltfilt``) at a cut-off drawn uniformly from
+    ``[low_hz, high_hz]``; a cut-off at or above 0.45 ``fs`` leaves ``x`` unchanged.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (n_leads, n_samples)
+        Signal in mV sampled at ``fs``.
+    fs : float
+        Sampling rate in Hz.
+    rng : np.random.Generator
+        Random source.
+    low_hz, high_hz : float
+        Range of the cut-off frequency in Hz.
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    out = _f32(x)
+    cutoff = float(rng.uniform(low_hz, high_hz))
+    if cutoff >= 0.45 * float(fs) or out.shape[-1] < 16:
+        return out
+    sos = butter(2, cutoff, btype="low", fs=float(fs), output="sos")
+    return sosfiltfilt(sos, out, axis=-1).astype(np.float32)
+
+
+def resample_roundtrip(x: np.ndarray, fs: float, rng: np.random.Generator,
+                       rates: tuple[float, ...] = (50.0, 62.5, 80.0)) -> np.ndarray:
+    """Resample to a random lower rate and back to ``fs`` (what a record stored at another rate goes through).
+
+    Uses the project's polyphase resampler (:func:`ecglens.signal.functional.resample`); rates not below ``fs``
+    are skipped. The length is restored exactly (cropped or zero-padded at the end by at most one sample).
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (n_leads, n_samples)
+        Signal in mV sampled at ``fs``.
+    fs : float
+        Sampling rate in Hz.
+    rng : np.random.Generator
+        Random source.
+    rates : tuple of float
+        Candidate intermediate rates in Hz.
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    out = _f32(x)
+    lower = [r for r in rates if r < float(fs)]
+    if not lower:
+        return out
+    mid = float(lower[int(rng.integers(len(lower)))])
+    back = resample(resample(out, float(fs), mid), mid, float(fs))
+    return crop_or_pad(back.astype(np.float32), out.shape[-1], mode="start")[0]
+
+
+def powerline(x: np.ndarray, fs: float, rng: np.random.Generator, amplitude_mv: float = 0.05) -> np.ndarray:
+    """Add 50 or 60 Hz mains interference (aliased as it would be when sampled at ``fs``), per-lead gains.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (n_leads, n_samples)
+        Signal in mV sampled at ``fs``.
+    fs : float
+        Sampling rate in Hz.
+    rng : np.random.Generator
+        Random source.
+    amplitude_mv : float
+        Largest amplitude in mV (drawn uniformly up to it).
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    out = _f32(x)
+    freq = 50.0 if rng.random() < 0.5 else 60.0
+    t = np.arange(out.shape[-1]) / float(fs)
+    hum = np.sin(2 * np.pi * freq * t + rng.uniform(0.0, 2 * np.pi))
+    gains = rng.uniform(0.0, amplitude_mv, size=out.shape[:-1] + (1,))
+    return (out + gains * hum).astype(np.float32)
+
+
+def limb_lead_swap(x: np.ndarray) -> np.ndarray:
+    """Left/right arm electrode reversal on a canonical 12-lead array: I -> -I, II <-> III, aVR <-> aVL.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (12, n_samples)
+        Signal in mV, leads in the canonical order (I, II, III, aVR, aVL, aVF, V1-V6); other lead counts are
+        returned unchanged.
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    out = _f32(x)
+    if out.ndim != 2 or out.shape[0] != 12:
+        return out
+    src = out.copy()
+    out[0] = -src[0]
+    out[1], out[2] = src[2], src[1]
+    out[3], out[4] = src[4], src[3]
+    return out
+
+
+def precordial_swap(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Swap two neighbouring precordial leads (V1-V6), as a misplaced chest electrode pair does.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (12, n_samples)
+        Signal in mV in the canonical lead order; other lead counts are returned unchanged.
+    rng : np.random.Generator
+        Random source.
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    out = _f32(x)
+    if out.ndim != 2 or out.shape[0] != 12:
+        return out
+    i = 6 + int(rng.integers(5))
+    out[[i, i + 1]] = out[[i + 1, i]]
+    return out
+
+
 @dataclass(frozen=True)
 class Augment:
     """Which augmentations to apply, how often and how strongly (all off by default).
 
     Applied in this order, each with its probability: random crop (always, when ``crop_seconds`` is set),
-    amplitude scale, baseline wander, Gaussian noise, time shift, lead dropout.
+    amplitude scale, baseline wander, Gaussian noise, time shift, per-lead gain, low-pass, resampling round
+    trip, mains, limb-lead swap, chest-lead swap, lead dropout.
 
     Parameters
     ----------
@@ -178,6 +324,20 @@ class Augment:
         Probability of :func:`lead_dropout`.
     dropout_max_leads : int
         Most leads zeroed at once.
+    lead_scale_p, lead_scale_low, lead_scale_high : float
+        Probability and gain range of a separate gain per lead (:func:`amplitude_scale` with ``per_lead``):
+        electrode contact and placement differ between leads and sites.
+    lowpass_p, lowpass_low_hz, lowpass_high_hz : float
+        Probability and cut-off range (Hz) of :func:`lowpass` (other devices' recording filters).
+    resample_p : float
+        Probability of :func:`resample_roundtrip` (a record stored at another rate, resampled back).
+    powerline_p, powerline_mv : float
+        Probability and largest amplitude (mV) of :func:`powerline` (50/60 Hz mains).
+    limb_swap_p, chest_swap_p : float
+        Probabilities of :func:`limb_lead_swap` and :func:`precordial_swap` (electrode misplacement).
+
+    The device and site augmentations (``lead_scale_p`` ... ``chest_swap_p``) imitate recordings from other
+    hospitals; :meth:`robust` is a preset that turns them on.
     """
 
     crop_seconds: float | None = None
@@ -193,6 +353,17 @@ class Augment:
     shift_max_s: float = 0.5
     dropout_p: float = 0.0
     dropout_max_leads: int = 2
+    lead_scale_p: float = 0.0
+    lead_scale_low: float = 0.8
+    lead_scale_high: float = 1.25
+    lowpass_p: float = 0.0
+    lowpass_low_hz: float = 20.0
+    lowpass_high_hz: float = 45.0
+    resample_p: float = 0.0
+    powerline_p: float = 0.0
+    powerline_mv: float = 0.05
+    limb_swap_p: float = 0.0
+    chest_swap_p: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -205,10 +376,12 @@ class Augment:
                 raise ConfigError(f"Augment.{f.name} is a probability and must be in [0, 1], got {value!r}.")
             if value < 0:
                 raise ConfigError(f"Augment.{f.name} must not be negative, got {value!r}.")
-        if self.scale_low > self.scale_high:
-            raise ConfigError(
-                f"Augment needs scale_low <= scale_high, got {self.scale_low} > {self.scale_high}."
-            )
+        for low, high in (("scale_low", "scale_high"), ("lead_scale_low", "lead_scale_high"),
+                          ("lowpass_low_hz", "lowpass_high_hz")):
+            if getattr(self, low) > getattr(self, high):
+                raise ConfigError(
+                    f"Augment needs {low} <= {high}, got {getattr(self, low)} > {getattr(self, high)}."
+                )
         if self.dropout_max_leads != int(self.dropout_max_leads):
             raise ConfigError(
                 f"Augment.dropout_max_leads must be a whole number, got {self.dropout_max_leads!r}."
@@ -227,10 +400,21 @@ class Augment:
         """
         return cls(scale_p=0.5, wander_p=0.5, noise_p=0.5, shift_p=0.3, dropout_p=0.1)
 
+    @classmethod
+    def robust(cls) -> Augment:
+        """:meth:`default` plus the device and site augmentations, for models meant for other hospitals.
+
+        Per-lead gains 0.8-1.25 (p=0.3), a recording low-pass at 20-45 Hz (p=0.3), a resampling round trip
+        through 50-80 Hz (p=0.2), 50/60 Hz mains up to 0.05 mV (p=0.2), a left/right arm reversal (p=0.02) and a
+        neighbouring chest-lead swap (p=0.05): rare enough that the label stays what the clean record says.
+        """
+        return dataclasses.replace(cls.default(), lead_scale_p=0.3, lowpass_p=0.3, resample_p=0.2,
+                                   powerline_p=0.2, limb_swap_p=0.02, chest_swap_p=0.05)
+
     @property
     def is_identity(self) -> bool:
         """True when no augmentation is enabled."""
-        probs = (self.scale_p, self.wander_p, self.noise_p, self.shift_p, self.dropout_p)
+        probs = [getattr(self, f.name) for f in dataclasses.fields(self) if f.name.endswith("_p")]
         return self.crop_seconds is None and not any(probs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -270,6 +454,13 @@ class Augment:
             (self.wander_p, lambda a: baseline_wander(a, fs, rng, self.wander_mv, self.wander_max_hz)),
             (self.noise_p, lambda a: gaussian_noise(a, rng, self.noise_std_mv)),
             (self.shift_p, lambda a: time_shift(a, fs, rng, self.shift_max_s)),
+            (self.lead_scale_p, lambda a: amplitude_scale(a, rng, self.lead_scale_low, self.lead_scale_high,
+                                                          per_lead=True)),
+            (self.lowpass_p, lambda a: lowpass(a, fs, rng, self.lowpass_low_hz, self.lowpass_high_hz)),
+            (self.resample_p, lambda a: resample_roundtrip(a, fs, rng)),
+            (self.powerline_p, lambda a: powerline(a, fs, rng, self.powerline_mv)),
+            (self.limb_swap_p, limb_lead_swap),
+            (self.chest_swap_p, lambda a: precordial_swap(a, rng)),
             (self.dropout_p, lambda a: lead_dropout(a, rng, self.dropout_max_leads)),
         )
         for prob, step in steps:

@@ -68,7 +68,8 @@ class DataConfig:
 
     ``train_folds`` / ``val_folds`` select rows by the cache's ``fold`` column (PTB-XL ``strat_fold``, which
     is patient-disjoint). ``train_fraction`` and ``max_train`` subsample the training rows (seeded by
-    ``subsample_seed``) for learning-curve / data-efficiency experiments.
+    ``subsample_seed``) for learning-curve / data-efficiency experiments. ``teacher`` (a teacher's
+    ``predictions.csv``) and ``teacher_weight`` turn on knowledge distillation (``ecglens.data.distill``).
     """
 
     cache: str = "cache/ptbxl100"
@@ -77,6 +78,8 @@ class DataConfig:
     train_fraction: float = 1.0
     max_train: int | None = None
     subsample_seed: int = 0
+    teacher: str | None = None
+    teacher_weight: float = 0.5
 
 
 @dataclass(frozen=True)

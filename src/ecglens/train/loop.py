@@ -125,6 +125,8 @@ def build_datamodule(config: TrainConfig, cache: Any = None) -> EcgDataModule:
         batch_size=config.optim.batch_size,
         num_workers=config.trainer.num_workers,
         seed=config.trainer.seed,
+        teacher=d.teacher,
+        teacher_weight=d.teacher_weight,
     )
 
 

@@ -120,8 +120,22 @@ def split_metrics(task: TaskSpec, raw_windows: torch.Tensor, y: torch.Tensor, sp
     out = {f"{split}_loss": float(sum(w * v for w, v in zip(task.weights, parts.values(), strict=True)))}
     if len(parts) > 1:
         out.update({f"{split}_{name}_loss": float(v) for name, v in parts.items()})
-    metrics = task_metrics(task, mean_over_windows(task, raw_windows.cpu()), y.cpu().numpy())
+    metrics = task_metrics(task, mean_over_windows(task, raw_windows.cpu()), hard_labels(task, y.cpu().numpy()))
     out.update({f"{split}_{k}": float(v) for k, v in metrics.items()})
+    return out
+
+
+def hard_labels(task: TaskSpec, y: np.ndarray) -> np.ndarray:
+    """``y`` with the binary / multilabel columns rounded to 0/1 (NaN kept) for the metrics.
+
+    Training labels are soft (probabilities) under knowledge distillation (``ecglens.data.distill``); the loss
+    uses them as they are, the metrics score against the nearer class.
+    """
+    out = np.array(y, dtype=np.float64, copy=True)
+    for target, _, label_slice in task.target_slices():
+        if target.kind in ("binary", "multilabel"):
+            part = out[:, label_slice]
+            out[:, label_slice] = np.where(np.isnan(part), np.nan, np.round(part))
     return out
 
 
