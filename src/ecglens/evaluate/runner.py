@@ -307,8 +307,8 @@ def evaluate_predictions(outputs: dict[str, np.ndarray], meta: pd.DataFrame, tas
     dict
         ``outputs``: per output ``{target, kind, subsets: {all, healthy, non_healthy}: {n, metrics: {name:
         {value, ci_low, ci_high, n, n_boot}}, by_decade, calibration}, threshold, uncertainty,
-        age_gap_by_decade, ece, ece_raw}``; ``multilabel``: macro / micro AUROC per label group; ``n_records``, ``n_boot``,
-        ``seed``, ``alpha``, ``resampling``, ``task``, ``calibration``, ``subset_definitions``, ``notes``.
+        age_gap_by_decade, ece, ece_raw}``; ``multilabel``: macro / micro AUROC per label group; ``n_records``,
+        ``n_boot``, ``seed``, ``alpha``, ``resampling``, ``task``, ``calibration``, ``subset_definitions``, ``notes``.
     """
     meta = meta.reset_index(drop=True)
     arrays = _check_outputs(outputs, meta)
