@@ -91,7 +91,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already exists; choose another --out or pass --force.")
     ck = load_checkpoint(args.checkpoint)
     cache = open_cache(args.data)
-    check_contract(ck.preprocess, cache.preprocess, where=f"at {args.data}", fix=" and calibrate on that")
+    check_contract(getattr(ck, "preprocess", None), getattr(cache, "preprocess", None), where=f"at {args.data}", fix=" and calibrate on that")
     idx = cache.indices(args.folds)
     if idx.size == 0:
         raise ConfigError(f"no records in folds {args.folds} of {args.data}; check --folds.")
@@ -103,13 +103,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
                           "--allow-train-folds.")
     raw = predict_cache(ck, cache.signals, idx, args.batch_size, not args.quiet)
     cal = fit_calibration(raw, meta, folds=args.folds)
-    ck = type(ck)(**{**ck.__dict__, "calibration": cal})
     eval_folds = args.eval_folds or args.folds
     if eval_folds != args.folds:
         idx = cache.indices(eval_folds)
         meta = cache.meta.iloc[idx].reset_index(drop=True)
         raw = predict_cache(ck, cache.signals, idx, args.batch_size, not args.quiet)
-    results = evaluate_predictions(calibrated_outputs(raw, ck), meta, task=ck.task, n_boot=args.n_boot,
+    results = evaluate_predictions(calibrated_outputs(raw, cal), meta, task=getattr(ck, "task", None), n_boot=args.n_boot,
                                    calibration=cal)
     results["provenance"] = {"folds": eval_folds}
     metrics = checkpoint_metrics(results)
