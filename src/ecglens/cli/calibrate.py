@@ -91,7 +91,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already exists; choose another --out or pass --force.")
     ck = load_checkpoint(args.checkpoint)
     cache = open_cache(args.data)
-    check_contract(getattr(ck, "preprocess", None), getattr(cache, "preprocess", None), where=f"at {args.data}", fix=" and calibrate on that")
+    check_contract(getattr(ck, "preprocess", None), getattr(cache, "preprocess", None), where=f"at {args.data}",
+                   fix=" and calibrate on that")
     idx = cache.indices(args.folds)
     if idx.size == 0:
         raise ConfigError(f"no records in folds {args.folds} of {args.data}; check --folds.")
@@ -108,8 +109,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         idx = cache.indices(eval_folds)
         meta = cache.meta.iloc[idx].reset_index(drop=True)
         raw = predict_cache(ck, cache.signals, idx, args.batch_size, not args.quiet)
-    results = evaluate_predictions(calibrated_outputs(raw, cal), meta, task=getattr(ck, "task", None), n_boot=args.n_boot,
-                                   calibration=cal)
+    results = evaluate_predictions(calibrated_outputs(raw, cal), meta, task=getattr(ck, "task", None),
+                                   n_boot=args.n_boot, calibration=cal)
     results["provenance"] = {"folds": eval_folds}
     metrics = checkpoint_metrics(results)
     metrics["calibration_in_sample"] = in_sample_note(cal, eval_folds) is not None

@@ -69,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
-        "--on", default=None, help="join column present in both tables (default: the first of record, record=record_id, "
+        "--on", default=None,
+        help="join column present in both tables (default: the first of record, record=record_id, "
         "record_id, exam_id, patient_id that both have with overlapping values)"
     )
     p.add_argument("--outcome-preset", default="default", help="outcome column preset: default or code15")

@@ -18,6 +18,7 @@ changes nothing (a table holding ``age_std_raw`` is already calibrated).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ import pandas as pd
 
 from ..artifact.calibration import Calibration, age_gaps, binary_label
 
-__all__ = ["RECORDED_AGE_COLUMN", "apply_calibration", "calibration_of"]
+__all__ = ["RECORDED_AGE_COLUMN", "apply_calibration", "calibrate_record", "calibration_of"]
 
 #: column of the chronological age (years) in a predictions table
 RECORDED_AGE_COLUMN = "age_recorded"
@@ -93,3 +94,35 @@ def apply_calibration(table: pd.DataFrame, checkpoint: Any) -> pd.DataFrame:
     out.attrs["calibration"] = ("none stored in the checkpoint" if cal is None else
                                 f"fitted on folds {cal.folds} (n={cal.n}): {cal.method}")
     return out
+
+
+def calibrate_record(outputs: Mapping[str, float], checkpoint: Any,
+                     age_recorded: float | None = None) -> dict[str, Any]:
+    """One record's outputs, calibrated, split the way the report and the server show them.
+
+    Parameters
+    ----------
+    outputs : mapping of str to float
+        ``Prediction.outputs`` (``age``, ``age_std``, ``p_female``...).
+    checkpoint : Checkpoint, Predictor, Calibration or None
+        Where the calibration comes from.
+    age_recorded : float, optional
+        Chronological age in years (from the file header or given).
+
+    Returns
+    -------
+    dict
+        ``outputs`` (calibrated, same keys as given), ``raw`` (the model's own value of each calibrated output),
+        ``age_gap`` / ``age_gap_corrected`` (years; ``None`` when unknown), ``calls`` (``{"p_female": "female" |
+        "male" | "uncertain"}``), ``calibration`` (the stored calibration as a dict, or ``None``).
+    """
+    cal = calibration_of(checkpoint)
+    values = cal.apply(outputs) if cal is not None else dict(outputs)
+    raw = {k.removesuffix("_raw"): float(values.pop(k)) for k in list(values) if k.endswith("_raw")}
+    known = age_recorded is not None and np.isfinite(age_recorded) and "age" in values
+    gaps = age_gaps(values["age"], age_recorded, cal) if known else {}
+    return {"outputs": {k: float(v) for k, v in values.items()}, "raw": raw,
+            "age_gap": float(gaps["age_gap"]) if "age_gap" in gaps else None,
+            "age_gap_corrected": float(gaps["age_gap_corrected"]) if "age_gap_corrected" in gaps else None,
+            "calls": {"p_female": binary_label(values["p_female"])} if "p_female" in values else {},
+            "calibration": None if cal is None else cal.to_dict()}
