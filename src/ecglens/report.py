@@ -7,8 +7,8 @@ assets) with
 
 * the predictions with their uncertainty: the predicted standard deviation (``age_std``, recalibrated when the
   checkpoint stores a calibration) and the spread across windows of a long recording; the ECG-age gap when the
-  true age is known (from the file header, or given), raw and corrected for chronological age (de Lange & Cole
-  2020; docs/ecg_age.md) when the checkpoint has the correction; the sex as "uncertain" when the probability
+  true age is known (from the file header, or given), raw and corrected for chronological age (Le et al.
+  2018; docs/ecg_age.md) when the checkpoint has the correction; the sex as "uncertain" when the probability
   lies in :data:`~ecglens.artifact.calibration.UNCERTAIN_BAND`;
 * what was done to the record to fit the model (resampling, derived leads, unit conversion, padding) and the
   quality flags;
@@ -237,7 +237,7 @@ def _age_cards(pred: Prediction, shown: Mapping[str, Any], true_age: float | Non
                        f"Raw gap (predicted minus true age, {source}): {gap:+.1f} y. For people of this age whose "
                        f"ECG looks typical for their age the model predicts {expected:+.1f} y on average "
                        "(regression to the mean, fitted on validation folds "
-                       f"{_esc(cal['folds'])}); the corrected gap removes that (de Lange &amp; Cole 2020). "
+                       f"{_esc(cal['folds'])}); the corrected gap is the raw gap minus that (Le et al. 2018; Smith et al. 2019). "
                        "Positive: the ECG looks older than expected for the patient's age. A gap within the "
                        f"model's error ({error}) says little about one person."))
     return cards

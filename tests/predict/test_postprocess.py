@@ -32,8 +32,8 @@ def test_calibrated_columns_raw_kept_and_gaps_from_the_recorded_age():
     np.testing.assert_allclose(out["age_std"], [5.0, 10.0, 7.5, np.nan])
     np.testing.assert_allclose(out["p_female"][:3], [0.75, 0.5, 1 / 3], rtol=1e-4)  # sigmoid(logit(p) / 2)
     np.testing.assert_allclose(out["age_gap"], [-8.0, 6.0, np.nan, np.nan])
-    # corrected predicted age = (age - 12) / 0.8: 50 -> gap -10; 80 -> gap +10
-    np.testing.assert_allclose(out["age_gap_corrected"], [-10.0, 10.0, np.nan, np.nan])
+    # expected predicted age at 60 / 70 y: 0.8 * 60 + 12 = 60, 0.8 * 70 + 12 = 68; corrected = age - expected
+    np.testing.assert_allclose(out["age_gap_corrected"], [-8.0, 8.0, np.nan, np.nan])
     assert out["sex_call"].tolist() == ["female", "uncertain", "male", ""]
     assert out.attrs["model"] == "m" and "folds [9]" in out.attrs["calibration"]
     again = apply_calibration(out, CAL)

@@ -5,16 +5,21 @@ Three corrections, each a closed-form or one-parameter fit on the predictions an
 
 **Age bias (the ECG-age gap corrected for chronological age).** A model of age regresses towards the mean of its
 training data: it overestimates the young and underestimates the old, so the raw gap ``age - age_recorded``
-correlates with ``age_recorded`` even for a perfectly healthy cohort. Following de Lange & Cole (2020,
-"Commentary: correction procedures in brain-age prediction", NeuroImage: Clinical 26:102229; the same linear
-model as Cole et al. 2018, Mol. Psychiatry, and discussed by Smith et al. 2019, "Estimation of brain age delta
-from brain imaging", NeuroImage), a line ``predicted = slope * recorded
-+ intercept`` is fitted on validation data and the **corrected predicted age** is ``(predicted - intercept) /
-slope``; the **corrected gap** is that minus the recorded age. On the fitting data the corrected gap is
-uncorrelated with the recorded age and has mean 0. We use de Lange & Cole's form rather than the residual form
-of Le et al. (2018, Front. Aging Neurosci.; ``gap - (a * recorded + b)``) because it stays on the age scale (years
-of predicted age); the two differ only by the factor ``slope``. The correction needs the recorded age: the
-predicted age itself is never changed, and without a recorded age there is no corrected gap.
+correlates with ``age_recorded`` even for a perfectly healthy cohort. A line ``predicted = slope * recorded +
+intercept`` is fitted on validation data (least squares); ``slope * recorded + intercept`` is then the **expected
+predicted age** of a person of that age whose ECG looks typical for it, and the **corrected gap** is ``predicted -
+(slope * recorded + intercept)``: the raw gap minus the gap expected from regression to the mean alone. This is the
+residual form used by Le et al. (2018, "A nonlinear simulation framework supports adjusting for age when
+analyzing BrainAGE", Front. Aging Neurosci.) and Smith et al. (2019, "Estimation of brain age delta from brain
+imaging", NeuroImage); de Lange & Cole (2020, "Commentary: correction procedures in brain-age prediction",
+NeuroImage: Clinical) fit the same line but divide: ``(predicted - intercept) / slope - recorded``, which is our
+corrected gap divided by ``slope`` (larger by 1/slope, about 1.4 for the shipped models). We use the residual form
+because it reads directly in years of the model's own output ("the ECG looks 3 y older than the model predicts
+for typical people of this age") and does not inflate the gap; both are uncorrelated with the recorded age on the
+fitting data and have mean 0 there. The correction needs the recorded age: the predicted age itself is never
+changed, and without a recorded age there is no corrected gap. As any correction that uses the recorded age, it
+must not be read as a better age estimate (Butler et al. 2021, "Pitfalls in brain age analyses", Hum. Brain
+Mapp.).
 
 **Predicted standard deviation (``age_std``).** A model trained with the Gaussian negative log-likelihood
 predicts its own standard deviation, which is often too small. Variance (sigma) scaling (Levi et al. 2022,
@@ -86,7 +91,7 @@ def _need(n: int, what: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- fitting
 def fit_age_bias(age_recorded: Any, age_predicted: Any) -> tuple[float, float]:
-    """Least-squares line ``predicted = slope * recorded + intercept`` (de Lange & Cole 2020).
+    """Least-squares line ``predicted = slope * recorded + intercept`` (the age-bias line of the module docstring).
 
     Parameters
     ----------
@@ -110,9 +115,9 @@ def fit_age_bias(age_recorded: Any, age_predicted: Any) -> tuple[float, float]:
 
 
 def corrected_gap(age_predicted: Any, age_recorded: Any, slope: float, intercept: float) -> np.ndarray:
-    """Bias-corrected ECG-age gap in years: ``(predicted - intercept) / slope - recorded``; shape as inputs."""
-    p = np.asarray(age_predicted, dtype=np.float64)
-    return (p - intercept) / slope - np.asarray(age_recorded, dtype=np.float64)
+    """Bias-corrected ECG-age gap in years: ``predicted - (slope * recorded + intercept)``; shape as inputs."""
+    t = np.asarray(age_recorded, dtype=np.float64)
+    return np.asarray(age_predicted, dtype=np.float64) - (slope * t + intercept)
 
 
 def fit_std_scale(y_true: Any, y_pred: Any, y_std: Any) -> float:
@@ -186,8 +191,8 @@ class Calibration:
     temperatures: dict[str, float] = field(default_factory=dict)
     folds: Any = None
     n: int = 0
-    method: str = ("age gap: de Lange & Cole 2020 linear correction; age_std: sigma scaling (max. likelihood); "
-                   "probabilities: temperature scaling (Guo et al. 2017)")
+    method: str = ("age gap: residual of the line predicted ~ recorded age (Le et al. 2018; Smith et al. 2019); "
+                   "age_std: sigma scaling (max. likelihood); probabilities: temperature scaling (Guo et al. 2017)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -206,12 +211,12 @@ class Calibration:
     def has_age_bias(self) -> bool:
         return self.age_slope is not None and self.age_intercept is not None
 
-    def corrected_age(self, age_predicted: Any) -> np.ndarray:
-        """Bias-corrected predicted age ``(predicted - intercept) / slope`` (years); only meaningful beside
-        the recorded age (it is what the model would say for a person whose ECG looks average for their age)."""
+    def expected_age(self, age_recorded: Any) -> np.ndarray:
+        """Predicted age (years) expected for people of this recorded age whose ECG looks typical for it:
+        ``slope * recorded + intercept``; the corrected gap is the predicted age minus this."""
         if not self.has_age_bias:
             raise ConfigError("this calibration has no age bias correction; fit one with `ecglens calibrate`.")
-        return (np.asarray(age_predicted, dtype=np.float64) - self.age_intercept) / self.age_slope
+        return self.age_slope * np.asarray(age_recorded, dtype=np.float64) + self.age_intercept
 
     def apply(self, outputs: Mapping[str, Any], age_recorded: Any = None) -> dict[str, Any]:
         """Calibrated outputs (see the module docstring for the convention); inputs unchanged.

@@ -8,7 +8,7 @@ Examples::
 Predicts the records of ``--folds`` with CHECKPOINT, fits on them (docs/ecg_age.md,
 :mod:`ecglens.artifact.calibration`)
 
-* the age bias line for the **corrected ECG-age gap** (de Lange & Cole 2020),
+* the age bias line for the **corrected ECG-age gap** (residual of predicted on recorded age; docs/ecg_age.md),
 * one scale factor for ``age_std`` (sigma scaling, maximum likelihood),
 * one temperature per probability (temperature scaling, Guo et al. 2017),
 

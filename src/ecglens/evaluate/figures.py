@@ -267,7 +267,7 @@ def plot_gap_by_decade(rows: list[dict[str, Any]], units: str = "years", title: 
     ax.bar(x - 0.2, frame["gap"].astype(float), width=0.4, color="#c0504d", label="raw gap (predicted - true)")
     if "gap_corrected" in frame:
         ax.bar(x + 0.2, frame["gap_corrected"].astype(float), width=0.4, color="#1f4e79",
-               label="bias-corrected gap (de Lange & Cole 2020)")
+               label="corrected for age (residual of the age-bias line)")
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(x, [f"{d}\nn={int(n)}" for d, n in zip(frame["decade"], frame["n"], strict=True)], fontsize=8)
     ax.set_xlabel("true age (decade)")
