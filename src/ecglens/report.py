@@ -237,7 +237,8 @@ def _age_cards(pred: Prediction, shown: Mapping[str, Any], true_age: float | Non
                        f"Raw gap (predicted minus true age, {source}): {gap:+.1f} y. For people of this age whose "
                        f"ECG looks typical for their age the model predicts {expected:+.1f} y on average "
                        "(regression to the mean, fitted on validation folds "
-                       f"{_esc(cal['folds'])}); the corrected gap is the raw gap minus that (Le et al. 2018; Smith et al. 2019). "
+                       f"{_esc(cal['folds'])}); the corrected gap is the raw gap minus that (Le et al. 2018; "
+                       "Smith et al. 2019). "
                        "Positive: the ECG looks older than expected for the patient's age. A gap within the "
                        f"model's error ({error}) says little about one person."))
     return cards

@@ -8,7 +8,8 @@ meets a predictions table. Convention (the same everywhere: ``predict``, ``evalu
 * ``p_female`` (and every temperature-scaled ``p_*``) is the **calibrated** probability, the model's own in
   ``p_female_raw``;
 * with the recorded age (column ``age_recorded``, years): ``age_gap = age - age_recorded`` and, when the
-  checkpoint has an age bias correction, ``age_gap_corrected`` (the raw gap minus the gap expected at that age; docs/ecg_age.md);
+  checkpoint has an age bias correction, ``age_gap_corrected`` (the raw gap minus the gap expected at that
+  age; docs/ecg_age.md);
 * ``sex_call``: ``"female"`` / ``"male"`` outside :data:`~ecglens.artifact.calibration.UNCERTAIN_BAND`,
   ``"uncertain"`` inside it.
 
