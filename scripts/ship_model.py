@@ -117,6 +117,7 @@ def _calibration_lines(ckpt, metrics: dict) -> list[str]:
             lines += ["", "| decade | n | mean raw gap (y) | mean corrected gap (y) |", "|---|---|---|---|"]
             lines += [f"| {r['decade']} | {r['n']} | {r['gap']:+.1f} | {r.get('gap_corrected', float('nan')):+.1f} |"
                       for r in rows]
+            lines.append("")
     return [*lines, ""]
 
 
