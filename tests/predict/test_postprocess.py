@@ -53,3 +53,9 @@ def test_without_a_calibration_only_derived_columns():
                                     SimpleNamespace(checkpoint=SimpleNamespace(calibration=CAL))])
 def test_calibration_found_on_a_checkpoint_a_predictor_or_given(holder):
     assert calibration_of(holder) is CAL
+
+
+def test_calibration_of_an_onnx_checkpoint_comes_from_its_stored_description():
+    onnx_like = SimpleNamespace(calibration=None, meta={"calibration": CAL.to_dict()})
+    assert calibration_of(onnx_like) == CAL
+    assert calibration_of(SimpleNamespace(calibration=None, meta={})) is None

@@ -34,12 +34,18 @@ RECORDED_AGE_COLUMN = "age_recorded"
 
 
 def calibration_of(checkpoint: Any) -> Calibration | None:
-    """The :class:`Calibration` of a checkpoint, a predictor (its ``.checkpoint``) or ``None``."""
+    """The :class:`Calibration` of a checkpoint, a predictor (its ``.checkpoint``) or ``None``.
+
+    A checkpoint whose ``calibration`` attribute is unset but whose stored description has one (the weightless
+    checkpoint of an exported ``.onnx`` file) gets it from ``meta["calibration"]``.
+    """
     if checkpoint is None or isinstance(checkpoint, Calibration):
         return checkpoint
-    found = getattr(checkpoint, "calibration", None)
-    if found is None and hasattr(checkpoint, "checkpoint"):
-        found = getattr(checkpoint.checkpoint, "calibration", None)
+    holder = checkpoint.checkpoint if hasattr(checkpoint, "checkpoint") else checkpoint
+    found = getattr(holder, "calibration", None)
+    if found is None:
+        meta = getattr(holder, "meta", None)
+        found = Calibration.from_dict(meta.get("calibration")) if isinstance(meta, dict) else None
     return found if isinstance(found, Calibration) else None
 
 
