@@ -6,20 +6,31 @@
   checkpoint file itself (then the epochs run are read from its stored metrics).
 * ``EVAL_DIR`` — the ``ecglens evaluate`` folder of that checkpoint (``metrics.json``).
 
-Writes ``src/ecglens/weights/NAME.safetensors`` and ``src/ecglens/weights/NAME.md``. Every number in the card is
-read from those files; nothing is typed in by hand.
+Writes ``src/ecglens/weights/NAME.safetensors`` (the same weights, with the evaluation's headline metrics stored
+in its metadata, so ``ecglens info``, the report, the page and ``/models`` show them) and
+``src/ecglens/weights/NAME.md``. Every number in the card is read from those files; nothing is typed in by hand.
+
+To ship a calibrated model, calibrate first and evaluate the calibrated file::
+
+    ecglens calibrate runs/x/model.safetensors cache/ptbxl100 --folds 9 --out runs/x/calibrated.safetensors
+    ecglens evaluate runs/x/calibrated.safetensors cache/ptbxl100 --folds 9 --out eval/x_fold9
+    python scripts/ship_model.py runs/x/calibrated.safetensors eval/x_fold9 --name NAME
+
+The card then has a calibration section (coverage of ``age_std``, ECE, the ECG-age gap per decade before and
+after the correction), marked in-sample when the evaluated folds are those the calibration was fitted on.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 
 from ecglens.artifact import load_checkpoint
+from ecglens.artifact.checkpoint import update_checkpoint
+from ecglens.evaluate.calibration_report import checkpoint_metrics, in_sample_note
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "ecglens" / "weights"
 MAX_MB = 20.0
@@ -78,6 +89,38 @@ def _ensemble_lines(ens: dict) -> list[str]:
     return lines
 
 
+def _calibration_lines(ckpt, metrics: dict) -> list[str]:
+    """Card section on calibration: what was fitted where, coverage / ECE before and after, gap per decade."""
+    cal = ckpt.calibration
+    if cal is None:
+        return ["## Calibration", "", ("None stored: `age_std` and `p_female` are the model's own, and the ECG-age gap "
+                "is not corrected for age (see docs/ecg_age.md; `ecglens calibrate` fits both)."), ""]
+    in_sample = in_sample_note(cal, (metrics.get("provenance") or {}).get("folds"))
+    lines = ["## Calibration", "",
+             f"Fitted on folds {cal.folds} (n = {cal.n}) with `ecglens calibrate` ({cal.method}): `age_std` x "
+             f"{cal.age_std_scale:.3f}; temperature {', '.join(f'{k} {v:.3f}' for k, v in cal.temperatures.items())}; "
+             f"age-bias line predicted = {cal.age_slope:.3f} x age + {cal.age_intercept:.2f} y.", ""]
+    if in_sample:
+        lines += [f"**In-sample**: {in_sample}", ""]
+    for output, block in metrics["outputs"].items():
+        unc = block.get("uncertainty") or {}
+        for key, label in (("coverage_raw", "model's own SD"), ("coverage", "calibrated SD")):
+            if key in unc:
+                cells = "; ".join(f"{100 * c['observed']:.1f} % within {c['z']:g} SD "
+                                  f"(nominal {100 * c['nominal']:.1f} %)" for c in unc[key].values())
+                lines.append(f"- `{output}` coverage, {label}: {cells}")
+        if "ece" in block:
+            raw = f" (model's own {block['ece_raw']:.3f})" if "ece_raw" in block else ""
+            lines.append(f"- `{output}` expected calibration error {block['ece']:.3f}{raw}")
+        rows = block.get("age_gap_by_decade")
+        if rows:
+            lines += ["", "| decade | n | mean raw gap (y) | mean corrected gap (y) |", "|---|---|---|---|"]
+            lines += [f"| {r['decade']} | {r['n']} | {r['gap']:+.1f} | {r.get('gap_corrected', float('nan')):+.1f} |"
+                      for r in rows]
+            lines.append("")
+    return [*lines, ""]
+
+
 def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
     ckpt = load_checkpoint(_checkpoint_file(run))
     metrics = json.loads((ev / "metrics.json").read_text())
@@ -125,6 +168,7 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         "",
         "Subsets: `healthy` = NORM only (no MI/STTC/CD/HYP), `non_healthy` = any of MI/STTC/CD/HYP.",
         "",
+        *_calibration_lines(ckpt, metrics),
         "## How it was made",
         "",
         "```bash",
@@ -150,16 +194,23 @@ def main() -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--train-command", default="")
     p.add_argument("--eval-command", default="")
+    p.add_argument("--weights-dir", type=Path, default=WEIGHTS, help="where to write (default: the package's)")
     args = p.parse_args()
     src = _checkpoint_file(args.run)
     size_mb = src.stat().st_size / 1e6
     if size_mb > MAX_MB:
         raise SystemExit(f"{src} is {size_mb:.1f} MB; shipped weights must stay under {MAX_MB} MB")
-    WEIGHTS.mkdir(parents=True, exist_ok=True)
-    if src.resolve() != (WEIGHTS / f"{args.name}.safetensors").resolve():
-        shutil.copyfile(src, WEIGHTS / f"{args.name}.safetensors")
-    (WEIGHTS / f"{args.name}.md").write_text(_card(args.name, args.run, args.eval, args))
-    print(f"wrote {WEIGHTS / (args.name + '.safetensors')} ({size_mb:.1f} MB) and {args.name}.md")
+    weights = args.weights_dir
+    weights.mkdir(parents=True, exist_ok=True)
+    card = _card(args.name, args.run, args.eval, args)  # reads the source before it may be replaced
+    results = json.loads((args.eval / "metrics.json").read_text())
+    stored = checkpoint_metrics(results)
+    cal = load_checkpoint(src).calibration
+    stored["calibration_in_sample"] = in_sample_note(cal, stored["folds"]) is not None
+    update_checkpoint(src, weights / f"{args.name}.safetensors", metrics=stored,
+                      note=f"scripts/ship_model.py {args.run} {args.eval} --name {args.name}")
+    (weights / f"{args.name}.md").write_text(card)
+    print(f"wrote {weights / (args.name + '.safetensors')} ({size_mb:.1f} MB) and {args.name}.md")
 
 
 if __name__ == "__main__":

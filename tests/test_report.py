@@ -149,3 +149,27 @@ def test_demo_predictions_with_a_model(checkpoint_path: Path, tmp_path: Path, ca
     assert len(reports) == 1
     assert_self_contained(reports[0].read_text(encoding="utf-8"))
     assert "sim_250hz_8lead" in capsys.readouterr().out
+
+
+def test_report_of_a_calibrated_model_gives_raw_and_corrected_gap_and_an_uncertain_sex(
+        checkpoint_path: Path, tmp_path: Path) -> None:
+    from ecglens.artifact.calibration import Calibration
+    from ecglens.artifact.checkpoint import update_checkpoint
+
+    raw_pred = Predictor.from_pretrained(checkpoint_path).predict_file(example_paths()[2])
+    p = raw_pred.outputs["p_female"]
+    # a temperature that brings this record's probability to 0.55: inside the uncertain band
+    temperature = float(np.log(p / (1 - p)) / np.log(0.55 / 0.45))
+    cal = Calibration(age_slope=0.7, age_intercept=18.0, age_std_scale=1.5, temperatures={"p_female": temperature},
+                      folds=[9], n=100)
+    path = update_checkpoint(checkpoint_path, tmp_path / "cal.safetensors", calibration=cal,
+                             metrics={"age_mae": 7.0, "age_mae_ci": [6.5, 7.5], "calibration_in_sample": True})
+    text = build_report(example_paths()[2], predictor=Predictor.from_pretrained(path), true_age=78.0, explain=None)
+    age = raw_pred.outputs["age"]
+    corrected, expected_gap = age - (0.7 * 78 + 18), 0.7 * 78 + 18 - 78
+    assert "ECG-age gap, corrected for age" in text and f"{corrected:+.1f} y" in text
+    assert f"Raw gap (predicted minus true age, true age 78 y, from --true-age): {age - 78:+.1f} y" in text
+    assert f"the model predicts {expected_gap:+.1f} y on average" in text
+    assert f"&plusmn; {1.5 * raw_pred.outputs['age_std']:.1f} y" in text
+    assert '<div class="v">uncertain</div>' in text and "does not settle" in text
+    assert "fitted on folds [9] (n=100)" in text and "[6.5, 7.5]" in text and "in-sample" in text

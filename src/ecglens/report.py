@@ -5,9 +5,11 @@
 base64 SVG, vector graphics sharp at any zoom, or PNG at 300 dpi: ``image_format``; no scripts, no external
 assets) with
 
-* the predictions with their uncertainty: the model's own standard deviation (``age_std``, when the model
-  predicts one) and the spread across windows of a long recording; the ECG-age gap when the true age is known
-  (from the file header, or given);
+* the predictions with their uncertainty: the predicted standard deviation (``age_std``, recalibrated when the
+  checkpoint stores a calibration) and the spread across windows of a long recording; the ECG-age gap when the
+  true age is known (from the file header, or given), raw and corrected for chronological age (Le et al.
+  2018; docs/ecg_age.md) when the checkpoint has the correction; the sex as "uncertain" when the probability
+  lies in :data:`~ecglens.artifact.calibration.UNCERTAIN_BAND`;
 * what was done to the record to fit the model (resampling, derived leads, unit conversion, padding) and the
   quality flags;
 * the 12-lead tracing on ECG paper (25 mm/s, 10 mm/mV) as recorded;
@@ -34,11 +36,13 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .artifact.calibration import UNCERTAIN_BAND
 from .ecg import Ecg
 from .evaluate import explain
 from .exceptions import ConfigError, EcglensError
 from .plot import plot_ecg
 from .predict import Prediction, Predictor, PreparedEcg, read_record, record_key
+from .predict.postprocess import calibrate_record
 
 __all__ = ["IMAGE_FORMATS", "AttributionSummary", "build_report", "explained_output_index", "write_report"]
 
@@ -201,32 +205,56 @@ def _card(key: str, value: str, note: str = "") -> str:
     return f'<div class="card"><div class="k">{key}</div><div class="v">{value}</div><div class="n">{note}</div></div>'
 
 
-def _age_cards(pred: Prediction, true_age: float | None, age_source: str, metrics: Mapping[str, Any]) -> list[str]:
-    age = pred.outputs["age"]
-    sd = pred.outputs.get("age_std")
+def _age_cards(pred: Prediction, shown: Mapping[str, Any], true_age: float | None, age_source: str,
+               metrics: Mapping[str, Any]) -> list[str]:
+    age = shown["outputs"]["age"]
+    sd = shown["outputs"].get("age_std")
+    cal = shown["calibration"]
     value = f"{age:.1f}" + (f" &plusmn; {sd:.1f}" if sd is not None and np.isfinite(sd) else "") + " y"
     spread = pred.window_spread.get("age", float("nan"))
-    note = ("&plusmn; is the model's own predicted standard deviation. " if sd is not None else "") + (
+    what_sd = ("&plusmn; is the predicted standard deviation, recalibrated on validation data "
+               f"(model's own: {shown['raw'].get('age_std', float('nan')):.1f} y). " if "age_std" in shown["raw"]
+               else "&plusmn; is the model's own predicted standard deviation (not recalibrated). ")
+    note = (what_sd if sd is not None else "") + (
         f"Spread across {pred.n_windows} windows: {spread:.1f} y." if np.isfinite(spread)
         else "One 10 s window (no spread across windows).")
     cards = [_card("ECG-predicted age", value, note)]
-    if true_age is not None:
-        gap = age - true_age
-        mae = metrics.get("age_mae")
-        error = f"its validation MAE is {mae:.1f} y" if isinstance(mae, (int, float)) else "see the model card"
-        cards.append(_card("ECG-age gap", f"{gap:+.1f} y",
-                           f"Predicted minus true age ({true_age:g} y, from {_esc(age_source)}). Positive: the ECG "
-                           f"looks older than the patient. A gap within the model's error ({error}) says little "
-                           "about one person."))
+    if true_age is None or shown["age_gap"] is None:
+        return cards
+    gap, corrected = shown["age_gap"], shown["age_gap_corrected"]
+    mae = metrics.get("age_mae")
+    error = f"its validation MAE is {mae:.1f} y" if isinstance(mae, (int, float)) else "see the model card"
+    source = f"true age {true_age:g} y, from {_esc(age_source)}"
+    if corrected is None:
+        cards.append(_card("ECG-age gap (raw, not corrected)", f"{gap:+.1f} y",
+                           f"Predicted minus true age ({source}). <b>Not corrected for age</b>: this model stores no "
+                           "bias correction, and models of age overestimate the young and underestimate the old "
+                           "(regression to the mean), so part of this gap is expected at this age alone. "
+                           f"A gap within the model's error ({error}) says little about one person."))
+        return cards
+    expected = (cal["age_slope"] * true_age + cal["age_intercept"]) - true_age
+    cards.append(_card("ECG-age gap, corrected for age", f"{corrected:+.1f} y",
+                       f"Raw gap (predicted minus true age, {source}): {gap:+.1f} y. For people of this age whose "
+                       f"ECG looks typical for their age the model predicts {expected:+.1f} y on average "
+                       "(regression to the mean, fitted on validation folds "
+                       f"{_esc(cal['folds'])}); the corrected gap is the raw gap minus that (Le et al. 2018; "
+                       "Smith et al. 2019). "
+                       "Positive: the ECG looks older than expected for the patient's age. A gap within the "
+                       f"model's error ({error}) says little about one person."))
     return cards
 
 
-def _sex_card(pred: Prediction, true_sex: str | None) -> str:
-    p = pred.outputs["p_female"]
-    label = "female" if p >= 0.5 else "male"
+def _sex_card(pred: Prediction, shown: Mapping[str, Any], true_sex: str | None) -> str:
+    p = shown["outputs"]["p_female"]
+    label = shown["calls"].get("p_female", "uncertain")
+    low, high = UNCERTAIN_BAND
     note = f"Probability of female sex {p:.2f}"
+    if "p_female" in shown["raw"]:
+        note += f" (temperature-scaled; model's own {shown['raw']['p_female']:.2f})"
     spread = pred.window_spread.get("p_female", float("nan"))
-    note += f" (spread across windows {spread:.2f})." if np.isfinite(spread) else "."
+    note += f", spread across windows {spread:.2f}." if np.isfinite(spread) else "."
+    if label == "uncertain":
+        note += f" Between {low:g} and {high:g} the ECG does not settle the question: shown as uncertain."
     if true_sex:
         note += f" Recorded sex: {'female' if true_sex == 'F' else 'male'}."
     return _card("ECG-predicted sex", label, note)
@@ -258,10 +286,15 @@ def _flags_html(prepared: PreparedEcg) -> str:
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
-def _predictions_table(pred: Prediction) -> str:
-    rows = [(_esc(name), _fmt(value, 4), _fmt(pred.window_spread.get(name, float("nan")), 3))
-            for name, value in pred.outputs.items()]
-    return _table(rows, ("output", "mean over windows", "SD across windows"))
+def _predictions_table(pred: Prediction, shown: Mapping[str, Any]) -> str:
+    raw = shown["raw"]
+    rows = [(_esc(name), _fmt(value, 4), _fmt(raw.get(name, value), 4),
+             _fmt(pred.window_spread.get(name, float("nan")), 3)) for name, value in shown["outputs"].items()]
+    rows += [(_esc(k), _fmt(shown[k], 3), "", "") for k in ("age_gap", "age_gap_corrected") if shown[k] is not None]
+    note = ("<p class='sub'>Calibrated: age_std (scaled) and probabilities (temperature); the model's own values "
+            "beside them. Gaps in years, predicted minus true age (corrected: for chronological age).</p>"
+            if shown["calibration"] else "<p class='sub'>This model stores no calibration: raw outputs.</p>")
+    return _table(rows, ("output", "shown (mean over windows)", "model's own", "SD across windows")) + note
 
 
 # ============================================================================================ sections
@@ -311,10 +344,20 @@ def _model_card_html(predictor: Predictor) -> str:
             ("training data", training),
             ("input contract", _esc(predictor.preprocess.describe())),
             ("ecglens version / created", f"{_esc(ck.version)} / {_esc(ck.created)}")]
-    metrics = [(_esc(k), _fmt(v, 4)) for k, v in sorted((ck.metrics or {}).items())]
+    stored = dict(ck.metrics or {})
+    metrics = [(_esc(k), _fmt(v, 4) if not isinstance(v, list) else _esc(v),
+                _esc("[" + ", ".join(_fmt(x, 4) for x in stored[f"{k}_ci"]) + "]") if f"{k}_ci" in stored else "")
+               for k, v in sorted(stored.items()) if not k.endswith("_ci")]
+    cal = getattr(ck, "calibration", None)
+    rows.append(("calibration", "none: outputs are the model's own" if cal is None else
+                 f"fitted on folds {_esc(cal.folds)} (n={cal.n}): age_std &times; {cal.age_std_scale:.3f}, "
+                 f"temperatures {_esc({k: round(v, 3) for k, v in cal.temperatures.items()})}, age bias line "
+                 f"predicted = {cal.age_slope:.3f} &times; age + {cal.age_intercept:.1f} y"))
     card = _model_card_text(ck)
     return (_table(rows) + "<h3>Validation metrics (stored in the checkpoint)</h3>"
-            + (_table(metrics, ("metric", "value")) if metrics else "<p>none stored</p>") + card)
+            + (_table(metrics, ("metric", "value", "95% CI")) if metrics else "<p>none stored</p>")
+            + ("<p class='sub'>Calibration metrics (coverage, ECE) measured on the folds the calibration was "
+               "fitted on are in-sample.</p>" if stored.get("calibration_in_sample") else "") + card)
 
 
 def _model_card_text(ck: Any) -> str:
@@ -337,14 +380,15 @@ class _Content:
     attribution: AttributionSummary | None
     attribution_error: str | None
     image_format: str = "svg"
+    shown: Mapping[str, Any] | None = None
 
 
 def _summary_html(c: _Content, predictor: Predictor) -> str:
     cards: list[str] = []
     if "age" in c.prediction.outputs:
-        cards += _age_cards(c.prediction, c.true_age, c.age_source, predictor.checkpoint.metrics or {})
+        cards += _age_cards(c.prediction, c.shown, c.true_age, c.age_source, predictor.checkpoint.metrics or {})
     if "p_female" in c.prediction.outputs:
-        cards.append(_sex_card(c.prediction, c.ecg.sex))
+        cards.append(_sex_card(c.prediction, c.shown, c.ecg.sex))
     cards.append(_card("windows", str(c.prediction.n_windows),
                        f"{predictor.preprocess.seconds:g} s model windows over {c.prepared.ecg.duration:.1f} s"))
     return f'<div class="cards">{"".join(cards)}</div>'
@@ -358,7 +402,7 @@ def _render(c: _Content, predictor: Predictor) -> str:
             f'<div class="sub">{_esc(c.ecg.source or c.record)} &middot; {c.ecg.fs:g} Hz, {c.ecg.n_leads} leads, '
             f"{c.ecg.duration:.1f} s &middot; model {_esc(predictor.model_label)} &middot; {when}</div>"
             + _summary_html(c, predictor)
-            + "<h2>Predictions</h2>" + _predictions_table(c.prediction)
+            + "<h2>Predictions</h2>" + _predictions_table(c.prediction, c.shown)
             + "<h2>Adjustments and signal quality</h2>" + _flags_html(c.prepared)
             + "<h2>12-lead tracing</h2>"
             + f'<img class="trace" src="{tracing}" alt="12-lead ECG"><p class="sub">As recorded (first '
@@ -428,7 +472,8 @@ def build_report(source: str | os.PathLike[str] | Ecg, model: str | os.PathLike[
             summary = _explain(predictor, prepared, output, method, n_steps)
         except EcglensError as err:
             error = str(err)
-    content = _Content(record, ecg, prepared, prediction, age, age_source, summary, error, image_format)
+    shown = calibrate_record(prediction.outputs, predictor, age)
+    content = _Content(record, ecg, prepared, prediction, age, age_source, summary, error, image_format, shown)
     return _render(content, predictor)
 
 

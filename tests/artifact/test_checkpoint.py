@@ -164,3 +164,32 @@ def test_save_needs_a_model_name_and_a_task(tmp_path, trained):
     # create_model records the name and kwargs, so they may be omitted
     path = save_checkpoint(tmp_path / "y.safetensors", model, task=task, preprocess=pre)
     assert read_checkpoint_metadata(path)["model"]["kwargs"] == KWARGS
+
+
+def test_calibration_and_metrics_are_stored_and_old_files_still_load(tmp_path, trained):
+    from ecglens.artifact.calibration import Calibration
+    from ecglens.artifact.checkpoint import update_checkpoint
+
+    model, task, pre, x = trained
+    old = _save(tmp_path / "old.safetensors", model, task, pre, metrics={})
+    meta = read_checkpoint_metadata(old)
+    meta.pop("calibration")  # a file written before calibration existed has no such key
+    with safe_open(str(old), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    save_file(tensors, str(old), metadata={"format": ckpt_mod.FORMAT, "ecglens": json.dumps(meta)})
+    ck_old = load_checkpoint(old)
+    assert ck_old.calibration is None and ck_old.metrics == {} and ck_old.summary()["calibration"] is None
+    assert "none stored" in ck_old._repr_html_()
+
+    cal = Calibration(age_slope=0.7, age_intercept=18.0, age_std_scale=1.1, temperatures={"p_female": 1.2},
+                      folds=[9], n=2183)
+    new = update_checkpoint(old, tmp_path / "new", calibration=cal, metrics={"age_mae": 7.1, "folds": [9]},
+                            note="test")
+    assert new.name == "new.safetensors"
+    ck = load_checkpoint(new)
+    assert ck.calibration == cal and ck.metrics == {"age_mae": 7.1, "folds": [9]}
+    assert ck.meta["history"][0]["note"] == "test" and "fitted on folds [9]" in ck._repr_html_()
+    for name, values in ck.predict(x).items():  # same weights
+        np.testing.assert_array_equal(values, ck_old.predict(x)[name])
+    direct = save_checkpoint(tmp_path / "d.safetensors", model, "cnn_baseline", KWARGS, task, pre, calibration=cal)
+    assert load_checkpoint(direct).calibration == cal

@@ -275,3 +275,33 @@ def test_cli_survival_end_to_end(tmp_path):
         )
         == 2
     )  # no time/event mapping -> clean error, exit 2
+
+
+def test_survival_joins_predict_output_on_record_without_on(tmp_path, capsys):
+    """`ecglens predict` tables are keyed by ``record``; outcome tables by record_id / exam_id / patient_id."""
+    from ecglens.cli.survival import choose_join_key
+
+    preds = pd.DataFrame({"record": ["a", "b", "c"], "exam_id": [1, 2, 3], "patient_id": [7, 7, 8]})
+    assert choose_join_key(preds, pd.DataFrame({"record_id": ["a", "b"], "exam_id": [1, 2]})) == ("record",
+                                                                                                  "record_id")
+    assert choose_join_key(preds, pd.DataFrame({"record_id": ["x"], "exam_id": [2]})) == ("exam_id", "exam_id")
+    assert choose_join_key(preds, pd.DataFrame({"patient_id": [7]})) == ("patient_id", "patient_id")
+    with pytest.raises(ConfigError, match="--on"):
+        choose_join_key(preds, pd.DataFrame({"other": [1]}))
+
+    rng = np.random.default_rng(3)
+    n = 400
+    age = rng.uniform(30, 80, n)
+    gap = rng.normal(0, 8, n)
+    surv = simulate_outcomes(np.column_stack([gap / 10]), [np.log(1.8)], seed=4)
+    ids = [f"rec{i}" for i in range(n)]
+    status = ["ok"] * (n - 1) + ["error"]
+    pd.DataFrame({"record": ids, "status": status, "age": age + gap, "age_recorded": age}).to_csv(
+        tmp_path / "preds.csv", index=False)
+    pd.DataFrame({"record_id": ids, "fu": surv["time"], "dead": surv["event"]}).to_csv(tmp_path / "out.csv",
+                                                                                       index=False)
+    code = app(["survival", str(tmp_path / "preds.csv"), str(tmp_path / "out.csv"), "--time-col", "fu",
+                "--event-col", "dead", "--exposure", "age_gap", "--per", "10", "--out", str(tmp_path / "res")])
+    assert code == 0 and "joining predictions.record = outcomes.record_id" in capsys.readouterr().out
+    res = json.loads((tmp_path / "res" / "survival.json").read_text())
+    assert res["inputs"]["n_joined"] == n - 1 and res["inputs"]["joined_on"] == "record=record_id"

@@ -483,3 +483,27 @@ def test_tar_gz_upload_and_symlink_member_refused(client: TestClient, record: Pa
         tf.addfile(link)
     assert_error(client.post("/predict", files=[("file", ("evil.tgz", evil.getvalue()))]), 400, "unsafe_zip",
                  "link")
+
+
+def test_calibrated_model_shows_calibrated_outputs_gaps_metrics_and_calibration(ckpt: Path, record: Path,
+                                                                               tmp_path: Path) -> None:
+    from ecglens.artifact.calibration import Calibration, binary_label
+    from ecglens.artifact.checkpoint import update_checkpoint
+
+    cal = Calibration(age_slope=0.7, age_intercept=18.0, age_std_scale=1.5, temperatures={"p_female": 2.0},
+                      folds=[9], n=100)
+    calibrated = update_checkpoint(ckpt, tmp_path / "tiny-cal.safetensors", calibration=cal,
+                                   metrics={"age_mae": 7.0, "folds": [9], "calibration_in_sample": True})
+    raw = dict(Predictor.from_pretrained(ckpt).predict_file(record).outputs)
+    client = TestClient(create_app(calibrated, plot_dpi=40))
+    served = client.get("/models").json()["served"]
+    assert served["metrics"]["age_mae"] == 7.0 and served["calibration"]["age_std_scale"] == 1.5
+    body = client.post("/predict", files=files_of(record, record.with_suffix(".dat"))).json()
+    assert body["outputs"]["age"] == pytest.approx(raw["age"], rel=1e-6)  # the predicted age is never changed
+    assert body["outputs"]["age_std"] == pytest.approx(1.5 * raw["age_std"], rel=1e-6)
+    assert body["raw_outputs"] == pytest.approx({"age_std": raw["age_std"], "p_female": raw["p_female"]}, rel=1e-6)
+    assert body["uncertainty"] == {"age": pytest.approx(1.5 * raw["age_std"], rel=1e-6)}
+    assert body["age_gap"] == pytest.approx(raw["age"] - 61.0, rel=1e-6)  # the header says 61
+    assert body["age_gap_corrected"] == pytest.approx(raw["age"] - (0.7 * 61.0 + 18.0), rel=1e-6)
+    assert body["calls"] == {"p_female": binary_label(body["outputs"]["p_female"])}
+    assert body["uncertain_band"] == [0.35, 0.65] and body["calibration"]["folds"] == [9]

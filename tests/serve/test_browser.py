@@ -193,6 +193,7 @@ _RESULT_JS = """JSON.stringify({
 
 def test_upload_in_headless_chromium(tmp_path: Path) -> None:
     from ecglens.artifact import save_checkpoint
+    from ecglens.artifact.calibration import binary_label
     from ecglens.data.targets import task_from_name
     from ecglens.models import create_model
     from ecglens.predict import Predictor
@@ -232,10 +233,12 @@ def test_upload_in_headless_chromium(tmp_path: Path) -> None:
 
     assert shown["error"] == "" and shown["status"] == "Done: patient7" and shown["visible"] == "block"
     rows = {row[0]: row for row in shown["rows"]}
-    assert set(rows) == {"age", "P(female)"}
+    assert set(rows) == {"age", "sex"}
     assert rows["age"][1] == f"{expected['age']:.1f} y"
-    assert rows["P(female)"][1] == f"{100 * expected['p_female']:.1f} %"
-    assert "recorded 58 y" in rows["age"][2] and "± " in rows["age"][2]
+    call = binary_label(expected["p_female"])  # "uncertain" inside the band, else female / male
+    assert rows["sex"][1] == f"{call} ({100 * expected['p_female']:.1f} %)"
+    assert "recorded 58 y" in rows["age"][2] and "± " in rows["age"][2] and "not calibrated" in rows["age"][2]
+    assert "no age-bias correction" in rows["age"][2]
     assert "500 Hz, 10.0 s (5000 samples)" in shown["record"]
     assert shown["plot"] > 500  # the 12-lead PNG was decoded by the browser
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000

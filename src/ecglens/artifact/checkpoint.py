@@ -8,7 +8,10 @@ A checkpoint is a single ``.safetensors`` file. Its tensors are the model's ``st
   leads, filters, normalisation);
 * ``task``: the :class:`~ecglens.artifact.outputs.OutputSpec` (with the fitted label mean / std; training
   writes a :class:`~ecglens.data.targets.TaskSpec`, which is one);
-* ``config``: the resolved training config; ``metrics``: validation metrics; ``ecglens_version`` (from git tags,
+* ``config``: the resolved training config; ``metrics``: validation metrics (flat ``name -> number``, plus
+  ``split`` / ``folds`` / ``n`` saying where they were measured); ``calibration`` (optional): a
+  :class:`~ecglens.artifact.calibration.Calibration` fitted on validation data (``ecglens calibrate``);
+  files written before it existed load with ``calibration=None``; ``ecglens_version`` (from git tags,
   :mod:`ecglens._version`), ``commit`` (the git commit of the ecglens source that wrote it; ``None`` if unknown),
   ``created``.
 
@@ -33,6 +36,7 @@ import numpy as np
 from .._version import __version__, source_commit
 from ..exceptions import CheckpointError, EcglensError, LeadError
 from ..jsonutil import json_ready
+from .calibration import Calibration
 from .formats import SAFETENSORS, register_loader
 from .outputs import OutputSpec
 from .windows import mean_over_windows, windowed_raw
@@ -49,6 +53,7 @@ __all__ = [
     "read_checkpoint_metadata",
     "resolve_checkpoint",
     "save_checkpoint",
+    "update_checkpoint",
 ]
 
 #: value of the ``format`` metadata entry of every ecglens checkpoint
@@ -77,6 +82,7 @@ def save_checkpoint(
     metrics: dict[str, Any] | None = None,
     *,
     in_leads: int | None = None,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Write ``model`` and its description to one ``.safetensors`` file (atomically).
 
@@ -99,6 +105,8 @@ def save_checkpoint(
         Validation metrics (NaN stored as null).
     in_leads : int, optional
         Input leads (default: ``model.in_leads``, else ``len(preprocess.leads)``).
+    calibration : Calibration, optional
+        Post-hoc calibration fitted on validation data (:func:`ecglens.artifact.calibration.fit_calibration`).
 
     Returns
     -------
@@ -133,6 +141,7 @@ def save_checkpoint(
         "task": json_ready(task.to_dict()),
         "config": _config_dict(config),
         "metrics": json_ready(metrics or {}),
+        "calibration": None if calibration is None else json_ready(calibration.to_dict()),
         "ecglens_version": __version__,
         "commit": source_commit(),
         "torch_version": torch.__version__,
@@ -142,6 +151,54 @@ def save_checkpoint(
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_model(model, str(tmp), metadata={"format": FORMAT, _META_KEY: json.dumps(meta, allow_nan=False)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def update_checkpoint(source: str | os.PathLike[str], out: str | os.PathLike[str], *,
+                      calibration: Calibration | None = None, metrics: dict[str, Any] | None = None,
+                      note: str | None = None) -> Path:
+    """Copy a checkpoint with new ``calibration`` and / or ``metrics`` (weights unchanged, written atomically).
+
+    Parameters
+    ----------
+    source : path or shipped name
+        The checkpoint to copy (never modified unless ``out`` is the same file).
+    out : path
+        The new ``.safetensors`` file.
+    calibration : Calibration, optional
+        Replaces the stored calibration (``None``: keep it).
+    metrics : dict, optional
+        Replaces the stored metrics (``None``: keep them).
+    note : str, optional
+        Appended to the metadata's ``history`` list (what was done, e.g. the command).
+
+    Returns
+    -------
+    Path
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src = resolve_checkpoint(source)
+    meta = read_checkpoint_metadata(src)
+    with safe_open(str(src), framework="pt") as f:
+        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open has no iterator
+    if calibration is not None:
+        meta["calibration"] = json_ready(calibration.to_dict())
+    if metrics is not None:
+        meta["metrics"] = json_ready(metrics)
+    if note:
+        meta["history"] = [*meta.get("history", []), {"note": note, "source": src.name,
+                           "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}]
+    path = Path(out)
+    path = path if path.suffix == _SUFFIX else path.with_name(path.name + _SUFFIX)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, _META_KEY: json.dumps(meta, allow_nan=False)})
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -232,6 +289,8 @@ class Checkpoint:
         The input contract (fs, n_samples, leads, filters, normalisation).
     config, metrics : dict
         The resolved training config and the validation metrics.
+    calibration : Calibration or None
+        Post-hoc calibration (``None``: the model's raw outputs are used as they are).
     version, created : str
         ecglens version that wrote it and when (UTC, ISO 8601).
     path : Path
@@ -250,6 +309,7 @@ class Checkpoint:
     created: str
     path: Path
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    calibration: Calibration | None = None
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -262,7 +322,9 @@ class Checkpoint:
             "path": str(self.path), "model": self.model_name, "model_kwargs": dict(self.model_kwargs),
             "parameters": int(sum(p.numel() for p in self.model.parameters())), "in_leads": int(self.in_leads),
             "task": self.task.name, "outputs": list(self.output_names), "preprocess": pre,
-            "metrics": dict(self.metrics), "ecglens_version": self.version, "commit": self.meta.get("commit"),
+            "metrics": dict(self.metrics),
+            "calibration": None if self.calibration is None else self.calibration.to_dict(),
+            "ecglens_version": self.version, "commit": self.meta.get("commit"),
             "created": self.created,
         }
 
@@ -281,8 +343,10 @@ class Checkpoint:
         contract = ("none declared" if pre is None else
                     f"{pre.fs:g} Hz x {pre.seconds:g} s ({pre.n_samples} samples), leads {', '.join(pre.leads)}")
         metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.metrics.items())
+        cal = self.calibration
         rows = {"model": f"{self.path.stem} ({self.model_name})", "task": self.task.name,
                 "outputs": ", ".join(self.output_names), "input": contract, "metrics": metrics or "none stored",
+                "calibration": f"fitted on folds {cal.folds} (n={cal.n})" if cal is not None else "none",
                 "ecglens": f"{self.version} ({self.meta.get('commit') or 'commit unknown'})"}
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{escape(str(v))}</td></tr>"
                        for k, v in rows.items())
@@ -388,6 +452,7 @@ def load_checkpoint(
         created=str(meta.get("created", "")),
         path=path,
         meta=meta,
+        calibration=Calibration.from_dict(meta.get("calibration")),
     )
 
 

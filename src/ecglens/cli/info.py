@@ -90,8 +90,37 @@ def _checkpoint_info(path: Path) -> dict[str, Any]:
     if pre:
         info["input"] = (f"{pre['fs']:g} Hz x {pre['seconds']:g} s, leads {','.join(pre['leads'])}, high-pass "
                          f"{pre.get('highpass_hz')} Hz, notch {pre.get('notch_hz')}, normalize {pre.get('normalize')}")
-    info["metrics"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in info["metrics"].items()}
+    info["metrics"] = {k: _rounded(v) for k, v in info["metrics"].items()}
+    cal = info.get("calibration")
+    if cal:
+        info["calibration"] = {k: _rounded(v) for k, v in cal.items()}
     return json_ready(info)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+def checkpoint_lines(info: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint summary for the table: metrics as ``value [CI]`` and the calibration in one line each."""
+    shown = dict(info)
+    metrics = dict(info.get("metrics") or {})
+    shown["metrics"] = {k: (f"{v} {metrics[k + '_ci']}" if f"{k}_ci" in metrics else v)
+                        for k, v in metrics.items() if not k.endswith("_ci")} or None
+    cal = info.get("calibration")
+    if "calibration" in info:
+        shown["calibration"] = (
+            "none (outputs are the model's own; fit one with `ecglens calibrate`)" if not cal else
+            f"fitted on folds {cal.get('folds')} (n={cal.get('n')}): age_std x {cal.get('age_std_scale')}, "
+            f"temperatures {cal.get('temperatures')}, age-bias line predicted = {cal.get('age_slope')} x age + "
+            f"{cal.get('age_intercept')} y")
+    return shown
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -145,6 +174,9 @@ def run_info(args: argparse.Namespace) -> int:
         info = _cache_info(path)
     elif _is_checkpoint(path):
         info = _checkpoint_info(path)
+        if not args.json:
+            _print_table(checkpoint_lines(info))
+            return 0
     elif path.is_file() and is_archive(path):
         info = archive_info(path, format=args.format)
     else:

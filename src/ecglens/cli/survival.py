@@ -1,9 +1,20 @@
 """``ecglens survival``: Cox models and Kaplan-Meier curves of an ECG-derived prediction against outcomes.
 
-The predictions table (e.g. written by ``ecglens predict``) and the outcome table are joined on a shared id
-column; columns present in both keep the outcome table's name and the prediction's copy gets ``_pred``.
+The predictions table (e.g. written by ``ecglens predict``) and the outcome table are joined on a shared id.
+Without ``--on`` the first of these (predictions column = outcomes column) that both tables have and whose values
+overlap is used, in this order: ``record = record``, ``record = record_id``, ``record_id = record_id``,
+``exam_id = exam_id``, ``patient_id = patient_id`` (a per-ECG id first; a patient id only when it is unique in
+both tables). Columns present in both keep the outcome table's name and the prediction's copy gets ``_pred``.
+
+A predictions table of ``ecglens predict`` with ``age_recorded`` has ``age_gap`` (predicted - recorded age) and,
+for a calibrated model, ``age_gap_corrected`` (corrected for chronological age; docs/ecg_age.md): use them as
+``--exposure`` directly. When only ``age`` and ``age_recorded`` are there, ``age_gap`` is derived here.
 
 Examples::
+
+    # HR per 10 years of the bias-corrected ECG-age gap, adjusted for the recorded age and sex (joined on exam_id)
+    ecglens survival preds.csv exams.csv --outcome-preset code15 --exposure age_gap_corrected --per 10 \\
+        --adjust age_recorded,sex_recorded --out results/ecg_age_corrected
 
     # HR per 10 years of ECG-age gap and by gap category (Lima et al. 2021), adjusted for age and sex
     ecglens survival preds.csv exams.csv --outcome-preset code15 --on exam_id --age-gap age_pred,age \\
@@ -28,9 +39,11 @@ from ..jsonutil import json_ready
 if TYPE_CHECKING:  # pandas is imported inside the handlers so that `ecglens --help` stays fast
     import pandas as pd
 
-__all__ = ["register", "run_survival"]
+__all__ = ["JOIN_KEYS", "choose_join_key", "register", "run_survival"]
 
-_ID_CANDIDATES = ("exam_id", "record_id", "patient_id")
+#: (predictions column, outcomes column) join keys, in order of preference
+JOIN_KEYS: tuple[tuple[str, str], ...] = (("record", "record"), ("record", "record_id"), ("record_id", "record_id"),
+                                          ("exam_id", "exam_id"), ("patient_id", "patient_id"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument(
-        "--on", default=None, help=f"join column (default: first shared of {', '.join(_ID_CANDIDATES)})"
+        "--on", default=None,
+        help="join column present in both tables (default: the first of record, record=record_id, "
+        "record_id, exam_id, patient_id that both have with overlapping values)"
     )
     p.add_argument("--outcome-preset", default="default", help="outcome column preset: default or code15")
     p.add_argument(
@@ -89,14 +104,21 @@ def _join(args: argparse.Namespace) -> pd.DataFrame:
     preds = pd.read_csv(args.predictions)
     columns = {k: v for k, v in (("time", args.time_col), ("event", args.event_col)) if v}
     outcomes = read_outcomes(args.outcomes, preset=args.outcome_preset, columns=columns)
-    shared = [c for c in _ID_CANDIDATES if c in preds.columns and c in outcomes.columns]
-    key = args.on or (shared[0] if shared else None)
-    if key is None or key not in preds.columns or key not in outcomes.columns:
+    if "status" in preds.columns:  # error rows of `ecglens predict` have no prediction
+        preds = preds[preds["status"].astype(str) != "error"].copy()
+    if "age" in preds.columns and "age_recorded" in preds.columns and "age_gap" not in preds.columns:
+        preds["age_gap"] = pd.to_numeric(preds["age"], errors="coerce") - pd.to_numeric(preds["age_recorded"],
+                                                                                        errors="coerce")
+    pred_key, key = (args.on, args.on) if args.on else choose_join_key(preds, outcomes)
+    if pred_key not in preds.columns or key not in outcomes.columns:
         raise ConfigError(
-            "no join column: give --on with a column present in both tables "
-            f"(predictions: {list(preds.columns)[:12]}, "
-            f"outcomes: {list(outcomes.columns)[:12]})."
+            f"join column {key!r} is not in both tables; give --on with a column present in both "
+            f"(predictions: {list(preds.columns)[:12]}, outcomes: {list(outcomes.columns)[:12]})."
         )
+    if pred_key != key:
+        preds = preds.rename(columns={pred_key: key})
+    print(f"joining predictions.{pred_key} = outcomes.{key}")
+    joined_on = key if pred_key == key else f"{pred_key}={key}"
     if outcomes[key].duplicated().any() or preds[key].duplicated().any():
         raise ConfigError(
             f"join column {key!r} is not unique in both tables; join on a per-ECG id (e.g. --on exam_id) "
@@ -108,7 +130,29 @@ def _join(args: argparse.Namespace) -> pd.DataFrame:
         raise ConfigError(
             f"no {key!r} value is shared by the predictions and the outcome table; check the ids."
         )
+    merged.attrs["joined_on"] = joined_on
     return merged
+
+
+def choose_join_key(preds: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[str, str]:
+    """The first of :data:`JOIN_KEYS` both tables have whose values overlap (else the first both have).
+
+    Raises
+    ------
+    ConfigError
+        When the tables share none of them (the message lists both tables' columns and suggests ``--on``).
+    """
+    present = [(p, o) for p, o in JOIN_KEYS if p in preds.columns and o in outcomes.columns]
+    for p, o in present:
+        if set(preds[p].dropna().astype(str)) & set(outcomes[o].dropna().astype(str)):
+            return p, o
+    if present:
+        return present[0]
+    raise ConfigError(
+        "no join column: the tables share none of " + ", ".join(f"{p}={o}" for p, o in JOIN_KEYS)
+        + f"; give --on with a column present in both (predictions: {list(preds.columns)[:12]}, "
+        f"outcomes: {list(outcomes.columns)[:12]})."
+    )
 
 
 def _add_age_gap(df: pd.DataFrame, spec: str, threshold: float) -> pd.DataFrame:
@@ -172,6 +216,7 @@ def run_survival(args: argparse.Namespace) -> int:
         "predictions": str(args.predictions),
         "outcomes": str(args.outcomes),
         "n_joined": len(df),
+        "joined_on": df.attrs.get("joined_on"),
         "outcome_preset": args.outcome_preset,
     }
     (args.out / "survival.md").write_text("\n".join(markdown))

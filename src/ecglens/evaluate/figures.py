@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
+from ..artifact.calibration import COVERAGE_LEVELS, coverage
 from . import metrics as M
 
 __all__ = ["new_figure", "plot_bland_altman", "plot_calibration", "plot_decade_bias", "plot_roc", "plot_scatter"]
@@ -203,4 +204,74 @@ def plot_decade_bias(table: pd.DataFrame | list[dict[str, Any]], value: str = "b
     ax.set_xlabel("true age (decade)")
     ax.set_ylabel(f"{value} ({units})" if units else value)
     ax.set_title(title or f"{value.upper() if value == 'mae' else value.capitalize()} per age decade")
+    return fig
+
+
+def plot_coverage(y_true: Any, y_pred: Any, y_std: Any, y_std_raw: Any = None, label: str = "age",
+                  title: str | None = None, ax: Axes | None = None) -> Figure:
+    """Calibration plot of a predicted standard deviation: observed vs nominal Gaussian coverage.
+
+    For ``z`` from 0 to 3 SD, the share of truths within ``z * y_std`` of the prediction (y) against the share a
+    Gaussian with that SD would hold (x); on the diagonal the SD is calibrated, below it too small.
+
+    Parameters
+    ----------
+    y_true, y_pred, y_std : array-like, shape (n,)
+        Truth, prediction and predicted SD in the same units (e.g. years).
+    y_std_raw : array-like, shape (n,), optional
+        The model's SD before recalibration, drawn as a second curve.
+    label, title, ax
+        As in :func:`plot_roc`.
+    """
+    from math import erf, sqrt
+
+    zs = np.linspace(0.0, 3.0, 61)
+    nominal = np.array([erf(z / sqrt(2)) for z in zs])
+    fig, ax = _axes(ax, (5.0, 5.0))
+    curves = [("calibrated" if y_std_raw is not None else "predicted", y_std, "#1f4e79")]
+    if y_std_raw is not None:
+        curves.append(("raw (model's own)", y_std_raw, "#c0504d"))
+    for name, std, color in curves:
+        observed = np.array([coverage(y_true, y_pred, std, z) for z in zs])
+        marks = ", ".join(f"{100 * coverage(y_true, y_pred, std, z):.1f} % at {z:g} SD" for z in COVERAGE_LEVELS)
+        ax.plot(nominal, observed, color=color, lw=1.6, label=f"{name}: {marks}")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect calibration")
+    for nominal_level in COVERAGE_LEVELS.values():
+        ax.axvline(nominal_level, color="grey", lw=0.5, ls=":")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("nominal coverage (Gaussian with the predicted SD)")
+    ax.set_ylabel(f"observed share of true {label} inside the interval")
+    ax.set_title(title or f"Coverage of the predicted SD of {label}")
+    ax.legend(loc="upper left", fontsize=7)
+    return fig
+
+
+def plot_gap_by_decade(rows: list[dict[str, Any]], units: str = "years", title: str | None = None,
+                       ax: Axes | None = None) -> Figure:
+    """Mean ECG-age gap per decade of chronological age, raw and bias-corrected, side by side.
+
+    Parameters
+    ----------
+    rows : list of dict
+        ``decade``, ``n``, ``gap`` and ``gap_corrected`` (means, in ``units``), e.g. the runner's
+        ``age_gap_by_decade``.
+    """
+    frame = pd.DataFrame(rows)
+    fig, ax = _axes(ax, (6.5, 4.0))
+    if frame.empty:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        return fig
+    x = np.arange(len(frame))
+    ax.bar(x - 0.2, frame["gap"].astype(float), width=0.4, color="#c0504d", label="raw gap (predicted - true)")
+    if "gap_corrected" in frame:
+        ax.bar(x + 0.2, frame["gap_corrected"].astype(float), width=0.4, color="#1f4e79",
+               label="corrected for age (residual of the age-bias line)")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, [f"{d}\nn={int(n)}" for d, n in zip(frame["decade"], frame["n"], strict=True)], fontsize=8)
+    ax.set_xlabel("true age (decade)")
+    ax.set_ylabel(f"mean gap ({units})")
+    ax.set_title(title or "ECG-age gap per decade, before and after bias correction")
+    ax.legend(fontsize=8)
     return fig

@@ -7,7 +7,8 @@ How an output is matched to its truth (first rule that applies):
    ``MultilabelTarget``: ``p_NORM`` <-> ``NORM``, ...);
 2. :data:`OUTPUT_TARGETS`, exact names: ``age`` <-> ``age`` (regression), ``p_female`` <-> ``sex`` (binary,
    1 = female);
-3. outputs ending in one of :data:`AUXILIARY_SUFFIXES` (``age_std``: a predicted uncertainty) are not scored;
+3. outputs ending in one of :data:`AUXILIARY_SUFFIXES` (``age_std``: a predicted uncertainty; ``*_raw``: an
+   output before calibration; ``age_gap``...) are not scored as predictions of a label;
 4. :data:`PREFIX_TARGETS`: ``p_<LABEL>`` <-> column ``LABEL`` (binary);
 5. an output named like a numeric column of the data (``hemoglobin`` <-> ``hemoglobin``, regression).
 
@@ -17,6 +18,13 @@ subset (any of ``MI``, ``STTC``, ``CD``, ``HYP`` == 1) when those five columns e
 "Deep learning for ECG analysis: benchmarks and insights from PTB-XL" (2021); records with none of the five
 labels are in neither subset. Age is also scored per decade. Bootstrap resampling is by patient when the data
 has a ``patient_id`` column, otherwise by record.
+
+Calibration (:mod:`ecglens.evaluate.calibration_report`): a regression output with a predicted SD (``age_std``) gets its
+coverage at 1 and 1.96 SD (``uncertainty``); every probability its expected calibration error (ECE, in
+``subsets.all.calibration``); ``age`` its mean ECG-age gap per decade, raw and bias-corrected
+(``age_gap_by_decade``). :func:`evaluate_checkpoint` applies the checkpoint's stored calibration first
+(:func:`ecglens.predict.postprocess.apply_calibration`: ``age_std`` and ``p_*`` calibrated, the raw values kept as
+``*_raw`` and reported beside them) and says when the evaluated folds are those it was fitted on (in-sample).
 """
 
 from __future__ import annotations
@@ -33,10 +41,13 @@ import numpy as np
 import pandas as pd
 
 from ..artifact import check_contract, load_checkpoint
+from ..artifact.calibration import Calibration, age_gaps
 from ..artifact.checkpoint import Checkpoint, CheckpointLike
 from ..data.cache import open_cache
 from ..exceptions import ConfigError, EcglensError
 from ..jsonutil import json_ready
+from ..predict.postprocess import apply_calibration, calibration_of
+from . import calibration_report as C
 from . import figures as F
 from . import metrics as M
 from .bootstrap import bootstrap_metrics
@@ -64,7 +75,7 @@ OUTPUT_TARGETS: dict[str, tuple[str, str]] = {"age": ("age", "regression"), "p_f
 #: output name prefix -> kind; the rest of the name is the truth column (``p_MI`` <-> ``MI``)
 PREFIX_TARGETS: dict[str, str] = {"p_": "binary"}
 #: outputs that are not predictions of a label (``age_std``: predicted standard deviation)
-AUXILIARY_SUFFIXES: tuple[str, ...] = ("_std",)
+AUXILIARY_SUFFIXES: tuple[str, ...] = ("_std", "_raw", "_gap", "_gap_corrected")
 #: task target kind (``Target.kind``) -> evaluation kind
 TARGET_KINDS: dict[str, str] = {"regression": "regression", "binary": "binary", "multilabel": "binary"}
 #: PTB-XL diagnostic superclasses defining the healthy / non-healthy subsets
@@ -244,6 +255,22 @@ def _evaluate_groups(targets: list[OutputTarget], outputs: dict[str, np.ndarray]
     return out
 
 
+def _calibration_entry(target: OutputTarget, t: np.ndarray, arrays: dict[str, np.ndarray],
+                       calibration: Calibration | None) -> dict[str, Any]:
+    """Coverage of a predicted SD and the gap per decade (regression), the raw ECE (calibrated binary)."""
+    name, extra = target.output, {}
+    if target.kind == "regression" and f"{name}_std" in arrays:
+        extra["uncertainty"] = C.uncertainty_summary(t, arrays[name], arrays[f"{name}_std"],
+                                                     arrays.get(f"{name}_std_raw"))
+    if target.kind == "regression" and target.column in DECADE_COLUMNS:
+        extra["age_gap_by_decade"] = C.gap_by_decade(t, arrays[name], calibration)
+    if target.kind == "binary":
+        extra["ece"] = M.calibration(t, arrays[name])["ece"]
+        if f"{name}_raw" in arrays:
+            extra["ece_raw"] = M.calibration(t, arrays[f"{name}_raw"])["ece"]
+    return extra
+
+
 def _check_outputs(outputs: dict[str, Any], meta: pd.DataFrame) -> dict[str, np.ndarray]:
     arrays = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in outputs.items()}
     bad = {k: v.size for k, v in arrays.items() if v.size != len(meta)}
@@ -255,7 +282,7 @@ def _check_outputs(outputs: dict[str, Any], meta: pd.DataFrame) -> dict[str, np.
 
 def evaluate_predictions(outputs: dict[str, np.ndarray], meta: pd.DataFrame, task: Any = None,
                          n_boot: int = 1000, seed: int = 0, thresholds: dict[str, float] | None = None,
-                         alpha: float = 0.05) -> dict[str, Any]:
+                         alpha: float = 0.05, calibration: Calibration | None = None) -> dict[str, Any]:
     """Score every output against its truth, each metric with a percentile bootstrap CI.
 
     Parameters
@@ -271,14 +298,17 @@ def evaluate_predictions(outputs: dict[str, np.ndarray], meta: pd.DataFrame, tas
         Bootstrap resamples, seed and 1 - confidence level.
     thresholds : dict of str to float, optional
         Decision threshold per binary output, chosen on validation data; default 0.5 (flagged as such).
+    calibration : Calibration, optional
+        The checkpoint's stored calibration (its age bias line gives the corrected gap per decade). The
+        outputs are taken as given: pass calibrated ones (``age_std`` with ``age_std_raw`` ...) to report both.
 
     Returns
     -------
     dict
         ``outputs``: per output ``{target, kind, subsets: {all, healthy, non_healthy}: {n, metrics: {name:
-        {value, ci_low, ci_high, n, n_boot}}, by_decade, calibration}, threshold}``; ``multilabel``: macro /
-        micro AUROC per label group; ``n_records``, ``n_boot``, ``seed``, ``alpha``, ``resampling``, ``task``,
-        ``subset_definitions``, ``notes``.
+        {value, ci_low, ci_high, n, n_boot}}, by_decade, calibration}, threshold, uncertainty,
+        age_gap_by_decade, ece, ece_raw}``; ``multilabel``: macro / micro AUROC per label group; ``n_records``,
+        ``n_boot``, ``seed``, ``alpha``, ``resampling``, ``task``, ``calibration``, ``subset_definitions``, ``notes``.
     """
     meta = meta.reset_index(drop=True)
     arrays = _check_outputs(outputs, meta)
@@ -291,6 +321,7 @@ def evaluate_predictions(outputs: dict[str, np.ndarray], meta: pd.DataFrame, tas
         entry = _EVALUATORS[target.kind](target, t, arrays[target.output], meta, g, boot,
                                          thresholds.get(target.output))
         results[target.output] = {"target": target.column, "kind": target.kind, **entry}
+        results[target.output].update(_calibration_entry(target, t, arrays, calibration))
     if not targets:
         notes.append("no output could be matched to a truth column: nothing was scored")
     return {
@@ -298,6 +329,7 @@ def evaluate_predictions(outputs: dict[str, np.ndarray], meta: pd.DataFrame, tas
         "ci": f"{100 * (1 - boot.alpha):g}% percentile bootstrap",
         "resampling": "patient" if g is not None else "record",
         "task": task.to_dict() if hasattr(task, "to_dict") else None,
+        "calibration": C.calibration_provenance(calibration),
         "outputs": results, "multilabel": _evaluate_groups(targets, arrays, meta, g, boot),
         "subset_definitions": SUBSET_DEFINITIONS, "notes": notes,
     }
@@ -350,11 +382,27 @@ def _multilabel_figures(results: dict[str, Any], outputs: dict[str, np.ndarray],
     return paths
 
 
+def _calibration_figures(results: dict[str, Any], arrays: dict[str, np.ndarray], meta: pd.DataFrame,
+                         out: Path) -> dict[str, Path]:
+    """``<output>_coverage.png`` (a predicted SD's calibration plot) and ``<output>_gap_by_decade.png`` (age)."""
+    figs = {}
+    for name, entry in results.get("outputs", {}).items():
+        if "uncertainty" in entry:
+            figs[f"{name}_coverage"] = F.plot_coverage(_truth(meta, entry["target"]), arrays[name],
+                                                       arrays[f"{name}_std"], arrays.get(f"{name}_std_raw"),
+                                                       label=entry["target"])
+        if entry.get("age_gap_by_decade"):
+            figs[f"{name}_gap_by_decade"] = F.plot_gap_by_decade(entry["age_gap_by_decade"],
+                                                                 units=UNITS.get(entry["target"], ""))
+    return _save(figs, out)
+
+
 def write_report(results: dict[str, Any], out_dir: str | os.PathLike[str], outputs: dict[str, np.ndarray],
                  meta: pd.DataFrame) -> dict[str, Path]:
     """Write ``metrics.json`` and the figures of every scored output into ``out_dir``.
 
-    Figures: regression ``<output>_scatter.png``, ``_bland_altman.png``, ``_decade_bias.png`` (age); binary
+    Figures: regression ``<output>_scatter.png``, ``_bland_altman.png``, ``_decade_bias.png`` (age),
+    ``_coverage.png`` (with a predicted SD), ``_gap_by_decade.png`` (age); binary
     ``<output>_roc.png``, ``_calibration.png``; multilabel ``<group>_roc.png`` (one curve per label).
 
     Returns
@@ -370,6 +418,7 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike[str], outpu
     for name, entry in results.get("outputs", {}).items():
         paths.update(_FIGURES[entry["kind"]](name, entry, _truth(meta, entry["target"]), arrays[name], out))
     paths.update(_multilabel_figures(results, arrays, meta, out))
+    paths.update(_calibration_figures(results, arrays, meta, out))
     report = {**results, "figures": sorted(p.name for p in paths.values())}
     paths["metrics"] = out / "metrics.json"
     paths["metrics"].write_text(json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
@@ -387,6 +436,28 @@ def predictions_table(outputs: dict[str, np.ndarray], meta: pd.DataFrame, task: 
     for name, values in arrays.items():
         table[name] = values
     return table
+
+
+def _calibration_lines(output: str, entry: dict[str, Any], fmt: Any) -> list[str]:
+    """Coverage of a predicted SD, ECE of a probability, the age gap per decade before / after correction."""
+    lines = []
+    unc = entry.get("uncertainty")
+    if unc:
+        for key, label in (("coverage_raw", "raw SD"), ("coverage", "calibrated SD" if "coverage_raw" in unc
+                                                                  else "predicted SD")):
+            if key in unc:
+                cells = ", ".join(f"{100 * c['observed']:.1f} % within {c['z']:g} SD (nominal "
+                                  f"{100 * c['nominal']:.1f} %)" for c in unc[key].values())
+                lines.append(f"{'':<14} coverage of {output}_std ({label}): {cells}")
+    if "ece" in entry:
+        raw = f" (raw {fmt(entry['ece_raw'])})" if "ece_raw" in entry else ""
+        lines.append(f"{'':<14} expected calibration error {fmt(entry['ece'])}{raw}")
+    rows = entry.get("age_gap_by_decade")
+    if rows:
+        lines.append(f"{'':<14} mean ECG-age gap per decade (years), raw -> bias-corrected:")
+        lines += [f"{'':<16}{r['decade']:>6}  n={r['n']:<5} {r['gap']:+6.1f}"
+                  + (f" -> {r['gap_corrected']:+6.1f}" if "gap_corrected" in r else "") for r in rows]
+    return lines
 
 
 def format_results(results: dict[str, Any]) -> str:
@@ -407,6 +478,7 @@ def format_results(results: dict[str, Any]) -> str:
             add(output, subset, sub["metrics"])
         if "threshold" in entry:
             lines.append(f"{'':<14} (threshold {entry['threshold']:.3f}: {entry['threshold_source']})")
+        lines += _calibration_lines(output, entry, fmt)
     for group, entry in results.get("multilabel", {}).items():
         add(group, "all", {k: entry[k] for k in ("macro_auroc", "micro_auroc")})
     lines += [f"note: {n}" for n in results.get("notes", [])]
@@ -433,6 +505,14 @@ def predict_cache(checkpoint: Checkpoint, signals: np.ndarray, indices: np.ndarr
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
+def calibrated_outputs(outputs: dict[str, np.ndarray], checkpoint: Any) -> dict[str, np.ndarray]:
+    """``outputs`` through :func:`~ecglens.predict.postprocess.apply_calibration` (raw values as ``*_raw``)."""
+    if calibration_of(checkpoint) is None:
+        return outputs
+    table = apply_calibration(pd.DataFrame(outputs), checkpoint)
+    return {c: table[c].to_numpy(dtype=np.float64) for c in table.columns if pd.api.types.is_numeric_dtype(table[c])}
+
+
 def _select_thresholds(checkpoint: Checkpoint, cache: Any, folds: Any, eval_idx: np.ndarray, method: str,
                        batch_size: int, progress: bool) -> tuple[dict[str, float], list[str]]:
     """Thresholds per binary output chosen on ``folds`` (which must not overlap the evaluated records)."""
@@ -441,7 +521,7 @@ def _select_thresholds(checkpoint: Checkpoint, cache: Any, folds: Any, eval_idx:
         raise ConfigError(f"threshold folds {folds} overlap the evaluated folds: choose thresholds on separate "
                           "validation data (e.g. --threshold-folds 9 when evaluating fold 10).")
     meta = cache.meta.iloc[idx].reset_index(drop=True)
-    outputs = predict_cache(checkpoint, cache.signals, idx, batch_size, progress)
+    outputs = calibrated_outputs(predict_cache(checkpoint, cache.signals, idx, batch_size, progress), checkpoint)
     targets, _ = map_outputs(list(outputs), meta, getattr(checkpoint, "task", None))
     chosen, notes = {}, []
     for target in (t for t in targets if t.kind == "binary"):
@@ -544,9 +624,13 @@ def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = Non
     if threshold_folds is not None:
         thresholds, notes = _select_thresholds(checkpoint, cache, threshold_folds, idx, threshold_method,
                                                batch_size, progress)
-    outputs = predict_cache(checkpoint, cache.signals, idx, batch_size, progress)
+    outputs = calibrated_outputs(predict_cache(checkpoint, cache.signals, idx, batch_size, progress), checkpoint)
     task = getattr(checkpoint, "task", None)
-    results = evaluate_predictions(outputs, meta, task=task, n_boot=n_boot, seed=seed, thresholds=thresholds)
+    cal = calibration_of(checkpoint)
+    results = evaluate_predictions(outputs, meta, task=task, n_boot=n_boot, seed=seed, thresholds=thresholds,
+                                   calibration=cal)
+    in_sample = C.in_sample_note(cal, folds)
+    notes += [in_sample] if in_sample else []
     results["notes"] = warned + notes + results["notes"]
     results["warnings"] = warned
     results["provenance"] = _provenance(checkpoint, cache, folds, int(idx.size))
@@ -556,6 +640,9 @@ def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = Non
     if out_dir is not None:
         files = write_report(results, out_dir, outputs, meta)
         files["predictions"] = Path(out_dir) / "predictions.csv"
-        predictions_table(outputs, meta, task).to_csv(files["predictions"], index=False)
+        table = predictions_table(outputs, meta, task)
+        if "true_age" in table and "age" in table:
+            table = table.assign(**age_gaps(table["age"], table["true_age"], cal))
+        table.to_csv(files["predictions"], index=False)
         results["files"] = {k: str(v) for k, v in files.items()}
     return results

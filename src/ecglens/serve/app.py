@@ -10,12 +10,17 @@ Routes
     the reader registry knows (:func:`accepted_suffixes`; the content decides, as in ``read_ecg``): ``.hea`` +
     ``.dat`` / ``.mat`` (WFDB / PhysioNet challenge), ``.dcm``, ``.scp``, ``.edf``, ``.xml`` (GE MUSE, HL7 aECG,
     Philips, CardioSoft), ..., or a ``.zip`` / ``.tar`` / ``.tar.gz`` holding one such record. Returns JSON:
-    ``record``, ``format``, ``outputs``, ``uncertainty`` (the model's own ``*_std`` outputs), ``window_spread``
-    (SD across 10 s windows of a long record), ``n_windows``, ``flags``, ``warnings``, ``recorded`` (age / sex
-    from the file), ``ecg`` (fs, duration, leads), ``model``, ``input_contract``, ``timing_ms`` and ``plot_png``
+    ``record``, ``format``, ``outputs`` (calibrated when the checkpoint stores a calibration:
+    :func:`~ecglens.predict.postprocess.calibrate_record`), ``raw_outputs`` (the model's own values of the
+    calibrated outputs), ``uncertainty`` (the ``*_std`` outputs), ``age_gap`` / ``age_gap_corrected`` (years,
+    when the file states the age; the corrected gap needs a calibrated model), ``calls`` (``p_female`` as
+    ``female`` / ``male`` / ``uncertain`` inside ``uncertain_band``), ``calibration``, ``window_spread`` (SD
+    across 10 s windows of a long record), ``n_windows``, ``flags``, ``warnings``, ``recorded`` (age / sex from
+    the file), ``ecg`` (fs, duration, leads), ``model``, ``input_contract``, ``timing_ms`` and ``plot_png``
     (base64 PNG of the leads).
 ``GET /models``
-    The served model and the shipped ones: names, architectures, tasks, outputs and input contracts.
+    The served model and the shipped ones: names, architectures, tasks, outputs, input contracts, the metrics
+    and the calibration stored in each checkpoint.
 ``GET /health``
     ``{"status": "ok", ...}`` with the served model and the upload limits.
 
@@ -58,6 +63,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .._version import __version__
+from ..artifact.calibration import UNCERTAIN_BAND
 from ..artifact.outputs import OutputSpec
 from ..exceptions import (
     CorruptRecordError,
@@ -72,6 +78,7 @@ from ..io.archive import ARCHIVE_SUFFIXES, ArchiveError, ArchiveLimits, extract_
 from ..io.registry import companion_of, record_file, record_suffixes
 from ..io.wfdb import is_plain_file_name
 from ..jsonutil import json_ready
+from ..predict.postprocess import calibrate_record
 
 __all__ = ["ServeError", "UploadLimits", "accepted_suffixes", "create_app", "safe_filename"]
 
@@ -395,10 +402,13 @@ def _analyse(state: _State, record_path: Path) -> dict[str, Any]:
     t2 = time.perf_counter()
     png = _plot_png(_plot_source(ecg, prepared), state.plot_dpi)
     t3 = time.perf_counter()
-    outputs = dict(prediction.outputs)
+    shown = calibrate_record(prediction.outputs, predictor, ecg.age)
+    outputs = shown["outputs"]
     return {
-        "record": record, "format": fmt, "outputs": outputs,
+        "record": record, "format": fmt, "outputs": outputs, "raw_outputs": shown["raw"],
         "uncertainty": {k[: -len("_std")]: v for k, v in outputs.items() if k.endswith("_std")},
+        "age_gap": shown["age_gap"], "age_gap_corrected": shown["age_gap_corrected"], "calls": shown["calls"],
+        "uncertain_band": list(UNCERTAIN_BAND), "calibration": shown["calibration"],
         "window_spread": dict(prediction.window_spread), "n_windows": prediction.n_windows,
         "flags": list(prediction.flags), "warnings": list(prediction.warnings),
         "recorded": {"age": ecg.age, "sex": ecg.sex}, "ecg": _ecg_summary(ecg),
@@ -445,6 +455,7 @@ def _card(name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": name, "architecture": model.get("name"), "task": task.get("name"),
             "outputs": list(OutputSpec.from_dict(task).output_names), "in_leads": model.get("in_leads"),
             "input_contract": _contract_of(meta.get("preprocess")), "metrics": meta.get("metrics") or {},
+            "calibration": meta.get("calibration"),
             "ecglens_version": meta.get("ecglens_version"), "created": meta.get("created")}
 
 

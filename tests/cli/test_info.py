@@ -1,0 +1,38 @@
+"""``ecglens info`` on a checkpoint shows the stored metrics (with CIs) and the calibration, or says there is none."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from ecglens.artifact import save_checkpoint
+from ecglens.artifact.calibration import Calibration
+from ecglens.artifact.checkpoint import update_checkpoint
+from ecglens.cli import app
+from ecglens.data.targets import task_from_name
+from ecglens.models import create_model
+from ecglens.signal.transforms import Preprocess
+
+
+def test_info_shows_metrics_and_calibration(tmp_path, capsys):
+    task = task_from_name("age_sex").fit(np.c_[np.linspace(20, 80, 16), np.arange(16) % 2])
+    torch.manual_seed(0)
+    model = create_model("cnn_baseline", num_outputs=task.num_outputs, channels=(4, 8))
+    plain = save_checkpoint(tmp_path / "tiny.safetensors", model, task=task, preprocess=Preprocess(fs=100, seconds=4))
+    assert app(["info", str(plain)]) == 0
+    out = capsys.readouterr().out
+    assert "calibration      none (outputs are the model's own" in out and "metrics          -" in out
+
+    cal = Calibration(age_slope=0.7356, age_intercept=16.05, age_std_scale=1.0743, temperatures={"p_female": 1.17},
+                      folds=[9], n=2183)
+    path = update_checkpoint(plain, tmp_path / "cal.safetensors", calibration=cal,
+                             metrics={"folds": [9], "age_mae": 7.0123456, "age_mae_ci": [6.75, 7.24]})
+    assert app(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "age_mae=7.0123 [6.75, 7.24]" in out and "folds=[9]" in out
+    assert "fitted on folds [9] (n=2183): age_std x 1.0743" in out and "0.7356 x age + 16.05 y" in out
+    assert app(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["metrics"]["age_mae_ci"] == [6.75, 7.24] and info["calibration"]["temperatures"] == {"p_female": 1.17}
