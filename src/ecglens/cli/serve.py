@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 
+from .predict import add_device_option, device_options
+
 __all__ = ["register", "run_serve"]
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -33,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default: 20)")
     p.add_argument("--max-files", type=int, default=4, help="most files per upload (default: 4)")
     p.add_argument("--workers", type=int, default=2, help="records analysed at the same time (default: 2)")
+    add_device_option(p)
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="uvicorn log level (default: info)")
     p.set_defaults(func=run_serve)
@@ -44,9 +47,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from ..predict import Predictor
     from ..serve import create_app
 
-    app = create_app(args.model, max_upload_mb=args.max_upload_mb, max_files=args.max_files,
+    options = device_options(args)
+    model = Predictor.from_pretrained(args.model, backend=args.backend, **options) if options else args.model
+    app = create_app(model, max_upload_mb=args.max_upload_mb, max_files=args.max_files,
                      backend=args.backend, workers=args.workers)
     logging.getLogger("ecglens.serve").setLevel(args.log_level.upper())
     served = app.state.ecglens.served
