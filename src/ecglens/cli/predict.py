@@ -184,6 +184,11 @@ class _Job:
         self.args, self.client, self._predictor = args, client, None
         remote = bool(args.dask) and not str(args.dask).strip().startswith("local")
         self.options = _predictor_options(args, check_device=not remote)
+        if client is not None and not remote and "num_threads" not in self.options:
+            import os  # local workers share this machine: split its cores between them
+
+            n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+            self.options["num_threads"] = max(1, (os.cpu_count() or 1) // n_workers)
         self.model_label: str | None = None
 
     @property

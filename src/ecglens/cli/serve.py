@@ -5,6 +5,7 @@ Examples::
     ecglens serve --model age-sex --port 8000
     ecglens serve --model runs/mi/best.safetensors --host 0.0.0.0 --max-upload-mb 50
     ecglens serve --model age-sex.onnx            # onnxruntime only
+    ecglens serve --model age-sex --device cuda   # the model on the GPU
 
 Open ``http://HOST:PORT/`` in a browser, choose the file(s) of one ECG record and press *Predict*. The API:
 ``POST /predict`` (multipart field ``file``), ``GET /models``, ``GET /health``; interactive docs at ``/docs``.
@@ -50,8 +51,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..predict import Predictor
     from ..serve import create_app
 
-    options = device_options(args)
-    model = Predictor.from_pretrained(args.model, backend=args.backend, **options) if options else args.model
+    model = Predictor.from_pretrained(args.model, backend=args.backend, **device_options(args))
     app = create_app(model, max_upload_mb=args.max_upload_mb, max_files=args.max_files,
                      backend=args.backend, workers=args.workers)
     logging.getLogger("ecglens.serve").setLevel(args.log_level.upper())

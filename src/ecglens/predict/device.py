@@ -42,7 +42,7 @@ def torch_build() -> str:
     return f"{torch.__version__}" + (f" (CUDA {cuda})" if cuda else "")
 
 
-def cuda_problem(what: str, index: int | None = None) -> str | None:
+def cuda_problem(what: str, index: int | None = None, cpu_option: str = "--device cpu") -> str | None:
     """Why ``what`` (``"--device cuda"``, ``"--accelerator gpu"``) cannot run on CUDA here, or None when it can.
 
     Parameters
@@ -51,16 +51,18 @@ def cuda_problem(what: str, index: int | None = None) -> str | None:
         The option as the user wrote it, for the message.
     index : int, optional
         A GPU index that must exist (``cuda:1`` -> 1); for several devices, the highest index needed.
+    cpu_option : str
+        The option that runs on the CPU instead, for the message.
     """
     import torch
 
     if getattr(torch.version, "cuda", None) is None and getattr(torch.version, "hip", None) is None:
         return (f"{what} needs a CUDA build of torch, but the installed torch ({torch_build()}) is CPU-only. "
-                f"Install a CUDA build: {CUDA_INSTALL}. Or use the CPU (--device cpu / --accelerator cpu).")
+                f"Install a CUDA build: {CUDA_INSTALL}. Or run on the CPU ({cpu_option}).")
     if not torch.cuda.is_available():
         return (f"{what}: torch is a CUDA build ({torch_build()}) but sees no GPU (torch.cuda.is_available() is "
                 "False). Check that `nvidia-smi` lists a GPU, that the NVIDIA driver supports this CUDA version, "
-                "and that CUDA_VISIBLE_DEVICES does not hide it; or use the CPU.")
+                f"and that CUDA_VISIBLE_DEVICES does not hide it; or run on the CPU ({cpu_option}).")
     count = torch.cuda.device_count()
     if index is not None and index >= count:
         return (f"{what}: GPU {index} does not exist; torch sees {count} GPU(s), numbered 0 to {count - 1} "

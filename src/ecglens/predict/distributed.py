@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +167,9 @@ def predict_distributed(model: str | os.PathLike[str],
     parts = _partitions(records, partitions or 4 * n_workers)
     model, read_kwargs = os.fspath(model), dict(read_kwargs or {})
     info = client.submit(_describe, model, backend, options, pure=False).result()
-    futures = client.map(_predict_partition, parts, model=model, backend=backend, options=options,
-                         batch_size=batch_size, read_kwargs=read_kwargs, pure=False)
+    task = partial(_predict_partition, model=model, backend=backend, options=options, batch_size=batch_size,
+                   read_kwargs=read_kwargs)  # bound here: Client.map has a batch_size of its own
+    futures = client.map(task, parts, pure=False)
     rows = _gather(distributed, futures, parts, info["columns"], progress)
     table = pd.DataFrame(rows, columns=info["columns"])
     return table_attrs(table, time.perf_counter() - start, model=info["model"], backend=info["backend"],

@@ -247,7 +247,7 @@ def run_shard(records: Sequence[tuple[str, Any]], k: int, n: int, out_dir: str |
                               f"(its {', '.join(differs)} differ from this run's). Use another --output folder, "
                               "or --force to redo this shard here (then rerun every shard with the same inputs).")
         if (out / done.get("table", "")).is_file():
-            log.info("shard %d/%d is finished (%s); skipped (--force redoes it)", k, n, side_path)
+            log.debug("shard %d/%d is finished (%s); skipped (--force redoes it)", k, n, side_path)
             return ShardResult(out / done["table"], done, None, True)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

@@ -52,6 +52,6 @@ def check_accelerator(accelerator: str, devices: Any = "auto") -> None:
         highest = int(devices) - 1
     elif isinstance(devices, (list, tuple)) and devices:
         highest = max(int(d) for d in devices)
-    problem = cuda_problem(f"--accelerator {accelerator}", highest)
+    problem = cuda_problem(f"--accelerator {accelerator}", highest, cpu_option="--accelerator cpu")
     if problem is not None:
-        raise ConfigError(problem.replace("--device cpu / --accelerator cpu", "--accelerator cpu"))
+        raise ConfigError(problem)
