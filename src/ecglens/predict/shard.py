@@ -342,7 +342,7 @@ def merge_shards(folder: str | os.PathLike[str]) -> pd.DataFrame:
                               f"{side.get('n_records')}; {len(wrong)} records of other shards); rerun it with "
                               "--force.")
         parts.append(part)
-    table = pd.concat(parts, ignore_index=True)
+    table = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
     twice = table["record"][table["record"].duplicated()]
     if len(twice):
         raise ConfigError(f"{len(twice)} records appear more than once (e.g. {twice.iloc[0]}); rerun their shards "
