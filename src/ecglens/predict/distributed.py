@@ -202,13 +202,13 @@ def dask_client(spec: str) -> Iterator[Any]:
     """A Dask client for ``--dask SPEC``: ``local:N`` (a LocalCluster of N single-threaded worker processes on
     this machine, closed at the end) or a scheduler address (``tcp://HOST:8786``, or a scheduler file
     ``.json`` written by ``dask scheduler --scheduler-file``)."""
-    distributed = _distributed()
     text = spec.strip()
     match = re.fullmatch(r"local(?::(\d+))?", text)
+    n = int(match.group(1) or max(1, min(4, os.cpu_count() or 1))) if match is not None else 0
+    if match is not None and n < 1:
+        raise ConfigError("--dask local:N needs N >= 1 worker processes, e.g. --dask local:4.")
+    distributed = _distributed()
     if match is not None:
-        n = int(match.group(1) or max(1, min(4, os.cpu_count() or 1)))
-        if n < 1:
-            raise ConfigError("--dask local:N needs N >= 1 worker processes, e.g. --dask local:4.")
         with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster, distributed.Client(cluster) as client:
             yield client
