@@ -121,6 +121,7 @@ def test_cuda_on_a_cpu_only_build_is_one_clear_line(command: str, cpu_only_build
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     if command == "serve":
         pytest.importorskip("uvicorn")
+        pytest.importorskip("fastapi")
     argv = {"predict": ["predict", str(records), "--model", str(checkpoint), "-o", str(tmp_path / "p.csv")],
             "evaluate": ["evaluate", str(checkpoint), str(tmp_path / "cache"), "--out", str(tmp_path / "eval")],
             "serve": ["serve", "--model", str(checkpoint)]}[command]
