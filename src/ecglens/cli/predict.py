@@ -187,7 +187,7 @@ class _Job:
         if client is not None and not remote and "num_threads" not in self.options:
             import os  # local workers share this machine: split its cores between them
 
-            n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+            n_workers = max(1, len(client.nthreads()))
             self.options["num_threads"] = max(1, (os.cpu_count() or 1) // n_workers)
         self.model_label: str | None = None
 

@@ -163,7 +163,7 @@ def predict_distributed(model: str | os.PathLike[str],
         if not records:
             raise EcglensError(f"no ECG records found in {inputs}. Give ECG files or folders.")
     client = client if client is not None else distributed.get_client()
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    n_workers = max(1, len(client.nthreads()))
     parts = _partitions(records, partitions or 4 * n_workers)
     model, read_kwargs = os.fspath(model), dict(read_kwargs or {})
     info = client.submit(_describe, model, backend, options, pure=False).result()
