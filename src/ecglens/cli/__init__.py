@@ -30,8 +30,8 @@ from ..exceptions import EcglensError
 __all__ = ["app", "build_parser"]
 
 #: commands listed first in ``--help``; any other discovered command follows alphabetically
-_ORDER = ("demo", "info", "prepare", "train", "finetune", "ensemble", "evaluate", "predict", "report", "serve",
-          "export", "experiment", "survival", "study")
+_ORDER = ("demo", "info", "prepare", "train", "finetune", "ensemble", "evaluate", "predict", "merge", "report",
+          "serve", "export", "experiment", "survival", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ subsets and per decade. Binary decisions use threshold 0.5 unless ``--threshold-
 on which the threshold is chosen (Youden's J by default) and then applied unchanged. The command prints a table
 and writes ``metrics.json``, ``predictions.csv`` and the figures (PNG) to ``--out`` (default
 ``eval_<checkpoint>_<data>_fold9``, ``..._all`` without ``--folds``); an existing folder is never overwritten
-without ``--force``.
+without ``--force``. ``--device cuda`` (``cuda:N``, ``mps``, ``auto``) runs the model on a GPU.
 
 Records of the checkpoint's training folds (its config's ``train_folds`` against the cache's ``fold`` column) or
 training records (the run folder's ``splits.csv``) are refused, with or without ``--folds``:
@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from .predict import add_device_option
 
 __all__ = ["default_out", "register", "run_evaluate"]
 
@@ -60,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="threshold rule on the validation folds (default: youden; sensitivity/specificity "
                         "target 0.9)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_option(p)
     p.set_defaults(func=run_evaluate)
 
 
@@ -71,11 +74,15 @@ def default_out(checkpoint: str, data: Path, folds: list[int] | None) -> Path:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``ecglens evaluate``; returns the exit code."""
+    from ..artifact import load_checkpoint
     from ..evaluate.runner import check_out_dir, evaluate_checkpoint, format_results
+    from ..predict.device import resolve_device
 
+    device = resolve_device(args.device)  # before anything is loaded or written
     out = args.out or default_out(args.checkpoint, args.data, args.folds)
     check_out_dir(out, args.force)
-    results = evaluate_checkpoint(args.checkpoint, args.data, folds=args.folds, out_dir=out, n_boot=args.n_boot,
+    checkpoint = load_checkpoint(args.checkpoint, map_location=device)
+    results = evaluate_checkpoint(checkpoint, args.data, folds=args.folds, out_dir=out, n_boot=args.n_boot,
                                   seed=args.seed, batch_size=args.batch_size, threshold_folds=args.threshold_folds,
                                   threshold_method=args.threshold_method, progress=not args.quiet,
                                   allow_train_folds=args.allow_train_folds)

@@ -8,6 +8,9 @@ Examples::
     ecglens predict a.hea b.xml scans/ --model runs/age_sex/model.safetensors --workers 2
     ecglens predict arrays/ --fs 500 --leads I,II,V1,V2,V3,V4,V5,V6 --units uV --output preds.csv
     ecglens predict export.zip muse_export.tar.gz --output preds.csv
+    ecglens predict ~/ptbxl/records100 --device cuda --output preds.parquet
+    ecglens predict ~/ptbxl/records100 --shard 3/10 --output shards/    # then: ecglens merge shards/ -o preds.csv
+    ecglens predict ~/ptbxl/records100 --dask local:2 --output preds.csv
 
 INPUTS are files (any supported format), folders, searched recursively for the files of every supported format
 (WFDB .hea + .dat/.mat, each record once; .xml, .dcm, .scp, .edf, ...; with --fs also .npy/.npz/.csv/.tsv
@@ -19,6 +22,13 @@ what was done is listed in the ``flags`` column. A record that cannot be used ge
 reason; the job goes on, and every record found appears exactly once. Columns: record, status, message, one per
 model output (e.g. age, age_std, p_female), n_windows, flags. A recording longer than the model's input window
 (4 s for the shipped models) is cut into up to --max-windows windows whose predictions are averaged.
+
+Beyond one machine: ``--shard K/N --output DIR`` predicts only shard K of N (a record's shard is a hash of its
+name: deterministic, every record in exactly one shard) into ``DIR/shard-0000K-of-0000N.csv`` (``--format
+parquet``: ``.parquet``) with a JSON sidecar; a rerun skips a finished shard (``--force`` redoes it), and
+``ecglens merge DIR -o preds.csv`` checks and joins the shards (SLURM array jobs: docs/scale.md). ``--dask
+local:4`` or ``--dask tcp://HOST:8786`` predicts on a Dask cluster (the ``distributed`` extra), each worker
+loading the model once. ``--device cuda`` runs the model on a GPU (``cuda:1``, ``mps``, ``auto``).
 
 Output: when the inputs hold a single record, its predictions are printed as a table and a file is written only
 with --output. With several records, the table is written to --output (default ./preds.csv) and a summary
@@ -33,7 +43,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_array_options", "array_read_kwargs", "register", "run_predict"]
+__all__ = ["add_array_options", "add_device_option", "array_read_kwargs", "device_options", "register",
+           "run_predict"]
 
 #: error reasons shown in the summary
 _SHOW_ERRORS = 5
@@ -49,6 +60,13 @@ def add_array_options(p: argparse.ArgumentParser) -> None:
                    help="comma-separated lead names of raw arrays, e.g. I,II,V1,V2,V3,V4,V5,V6 "
                         "(default: the 12 standard leads)")
     g.add_argument("--units", default=None, help="amplitude unit of raw arrays: mV (default), uV or V")
+
+
+def add_device_option(p: argparse.ArgumentParser) -> None:
+    """``--device``: where the model runs (checked by :func:`ecglens.predict.device.resolve_device`)."""
+    p.add_argument("--device", default="cpu",
+                   help="where the model runs: cpu (default), cuda, cuda:N, mps or auto (a GPU when torch sees "
+                        "one); cuda needs a CUDA build of torch (docs/scale.md)")
 
 
 def array_read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,8 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUTS", help="ECG files, folders and/or archives")
     p.add_argument("--model", default="age-sex", help="shipped model name or checkpoint path (default: age-sex)")
     p.add_argument("--output", "-o", type=Path, default=None,
-                   help=f"CSV to write; default: none for a single record (its table is printed), "
-                        f"{DEFAULT_OUTPUT} for several")
+                   help=f"table to write, .csv or .parquet; default: none for a single record (its table is "
+                        f"printed), {DEFAULT_OUTPUT} for several. With --shard: the folder of the shards")
     p.add_argument("--batch-size", type=int, default=64, help="model windows per forward pass (default 64)")
     p.add_argument("--workers", type=int, default=None,
                    help="reading processes (default: min(4, CPU count); 0 reads in the main process)")
@@ -81,6 +99,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="most windows per record for recordings longer than the model's input window (each "
                         "window as long as that input, e.g. 4 s for the shipped models; default 30)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_option(p)
+    g = p.add_argument_group("beyond one machine (docs/scale.md)")
+    g.add_argument("--shard", default=None, metavar="K/N",
+                   help="predict only shard K of N (K from 1) into --output DIR; merge with `ecglens merge DIR`")
+    g.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                   help="table format of the shards (default csv; parquet needs the parquet extra)")
+    g.add_argument("--force", action="store_true", help="with --shard: redo a shard that is already finished")
+    g.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="predict on a Dask cluster: local:N (N worker processes here) or a scheduler address "
+                        "tcp://HOST:8786 (needs the distributed extra)")
     add_array_options(p)
     p.set_defaults(func=run_predict)
 
@@ -108,23 +136,150 @@ def _record_table(table: Any) -> str:
                      for name, value in shown)
 
 
+def device_options(args: argparse.Namespace, check: bool = True) -> dict[str, Any]:
+    """``{"device": ...}`` for ``Predictor.from_pretrained`` from ``--device`` (empty for the CPU), checked here
+    (:func:`~ecglens.predict.device.resolve_device`) unless ``check`` is False (remote workers check it)."""
+    from ..artifact.formats import model_format
+    from ..exceptions import ConfigError
+    from ..predict.device import resolve_device
+
+    device = resolve_device(args.device) if check else str(args.device)
+    if device == "cpu":
+        return {}
+    fmt = model_format(args.model)
+    backend = fmt.backend if fmt is not None and fmt.backend_only else args.backend
+    if backend != "torch":
+        raise ConfigError(f"--device {args.device} applies to the torch backend; the {backend} backend runs on the "
+                          "CPU here. Predict a .safetensors checkpoint or shipped model with --backend torch.")
+    return {"device": device}
+
+
+def _predictor_options(args: argparse.Namespace, check_device: bool = True) -> dict[str, Any]:
+    """``Predictor.from_pretrained`` keywords from the options."""
+    from ..predict import DEFAULT_MAX_WINDOWS
+
+    options: dict[str, Any] = {"max_windows": args.max_windows if args.max_windows is not None
+                               else DEFAULT_MAX_WINDOWS, **device_options(args, check_device)}
+    if args.threads:
+        options["num_threads"] = args.threads
+    return options
+
+
+def _sha256(path: Any) -> str | None:
+    import hashlib
+
+    if path is None or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Job:
+    """Predicts records in this process (the model loaded on first use) or on a Dask cluster."""
+
+    def __init__(self, args: argparse.Namespace, client: Any) -> None:
+        self.args, self.client, self._predictor = args, client, None
+        remote = bool(args.dask) and not str(args.dask).strip().startswith("local")
+        self.options = _predictor_options(args, check_device=not remote)
+        if client is not None and not remote and "num_threads" not in self.options:
+            import os  # local workers share this machine: split its cores between them
+
+            n_workers = max(1, len(client.nthreads()))
+            self.options["num_threads"] = max(1, (os.cpu_count() or 1) // n_workers)
+        self.model_label: str | None = None
+
+    @property
+    def predictor(self) -> Any:
+        if self._predictor is None:
+            from ..predict import Predictor
+
+            self._predictor = Predictor.from_pretrained(self.args.model, backend=self.args.backend, **self.options)
+            self.model_label = self._predictor.model_label
+        return self._predictor
+
+    def __call__(self, records: list[tuple[str, Path]]) -> Any:
+        """The table of ``records`` (columns and attrs of ``Predictor.predict_paths``)."""
+        import time
+
+        import pandas as pd
+
+        from ..predict.shard import table_attrs
+
+        args = self.args
+        if self.client is not None:
+            from ..predict.distributed import predict_distributed
+
+            table = predict_distributed(args.model, records=records, client=self.client, backend=args.backend,
+                                        batch_size=args.batch_size, read_kwargs=array_read_kwargs(args),
+                                        progress=not args.no_progress, **self.options)
+            self.model_label = table.attrs["model"]
+            return table
+        start = time.perf_counter()
+        p = self.predictor
+        rows = list(p.iter_predict(records, progress=not args.no_progress, batch_size=args.batch_size,
+                                   workers=args.workers, read_kwargs=array_read_kwargs(args)))
+        return table_attrs(pd.DataFrame(rows, columns=p.columns), time.perf_counter() - start,
+                           model=p.model_label, backend=p.backend_name)
+
+    def describe(self) -> dict[str, Any]:
+        """Sidecar fields of a shard: the model's label and file hash."""
+        from ..artifact.checkpoint import resolve_checkpoint
+
+        path: Path | None = Path(self.args.model)
+        if not path.is_file():
+            try:
+                path = resolve_checkpoint(str(self.args.model))
+            except Exception:  # noqa: BLE001 - the hash is a check, not a need
+                path = None
+        return {"model_label": self.model_label, "model_sha256": _sha256(path)}
+
+
+def _check_output(args: argparse.Namespace) -> tuple[int, int] | None:
+    """The shard (K, N) and a checked --output, before anything is loaded."""
+    from ..exceptions import ConfigError
+    from ..predict.shard import TABLE_FORMATS, parse_shard, table_format
+
+    if args.shard is None:
+        if args.output is not None:
+            table_format(args.output)
+        return None
+    shard = parse_shard(args.shard)
+    if args.output is None or args.output.suffix.lower() in TABLE_FORMATS:
+        raise ConfigError("with --shard, --output names the folder of the shards (e.g. --output shards/); each "
+                          "shard writes DIR/shard-K-of-N.csv (--format parquet for .parquet).")
+    return shard
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """Run ``ecglens predict``; returns the exit code."""
-    from ..predict import DEFAULT_MAX_WINDOWS, Predictor
-    from ..predict.records import unpacked_archives
+    from contextlib import nullcontext
 
-    max_windows = args.max_windows if args.max_windows is not None else DEFAULT_MAX_WINDOWS
-    options = {"num_threads": args.threads} if args.threads else {}
-    predictor = Predictor.from_pretrained(args.model, backend=args.backend, max_windows=max_windows, **options)
-    with unpacked_archives():
-        table = predictor.predict_paths([str(p) for p in args.inputs], progress=not args.no_progress,
-                                        batch_size=args.batch_size, workers=args.workers,
-                                        read_kwargs=array_read_kwargs(args))
+    from ..predict.records import find_records, unpacked_archives
+    from ..predict.shard import write_table
+
+    shard = _check_output(args)
+    client_ctx: Any = nullcontext()
+    if args.dask:
+        from ..predict.distributed import dask_client
+
+        client_ctx = dask_client(args.dask)
+    with unpacked_archives(), client_ctx as client:
+        job = _Job(args, client)
+        if shard is not None:
+            return _run_shard(args, job, shard)
+        if client is None:
+            table = job.predictor.predict_paths([str(p) for p in args.inputs], progress=not args.no_progress,
+                                                batch_size=args.batch_size, workers=args.workers,
+                                                read_kwargs=array_read_kwargs(args))
+        else:
+            table = job(_find(args, find_records))
     single = len(table) == 1
     output = args.output if args.output is not None or single else DEFAULT_OUTPUT
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(output, index=False)
+        write_table(table, output)
     if single:
         print(_record_table(table), file=sys.stdout)
         if output is not None:
@@ -132,3 +287,36 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         print(_summary(table, output), file=sys.stdout)
     return 0 if table.attrs["n_ok"] > 0 else 1
+
+
+def _find(args: argparse.Namespace, find_records: Any) -> list[tuple[str, Path]]:
+    """Every record of INPUTS, or a clear error when there is none."""
+    from ..exceptions import EcglensError
+
+    records = find_records([str(p) for p in args.inputs], with_arrays=args.fs is not None)
+    if not records:
+        raise EcglensError(f"no ECG records found in {', '.join(map(str, args.inputs))}. Give ECG files or folders "
+                           "holding .hea/.dat, .mat, .xml or .dcm records (raw arrays need --fs).")
+    return records
+
+
+def _run_shard(args: argparse.Namespace, job: _Job, shard: tuple[int, int]) -> int:
+    """``--shard K/N``: predict one shard into --output DIR, or skip it when it is finished."""
+    from ..predict.records import find_records
+    from ..predict.shard import run_shard
+
+    k, n = shard
+    records = _find(args, find_records)
+    identity = {"model": args.model, "backend": args.backend, "inputs": [str(p) for p in args.inputs],
+                "options": {"read": array_read_kwargs(args), "max_windows": job.options["max_windows"]}}
+    result = run_shard(records, k, n, args.output, job, identity, fmt=args.format, force=args.force,
+                       describe=job.describe)
+    side = result.sidecar
+    if result.skipped:
+        print(f"shard {k}/{n} is already finished ({result.path}: {side['n_records']} records, {side['n_ok']} ok, "
+              f"{side['n_error']} error); skipped. --force redoes it.")
+        return 0
+    print(f"shard {k}/{n}: " + _summary(result.table, result.path)
+          + f"\n({side['n_records']} of the job's {side['n_inputs']} records; merge all {n} shards with "
+            f"`ecglens merge {args.output}`)")
+    return 0 if side["n_ok"] > 0 or side["n_records"] == 0 else 1

@@ -5,6 +5,7 @@ Examples::
     ecglens serve --model age-sex --port 8000
     ecglens serve --model runs/mi/best.safetensors --host 0.0.0.0 --max-upload-mb 50
     ecglens serve --model age-sex.onnx            # onnxruntime only
+    ecglens serve --model age-sex --device cuda   # the model on the GPU
 
 Open ``http://HOST:PORT/`` in a browser, choose the file(s) of one ECG record and press *Predict*. The API:
 ``POST /predict`` (multipart field ``file``), ``GET /models``, ``GET /health``; interactive docs at ``/docs``.
@@ -15,6 +16,8 @@ adds it.
 from __future__ import annotations
 
 import argparse
+
+from .predict import add_device_option, device_options
 
 __all__ = ["register", "run_serve"]
 
@@ -33,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default: 20)")
     p.add_argument("--max-files", type=int, default=4, help="most files per upload (default: 4)")
     p.add_argument("--workers", type=int, default=2, help="records analysed at the same time (default: 2)")
+    add_device_option(p)
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="uvicorn log level (default: info)")
     p.set_defaults(func=run_serve)
@@ -44,9 +48,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from ..predict import Predictor
     from ..serve import create_app
 
-    app = create_app(args.model, max_upload_mb=args.max_upload_mb, max_files=args.max_files,
+    model = Predictor.from_pretrained(args.model, backend=args.backend, **device_options(args))
+    app = create_app(model, max_upload_mb=args.max_upload_mb, max_files=args.max_files,
                      backend=args.backend, workers=args.workers)
     logging.getLogger("ecglens.serve").setLevel(args.log_level.upper())
     served = app.state.ecglens.served

@@ -59,6 +59,7 @@ from ..evaluate.metrics import task_metrics
 from ..exceptions import CheckpointError, ConfigError
 from ..models import create_model
 from ..signal.augment import Augment
+from .accelerator import check_accelerator
 from .config import TrainConfig, config_to_dict, save_config
 from .module import EcgLightningModule
 
@@ -175,6 +176,7 @@ def start_run(
     Path
         The run folder (created).
     """
+    check_accelerator(config.trainer.accelerator, config.trainer.devices)  # a clear error, before the folder
     run_dir = _run_dir(config, out, resume)
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
     threads = torch.get_num_threads()
