@@ -83,8 +83,8 @@ def test_core_dependencies_leave_training_and_clinical_packages_to_extras():
     core = {d.split(">")[0].split("=")[0].split("<")[0].strip().lower() for d in project["dependencies"]}
     assert core.isdisjoint({"lightning", "lifelines", "neurokit2", "captum", "fastapi", "onnx", "onnxruntime"})
     extras = project["optional-dependencies"]
-    assert {"train", "clinical", "serve", "export", "explain", "all", "dev"} <= set(extras)
-    assert extras["all"] == ["ecglens[train,clinical,serve,export,explain]"]
+    assert {"train", "clinical", "serve", "export", "explain", "parquet", "distributed", "all", "dev"} <= set(extras)
+    assert extras["all"] == ["ecglens[train,clinical,serve,export,explain,parquet,distributed]"]
     listed = " ".join(d for name, deps in extras.items() for d in deps)
     for package, extra in EXTRAS.items():  # every optional package named by the error messages is in its extra
         assert extra in extras

@@ -34,6 +34,9 @@ EXTRAS: dict[str, str] = {
     "onnx": "export",
     "onnxruntime": "export",
     "captum": "explain",
+    "pyarrow": "parquet",
+    "dask": "distributed",
+    "distributed": "distributed",
 }
 
 

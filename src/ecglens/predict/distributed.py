@@ -37,7 +37,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..exceptions import ConfigError, EcglensError, MissingDependencyError
+from .._optional import require
+from ..exceptions import ConfigError, EcglensError
 from .records import find_records
 from .shard import table_attrs
 
@@ -49,15 +50,7 @@ _CACHE_LOCK = threading.Lock()
 
 
 def _distributed() -> Any:
-    try:
-        import distributed
-    except ModuleNotFoundError as err:
-        missing = MissingDependencyError(
-            "dask.distributed is not installed but is needed for distributed prediction (--dask). Install the "
-            'extra that brings it: pip install "ecglens[distributed]" (or "ecglens[all]").')
-        missing.name = "distributed"
-        raise missing from err
-    return distributed
+    return require("distributed", "distributed prediction (--dask)")
 
 
 def _worker_predictor(model: str, backend: str, options: Mapping[str, Any]) -> tuple[Any, threading.Lock]:

@@ -36,8 +36,9 @@ from typing import Any
 
 import pandas as pd
 
+from .._optional import require
 from .._version import __version__
-from ..exceptions import ConfigError, EcglensError, MissingDependencyError
+from ..exceptions import ConfigError, EcglensError
 
 __all__ = ["TABLE_FORMATS", "ShardResult", "merge_shards", "parse_shard", "read_table", "records_digest",
            "run_shard", "select_shard", "shard_of", "shard_paths", "table_attrs", "table_format", "write_table"]
@@ -107,14 +108,7 @@ def table_format(path: str | os.PathLike[str]) -> str:
 
 
 def _pyarrow() -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ModuleNotFoundError as err:
-        missing = MissingDependencyError(
-            "pyarrow is not installed but is needed for Parquet tables. Install the extra that brings it: "
-            'pip install "ecglens[parquet]" (or "ecglens[all]"), or write .csv instead.')
-        missing.name = "pyarrow"
-        raise missing from err
+    require("pyarrow", "Parquet tables (or write .csv instead)")
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
