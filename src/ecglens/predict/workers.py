@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import EcglensError
-from .harmonise import InputAdapter
+from .harmonise import InputAdapter, recorded_fields
 from .records import archive_names, read_record
 
 __all__ = ["PipelineItem", "chunk_stream"]
@@ -37,6 +37,7 @@ class PipelineItem:
     n_windows: int = 0
     flags: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    recorded: dict[str, Any] | None = None
 
 
 def _init_worker(adapter: InputAdapter, read_kwargs: Mapping[str, Any] | None) -> None:
@@ -50,17 +51,28 @@ def _error_text(err: BaseException) -> str:
 
 
 def _prepare_chunk(chunk: Sequence[tuple[int, str, str]]) -> tuple[list[PipelineItem], np.ndarray | None]:
-    """Worker: read + harmonise a chunk of records; never raises for a bad record."""
+    """Worker: read a chunk of records, then harmonise them together (:meth:`InputAdapter.prepare_many`);
+    never raises for a bad record."""
     adapter: InputAdapter = _WORKER["adapter"]
-    items, arrays = [], []
+    read: list[tuple[int, str, Any]] = []
     for index, record, path in chunk:
         try:
-            prepared = adapter.prepare(read_record(path, _WORKER["read_kwargs"]), record=record)
+            read.append((index, record, read_record(path, _WORKER["read_kwargs"])))
         except Exception as err:  # noqa: BLE001 - a batch job reports every failure as a row and goes on
-            items.append(PipelineItem(index, record, error=_error_text(err)))
+            read.append((index, record, err))
+    ecgs = [(i, ecg) for i, (_, _, ecg) in enumerate(read) if not isinstance(ecg, Exception)]
+    prepared = dict(zip((i for i, _ in ecgs), adapter.prepare_many([e for _, e in ecgs],
+                                                                   [read[i][1] for i, _ in ecgs]), strict=True))
+    items, arrays = [], []
+    for pos, (index, record, ecg) in enumerate(read):
+        result = prepared.get(pos, ecg)
+        if isinstance(result, Exception):
+            recorded = recorded_fields(None if isinstance(ecg, Exception) else ecg)
+            items.append(PipelineItem(index, record, error=_error_text(result), recorded=recorded))
             continue
-        items.append(PipelineItem(index, record, None, prepared.n_windows, prepared.flags, prepared.warnings))
-        arrays.append(prepared.windows)
+        items.append(PipelineItem(index, record, None, result.n_windows, result.flags, result.warnings,
+                                  result.recorded))
+        arrays.append(result.windows)
     return items, (np.concatenate(arrays) if arrays else None)
 
 
