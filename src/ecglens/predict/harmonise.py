@@ -275,9 +275,6 @@ class InputAdapter:
             return None
         if pre.notch_hz is not None and pre.notch_hz < ecg.fs / 2:
             return None
-        n_total = _resampled_length(ecg.n_samples, ecg.fs, pre.fs)
-        if len(plan_windows(n_total, pre.n_samples, self.max_windows, pre.crop)[0]) != 1:
-            return None
         return ecg.fs, ecg.n_samples, tuple(ecg.leads), ecg.signal.dtype.str
 
     def _prepare_group(self, ecgs: list[Ecg], names: list[str | None]) -> dict[int, PreparedEcg]:
@@ -299,26 +296,40 @@ class InputAdapter:
             if keep.size < 2:
                 return {}
             fs, xs = stds[0].fs, x[keep]
+            n_total = _resampled_length(xs.shape[-1], fs, pre.fs)
+            starts, cropped = plan_windows(n_total, pre.n_samples, self.max_windows, pre.crop)
             y = F.highpass(xs, fs, pre.highpass_hz) if pre.highpass_hz is not None else xs
-            y, _ = F.crop_or_pad(F.resample(y, fs, pre.fs), pre.n_samples, mode=pre.crop)
-            windows = y.astype(np.float32, copy=False)
+            windows = _cut_windows(F.resample(y, fs, pre.fs), starts, pre)  # [B, W, L, T]
             quality = _quality_flags(xs, fs, stds[0].leads, assess_quality) if self.quality else None
         if caught:  # a repair warning cannot be told apart per record: let each record say its own
             return {}
         derived = [lead for lead in pre.leads if lead in stds[0].derived_leads]
         head = (["derived:" + ",".join(derived)] if derived else []) + (
             [f"resampled:{fs:g}->{pre.fs:g}"] if abs(fs - pre.fs) > 1e-9 else [])
-        n_total = _resampled_length(xs.shape[-1], fs, pre.fs)
-        starts, cropped = plan_windows(n_total, pre.n_samples, self.max_windows, pre.crop)
         tail = [name for name, hit in (("padded", n_total < pre.n_samples), ("cropped", cropped)) if hit]
         out = {}
         for row, pos in enumerate(keep):
             ecg = ecgs[pos]
             flags = (*head, *(quality[row] if quality is not None else ()), *tail)
             out[int(pos)] = PreparedEcg(record=ecg.record_id if names[pos] is None else names[pos],
-                                        windows=windows[row:row + 1], starts=tuple(starts[:1]), n_resampled=n_total,
+                                        windows=windows[row], starts=tuple(starts[:windows.shape[1]]),
+                                        n_resampled=n_total,
                                         flags=flags, recorded=recorded_fields(ecg))
         return out
+
+
+def _cut_windows(y: np.ndarray, starts: list[int], pre: Any) -> np.ndarray:
+    """Model windows [B, W, L, T] float32 of records ``y`` [B, L, N] at the model's fs, cut as
+    :meth:`InputAdapter.prepare` cuts one record (``Preprocess.apply`` for one window, else
+    ``Preprocess.windows`` with the planned hop)."""
+    from ..signal import functional as F
+
+    width = pre.n_samples
+    if len(starts) == 1 or y.shape[-1] <= width:
+        return F.crop_or_pad(y, width, mode=pre.crop)[0].astype(np.float32, copy=False)[:, None]
+    hop = round((starts[1] - starts[0]) / pre.fs * pre.fs)
+    cuts = range(0, y.shape[-1] - width + 1, hop)[: len(starts)]
+    return np.stack([y[..., s:s + width] for s in cuts], axis=1).astype(np.float32)
 
 
 def _quality_flags(x: np.ndarray, fs: float, leads: Sequence[str], assess: Any) -> list[tuple[str, ...]]:
