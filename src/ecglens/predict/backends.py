@@ -16,7 +16,8 @@ import numpy as np
 
 from ..exceptions import ConfigError
 
-__all__ = ["Backend", "TorchBackend", "cores_left", "create_backend", "list_backends", "register_backend"]
+__all__ = ["Backend", "TorchBackend", "cores_left", "create_backend", "list_backends", "register_backend",
+           "usable_cores"]
 
 
 @runtime_checkable
@@ -59,9 +60,19 @@ def create_backend(name: str, checkpoint: Any, **options: Any) -> Backend:
     return _BACKENDS[name](checkpoint, **options)
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. under ``taskset`` or a container's cpuset;
+    ``os.cpu_count()`` where the platform has no affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def cores_left(n_busy: int) -> int:
-    """CPU cores not taken by ``n_busy`` busy reading processes (at least one): what a backend should use."""
-    return max(1, (os.cpu_count() or 1) - int(n_busy))
+    """CPU cores (of :func:`usable_cores`) not taken by ``n_busy`` busy reading processes (at least one): what a
+    backend should use."""
+    return max(1, usable_cores() - int(n_busy))
 
 
 class TorchBackend:

@@ -24,7 +24,7 @@ from ..artifact.formats import load_model_file, model_format
 from ..artifact.windows import DEFAULT_MAX_WINDOWS, aggregate_windows
 from ..ecg import Ecg
 from ..exceptions import CheckpointError, EcglensError
-from .backends import Backend, create_backend
+from .backends import Backend, create_backend, usable_cores
 from .harmonise import RECORDED_COLUMNS, InputAdapter, PreparedEcg, recorded_fields
 from .records import find_records, read_record, record_key
 from .workers import PipelineItem, chunk_stream
@@ -349,7 +349,7 @@ def _output_range(task: Any, name: str) -> tuple[float, float]:
 
 
 def _default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, usable_cores()))
 
 
 def _describe_inputs(inputs: Any) -> str:
