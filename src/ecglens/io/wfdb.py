@@ -420,9 +420,16 @@ def _fix_volt_gain(signal_mv: np.ndarray, header: Any, units: Sequence[str]) -> 
 
 def _check_content(signal: np.ndarray, hea: Path) -> None:
     """Reject signals that carry no information. signal: [n_samples, n_leads] in mV."""
-    finite = np.isfinite(signal)
     if signal.size == 0:
         raise SignalQualityError(f"{hea}: the record has 0 samples; nothing to analyse.")
+    finite = np.isfinite(signal)
+    if finite.all():  # the usual case: the same checks without the masked copies
+        if not np.any(signal):
+            raise SignalQualityError(f"{hea}: the signal is all zeros on every lead; the electrodes were off or "
+                                     "the export failed. Exclude this record or re-export it.")
+        if np.all(signal.max(axis=0) - signal.min(axis=0) <= 0):
+            raise SignalQualityError(f"{hea}: every lead is a flat line; the record holds no ECG. Exclude it.")
+        return
     if np.isinf(signal).any():
         raise UnitError(
             f"{hea}: the gains and baselines in the header turn samples into infinite values; fix the gain "
