@@ -272,7 +272,7 @@ class Predictor:
         batch_size : int
             Model windows per forward pass.
         workers : int, optional
-            Reading processes (default: ``min(4, cpu_count)``; 0 or 1 reads in this process).
+            Reading processes (default: ``min(4, usable cores)``; 0 or 1 reads in this process).
         read_kwargs : mapping, optional
             Reader options (``fs``, ``leads``, ``units`` for raw arrays; each reader gets those it accepts).
         chunk_size : int, optional
@@ -284,7 +284,9 @@ class Predictor:
         -------
         pandas.DataFrame
             Columns :attr:`columns`: ``record, status ("ok"/"error"), message`` (the reason of an error, repair
-            warnings of an ok row), one column per output, ``n_windows``, ``flags`` (``;``-joined). One row per
+            warnings of an ok row), one column per output, what the file states (``age_recorded`` in years, NaN
+            unknown; ``sex_recorded`` ``"F"``/``"M"``/``""``; ``patient_id``, ``exam_id``, ``""`` unknown),
+            ``n_windows``, ``flags`` (``;``-joined). One row per
             record in input order. ``df.attrs`` holds ``model``, ``n_ok``, ``n_error``, ``seconds``,
             ``ecgs_per_s``.
 
