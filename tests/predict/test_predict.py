@@ -7,7 +7,6 @@ expected values are always what the checkpoint gives on the *manually* preproces
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -224,7 +223,7 @@ def test_backend_registry(checkpoint_path: Path) -> None:
 def test_torch_backend_shares_cores_with_reading_workers(checkpoint_path: Path, monkeypatch) -> None:
     """While reading workers run, the torch backend uses the cores they leave (>= 1), then restores its setting;
     threads set explicitly are never changed."""
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr("ecglens.predict.backends.usable_cores", lambda: 4)  # cores this process may use
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(4)
