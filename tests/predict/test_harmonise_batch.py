@@ -94,3 +94,11 @@ def test_robust_peak_to_peak_batch_equals_per_record() -> None:
     assert np.array_equal(robust_peak_to_peak_batch(x), [robust_peak_to_peak(r) for r in x])
     x[3, 0, 5] = np.nan
     assert np.array_equal(robust_peak_to_peak_batch(x), [robust_peak_to_peak(r) for r in x])
+
+
+def test_a_group_that_cannot_be_harmonised_reports_each_record() -> None:
+    adapter = InputAdapter(Preprocess(seconds=10.0))
+    two_leads = [Ecg(np.random.default_rng(i).normal(0, 0.3, (2, 1000)).astype(np.float32), 100.0, ("V1", "V2"),
+                     record_id=f"v{i}") for i in range(3)]
+    results = adapter.prepare_many(two_leads)
+    assert all(isinstance(r, Exception) and "lead" in str(r).lower() for r in results)

@@ -257,7 +257,10 @@ class InputAdapter:
             else:
                 groups.setdefault(key, []).append(i)
         for idx in groups.values():
-            done = self._prepare_group([ecgs[i] for i in idx], [names[i] for i in idx]) if len(idx) > 1 else {}
+            try:
+                done = self._prepare_group([ecgs[i] for i in idx], [names[i] for i in idx]) if len(idx) > 1 else {}
+            except Exception:  # noqa: BLE001 - e.g. leads that cannot be made: each record then says why alone
+                done = {}
             for pos, i in enumerate(idx):
                 out[i] = done[pos] if pos in done else self._prepare_one(ecgs[i], names[i])
         return out  # type: ignore[return-value]
