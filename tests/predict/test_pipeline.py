@@ -38,3 +38,24 @@ def test_a_chunk_keeps_order_errors_and_recorded_fields(tmp_path: Path) -> None:
     assert [i.flags for i in ok] == [p.flags for p in alone]
     # example 0 is sim_250hz_8lead, whose header says "# Age: 71" and "# Sex: Male"
     assert items[0].recorded == {"age_recorded": 71.0, "sex_recorded": "M", "patient_id": "", "exam_id": ""}
+
+
+def test_torch_backend_splits_cpu_batches_to_cache_size(monkeypatch) -> None:
+    import torch
+
+    from ecglens.models import create_model
+
+    class Checkpoint:
+        model = create_model("cnn_baseline", in_leads=12, num_outputs=3, channels=(8, 16))
+
+    sizes: list[int] = []
+    Checkpoint.model.register_forward_pre_hook(lambda module, args: sizes.append(int(args[0].shape[0])))
+    backend = backends.TorchBackend(Checkpoint())
+    monkeypatch.setattr(backends, "CPU_SAMPLES_PER_PASS", 1000)
+    x = np.random.default_rng(0).normal(0, 0.3, (7, 12, 300)).astype(np.float32)
+    out = backend.run(x)
+    assert sizes == [3, 3, 1]  # 1000 // 300 windows per pass
+    with torch.inference_mode():
+        whole = Checkpoint.model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, whole, rtol=1e-5, atol=1e-6)
+    assert backend.run(x[:0]).shape == (0, 3)
