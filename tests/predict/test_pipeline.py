@@ -59,3 +59,16 @@ def test_torch_backend_splits_cpu_batches_to_cache_size(monkeypatch) -> None:
         whole = Checkpoint.model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(out, whole, rtol=1e-5, atol=1e-6)
     assert backend.run(x[:0]).shape == (0, 3)
+
+
+def test_keep_freed_memory_applies_on_glibc() -> None:
+    import multiprocessing as mp
+    import platform
+
+    from ecglens.predict.workers import keep_freed_memory
+
+    # run in a child process: the setting is process-wide and meant for reading workers only
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        applied = pool.apply(keep_freed_memory)
+    assert applied is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

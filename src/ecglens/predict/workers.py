@@ -7,7 +7,9 @@ a chunk comes back as its records' :class:`PipelineItem` (errors included) and t
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import sys
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,7 +23,7 @@ from ..exceptions import EcglensError
 from .harmonise import InputAdapter, recorded_fields
 from .records import archive_names, read_record
 
-__all__ = ["PipelineItem", "chunk_stream"]
+__all__ = ["PipelineItem", "chunk_stream", "keep_freed_memory"]
 
 
 _WORKER: dict[str, Any] = {}
@@ -40,7 +42,33 @@ class PipelineItem:
     recorded: dict[str, Any] | None = None
 
 
-def _init_worker(adapter: InputAdapter, read_kwargs: Mapping[str, Any] | None) -> None:
+#: glibc ``mallopt`` parameters and the values a reading worker sets (bytes)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_WORKER_MMAP_THRESHOLD = 256 * 2**20
+_WORKER_TRIM_THRESHOLD = 512 * 2**20
+
+
+def keep_freed_memory() -> bool:
+    """In this process (glibc only), serve arrays up to 256 MB from the heap and keep freed memory for reuse.
+
+    By default glibc maps each large block (a record's float64 copies, a chunk's stacked windows) afresh with
+    ``mmap`` and unmaps it when freed, so every array costs page faults: on 2 cores that was a fifth of the
+    batch job's CPU (2.8 s of system time for 2,000 PTB-XL records; 0.7 s with this). Meant for the
+    short-lived reading workers, whose memory is returned when they exit. Returns whether it was applied.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _WORKER_MMAP_THRESHOLD)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, _WORKER_TRIM_THRESHOLD))
+    except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
+        return False
+
+
+def _init_worker(adapter: InputAdapter, read_kwargs: Mapping[str, Any] | None, pooled: bool = False) -> None:
+    if pooled:
+        keep_freed_memory()
     _WORKER["adapter"] = adapter
     _WORKER["read_kwargs"] = dict(read_kwargs or {})
 
@@ -90,7 +118,7 @@ def chunk_stream(chunks: list[list[tuple[int, str, str]]], adapter: InputAdapter
         yield (_prepare_chunk(c) for c in chunks)
         return
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-    with ctx.Pool(processes=workers, initializer=_init_worker, initargs=(adapter, read_kwargs)) as pool:
+    with ctx.Pool(processes=workers, initializer=_init_worker, initargs=(adapter, read_kwargs, True)) as pool:
         yield _ordered_results(pool, chunks, 2 * workers + 1, timeout)
 
 
