@@ -7,7 +7,6 @@ expected values are always what the checkpoint gives on the *manually* preproces
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -224,7 +223,7 @@ def test_backend_registry(checkpoint_path: Path) -> None:
 def test_torch_backend_shares_cores_with_reading_workers(checkpoint_path: Path, monkeypatch) -> None:
     """While reading workers run, the torch backend uses the cores they leave (>= 1), then restores its setting;
     threads set explicitly are never changed."""
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr("ecglens.predict.backends.usable_cores", lambda: 4)  # cores this process may use
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(4)
@@ -289,7 +288,8 @@ def test_find_records_walks_a_folder_once(mixed_folder, monkeypatch) -> None:
 def test_folder_with_good_and_broken_files(predictor: Predictor, mixed_folder, workers: int) -> None:
     root, n_good, n_bad = mixed_folder
     table = predictor.predict_paths([root], progress=False, workers=workers, chunk_size=2, batch_size=2)
-    assert list(table.columns) == ["record", "status", "message", *OUTPUTS, "n_windows", "flags"]
+    assert list(table.columns) == ["record", "status", "message", *OUTPUTS, "age_recorded", "sex_recorded",
+                                   "patient_id", "exam_id", "n_windows", "flags"]
     assert (table["status"] == "ok").sum() == n_good and (table["status"] == "error").sum() == n_bad
     assert table.attrs["n_ok"] == n_good and table.attrs["n_error"] == n_bad
     errors = table[table["status"] == "error"]
@@ -297,6 +297,11 @@ def test_folder_with_good_and_broken_files(predictor: Predictor, mixed_folder, w
     ok = table[table["status"] == "ok"]
     ok = ok.set_index(ok["record"].map(lambda r: Path(r).name))
     assert ok.loc["sim_400hz_15s", "n_windows"] == 2  # 15 s -> two windows
+    # what the headers state (# Age: / # Sex: comments of the examples), not what the model predicts
+    assert ok.loc["sim_500hz_12lead", ["age_recorded", "sex_recorded"]].tolist() == [63.0, "F"]
+    assert ok.loc["sim_400hz_15s", ["age_recorded", "sex_recorded"]].tolist() == [45.0, "M"]
+    assert (ok["patient_id"] == "").all() and (errors["sex_recorded"] == "").all()
+    assert errors["age_recorded"].isna().all()
     assert "derived:III,aVR,aVL,aVF" in ok.loc["sim_250hz_8lead", "flags"]
     single = predictor.predict_file(root / "sim_500hz_12lead.hea")
     assert ok.loc["sim_500hz_12lead", "age"] == pytest.approx(single.outputs["age"], rel=1e-6)
@@ -339,8 +344,8 @@ def test_cli_predict_end_to_end(checkpoint_path: Path, mixed_folder, tmp_path: P
                 "--no-progress"])
     assert code == 0
     table = pd.read_csv(out)
-    assert list(table.columns) == ["record", "status", "message", "age", "age_std", "p_female", "n_windows",
-                                   "flags"]
+    assert list(table.columns) == ["record", "status", "message", "age", "age_std", "p_female", "age_recorded",
+                                   "sex_recorded", "patient_id", "exam_id", "n_windows", "flags"]
     assert (table["status"] == "ok").sum() == n_good and (table["status"] == "error").sum() == n_bad
     printed = capsys.readouterr().out
     assert f"{n_good} ok, {n_bad} error" in printed and "ECGs/s" in printed

@@ -65,7 +65,7 @@ class OnnxBackend:
         """Run on the cores left by ``n_busy`` busy reading processes while the context is open.
 
         onnxruntime's default pool has one thread per core and spin-waits between operators; beside busy readers
-        those threads mostly spin. Inside the context a second session with ``cpu_count - n_busy`` threads (at
+        those threads mostly spin. Inside the context a second session with ``usable cores - n_busy`` threads (at
         least one) and no spinning is used; explicitly set ``threads`` are left alone.
         """
         if self.threads is not None or n_busy <= 0:

@@ -24,14 +24,15 @@ from ..artifact.formats import load_model_file, model_format
 from ..artifact.windows import DEFAULT_MAX_WINDOWS, aggregate_windows
 from ..ecg import Ecg
 from ..exceptions import CheckpointError, EcglensError
-from .backends import Backend, create_backend
-from .harmonise import InputAdapter, PreparedEcg
+from .backends import Backend, create_backend, usable_cores
+from .harmonise import RECORDED_COLUMNS, InputAdapter, PreparedEcg, recorded_fields
 from .records import find_records, read_record, record_key
 from .workers import PipelineItem, chunk_stream
 
 __all__ = ["BASE_COLUMNS", "Prediction", "Predictor"]
 
-#: first columns of every :meth:`Predictor.predict_paths` table (then one per output, ``n_windows``, ``flags``)
+#: first columns of every :meth:`Predictor.predict_paths` table (then one per output, the
+#: :data:`~ecglens.predict.harmonise.RECORDED_COLUMNS`, ``n_windows``, ``flags``)
 BASE_COLUMNS: tuple[str, ...] = ("record", "status", "message")
 _AGE_RANGE = (0.0, 120.0)  # years: an age output outside it means the input was not a valid ECG
 
@@ -53,6 +54,9 @@ class Prediction:
         Number of model windows the record was cut into.
     flags : tuple of str
         What harmonisation did and what the quality checks found (see the module docstring).
+    recorded : dict
+        What the file states: ``age_recorded`` (years, NaN unknown), ``sex_recorded`` (``"F"``/``"M"``/``""``),
+        ``patient_id``, ``exam_id`` (``""`` unknown).
     """
 
     record: str
@@ -61,11 +65,12 @@ class Prediction:
     n_windows: int
     flags: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=(), repr=False)
+    recorded: Mapping[str, Any] = field(default_factory=lambda: recorded_fields(None), repr=False)
 
     def to_row(self) -> dict[str, Any]:
         """One ``ok`` row of the :meth:`Predictor.predict_paths` table."""
         return {"record": self.record, "status": "ok", "message": "; ".join(self.warnings), **self.outputs,
-                "n_windows": self.n_windows, "flags": ";".join(self.flags)}
+                **self.recorded, "n_windows": self.n_windows, "flags": ";".join(self.flags)}
 
 
 class Predictor:
@@ -128,7 +133,7 @@ class Predictor:
     @property
     def columns(self) -> list[str]:
         """Columns of the :meth:`predict_paths` table."""
-        return [*BASE_COLUMNS, *self.output_names, "n_windows", "flags"]
+        return [*BASE_COLUMNS, *self.output_names, *RECORDED_COLUMNS, "n_windows", "flags"]
 
     @property
     def model_label(self) -> str:
@@ -159,7 +164,8 @@ class Predictor:
         problem = self.implausible_outputs(means)
         if problem:
             raise EcglensError(f"{prepared.record}: {problem}")
-        return Prediction(prepared.record, means, spread, prepared.n_windows, prepared.flags, prepared.warnings)
+        return Prediction(prepared.record, means, spread, prepared.n_windows, prepared.flags, prepared.warnings,
+                          prepared.recorded)
 
     def implausible_outputs(self, outputs: Mapping[str, float]) -> str | None:
         """Why a record's outputs cannot be a prediction for an ECG, or None when they are plausible.
@@ -229,6 +235,7 @@ class Predictor:
         batcher, rows = _Batcher(self, batch_size), []
         for index, item in enumerate(items):
             record, windows = getattr(item, "record_id", "") or str(index), None
+            recorded = recorded_fields(item if isinstance(item, Ecg) else None)
             try:
                 if not isinstance(item, (Ecg, np.ndarray)):
                     raise EcglensError(f"{type(item).__name__} is not an Ecg or an array; read files with "
@@ -237,10 +244,10 @@ class Predictor:
                 prepared = self.adapter.prepare(ecg, record=record)
             except Exception as err:  # noqa: BLE001 - like a batch of files: every bad input is a row
                 reason = str(err) if isinstance(err, EcglensError) else f"{type(err).__name__}: {err}"
-                pipeline_item = PipelineItem(index, record, error=reason)
+                pipeline_item = PipelineItem(index, record, error=reason, recorded=recorded)
             else:
                 pipeline_item = PipelineItem(index, record, None, prepared.n_windows, prepared.flags,
-                                             prepared.warnings)
+                                             prepared.warnings, prepared.recorded)
                 windows = prepared.windows
             rows.extend(batcher.add([pipeline_item], windows))
         table = pd.DataFrame([*rows, *batcher.flush()], columns=self.columns)
@@ -265,7 +272,7 @@ class Predictor:
         batch_size : int
             Model windows per forward pass.
         workers : int, optional
-            Reading processes (default: ``min(4, cpu_count)``; 0 or 1 reads in this process).
+            Reading processes (default: ``min(4, usable cores)``; 0 or 1 reads in this process).
         read_kwargs : mapping, optional
             Reader options (``fs``, ``leads``, ``units`` for raw arrays; each reader gets those it accepts).
         chunk_size : int, optional
@@ -277,7 +284,9 @@ class Predictor:
         -------
         pandas.DataFrame
             Columns :attr:`columns`: ``record, status ("ok"/"error"), message`` (the reason of an error, repair
-            warnings of an ok row), one column per output, ``n_windows``, ``flags`` (``;``-joined). One row per
+            warnings of an ok row), one column per output, what the file states (``age_recorded`` in years, NaN
+            unknown; ``sex_recorded`` ``"F"``/``"M"``/``""``; ``patient_id``, ``exam_id``, ``""`` unknown),
+            ``n_windows``, ``flags`` (``;``-joined). One row per
             record in input order. ``df.attrs`` holds ``model``, ``n_ok``, ``n_error``, ``seconds``,
             ``ecgs_per_s``.
 
@@ -342,7 +351,7 @@ def _output_range(task: Any, name: str) -> tuple[float, float]:
 
 
 def _default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, usable_cores()))
 
 
 def _describe_inputs(inputs: Any) -> str:
@@ -383,21 +392,27 @@ class _Batcher:
     def _rows(self, items: list[PipelineItem], outputs: Mapping[str, np.ndarray], failure: str | None) -> list[dict]:
         rows, pos = [], 0
         names = self.predictor.output_names
+        nan_outputs = dict.fromkeys(names, np.nan)
+        # records of one window (the usual case): per-window outputs are the means, no per-record aggregation
+        values = {k: v.tolist() for k, v in outputs.items()}
         for item in items:
+            recorded = item.recorded or recorded_fields(None)
             if item.error is not None or failure is not None:
                 rows.append({"record": item.record, "status": "error", "message": item.error or failure,
-                             **{k: np.nan for k in names}, "n_windows": 0,
-                             "flags": ";".join(item.flags)})
+                             **nan_outputs, **recorded, "n_windows": 0, "flags": ";".join(item.flags)})
                 pos += item.n_windows
                 continue
-            per_window = {k: v[pos:pos + item.n_windows] for k, v in outputs.items()}
+            if item.n_windows == 1:
+                means = {k: v[pos] for k, v in values.items()}
+                spread = dict.fromkeys(values, np.nan)
+            else:
+                means, spread = aggregate_windows({k: v[pos:pos + item.n_windows] for k, v in outputs.items()})
             pos += item.n_windows
-            means, spread = aggregate_windows(per_window)
             problem = self.predictor.implausible_outputs(means)
             if problem:
-                rows.append({"record": item.record, "status": "error", "message": problem,
-                             **{k: np.nan for k in names},
-                             "n_windows": item.n_windows, "flags": ";".join(item.flags)})
+                rows.append({"record": item.record, "status": "error", "message": problem, **nan_outputs,
+                             **recorded, "n_windows": item.n_windows, "flags": ";".join(item.flags)})
                 continue
-            rows.append(Prediction(item.record, means, spread, item.n_windows, item.flags, item.warnings).to_row())
+            rows.append(Prediction(item.record, means, spread, item.n_windows, item.flags, item.warnings,
+                                   recorded).to_row())
         return rows

@@ -1,0 +1,74 @@
+"""The batch pipeline's pieces: cores from the affinity mask, and a worker chunk with good and bad records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ecglens.examples import example_paths
+from ecglens.io import read_ecg
+from ecglens.predict import InputAdapter, backends
+from ecglens.predict.workers import _init_worker, _prepare_chunk
+from ecglens.signal.transforms import Preprocess
+
+
+def test_cores_follow_the_affinity_mask(monkeypatch) -> None:
+    monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(backends.os, "cpu_count", lambda: 16)
+    assert backends.usable_cores() == 2
+    assert backends.cores_left(2) == 1 and backends.cores_left(1) == 1
+
+
+def test_a_chunk_keeps_order_errors_and_recorded_fields(tmp_path: Path) -> None:
+    adapter = InputAdapter(Preprocess(seconds=10.0))
+    _init_worker(adapter, None)
+    bad = tmp_path / "bad.hea"
+    bad.write_text("not a header\n")
+    paths = [str(p) for p in example_paths()]
+    chunk = [(0, "a", paths[0]), (1, "bad", str(bad)), (2, "b", paths[1]), (3, "c", paths[2]), (4, "a2", paths[0])]
+    items, windows = _prepare_chunk(chunk)
+    assert [i.index for i in items] == [0, 1, 2, 3, 4]
+    assert items[1].error and "malformed" in items[1].error and items[1].recorded["sex_recorded"] == ""
+    ok = [i for i in items if i.error is None]
+    assert windows is not None and windows.shape[0] == sum(i.n_windows for i in ok)
+    # the same windows as preparing each record alone, in order
+    alone = [adapter.prepare(read_ecg(p)) for p in (paths[0], paths[1], paths[2], paths[0])]
+    assert np.array_equal(windows, np.concatenate([p.windows for p in alone]))
+    assert [i.flags for i in ok] == [p.flags for p in alone]
+    # example 0 is sim_250hz_8lead, whose header says "# Age: 71" and "# Sex: Male"
+    assert items[0].recorded == {"age_recorded": 71.0, "sex_recorded": "M", "patient_id": "", "exam_id": ""}
+
+
+def test_torch_backend_splits_cpu_batches_to_cache_size(monkeypatch) -> None:
+    import torch
+
+    from ecglens.models import create_model
+
+    class Checkpoint:
+        model = create_model("cnn_baseline", in_leads=12, num_outputs=3, channels=(8, 16))
+
+    sizes: list[int] = []
+    Checkpoint.model.register_forward_pre_hook(lambda module, args: sizes.append(int(args[0].shape[0])))
+    backend = backends.TorchBackend(Checkpoint())
+    monkeypatch.setattr(backends, "CPU_SAMPLES_PER_PASS", 1000)
+    x = np.random.default_rng(0).normal(0, 0.3, (7, 12, 300)).astype(np.float32)
+    out = backend.run(x)
+    assert sizes == [3, 3, 1]  # 1000 // 300 windows per pass
+    with torch.inference_mode():
+        whole = Checkpoint.model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, whole, rtol=1e-5, atol=1e-6)
+    assert backend.run(x[:0]).shape == (0, 3)
+
+
+def test_keep_freed_memory_applies_on_glibc() -> None:
+    import multiprocessing as mp
+    import platform
+
+    from ecglens.predict.workers import keep_freed_memory
+
+    # run in a child process: the setting is process-wide and meant for reading workers only
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        applied = pool.apply(keep_freed_memory)
+    assert applied is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
