@@ -143,7 +143,8 @@ def test_demo_predictions_with_a_model(checkpoint_path: Path, tmp_path: Path, ca
     table = demo_predictions(str(checkpoint_path), tmp_path)
     assert table is not None and (table["status"] == "ok").all() and len(table) == len(example_paths())
     saved = pd.read_csv(tmp_path / "preds.csv")
-    assert list(saved.columns) == ["record", "status", "message", "age", "age_std", "p_female", "n_windows",
+    assert list(saved.columns) == ["record", "status", "message", "age", "age_std", "p_female", "sex_call",
+                                   "age_recorded", "age_gap", "sex_recorded", "patient_id", "exam_id", "n_windows",
                                    "flags"]
     reports = list(tmp_path.glob("report_*.html"))
     assert len(reports) == 1

@@ -288,8 +288,9 @@ def test_find_records_walks_a_folder_once(mixed_folder, monkeypatch) -> None:
 def test_folder_with_good_and_broken_files(predictor: Predictor, mixed_folder, workers: int) -> None:
     root, n_good, n_bad = mixed_folder
     table = predictor.predict_paths([root], progress=False, workers=workers, chunk_size=2, batch_size=2)
-    assert list(table.columns) == ["record", "status", "message", *OUTPUTS, "age_recorded", "sex_recorded",
-                                   "patient_id", "exam_id", "n_windows", "flags"]
+    # an uncalibrated checkpoint: the derived columns only (the sex call, the raw gap next to the recorded age)
+    assert list(table.columns) == ["record", "status", "message", *OUTPUTS, "sex_call", "age_recorded", "age_gap",
+                                   "sex_recorded", "patient_id", "exam_id", "n_windows", "flags"]
     assert (table["status"] == "ok").sum() == n_good and (table["status"] == "error").sum() == n_bad
     assert table.attrs["n_ok"] == n_good and table.attrs["n_error"] == n_bad
     errors = table[table["status"] == "error"]
@@ -344,8 +345,9 @@ def test_cli_predict_end_to_end(checkpoint_path: Path, mixed_folder, tmp_path: P
                 "--no-progress"])
     assert code == 0
     table = pd.read_csv(out)
-    assert list(table.columns) == ["record", "status", "message", "age", "age_std", "p_female", "age_recorded",
-                                   "sex_recorded", "patient_id", "exam_id", "n_windows", "flags"]
+    assert list(table.columns) == ["record", "status", "message", "age", "age_std", "p_female", "sex_call",
+                                   "age_recorded", "age_gap", "sex_recorded", "patient_id", "exam_id", "n_windows",
+                                   "flags"]
     assert (table["status"] == "ok").sum() == n_good and (table["status"] == "error").sum() == n_bad
     printed = capsys.readouterr().out
     assert f"{n_good} ok, {n_bad} error" in printed and "ECGs/s" in printed

@@ -204,8 +204,6 @@ class _Job:
         """The table of ``records`` (columns and attrs of ``Predictor.predict_paths``)."""
         import time
 
-        import pandas as pd
-
         from ..predict.shard import table_attrs
 
         args = self.args
@@ -221,7 +219,7 @@ class _Job:
         p = self.predictor
         rows = list(p.iter_predict(records, progress=not args.no_progress, batch_size=args.batch_size,
                                    workers=args.workers, read_kwargs=array_read_kwargs(args)))
-        return table_attrs(pd.DataFrame(rows, columns=p.columns), time.perf_counter() - start,
+        return table_attrs(p.rows_table(rows), time.perf_counter() - start,
                            model=p.model_label, backend=p.backend_name)
 
     def describe(self) -> dict[str, Any]:
@@ -258,6 +256,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
     from ..predict.records import find_records, unpacked_archives
+    from ..predict.workers import keep_freed_memory
+
+    keep_freed_memory()  # a short-lived process: no page faults per array (see the function)
     from ..predict.shard import write_table
 
     shard = _check_output(args)

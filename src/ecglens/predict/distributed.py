@@ -38,7 +38,9 @@ from typing import Any
 import pandas as pd
 
 from .._optional import require
+from ..artifact.calibration import Calibration
 from ..exceptions import ConfigError, EcglensError
+from .postprocess import apply_calibration, calibration_of
 from .records import find_records
 from .shard import table_attrs
 
@@ -76,7 +78,9 @@ def _worker_predictor(model: str, backend: str, options: Mapping[str, Any]) -> t
 def _describe(model: str, backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """Columns, model label and backend of the worker's Predictor (loads it: errors surface here, once)."""
     predictor, _ = _worker_predictor(model, backend, options)
-    return {"columns": list(predictor.columns), "model": predictor.model_label, "backend": predictor.backend_name}
+    cal = calibration_of(predictor)
+    return {"columns": list(predictor.columns), "model": predictor.model_label, "backend": predictor.backend_name,
+            "calibration": None if cal is None else cal.to_dict()}
 
 
 def _predict_partition(part: Sequence[tuple[str, str]], model: str, backend: str, options: Mapping[str, Any],
@@ -164,7 +168,9 @@ def predict_distributed(model: str | os.PathLike[str],
                    read_kwargs=read_kwargs)  # bound here: Client.map has a batch_size of its own
     futures = client.map(task, parts, pure=False)
     rows = _gather(distributed, futures, parts, info["columns"], progress)
-    table = pd.DataFrame(rows, columns=info["columns"])
+    cal = info.get("calibration")
+    table = apply_calibration(pd.DataFrame(rows, columns=info["columns"]),
+                              None if cal is None else Calibration.from_dict(cal))
     return table_attrs(table, time.perf_counter() - start, model=info["model"], backend=info["backend"],
                        n_workers=n_workers, n_partitions=len(parts))
 

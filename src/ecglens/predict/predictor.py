@@ -26,6 +26,7 @@ from ..ecg import Ecg
 from ..exceptions import CheckpointError, EcglensError
 from .backends import Backend, create_backend, usable_cores
 from .harmonise import RECORDED_COLUMNS, InputAdapter, PreparedEcg, recorded_fields
+from .postprocess import apply_calibration
 from .records import find_records, read_record, record_key
 from .workers import PipelineItem, chunk_stream
 
@@ -250,7 +251,7 @@ class Predictor:
                                              prepared.warnings, prepared.recorded)
                 windows = prepared.windows
             rows.extend(batcher.add([pipeline_item], windows))
-        table = pd.DataFrame([*rows, *batcher.flush()], columns=self.columns)
+        table = self.rows_table([*rows, *batcher.flush()])
         n_ok = int((table["status"] == "ok").sum())
         table.attrs.update({"model": self.model_label, "backend": self.backend_name, "n_ok": n_ok,
                             "n_error": len(table) - n_ok})
@@ -301,13 +302,18 @@ class Predictor:
             raise EcglensError(f"no ECG records found in {_describe_inputs(inputs)}. Give ECG files or folders "
                                "holding .hea/.dat, .mat, .xml or .dcm records (raw arrays need --fs).")
         rows = list(self.iter_predict(records, progress, batch_size, workers, read_kwargs, chunk_size, timeout))
-        table = pd.DataFrame(rows, columns=self.columns)
+        table = self.rows_table(rows)
         seconds = time.perf_counter() - start
         n_ok = int((table["status"] == "ok").sum())
         table.attrs.update({"model": self.model_label, "backend": self.backend_name, "n_ok": n_ok,
                             "n_error": len(table) - n_ok, "seconds": seconds,
                             "ecgs_per_s": len(table) / seconds if seconds > 0 else float("nan")})
         return table
+
+    def rows_table(self, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+        """The predictions table of rows from :meth:`iter_predict`: columns :attr:`columns`, then the checkpoint's
+        calibration and the derived columns applied (:func:`~ecglens.predict.postprocess.apply_calibration`)."""
+        return apply_calibration(pd.DataFrame(list(rows), columns=self.columns), self.checkpoint)
 
     def iter_predict(self, records: Sequence[tuple[str, Path]], progress: bool = True, batch_size: int = 64,
                      workers: int | None = None, read_kwargs: Mapping[str, Any] | None = None,

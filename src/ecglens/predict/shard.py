@@ -50,7 +50,7 @@ TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet"}
 #: the sidecar keys that must agree for a rerun to skip a shard and for shards to be merged
 IDENTITY = ("model", "backend", "options", "inputs_digest", "n_inputs", "n_shards")
 _SHARD_RE = re.compile(r"^shard-(\d+)-of-(\d+)\.json$")
-_STR_COLUMNS = ("record", "status", "message", "flags")
+_STR_COLUMNS = ("record", "status", "message", "flags", "sex_recorded", "patient_id", "exam_id", "sex_call")
 
 
 # ----------------------------------------------------------------------------------------------- partition
