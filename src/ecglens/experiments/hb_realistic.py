@@ -23,14 +23,18 @@ ECGs over time
     Normal(0, 0.15) (carries sex, not Hb). ``s = 1`` is the strength of ``ecglens study simulate``.
 The oracle (:func:`fit_oracle`)
     The best linear estimate of Hb from the four features of one ECG (least squares on a large calibration
-    sample; fixed afterwards like a trained model): ``hb_est``. ``ecg_signal`` is the one parameter that sets the
-    oracle's Pearson r with Hb; :func:`calibrate_signal` bisects it to a target r (0.55 by default). Anemia AUROC
-    then follows from the Hb distribution (it is reported, not tuned).
+    sample; fixed afterwards like a trained model): ``hb_est``. Two parameters set what it can reach:
+    ``ecg_signal`` its Pearson r with Hb, and ``anemia_fraction`` (the anemic tail) its AUROC for Hb <= 10 g/dL
+    at that r (a larger tail, a lower AUROC). :func:`calibrate` bisects them to r = 0.55 and AUROC = 0.85 (the
+    published ECG model: r 0.56, AUROC 0.85): ``anemia_fraction`` 0.25, ``ecg_signal`` 0.4297 (the defaults;
+    ``ecglens study calibrate`` repeats it).
 Outcomes from the baseline ECG (cause-specific proportional hazards, Weibull baselines)
     Prevalent HF at baseline: logistic, -3.3 + 0.5 per 10 years + 0.35 per g/dL below 13.5 (about 6 %).
-    Death: rate 0.03/year, shape 1.2; log HR per 1 g/dL decrease of true Hb ``death_per_g_dl``, per 10 bpm of
-    tone ``death_per_10bpm``, per 10 years (log 1.8), male (log 1.3), prevalent HF (log 2.0). New HF: rate
-    0.02/year, shape 1.2; per 1 g/dL decrease ``hf_per_g_dl``, per 10 bpm ``hf_per_10bpm``, per 10 years
+    Death: rate 0.03/year, shape 1.2; HR per 1 g/dL decrease of true Hb ``hr_death_per_g_dl`` (1.15), per 10 bpm of
+    tone ``hr_death_per_10bpm`` (1.3), per 10 years (log 1.8), male (log 1.3), prevalent HF (log 2.0). New HF: rate
+    0.02/year, shape 1.2; per 1 g/dL decrease ``hr_hf_per_g_dl`` (1.656: calibrated by
+    :func:`~ecglens.experiments.study_coverage.calibrate_hf_effect` so that the HR of ECG-anemia yes/no for new HF
+    is 2.47, as published), per 10 bpm ``hr_hf_per_10bpm`` (1.4), per 10 years
     (log 1.6), male (log 1.3). Latent death and HF times are independent given the covariates, so these are the
     cause-specific hazards; HF is observed only before death and censoring (death is a competing risk). Censoring:
     Uniform(2, 8) years administrative, Exponential(0.03/year) loss to follow-up.
