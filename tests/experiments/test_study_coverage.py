@@ -12,11 +12,18 @@ import pytest
 
 from ecglens.cli import app
 from ecglens.exceptions import ConfigError
-from ecglens.experiments.hb_realistic import (FEATURES, RealisticSettings, anemia_labels, fit_oracle,
-                                              simulate_realistic)
-from ecglens.experiments.study_coverage import (ESTIMANDS, CoverageSettings, coverage_table, fit_estimands,
-                                                prepare_model, result_columns, run_coverage, run_realistic_study,
-                                                write_coverage_tables)
+from ecglens.experiments.hb_realistic import FEATURES, RealisticSettings, anemia_labels, fit_oracle, simulate_realistic
+from ecglens.experiments.study_coverage import (
+    ESTIMANDS,
+    CoverageSettings,
+    coverage_table,
+    fit_estimands,
+    prepare_model,
+    result_columns,
+    run_coverage,
+    run_realistic_study,
+    write_coverage_tables,
+)
 
 SMALL = CoverageSettings(n_patients=800, truth_patients=6000, calibration_patients=6000)
 
@@ -68,6 +75,7 @@ def test_estimands_are_finite_and_the_every_ecg_model_is_clustered():
     assert fits["death_per_g_dl_all_ecgs"]["n"] > len(p)
     naive = fit_estimands(p, e, model, robust=False)["death_per_g_dl_all_ecgs"]
     assert naive["log_hr"] == pytest.approx(fits["death_per_g_dl_all_ecgs"]["log_hr"])
+    assert naive["se"] == naive["se_model"] == pytest.approx(fits["death_per_g_dl_all_ecgs"]["se_model"])
     assert naive["se"] != pytest.approx(fits["death_per_g_dl_all_ecgs"]["se"])  # the sandwich SE differs
 
 
@@ -90,7 +98,8 @@ def test_coverage_grid_is_resumable_and_summarised(tmp_path):
 def test_coverage_table_counts_cis_that_hold_the_truth():
     res = pd.DataFrame({f"{k}_{c}": v for k in ESTIMANDS for c, v in
                         (("log_hr", [0.1, 0.2, 0.5, 0.3]), ("se", [0.1] * 4), ("low", [0.0, 0.05, 0.35, -0.1]),
-                         ("high", [0.2, 0.35, 0.65, 0.7]), ("n", [100] * 4), ("events", [10] * 4))})
+                         ("high", [0.2, 0.35, 0.65, 0.7]), ("se_model", [0.1] * 4), ("n", [100] * 4),
+                         ("events", [10] * 4))})
     table = coverage_table(res, {k: 0.25 for k in ESTIMANDS}, CoverageSettings()).set_index("estimand")
     row = table.loc["death_per_g_dl"]
     assert row["coverage_pct"] == pytest.approx(50.0)  # [0, .2] misses, [.05, .35] holds, [.35, .65] misses
