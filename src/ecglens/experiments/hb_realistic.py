@@ -29,7 +29,7 @@ The oracle (:func:`fit_oracle`)
     published ECG model: r 0.56, AUROC 0.85): ``anemia_fraction`` 0.25, ``ecg_signal`` 0.4297 (the defaults;
     ``ecglens study calibrate`` repeats it).
 Outcomes from the baseline ECG (cause-specific proportional hazards, Weibull baselines)
-    Prevalent HF at baseline: logistic, -3.3 + 0.5 per 10 years + 0.35 per g/dL below 13.5 (about 6 %).
+    Prevalent HF at baseline: logistic, -3.3 + 0.5 per 10 years + 0.35 per g/dL below 13.5 (about 7 %).
     Death: rate 0.03/year, shape 1.2; HR per 1 g/dL decrease of true Hb ``hr_death_per_g_dl`` (1.15), per 10 bpm of
     tone ``hr_death_per_10bpm`` (1.3), per 10 years (log 1.8), male (log 1.3), prevalent HF (log 2.0). New HF: rate
     0.02/year, shape 1.2; per 1 g/dL decrease ``hr_hf_per_g_dl`` (1.656: calibrated by
