@@ -25,7 +25,7 @@ from ecglens.experiments.study_coverage import (
     write_coverage_tables,
 )
 
-SMALL = CoverageSettings(n_patients=800, truth_patients=6000, calibration_patients=6000)
+SMALL = CoverageSettings(n_patients=800, truth_patients=6000, truth_cohorts=2, calibration_patients=6000)
 
 
 def test_simulation_is_seeded_and_has_several_ecgs_per_patient_baseline_first():
@@ -91,6 +91,8 @@ def test_coverage_grid_is_resumable_and_summarised(tmp_path):
     assert (out / "coverage.md").read_text().startswith("|")
     assert set(table["estimand"]) == set(ESTIMANDS) and (table["seeds"] == 4).all()
     assert table["coverage_pct"].between(0, 100).all() and table["power_pct"].between(0, 100).all()
+    one = run_coverage(replace(SMALL, truth_cohorts=1), out, [0, 1, 2, 3], progress=False)  # a new truth only
+    assert len(one) == 4 and json.loads((out / "truth.json").read_text())["truth_settings"]["truth_cohorts"] == 1
     with pytest.raises(ConfigError):  # other settings, same folder: refused
         run_coverage(replace(SMALL, n_patients=900), out, [4], progress=False)
 

@@ -66,6 +66,7 @@ class CoverageSettings:
     n_patients: int = 4000
     truth_patients: int = 300_000
     truth_seed: int = 999_999
+    truth_cohorts: int = 4
     calibration_patients: int = 100_000
     calibration_seed: int = 12345
     alpha: float = 0.05
@@ -153,10 +154,20 @@ def fit_estimands(patients: pd.DataFrame, ecgs: pd.DataFrame, model: Model, alph
                        ESTIMANDS[name][2] == "all", alpha, robust) for name in estimands}
 
 
-def true_log_hrs(cs: CoverageSettings, model: Model) -> dict[str, float]:
-    """The truth of each estimand: its estimate on one cohort of ``truth_patients`` (module docstring)."""
-    patients, ecgs = simulate_realistic(cs.truth_patients, cs.truth_seed, cs.simulation)
-    return {k: v["log_hr"] for k, v in fit_estimands(patients, ecgs, model, cs.alpha, robust=False).items()}
+def true_log_hrs(cs: CoverageSettings, model: Model, with_mcse: bool = False) -> Any:
+    """The truth of each estimand: the mean of its estimates on ``truth_cohorts`` cohorts of ``truth_patients``
+    (seeds ``truth_seed``, ``truth_seed - 1``, ...; module docstring). With ``with_mcse`` also their Monte-Carlo
+    SE (SD over the cohorts / sqrt(cohorts); NaN for one cohort)."""
+    fits = []
+    for k in range(cs.truth_cohorts):
+        patients, ecgs = simulate_realistic(cs.truth_patients, cs.truth_seed - k, cs.simulation)
+        fits.append({n: v["log_hr"] for n, v in fit_estimands(patients, ecgs, model, cs.alpha, robust=False).items()})
+    table = pd.DataFrame(fits)
+    truth = {n: float(table[n].mean()) for n in table}
+    if not with_mcse:
+        return truth
+    k = len(table)
+    return truth, {n: float(table[n].std(ddof=1) / np.sqrt(k)) if k > 1 else float("nan") for n in table}
 
 
 def anemia_table(patients: pd.DataFrame, ecgs: pd.DataFrame, model: Model) -> pd.DataFrame:
@@ -281,16 +292,19 @@ def result_columns() -> tuple[str, ...]:
     return ("run_key", "seed", "oracle_r", "oracle_auroc_le10", *per, "finished_at")
 
 
+_TRUTH_KEYS = ("truth_patients", "truth_seed", "truth_cohorts")
+
+
 def _open(cs: CoverageSettings, out: Path) -> tuple[Model, dict[str, float]]:
-    """The fixed model and the truths, cached in ``out/truth.json`` (the protocol hash guards the settings)."""
+    """The fixed model and the truths, cached in ``out/truth.json`` (recomputed when the truth settings differ)."""
     path = out / "truth.json"
     model = prepare_model(cs)
-    if path.is_file():
-        truth = json.loads(path.read_text())["log_hr"]
-    else:
-        truth = true_log_hrs(cs, model)
-        path.write_text(json.dumps({"log_hr": truth, "oracle": asdict(model.oracle), "cuts": model.cuts},
-                                   indent=2) + "\n")
+    wanted = {k: getattr(cs, k) for k in _TRUTH_KEYS}
+    if path.is_file() and json.loads(path.read_text()).get("truth_settings") == wanted:
+        return model, json.loads(path.read_text())["log_hr"]
+    truth, mcse = true_log_hrs(cs, model, with_mcse=True)
+    path.write_text(json.dumps({"log_hr": truth, "log_hr_mcse": mcse, "truth_settings": wanted,
+                                "oracle": asdict(model.oracle), "cuts": model.cuts}, indent=2) + "\n")
     return model, truth
 
 
@@ -317,11 +331,13 @@ def run_coverage(cs: CoverageSettings, out: str | Path, seeds: Sequence[int], sh
         raise ConfigError(f"seeds must be distinct and non-empty; got {list(seeds)[:5]}...")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    proto = _settings(cs)
+    config = _settings(cs)
+    proto = {k: v for k, v in config.items() if k not in _TRUTH_KEYS}  # the per-seed rows do not use the truth
     grid = GridDefinition(name="coverage", runs=[CoverageRun(int(s)) for s in seeds], protocol=proto,
-                          config=proto, columns=result_columns(), open_data=functools.partial(_open, cs),
+                          config=config, columns=result_columns(), open_data=functools.partial(_open, cs),
                           run=functools.partial(_run_seed, cs), curves=False)
     run_grid(grid, out, shard, progress=progress)
+    _open(cs, out)  # the truth, also when every seed was done already (e.g. after new truth settings)
     return read_results_csv(out, result_columns())
 
 
