@@ -131,3 +131,10 @@ def test_cli_realistic_and_coverage(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "c" / "coverage.csv").is_file()
     assert app(["study", "coverage", "--seeds", "0", "--out", str(tmp_path / "d")]) != 0
     assert "--seeds must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("study", ["realistic", "coverage", "calibrate"])
+def test_cli_help_of_the_realistic_studies(study, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        app(["study", study, "--help"])
+    assert exit_info.value.code == 0 and "--n-patients" in capsys.readouterr().out

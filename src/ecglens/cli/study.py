@@ -13,9 +13,9 @@ Examples::
         --external-ecgs ext_ecgs.csv --external-labs ext_labs.csv --external-outcomes ext_outcomes.csv --out runs/hb
 
     # the realistic simulation (oracle r 0.55, AUROC 0.85; death and new HF, competing risks; several ECGs per
-    # patient), one cohort, and its coverage study over 200 seeds (resumable; OUT/coverage.{csv,md})
+    # patient), one cohort, and its coverage study over 400 seeds (resumable; OUT/coverage.{csv,md})
     ecglens study realistic --out runs/hb_realistic --seed 0
-    ecglens study coverage --seeds 200 --out runs/hb_coverage
+    ecglens study coverage --seeds 400 --out runs/hb_coverage
     ecglens study calibrate                                            # how the simulation's parameters were set
 
     # ECG-age gap on PTB-XL (fold 9) with a trained age model
@@ -97,7 +97,7 @@ def _add_ptbxl_age(sub: argparse._SubParsersAction) -> None:
 def _add_realistic(sub: argparse._SubParsersAction) -> None:
     for name, text in (("realistic", "one cohort of the realistic Hb simulation: oracle, anemia, death / HF Cox, "
                                      "Aalen-Johansen"),
-                       ("coverage", "bias, 95 % CI coverage and power of the realistic study's hazard ratios over "
+                       ("coverage", "bias, 95 %% CI coverage and power of the realistic study's hazard ratios over "
                                     "seeds"),
                        ("calibrate", "re-run the calibration of the realistic simulation (oracle r / AUROC, HF HR)")):
         p = sub.add_parser(name, help=text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
