@@ -194,3 +194,24 @@ def test_simulation_study_as_a_resumable_grid_over_seeds(tmp_path, capsys):
     assert app(["study", "simulate", "--out", str(out), "--seeds", "3", *small, "--set", "study.n_boot=7"]) == 2
     assert "different protocol" in capsys.readouterr().err
     assert app(["study", "simulate", "--out", str(tmp_path / "x"), "--shard", "1/2", *small]) == 2  # needs --seeds
+
+
+def test_quick_simulation_reports_who_mild_anemia_beside_the_fixed_cuts(quick_study):
+    out, _ = quick_study
+    anemia = pd.read_csv(out / "tables" / "anemia_metrics.csv")
+    assert set(anemia["level"]) == {"mild_who", "moderate", "severe"}
+    who = anemia[anemia["level"] == "mild_who"]
+    assert who["anemia_if_hb_le"].isna().all()  # sex-specific, no single cut
+    assert (who["flag_if_pred_le"] - who["flag_if_pred_le_women"]).round(6).eq(1.0).all()  # 13 vs 12 g/dL + offset
+    assert (who["n_pos"] > anemia[anemia["level"] == "moderate"]["n_pos"].to_numpy()).all()  # mild is commoner
+    assert "WHO mild" in (out / "tables" / "anemia_metrics.md").read_text()
+
+
+def test_who_anemia_label_is_sex_specific_and_nan_without_sex():
+    from ecglens.experiments.study_survival import who_anemia_label, who_score
+
+    df = pd.DataFrame({"hb": [11.9, 12.5, 12.5, np.nan, 12.0], "sex": [1, 1, 0, 0, np.nan],
+                       "hb_pred": [12.0, 13.0, 12.0, 14.0, 12.0]})
+    y = who_anemia_label(df)
+    assert y[:3].tolist() == [1.0, 0.0, 1.0] and np.isnan(y[3]) and np.isnan(y[4])
+    assert who_score(df)[:4].tolist() == [0.0, 1.0, -1.0, 1.0]

@@ -12,6 +12,12 @@ Examples::
     ecglens study hb --ecgs ecgs.csv --labs labs.csv --outcomes outcomes.csv \\
         --external-ecgs ext_ecgs.csv --external-labs ext_labs.csv --external-outcomes ext_outcomes.csv --out runs/hb
 
+    # the realistic simulation (oracle r 0.55, AUROC 0.85; death and new HF, competing risks; several ECGs per
+    # patient), one cohort, and its coverage study over 400 seeds (resumable; OUT/coverage.{csv,md})
+    ecglens study realistic --out runs/hb_realistic --seed 0
+    ecglens study coverage --seeds 400 --out runs/hb_coverage
+    ecglens study calibrate                                            # how the simulation's parameters were set
+
     # ECG-age gap on PTB-XL (fold 9) with a trained age model
     ecglens study ptbxl-age runs/age/model.safetensors cache/ptbxl100 --folds 9 --out runs/age_study
 
@@ -86,6 +92,78 @@ def _add_ptbxl_age(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes for the ECG features (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(study="ptbxl-age")
+
+
+def _add_realistic(sub: argparse._SubParsersAction) -> None:
+    for name, text in (("realistic", "one cohort of the realistic Hb simulation: oracle, anemia, death / HF Cox, "
+                                     "Aalen-Johansen"),
+                       ("coverage", "bias, 95 %% CI coverage and power of the realistic study's hazard ratios over "
+                                    "seeds"),
+                       ("calibrate", "re-run the calibration of the realistic simulation (oracle r / AUROC, HF HR)")):
+        p = sub.add_parser(name, help=text, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--n-patients", type=int, default=None, help="patients per cohort (default 4000)")
+        if name != "calibrate":
+            p.add_argument("--out", type=Path, required=True, help="output folder")
+        if name == "realistic":
+            p.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
+        if name == "coverage":
+            p.add_argument("--seeds", type=int, required=True, help="number of seeds (0 .. N-1 from --first-seed)")
+            p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+            p.add_argument("--shard", metavar="I/N", help="run only part I of N of the seeds, e.g. 2/4")
+            p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(study=name)
+
+
+def _run_realistic(args: argparse.Namespace) -> int:
+    from ..experiments.study_coverage import CoverageSettings, run_realistic_study, with_overrides
+
+    s = run_realistic_study(with_overrides(CoverageSettings(), args.n_patients), args.out, args.seed)
+    o = s["oracle"]
+    print(f"oracle: r = {o['r_calibration']:.3f}, AUROC (Hb <= 10) = {o['auroc_le10_calibration']:.3f} "
+          f"(calibration cohort); r = {o['r_this_cohort']:.3f} in this cohort")
+    for row in s["anemia"]:
+        print(f"anemia {row['level']:>8}: n_pos {row['n_pos']:>4}  AUROC {row['auroc']:.3f}  sensitivity "
+              f"{row['sensitivity']:.2f}  specificity {row['specificity']:.2f}")
+    for row in s["cox"]:
+        print(f"{row['estimand']:>24}: HR {row['hr']:.2f} ({row['ci_low']:.2f}-{row['ci_high']:.2f}), true "
+              f"{row['true_hr']:.2f}; {row['events']} events / {row['n']}")
+    print(f"wrote summary.json, study.md, anemia_metrics.csv, cox.csv and cif_hf_by_ecg_anemia.png to {args.out}")
+    return 0
+
+
+def _run_coverage(args: argparse.Namespace) -> int:
+    from ..exceptions import ConfigError
+    from ..experiments.grid import parse_shard
+    from ..experiments.study_coverage import CoverageSettings, run_coverage, with_overrides, write_coverage_tables
+
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1 (the number of seeds), got {args.seeds}.")
+    cs = with_overrides(CoverageSettings(), args.n_patients)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    done = run_coverage(cs, args.out, seeds, parse_shard(args.shard), progress=not args.quiet)
+    table = write_coverage_tables(args.out, cs)
+    print(table[["estimand", "seeds", "true_hr", "mean_hr", "bias_log_hr", "coverage_pct", "power_pct"]]
+          .round(3).to_string(index=False))
+    print(f"{len(done)} seeds in {args.out / 'results.csv'}; tables {args.out / 'coverage.csv'} and coverage.md")
+    return 0 if len(done) >= len(seeds) else 1
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from ..experiments.hb_realistic import calibrate
+    from ..experiments.study_coverage import CoverageSettings, calibrate_hf_effect, with_overrides
+
+    settings, oracle, steps = calibrate()
+    for step in steps:
+        print("oracle:", {k: round(v, 4) for k, v in step.items()})
+    print(f"-> anemia_fraction {settings.anemia_fraction}, ecg_signal {settings.ecg_signal}: oracle r "
+          f"{oracle.r:.4f}, AUROC {oracle.auroc:.4f}")
+    cs = with_overrides(CoverageSettings(), args.n_patients, anemia_fraction=settings.anemia_fraction,
+                        ecg_signal=settings.ecg_signal)
+    value, hf_steps = calibrate_hf_effect(cs)
+    for step in hf_steps:
+        print("HF:", {k: round(v, 4) for k, v in step.items()})
+    print(f"-> hr_hf_per_g_dl {value}")
+    return 0
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any]:
@@ -186,6 +264,9 @@ STUDIES: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[
     "simulate": (_add_simulate, _run_simulate),
     "hb": (_add_hb, _run_hb),
     "ptbxl-age": (_add_ptbxl_age, _run_ptbxl_age),
+    "realistic": (_add_realistic, _run_realistic),
+    "coverage": (lambda sub: None, _run_coverage),
+    "calibrate": (lambda sub: None, _run_calibrate),
 }
 
 

@@ -53,7 +53,7 @@ from ..train.config import TrainConfig
 from ..train.loop import fit
 from .simulate import simulate_cohort, simulate_ecgs
 from .study_config import FeatureSettings, SimulationSettings, StudySettings, load_study_config
-from .study_survival import anemia_label, headline, survival_analyses
+from .study_survival import WHO_MILD_CUTS, anemia_label, headline, survival_analyses, who_anemia_label, who_score
 
 # the config API is part of this module's documented interface (docs/clinical.md)
 __all__ = ["CohortInputs", "FeatureSettings", "load_study_config", "run_hb_study", "run_ptbxl_age_study",
@@ -230,15 +230,31 @@ def _choose_thresholds(val: pd.DataFrame, study: StudySettings) -> dict[str, dic
     return chosen
 
 
+def _choose_who(val: pd.DataFrame, study: StudySettings) -> dict[str, Any]:
+    """WHO mild anemia (sex-specific): flag when predicted Hb - WHO cut <= an offset chosen on validation."""
+    y, s = who_anemia_label(val), who_score(val)
+    try:
+        offset, how = -M.select_threshold(y, -s, study.threshold_method), f"validation ({study.threshold_method})"
+    except EcglensError as err:
+        offset, how = 0.0, f"nominal WHO cuts (validation: {err})"
+    return {"cut_g_dl": float("nan"), "threshold_g_dl": WHO_MILD_CUTS[0] + float(offset),
+            "threshold_women_g_dl": WHO_MILD_CUTS[1] + float(offset), "offset_g_dl": float(offset), "chosen_on": how}
+
+
 def _anemia_row(df: pd.DataFrame, split: str, level: str, spec: dict[str, Any], study: StudySettings) -> dict:
-    y, s = anemia_label(df, spec["cut_g_dl"]), -df["hb_pred"].to_numpy()
-    thr = -spec["threshold_g_dl"]
+    """AUROC, sensitivity, specificity of one level (``offset_g_dl`` in ``spec``: WHO, sex-specific) with CIs."""
+    if "offset_g_dl" in spec:
+        y, s, thr = who_anemia_label(df), -who_score(df), -spec["offset_g_dl"]
+    else:
+        y, s, thr = anemia_label(df, spec["cut_g_dl"]), -df["hb_pred"].to_numpy(), -spec["threshold_g_dl"]
     fns = {"auroc": M.auroc, "sensitivity": M.at_threshold(M.sensitivity, thr),
            "specificity": M.at_threshold(M.specificity, thr)}
     res = _boot(study, fns, y, s, groups=df["patient_id"].to_numpy())
     ok = np.isfinite(y) & np.isfinite(s)
     row = {"split": split, "level": level, "anemia_if_hb_le": spec["cut_g_dl"],
            "flag_if_pred_le": round(spec["threshold_g_dl"], 3), "n": int(ok.sum()), "n_pos": int(np.nansum(y[ok]))}
+    if "offset_g_dl" in spec:  # flag_if_pred_le: men's cut-off
+        row["flag_if_pred_le_women"] = round(spec["threshold_women_g_dl"], 3)
     for key, r in res.items():
         row.update({key: r["value"], f"{key}_ci_low": r["ci_low"], f"{key}_ci_high": r["ci_high"]})
     return row
@@ -288,8 +304,11 @@ def _hb_md(hb: pd.DataFrame) -> pd.DataFrame:
 
 
 def _anemia_md(an: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"split": an["split"], "anemia": [f"Hb <= {c:g}" for c in an["anemia_if_hb_le"]],
-                         "flag if predicted Hb <=": an["flag_if_pred_le"].round(2),
+    women = an["flag_if_pred_le_women"] if "flag_if_pred_le_women" in an else pd.Series(np.nan, index=an.index)
+    return pd.DataFrame({"split": an["split"], "anemia": ["WHO mild: Hb < 12 (F) / < 13 (M)" if np.isnan(c) else
+                                                          f"Hb <= {c:g}" for c in an["anemia_if_hb_le"]],
+                         "flag if predicted Hb <=": [f"{t:.2f}" if np.isnan(w) else f"{w:.2f} (F) / {t:.2f} (M)"
+                                                     for t, w in zip(an["flag_if_pred_le"], women, strict=True)],
                          "n (anemic)": [f"{n} ({k})" for n, k in zip(an["n"], an["n_pos"], strict=True)],
                          "AUROC": _ci(an, "auroc", 3), "sensitivity": _ci(an, "sensitivity"),
                          "specificity": _ci(an, "specificity")})
@@ -347,8 +366,9 @@ def _evaluate(arms: dict[str, _Arm], checkpoint: Any, study: StudySettings, out:
     train_mean = float(checkpoint.task.targets[0].mean)
     hb = pd.DataFrame([_hb_row(df, split, train_mean, study) for split, df in sets.items()])
     thresholds = _choose_thresholds(sets["validation"], study)
+    levels = {**({"mild_who": _choose_who(sets["validation"], study)} if study.who_mild_anemia else {}), **thresholds}
     anemia = pd.DataFrame([_anemia_row(df, split, level, spec, study) for split, df in sets.items()
-                           if split != "validation" for level, spec in thresholds.items()])
+                           if split != "validation" for level, spec in levels.items()])
     tables = {"hb_metrics": _write_table(hb, tab / "hb_metrics", _hb_md(hb)),
               "anemia_metrics": _write_table(anemia, tab / "anemia_metrics", _anemia_md(anemia))}
     _hb_figures(sets, thresholds, out / "figures")

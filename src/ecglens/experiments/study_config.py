@@ -43,6 +43,7 @@ class StudySettings:
     link_window_days: tuple[float, ...] = (-7.0, 7.0)
     anemia_thresholds: dict[str, float] = field(default_factory=lambda: {"moderate": 10.0, "severe": 8.0})
     low_hb_level: str = "moderate"
+    who_mild_anemia: bool = True
     threshold_method: str = "youden"
     n_boot: int = 1000
     alpha: float = 0.05

@@ -20,7 +20,10 @@ from ..evaluate.survival import CoxAnalysis, c_index
 from ..exceptions import EcglensError
 from .study_config import StudySettings
 
-__all__ = ["anemia_label", "headline", "survival_analyses"]
+__all__ = ["WHO_MILD_CUTS", "anemia_label", "headline", "survival_analyses", "who_anemia_label", "who_score"]
+
+#: WHO anemia in adults: Hb < 12 g/dL (women, sex 1), < 13 g/dL (men, sex 0)
+WHO_MILD_CUTS: dict[int, float] = {1: 12.0, 0: 13.0}
 
 #: ECG-derived Hb categories, the first is the reference
 _CATEGORIES = ("normal", "low", "severely low")
@@ -30,6 +33,23 @@ _NOT_AVAILABLE = "not available"  # an exposure the data lacks (no simulated tru
 def anemia_label(df: pd.DataFrame, cut: float) -> np.ndarray:
     """1.0 where lab Hb (``df["hb"]``, g/dL) <= ``cut``, 0.0 above, NaN where unknown."""
     return np.where(df["hb"].isna(), np.nan, (df["hb"] <= cut).astype(float))
+
+
+def _who_cut(df: pd.DataFrame) -> np.ndarray:
+    sex = pd.to_numeric(df["sex"], errors="coerce") if "sex" in df else pd.Series(np.nan, index=df.index)
+    return np.select([sex == 1, sex == 0], [WHO_MILD_CUTS[1], WHO_MILD_CUTS[0]], np.nan)
+
+
+def who_anemia_label(df: pd.DataFrame) -> np.ndarray:
+    """1.0 where lab Hb is below the WHO cut of the patient's sex (< 12 g/dL women, < 13 men), 0.0 at or above,
+    NaN where Hb or sex is unknown."""
+    cut = _who_cut(df)
+    return np.where(df["hb"].isna() | np.isnan(cut), np.nan, (df["hb"] < cut).astype(float))
+
+
+def who_score(df: pd.DataFrame) -> np.ndarray:
+    """Predicted Hb minus the WHO cut of the patient's sex (g/dL; NaN without sex): lower = more anemic."""
+    return df["hb_pred"].to_numpy(float) - _who_cut(df)
 
 
 def _calibrate(val: pd.DataFrame, cut: float, covariates: Sequence[str]) -> tuple[Any, str]:
