@@ -236,5 +236,6 @@ def test_cli_stdout_holds_only_the_result(tmp_path, capsys):
         done = capsys.readouterr()
         lines = done.out.splitlines()  # one record: its table, then the file written
         assert [line.split()[0] for line in lines[:3]] == ["record", "status", "age"]
-        assert lines[-1] == f"wrote {out}" and len(lines) == 8  # the result only: no progress bar, no log
+        # the result only (non-empty columns, then the file written): no progress bar, no log
+        assert lines[-1] == f"wrote {out}" and len(lines) == 12
         assert ("ECG/s" in done.err) is not quiet  # the progress bar is on stderr, and off with --quiet
