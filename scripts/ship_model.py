@@ -40,6 +40,23 @@ def _fmt(m: dict, digits: int = 2) -> str:
     return f"{m['value']:.{digits}f} [{m['ci_low']:.{digits}f}, {m['ci_high']:.{digits}f}]"
 
 
+_OUTPUTS = {
+    "age": "`age` in years",
+    "age_std": "`age_std` the model's own uncertainty of it (Gaussian NLL), in years",
+    "p_female": "`p_female` the probability of female sex",
+    "p_NORM": "`p_NORM` the probability of a normal ECG",
+    "p_MI": "`p_MI` of myocardial infarction",
+    "p_STTC": "`p_STTC` of ST/T change",
+    "p_CD": "`p_CD` of a conduction disturbance",
+    "p_HYP": "`p_HYP` of hypertrophy",
+}
+
+
+def _describe(output: str) -> str:
+    """One phrase of the card's first line for an output column."""
+    return _OUTPUTS.get(output, f"`{output}`")
+
+
 def _n_windows(pre: dict) -> int:
     from ecglens.artifact import plan_windows
 
@@ -132,8 +149,7 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         f"# Model card: `{name}`",
         "",
         (f"Estimates **{', '.join(ckpt.task.output_names)}** from a resting 12-lead ECG "
-         f"(`age` in years, `age_std` the model's own uncertainty (Gaussian NLL), `p_female` the probability of "
-         f"female sex)."),
+         f"({'; '.join(_describe(o) for o in ckpt.task.output_names)})."),
         "",
         "## Model",
         "",
@@ -162,7 +178,7 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
          f"{metrics['n_boot']} resamples by {metrics['resampling']})"),
         "",
         ("Fold 9 was also used to select the epoch, so these are validation numbers, slightly optimistic; the blind "
-         "fold 10 is the honest test."),
+         "fold 10 is the honest test." + (f" {args.note}" if args.note else "")),
         "",
         *_metric_rows(metrics),
         "",
@@ -181,7 +197,7 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         "## Limits",
         "",
         "- Trained on one German database (PTB-XL, 1989-1996 recordings); accuracy elsewhere is not established.",
-        "- Age above 89 is coded 90 in the training labels.",
+        *(["- Age above 89 is coded 90 in the training labels."] if "age" in ckpt.task.output_names else []),
         "- Not a medical device; research use only.",
     ]
     return "\n".join(lines) + "\n"
@@ -194,6 +210,7 @@ def main() -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--train-command", default="")
     p.add_argument("--eval-command", default="")
+    p.add_argument("--note", default="", help="a sentence added to the metrics section (e.g. how fold 9 was used)")
     p.add_argument("--weights-dir", type=Path, default=WEIGHTS, help="where to write (default: the package's)")
     args = p.parse_args()
     src = _checkpoint_file(args.run)

@@ -480,12 +480,27 @@ def run_case(src: Source, index: int, seed: int, workdir: Path) -> tuple[str, st
 
 
 # ------------------------------------------------------------------------------------------------ the runner
+def _address_space_bytes() -> int:  # pragma: no cover - runs in the worker
+    """This process's virtual address space now (Linux ``VmSize``), 0 where ``/proc`` is absent."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _worker(conn, srcs: list[Source], seed: int, workdir: Path, mem_bytes: int) -> None:  # pragma: no cover
     import resource
     import warnings
 
     warnings.simplefilter("ignore")
-    resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+    # The cap is on address space the case may add: a forked worker inherits its parent's mappings (torch, its
+    # thread stacks, pytest's earlier tests), which alone can approach a fixed cap and make any mmap fail.
+    limit = _address_space_bytes() + mem_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     while True:
         index = conn.recv()
         if index is None:

@@ -68,11 +68,18 @@ def test_create_model_pretrained_loads_the_shipped_weights_in_eval_mode():
     assert not all(torch.equal(p, q) for p, q in zip(fresh.parameters(), shipped.parameters(), strict=True))
 
 
-def test_create_model_pretrained_by_architecture_or_path_and_with_a_new_head(tmp_path):
+def test_create_model_pretrained_by_architecture_or_path_and_with_a_new_head(tmp_path, monkeypatch):
     from ecglens.artifact import list_pretrained, pretrained_architectures, resolve_checkpoint
+    from ecglens.artifact import pretrained as pretrained_mod
+    from ecglens.exceptions import CheckpointError
 
     archs = pretrained_architectures()
     assert set(archs) == set(list_pretrained()) and archs["age-sex-fast"] == "resnet1d_ribeiro"
+    two = {"age-sex-fast": "resnet1d_ribeiro", "other": "resnet1d_ribeiro"}
+    monkeypatch.setattr(pretrained_mod, "pretrained_architectures", lambda: two)
+    with pytest.raises(CheckpointError, match=r"2 shipped checkpoints use architecture 'resnet1d_ribeiro'"):
+        ecglens.create_model("resnet1d_ribeiro", pretrained=True)
+    monkeypatch.setattr(pretrained_mod, "pretrained_architectures", lambda: {"age-sex-fast": "resnet1d_ribeiro"})
     by_arch = ecglens.create_model("resnet1d_ribeiro", pretrained=True)  # the one shipped resnet1d_ribeiro
     by_path = ecglens.create_model(resolve_checkpoint("age-sex-fast"), pretrained=True)
     x = np.random.default_rng(0).normal(size=(2, 12, 400)).astype(np.float32)

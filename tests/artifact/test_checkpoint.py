@@ -132,6 +132,22 @@ def test_bare_names_are_looked_up_in_the_weights_folder(tmp_path, trained, monke
         load_checkpoint("age-sexx")
 
 
+def test_an_alias_names_its_shipped_model_only_where_that_model_is_shipped(tmp_path, trained, monkeypatch):
+    model, task, pre, _ = trained
+    monkeypatch.setattr(ckpt_mod, "_weights_dir", lambda: tmp_path)
+    monkeypatch.setattr(ckpt_mod, "PRETRAINED_ALIASES", {"tiny": "tiny-age-sex"})
+    monkeypatch.chdir(tmp_path.parent)
+    assert ckpt_mod.pretrained_aliases() == {}
+    with pytest.raises(CheckpointError, match="Unknown model name 'tiny'"):
+        load_checkpoint("tiny")
+    _save(tmp_path / "tiny-age-sex.safetensors", model, task, pre)
+    assert ckpt_mod.pretrained_aliases() == {"tiny": "tiny-age-sex"}
+    assert list_pretrained() == ["tiny-age-sex"]  # aliases are not listed as models of their own
+    assert load_checkpoint("tiny").path == load_checkpoint("tiny-age-sex").path
+    with pytest.raises(CheckpointError, match=r"tiny-age-sex; tiny \(= tiny-age-sex\)"):
+        load_checkpoint("tinyy")
+
+
 def test_bad_files_raise_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.safetensors")

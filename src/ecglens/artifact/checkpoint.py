@@ -48,8 +48,10 @@ if TYPE_CHECKING:  # torch is imported where a model is built, saved or run, so 
 __all__ = [
     "FORMAT",
     "Checkpoint",
+    "PRETRAINED_ALIASES",
     "list_pretrained",
     "load_checkpoint",
+    "pretrained_aliases",
     "read_checkpoint_metadata",
     "resolve_checkpoint",
     "save_checkpoint",
@@ -212,12 +214,23 @@ def _weights_dir() -> Any:
     return resources.files("ecglens") / "weights"
 
 
+#: Other names of shipped models, alias -> shipped name. ``mi`` is the PTB-XL superclass model: its ``p_MI`` output
+#: is the probability of myocardial infarction (one network gives all five superclasses at no extra cost).
+PRETRAINED_ALIASES: dict[str, str] = {"mi": "superclasses"}
+
+
 def list_pretrained() -> list[str]:
-    """Names of the checkpoints shipped in the package (``ecglens/weights/<name>.safetensors``)."""
+    """Names of the checkpoints shipped in the package (``ecglens/weights/<name>.safetensors``), no aliases."""
     folder = _weights_dir()
     if not folder.is_dir():
         return []
     return sorted(p.name[: -len(_SUFFIX)] for p in folder.iterdir() if p.name.endswith(_SUFFIX))
+
+
+def pretrained_aliases() -> dict[str, str]:
+    """The aliases of :data:`PRETRAINED_ALIASES` whose model is shipped in this install, alias -> shipped name."""
+    shipped = set(list_pretrained())
+    return {alias: name for alias, name in PRETRAINED_ALIASES.items() if name in shipped}
 
 
 def _is_bare_name(text: str) -> bool:
@@ -228,11 +241,13 @@ def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
     """The file of a checkpoint path or of a shipped model's bare name; :class:`CheckpointError` if none."""
     text = os.fspath(path_or_name)
     available = list_pretrained()
+    aliases = pretrained_aliases()
     listing = (
-        f"Shipped models: {', '.join(available)}." if available else "No models are shipped in this install."
+        f"Shipped models: {', '.join(available)}" + "".join(f"; {a} (= {n})" for a, n in aliases.items()) + "."
+        if available else "No models are shipped in this install."
     )
     if _is_bare_name(text):
-        candidate = _weights_dir() / f"{text}{_SUFFIX}"
+        candidate = _weights_dir() / f"{aliases.get(text, text)}{_SUFFIX}"
         if candidate.is_file():
             with resources.as_file(candidate) as real:
                 return Path(real)

@@ -2,8 +2,8 @@
 
 :func:`ecglens.models.create_model` builds architectures with fresh weights and cannot see the shipped files (it
 sits below the model file format). This module adds ``pretrained=True``: a shipped model's name (``"age-sex"``,
-see :func:`~ecglens.artifact.list_pretrained`), a checkpoint path, or an architecture with exactly one shipped
-checkpoint (``"resnet1d_ribeiro"``) gives that network with its trained weights.
+see :func:`~ecglens.artifact.list_pretrained`; an alias such as ``"mi"``), a checkpoint path, or an architecture with
+exactly one shipped checkpoint (``"ensemble"``) gives that network with its trained weights.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import CheckpointError, ConfigError
-from .checkpoint import _is_bare_name, list_pretrained, load_checkpoint, read_checkpoint_metadata
+from .checkpoint import _is_bare_name, list_pretrained, load_checkpoint, pretrained_aliases, read_checkpoint_metadata
 
 if TYPE_CHECKING:
     from torch import nn
@@ -28,7 +28,7 @@ def pretrained_architectures() -> dict[str, str]:
 def _shipped_name(name: str) -> str:
     """The shipped model ``name`` stands for: itself, or the one shipped checkpoint of that architecture."""
     shipped = pretrained_architectures()
-    if name in shipped:
+    if name in shipped or name in pretrained_aliases():
         return name
     matches = [model for model, arch in shipped.items() if arch == name]
     if len(matches) == 1:
@@ -51,7 +51,7 @@ def create_model(name: str | os.PathLike[str], pretrained: bool = False, *, map_
     name : str or path
         With ``pretrained=False``: a registered architecture (:func:`ecglens.list_models`). With
         ``pretrained=True``: a shipped model (:func:`~ecglens.artifact.list_pretrained`, e.g. ``"age-sex"``), an
-        architecture with exactly one shipped checkpoint (``"resnet1d_ribeiro"`` -> ``age-sex-fast``), or the
+        architecture with exactly one shipped checkpoint (``"ensemble"`` -> ``age-sex``), or the
         path of a ``.safetensors`` checkpoint.
     pretrained : bool
         Load trained weights instead of initialising fresh ones.

@@ -124,9 +124,10 @@ def checkpoint_lines(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _is_checkpoint(path: Path) -> bool:
-    from ..artifact import SAFETENSORS, list_pretrained, model_format
+    from ..artifact import SAFETENSORS, list_pretrained, model_format, pretrained_aliases
 
-    return model_format(path) is SAFETENSORS or (not path.exists() and str(path) in list_pretrained())
+    return model_format(path) is SAFETENSORS or (
+        not path.exists() and str(path) in {*list_pretrained(), *pretrained_aliases()})
 
 
 def _cache_info(path: Path) -> dict[str, Any]:
