@@ -30,7 +30,7 @@ import pandas as pd
 
 from ecglens.artifact import load_checkpoint
 from ecglens.artifact.checkpoint import update_checkpoint
-from ecglens.evaluate.calibration_report import checkpoint_metrics, in_sample_note
+from ecglens.evaluate.calibration_report import checkpoint_metrics, in_sample_note, training_provenance
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "ecglens" / "weights"
 MAX_MB = 20.0
@@ -81,8 +81,10 @@ def _checkpoint_file(run: Path) -> Path:
 def _epochs_run(run: Path, ckpt) -> object:
     if (run / "history.csv").is_file():
         return len(pd.read_csv(run / "history.csv"))
-    stored = ckpt.metrics or (ckpt.config or {}).get("metrics_whole_input") or {}
-    return stored.get("epochs_run", "?")
+    for stored in (ckpt.metrics, (ckpt.config or {}).get("metrics_whole_input")):
+        if (stored or {}).get("epochs_run") is not None:
+            return stored["epochs_run"]
+    return "?"
 
 
 def _ensemble_lines(ens: dict) -> list[str]:
@@ -110,13 +112,12 @@ def _calibration_lines(ckpt, metrics: dict) -> list[str]:
     """Card section on calibration: what was fitted where, coverage / ECE before and after, gap per decade."""
     cal = ckpt.calibration
     if cal is None:
-        return ["## Calibration", "", ("None stored: `age_std` and `p_female` are the model's own, and the ECG-age gap "
-                "is not corrected for age (see docs/ecg_age.md; `ecglens calibrate` fits both)."), ""]
+        return ["## Calibration", "", ("None stored: uncertainties and probabilities are the model's own, and an "
+                "ECG-age gap is not corrected for age (see docs/ecg_age.md; `ecglens calibrate` fits both)."), ""]
     in_sample = in_sample_note(cal, (metrics.get("provenance") or {}).get("folds"))
     lines = ["## Calibration", "",
-             f"Fitted on folds {cal.folds} (n = {cal.n}) with `ecglens calibrate` ({cal.method}): `age_std` x "
-             f"{cal.age_std_scale:.3f}; temperature {', '.join(f'{k} {v:.3f}' for k, v in cal.temperatures.items())}; "
-             f"age-bias line predicted = {cal.age_slope:.3f} x age + {cal.age_intercept:.2f} y.", ""]
+             f"Fitted on folds {cal.folds} (n = {cal.n}) with `ecglens calibrate` ({cal.method}): "
+             f"{'; '.join(cal.parts())}.", ""]
     if in_sample:
         lines += [f"**In-sample**: {in_sample}", ""]
     for output, block in metrics["outputs"].items():
@@ -162,7 +163,7 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         f"- `{json.dumps(pre)}`",
         ("- signal in mV, leads in canonical order; other rates are resampled; longer records are split into "
          f"windows of {pre['seconds']:g} s covering them evenly and the outputs averaged (a 10 s record: "
-         f"{_n_windows(pre)} windows)"),
+         f"{_n_windows(pre)} window{'s' if _n_windows(pre) != 1 else ''})"),
         "",
         "## Training data and budget",
         "",
@@ -182,7 +183,8 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         "",
         *_metric_rows(metrics),
         "",
-        "Subsets: `healthy` = NORM only (no MI/STTC/CD/HYP), `non_healthy` = any of MI/STTC/CD/HYP.",
+        *(["Subsets: `healthy` = NORM only (no MI/STTC/CD/HYP), `non_healthy` = any of MI/STTC/CD/HYP."]
+          if any("healthy" in b.get("subsets", {}) for b in metrics["outputs"].values()) else []),
         "",
         *_calibration_lines(ckpt, metrics),
         "## How it was made",
@@ -221,8 +223,9 @@ def main() -> None:
     weights.mkdir(parents=True, exist_ok=True)
     card = _card(args.name, args.run, args.eval, args)  # reads the source before it may be replaced
     results = json.loads((args.eval / "metrics.json").read_text())
-    stored = checkpoint_metrics(results)
-    cal = load_checkpoint(src).calibration
+    source = load_checkpoint(src)
+    stored = {**checkpoint_metrics(results), **training_provenance(source.metrics)}
+    cal = source.calibration
     stored["calibration_in_sample"] = in_sample_note(cal, stored["folds"]) is not None
     update_checkpoint(src, weights / f"{args.name}.safetensors", metrics=stored,
                       note=f"scripts/ship_model.py {args.run} {args.eval} --name {args.name}")

@@ -174,3 +174,15 @@ def test_report_of_a_calibrated_model_gives_raw_and_corrected_gap_and_an_uncerta
     assert f"&plusmn; {1.5 * raw_pred.outputs['age_std']:.1f} y" in text
     assert '<div class="v">uncertain</div>' in text and "does not settle" in text
     assert "fitted on folds [9] (n=100)" in text and "[6.5, 7.5]" in text and "in-sample" in text
+
+
+def test_report_of_a_model_calibrated_only_by_temperature(checkpoint_path: Path, tmp_path: Path) -> None:
+    """A calibration without an age part (e.g. a diagnosis model's temperatures) is shown, not a crash."""
+    from ecglens.artifact.calibration import Calibration
+    from ecglens.artifact.checkpoint import update_checkpoint
+
+    cal = Calibration(temperatures={"p_female": 1.25}, folds=[9], n=100)
+    path = update_checkpoint(checkpoint_path, tmp_path / "temp.safetensors", calibration=cal, metrics={"folds": [9]})
+    text = build_report(example_paths()[2], predictor=Predictor.from_pretrained(path), explain=None)
+    assert "fitted on folds [9] (n=100): temperature p_female 1.250" in text
+    assert "age_std &times;" not in text

@@ -12,10 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from ecglens.artifact import list_pretrained, load_checkpoint, resolve_checkpoint
+from ecglens.artifact import list_pretrained, load_checkpoint, pretrained_aliases, resolve_checkpoint
 from ecglens.predict import Predictor
 
 SHIPPED = list_pretrained()
@@ -55,8 +56,8 @@ def test_shipped_model_plausible_on_examples(name: str) -> None:
     assert len(table) >= 3 and (table["status"] == "ok").all(), table[["record", "status", "message"]]
     if "age" in table:
         assert table["age"].between(10, 100).all(), table["age"]
-    if "p_female" in table:
-        assert table["p_female"].between(0, 1).all()
+    for column in (c for c in table if c.startswith("p_") and not c.endswith("_raw")):
+        assert table[column].between(0, 1).all(), column
 
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"shared fixtures not found at {FIXTURES}")
@@ -82,3 +83,28 @@ def test_shipped_model_onnx_matches_torch(name: str, tmp_path: Path) -> None:
 
     path = export_onnx(name, tmp_path / f"{name}.onnx")
     assert verify_onnx(name, path) <= 1e-4
+
+
+@pytest.mark.skipif("mi" not in pretrained_aliases(), reason="the superclass model (alias `mi`) is not shipped")
+def test_predict_model_mi_gives_p_mi(tmp_path: Path) -> None:
+    """`ecglens predict --model mi`: the shipped superclass model under its alias, one p_ column per superclass."""
+    from ecglens.cli import app
+
+    out = tmp_path / "mi.csv"
+    assert app(["--quiet", "predict", str(EXAMPLES), "--model", "mi", "--workers", "0", "--no-progress",
+                "-o", str(out)]) == 0
+
+    table = pd.read_csv(out)
+    assert (table["status"] == "ok").all()
+    assert {"p_NORM", "p_MI", "p_STTC", "p_CD", "p_HYP"} <= set(table)
+    assert table["p_MI"].between(0, 1).all()
+
+
+@pytest.mark.skipif("mi" not in pretrained_aliases(), reason="the superclass model (alias `mi`) is not shipped")
+def test_report_of_the_mi_model_has_a_card_per_diagnosis() -> None:
+    from ecglens.report import build_report
+
+    text = build_report(sorted(EXAMPLES.glob("*.hea"))[0], "mi", explain=None)
+    for what in ("normal ECG", "myocardial infarction", "ST/T change", "conduction disturbance", "hypertrophy"):
+        assert f'<div class="k">{what}</div>' in text
+    assert "Validation AUROC of this output" in text and "age_std" not in text.split("<h2>Model card</h2>")[0]

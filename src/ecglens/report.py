@@ -260,6 +260,28 @@ def _sex_card(pred: Prediction, shown: Mapping[str, Any], true_sex: str | None) 
     return _card("ECG-predicted sex", label, note)
 
 
+#: probability output -> what it is the probability of (others are shown by their name)
+_PROBABILITY_TEXT: dict[str, str] = {
+    "p_NORM": "normal ECG", "p_MI": "myocardial infarction", "p_STTC": "ST/T change",
+    "p_CD": "conduction disturbance", "p_HYP": "hypertrophy",
+}
+
+
+def _probability_card(name: str, shown: Mapping[str, Any], pred: Prediction, metrics: Mapping[str, Any]) -> str:
+    """A headline card for a probability other than ``p_female`` (a diagnosis): the probability in percent."""
+    p = shown["outputs"][name]
+    what = _PROBABILITY_TEXT.get(name, name.removeprefix("p_"))
+    note = f"Probability of {_esc(what)}"
+    if name in shown["raw"]:
+        note += f" (temperature-scaled; model's own {shown['raw'][name]:.2f})"
+    spread = pred.window_spread.get(name, float("nan"))
+    note += f", spread across windows {spread:.2f}." if np.isfinite(spread) else "."
+    auroc = metrics.get(f"{name.removeprefix('p_')}_auroc")
+    if isinstance(auroc, (int, float)):
+        note += f" Validation AUROC of this output: {auroc:.3f}."
+    return _card(_esc(what), f"{100 * p:.0f} %" if np.isfinite(p) else "&ndash;", note)
+
+
 #: flag kind -> sentence (``{}`` is the flag's value)
 _FLAG_TEXT: dict[str, str] = {
     "resampled": "resampled {} Hz to fit the model",
@@ -291,8 +313,12 @@ def _predictions_table(pred: Prediction, shown: Mapping[str, Any]) -> str:
     rows = [(_esc(name), _fmt(value, 4), _fmt(raw.get(name, value), 4),
              _fmt(pred.window_spread.get(name, float("nan")), 3)) for name, value in shown["outputs"].items()]
     rows += [(_esc(k), _fmt(shown[k], 3), "", "") for k in ("age_gap", "age_gap_corrected") if shown[k] is not None]
-    note = ("<p class='sub'>Calibrated: age_std (scaled) and probabilities (temperature); the model's own values "
-            "beside them. Gaps in years, predicted minus true age (corrected: for chronological age).</p>"
+    parts = [what for key, what in (("age_std", "age_std (scaled)"), ("p_", "probabilities (temperature)"))
+             if any(name.startswith(key) for name in raw)]
+    gaps = (" Gaps in years, predicted minus true age (corrected: for chronological age)."
+            if shown["age_gap"] is not None else "")
+    note = (f"<p class='sub'>Calibrated: {' and '.join(parts) or 'nothing this model outputs'}; the model's own "
+            f"values beside them.{gaps}</p>"
             if shown["calibration"] else "<p class='sub'>This model stores no calibration: raw outputs.</p>")
     return _table(rows, ("output", "shown (mean over windows)", "model's own", "SD across windows")) + note
 
@@ -350,9 +376,8 @@ def _model_card_html(predictor: Predictor) -> str:
                for k, v in sorted(stored.items()) if not k.endswith("_ci")]
     cal = getattr(ck, "calibration", None)
     rows.append(("calibration", "none: outputs are the model's own" if cal is None else
-                 f"fitted on folds {_esc(cal.folds)} (n={cal.n}): age_std &times; {cal.age_std_scale:.3f}, "
-                 f"temperatures {_esc({k: round(v, 3) for k, v in cal.temperatures.items()})}, age bias line "
-                 f"predicted = {cal.age_slope:.3f} &times; age + {cal.age_intercept:.1f} y"))
+                 f"fitted on folds {_esc(cal.folds)} (n={cal.n}): "
+                 + "; ".join(_esc(part).replace(" x ", " &times; ") for part in cal.parts())))
     card = _model_card_text(ck)
     return (_table(rows) + "<h3>Validation metrics (stored in the checkpoint)</h3>"
             + (_table(metrics, ("metric", "value", "95% CI")) if metrics else "<p>none stored</p>")
@@ -389,6 +414,8 @@ def _summary_html(c: _Content, predictor: Predictor) -> str:
         cards += _age_cards(c.prediction, c.shown, c.true_age, c.age_source, predictor.checkpoint.metrics or {})
     if "p_female" in c.prediction.outputs:
         cards.append(_sex_card(c.prediction, c.shown, c.ecg.sex))
+    cards += [_probability_card(name, c.shown, c.prediction, predictor.checkpoint.metrics or {})
+              for name in c.prediction.outputs if name.startswith("p_") and name != "p_female"]
     cards.append(_card("windows", str(c.prediction.n_windows),
                        f"{predictor.preprocess.seconds:g} s model windows over {c.prepared.ecg.duration:.1f} s"))
     return f'<div class="cards">{"".join(cards)}</div>'

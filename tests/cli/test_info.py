@@ -32,7 +32,13 @@ def test_info_shows_metrics_and_calibration(tmp_path, capsys):
     assert app(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "age_mae=7.0123 [6.75, 7.24]" in out and "folds=[9]" in out
-    assert "fitted on folds [9] (n=2183): age_std x 1.0743" in out and "0.7356 x age + 16.05 y" in out
+    assert "fitted on folds [9] (n=2183): age_std x 1.074; temperature p_female 1.170" in out
+    assert "0.736 x age + 16.05 y" in out
+
+    probs = Calibration(temperatures={"p_MI": 1.36}, folds=[9], n=2183)  # no age part: a diagnosis model
+    only_p = update_checkpoint(plain, tmp_path / "probs.safetensors", calibration=probs, metrics={"folds": [9]})
+    assert app(["info", str(only_p)]) == 0
+    assert "calibration      fitted on folds [9] (n=2183): temperature p_MI 1.360\n" in capsys.readouterr().out
     assert app(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["metrics"]["age_mae_ci"] == [6.75, 7.24] and info["calibration"]["temperatures"] == {"p_female": 1.17}

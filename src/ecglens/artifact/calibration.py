@@ -207,6 +207,23 @@ class Calibration:
         kept["temperatures"] = {str(k): float(v) for k, v in (kept.get("temperatures") or {}).items()}
         return cls(**kept)
 
+    def parts(self, times: str = "x") -> list[str]:
+        """The fitted corrections in words, one string each (only those this calibration has), e.g.
+        ``["age_std x 1.074", "temperature p_female 1.173", "age-bias line predicted = 0.736 x age + 16.05 y"]``;
+        ``times`` is the multiplication sign to use (``"&times;"`` in HTML)."""
+        out = []
+        if self.age_std_scale is not None:
+            out.append(f"age_std {times} {self.age_std_scale:.3f}")
+        if self.temperatures:
+            out.append("temperature " + ", ".join(f"{k} {v:.3f}" for k, v in self.temperatures.items()))
+        if self.has_age_bias:
+            out.append(f"age-bias line predicted = {self.age_slope:.3f} {times} age + {self.age_intercept:.2f} y")
+        return out
+
+    def describe(self, times: str = "x") -> str:
+        """One line: where it was fitted and :meth:`parts`."""
+        return f"fitted on folds {self.folds} (n={self.n}): " + "; ".join(self.parts(times))
+
     @property
     def has_age_bias(self) -> bool:
         return self.age_slope is not None and self.age_intercept is not None

@@ -81,7 +81,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from ..artifact.calibration import fit_calibration
     from ..artifact.checkpoint import update_checkpoint
     from ..data.cache import open_cache
-    from ..evaluate.calibration_report import checkpoint_metrics, in_sample_note
+    from ..evaluate.calibration_report import checkpoint_metrics, in_sample_note, training_provenance
     from ..evaluate.overlap import training_overlap
     from ..evaluate.runner import calibrated_outputs, evaluate_predictions, predict_cache
     from ..exceptions import ConfigError
@@ -112,7 +112,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     results = evaluate_predictions(calibrated_outputs(raw, cal), meta, task=getattr(ck, "task", None),
                                    n_boot=args.n_boot, calibration=cal)
     results["provenance"] = {"folds": eval_folds}
-    metrics = checkpoint_metrics(results)
+    metrics = {**checkpoint_metrics(results), **training_provenance(getattr(ck, "metrics", None))}
     metrics["calibration_in_sample"] = in_sample_note(cal, eval_folds) is not None
     command = "ecglens calibrate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     path = update_checkpoint(args.checkpoint, out, calibration=cal, metrics=metrics, note=command)

@@ -113,13 +113,12 @@ def checkpoint_lines(info: Mapping[str, Any]) -> dict[str, Any]:
     metrics = dict(info.get("metrics") or {})
     shown["metrics"] = {k: (f"{v} {metrics[k + '_ci']}" if f"{k}_ci" in metrics else v)
                         for k, v in metrics.items() if not k.endswith("_ci")} or None
-    cal = info.get("calibration")
+    from ..artifact.calibration import Calibration
+
+    cal = Calibration.from_dict(info.get("calibration"))
     if "calibration" in info:
         shown["calibration"] = (
-            "none (outputs are the model's own; fit one with `ecglens calibrate`)" if not cal else
-            f"fitted on folds {cal.get('folds')} (n={cal.get('n')}): age_std x {cal.get('age_std_scale')}, "
-            f"temperatures {cal.get('temperatures')}, age-bias line predicted = {cal.get('age_slope')} x age + "
-            f"{cal.get('age_intercept')} y")
+            "none (outputs are the model's own; fit one with `ecglens calibrate`)" if cal is None else cal.describe())
     return shown
 
 

@@ -101,6 +101,15 @@ def calibration_provenance(calibration: Calibration | None) -> dict[str, Any] | 
 _SHORT = {"pearson_r": "r", "r2": "r2"}
 
 
+#: What a checkpoint's stored metrics say about its training run; kept when new metrics replace the others.
+TRAINING_KEYS = ("best_epoch", "epochs_run")
+
+
+def training_provenance(metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """The :data:`TRAINING_KEYS` entries of a checkpoint's stored ``metrics`` (``{}`` when there are none)."""
+    return {key: metrics[key] for key in TRAINING_KEYS if key in (metrics or {})}
+
+
 def checkpoint_metrics(results: dict[str, Any], split: str = "val") -> dict[str, Any]:
     """The flat metrics a checkpoint stores, from :func:`~ecglens.evaluate.runner.evaluate_predictions` results.
 
