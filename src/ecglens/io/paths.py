@@ -43,7 +43,11 @@ def walk_files(folder: str | os.PathLike[str], suffixes: Iterable[str] | None = 
         base = Path(root)
         for name in files:
             if wanted is None or os.path.splitext(name)[1].lower() in wanted:
-                path = base / name
-                if path.is_file():
-                    found.append(path)
-    return sorted(found)
+                if os.path.isfile(os.path.join(root, name)):  # not a broken link, a socket or a device
+                    found.append(base / name)
+    return sorted(found, key=_parts)
+
+
+def _parts(path: Path) -> tuple[str, ...]:
+    """Sort key giving ``Path`` order (by components) without ``Path.__lt__``'s cost per comparison."""
+    return path.parts

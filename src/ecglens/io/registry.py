@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,23 +124,29 @@ def companion_of(path: str | Path) -> Path | None:
     """The record file that a companion file belongs to (``rec.dat`` -> ``rec.hea``), whether or not it exists;
     ``None`` for a file that is no companion."""
     _ensure_loaded()
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     suffix = path.suffix.lower()
     spec = next((r for r in _READERS.values() if suffix in r.companions), None)
     return None if spec is None else path.with_suffix(spec.suffixes[0])
 
 
-def record_file(path: str | Path) -> Path | None:
+def record_file(path: str | Path, present: Container[Path] | None = None) -> Path | None:
     """The file through which the multi-file record that ``path`` belongs to is read, when it exists:
     ``rec.dat`` -> ``rec.hea``, ``rec.hea`` -> itself. ``None`` for the files of single-file formats and for
-    companions without their record file."""
+    companions without their record file.
+
+    ``present``, when given, is the set of files known to exist (e.g. a folder listing): it replaces a
+    look at the disk per file.
+    """
     _ensure_loaded()
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     suffix = path.suffix.lower()
     main = companion_of(path)
     if main is None and any(r.companions and suffix == r.suffixes[0] for r in _READERS.values()):
         main = path
-    return main if main is not None and main.is_file() else None
+    if main is None:
+        return None
+    return main if (main.is_file() if present is None else main in present) else None
 
 
 def _sniffs(spec: ReaderSpec, path: Path) -> bool:
@@ -150,7 +156,7 @@ def _sniffs(spec: ReaderSpec, path: Path) -> bool:
         return False
 
 
-def is_record_file(path: str | Path, raw: bool = False) -> bool:
+def is_record_file(path: str | Path, raw: bool = False, present: Container[Path] | None = None) -> bool:
     """Whether folder search should list ``path`` as a record.
 
     A companion of an existing record file is not (its record file is); a file whose suffix no reader claims is
@@ -158,14 +164,14 @@ def is_record_file(path: str | Path, raw: bool = False) -> bool:
     Without ``raw``, a file a reader recognises is listed, and so is one whose suffix only ECG formats use
     (``.xml``, ``.scp``, ``.hea``, ...) even when no reader recognises it, so that its error is reported instead
     of the file being skipped silently; a suffix that raw tables share (``.txt``) is listed only when a reader
-    recognises the content.
+    recognises the content. ``present``: as for :func:`record_file`.
     """
     _ensure_loaded()
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     suffix = path.suffix.lower()
     claims = [r for r in list_readers() if suffix in r.suffixes or suffix in r.companions]
     eligible = [r for r in claims if raw or not r.raw]
-    if not eligible or record_file(path) not in (None, path):
+    if not eligible or record_file(path, present) not in (None, path):
         return False
     if raw or not any(r.raw for r in claims):
         return True
@@ -193,7 +199,7 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
         The file the reader should open (e.g. ``rec.hea`` for a record given as ``rec`` or ``rec.dat``).
     """
     _ensure_loaded()
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)
     tried: list[str] = []
     for cand in _candidates(path):
         suffix = cand.suffix.lower()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,16 +23,16 @@ _UNPACKED: list[tempfile.TemporaryDirectory] = []
 _ARCHIVE_OF: dict[str, str] = {}
 
 
-def record_key(path: Path) -> tuple[str, Path]:
+def record_key(path: Path, present: Container[Path] | None = None) -> tuple[str, Path]:
     """(record name, file to read) of a record file.
 
     A record read through another file (a WFDB ``.hea``, ``.dat`` or ``.mat`` whose header exists) is named by
     its path without suffix and read by its record file (the ``.hea``); any other file is named and read by its
-    path.
+    path. ``present``: the files known to exist (:func:`ecglens.io.registry.record_file`).
     """
     from ..io.registry import record_file
 
-    main = record_file(path)
+    main = record_file(path, present)
     if main is not None:
         return str(path.with_suffix("")), main
     return str(path), path
@@ -45,10 +45,12 @@ def _folder_files(folder: Path, with_arrays: bool) -> list[Path]:
     from ..io.registry import is_record_file
     from ..io.wfdb import signal_records
 
-    files = [f for f in walk_files(folder) if is_record_file(f, raw=with_arrays)]  # the tree is walked once
+    listing = walk_files(folder)  # the tree is walked once; what it found replaces a look at the disk per file
+    present = set(listing)
+    files = [f for f in listing if is_record_file(f, raw=with_arrays, present=present)]
     headers = [f for f in files if f.suffix.lower() == ".hea"]
     kept = set(signal_records(headers))
-    return sorted(f for f in files if f.suffix.lower() != ".hea" or f in kept)
+    return sorted((f for f in files if f.suffix.lower() != ".hea" or f in kept), key=lambda f: f.parts)
 
 
 def find_records(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
@@ -87,8 +89,12 @@ def find_records(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str
         path = Path(item).expanduser()
         if path.is_file() and is_archive(path):
             pairs = _archive_records(path, with_arrays, limits)
+        elif path.is_dir():
+            found = _folder_files(path, with_arrays)
+            present = set(found)  # a folder's record files; a .hea among them exists
+            pairs = [record_key(f, present if f.suffix.lower() == ".hea" else None) for f in found]
         else:
-            pairs = [record_key(f) for f in (_folder_files(path, with_arrays) if path.is_dir() else [path])]
+            pairs = [record_key(path)]
         for name, target in pairs:
             seen.setdefault(name, target)
     return list(seen.items())
