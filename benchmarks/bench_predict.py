@@ -15,15 +15,17 @@ folder, so discovery, reading, harmonisation, inference and the CSV are all time
   :func:`ecglens.signal.functional.resample` and written with :func:`ecglens.io.wfdb_write.write_wfdb_records`
   (made once in ``--cache``; target >= 300 ECG/s).
 
-Models: ``--model`` when given; otherwise a ``resnet1d_ribeiro`` (filters [32, 48, 64, 96, 128], kernel 9,
-downsample [4, 4, 2, 2]) with random weights and a 10 s input contract, built with the project's API (the shape
-of the coming default model: same speed), and the shipped ``age-sex-fast`` (4 s windows: 3 per record).
+Models: each ``--model`` given (repeatable); otherwise a ``resnet1d_ribeiro`` (filters [32, 48, 64, 96, 128],
+kernel 9, downsample [4, 4, 2, 2]) with random weights and a 10 s input contract, built with the project's API
+(the architecture of the shipped ``superclasses`` / ``mi``: same speed), and the shipped ``age-sex-fast`` (4 s
+windows: 3 per record).
 
 Prints a table and writes ``benchmarks/results/bench_predict.json`` (git-ignored). Usage::
 
     python benchmarks/bench_predict.py --n 10000                      # full run (~5 min on 2 cores)
     python benchmarks/bench_predict.py --n 2000 --n500 500            # quick run
     python benchmarks/bench_predict.py --model age-sex --backend onnx --workers 2
+    python benchmarks/bench_predict.py --model age-sex --model age-sex-fast --model mi --n500 1000  # the README's
 """
 
 from __future__ import annotations
@@ -57,9 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ptbxl", type=Path, default=Path("~/ptbxl").expanduser(), help="PTB-XL folder (~/ptbxl)")
     p.add_argument("--n", type=int, default=10_000, help="100 Hz records (default 10,000)")
     p.add_argument("--n500", type=int, default=2000, help="500 Hz records (default 2,000; 0 skips)")
-    p.add_argument("--model", default=None,
-                   help="model name or checkpoint (default: a random 10 s resnet1d_ribeiro stand-in, and "
-                        "age-sex-fast)")
+    p.add_argument("--model", action="append", default=None,
+                   help="model name or checkpoint; repeat for several in one run (the 500 Hz run uses the first; "
+                        "default: a random 10 s resnet1d_ribeiro stand-in, and age-sex-fast)")
     p.add_argument("--backend", default="torch", help="inference backend of ecglens predict (default torch)")
     p.add_argument("--workers", type=int, default=2, help="reading processes of ecglens predict (default 2)")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass (default 64)")
@@ -250,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = work / "records"
         folder.mkdir()
         headers = link_records(args.ptbxl, args.n, folder)
-        models = {args.model: args.model} if args.model else {
+        models = {m: m for m in args.model} if args.model else {
             "resnet1d 10 s (random weights)": stand_in_model(work), "age-sex-fast": "age-sex-fast"}
         hz500 = make_500hz(headers[: args.n500], args.cache) if args.n500 > 0 else None
         print(f"{len(headers)} PTB-XL records; models: {', '.join(models)}", flush=True)
