@@ -247,3 +247,32 @@ def test_upload_in_headless_chromium(tmp_path: Path) -> None:
     if keep:
         Path(keep).write_bytes(png)
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_page_of_the_shipped_diagnosis_model_shows_its_probabilities_and_aurocs(tmp_path: Path) -> None:
+    from ecglens.artifact import pretrained_aliases
+    from ecglens.predict import Predictor
+    from ecglens.serve import create_app
+
+    if "mi" not in pretrained_aliases():
+        pytest.skip("the superclass model (alias `mi`) is not shipped")
+    hea = make_record(tmp_path)
+    expected = Predictor.from_pretrained("mi").predict_file(hea).outputs
+    with serving(create_app("mi", plot_dpi=80)) as port:
+        browser = DevTools(tmp_path / "profile", tmp_path / "chromium.log")
+        try:
+            browser.open(f"http://127.0.0.1:{port}/")
+            browser.wait_for("document.readyState === 'complete' && "
+                             "document.getElementById('model-line').textContent.startsWith('model ')")
+            browser.choose_files("#file", [hea, hea.with_suffix(".dat")])
+            browser.js("document.getElementById('submit').click()")
+            browser.wait_for("document.getElementById('status').textContent.startsWith('Done') || "
+                             "document.getElementById('error').style.display === 'block'")
+            shown = json.loads(browser.js(_RESULT_JS))
+            metrics = browser.js("document.getElementById('model-metrics').textContent")
+        finally:
+            browser.close()
+    assert shown["error"] == "" and shown["status"] == "Done: patient7"
+    assert len(shown["rows"]) == 5 and all(np.isfinite(v) for v in expected.values())
+    assert "MI AUROC 0.922" in metrics and "Calibrated on fold(s) 9" in metrics
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
