@@ -99,6 +99,8 @@ def test_parquet_output_equals_csv(checkpoint: Path, records: Path, tmp_path: Pa
     (["-o", "preds.xlsx"], r"name it .csv or .parquet"),
     (["--device", "gpu"], "unknown device 'gpu'"),
     (["--dask", "local:0"], "needs N >= 1"),
+    (["-o", "preds.csv", "--format", "parquet"], r"--format applies to --shard; .* follows the --output suffix"),
+    (["-o", "preds.csv", "--force"], r"--force applies to --shard"),
 ])
 def test_predict_option_errors_are_one_line(records: Path, argv: list[str], message: str, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str],

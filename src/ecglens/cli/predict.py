@@ -103,8 +103,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("beyond one machine (docs/scale.md)")
     g.add_argument("--shard", default=None, metavar="K/N",
                    help="predict only shard K of N (K from 1) into --output DIR; merge with `ecglens merge DIR`")
-    g.add_argument("--format", choices=("csv", "parquet"), default="csv",
-                   help="table format of the shards (default csv; parquet needs the parquet extra)")
+    g.add_argument("--format", choices=("csv", "parquet"), default=None,
+                   help="with --shard: table format of the shards (default csv; parquet needs the parquet extra)")
     g.add_argument("--force", action="store_true", help="with --shard: redo a shard that is already finished")
     g.add_argument("--dask", default=None, metavar="ADDRESS",
                    help="predict on a Dask cluster: local:N (N worker processes here) or a scheduler address "
@@ -241,6 +241,10 @@ def _check_output(args: argparse.Namespace) -> tuple[int, int] | None:
     from ..predict.shard import TABLE_FORMATS, parse_shard, table_format
 
     if args.shard is None:
+        if args.format is not None or args.force:
+            flag = "--format" if args.format is not None else "--force"
+            raise ConfigError(f"{flag} applies to --shard; without it the table's format follows the --output "
+                              "suffix (.csv or .parquet) and an existing --output file is replaced.")
         if args.output is not None:
             table_format(args.output)
         return None
@@ -310,7 +314,7 @@ def _run_shard(args: argparse.Namespace, job: _Job, shard: tuple[int, int]) -> i
     records = _find(args, find_records)
     identity = {"model": args.model, "backend": args.backend, "inputs": [str(p) for p in args.inputs],
                 "options": {"read": array_read_kwargs(args), "max_windows": job.options["max_windows"]}}
-    result = run_shard(records, k, n, args.output, job, identity, fmt=args.format, force=args.force,
+    result = run_shard(records, k, n, args.output, job, identity, fmt=args.format or "csv", force=args.force,
                        describe=job.describe)
     side = result.sidecar
     if result.skipped:
