@@ -350,6 +350,26 @@ def test_last_checkpoint_is_the_last_epoch_even_when_the_monitor_did_not_improve
     assert (run / "curves.png").is_file()
 
 
+def test_monitor_null_keeps_the_last_epoch_and_selects_nothing(cache_dir, tmp_path):
+    # trainer.monitor=null: the weights of the last epoch are kept (no selection on the validation split)
+    from ecglens.artifact import load_checkpoint
+    from ecglens.train.loop import fit
+
+    cfg = load_config(QUICK, [f"data.cache={cache_dir}", "optim.epochs=3", "augment.enabled=false",
+                              "trainer.monitor=null", "trainer.patience=null"])
+    run = tmp_path / "run"
+    result = fit(cfg, out=run, curves=False)
+    assert result.metrics["best_epoch"] == 2 == result.metrics["epochs_run"] - 1
+    assert not (run / "best.ckpt").exists()
+    last = torch.load(run / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2
+    stored = load_checkpoint(run / "model.safetensors").model.state_dict()
+    for key, value in stored.items():
+        assert torch.equal(value, last["state_dict"]["model." + key]), key
+    with pytest.raises(ConfigError, match="trainer.patience=null"):
+        fit(apply_overrides(cfg, ["trainer.patience=2"]), out=tmp_path / "run2")
+
+
 class _Payload:
     """Unpickling this writes a marker file: a stand-in for code a crafted checkpoint would run."""
 

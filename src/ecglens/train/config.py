@@ -145,7 +145,9 @@ class TrainerConfig:
 
     ``precision="auto"`` means ``16-mixed`` on a GPU and ``32-true`` on CPU; ``16-mixed`` asked for on a CPU
     falls back to ``32-true``. ``max_time`` is ``"DD:HH:MM:SS"`` (quote it in YAML). ``patience`` epochs
-    without improvement of ``monitor`` stop training (``null`` disables early stopping). ``num_threads``:
+    without improvement of ``monitor`` stop training (``null`` disables early stopping). ``monitor`` also picks
+    the epoch whose weights the run keeps; ``monitor: null`` keeps the last epoch instead (no selection on the
+    validation split, which is then only reported; needs ``patience: null``). ``num_threads``:
     torch CPU threads (default: the CPU count minus the data-loader workers, at least 1).
     """
 
@@ -162,7 +164,7 @@ class TrainerConfig:
     num_workers: int = 2
     num_threads: int | None = None
     out_dir: str = "runs"
-    monitor: str = "val_loss"
+    monitor: str | None = "val_loss"
     monitor_mode: str = field(default="min", metadata=_choices("min", "max"))
     log_every_n_steps: int = 20
     progress_bar: bool = True

@@ -6,7 +6,8 @@ A run folder holds::
       config.yaml        the resolved config (defaults filled in, overrides applied)
       splits.csv         record_id, fold, split (train / val) of every row used
       last.ckpt          Lightning checkpoint of the last epoch (for --resume; loaded with weights_only=True)
-      best.ckpt          Lightning checkpoint of the best epoch (by trainer.monitor)
+      best.ckpt          Lightning checkpoint of the best epoch (by trainer.monitor; none with monitor null,
+                         which keeps the last epoch)
       model.safetensors  the best weights + preprocess + task + config + metrics (ecglens.load_checkpoint);
                          trained on random crops, its preprocess (input contract) has the crop's duration
                          and longer inputs are predicted in windows (ecglens.artifact.windows)
@@ -242,7 +243,17 @@ def monitor_names(task: TaskSpec) -> list[str]:
 
 
 def check_monitor(config: TrainConfig, task: TaskSpec) -> None:
-    """Refuse a ``trainer.monitor`` that ``task`` does not log (:class:`ConfigError` naming valid ones)."""
+    """Refuse a ``trainer.monitor`` that ``task`` does not log (:class:`ConfigError` naming valid ones).
+
+    ``None`` (keep the last epoch) is valid without early stopping only.
+    """
+    if config.trainer.monitor is None:
+        if config.trainer.patience is not None:
+            raise ConfigError(
+                "trainer.monitor=null keeps the last epoch, so there is nothing for early stopping to watch: "
+                "set trainer.patience=null too, or name a metric to monitor."
+            )
+        return
     valid = monitor_names(task)
     if config.trainer.monitor not in valid:
         raise ConfigError(
@@ -253,8 +264,8 @@ def check_monitor(config: TrainConfig, task: TaskSpec) -> None:
 
 def _callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
     t = config.trainer
-    callbacks: list[Any] = [
-        # first: trainer.checkpoint_callback, whose best_model_path finish_run loads
+    callbacks: list[Any] = [] if t.monitor is None else [
+        # first: trainer.checkpoint_callback, whose best_model_path finish_run loads (monitor None: last.ckpt)
         ModelCheckpoint(
             dirpath=run_dir,
             filename="best",
@@ -263,6 +274,8 @@ def _callbacks(config: TrainConfig, run_dir: Path) -> list[Any]:
             save_top_k=1,
             enable_version_counter=False,
         ),
+    ]
+    callbacks += [
         # every epoch, for --resume. Not save_last=True on the callback above: since Lightning 2.6 that writes
         # last.ckpt only in epochs that improved the monitor, so a resume would repeat the epochs after the best.
         ModelCheckpoint(
