@@ -191,6 +191,24 @@ _RESULT_JS = """JSON.stringify({
 })"""
 
 
+def upload(browser: DevTools, port: int, model_line: str, files: list[Path]) -> dict[str, Any]:
+    """Open the page, wait until its model line starts with ``model_line``, upload ``files``; return what it shows.
+
+    The dict holds ``status``, ``error`` (empty unless the error box is shown), ``rows`` (the outputs table),
+    ``record`` (the record's facts), ``plot`` (the decoded plot's width in px) and ``visible`` (the results
+    block's display style).
+    """
+    browser.open(f"http://127.0.0.1:{port}/")
+    browser.wait_for("document.readyState === 'complete' && "
+                     f"document.getElementById('model-line').textContent.startsWith({json.dumps(model_line)})")
+    browser.choose_files("#file", files)
+    assert browser.js("document.getElementById('file').files.length") == len(files)
+    browser.js("document.getElementById('submit').click()")
+    browser.wait_for("document.getElementById('status').textContent.startsWith('Done') || "
+                     "document.getElementById('error').style.display === 'block'")
+    return json.loads(browser.js(_RESULT_JS))
+
+
 def test_upload_in_headless_chromium(tmp_path: Path) -> None:
     from ecglens.artifact import save_checkpoint
     from ecglens.artifact.calibration import binary_label
@@ -213,15 +231,7 @@ def test_upload_in_headless_chromium(tmp_path: Path) -> None:
     with serving(create_app(ckpt, plot_dpi=80)) as port:
         browser = DevTools(tmp_path / "profile", tmp_path / "chromium.log")
         try:
-            browser.open(f"http://127.0.0.1:{port}/")
-            browser.wait_for("document.readyState === 'complete' && "
-                             "document.getElementById('model-line').textContent.startsWith('model tiny')")
-            browser.choose_files("#file", [hea, hea.with_suffix(".dat")])
-            assert browser.js("document.getElementById('file').files.length") == 2
-            browser.js("document.getElementById('submit').click()")
-            browser.wait_for("document.getElementById('status').textContent.startsWith('Done') || "
-                             "document.getElementById('error').style.display === 'block'")
-            shown = json.loads(browser.js(_RESULT_JS))
+            shown = upload(browser, port, "model tiny", [hea, hea.with_suffix(".dat")])
             png = browser.screenshot()
 
             browser.choose_files("#file", [bogus])
@@ -261,14 +271,7 @@ def test_page_of_the_shipped_diagnosis_model_shows_its_probabilities_and_aurocs(
     with serving(create_app("mi", plot_dpi=80)) as port:
         browser = DevTools(tmp_path / "profile", tmp_path / "chromium.log")
         try:
-            browser.open(f"http://127.0.0.1:{port}/")
-            browser.wait_for("document.readyState === 'complete' && "
-                             "document.getElementById('model-line').textContent.startsWith('model ')")
-            browser.choose_files("#file", [hea, hea.with_suffix(".dat")])
-            browser.js("document.getElementById('submit').click()")
-            browser.wait_for("document.getElementById('status').textContent.startsWith('Done') || "
-                             "document.getElementById('error').style.display === 'block'")
-            shown = json.loads(browser.js(_RESULT_JS))
+            shown = upload(browser, port, "model ", [hea, hea.with_suffix(".dat")])
             metrics = browser.js("document.getElementById('model-metrics').textContent")
         finally:
             browser.close()
