@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -132,7 +133,9 @@ def test_cli_calibrate_writes_a_checkpoint_with_calibration_and_metrics(tmp_path
     from ecglens.cli import app
 
     meta, out = _cohort(400)
-    monkeypatch.setattr(artifact, "load_checkpoint", lambda _path: _Checkpoint(out, trained_file))
+    two_leads = SimpleNamespace(leads=("I", "II"))
+    monkeypatch.setattr(artifact, "load_checkpoint",
+                        lambda _path: _Checkpoint(out, trained_file, preprocess=two_leads))
     monkeypatch.setattr(cache_mod, "open_cache", lambda _path: _Cache(meta))
     target = tmp_path / "cal.safetensors"
     args = ["calibrate", str(trained_file), "cache", "--folds", "9", "--out", str(target), "--n-boot", "10",
@@ -146,6 +149,10 @@ def test_cli_calibrate_writes_a_checkpoint_with_calibration_and_metrics(tmp_path
     assert ck.metrics["folds"] == [10] and ck.metrics["calibration_in_sample"] is False
     assert ck.metrics["age_std_coverage_1sd"] == pytest.approx(0.683, abs=0.05)
     assert "ecglens calibrate" in ck.meta["history"][-1]["note"]
+    # the reference amplitudes of site gains: the fake signals' RMS is the record's index, per lead
+    fold9 = np.flatnonzero(meta["fold"].to_numpy() == 9)
+    assert ck.calibration.lead_rms_mv == pytest.approx({"I": np.median(fold9[fold9 > 0]),
+                                                        "II": np.median(fold9[fold9 > 0])})
     assert app(args) == 2  # never overwrites without --force
     assert "already exists" in capsys.readouterr().err
 

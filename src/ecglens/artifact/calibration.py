@@ -183,6 +183,9 @@ class Calibration:
         Folds (or a description of the split) the fit used; ``n`` records.
     method : str
         The methods, in words (stored so a reader of the checkpoint knows).
+    lead_rms_mv : dict of str to float
+        Median RMS (mV) of each lead of the model inputs on the same records: the reference amplitudes a site
+        gain matches another site's ECGs to (:mod:`ecglens.predict.site`); empty when not measured.
     """
 
     age_slope: float | None = None
@@ -193,6 +196,7 @@ class Calibration:
     n: int = 0
     method: str = ("age gap: residual of the line predicted ~ recorded age (Le et al. 2018; Smith et al. 2019); "
                    "age_std: sigma scaling (max. likelihood); probabilities: temperature scaling (Guo et al. 2017)")
+    lead_rms_mv: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -205,6 +209,7 @@ class Calibration:
         names = {f.name for f in dataclasses.fields(cls)}
         kept = {k: v for k, v in dict(d).items() if k in names}
         kept["temperatures"] = {str(k): float(v) for k, v in (kept.get("temperatures") or {}).items()}
+        kept["lead_rms_mv"] = {str(k): float(v) for k, v in (kept.get("lead_rms_mv") or {}).items()}
         return cls(**kept)
 
     def parts(self, times: str = "x") -> list[str]:
@@ -218,6 +223,9 @@ class Calibration:
             out.append("temperature " + ", ".join(f"{k} {v:.3f}" for k, v in self.temperatures.items()))
         if self.has_age_bias:
             out.append(f"age-bias line predicted = {self.age_slope:.3f} {times} age + {self.age_intercept:.2f} y")
+        if self.lead_rms_mv:
+            out.append(f"reference amplitudes for site gains ({len(self.lead_rms_mv)} leads, median RMS "
+                       f"{min(self.lead_rms_mv.values()):.3f}-{max(self.lead_rms_mv.values()):.3f} mV)")
         return out
 
     def describe(self, times: str = "x") -> str:

@@ -11,6 +11,8 @@ Predicts the records of ``--folds`` with CHECKPOINT, fits on them (docs/ecg_age.
 * the age bias line for the **corrected ECG-age gap** (residual of predicted on recorded age; docs/ecg_age.md),
 * one scale factor for ``age_std`` (sigma scaling, maximum likelihood),
 * one temperature per probability (temperature scaling, Guo et al. 2017),
+* and measures the median RMS of each lead of those records: the reference amplitudes a **site gain** matches
+  another hospital's ECGs to (``ecglens predict --site-gain auto``; :mod:`ecglens.predict.site`),
 
 then scores the calibrated model on ``--eval-folds`` (default: the same folds) and writes a copy of the checkpoint
 (same weights) carrying the calibration and those metrics (``ecglens info`` shows them; ``predict``,
@@ -27,6 +29,7 @@ another (e.g. a model trained on folds 1-7: ``--folds 8 --eval-folds 9``). Train
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -85,6 +88,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from ..evaluate.overlap import training_overlap
     from ..evaluate.runner import calibrated_outputs, evaluate_predictions, predict_cache
     from ..exceptions import ConfigError
+    from ..predict.site import reference_rms, signals_rms
 
     out = args.out if args.out.suffix == ".safetensors" else args.out.with_name(args.out.name + ".safetensors")
     if out.exists() and not args.force:
@@ -104,6 +108,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
                           "--allow-train-folds.")
     raw = predict_cache(ck, cache.signals, idx, args.batch_size, not args.quiet)
     cal = fit_calibration(raw, meta, folds=args.folds)
+    leads = getattr(getattr(ck, "preprocess", None), "leads", None)
+    if leads:  # the reference amplitudes of site gains, on the same records
+        cal = dataclasses.replace(cal, lead_rms_mv=reference_rms(signals_rms(cache.signals, idx), leads))
     eval_folds = args.eval_folds or args.folds
     if eval_folds != args.folds:
         idx = cache.indices(eval_folds)

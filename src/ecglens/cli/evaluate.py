@@ -61,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold-method", choices=("youden", "sensitivity", "specificity"), default="youden",
                    help="threshold rule on the validation folds (default: youden; sensitivity/specificity "
                         "target 0.9)")
+    p.add_argument("--site-gain", default=None, metavar="auto|FILE",
+                   help="scale each lead by a site gain (ECGs of another hospital or device; "
+                        "ecglens.predict.site): auto estimates it from the evaluated records (no labels used), "
+                        "FILE reuses one written by `ecglens predict --site-gain auto`")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_option(p)
     p.set_defaults(func=run_evaluate)
@@ -85,7 +89,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     results = evaluate_checkpoint(checkpoint, args.data, folds=args.folds, out_dir=out, n_boot=args.n_boot,
                                   seed=args.seed, batch_size=args.batch_size, threshold_folds=args.threshold_folds,
                                   threshold_method=args.threshold_method, progress=not args.quiet,
-                                  allow_train_folds=args.allow_train_folds)
+                                  allow_train_folds=args.allow_train_folds, site_gain=args.site_gain)
     prov = results["provenance"]
     folds = "all records" if args.folds is None else f"folds {args.folds}"
     print(f"\n{prov['checkpoint']} on {prov['data']} ({folds}): {prov['n_evaluated']} records, "

@@ -11,6 +11,7 @@ Examples::
     ecglens predict ~/ptbxl/records100 --device cuda --output preds.parquet
     ecglens predict ~/ptbxl/records100 --shard 3/10 --output shards/    # then: ecglens merge shards/ -o preds.csv
     ecglens predict ~/ptbxl/records100 --dask local:2 --output preds.csv
+    ecglens predict other_hospital/ --site-gain auto --output preds.csv      # + preds.site-gain.json
 
 INPUTS are files (any supported format), folders, searched recursively for the files of every supported format
 (WFDB .hea + .dat/.mat, each record once; .xml, .dcm, .scp, .edf, ...; with --fs also .npy/.npz/.csv/.tsv
@@ -29,6 +30,12 @@ parquet``: ``.parquet``) with a JSON sidecar; a rerun skips a finished shard (``
 ``ecglens merge DIR -o preds.csv`` checks and joins the shards (SLURM array jobs: docs/scale.md). ``--dask
 local:4`` or ``--dask tcp://HOST:8786`` predicts on a Dask cluster (the ``distributed`` extra), each worker
 loading the model once. ``--device cuda`` runs the model on a GPU (``cuda:1``, ``mps``, ``auto``).
+
+Another hospital: ``--site-gain auto`` first measures the per-lead amplitudes of (up to 1,000 of) the inputs and
+scales each lead of every input by one factor so that the site's median matches the model's training data (a
+device that records the chest leads at half the usual size no longer reads as small hearts), writes the factors
+to ``OUTPUT.site-gain.json`` and flags the rows ``site_gain``; ``--site-gain FILE`` applies a saved one (needed
+with ``--shard``, so that every shard uses the same). See :mod:`ecglens.predict.site`.
 
 Output: when the inputs hold a single record, its predictions are printed as a table and a file is written only
 with --output. With several records, the table is written to --output (default ./preds.csv) and a summary
@@ -99,6 +106,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="most windows per record for recordings longer than the model's input window (each "
                         "window as long as that input, e.g. 4 s for the shipped models; default 30)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--site-gain", default=None, metavar="auto|FILE",
+                   help="match the inputs' per-lead amplitudes to the model's training data (ECGs of another "
+                        "hospital or device; ecglens.predict.site): auto estimates the gain from up to 1,000 of "
+                        "the inputs (at least 20) and writes it next to the output as .site-gain.json; FILE "
+                        "reuses such a file (the same gain for every shard of a job)")
     add_device_option(p)
     g = p.add_argument_group("beyond one machine (docs/scale.md)")
     g.add_argument("--shard", default=None, metavar="K/N",
@@ -162,6 +174,10 @@ def _predictor_options(args: argparse.Namespace, check_device: bool = True) -> d
                                else DEFAULT_MAX_WINDOWS, **device_options(args, check_device)}
     if args.threads:
         options["num_threads"] = args.threads
+    if args.site_gain is not None and args.site_gain != "auto":
+        from ..predict.site import SiteGain
+
+        options["site_gain"] = SiteGain.load(args.site_gain).to_dict()
     return options
 
 
@@ -240,6 +256,10 @@ def _check_output(args: argparse.Namespace) -> tuple[int, int] | None:
     from ..exceptions import ConfigError
     from ..predict.shard import TABLE_FORMATS, parse_shard, table_format
 
+    if args.shard is not None and args.site_gain == "auto":
+        raise ConfigError("--site-gain auto would estimate a different gain in every shard. Estimate it once "
+                          "(`ecglens predict INPUTS --site-gain auto -o sample.csv`, on all inputs or a broad "
+                          "sample) and pass the file it writes: --site-gain sample.site-gain.json.")
     if args.shard is None:
         if args.format is not None or args.force:
             flag = "--format" if args.format is not None else "--force"
@@ -275,7 +295,16 @@ def run_predict(args: argparse.Namespace) -> int:
         job = _Job(args, client)
         if shard is not None:
             return _run_shard(args, job, shard)
-        if client is None:
+        if args.site_gain == "auto":
+            records = _find(args, find_records)
+            gain = job.predictor.estimate_site_gain(records, workers=args.workers,
+                                                    read_kwargs=array_read_kwargs(args), progress=not args.no_progress)
+            job.predictor.site_gain = gain
+            job.options["site_gain"] = gain.to_dict()
+            site_file = gain.save(_site_gain_path(args.output if args.output is not None else DEFAULT_OUTPUT))
+            print(f"{gain.describe()}\nwrote {site_file}", file=sys.stdout)
+            table = job(records)
+        elif client is None:
             table = job.predictor.predict_paths([str(p) for p in args.inputs], progress=not args.no_progress,
                                                 batch_size=args.batch_size, workers=args.workers,
                                                 read_kwargs=array_read_kwargs(args))
@@ -292,6 +321,12 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         print(_summary(table, output), file=sys.stdout)
     return 0 if table.attrs["n_ok"] > 0 else 1
+
+
+def _site_gain_path(output: Path) -> Path:
+    """Where ``--site-gain auto`` writes the gain: beside the output table (``preds.csv`` ->
+    ``preds.site-gain.json``)."""
+    return output.with_name(output.stem + ".site-gain.json")
 
 
 def _find(args: argparse.Namespace, find_records: Any) -> list[tuple[str, Path]]:
@@ -313,7 +348,8 @@ def _run_shard(args: argparse.Namespace, job: _Job, shard: tuple[int, int]) -> i
     k, n = shard
     records = _find(args, find_records)
     identity = {"model": args.model, "backend": args.backend, "inputs": [str(p) for p in args.inputs],
-                "options": {"read": array_read_kwargs(args), "max_windows": job.options["max_windows"]}}
+                "options": {"read": array_read_kwargs(args), "max_windows": job.options["max_windows"],
+                            "site_gain": job.options.get("site_gain")}}
     result = run_shard(records, k, n, args.output, job, identity, fmt=args.format or "csv", force=args.force,
                        describe=job.describe)
     side = result.sidecar

@@ -487,8 +487,9 @@ def format_results(results: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------------------------- checkpoint
 def predict_cache(checkpoint: Checkpoint, signals: np.ndarray, indices: np.ndarray, batch_size: int = 256,
-                  progress: bool = True) -> dict[str, np.ndarray]:
-    """``checkpoint.predict`` over ``signals[indices]`` ([N, L, T], e.g. a memory map) in batches.
+                  progress: bool = True, site_gain: Any = None) -> dict[str, np.ndarray]:
+    """``checkpoint.predict`` over ``signals[indices]`` ([N, L, T], e.g. a memory map) in batches, each lead
+    multiplied by its ``site_gain`` (:class:`~ecglens.predict.site.SiteGain`) when one is given.
 
     Returns
     -------
@@ -500,7 +501,8 @@ def predict_cache(checkpoint: Checkpoint, signals: np.ndarray, indices: np.ndarr
     starts = range(0, len(indices), max(1, int(batch_size)))
     for start in tqdm(starts, desc="predict", unit="batch", disable=not progress):
         rows = indices[start:start + batch_size]
-        for name, values in checkpoint.predict(np.asarray(signals[rows], dtype=np.float32)).items():
+        x = np.asarray(signals[rows], dtype=np.float32)
+        for name, values in checkpoint.predict(x if site_gain is None else site_gain.apply(x)).items():
             parts[name].append(np.asarray(values, dtype=np.float64).reshape(len(rows), -1)[:, 0])
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
@@ -514,14 +516,15 @@ def calibrated_outputs(outputs: dict[str, np.ndarray], checkpoint: Any) -> dict[
 
 
 def _select_thresholds(checkpoint: Checkpoint, cache: Any, folds: Any, eval_idx: np.ndarray, method: str,
-                       batch_size: int, progress: bool) -> tuple[dict[str, float], list[str]]:
+                       batch_size: int, progress: bool, site_gain: Any = None) -> tuple[dict[str, float], list[str]]:
     """Thresholds per binary output chosen on ``folds`` (which must not overlap the evaluated records)."""
     idx = cache.indices(folds)
     if np.intersect1d(idx, eval_idx).size:
         raise ConfigError(f"threshold folds {folds} overlap the evaluated folds: choose thresholds on separate "
                           "validation data (e.g. --threshold-folds 9 when evaluating fold 10).")
     meta = cache.meta.iloc[idx].reset_index(drop=True)
-    outputs = calibrated_outputs(predict_cache(checkpoint, cache.signals, idx, batch_size, progress), checkpoint)
+    outputs = calibrated_outputs(predict_cache(checkpoint, cache.signals, idx, batch_size, progress, site_gain),
+                                 checkpoint)
     targets, _ = map_outputs(list(outputs), meta, getattr(checkpoint, "task", None))
     chosen, notes = {}, []
     for target in (t for t in targets if t.kind == "binary"):
@@ -530,6 +533,20 @@ def _select_thresholds(checkpoint: Checkpoint, cache: Any, folds: Any, eval_idx:
         except EcglensError as err:
             notes.append(f"threshold of {target.output!r} not selected ({err}); 0.5 used")
     return chosen, notes
+
+
+def _site_gain(checkpoint: Checkpoint, cache: Any, idx: np.ndarray, site_gain: Any) -> Any:
+    """The :class:`~ecglens.predict.site.SiteGain` to apply: ``"auto"`` measures it on ``cache.signals[idx]``."""
+    from ..predict.site import as_site_gain, estimate_site_gain, signals_rms
+
+    leads = tuple(getattr(getattr(checkpoint, "preprocess", None), "leads", None) or ())
+    if isinstance(site_gain, str) and site_gain == "auto":
+        reference = getattr(calibration_of(checkpoint), "lead_rms_mv", None)
+        return estimate_site_gain(signals_rms(cache.signals, idx), reference, leads)
+    gain = as_site_gain(site_gain)
+    if gain is not None:
+        gain.check_leads(leads)
+    return gain
 
 
 def _provenance(checkpoint: Checkpoint, cache: Any, folds: Any, n: int) -> dict[str, Any]:
@@ -571,7 +588,8 @@ def _training_guard(checkpoint: Checkpoint, meta: pd.DataFrame, allow: bool) -> 
 def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = None,
                         out_dir: str | os.PathLike[str] | None = None, n_boot: int = 1000, seed: int = 0,
                         batch_size: int = 256, threshold_folds: Any = None, threshold_method: str = "youden",
-                        progress: bool = True, *, allow_train_folds: bool = False) -> dict[str, Any]:
+                        progress: bool = True, *, allow_train_folds: bool = False,
+                        site_gain: Any = None) -> dict[str, Any]:
     """Predict a prepared cache with a checkpoint and evaluate (metrics, CIs, figures, predictions.csv).
 
     Parameters
@@ -599,11 +617,14 @@ def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = Non
         Evaluate even when the records overlap the checkpoint's training folds or training records
         (:mod:`ecglens.evaluate.overlap`); by default that is a ``ConfigError``. The results (and
         ``metrics.json``) then carry the overlap in ``warnings``.
+    site_gain : "auto" or SiteGain or dict or path, optional
+        Scale each lead of the inputs by a site gain (:mod:`ecglens.predict.site`): ``"auto"`` estimates it from
+        the evaluated records themselves (no labels are used), else a saved one. Stored in ``provenance``.
 
     Returns
     -------
     dict
-        :func:`evaluate_predictions` output plus ``provenance`` (checkpoint, data, folds, counts),
+        :func:`evaluate_predictions` output plus ``provenance`` (checkpoint, data, folds, counts, site gain),
         ``warnings`` and, when written, ``files``.
     """
     if not hasattr(checkpoint, "predict"):
@@ -620,11 +641,14 @@ def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = Non
                           "check --folds against the folds the cache has.")
     meta = cache.meta.iloc[idx].reset_index(drop=True)
     warned = _training_guard(checkpoint, meta, allow_train_folds)
-    thresholds, notes = {}, []
+    gain = _site_gain(checkpoint, cache, idx, site_gain)
+    thresholds, notes = {}, [] if gain is None else [gain.describe()]
     if threshold_folds is not None:
-        thresholds, notes = _select_thresholds(checkpoint, cache, threshold_folds, idx, threshold_method,
-                                               batch_size, progress)
-    outputs = calibrated_outputs(predict_cache(checkpoint, cache.signals, idx, batch_size, progress), checkpoint)
+        thresholds, chosen_notes = _select_thresholds(checkpoint, cache, threshold_folds, idx, threshold_method,
+                                                      batch_size, progress, gain)
+        notes += chosen_notes
+    outputs = calibrated_outputs(predict_cache(checkpoint, cache.signals, idx, batch_size, progress, gain),
+                                 checkpoint)
     task = getattr(checkpoint, "task", None)
     cal = calibration_of(checkpoint)
     results = evaluate_predictions(outputs, meta, task=task, n_boot=n_boot, seed=seed, thresholds=thresholds,
@@ -634,6 +658,8 @@ def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = Non
     results["notes"] = warned + notes + results["notes"]
     results["warnings"] = warned
     results["provenance"] = _provenance(checkpoint, cache, folds, int(idx.size))
+    if gain is not None:
+        results["provenance"]["site_gain"] = gain.to_dict()
     if threshold_folds is not None:
         results["provenance"]["threshold_folds"] = threshold_folds
         results["provenance"]["threshold_method"] = threshold_method

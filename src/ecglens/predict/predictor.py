@@ -28,6 +28,7 @@ from .backends import Backend, create_backend, usable_cores
 from .harmonise import RECORDED_COLUMNS, InputAdapter, PreparedEcg, recorded_fields
 from .postprocess import apply_calibration
 from .records import find_records, read_record, record_key
+from .site import SiteGain, as_site_gain, estimate_site_gain, lead_rms
 from .workers import PipelineItem, chunk_stream
 
 __all__ = ["BASE_COLUMNS", "Prediction", "Predictor"]
@@ -89,13 +90,17 @@ class Predictor:
         Convert unambiguous uV / V amplitudes to mV (flagged) instead of refusing them.
     quality : bool
         Add signal-quality flags.
+    site_gain : SiteGain or dict or path, optional
+        Per-lead amplitude factors of the site the records come from (:mod:`ecglens.predict.site`; estimate one
+        with :meth:`estimate_site_gain`), applied to every model input; predicted rows get the flag
+        ``site_gain``.
     **backend_options
         Passed to the backend factory (e.g. ``device="cuda"``, ``num_threads=1``).
     """
 
     def __init__(self, checkpoint: Any, backend: str | Backend = "torch", *,
                  max_windows: int | None = DEFAULT_MAX_WINDOWS, convert_units: bool = True, quality: bool = True,
-                 **backend_options: Any) -> None:
+                 site_gain: Any = None, **backend_options: Any) -> None:
         if isinstance(checkpoint, (str, os.PathLike)):
             checkpoint = load_model_file(checkpoint)
         if getattr(checkpoint, "preprocess", None) is None:
@@ -106,6 +111,19 @@ class Predictor:
         self.backend_name = backend if isinstance(backend, str) else type(backend).__name__
         self.backend: Backend = (create_backend(backend, checkpoint, **backend_options) if isinstance(backend, str)
                                  else backend)
+        self.site_gain = site_gain
+
+    @property
+    def site_gain(self) -> SiteGain | None:
+        """The :class:`~ecglens.predict.site.SiteGain` applied to every model input (``None``: none)."""
+        return self._site_gain
+
+    @site_gain.setter
+    def site_gain(self, value: Any) -> None:
+        gain = as_site_gain(value)
+        if gain is not None:
+            gain.check_leads(self.preprocess.leads)
+        self._site_gain = gain
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str], backend: str | Backend = "torch",
@@ -148,7 +166,7 @@ class Predictor:
     # ------------------------------------------------------------------ one record
     def run_windows(self, windows: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Postprocessed outputs ``{name: [N]}`` of model inputs ``[N, L, T]`` (in batches of ``batch_size``)."""
-        x = np.asarray(windows, dtype=np.float32)
+        x = np.asarray(windows, dtype=np.float32) if self._site_gain is None else self._site_gain.apply(windows)
         step = max(1, int(batch_size))
         raw = np.concatenate([np.asarray(self.backend.run(x[i:i + step])) for i in range(0, len(x), step)])
         return {k: np.asarray(v, dtype=np.float64) for k, v in self.checkpoint.task.postprocess(raw).items()}
@@ -165,8 +183,12 @@ class Predictor:
         problem = self.implausible_outputs(means)
         if problem:
             raise EcglensError(f"{prepared.record}: {problem}")
-        return Prediction(prepared.record, means, spread, prepared.n_windows, prepared.flags, prepared.warnings,
-                          prepared.recorded)
+        return Prediction(prepared.record, means, spread, prepared.n_windows, self.row_flags(prepared.flags),
+                          prepared.warnings, prepared.recorded)
+
+    def row_flags(self, flags: tuple[str, ...]) -> tuple[str, ...]:
+        """A predicted record's flags, with ``site_gain`` when one was applied."""
+        return flags if self._site_gain is None else (*flags, "site_gain")
 
     def implausible_outputs(self, outputs: Mapping[str, float]) -> str | None:
         """Why a record's outputs cannot be a prediction for an ECG, or None when they are plausible.
@@ -315,6 +337,52 @@ class Predictor:
         calibration and the derived columns applied (:func:`~ecglens.predict.postprocess.apply_calibration`)."""
         return apply_calibration(pd.DataFrame(list(rows), columns=self.columns), self.checkpoint)
 
+    def estimate_site_gain(self, records: Sequence[tuple[str, Path]], sample: int = 1000, workers: int | None = None,
+                           read_kwargs: Mapping[str, Any] | None = None, progress: bool = True) -> SiteGain:
+        """Measure the site gain of ``records`` (:mod:`ecglens.predict.site`) on an evenly spaced sample of them.
+
+        Parameters
+        ----------
+        records : sequence of (name, path)
+            The site's records (:func:`~ecglens.predict.records.find_records`).
+        sample : int
+            Most records read (evenly spaced over ``records``, so the same inputs give the same gain).
+        workers, read_kwargs, progress
+            As for :meth:`iter_predict`.
+
+        Returns
+        -------
+        SiteGain
+            Not applied: set :attr:`site_gain` (or pass it to the constructor) to use it.
+
+        Raises
+        ------
+        ConfigError
+            When the checkpoint has no reference amplitudes, or fewer than
+            :data:`~ecglens.predict.site.MIN_SITE_RECORDS` records could be brought to the contract.
+        """
+        from tqdm.auto import tqdm
+
+        reference = getattr(getattr(self.checkpoint, "calibration", None), "lead_rms_mv", None)
+        picked = [records[int(i)] for i in np.unique(np.linspace(0, len(records) - 1, min(sample, len(records)))
+                                                      .round().astype(int))] if records else []
+        n_workers = _default_workers() if workers is None else max(0, int(workers))
+        tasks = [(i, name, str(path)) for i, (name, path) in enumerate(picked)]
+        size = max(1, min(32, math.ceil(len(tasks) / max(1, 4 * n_workers))))
+        chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+        rms = []
+        with chunk_stream(chunks, self.adapter, read_kwargs, n_workers, 600.0) as stream, \
+                tqdm(total=len(tasks), unit="ECG", desc="site gain", disable=not progress) as bar:
+            for items, windows in stream:
+                pos = 0
+                for item in items:
+                    if item.error is None:
+                        rms.append(lead_rms(windows[pos:pos + item.n_windows]))
+                        pos += item.n_windows
+                bar.update(len(items))
+        leads = self.preprocess.leads
+        return estimate_site_gain(np.array(rms).reshape(-1, len(leads)), reference, leads)
+
     def iter_predict(self, records: Sequence[tuple[str, Path]], progress: bool = True, batch_size: int = 64,
                      workers: int | None = None, read_kwargs: Mapping[str, Any] | None = None,
                      chunk_size: int | None = None, timeout: float = 600.0) -> Iterator[dict[str, Any]]:
@@ -419,6 +487,6 @@ class _Batcher:
                 rows.append({"record": item.record, "status": "error", "message": problem, **nan_outputs,
                              **recorded, "n_windows": item.n_windows, "flags": ";".join(item.flags)})
                 continue
-            rows.append(Prediction(item.record, means, spread, item.n_windows, item.flags, item.warnings,
-                                   recorded).to_row())
+            rows.append(Prediction(item.record, means, spread, item.n_windows, self.predictor.row_flags(item.flags),
+                                   item.warnings, recorded).to_row())
         return rows
