@@ -35,6 +35,15 @@ def ptbxl_labels() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def ludb_dir() -> Path:
+    """``../shared/data/external/ludb`` (the external development set, 197 WFDB records); skips when absent."""
+    path = SHARED / "data" / "external" / "ludb"
+    if not (path / "labels.csv").is_file():
+        pytest.skip(f"LUDB not found at {path} (needs ../shared beside the repo)")
+    return path
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -211,3 +211,18 @@ def test_evaluate_with_site_gain_auto_scales_the_inputs_and_records_the_gain():
     assert mae["gained"] == pytest.approx(np.mean(np.abs(expected - 20.0)), rel=1e-4)    # about 1 y
     assert gained["provenance"]["site_gain"]["gains"] == pytest.approx([1.0, 2.0], rel=0.05)
     assert "site_gain" not in plain["provenance"] and any("site gain" in n for n in gained["notes"])
+
+
+def test_on_ludb_the_shipped_model_gets_a_chest_lead_gain_of_about_two(ludb_dir):
+    # the documented finding (docs/results.md, "Other hospitals"), on the real external files
+    from ecglens.artifact import list_pretrained
+    from ecglens.predict import find_records
+
+    if "age-sex-fast" not in list_pretrained():
+        pytest.skip("age-sex-fast is not shipped in this install")
+    pred = Predictor.from_pretrained("age-sex-fast")
+    gain = pred.estimate_site_gain(find_records([str(ludb_dir)]), workers=0, progress=False)
+    by_lead = dict(zip(gain.leads, gain.gains, strict=True))
+    assert gain.n_records == 197
+    assert all(0.85 < by_lead[lead] < 1.3 for lead in ("I", "II", "III", "aVR", "aVL", "aVF")), by_lead
+    assert all(by_lead[lead] > 2.0 for lead in ("V2", "V3", "V4")), by_lead
