@@ -154,7 +154,12 @@ def test_cli_site_gain_auto_writes_the_gain_flags_rows_and_a_shard_reuses_the_fi
     assert app([*base, "--site-gain", str(tmp_path / "preds.site-gain.json"), "--shard", "1/1", "-o",
                 str(shards)]) == 0
     assert pd.concat(pd.read_csv(p) for p in shards.glob("*.csv"))["flags"].str.contains("site_gain").all()
+    other = SiteGain.load(tmp_path / "preds.site-gain.json")
+    other = SiteGain(other.leads, (1.0,) * 12, other.n_records, other.site_rms_mv, other.reference_rms_mv)
     capsys.readouterr()
+    assert app([*base, "--site-gain", str(other.save(tmp_path / "other.json")), "--shard", "1/1", "-o",
+                str(shards)]) == 2  # a shard made with another gain is not taken for this job's
+    assert "another job" in capsys.readouterr().err
     assert app([*base, "--site-gain", "auto", "--shard", "1/2", "-o", str(shards)]) == 2
     assert "different gain in every shard" in capsys.readouterr().err
     few = _write_site(tmp_path / "few", 3)
