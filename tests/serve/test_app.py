@@ -507,3 +507,16 @@ def test_calibrated_model_shows_calibrated_outputs_gaps_metrics_and_calibration(
     assert body["age_gap_corrected"] == pytest.approx(raw["age"] - (0.7 * 61.0 + 18.0), rel=1e-6)
     assert body["calls"] == {"p_female": binary_label(body["outputs"]["p_female"])}
     assert body["uncertain_band"] == [0.35, 0.65] and body["calibration"]["folds"] == [9]
+
+
+def test_a_predictor_with_a_site_gain_flags_what_the_page_returns(ckpt: Path, record: Path, uploads_dir: Path,
+                                                                  expected: dict[str, float]) -> None:
+    # `ecglens serve --site-gain FILE`: the gain reaches every upload and the response says so
+    from ecglens.leads import CANONICAL_LEADS
+    from ecglens.predict.site import SiteGain
+
+    gain = SiteGain(CANONICAL_LEADS, (1.0,) * 6 + (2.0,) * 6, 50, (0.1,) * 12, (0.2,) * 12)
+    app = create_app(Predictor(ckpt, site_gain=gain), tmp_dir=uploads_dir, plot_dpi=60)
+    body = TestClient(app).post("/predict", files=files_of(record, record.with_suffix(".dat"))).json()
+    assert "site_gain" in body["flags"]
+    assert body["outputs"]["age"] != pytest.approx(expected["age"], rel=1e-6)  # the chest leads were doubled

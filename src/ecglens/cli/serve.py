@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-files", type=int, default=4, help="most files per upload (default: 4)")
     p.add_argument("--workers", type=int, default=2, help="records analysed at the same time (default: 2)")
     add_device_option(p)
+    p.add_argument("--site-gain", default=None, metavar="FILE",
+                   help="apply a site gain to every upload (ECGs of another hospital or device): a file written by "
+                        "`ecglens predict ... --site-gain auto` on a sample of this site's ECGs")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="uvicorn log level (default: info)")
     p.set_defaults(func=run_serve)
@@ -51,13 +54,16 @@ def run_serve(args: argparse.Namespace) -> int:
     from ..predict import Predictor
     from ..serve import create_app
 
-    model = Predictor.from_pretrained(args.model, backend=args.backend, **device_options(args))
+    model = Predictor.from_pretrained(args.model, backend=args.backend, site_gain=args.site_gain,
+                                      **device_options(args))
     app = create_app(model, max_upload_mb=args.max_upload_mb, max_files=args.max_files,
                      backend=args.backend, workers=args.workers)
     logging.getLogger("ecglens.serve").setLevel(args.log_level.upper())
     served = app.state.ecglens.served
     print(f"ecglens serve: model {served['name']} ({served['architecture']}, {served['backend']}) on "
           f"http://{args.host}:{args.port}/")
+    if model.site_gain is not None:
+        print(f"applying the {model.site_gain.describe()} (from {args.site_gain})")
     if args.host not in _LOOPBACK:
         print("note: listening beyond this machine; the service has no authentication.")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
