@@ -227,6 +227,7 @@ def test_on_ludb_the_shipped_model_gets_a_chest_lead_gain_of_about_two(ludb_dir)
         pytest.skip("age-sex-fast is not shipped in this install")
     pred = Predictor.from_pretrained("age-sex-fast")
     gain = pred.estimate_site_gain(find_records([str(ludb_dir)]), workers=0, progress=False)
+    assert pred.estimate_site_gain(ludb_dir, sample=60, workers=0, progress=False).n_records == 60  # a folder
     by_lead = dict(zip(gain.leads, gain.gains, strict=True))
     assert gain.n_records == 197
     assert all(0.85 < by_lead[lead] < 1.3 for lead in ("I", "II", "III", "aVR", "aVL", "aVF")), by_lead

@@ -337,14 +337,17 @@ class Predictor:
         calibration and the derived columns applied (:func:`~ecglens.predict.postprocess.apply_calibration`)."""
         return apply_calibration(pd.DataFrame(list(rows), columns=self.columns), self.checkpoint)
 
-    def estimate_site_gain(self, records: Sequence[tuple[str, Path]], sample: int = 1000, workers: int | None = None,
+    def estimate_site_gain(self, records: Any, sample: int = 1000, workers: int | None = None,
                            read_kwargs: Mapping[str, Any] | None = None, progress: bool = True) -> SiteGain:
         """Measure the site gain of ``records`` (:mod:`ecglens.predict.site`) on an evenly spaced sample of them.
 
+        >>> pred.site_gain = pred.estimate_site_gain("other_hospital/")      # doctest: +SKIP
+
         Parameters
         ----------
-        records : sequence of (name, path)
-            The site's records (:func:`~ecglens.predict.records.find_records`).
+        records : path, sequence of paths, or sequence of (name, path)
+            The site's files / folders / archives (as for :meth:`predict_paths`), or its records as
+            :func:`~ecglens.predict.records.find_records` lists them.
         sample : int
             Most records read (evenly spaced over ``records``, so the same inputs give the same gain).
         workers, read_kwargs, progress
@@ -364,6 +367,8 @@ class Predictor:
         from tqdm.auto import tqdm
 
         reference = getattr(getattr(self.checkpoint, "calibration", None), "lead_rms_mv", None)
+        if isinstance(records, (str, os.PathLike)) or not all(isinstance(r, tuple) for r in records):
+            records = find_records(records, with_arrays=bool(read_kwargs and read_kwargs.get("fs")))
         picked = [records[int(i)] for i in np.unique(np.linspace(0, len(records) - 1, min(sample, len(records)))
                                                       .round().astype(int))] if records else []
         n_workers = _default_workers() if workers is None else max(0, int(workers))
