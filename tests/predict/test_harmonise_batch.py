@@ -102,3 +102,26 @@ def test_a_group_that_cannot_be_harmonised_reports_each_record() -> None:
                      record_id=f"v{i}") for i in range(3)]
     results = adapter.prepare_many(two_leads)
     assert all(isinstance(r, Exception) and "lead" in str(r).lower() for r in results)
+
+
+def test_groups_are_cut_to_cache_size_and_still_equal_prepare(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ecglens.predict import harmonise
+
+    adapter = InputAdapter(Preprocess(seconds=10.0))
+    ecgs = _records()
+    one = [adapter._prepare_one(e, None) for e in ecgs]
+    sizes: list[int] = []
+    group = InputAdapter._prepare_group
+    monkeypatch.setattr(InputAdapter, "_prepare_group", lambda self, e, n: sizes.append(len(e)) or group(self, e, n))
+    monkeypatch.setattr(harmonise, "GROUP_VALUES", 3 * 12 * 1000)  # three 10-s 100 Hz records per group
+    _assert_same(one, adapter.prepare_many(ecgs))
+    assert max(sizes) <= 4 and len(sizes) >= 4  # the 12 + 4 grouped 100 Hz records, in groups of 3 (+ 1 kept)
+
+
+def test_cache_sized_groups_never_leave_a_record_alone() -> None:
+    from ecglens.predict.harmonise import GROUP_VALUES, _cache_sized
+
+    assert _cache_sized(list(range(7)), GROUP_VALUES // 3) == [[0, 1, 2], [3, 4, 5, 6]]
+    assert _cache_sized(list(range(5)), GROUP_VALUES) == [[0, 1], [2, 3, 4]]  # at least 2 per group
+    assert _cache_sized(list(range(5)), 1) == [list(range(5))]
+    assert _cache_sized([4], 10) == [[4]]

@@ -256,13 +256,15 @@ class InputAdapter:
                 out[i] = self._prepare_one(ecg, names[i])
             else:
                 groups.setdefault(key, []).append(i)
-        for idx in groups.values():
-            try:
-                done = self._prepare_group([ecgs[i] for i in idx], [names[i] for i in idx]) if len(idx) > 1 else {}
-            except Exception:  # noqa: BLE001 - e.g. leads that cannot be made: each record then says why alone
-                done = {}
-            for pos, i in enumerate(idx):
-                out[i] = done[pos] if pos in done else self._prepare_one(ecgs[i], names[i])
+        for key, members in groups.items():
+            for idx in _cache_sized(members, n_values=key[1] * len(key[2])):
+                try:
+                    done = (self._prepare_group([ecgs[i] for i in idx], [names[i] for i in idx])
+                            if len(idx) > 1 else {})
+                except Exception:  # noqa: BLE001 - e.g. leads that cannot be made: each record then says why alone
+                    done = {}
+                for pos, i in enumerate(idx):
+                    out[i] = done[pos] if pos in done else self._prepare_one(ecgs[i], names[i])
         return out  # type: ignore[return-value]
 
     def _prepare_one(self, ecg: Ecg, record: str | None) -> PreparedEcg | Exception:
@@ -319,6 +321,22 @@ class InputAdapter:
                                         n_resampled=n_total,
                                         flags=flags, recorded=recorded_fields(ecg))
         return out
+
+
+#: float64 values per record group of :meth:`InputAdapter.prepare_many` (2 MB: one core's L2 cache on the
+#: reference machine). Larger groups spill every filter pass to main memory: 32 records at 500 Hz (15 MB per array)
+#: took ~1.5x the time per record of groups of 4 (``benchmarks/bench_harmonise.py``).
+GROUP_VALUES = 2**18
+
+
+def _cache_sized(members: list[int], n_values: int) -> list[list[int]]:
+    """``members`` (indices of records sharing a batch key, ``n_values`` samples x leads each) in consecutive groups
+    of about :data:`GROUP_VALUES` values, at least 2 records each (a lone record goes through ``prepare``)."""
+    size = max(2, GROUP_VALUES // max(1, n_values))
+    groups = [members[i:i + size] for i in range(0, len(members), size)]
+    if len(groups) > 1 and len(groups[-1]) == 1:  # no group of one: it would be prepared alone
+        groups[-2].extend(groups.pop())
+    return groups
 
 
 def _cut_windows(y: np.ndarray, starts: list[int], pre: Any) -> np.ndarray:
