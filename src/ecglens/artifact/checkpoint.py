@@ -37,7 +37,7 @@ from .._version import __version__, source_commit
 from ..exceptions import CheckpointError, EcglensError, LeadError
 from ..jsonutil import json_ready
 from .calibration import Calibration
-from .formats import SAFETENSORS, register_loader
+from .formats import SAFETENSORS, file_forward, register_loader
 from .outputs import OutputSpec
 from .windows import mean_over_windows, windowed_raw
 
@@ -367,8 +367,19 @@ class Checkpoint:
                        for k, v in rows.items())
         return f"<div><b>Checkpoint</b><table>{body}</table></div>"
 
+    def _forward(self) -> tuple[Any, Any]:
+        """The forward function and the device of the inputs: the PyTorch model, or onnxruntime for a weightless
+        checkpoint of an exported ``.onnx`` file."""
+        if self.model is not None:
+            return self.model, next(self.model.parameters()).device
+        forward = None if self.path is None else file_forward(self.path)
+        if forward is not None:
+            return forward, "cpu"
+        raise CheckpointError(f"checkpoint {self.path} holds no model to predict with; load a .safetensors or "
+                              ".onnx file.")
+
     def predict(self, x: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-        """Predict from preprocessed input.
+        """Predict from preprocessed input (with PyTorch, or onnxruntime for an exported ``.onnx`` file).
 
         Parameters
         ----------
@@ -395,13 +406,13 @@ class Checkpoint:
                 f"Checkpoint {self.path.name} expects x of shape [N, {self.in_leads}, n_samples], got "
                 f"{x.shape}. Bring records to the model's contract first (ecglens.Predictor does)."
             )
-        device = next(self.model.parameters()).device
+        forward, device = self._forward()
         width = self.preprocess.n_samples if self.preprocess is not None else None
         raws = []
         with torch.inference_mode():
             for start in range(0, len(x), max(1, int(batch_size))):
                 batch = torch.from_numpy(x[start : start + batch_size]).to(device)
-                raws.append(windowed_raw(self.model, batch, width).float().cpu())
+                raws.append(windowed_raw(forward, batch, width).float().cpu())
         raw = torch.cat(raws) if raws else torch.zeros((0, 1, self.task.num_outputs))
         return mean_over_windows(self.task, raw)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from ..exceptions import CheckpointError
 
-__all__ = ["ONNX", "SAFETENSORS", "ModelFormat", "list_formats", "load_model_file", "model_format",
-           "register_format", "register_loader"]
+__all__ = ["ONNX", "SAFETENSORS", "ModelFormat", "file_forward", "list_formats", "load_model_file", "model_format",
+           "register_format", "register_forward", "register_loader"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class ModelFormat:
 
 _FORMATS: dict[str, ModelFormat] = {}
 _LOADERS: dict[str, Callable[[str | os.PathLike[str]], Any]] = {}
+_FORWARDS: dict[str, Callable[[str | os.PathLike[str]], Callable[[Any], Any]]] = {}
 
 
 def register_format(fmt: ModelFormat) -> ModelFormat:
@@ -64,6 +65,23 @@ def register_loader(name: str, loader: Callable[[str | os.PathLike[str]], Any]) 
     if name not in _FORMATS:
         raise CheckpointError(f"unknown model format {name!r}; register it first (known: {list_formats()}).")
     _LOADERS[name] = loader
+
+
+def register_forward(name: str, factory: Callable[[str | os.PathLike[str]], Callable[[Any], Any]]) -> None:
+    """Register ``factory(path) -> forward`` for the format ``name``: ``forward`` maps a CPU float tensor
+    ``[batch, leads, samples]`` to the raw outputs ``[batch, K]``, for checkpoints loaded without a PyTorch
+    model (``Checkpoint.predict`` of an exported file)."""
+    if name not in _FORMATS:
+        raise CheckpointError(f"unknown model format {name!r}; register it first (known: {list_formats()}).")
+    _FORWARDS[name] = factory
+
+
+def file_forward(path: str | os.PathLike[str]) -> Callable[[Any], Any] | None:
+    """The forward function of a model file that runs without PyTorch weights (:func:`register_forward`), or
+    ``None`` when its format registered none."""
+    fmt = model_format(path)
+    factory = _FORWARDS.get(fmt.name) if fmt is not None else None
+    return None if factory is None else factory(path)
 
 
 def list_formats() -> list[str]:

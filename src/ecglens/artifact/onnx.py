@@ -17,11 +17,11 @@ from typing import Any
 from ..exceptions import CheckpointError
 from ..signal.transforms import Preprocess
 from .checkpoint import Checkpoint
-from .formats import ONNX, register_loader
+from .formats import ONNX, register_forward, register_loader
 from .outputs import OutputSpec
 
-__all__ = ["INPUT_NAME", "META_KEY", "ONNX_FORMAT", "OUTPUT_NAME", "load_onnx_checkpoint", "onnx_session",
-           "read_onnx_metadata"]
+__all__ = ["INPUT_NAME", "META_KEY", "ONNX_FORMAT", "OUTPUT_NAME", "load_onnx_checkpoint", "onnx_forward",
+           "onnx_session", "read_onnx_metadata"]
 
 #: value of the ``format`` entry in the ``onnx`` block of the metadata
 ONNX_FORMAT = "ecglens-onnx/1"
@@ -94,4 +94,18 @@ def load_onnx_checkpoint(path: str | os.PathLike[str]) -> Any:
                       path=Path(path), meta=doc)
 
 
+def onnx_forward(path: str | os.PathLike[str]) -> Any:
+    """``[batch, leads, samples] -> raw [batch, K]`` (CPU float tensors) through onnxruntime: how
+    ``Checkpoint.predict`` runs a checkpoint loaded from an exported file."""
+    import torch
+
+    session = onnx_session(path)
+
+    def forward(x: Any) -> Any:
+        return torch.from_numpy(session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0])
+
+    return forward
+
+
 register_loader(ONNX.name, load_onnx_checkpoint)
+register_forward(ONNX.name, onnx_forward)

@@ -39,16 +39,16 @@ __all__ = ["register", "run_calibrate"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``calibrate`` to the ``ecglens`` parser."""
-    from .evaluate import _folds
+    from .evaluate import folds_arg
 
     p = sub.add_parser("calibrate", help="fit age-gap correction, age_std scaling and temperatures on validation "
                        "folds; write a calibrated checkpoint with its metrics",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or shipped model name")
     p.add_argument("data", type=Path, metavar="CACHE", help="a cache folder written by `ecglens prepare`")
-    p.add_argument("--folds", type=_folds, required=True,
+    p.add_argument("--folds", type=folds_arg, required=True,
                    help="validation folds to fit on, e.g. 9 (the shipped models' validation fold)")
-    p.add_argument("--eval-folds", type=_folds, default=None,
+    p.add_argument("--eval-folds", type=folds_arg, default=None,
                    help="folds on which the stored metrics are measured (default: --folds, in-sample)")
     p.add_argument("--out", type=Path, required=True, help="the new .safetensors checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -28,10 +28,11 @@ from pathlib import Path
 
 from .predict import add_device_option
 
-__all__ = ["default_out", "register", "run_evaluate"]
+__all__ = ["default_out", "folds_arg", "register", "run_evaluate"]
 
 
-def _folds(text: str) -> list[int]:
+def folds_arg(text: str) -> list[int]:
+    """argparse type of fold options: ``9``, ``1-8`` or ``9,10`` -> a list of ints."""
     from ..io.ptbxl import parse_folds
 
     try:
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="checkpoint file or shipped model name")
     p.add_argument("data", type=Path, metavar="DATA", help="a cache folder written by `ecglens prepare`")
-    p.add_argument("--folds", type=_folds, default=None,
+    p.add_argument("--folds", type=folds_arg, default=None,
                    help="folds to evaluate, e.g. 9, 10 or 1-8 (default: every record)")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: eval_<checkpoint>_<data>_fold<F> or ..._all)")
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--batch-size", type=int, default=256, help="records per forward pass (default: 256)")
-    p.add_argument("--threshold-folds", type=_folds, default=None,
+    p.add_argument("--threshold-folds", type=folds_arg, default=None,
                    help="validation folds on which binary decision thresholds are chosen (default: use 0.5)")
     p.add_argument("--threshold-method", choices=("youden", "sensitivity", "specificity"), default="youden",
                    help="threshold rule on the validation folds (default: youden; sensitivity/specificity "
@@ -79,13 +80,17 @@ def default_out(checkpoint: str, data: Path, folds: list[int] | None) -> Path:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``ecglens evaluate``; returns the exit code."""
     from ..artifact import load_checkpoint
+    from ..artifact.formats import ONNX, load_model_file, model_format
     from ..evaluate.runner import check_out_dir, evaluate_checkpoint, format_results
     from ..predict.device import resolve_device
 
     device = resolve_device(args.device)  # before anything is loaded or written
     out = args.out or default_out(args.checkpoint, args.data, args.folds)
     check_out_dir(out, args.force)
-    checkpoint = load_checkpoint(args.checkpoint, map_location=device)
+    if model_format(args.checkpoint) is ONNX:  # an exported (e.g. int8) file: predicted with onnxruntime
+        checkpoint = load_model_file(args.checkpoint)
+    else:
+        checkpoint = load_checkpoint(args.checkpoint, map_location=device)
     results = evaluate_checkpoint(checkpoint, args.data, folds=args.folds, out_dir=out, n_boot=args.n_boot,
                                   seed=args.seed, batch_size=args.batch_size, threshold_folds=args.threshold_folds,
                                   threshold_method=args.threshold_method, progress=not args.quiet,
