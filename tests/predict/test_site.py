@@ -122,6 +122,8 @@ def test_predicting_with_a_gain_equals_predicting_inputs_scaled_by_hand(checkpoi
     assert "site_gain" in with_gain.flags and "site_gain" not in by_hand.flags
     with pytest.raises(ConfigError, match="the model takes"):
         Predictor(checkpoint, site_gain=SiteGain(("I",), (1.0,), 20, (0.1,), (0.1,)))
+    with pytest.raises(ConfigError, match="estimate_site_gain"):
+        Predictor(checkpoint, site_gain="auto")
 
 
 def _write_site(folder: Path, n: int) -> Path:

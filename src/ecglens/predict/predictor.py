@@ -23,7 +23,7 @@ import pandas as pd
 from ..artifact.formats import load_model_file, model_format
 from ..artifact.windows import DEFAULT_MAX_WINDOWS, aggregate_windows
 from ..ecg import Ecg
-from ..exceptions import CheckpointError, EcglensError
+from ..exceptions import CheckpointError, ConfigError, EcglensError
 from .backends import Backend, create_backend, usable_cores
 from .harmonise import RECORDED_COLUMNS, InputAdapter, PreparedEcg, recorded_fields
 from .postprocess import apply_calibration
@@ -120,6 +120,9 @@ class Predictor:
 
     @site_gain.setter
     def site_gain(self, value: Any) -> None:
+        if isinstance(value, str) and value == "auto":
+            raise ConfigError("site_gain='auto' needs the site's records: estimate it first, "
+                              "predictor.site_gain = predictor.estimate_site_gain(FOLDER).")
         gain = as_site_gain(value)
         if gain is not None:
             gain.check_leads(self.preprocess.leads)
