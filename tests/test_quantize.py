@@ -120,3 +120,13 @@ def test_cli_export_int8_and_evaluate_the_onnx_file(float_onnx, tmp_path, monkey
     assert "int8, calibrated on 16 records of folds [1, 2, 3, 4, 5, 6, 7, 8]" in printed
     assert "mean |diff|" in printed and "Percentile" not in printed
     assert read_onnx_metadata(out)["onnx"]["int8"]["n_windows"] == 48  # 16 records x three 4-s windows
+
+
+def test_info_and_repr_of_an_int8_file(float_onnx, tmp_path, capsys):
+    from ecglens.cli import app
+
+    path = quantize_onnx(float_onnx, tmp_path / "int8.onnx", calibration_windows(_Cache(), 400), "synthetic")
+    assert "no PyTorch parameters" in repr(load_onnx_checkpoint(path))
+    assert app(["info", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "int8" in printed and "calibrated on synthetic" in printed and "the float model's" in printed

@@ -145,7 +145,8 @@ def quantize_onnx(source: str | os.PathLike[str], out: str | os.PathLike[str], w
         proto = onnx.load(str(quantized))
     info = {"method": "onnxruntime static quantization, QDQ: int8 weights per output channel, uint8 activations, "
                       f"ranges at the {PERCENTILE}th percentile of the calibration windows",
-            "calibration": calibration_note, "n_windows": _used(len(windows))}
+            "calibration": calibration_note, "n_windows": _used(len(windows)),
+            "metrics_note": "the stored metrics are the float model's; measure this file with `ecglens evaluate`"}
     del proto.metadata_props[:]
     for prop in source_proto.metadata_props:
         value = prop.value

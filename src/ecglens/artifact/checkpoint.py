@@ -330,12 +330,17 @@ class Checkpoint:
     def output_names(self) -> tuple[str, ...]:
         return self.task.output_names
 
+    @property
+    def n_parameters(self) -> int | None:
+        """Parameters of the PyTorch model (``None`` for a checkpoint read from an exported file, which has none)."""
+        return None if self.model is None else int(sum(p.numel() for p in self.model.parameters()))
+
     def summary(self) -> dict[str, Any]:
         """Plain description: model, parameter count, outputs, input contract, metrics, version, file."""
         pre = self.preprocess.to_dict() if self.preprocess is not None else None
         return {
             "path": str(self.path), "model": self.model_name, "model_kwargs": dict(self.model_kwargs),
-            "parameters": int(sum(p.numel() for p in self.model.parameters())), "in_leads": int(self.in_leads),
+            "parameters": self.n_parameters, "in_leads": int(self.in_leads),
             "task": self.task.name, "outputs": list(self.output_names), "preprocess": pre,
             "metrics": dict(self.metrics),
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
@@ -346,8 +351,8 @@ class Checkpoint:
     def __repr__(self) -> str:
         pre = self.preprocess
         contract = f"{pre.fs:g} Hz x {pre.seconds:g} s, {len(pre.leads)} leads" if pre is not None else "none"
-        n_params = sum(p.numel() for p in self.model.parameters())
-        return (f"Checkpoint({self.path.name}: {self.model_name}, {n_params:,} parameters, task {self.task.name!r} "
+        n_params = "no PyTorch" if self.n_parameters is None else f"{self.n_parameters:,}"
+        return (f"Checkpoint({self.path.name}: {self.model_name}, {n_params} parameters, task {self.task.name!r} "
                 f"-> {', '.join(self.output_names)}; input {contract}; ecglens {self.version})")
 
     def _repr_html_(self) -> str:

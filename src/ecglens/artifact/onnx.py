@@ -16,6 +16,7 @@ from typing import Any
 
 from ..exceptions import CheckpointError
 from ..signal.transforms import Preprocess
+from .calibration import Calibration
 from .checkpoint import Checkpoint
 from .formats import ONNX, register_forward, register_loader
 from .outputs import OutputSpec
@@ -91,7 +92,7 @@ def load_onnx_checkpoint(path: str | os.PathLike[str]) -> Any:
                       preprocess=None if doc.get("preprocess") is None else Preprocess.from_dict(doc["preprocess"]),
                       config=doc.get("config"), metrics=dict(doc.get("metrics") or {}),
                       version=str(doc.get("ecglens_version", "")), created=str(doc.get("created", "")),
-                      path=Path(path), meta=doc)
+                      path=Path(path), meta=doc, calibration=Calibration.from_dict(doc.get("calibration")))
 
 
 def onnx_forward(path: str | os.PathLike[str]) -> Any:

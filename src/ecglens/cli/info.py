@@ -83,9 +83,14 @@ def archive_info(path: Path, format: str | None = None) -> dict[str, Any]:
 
 def _checkpoint_info(path: Path) -> dict[str, Any]:
     """Summary of a checkpoint file or shipped model name (weights are loaded to count parameters)."""
-    from ..artifact import load_checkpoint
+    from ..artifact import load_model_file
 
-    info = load_checkpoint(path).summary()
+    ckpt = load_model_file(path)  # a .safetensors checkpoint, a shipped name or an exported .onnx file
+    info = ckpt.summary()
+    int8 = ((ckpt.meta or {}).get("onnx") or {}).get("int8")
+    if int8:
+        info["int8"] = (f"{int8['method']}; calibrated on {int8['calibration']}"
+                        + (f"; {int8['metrics_note']}" if int8.get("metrics_note") else ""))
     pre = info.get("preprocess")
     if pre:
         info["input"] = (f"{pre['fs']:g} Hz x {pre['seconds']:g} s, leads {','.join(pre['leads'])}, high-pass "
@@ -123,9 +128,9 @@ def checkpoint_lines(info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _is_checkpoint(path: Path) -> bool:
-    from ..artifact import SAFETENSORS, list_pretrained, model_format, pretrained_aliases
+    from ..artifact import ONNX, SAFETENSORS, list_pretrained, model_format, pretrained_aliases
 
-    return model_format(path) is SAFETENSORS or (
+    return model_format(path) in (SAFETENSORS, ONNX) or (
         not path.exists() and str(path) in {*list_pretrained(), *pretrained_aliases()})
 
 
