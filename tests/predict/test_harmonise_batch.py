@@ -113,15 +113,15 @@ def test_groups_are_cut_to_cache_size_and_still_equal_prepare(monkeypatch: pytes
     sizes: list[int] = []
     group = InputAdapter._prepare_group
     monkeypatch.setattr(InputAdapter, "_prepare_group", lambda self, e, n: sizes.append(len(e)) or group(self, e, n))
-    monkeypatch.setattr(harmonise, "GROUP_VALUES", 3 * 12 * 1000)  # three 10-s 100 Hz records per group
+    monkeypatch.setattr(harmonise, "GROUP_RECORDS", 3)  # three records per group
     _assert_same(one, adapter.prepare_many(ecgs))
     assert max(sizes) <= 4 and len(sizes) >= 4  # the 12 + 4 grouped 100 Hz records, in groups of 3 (+ 1 kept)
 
 
 def test_cache_sized_groups_never_leave_a_record_alone() -> None:
-    from ecglens.predict.harmonise import GROUP_VALUES, _cache_sized
+    from ecglens.predict.harmonise import _cache_sized
 
-    assert _cache_sized(list(range(7)), GROUP_VALUES // 3) == [[0, 1, 2], [3, 4, 5, 6]]
-    assert _cache_sized(list(range(5)), GROUP_VALUES) == [[0, 1], [2, 3, 4]]  # at least 2 per group
-    assert _cache_sized(list(range(5)), 1) == [list(range(5))]
-    assert _cache_sized([4], 10) == [[4]]
+    assert _cache_sized(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5, 6]]
+    assert _cache_sized(list(range(5)), 1) == [[0, 1], [2, 3, 4]]  # at least 2 per group
+    assert _cache_sized(list(range(5)), 8) == [list(range(5))]
+    assert _cache_sized([4]) == [[4]]

@@ -256,8 +256,8 @@ class InputAdapter:
                 out[i] = self._prepare_one(ecg, names[i])
             else:
                 groups.setdefault(key, []).append(i)
-        for key, members in groups.items():
-            for idx in _cache_sized(members, n_values=key[1] * len(key[2])):
+        for members in groups.values():
+            for idx in _cache_sized(members):
                 try:
                     done = (self._prepare_group([ecgs[i] for i in idx], [names[i] for i in idx])
                             if len(idx) > 1 else {})
@@ -323,18 +323,19 @@ class InputAdapter:
         return out
 
 
-#: float64 values per record group of :meth:`InputAdapter.prepare_many` (2 MB: one core's L2 cache on the
-#: reference machine). Larger groups spill every filter pass to main memory: 32 records at 500 Hz (15 MB per array)
-#: took ~1.5x the time per record of groups of 4 (``benchmarks/bench_harmonise.py``).
-GROUP_VALUES = 2**18
+#: records per group of :meth:`InputAdapter.prepare_many` (each filter and check pass then works on a few MB).
+#: Measured with ``benchmarks/bench_harmonise.py`` (2026-12-05, chunks of 32 PTB-XL records, median of 9 repeats):
+#: groups of 8 took 0.68x the time per record of one group of 32 at 100 Hz and 0.81x at 500 Hz, the best or
+#: within 0.01 of the best of 2, 4, 8 and 16 at both rates; records alone (no group) took 1.32x / 0.94x.
+GROUP_RECORDS = 8
 
 
-def _cache_sized(members: list[int], n_values: int) -> list[list[int]]:
-    """``members`` (indices of records sharing a batch key, ``n_values`` samples x leads each) in consecutive groups
-    of about :data:`GROUP_VALUES` values, at least 2 records each (a lone record goes through ``prepare``)."""
-    size = max(2, GROUP_VALUES // max(1, n_values))
+def _cache_sized(members: list[int], size: int | None = None) -> list[list[int]]:
+    """``members`` (indices of records sharing a batch key) in consecutive groups of :data:`GROUP_RECORDS`
+    (or ``size``) records, none of a single record (a lone record goes through ``prepare``)."""
+    size = max(2, GROUP_RECORDS if size is None else int(size))
     groups = [members[i:i + size] for i in range(0, len(members), size)]
-    if len(groups) > 1 and len(groups[-1]) == 1:  # no group of one: it would be prepared alone
+    if len(groups) > 1 and len(groups[-1]) == 1:
         groups[-2].extend(groups.pop())
     return groups
 
