@@ -51,7 +51,7 @@ def create_model(name: str | os.PathLike[str], pretrained: bool = False, *, map_
     name : str or path
         With ``pretrained=False``: a registered architecture (:func:`ecglens.list_models`). With
         ``pretrained=True``: a shipped model (:func:`~ecglens.artifact.list_pretrained`, e.g. ``"age-sex"``), an
-        architecture with exactly one shipped checkpoint (``"ensemble"`` -> ``age-sex``), or the
+        architecture with exactly one shipped checkpoint (``"ensemble"`` -> ``age-sex-ensemble``), or the
         path of a ``.safetensors`` checkpoint.
     pretrained : bool
         Load trained weights instead of initialising fresh ones.
