@@ -69,6 +69,7 @@ bench: setup-dev
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_export.py
+	$(BIN)/python benchmarks/bench_harmonise.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache $(SMOKE_VENV) $(WHEEL_DIR) site
