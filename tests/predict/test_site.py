@@ -170,23 +170,12 @@ def test_cli_site_gain_auto_writes_the_gain_flags_rows_and_a_shard_reuses_the_fi
     assert "at least 20" in capsys.readouterr().err
 
 
-@dataclass
-class _Cache:
-    """Looks like a PreparedCache: 2 leads, the site records lead II at half size."""
-
-    meta: pd.DataFrame
-    preprocess: Any = None
-    path: Path = Path("fake-cache")
-    manifest: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((len(self.meta), 2, 200)).astype(np.float32) * 0.2
-        x[:, 1] *= 0.5
-        self.signals = x
-
-    def indices(self, folds: Any = None) -> np.ndarray:
-        return np.arange(len(self.meta))
+def _site_cache(meta: pd.DataFrame) -> SimpleNamespace:
+    """Looks like a PreparedCache: 2 leads of noise, the site records lead II at half size."""
+    x = np.random.default_rng(0).standard_normal((len(meta), 2, 200)).astype(np.float32) * 0.2
+    x[:, 1] *= 0.5
+    return SimpleNamespace(meta=meta, signals=x, preprocess=None, path=Path("fake-cache"), manifest={},
+                           indices=lambda folds=None: np.arange(len(meta)))
 
 
 @dataclass
@@ -208,11 +197,11 @@ def test_evaluate_with_site_gain_auto_scales_the_inputs_and_records_the_gain():
     n = 60
     meta = pd.DataFrame({"record_id": [f"r{i}" for i in range(n)], "age": np.full(n, 20.0), "fold": 10})
     ck = _Checkpoint(Calibration(folds=[9], n=100, lead_rms_mv={"I": 0.2, "II": 0.2}))
-    plain = evaluate_checkpoint(ck, _Cache(meta), n_boot=10, progress=False)
-    gained = evaluate_checkpoint(ck, _Cache(meta), n_boot=10, progress=False, site_gain="auto")
+    plain = evaluate_checkpoint(ck, _site_cache(meta), n_boot=10, progress=False)
+    gained = evaluate_checkpoint(ck, _site_cache(meta), n_boot=10, progress=False, site_gain="auto")
     mae = {name: r["outputs"]["age"]["subsets"]["all"]["metrics"]["mae"]["value"]
            for name, r in (("plain", plain), ("gained", gained))}
-    rms = np.sqrt(np.mean(_Cache(meta).signals[:, 1].astype(np.float64) ** 2, axis=-1))
+    rms = np.sqrt(np.mean(_site_cache(meta).signals[:, 1].astype(np.float64) ** 2, axis=-1))
     expected = 100.0 * rms * 0.2 / np.median(rms)  # lead II scaled to the reference's median
     assert mae["plain"] == pytest.approx(np.mean(np.abs(100.0 * rms - 20.0)), rel=1e-4)  # about 10 y
     assert mae["gained"] == pytest.approx(np.mean(np.abs(expected - 20.0)), rel=1e-4)    # about 1 y
