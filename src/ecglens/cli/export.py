@@ -15,11 +15,11 @@ the PyTorch weights. ``--verify`` compares onnxruntime with PyTorch on random in
 for a length-dynamic file, at 1.5x that length; the exit code is 1 when the largest difference exceeds
 ``--tolerance``.
 
-``--int8 CACHE`` writes an int8 file instead (:mod:`ecglens.quantize`: onnxruntime static quantization, about 4x
-faster on a CPU), its activation ranges calibrated on ``--int8-records`` records of ``--int8-folds`` of a cache
-prepared with the model's contract (data the model will not be judged on). It changes the outputs: ``--verify``
-then reports the difference from the float model on other records of the same folds, and ``ecglens evaluate
-FILE.onnx`` measures the accuracy.
+``--int8 CACHE`` writes an int8 file instead (:mod:`ecglens.quantize`: onnxruntime static quantization; the
+network of ``age-sex-fast`` runs about 4x faster on one CPU thread), its activation ranges calibrated on
+``--int8-records`` records of ``--int8-folds`` of a cache prepared with the model's contract (data the model will
+not be judged on). It changes the outputs: ``--verify`` then reports the difference from the float model on other
+records of the same folds, and ``ecglens evaluate FILE.onnx`` measures the accuracy.
 """
 
 from __future__ import annotations
