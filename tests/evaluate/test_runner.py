@@ -370,3 +370,14 @@ def test_cli_refuses_the_training_folds_and_names_its_folder_after_the_folds(fix
     assert "WARNING: EVALUATED ON TRAINING DATA" in capsys.readouterr().err
     stored = json.loads((tmp_path / "eval_model_cache_all" / "metrics.json").read_text())
     assert "overlap the training data" in stored["warnings"][0]
+
+
+def test_the_same_record_number_from_another_source_is_not_a_training_record():
+    # LUDB's records 101-300 share their numbers with PTB-XL records: a splits.csv that names each row's source
+    # (written since 2026-12-05) tells them apart; one that does not, or a cache without sources, compares ids
+    from ecglens.evaluate.overlap import _id_hits
+
+    meta = pd.DataFrame({"record_id": ["101", "102", "103", "104"], "source": ["wfdb", "ptbxl", "", "wfdb"]})
+    records = pd.DataFrame({"record_id": ["101", "102", "103", "104"], "source": ["ptbxl", "ptbxl", "ptbxl", ""]})
+    assert _id_hits(meta, records).tolist() == [False, True, True, True]
+    assert _id_hits(meta.drop(columns="source"), records).tolist() == [True, True, True, True]

@@ -314,7 +314,8 @@ class EcgDataModule(L.LightningDataModule):
         return self._loader(self.val_dataset(), train=False)
 
     def splits_table(self) -> pd.DataFrame:
-        """``record_id, fold, split`` of every row used (``split`` is ``train`` or ``val``)."""
+        """``record_id, fold, split`` of every row used (``split`` is ``train`` or ``val``), and the cache's
+        ``source`` (the dataset or reader a record came from) when it has one."""
         ids = self.meta["record_id"] if "record_id" in self.meta.columns else pd.Series(self.meta.index)
         parts = [
             pd.DataFrame(
@@ -323,6 +324,8 @@ class EcgDataModule(L.LightningDataModule):
                     "record_id": ids.iloc[idx].to_numpy(),
                     "fold": self.meta["fold"].iloc[idx].to_numpy(),
                     "split": name,
+                    **({"source": self.meta["source"].iloc[idx].to_numpy()} if "source" in self.meta.columns
+                       else {}),
                 }
             )
             for name, idx in (("train", self.train_indices), ("val", self.val_indices))

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["training_folds", "training_overlap", "training_record_ids"]
+__all__ = ["training_folds", "training_overlap", "training_record_ids", "training_records"]
 
 
 def _configs(checkpoint: Any) -> list[tuple[dict[str, Any], str]]:
@@ -43,18 +43,37 @@ def training_folds(checkpoint: Any) -> list[int]:
     return sorted(folds)
 
 
-def training_record_ids(checkpoint: Any) -> set[str]:
-    """Record ids of the training rows listed in the ``splits.csv`` of the checkpoint's run folder (and of each
-    ensemble member's); empty when no such file is there."""
-    ids: set[str] = set()
+def training_records(checkpoint: Any) -> pd.DataFrame:
+    """``record_id`` and ``source`` of the training rows listed in the ``splits.csv`` of the checkpoint's run
+    folder (and of each ensemble member's); ``source`` is ``""`` where the file does not name it (runs before
+    2026-12-05). Empty when no such file is there."""
+    parts = []
     for _, source in _configs(checkpoint):
         splits = Path(source).parent / "splits.csv" if source else None
         if splits is None or not splits.is_file():
             continue
-        table = pd.read_csv(splits, dtype={"record_id": str})
+        table = pd.read_csv(splits, dtype={"record_id": str, "source": str})
         if {"record_id", "split"} <= set(table.columns):
-            ids.update(table.loc[table["split"] == "train", "record_id"].dropna().astype(str))
-    return ids
+            train = table.loc[table["split"] == "train"].dropna(subset=["record_id"])
+            src = train["source"].fillna("") if "source" in train.columns else ""
+            parts.append(pd.DataFrame({"record_id": train["record_id"].astype(str), "source": src}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"record_id": [], "source": []})
+
+
+def training_record_ids(checkpoint: Any) -> set[str]:
+    """Record ids of the training rows of :func:`training_records` (without their source)."""
+    return set(training_records(checkpoint)["record_id"])
+
+
+def _id_hits(meta: pd.DataFrame, records: pd.DataFrame) -> np.ndarray:
+    """Evaluated rows that are training records: the same ``source`` and ``record_id`` where both sides name a
+    source (record 101 of LUDB is not record 101 of PTB-XL), the same ``record_id`` where either does not."""
+    ids = meta["record_id"].astype(str)
+    src = meta["source"].fillna("").astype(str) if "source" in meta.columns else pd.Series("", index=meta.index)
+    named = records["source"] != ""
+    hits = ids.isin(records.loc[~named, "record_id"]) | ((src == "") & ids.isin(records.loc[named, "record_id"]))
+    keys = set(records.loc[named, "source"] + "/" + records.loc[named, "record_id"])
+    return (hits | ((src != "") & (src + "/" + ids).isin(keys))).to_numpy()
 
 
 def _fold_hits(meta: pd.DataFrame, folds: Iterable[int]) -> np.ndarray:
@@ -80,10 +99,10 @@ def training_overlap(checkpoint: Any, meta: pd.DataFrame) -> str | None:
     """
     folds = training_folds(checkpoint)
     by_fold = _fold_hits(meta, folds) if folds else np.zeros(len(meta), dtype=bool)
-    ids = training_record_ids(checkpoint)
+    records = training_records(checkpoint)
     by_id = np.zeros(len(meta), dtype=bool)
-    if ids and "record_id" in meta.columns:
-        by_id = meta["record_id"].astype(str).isin(ids).to_numpy()
+    if len(records) and "record_id" in meta.columns:
+        by_id = _id_hits(meta, records)
     hits = by_fold | by_id
     if not hits.any():
         return None
