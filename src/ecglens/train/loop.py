@@ -4,7 +4,7 @@ A run folder holds::
 
     RUN_DIR/
       config.yaml        the resolved config (defaults filled in, overrides applied)
-      splits.csv         record_id, fold, split (train / val) of every row used
+      splits.csv         record_id, fold, split (train / val), source of every row used
       last.ckpt          Lightning checkpoint of the last epoch (for --resume; loaded with weights_only=True)
       best.ckpt          Lightning checkpoint of the best epoch (by trainer.monitor; none with monitor null,
                          which keeps the last epoch)
