@@ -96,6 +96,9 @@ def test_int8_file_keeps_the_metadata_and_predicts_close_to_the_float_model(floa
     x = _beats(30, 400, seed=7)
     ref = load_onnx_checkpoint(float_onnx).predict(x)
     got = load_onnx_checkpoint(path).predict(x)  # Checkpoint.predict through onnxruntime
+    from ecglens.artifact.onnx import onnx_forward
+
+    assert onnx_forward(path) is onnx_forward(path)  # one session per file, not one per batch
     assert np.isfinite(got["age"]).all()
     assert np.mean(np.abs(got["age"] - ref["age"])) < 0.1 * np.std(ref["age"]) + 0.5
     assert np.mean(np.abs(got["p_female"] - ref["p_female"])) < 0.05

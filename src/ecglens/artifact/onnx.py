@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,14 @@ def load_onnx_checkpoint(path: str | os.PathLike[str]) -> Any:
 
 def onnx_forward(path: str | os.PathLike[str]) -> Any:
     """``[batch, leads, samples] -> raw [batch, K]`` (CPU float tensors) through onnxruntime: how
-    ``Checkpoint.predict`` runs a checkpoint loaded from an exported file."""
+    ``Checkpoint.predict`` runs a checkpoint loaded from an exported file. One session per file (and version of
+    it), kept for later calls: ``Checkpoint.predict`` asks for the forward once per batch."""
+    file = Path(path).resolve()
+    return _forward_of(str(file), file.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _forward_of(path: str, mtime_ns: int) -> Any:
     import torch
 
     session = onnx_session(path)
