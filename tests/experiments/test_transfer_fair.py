@@ -109,8 +109,8 @@ def test_inner_split_is_seeded_patient_disjoint_and_leaves_the_test_fold_alone(r
 
 def test_candidates_and_step_budget():
     spec = load_transfer_config(FAIR).tuning
-    assert len(candidates(spec, "scratch")) == 4 and len(candidates(spec, "finetune")) == 8
-    assert len(candidates(spec, "lp_ft")) == 8 and len(candidates(spec, "linear_probe")) == 1
+    assert len(candidates(spec, "scratch")) == 3 and len(candidates(spec, "finetune")) == 6
+    assert len(candidates(spec, "lp_ft")) == 6 and len(candidates(spec, "linear_probe")) == 1
     assert epochs_for_steps(1500, 75, 32) == (750, 2)  # 100 ECGs, 25 % held out: 2 steps per epoch
     assert epochs_for_steps(10, 10, 32) == (10, 1)
 
