@@ -10,21 +10,33 @@
 #         2. age and sex pretraining on all source ECGs;
 #         3. age+sex pretraining on 1,000 and 6,500 source ECGs (the source-size axis);
 #         4. the rest of the config's grid (age and sex at 1,000 / 6,500).
+#
+# The finished runs are carried between machines in $STATE (default docs/data/transfer_fair, committed: results,
+# protocol and test predictions, no checkpoints; scripts/transfer_fair_state.py): a fresh checkout restores them
+# into $OUT before it starts, and every stage packs the runs it finished. `bash scripts/transfer_fair_stages.sh
+# pack` packs now (e.g. before a machine is given back in the middle of a stage).
 set -euo pipefail
 N=${N:-2}
 CONFIG=${CONFIG:-configs/transfer_fair.yaml}
+OUT=${OUT:-runs/transfer_fair}
+STATE=${STATE:-docs/data/transfer_fair}
+PY=${PY:-python}
+pack() { "$PY" scripts/transfer_fair_state.py pack "$OUT" "$STATE"; }
+if [ "${1:-}" = pack ]; then pack; exit 0; fi
+if [ -f "$STATE/results.csv" ]; then "$PY" scripts/transfer_fair_state.py restore "$STATE" "$OUT"; fi
 stage() {
   echo "== stage $1 ($(date -u +%FT%TZ)): ${*:2}"
   local pids=()
   for i in $(seq 1 "$N"); do
-    ecglens experiment transfer "$CONFIG" --shard "$i/$N" --quiet --no-figures "${@:2}" &
+    ecglens experiment transfer "$CONFIG" --out "$OUT" --shard "$i/$N" --quiet --no-figures "${@:2}" &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; done
+  pack
 }
 stage 1 --set 'grid.pretrain_tasks=[none,age_sex]' --set 'source.sizes=[all]'
 stage 2 --set 'grid.pretrain_tasks=[age,sex]' --set 'source.sizes=[all]'
 stage 3 --set 'grid.pretrain_tasks=[age_sex]' --set 'source.sizes=[1000,6500]'
 stage 4
-ecglens experiment transfer "$CONFIG" --figures-only
+ecglens experiment transfer "$CONFIG" --out "$OUT" --figures-only
 echo "== done ($(date -u +%FT%TZ))"

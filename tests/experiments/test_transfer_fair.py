@@ -149,3 +149,41 @@ def test_transfer_summary_script_pairs_arms_across_result_files(fair_run, tmp_pa
     paired = pd.read_csv(tmp_path / "all" / "paired.csv")
     assert set(paired["reference"]) == {"scratch", "demographics_logreg", "scratch_demographics"}
     assert (paired["n_boot"] <= 20).all()
+
+
+def _script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_state_script_carries_a_grid_to_a_fresh_folder_and_resumes_it(fair_run, tmp_path):
+    out, table = fair_run
+    state = _script("transfer_fair_state")
+    assert state.main(["pack", str(out), str(tmp_path / "state")]) == 0
+    assert state.pack(out, tmp_path / "state") == (0, None)  # nothing new: no second part
+    assert len(list((tmp_path / "state" / "predictions").glob("part-*.parquet"))) == 1
+    fresh = tmp_path / "fresh"
+    assert state.restore(tmp_path / "state", fresh) == len(table)
+    assert state.restore(tmp_path / "state", fresh) == 0  # idempotent
+    restored = pd.read_csv(fresh / "results.csv", dtype={"source_size": str, "target_size": str})
+    assert sorted(restored["run_key"]) == sorted(table["run_key"])
+    for run_dir in table["run_dir"]:
+        a = pd.read_csv(out / run_dir / "test_predictions.csv", dtype={"record_id": str})
+        b = pd.read_csv(fresh / run_dir / "test_predictions.csv", dtype={"record_id": str})
+        assert list(a.columns) == list(b.columns) and (a["record_id"] == b["record_id"]).all()
+        np.testing.assert_allclose(a.iloc[:, 1], b.iloc[:, 1], rtol=1e-6)
+        np.testing.assert_array_equal(a["label"], b["label"])
+    # the restored folder resumes (nothing left to run) and its paired tables match the original's
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = app(["experiment", "transfer", str(FAIR), "--profile", "quick", "--out", str(fresh), "--dry-run"])
+    assert code == 0 and "already done 28" in buffer.getvalue()
+    summary = _script("transfer_summary")
+    assert summary.main([str(fresh / "results.csv"), "--out", str(tmp_path / "p"), "--n-boot", "20"]) == 0
+    assert summary.main([str(out / "results.csv"), "--out", str(tmp_path / "q"), "--n-boot", "20"]) == 0
+    p, q = (pd.read_csv(tmp_path / d / "paired.csv") for d in ("p", "q"))
+    np.testing.assert_allclose(p["diff"], q["diff"], atol=1e-6)
