@@ -13,7 +13,7 @@
 * :func:`gain_summary` / :func:`plot_gain_by_arm` -- the paired gain over from-scratch training of every
   pretrained arm (pretraining task x strategy) with a 95 % interval over seeds; bars, a panel per model and
   target size: where fine-tuning and linear probing of the same pretrained network part ways.
-* :func:`summary_markdown` -- the tables of docs/transfer.md: per model, the metric per target size and
+* :func:`summary_markdown` -- the tables of docs/transfer_notebook.md: per model, the metric per target size and
   pretraining task, and the gains over from-scratch training paired by seed.
 * :func:`write_transfer_figures` -- all of the above into a folder.
 """

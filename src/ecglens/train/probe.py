@@ -3,7 +3,7 @@
 With its backbone frozen, a probe's head is a small model of fixed features. Trained like a fine-tuning run
 (AdamW for a few epochs of a small target set: 32 optimiser steps for 100 ECGs in the PTB-XL grid) it stops far
 from its optimum; on PTB-XL MI with 100 target ECGs such a head reached a test AUROC of 0.60 where a logistic
-regression on the same features reached 0.74 (docs/transfer.md). The ``lbfgs`` solver instead
+regression on the same features reached 0.74 (docs/transfer_notebook.md). The ``lbfgs`` solver instead
 
 1. computes the frozen features (``forward_features``, eval mode, no augmentation) of the training and
    validation ECGs once, per window of the model's input window (:mod:`ecglens.artifact.windows`);
