@@ -187,3 +187,21 @@ def test_state_script_carries_a_grid_to_a_fresh_folder_and_resumes_it(fair_run, 
     assert summary.main([str(out / "results.csv"), "--out", str(tmp_path / "q"), "--n-boot", "20"]) == 0
     p, q = (pd.read_csv(tmp_path / d / "paired.csv") for d in ("p", "q"))
     np.testing.assert_allclose(p["diff"], q["diff"], atol=1e-6)
+
+
+def test_targets_filter_runs_part_of_the_grid_under_the_same_protocol(fair_run, capsys):
+    out, table = fair_run
+    fresh = out.parent / "targets"
+    assert app(["experiment", "transfer", str(FAIR), "--profile", "quick", "--out", str(fresh), "--dry-run",
+                "--targets", "MI"]) == 0
+    printed = capsys.readouterr().out
+    keys = [line.strip() for line in printed.splitlines() if line.startswith("  ")]
+    assert "grid: 14 target runs" in printed and len(keys) == 14  # half of the quick grid's 28
+    assert sorted(keys) == sorted(table.loc[table["target_task"] == "MI", "run_key"])
+    # in the finished folder: the same protocol, so every MI run counts as done
+    assert app(["experiment", "transfer", str(FAIR), "--profile", "quick", "--out", str(out), "--dry-run",
+                "--targets", "MI"]) == 0
+    assert "already done 14" in capsys.readouterr().out
+    assert app(["experiment", "transfer", str(FAIR), "--profile", "quick", "--out", str(fresh), "--dry-run",
+                "--targets", "MI,AMI"]) == 2
+    assert "--targets ['AMI'] not among the config's target tasks: MI, acute_mi" in capsys.readouterr().err

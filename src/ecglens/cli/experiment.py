@@ -52,6 +52,8 @@ def _add_transfer(sub: argparse._SubParsersAction) -> None:
     _common_arguments(p, "transfer", "configs/transfer_ptbxl.yaml, configs/transfer_quick.yaml",
                       "grid.seeds=[0,1]")
     p.add_argument("--no-figures", action="store_true", help="do not draw figures at the end")
+    p.add_argument("--targets", metavar="A,B", help="run only the runs of these target tasks of grid.target_tasks "
+                                                     "(same protocol and run keys), e.g. --targets MI")
     p.add_argument("--figures-only", action="store_true",
                    help="only redraw the figures and summary from results.csv")
     p.set_defaults(func=run_transfer)
@@ -110,7 +112,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         return 0
     shard = parse_shard(args.shard)
     summary = run(cfg, out, shard=shard, dry_run=args.dry_run, figures=not args.no_figures,
-                  progress=not args.quiet, fail_fast=args.fail_fast)
+                  progress=not args.quiet, fail_fast=args.fail_fast, targets=args.targets)
     print(f"grid: {summary.n_grid} target runs; shard {shard[0]}/{shard[1]}: {summary.n_shard}, already done "
           f"{summary.n_skipped}")
     if args.dry_run:
@@ -152,6 +154,8 @@ def run_compare(args: argparse.Namespace) -> int:
     print(f"results: {out / 'results.csv'} ({len(table)} rows)")
     if not args.no_report and len(table):
         print(f"table: {out / 'comparison.md'}\nfigure: {out / 'figures' / 'comparison.png'}")
+        if (out / "seeds.md").is_file():
+            print(f"over seeds / paired: {out / 'seeds.md'}, {out / 'paired.csv'}")
     if failed:
         print(f"{failed} run(s) of this shard failed; see {out / 'failures.csv'} (retried on the next start)")
     return 1 if failed else 0

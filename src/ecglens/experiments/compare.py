@@ -1,13 +1,20 @@
 """The model-comparison experiment: every model of the zoo trained for age, sex and age + sex under one budget.
 
-The grid is {model} x {task: age, sex, age_sex}. Every run trains with :func:`ecglens.train.loop.fit` on the
-same data (``train_folds``; PTB-XL ``strat_fold`` 1-8), under the same **budget** (epochs, random-crop length,
-batch size, training-set cap, wall-clock cap per run), then its best checkpoint (selected on ``val_folds`` by the
-training config's ``trainer.monitor``) is evaluated on ``val_folds`` with
-:func:`ecglens.evaluate.runner.evaluate_checkpoint`: age MAE (all records, PTB-XL healthy and non-healthy
-subsets), Pearson r, sex AUROC and accuracy, each with a percentile-bootstrap 95 % CI (by patient when the cache
-has ``patient_id``). Models differ only by their ``kwargs`` (width, depth; stated in the config) and optional
-per-model training overrides that may not touch the budget.
+The grid is {model} x {task: age, sex, age_sex} [x {variant}] [x {seed}]. Every run trains with
+:func:`ecglens.train.loop.fit` on the same data (``train_folds``; PTB-XL ``strat_fold`` 1-8), under the same
+**budget** (epochs, random-crop length, batch size, training-set cap, wall-clock cap per run), then its best
+checkpoint (selected on ``val_folds`` by the training config's ``trainer.monitor``) is evaluated on ``test_folds``
+(default: ``val_folds``) with :func:`ecglens.evaluate.runner.evaluate_checkpoint`: age MAE (all records, PTB-XL
+healthy and non-healthy subsets), Pearson r, sex AUROC and accuracy, each with a percentile-bootstrap 95 % CI (by
+patient when the cache has ``patient_id``). Models differ only by their ``kwargs`` (width, depth; stated in the
+config) and optional per-model training overrides that may not touch the budget.
+
+Two optional axes make a careful comparison: ``seeds`` (one run per seed: initialisation, data order,
+augmentation draws) and ``variants`` (named training-config overrides, e.g. one augmentation family switched
+off: an ablation). With ``test_folds`` the best epoch is chosen on ``val_folds`` and the metrics are computed on
+``test_folds`` (e.g. train 1-7, select on 8, report 9), so selection and reporting use different records;
+:mod:`ecglens.experiments.compare_seeds` summarises seeds and compares variants or models with paired bootstrap
+differences on the same ECGs.
 
 Each finished run appends one row to ``OUT/results.csv`` (:data:`RESULT_COLUMNS`); a run whose ``run_key`` is
 already there is skipped, so an interrupted grid continues where it stopped (an unfinished run is restarted from
@@ -20,7 +27,10 @@ Output folder::
     OUT/experiment.yaml        resolved config and protocol fingerprint (a re-run into OUT must match it)
     OUT/results.csv            one row per finished run
     OUT/failures.csv           runs that raised, with the error (retried on the next start)
-    OUT/runs/<run_key>/        the fit run folder (config, history, model.safetensors) + eval/ (metrics.json)
+    OUT/runs/<run_key>/        the fit run folder (config, history, model.safetensors) + eval/ (metrics.json,
+                               predictions.csv when ``eval.figures``)
+    OUT/seeds.md, paired.csv   with several seeds or variants: the summary over seeds and the paired differences
+                               (:func:`~ecglens.experiments.compare_seeds.write_seed_report`)
     OUT/comparison.md          the comparison table (:func:`write_comparison_markdown`, for docs/results.md)
     OUT/figures/comparison.png age MAE and sex AUROC per model with CI error bars
     OUT/synthetic_cache/       the synthetic cohort, when the config asks for one (profile ``quick``)
@@ -133,6 +143,7 @@ class GridEntry:
     kwargs: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     overrides: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()  # variants only: the models the variant is run for (default: all)
 
 
 @dataclass(frozen=True)
@@ -150,7 +161,11 @@ class CompareConfig:
 
     ``train`` holds the training-config sections (``optim``, ``augment``, ``trainer``) shared by every run; the
     budget, data, model and task parts are set by the experiment. ``keep_checkpoints``: keep each run's
-    ``model.safetensors``; ``curves``: draw each run's ``curves.png``.
+    ``model.safetensors``; ``curves``: draw each run's ``curves.png``. ``test_folds``: where the metrics are
+    computed (default: ``val_folds``, which also select the epoch). ``seeds``: one run per seed (default: the
+    single ``seed``). ``variants``: ``{name: {overrides: ["augment.spec.noise_p=0"], models: [cnn_baseline]}}``,
+    each one more run of every model x task (or of the ``models`` listed) with those training overrides, beside
+    the run without overrides (the ``default`` variant, the reference of an ablation).
     """
 
     name: str = "compare"
@@ -159,10 +174,13 @@ class CompareConfig:
     out_dir: str = "runs/compare"
     train_folds: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     val_folds: tuple[int, ...] = (9,)
+    test_folds: tuple[int, ...] | None = None
     seed: int = 0
+    seeds: tuple[int, ...] | None = None
     budget: Budget = field(default_factory=Budget)
     models: dict[str, Any] = field(default_factory=lambda: {"cnn_baseline": {}})
     tasks: dict[str, Any] = field(default_factory=lambda: {t: {} for t in TASKS})
+    variants: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     eval: EvalSpec = field(default_factory=EvalSpec)
     keep_checkpoints: bool = True
@@ -174,6 +192,19 @@ class CompareConfig:
 
     def task_entry(self, name: str) -> GridEntry:
         return dataclass_from_dict(GridEntry, self.tasks.get(name) or {}, f"tasks.{name}.")
+
+    def variant_entry(self, name: str) -> GridEntry:
+        return dataclass_from_dict(GridEntry, self.variants.get(name) or {}, f"variants.{name}.")
+
+    @property
+    def run_seeds(self) -> tuple[int, ...]:
+        """The seeds of the grid: ``seeds``, else ``(seed,)``."""
+        return tuple(int(s) for s in self.seeds) if self.seeds is not None else (int(self.seed),)
+
+    @property
+    def eval_folds(self) -> tuple[int, ...]:
+        """The folds the metrics are computed on: ``test_folds``, else ``val_folds``."""
+        return tuple(self.test_folds) if self.test_folds is not None else tuple(self.val_folds)
 
 
 _TINY_MODELS = {"cnn_baseline": {"kwargs": {"channels": [8, 16], "kernel_size": 5}},
@@ -238,6 +269,12 @@ def _validate(cfg: CompareConfig) -> None:
     if set(cfg.train_folds) & set(cfg.val_folds):
         raise ConfigError(f"train_folds {list(cfg.train_folds)} and val_folds {list(cfg.val_folds)} overlap; folds "
                           "keep patients apart, so use disjoint folds (PTB-XL: 1-8 train, 9 validation).")
+    if cfg.test_folds is not None and set(cfg.test_folds) & (set(cfg.train_folds) | set(cfg.val_folds)):
+        raise ConfigError(f"test_folds {list(cfg.test_folds)} overlap train_folds {list(cfg.train_folds)} or val_folds "
+                          f"{list(cfg.val_folds)}; the reported folds must be neither trained on nor used to select "
+                          "(e.g. train 1-7, val 8, test 9), or leave test_folds out to report val_folds.")
+    if cfg.seeds is not None and (not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds)):
+        raise ConfigError(f"seeds must be a non-empty list of distinct integers, got {cfg.seeds}.")
     b = cfg.budget
     if b.epochs < 1 or b.batch_size < 1 or (b.max_train is not None and b.max_train < 1):
         raise ConfigError(f"budget: epochs, batch_size and max_train must be >= 1, got {dataclasses.asdict(b)}.")
@@ -254,9 +291,22 @@ def _validate(cfg: CompareConfig) -> None:
     for name in cfg.tasks:
         entry = cfg.task_entry(name)
         task_from_name(name, **entry.options)
-    for kind, names in (("models", cfg.models), ("tasks", cfg.tasks)):
+    getters = {"models": cfg.model_entry, "tasks": cfg.task_entry, "variants": cfg.variant_entry}
+    for name in cfg.variants:
+        entry = cfg.variant_entry(name)
+        if entry.kwargs or entry.options or not str(name).replace("_", "").isalnum() or name == "default":
+            raise ConfigError(f"variants.{name}: a variant is a name of letters, digits and _ (not 'default', the "
+                              "run without overrides) with only `overrides` (training-config keys, e.g. "
+                              "[augment.spec.noise_p=0]) and optionally `models` (the models it is run for).")
+        unknown = sorted(set(entry.models) - set(cfg.models))
+        if unknown:
+            raise ConfigError(f"variants.{name}.models {unknown} are not in the config's models: "
+                              f"{', '.join(cfg.models)}.")
+    for kind, names in (("models", cfg.models), ("tasks", cfg.tasks), ("variants", cfg.variants)):
         for name in names:
-            entry = cfg.model_entry(name) if kind == "models" else cfg.task_entry(name)
+            entry = getters[kind](name)
+            if entry.models and kind != "variants":
+                raise ConfigError(f"{kind}.{name}.models: only a variant lists the models it is run for.")
             bad = [o for o in entry.overrides if any(_touches(k) for k in _override_keys(o))]
             if bad:
                 raise ConfigError(f"{kind}.{name}.overrides {bad} change the budget, data, model or task; every run "
@@ -276,7 +326,10 @@ def _minutes(max_time: str) -> float:
 
 
 def _tag(name: str, entry: GridEntry) -> str:
-    return f"{name}-{short_hash(dataclasses.asdict(entry))}"
+    fields = dataclasses.asdict(entry)
+    if not fields["models"]:
+        del fields["models"]  # the tags of configs written before variants existed stay the same
+    return f"{name}-{short_hash(fields)}"
 
 
 @dataclass(frozen=True)
@@ -288,11 +341,14 @@ class CompareRun:
     task: str
     task_tag: str
     seed: int
+    variant: str = ""
+    variant_tag: str = ""
 
     @property
     def key(self) -> str:
-        """``<model tag>_<task tag>_s<seed>``: the row's ``run_key``."""
-        return f"{self.model_tag}_{self.task_tag}_s{self.seed}"
+        """``<model tag>_<task tag>[_<variant tag>]_s<seed>``: the row's ``run_key``."""
+        variant = f"_{self.variant_tag}" if self.variant_tag else ""
+        return f"{self.model_tag}_{self.task_tag}{variant}_s{self.seed}"
 
 
 def _pick(names: Sequence[str] | str | None, available: Sequence[str], what: str) -> list[str]:
@@ -309,12 +365,19 @@ def _pick(names: Sequence[str] | str | None, available: Sequence[str], what: str
 
 def plan_grid(cfg: CompareConfig, models: Sequence[str] | str | None = None,
               tasks: Sequence[str] | str | None = None) -> list[CompareRun]:
-    """Every run of the grid (model-major, config order), optionally restricted to some models / tasks."""
+    """Every run of the grid (seed-major, then model, task, variant in config order), optionally restricted to
+    some models / tasks: the first seed of every model comes before the second, so a grid cut short has whole
+    seeds. Each model x task has its run without a variant (``variant == ""``, the default) and one per variant
+    that lists the model (or lists none)."""
+    variants = [(v, _tag(v, cfg.variant_entry(v)), set(cfg.variant_entry(v).models)) for v in cfg.variants]
     runs = []
-    for model in _pick(models, list(cfg.models), "models"):
-        for task in _pick(tasks, list(cfg.tasks), "tasks"):
-            runs.append(CompareRun(model, _tag(model, cfg.model_entry(model)), task,
-                                   _tag(task, cfg.task_entry(task)), cfg.seed))
+    for seed in cfg.run_seeds:
+        for model in _pick(models, list(cfg.models), "models"):
+            for task in _pick(tasks, list(cfg.tasks), "tasks"):
+                mine = [("", "")] + [(v, tag) for v, tag, only in variants if not only or model in only]
+                for variant, variant_tag in mine:
+                    runs.append(CompareRun(model, _tag(model, cfg.model_entry(model)), task,
+                                           _tag(task, cfg.task_entry(task)), seed, variant, variant_tag))
     return runs
 
 
@@ -339,26 +402,34 @@ def train_config(cfg: CompareConfig, run: CompareRun, cache_path: str) -> TrainC
     """The training config of one run: ``cfg.train`` + the budget + data + model + task + the grid overrides."""
     base, b = json.loads(json.dumps(cfg.train)), cfg.budget
     model, task = cfg.model_entry(run.model), cfg.task_entry(run.task)
+    variant = cfg.variant_entry(run.variant) if run.variant else GridEntry()
     merged = {**base, "name": f"{cfg.name}-{run.key}",
               "data": {"cache": cache_path, "train_folds": list(cfg.train_folds), "val_folds": list(cfg.val_folds),
-                       "max_train": b.max_train, "subsample_seed": cfg.seed},
+                       "max_train": b.max_train, "subsample_seed": run.seed},
               "model": {"name": run.model, "kwargs": model.kwargs},
               "task": {"name": run.task, "options": task.options},
               "optim": {**base.get("optim", {}), "epochs": b.epochs, "batch_size": b.batch_size},
-              "trainer": {**base.get("trainer", {}), "seed": cfg.seed, "max_time": b.max_time},
+              "trainer": {**base.get("trainer", {}), "seed": run.seed, "max_time": b.max_time},
               "augment": _with_crop(base.get("augment", {}), b.crop_seconds)}
-    return apply_overrides(config_from_dict(merged), [*task.overrides, *model.overrides])
+    return apply_overrides(config_from_dict(merged), [*task.overrides, *model.overrides, *variant.overrides])
 
 
 def protocol(cfg: CompareConfig) -> dict[str, Any]:
-    """What the results of one output folder must share (data, splits, seed, budget, training, evaluation)."""
+    """What the results of one output folder must share (data, splits, seed, budget, training, evaluation).
+
+    Seeds (with ``seeds``) and variants are grid axes, like models and tasks: adding one later keeps the
+    protocol; ``test_folds`` is part of it when set.
+    """
     train = protocol_train_section(cfg.train)
     d = dataclasses.asdict(cfg)
-    return json.loads(json.dumps({
+    fingerprint = {
         "data": d["synthetic"] or d["cache"], "train_folds": d["train_folds"], "val_folds": d["val_folds"],
-        "seed": cfg.seed, "budget": d["budget"], "train": train,
+        "seed": cfg.seed if cfg.seeds is None else "per run", "budget": d["budget"], "train": train,
         "eval": {k: v for k, v in d["eval"].items() if k != "figures"},
-    }, default=str))
+    }
+    if cfg.test_folds is not None:
+        fingerprint["test_folds"] = d["test_folds"]
+    return json.loads(json.dumps(fingerprint, default=str))
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -413,12 +484,14 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "epochs_run", "best_epoch", "stopped_by", "train_time_s", "eval_time_s", "val_loss",
     *(c for name in METRIC_COLUMNS for c in (name, f"{name}_low", f"{name}_high")), *_COUNT_COLUMNS,
     "n_boot", "ci_level", "resampling", "device", "protocol_hash", "run_dir", "finished_at",
+    "variant", "variant_overrides", "test_folds", "n_test",
 )
 
 
 def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     """``results.csv`` of an output folder (or the file itself), one row per ``run_key`` (the last one kept)."""
-    return read_results_csv(path, RESULT_COLUMNS, dtype={"model_kwargs": str, "task_options": str, "max_time": str})
+    return read_results_csv(path, RESULT_COLUMNS, dtype={"model_kwargs": str, "task_options": str, "max_time": str,
+                                                         "variant": str, "variant_overrides": str})
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -428,7 +501,7 @@ def _evaluate(cfg: CompareConfig, checkpoint: Any, cache: Any, folder: Path) -> 
     """Validation metrics of the run's best checkpoint, with bootstrap CIs (figures when ``eval.figures``)."""
 
     eval_dir = folder / "eval"
-    results = evaluate_checkpoint(checkpoint, cache, folds=list(cfg.val_folds),
+    results = evaluate_checkpoint(checkpoint, cache, folds=list(cfg.eval_folds),
                                   out_dir=eval_dir if cfg.eval.figures else None, n_boot=cfg.eval.n_boot,
                                   seed=cfg.eval.seed, progress=False)
     if not cfg.eval.figures:
@@ -477,6 +550,7 @@ def _run_one(cfg: CompareConfig, run: CompareRun, data: tuple[Any, str], _: None
     splits = pd.read_csv(folder / "splits.csv")
     drop_checkpoints(folder, keep_model=cfg.keep_checkpoints)
     b, m = cfg.budget, result.metrics
+    variant_overrides = cfg.variant_entry(run.variant).overrides if run.variant else ()
     epochs_run = int(m.get("epochs_run") or 0)
     return {
         "run_key": run.key, "experiment": cfg.name, "model": run.model, "model_tag": run.model_tag,
@@ -494,13 +568,16 @@ def _run_one(cfg: CompareConfig, run: CompareRun, data: tuple[Any, str], _: None
         "resampling": results.get("resampling"), "device": device_of(config), "protocol_hash": digest,
         "run_dir": str(folder.relative_to(out)),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "variant": run.variant, "variant_overrides": json.dumps(list(variant_overrides)),
+        "test_folds": folds_text(cfg.eval_folds), "n_test": int(results.get("n_records", 0)),
     }
 
 
 def _summary_line(row: Mapping[str, Any]) -> str:
     """The progress line of a finished run: model, task, size, time, headline metric."""
-    head = (f"{row['model']:<22} {row['task']:<8} {row['params']:>10,d} params {row['train_time_s']:>8.1f} s "
-            f"{row['epochs_run']} ep ({row['stopped_by']})")
+    variant = f" [{row['variant']}]" if row.get("variant") else ""
+    head = (f"{row['model']:<22} {row['task']:<8}{variant} s{row['seed']} {row['params']:>10,d} params "
+            f"{row['train_time_s']:>8.1f} s {row['epochs_run']} ep ({row['stopped_by']})")
     parts = [head]
     for label, column, fmt in (("age MAE", "age_mae", ".2f"), ("sex AUROC", "sex_auroc", ".3f")):
         if np.isfinite(row[column]):

@@ -62,13 +62,26 @@ def _time_text(seconds: Any) -> str:
     return _MISSING if math.isnan(s) else f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def _keyed(results: pd.DataFrame) -> pd.DataFrame:
+    """The last row per model x task x variant x seed, with ``variant`` ("" for none) and ``label`` (the model,
+    ``model / variant`` where there are variants) columns."""
+    df = results.copy()
+    df["variant"] = df["variant"].fillna("").astype(str) if "variant" in df else ""
+    if "seed" not in df:
+        df["seed"] = 0
+    df["label"] = [f"{m} / {v}" if v else str(m) for m, v in zip(df["model"], df["variant"], strict=True)]
+    return df.drop_duplicates(["model", "task", "variant", "seed"], keep="last")
+
+
 def _ordered(results: pd.DataFrame) -> pd.DataFrame:
-    """Rows in model order (first appearance), then task order (:data:`TASKS`, others after)."""
-    df = results.reset_index(drop=True)
+    """Rows in model order (first appearance), then task order (:data:`TASKS`, others after), variant, seed."""
+    df = _keyed(results).reset_index(drop=True)
     models = {m: i for i, m in enumerate(dict.fromkeys(df["model"]))}
+    variants = {v: i for i, v in enumerate(dict.fromkeys(df["variant"]))}
     tasks = {t: i for i, t in enumerate(TASKS)}
     order = sorted(range(len(df)), key=lambda i: (models[df.at[i, "model"]], tasks.get(df.at[i, "task"], 99),
-                                                  str(df.at[i, "task"])))
+                                                  str(df.at[i, "task"]), variants[df.at[i, "variant"]],
+                                                  int(df.at[i, "seed"])))
     return df.iloc[order].reset_index(drop=True)
 
 
@@ -79,12 +92,18 @@ def _unique_text(results: pd.DataFrame, column: str) -> str:
 
 def _preamble(results: pd.DataFrame, title: str) -> list[str]:
     """Heading and the paragraph stating budget, data, CI method and column meanings."""
-    u = {c: _unique_text(results, c) for c in ("budget", "train_folds", "val_folds", "n_val", "n_boot", "resampling")}
+    u = {c: _unique_text(results, c) for c in ("budget", "train_folds", "val_folds", "n_val", "n_boot", "resampling",
+                                               "test_folds", "n_test")}
     level = _num(results["ci_level"].iloc[0]) if "ci_level" in results else math.nan
     level_text = "95 %" if math.isnan(level) else f"{100 * level:g} %"
-    text = (f"Budget per run: {u['budget']}. Training folds {u['train_folds']}, validation folds {u['val_folds']} "
-            f"(n = {u['n_val']}); the best epoch is selected on the validation folds, so these are validation, not "
-            f"test, numbers. Values: estimate [{level_text} CI], percentile bootstrap with {u['n_boot']} resamples "
+    if u["test_folds"] in ("?", u["val_folds"]):
+        where = (f"validation folds {u['val_folds']} (n = {u['n_val']}); the best epoch is selected on the validation "
+                 "folds, so these are validation, not test, numbers")
+    else:
+        where = (f"validation folds {u['val_folds']} (n = {u['n_val']}) select the best epoch; the metrics are on "
+                 f"folds {u['test_folds']} (n = {u['n_test']}), used for nothing else")
+    text = (f"Budget per run: {u['budget']}. Training folds {u['train_folds']}, {where}. Values: estimate "
+            f"[{level_text} CI], percentile bootstrap with {u['n_boot']} resamples "
             f"(by {u['resampling']}). Age MAE in years; healthy = NORM only, non-healthy = any of MI, STTC, CD, HYP "
             "(PTB-XL superclasses). Sex: AUROC of P(female) and accuracy at 0.5. "
             f"{_MISSING}: not predicted by that task. Params: trainable parameters (model kwargs in results.csv).")
@@ -99,7 +118,8 @@ def write_comparison_markdown(results_df: pd.DataFrame, path: str | os.PathLike[
     Parameters
     ----------
     results_df : pandas.DataFrame
-        Rows of ``results.csv`` (:func:`read_results`); one per model x task (the last one kept otherwise).
+        Rows of ``results.csv`` (:func:`read_results`); one per model x task x variant x seed (the last one
+        kept otherwise); Variant and Seed columns appear where the results have several.
     path : path
         The Markdown file to write (e.g. ``docs/results_compare.md``, to paste into ``docs/results.md``).
     title : str
@@ -115,16 +135,19 @@ def write_comparison_markdown(results_df: pd.DataFrame, path: str | os.PathLike[
     path = Path(path)
     if results_df is None or len(results_df) == 0:
         raise ConfigError("No results to tabulate; run the comparison first (results.csv is empty).")
-    df = _ordered(results_df.drop_duplicates(["model", "task"], keep="last"))
-    header = ["Model", "Task", "Params", "Epochs", "Train time", *_TABLE]
+    df = _ordered(results_df)
+    extra = [name for name, column in (("Variant", "variant"), ("Seed", "seed")) if df[column].nunique() > 1]
+    header = ["Model", "Task", *extra, "Params", "Epochs", "Train time", *_TABLE]
     lines = _preamble(df, title)
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    lines += ["| " + " | ".join(header) + " |",
+              "|" + "|".join(["---"] * (2 + len(extra)) + ["---:"] * (len(header) - 2 - len(extra))) + "|"]
     for row in df.to_dict("records"):
         stopped = row.get("stopped_by")
         epochs = _MISSING if math.isnan(_num(row.get("epochs_run"))) else str(int(_num(row.get("epochs_run"))))
         if isinstance(stopped, str) and stopped != "epochs":
             epochs += f" ({stopped.replace('_', ' ')})"
-        cells = [f"`{row['model']}`", str(row["task"]), _params_text(row.get("params")), epochs,
+        cells = [f"`{row['model']}`", str(row["task"]), *(str(row[c.lower()]) or _MISSING for c in extra),
+                 _params_text(row.get("params")), epochs,
                  _time_text(row.get("train_time_s"))]
         cells += [_with_ci(row, column, fmt) for column, fmt in _TABLE.values()]
         lines.append("| " + " | ".join(cells) + " |")
@@ -149,7 +172,7 @@ _TASK_STYLE = {"age": ("tab:blue", "o"), "sex": ("tab:orange", "s"), "age_sex": 
 def _draw_task(ax: Any, rows: pd.DataFrame, column: str, task: str, models: list[str], offset: float) -> None:
     """One task's ``column`` per model (markers at model row + ``offset``) with CI error bars."""
     value, low, high = (pd.to_numeric(rows[column + s], errors="coerce").to_numpy(float) for s in ("", "_low", "_high"))
-    y = np.array([models.index(m) for m in rows["model"]], dtype=float) + offset
+    y = np.array([models.index(m) for m in rows["label"]], dtype=float) + offset
     ok = np.isfinite(value)
     err = np.nan_to_num(np.abs(np.vstack([value - low, high - value])[:, ok]))
     color, marker = _TASK_STYLE.get(task, ("0.3", "o"))
@@ -157,14 +180,15 @@ def _draw_task(ax: Any, rows: pd.DataFrame, column: str, task: str, models: list
 
 
 def plot_comparison(results_df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Age MAE and sex AUROC per model (rows), one marker per task, with CI error bars; saved to ``path``."""
+    """Age MAE and sex AUROC per model (rows; model / variant where there are variants), one marker per task
+    (per task and seed where there are several seeds), with CI error bars; saved to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    df = _ordered(results_df.drop_duplicates(["model", "task"], keep="last"))
-    models = list(dict.fromkeys(df["model"]))
+    df = _ordered(results_df)
+    models = list(dict.fromkeys(df["label"]))
     fig, axes = plt.subplots(1, len(_PANELS), figsize=(5.0 * len(_PANELS), 0.45 * len(models) + 1.6),
                              sharey=True, squeeze=False)
     for ax, (column, label, tasks) in zip(axes[0], _PANELS, strict=True):
@@ -189,10 +213,21 @@ def plot_comparison(results_df: pd.DataFrame, path: str | os.PathLike[str]) -> P
 
 
 def write_report(results_df: pd.DataFrame, out: str | os.PathLike[str]) -> dict[str, Path]:
-    """``OUT/figures/comparison.png`` and ``OUT/comparison.md`` (linking the figure) from ``results_df``."""
+    """``OUT/figures/comparison.png`` and ``OUT/comparison.md`` (linking the figure) from ``results_df``; with
+    several seeds or variants also ``OUT/seeds.md``, ``OUT/paired.csv`` and ``OUT/figures/seeds.png``
+    (:func:`ecglens.experiments.compare_seeds.write_seed_report`; references: the first variant and model)."""
+    from .compare_seeds import write_seed_report
+
     out = Path(out)
     figure = plot_comparison(results_df, out / "figures" / "comparison.png")
     table = write_comparison_markdown(results_df, out / "comparison.md", figure=figure)
-    return {"markdown": table, "figure": figure}
+    files = {"markdown": table, "figure": figure}
+    df = _keyed(results_df)
+    if df["seed"].nunique() > 1 or df["variant"].nunique() > 1:
+        n_boot = int(_num(df["n_boot"].iloc[0])) if "n_boot" in df and not math.isnan(_num(df["n_boot"].iloc[0])) \
+            else 1000
+        seeds = write_seed_report(df.drop(columns="label"), out, n_boot=n_boot)  # "" -> "default" there
+        files.update({"seeds": seeds["markdown"], "paired": seeds["paired"], "seeds_figure": seeds["figure"]})
+    return files
 
 

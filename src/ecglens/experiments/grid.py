@@ -215,6 +215,13 @@ def append_row(path: Path, row: Mapping[str, Any], columns: Sequence[str]) -> No
     """Append one row (``columns`` in order, header on a new file) to a CSV under a file lock."""
     with locked(path):
         header = not path.is_file() or path.stat().st_size == 0
+        if not header:
+            with open(path, encoding="utf-8") as handle:
+                existing = handle.readline().rstrip("\r\n").split(",")
+            if existing != list(columns):
+                raise ConfigError(f"{path} has other columns than this version of ecglens writes ({len(existing)} "
+                                  f"vs {len(columns)}): it was written by another version. Write into a new "
+                                  "output folder (--out), or move the old results.csv away.")
         pd.DataFrame([{c: row.get(c) for c in columns}], columns=list(columns)).to_csv(
             path, mode="a", header=header, index=False)
 

@@ -613,15 +613,25 @@ def grid_definition(cfg: TransferConfig) -> GridDefinition:
 
 def run_transfer(cfg: TransferConfig, out: str | os.PathLike[str] | None = None, *,
                  shard: tuple[int, int] = (1, 1), dry_run: bool = False, figures: bool = True,
-                 progress: bool = True, fail_fast: bool = False) -> TransferSummary:
+                 progress: bool = True, fail_fast: bool = False,
+                 targets: Sequence[str] | str | None = None) -> TransferSummary:
     """Run (the shard ``(i, n)`` of) the grid of ``cfg`` into ``out`` (default ``cfg.out_dir``).
 
     Finished runs (their ``run_key`` in ``results.csv``) are skipped; ``dry_run`` only plans. A run that
     raises is written to ``failures.csv`` and the grid goes on (``fail_fast``: re-raise). Figures are drawn
-    from every row of ``results.csv`` (all shards so far) unless ``figures=False``.
+    from every row of ``results.csv`` (all shards so far) unless ``figures=False``. ``targets`` (a list or
+    ``"MI,acute_mi"``) runs only the runs of those target tasks of ``grid.target_tasks``; the protocol, the
+    run keys and the shards of the others do not change.
     """
     out = Path(out if out is not None else cfg.out_dir)
     grid = grid_definition(cfg)
+    if targets is not None:
+        wanted = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else [str(t) for t in targets]
+        unknown = sorted(set(wanted) - set(cfg.target_tasks))
+        if unknown:
+            raise ConfigError(f"--targets {unknown} not among the config's target tasks: "
+                              f"{', '.join(cfg.target_tasks)}.")
+        grid = dataclasses.replace(grid, runs=[r for r in grid.runs if (r.target_task or cfg.target.task) in wanted])
     untrained = {r.pretrain.key for r in shard_runs(grid.runs, shard) if r.pretrain is not None
                  and not (out / "pretrain" / r.pretrain.key / "pretrain.json").is_file()}
     done = run_grid(grid, out, shard, dry_run=dry_run, progress=progress, fail_fast=fail_fast)

@@ -569,7 +569,8 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike[str], title: str
         else:
             ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a metric logged for no split draws nothing to label
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
