@@ -156,3 +156,13 @@ def test_a_variant_restricted_to_one_model_runs_only_for_it():
     runs = plan_grid(cfg, tasks="sex")
     assert [(r.model, r.variant) for r in runs] == [("cnn_baseline", ""), ("attia_cnn", ""),
                                                     ("attia_cnn", "no_crop_noise")]
+
+
+def test_without_predictions_the_report_says_why_it_has_no_paired_differences(grid, tmp_path):
+    table = read_results(grid["out"])
+    from ecglens.experiments.compare_seeds import write_seed_report
+
+    files = write_seed_report(table, tmp_path)  # tmp_path holds none of the runs' predictions
+    text = files["markdown"].read_text()
+    assert "## Over seeds" in text and "Not computed: 4 run(s) have no eval/predictions.csv" in text
+    assert "eval.figures: true" in text and pd.read_csv(files["paired"]).empty

@@ -262,13 +262,17 @@ def write_seed_report(results: pd.DataFrame, out: str | os.PathLike[str], *, axe
     """``OUT/seeds.md`` (summary over seeds + paired differences), ``OUT/paired.csv``, ``OUT/figures/seeds.png``.
 
     An axis with a single value (one variant, one model) is skipped. ``references``: the reference per axis
-    (default: ``default`` along variants, the first model along models).
+    (default: ``default`` along variants, the first model along models). Without every run's
+    ``eval/predictions.csv`` (``eval.figures: false``) the paired differences are left out, and ``seeds.md`` says
+    so.
     """
     out = Path(out)
     summary = seed_summary(results)
     df = _with_variant(results)
-    paired = [paired_differences(df, out, axis=a, reference=(references or {}).get(a), n_boot=n_boot, alpha=alpha,
-                                 seed=seed) for a in axes if df[a].nunique() > 1]
+    missing = [d for d in df["run_dir"] if not (out / str(d) / "eval" / "predictions.csv").is_file()]
+    paired = [] if missing else [
+        paired_differences(df, out, axis=a, reference=(references or {}).get(a), n_boot=n_boot, alpha=alpha,
+                           seed=seed) for a in axes if df[a].nunique() > 1]
     table = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame(columns=list(PAIRED_COLUMNS))
     table.to_csv(out / "paired.csv", index=False)
     figure = plot_seeds(df, out / "figures" / "seeds.png")
@@ -277,7 +281,10 @@ def write_seed_report(results: pd.DataFrame, out: str | os.PathLike[str], *, axe
              f"Evaluated folds: {folds}. Mean ± SD over seeds of each run's metric (what one training run gives); "
              "best epochs per seed; stopped by: why each run ended (early_stopping = converged by the patience rule).",
              "", *_summary_markdown(summary), "", "![Per seed and mean](figures/seeds.png)", ""]
-    if len(table):
+    if missing:
+        lines += ["## Paired differences", "", f"Not computed: {len(missing)} run(s) have no eval/predictions.csv "
+                  f"(e.g. {missing[0]}); run the comparison with eval.figures: true to write them.", ""]
+    elif len(table):
         lines += ["## Paired differences", "",
                   "Arm minus reference on the same ECGs, each arm's predictions averaged over the seeds both ran; "
                   f"percentile bootstrap over ECGs ({n_boot} resamples), p-values Holm-adjusted within each task x "
