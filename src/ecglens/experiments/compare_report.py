@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ConfigError
+from .figures import save_figure
 
 __all__ = ["TASKS", "plot_comparison", "write_comparison_markdown", "write_report"]
 
@@ -203,13 +204,7 @@ def plot_comparison(results_df: pd.DataFrame, path: str | os.PathLike[str]) -> P
             ax.text(0.5, 0.5, "no run of " + " / ".join(tasks), ha="center", va="center", transform=ax.transAxes)
     axes[0][0].set_yticks(range(len(models)), models)
     axes[0][0].set_ylim(len(models) - 0.5, -0.5)  # first model on top
-    fig.suptitle("Model comparison (validation folds, 95 % bootstrap CI)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "Model comparison (evaluated folds, 95 % bootstrap CI)", fontsize=10)
 
 
 def write_report(results_df: pd.DataFrame, out: str | os.PathLike[str]) -> dict[str, Path]:

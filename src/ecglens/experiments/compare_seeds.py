@@ -32,6 +32,7 @@ import pandas as pd
 from ..evaluate.bootstrap import holm_adjust, paired_bootstrap_diff
 from ..evaluate.metrics import auroc, mae
 from ..exceptions import ConfigError
+from .figures import save_figure
 
 __all__ = ["DEFAULT_VARIANT", "PAIRED_COLUMNS", "SUMMARY_METRICS", "paired_differences", "plot_seeds", "seed_summary",
            "write_seed_report"]
@@ -247,13 +248,7 @@ def plot_seeds(results: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(labels)), labels, fontsize=8)
     axes[0].set_ylim(len(labels) - 0.5, -0.5)
-    fig.suptitle("Per seed (dots) and mean over seeds (bar), evaluated folds", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "Per seed (dots) and mean over seeds (bar), evaluated folds", fontsize=10)
 
 
 def write_seed_report(results: pd.DataFrame, out: str | os.PathLike[str], *, axes: Sequence[str] = ("variant",

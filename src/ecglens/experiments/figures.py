@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["gain_summary", "paired_gains", "plot_gain_by_arm", "plot_gain_vs_source_size", "plot_paired_differences",
-           "plot_pretraining_tasks", "plot_target_size_curves", "summarize", "summary_markdown",
+           "plot_pretraining_tasks", "plot_target_size_curves", "save_figure", "summarize", "summary_markdown",
            "write_transfer_figures"]
 
 _KEYS = ["model", "pretrain_task", "strategy", "source_size", "target_size"]
@@ -146,10 +146,11 @@ def _legend(ax: Any, fontsize: float) -> None:
         ax.legend(fontsize=fontsize)
 
 
-def _save(fig: Any, path: str | os.PathLike[str], title: str) -> Path:
+def save_figure(fig: Any, path: str | os.PathLike[str], title: str, *, fontsize: float = 8) -> Path:
+    """Title ``fig``, save it to ``path`` (folders made; 110 dpi, tight box) and close it."""
     import matplotlib.pyplot as plt
 
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(title, fontsize=fontsize)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -201,7 +202,7 @@ def plot_target_size_curves(results: pd.DataFrame, path: str | os.PathLike[str],
             ax.set_ylim(low - pad, high + pad)
     for ax in list(axes.flat)[len(models):]:
         ax.axis("off")
-    return _save(fig, path, f"{_label(metric)} vs target ECGs (pretrained on {source_size} source ECGs)\n"
+    return save_figure(fig, path, f"{_label(metric)} vs target ECGs (pretrained on {source_size} source ECGs)\n"
                             "mean over seeds, 95 % interval")
 
 
@@ -240,7 +241,7 @@ def plot_gain_vs_source_size(results: pd.DataFrame, path: str | os.PathLike[str]
             ax.set_ylabel(f"gain in {_label(metric)}")
             ax.grid(alpha=0.3, which="both")
             _legend(ax, 6)
-    return _save(fig, path, f"Gain over training from scratch ({strategy}),\npaired by model, target size "
+    return save_figure(fig, path, f"Gain over training from scratch ({strategy}),\npaired by model, target size "
                             "and seed")
 
 
@@ -280,7 +281,7 @@ def plot_pretraining_tasks(results: pd.DataFrame, path: str | os.PathLike[str], 
     if handles:  # one legend under the panels: inside a panel it hides bars
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels), fontsize=7,
                    title="pretraining task", title_fontsize=7)
-    return _save(fig, path, f"Pretraining tasks ({strategy}, {source_size} source ECGs) vs from scratch "
+    return save_figure(fig, path, f"Pretraining tasks ({strategy}, {source_size} source ECGs) vs from scratch "
                             "(none)")
 
 
@@ -356,7 +357,7 @@ def plot_gain_by_arm(results: pd.DataFrame, path: str | os.PathLike[str], metric
                    for lab in labels]
         fig.legend(proxies, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels),
                    fontsize=7, title="strategy", title_fontsize=7)
-    return _save(fig, path, f"Gain over training from scratch per pretrained arm ({source_size} source ECGs),\n"
+    return save_figure(fig, path, f"Gain over training from scratch per pretrained arm ({source_size} source ECGs),\n"
                             "paired by seed: mean, 95 % t interval over seeds")
 
 
@@ -456,7 +457,7 @@ def plot_paired_differences(paired: pd.DataFrame, path: str | os.PathLike[str]) 
         ax.set_xlabel("paired difference (seeds averaged per ECG)", fontsize=6)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    return _save(fig, path, "Gains on the same test ECGs, with percentile CIs (filled: Holm-adjusted p < alpha)")
+    return save_figure(fig, path, "Gains on the same test ECGs, with percentile CIs (filled: Holm-adjusted p < alpha)")
 
 
 def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str],
