@@ -92,6 +92,23 @@ def test_summary_holds_paired_differences_with_cis_and_holm(fair_run):
     assert (out / "figures" / "paired_differences.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_main_table_lists_every_arm_against_scratch_and_the_controls(fair_run):
+    out, table = fair_run
+    text = (out / "paired.md").read_text()
+    assert text.startswith("## Main table") and "## Every comparison" in text
+    main = text.split("## Every comparison")[0]
+    assert "**cnn_baseline, MI (AUROC, fold 9)**" in main and "**cnn_baseline, acute_mi (AUPRC, fold 9)**" in main
+    assert "| size | arm | AUROC | vs scratch | vs scratch + age, sex | vs age + sex LR |" in main
+    paired = pd.read_csv(out / "paired.csv")
+    r = paired[(paired["arm"] == "age/srcall/finetune") & (paired["reference"] == "scratch")
+               & (paired["target_task"] == "MI") & paired["primary"]].iloc[0]
+    row = next(line for line in main.splitlines() if line.startswith(f"| {r['target_size']} | `age/srcall/finetune` |")
+               and "AUROC" not in line)
+    assert f"{r['value_arm']:.3f}" in row and f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" in row
+    n_sizes = table.loc[table["target_task"] == "MI", "target_size"].nunique()
+    assert main.split("**cnn_baseline, acute_mi")[0].count("| `") == 7 * n_sizes  # 3 from scratch + 4 pretrained
+
+
 def test_inner_split_is_seeded_patient_disjoint_and_leaves_the_test_fold_alone(rng):
     n = 400
     meta = pd.DataFrame({"fold": rng.integers(1, 10, n), "patient_id": rng.integers(0, 250, n)})

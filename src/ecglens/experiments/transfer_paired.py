@@ -22,7 +22,8 @@ import pandas as pd
 from ..evaluate.bootstrap import holm_adjust, paired_bootstrap_diff
 from .transfer_fair import METRICS, PRIMARY_METRIC
 
-__all__ = ["PAIRED_COLUMNS", "arm_name", "paired_comparisons", "paired_markdown", "seed_averaged", "write_paired"]
+__all__ = ["PAIRED_COLUMNS", "arm_name", "main_markdown", "paired_comparisons", "paired_markdown", "seed_averaged",
+           "write_paired"]
 
 #: columns of ``paired.csv``
 PAIRED_COLUMNS: tuple[str, ...] = (
@@ -145,12 +146,64 @@ def paired_markdown(paired: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n" + note + "\n"
 
 
+#: the references of the main table, in column order, with their headers
+_MAIN_REFERENCES = {"scratch": "vs scratch", "scratch_demographics": "vs scratch + age, sex",
+                    "demographics_logreg": "vs age + sex LR"}
+
+
+def _arm_order(arm: str) -> tuple[int, str]:
+    first = {"scratch": 0, "demographics_logreg": 1, "scratch_demographics": 2}
+    return (first.get(arm, 3), arm)
+
+
+def main_markdown(paired: pd.DataFrame) -> str:
+    """The main table: per model, target and size, every arm's primary metric (seeds averaged per ECG) and its
+    paired difference [CI] from plain scratch and from each demographic control; ``*``: Holm-adjusted p < alpha.
+
+    Parameters
+    ----------
+    paired : pandas.DataFrame
+        :func:`paired_comparisons` output.
+
+    Returns
+    -------
+    str
+        One Markdown table per model x target task (empty string without primary rows).
+    """
+    rows = paired[paired["primary"].astype(bool)]
+    blocks = []
+    for (model, target), cell in rows.groupby(["model", "target_task"], sort=False):
+        metric = str(cell["metric"].iloc[0])
+        refs = [r for r in _MAIN_REFERENCES if r in set(cell["reference"])]
+        header = ["size", "arm", metric.upper(), *(_MAIN_REFERENCES[r] for r in refs)]
+        lines = [f"**{model}, {target} ({metric.upper()}, fold 9)**", "", "| " + " | ".join(header) + " |",
+                 "|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|"]
+        for size, part in cell.groupby("target_size", sort=False):
+            values = dict(zip(part["arm"], part["value_arm"], strict=False))
+            values.update(dict(zip(part["reference"], part["value_reference"], strict=False)))
+            for arm in sorted(values, key=_arm_order):
+                cells = [str(size), f"`{arm}`", f"{values[arm]:.3f}"]
+                for ref in refs:
+                    hit = part[(part["arm"] == arm) & (part["reference"] == ref)]
+                    if arm == ref or hit.empty:
+                        cells.append("")
+                        continue
+                    r = hit.iloc[0]
+                    cells.append(f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+                                 + (" *" if r["significant"] else ""))
+                lines.append("| " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
 def write_paired(results: pd.DataFrame, out: Path, **options: Any) -> dict[str, Path]:
-    """``paired.csv`` and ``paired.md`` in ``out`` (nothing when no cell has a reference arm)."""
+    """``paired.csv`` and ``paired.md`` (the main table, :func:`main_markdown`, then every comparison) in
+    ``out`` (nothing when no cell has a reference arm)."""
     paired = paired_comparisons(results, out, **options)
     if not len(paired):
         return {}
     paths = {"paired_csv": out / "paired.csv", "paired_md": out / "paired.md"}
     paired.to_csv(paths["paired_csv"], index=False)
-    paths["paired_md"].write_text(paired_markdown(paired), encoding="utf-8")
+    text = "## Main table\n\n" + main_markdown(paired) + "\n## Every comparison\n\n" + paired_markdown(paired)
+    paths["paired_md"].write_text(text, encoding="utf-8")
     return paths
