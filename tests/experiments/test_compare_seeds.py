@@ -166,3 +166,28 @@ def test_without_predictions_the_report_says_why_it_has_no_paired_differences(gr
     text = files["markdown"].read_text()
     assert "## Over seeds" in text and "Not computed: 4 run(s) have no eval/predictions.csv" in text
     assert "eval.figures: true" in text and pd.read_csv(files["paired"]).empty
+
+
+def test_state_script_carries_a_comparison_to_a_fresh_folder(grid, tmp_path):
+    import importlib.util
+
+    from ecglens.experiments.compare_seeds import write_seed_report
+
+    spec = importlib.util.spec_from_file_location("compare_state", REPO / "scripts" / "compare_state.py")
+    state = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(state)
+    out, packed, fresh = grid["out"], tmp_path / "state", tmp_path / "fresh"
+    assert state.main(["pack", str(out), str(packed)]) == 0
+    assert state.pack(out, packed) == 0 and len(list((packed / "predictions").glob("part-*.parquet"))) == 1
+    assert state.restore(packed, fresh) == 4 and state.restore(packed, fresh) == 0  # idempotent
+    table = read_results(out)
+    for run_dir in table["run_dir"]:
+        a, b = (pd.read_csv(d / run_dir / "eval" / "predictions.csv", dtype={"record_id": str}) for d in (out, fresh))
+        pd.testing.assert_frame_equal(a, b)
+    # the restored folder resumes with nothing left to run, and gives the same paired differences
+    plan = run_comparison(grid["cfg"], fresh, models="cnn_baseline", tasks="age_sex", dry_run=True)
+    assert plan["done"].all() and len(plan) == 4
+    p = pd.read_csv(write_seed_report(read_results(fresh), fresh, n_boot=50)["paired"])
+    q = paired_differences(table, out, n_boot=50)
+    np.testing.assert_allclose(p["diff"], q["diff"])
+    np.testing.assert_allclose(p["ci_low"], q["ci_low"])
