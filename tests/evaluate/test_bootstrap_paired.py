@@ -12,6 +12,7 @@ import pytest
 
 from ecglens.evaluate.bootstrap import bootstrap_ci, holm_adjust, paired_bootstrap_diff
 from ecglens.evaluate.metrics import auprc, auroc
+from ecglens.exceptions import EcglensError
 
 
 def test_known_difference_perfect_against_constant_predictor_is_exactly_one_half():
@@ -48,6 +49,28 @@ def test_patient_level_resampling_counts_patients_and_is_seeded(rng):
     one = paired_bootstrap_diff(auroc, y, a, b, groups=groups, n_boot=100, seed=3)
     two = paired_bootstrap_diff(auroc, y, a, b, groups=groups, n_boot=100, seed=3)
     assert one == two and one["n_groups"] == 40 and one["n"] == 120
+
+
+def test_matched_runs_give_the_mean_of_the_per_run_differences_on_shared_resamples(rng):
+    y = rng.integers(0, 2, 200).astype(float)
+    a = np.column_stack([y + rng.normal(0, s, 200) for s in (0.5, 1.0, 2.0)])
+    b = np.column_stack([y + rng.normal(0, 1.5, 200) for _ in range(3)])
+    d = paired_bootstrap_diff(auroc, y, a, b, n_boot=150, seed=2)
+    per_run = [paired_bootstrap_diff(auroc, y, a[:, j], b[:, j], n_boot=150, seed=2) for j in range(3)]
+    assert d["diff"] == pytest.approx(np.mean([r["diff"] for r in per_run]))
+    assert d["value_a"] == pytest.approx(np.mean([auroc(y, a[:, j]) for j in range(3)]))
+    one = paired_bootstrap_diff(auroc, y, a[:, :1], b[:, :1], n_boot=150, seed=2)
+    assert one == per_run[0]  # one column is the one-dimensional case, resample for resample
+    # one perfect run and one constant run in each arm: every resample differs by exactly 0.25
+    mixed = paired_bootstrap_diff(auroc, y, np.column_stack([y, y]), np.column_stack([y, np.full(200, 0.3)]),
+                                  n_boot=50)
+    assert mixed["diff"] == pytest.approx(0.25) and mixed["ci_low"] == pytest.approx(0.25)
+
+
+def test_matched_runs_need_equal_shapes(rng):
+    y = rng.integers(0, 2, 50).astype(float)
+    with pytest.raises(EcglensError, match=r"\(n,\) or \(n, k\)"):
+        paired_bootstrap_diff(auroc, y, rng.random((50, 3)), rng.random((50, 2)))
 
 
 def test_holm_adjustment_matches_the_hand_worked_definition():

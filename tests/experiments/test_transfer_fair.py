@@ -90,6 +90,7 @@ def test_summary_holds_paired_differences_with_cis_and_holm(fair_run):
     assert set(primary.loc[primary["target_task"] == "MI", "metric"]) == {"auroc"}
     assert "Holm" in (out / "paired.md").read_text()
     assert (out / "figures" / "paired_differences.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / "figures" / "main_differences.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_main_table_lists_every_arm_against_scratch_and_the_controls(fair_run):
@@ -97,7 +98,8 @@ def test_main_table_lists_every_arm_against_scratch_and_the_controls(fair_run):
     text = (out / "paired.md").read_text()
     assert text.startswith("## Main table") and "## Every comparison" in text
     main = text.split("## Every comparison")[0]
-    assert "**cnn_baseline, MI (AUROC, fold 9)**" in main and "**cnn_baseline, acute_mi (AUPRC, fold 9)**" in main
+    assert "**cnn_baseline, MI (AUROC, fold 9; seeds averaged per ECG)**" in main
+    assert "**cnn_baseline, acute_mi (AUPRC, fold 9; seeds averaged per ECG)**" in main
     assert "| size | arm | AUROC | vs scratch | vs scratch + age, sex | vs age + sex LR |" in main
     paired = pd.read_csv(out / "paired.csv")
     r = paired[(paired["arm"] == "age/srcall/finetune") & (paired["reference"] == "scratch")
@@ -107,6 +109,22 @@ def test_main_table_lists_every_arm_against_scratch_and_the_controls(fair_run):
     assert f"{r['value_arm']:.3f}" in row and f"{r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" in row
     n_sizes = table.loc[table["target_task"] == "MI", "target_size"].nunique()
     assert main.split("**cnn_baseline, acute_mi")[0].count("| `") == 7 * n_sizes  # 3 from scratch + 4 pretrained
+
+
+def test_single_run_comparisons_pair_seeds_and_average_the_runs_metrics(fair_run):
+    out, table = fair_run
+    runs = pd.read_csv(out / "paired_runs.csv", dtype={"target_size": str})
+    assert set(runs["reference"]) == {"scratch", "scratch_demographics"} and (runs["n_seeds_arm"] == 2).all()
+    r = runs[(runs["arm"] == "age/srcall/finetune") & (runs["reference"] == "scratch") & (runs["metric"] == "auroc")
+             & (runs["target_task"] == "MI")].iloc[0]
+    rows = table[(table["target_task"] == "MI") & (table["target_size"] == r["target_size"])]
+    arm = rows[(rows["pretrain_task"] == "age") & (rows["strategy"] == "finetune")]["test_auroc"].mean()
+    scratch = rows[rows["strategy"] == "scratch"]["test_auroc"].mean()
+    # the runs' own test AUROCs (results.csv) averaged over seeds are the single-run values and their difference
+    assert r["value_arm"] == pytest.approx(arm, abs=1e-9) and r["value_reference"] == pytest.approx(scratch, abs=1e-9)
+    assert r["diff"] == pytest.approx(arm - scratch, abs=1e-9) and r["ci_low"] <= r["diff"] <= r["ci_high"]
+    text = (out / "paired.md").read_text()
+    assert "## Single runs" in text and "**cnn_baseline, MI (AUROC, fold 9; mean of single runs)**" in text
 
 
 def test_inner_split_is_seeded_patient_disjoint_and_leaves_the_test_fold_alone(rng):

@@ -158,9 +158,12 @@ def paired_bootstrap_diff(
         ``metric_fn(y_true, pred) -> float``, e.g. :func:`ecglens.evaluate.metrics.auroc`.
     y_true : array-like, shape (n,)
         Labels of the records both predictors scored.
-    pred_a, pred_b : array-like, shape (n,)
+    pred_a, pred_b : array-like, shape (n,) or (n, k)
         The two predictors' outputs for the same records (e.g. a pretrained arm and scratch, each averaged over
-        seeds per record first). Records where any of the three is NaN are dropped.
+        seeds per record first). With ``k`` columns, column ``j`` of each is one of ``k`` matched pairs of runs
+        (e.g. seed ``j`` of each arm, trained on the same data): every metric is computed per column and the
+        difference is the mean over columns of ``metric(a_j) - metric(b_j)``, the expected gain of one run,
+        bootstrapped on the same resamples for every column. Records where anything is NaN are dropped.
     n_boot, alpha, seed, groups
         As for :func:`bootstrap_ci`; with ``groups`` (patient ids) patients are resampled.
 
@@ -174,13 +177,22 @@ def paired_bootstrap_diff(
         ``groups`` is given.
     """
     _check_options(n_boot, alpha)
-    (y, a, b), codes = _clean((y_true, pred_a, pred_b), groups)
-    n = len(y)
+    y, a, b = (np.asarray(v, dtype=np.float64) for v in (y_true, pred_a, pred_b))
+    a, b = (v[:, None] if v.ndim == 1 else v for v in (a, b))
+    if a.ndim != 2 or a.shape != b.shape or len(a) != len(y):
+        raise EcglensError(f"paired predictions need shapes (n,) or (n, k), equal for both, with n = {len(y)} "
+                           f"labels; got {np.shape(pred_a)} and {np.shape(pred_b)}.")
+    finite = np.isfinite(y) & np.isfinite(a).all(axis=1) & np.isfinite(b).all(axis=1)
+    kept_groups = None if groups is None else np.asarray(groups)[finite]
+    (y, a, b), codes = _clean((y[finite], a[finite], b[finite]), kept_groups)
+    n, k = len(y), a.shape[1]
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        value_a = _as_float(metric_fn(y, a)) if n else float("nan")
-        value_b = _as_float(metric_fn(y, b)) if n else float("nan")
-        diffs = [_evaluate(metric_fn, c, (y, a)) - _evaluate(metric_fn, c, (y, b))
+        value_a, value_b = (float(np.mean([_as_float(metric_fn(y, v[:, j])) for j in range(k)])) if n
+                            else float("nan") for v in (a, b))
+        diffs = [np.mean([_evaluate(metric_fn, c, (y, a[:, j])) - _evaluate(metric_fn, c, (y, b[:, j]))
+                          for j in range(k)], axis=0)
                  for c in (resample_counts(n, n_boot, seed, codes) if n else ())]
     boots = np.concatenate(diffs) if diffs else np.zeros(0)
     out = _summary(value_a - value_b, boots, n, n_boot, alpha)

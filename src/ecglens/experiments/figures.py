@@ -150,10 +150,15 @@ def save_figure(fig: Any, path: str | os.PathLike[str], title: str, *, fontsize:
     """Title ``fig``, save it to ``path`` (folders made; 110 dpi, tight box) and close it."""
     import matplotlib.pyplot as plt
 
-    fig.suptitle(title, fontsize=fontsize)
+    text = fig.suptitle(title, fontsize=fontsize, y=1.0 - 0.06 / fig.get_figheight(), va="top")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    tops = [ax.get_tightbbox(renderer).y1 for ax in fig.axes if ax.get_visible()]
+    overlap = max(tops, default=0.0) - text.get_window_extent(renderer).y0 + 0.08 * fig.dpi
+    if overlap > 0:  # tight_layout leaves the suptitle over tall figures' panels: move the panels down
+        fig.subplots_adjust(top=fig.subplotpars.top - overlap / fig.bbox.height)
     fig.savefig(path, dpi=110, bbox_inches="tight")  # "tight": keeps a legend placed outside the panels
     plt.close(fig)
     return path
@@ -458,6 +463,65 @@ def plot_paired_differences(paired: pd.DataFrame, path: str | os.PathLike[str]) 
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     return save_figure(fig, path, "Gains on the same test ECGs, with percentile CIs (filled: Holm-adjusted p < alpha)")
+
+
+def plot_main_differences(paired: pd.DataFrame, runs: pd.DataFrame, path: str | os.PathLike[str],
+                          references: Sequence[str] = ("scratch", "scratch_demographics")) -> Path:
+    """The transfer experiment's main figure: every pretrained arm's paired difference [CI] in the primary
+    metric from each reference, seed-averaged predictions (circles) beside the mean of single runs (squares).
+
+    Parameters
+    ----------
+    paired, runs : pandas.DataFrame
+        ``paired.csv`` and ``paired_runs.csv`` (:mod:`~ecglens.experiments.transfer_paired`).
+    path : path-like
+        The PNG to write.
+    references : sequence of str
+        One column of panels per reference present; one row per (model, target task, target size). The
+        age + sex logistic regression is left out (its AUROC is far below every network's; see the tables).
+
+    Returns
+    -------
+    Path
+        ``path``. Filled markers: Holm-adjusted p < alpha.
+    """
+    keep = ~paired["arm"].isin(["demographics_logreg", "scratch_demographics", *references])
+    main = paired[paired["primary"].astype(bool) & keep]
+    single = runs[runs["primary"].astype(bool) & ~runs["arm"].isin(["demographics_logreg", "scratch_demographics",
+                                                                     *references])]
+    refs = [r for r in references if r in set(main["reference"])]
+    cells = list(main.groupby(["model", "target_task", "target_size"], sort=False).groups)
+    arms = sorted(set(main["arm"]), key=lambda a: (a.split("/")[-1], a))
+    fig, axes = _grid(max(1, len(cells) * max(1, len(refs))), ncols=max(1, len(refs)),
+                      size=(4.4, 0.75 + 0.24 * len(arms)), nrows=max(1, len(cells)))
+    y = np.arange(len(arms))[::-1]
+    level = float(main["ci_level"].iloc[0]) if len(main) else 0.95
+    for i, cell in enumerate(cells):
+        for j, ref in enumerate(refs):
+            ax = axes[i, j]
+            for table, dy, marker, colour, label in ((main, 0.15, "o", "C0", "seeds averaged per ECG"),
+                                                     (single, -0.15, "s", "C1", "mean of single runs")):
+                part = table[(table["reference"] == ref)
+                             & (table[["model", "target_task", "target_size"]].astype(str)
+                                == [str(c) for c in cell]).all(axis=1)].set_index("arm")
+                for k, arm in enumerate(arms):
+                    if arm not in part.index:
+                        continue
+                    r = part.loc[arm]
+                    ax.errorbar(r["diff"], y[k] + dy, xerr=[[r["diff"] - r["ci_low"]], [r["ci_high"] - r["diff"]]],
+                                fmt=marker, color=colour, mfc=colour if r["significant"] else "white", ms=4, lw=1,
+                                label=label if k == 0 else None)
+            ax.axvline(0.0, color="grey", lw=0.8)
+            ax.set_yticks(y, arms, fontsize=6)
+            ax.grid(axis="x", alpha=0.3)
+            metric = str(main["metric"].iloc[0]).upper()
+            ax.set_title(f"{cell[1]}, {cell[2]} target ECGs: vs {ref}", fontsize=7)
+            ax.set_xlabel(f"difference in {metric} (fold 9), {100 * level:.0f} % CI", fontsize=6)
+            ax.tick_params(axis="x", labelsize=6)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=5.5, loc="upper left")
+    return save_figure(fig, path, "Pretrained arms against the networks trained from scratch, paired on the same "
+                       f"test ECGs (filled: Holm-adjusted p < {1 - level:.2g})")
 
 
 def write_transfer_figures(results: pd.DataFrame, out_dir: str | os.PathLike[str],

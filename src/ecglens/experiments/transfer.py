@@ -60,7 +60,7 @@ from ..signal.transforms import contract_mismatches
 from ..train.config import TrainConfig, apply_overrides, config_from_dict
 from ..train.finetune import STRATEGIES, finetune, finetune_settings_from_dict
 from ..train.loop import build_task, fit, monitor_names
-from .figures import plot_paired_differences, write_transfer_figures
+from .figures import plot_main_differences, plot_paired_differences, write_transfer_figures
 from .grid import (
     GridDefinition,
     GridOutcome,
@@ -660,6 +660,8 @@ def write_summaries(cfg: TransferConfig, table: pd.DataFrame, out: Path) -> dict
     paired = write_paired(table, out, n_boot=e.n_boot, alpha=e.alpha, seed=e.seed, controls=tuple(cfg.grid.controls))
     if paired:
         paths.update(paired)
-        paths["paired_differences"] = plot_paired_differences(pd.read_csv(paired["paired_csv"]),
-                                                              out / "figures" / "paired_differences.png")
+        table_paired = pd.read_csv(paired["paired_csv"])
+        paths["paired_differences"] = plot_paired_differences(table_paired, out / "figures" / "paired_differences.png")
+        paths["main_differences"] = plot_main_differences(table_paired, pd.read_csv(paired["paired_runs_csv"]),
+                                                          out / "figures" / "main_differences.png")
     return paths
