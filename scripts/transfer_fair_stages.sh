@@ -18,6 +18,10 @@
 # draws of 100 / 500 ECGs held 0-5 acute-MI positives (and 0-1 in the inner validation split), too few to train
 # or to select on; see docs/transfer.md. The acute-MI runs finished before that decision stay in results.csv.
 #
+# STAGES (default "1 2 3") picks stages: configs/transfer_fair_acute.yaml (acute MI, case-control draws, all
+# source ECGs only) runs with CONFIG=configs/transfer_fair_acute.yaml OUT=runs/transfer_fair_acute
+# STATE=docs/data/transfer_fair_acute TARGETS=acute_mi STAGES="1 2".
+#
 # The finished runs are carried between machines in $STATE (default docs/data/transfer_fair, committed: results,
 # protocol and test predictions, no checkpoints; scripts/transfer_fair_state.py): a fresh checkout restores them
 # into $OUT before it starts, and every stage packs the runs it finished. `bash scripts/transfer_fair_stages.sh
@@ -46,9 +50,11 @@ stage() {
   kill "$packer" 2>/dev/null || true
   pack
 }
-stage 1 --set 'grid.pretrain_tasks=[none,age_sex]' --set 'source.sizes=[all]'
-stage 2 --set 'grid.pretrain_tasks=[age,sex]' --set 'source.sizes=[all]'
-stage 3 --set 'grid.pretrain_tasks=[age_sex]' --set 'source.sizes=[1000,6500]'
+STAGES=" ${STAGES:-1 2 3} "
+want() { [[ $STAGES == *" $1 "* ]]; }
+if want 1; then stage 1 --set 'grid.pretrain_tasks=[none,age_sex]' --set 'source.sizes=[all]'; fi
+if want 2; then stage 2 --set 'grid.pretrain_tasks=[age,sex]' --set 'source.sizes=[all]'; fi
+if want 3; then stage 3 --set 'grid.pretrain_tasks=[age_sex]' --set 'source.sizes=[1000,6500]'; fi
 if [ "${STAGE4:-0}" = 1 ]; then stage 4; fi
 ecglens experiment transfer "$CONFIG" --out "$OUT" --figures-only
 echo "== done ($(date -u +%FT%TZ))"

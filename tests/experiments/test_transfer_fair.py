@@ -142,6 +142,40 @@ def test_inner_split_is_seeded_patient_disjoint_and_leaves_the_test_fold_alone(r
     assert np.array_equal(a == 9, meta["fold"].to_numpy() == 9)  # every test ECG, none drawn
 
 
+def test_case_control_draw_enriches_a_rare_target_with_whole_patients(rng):
+    n = 3000
+    meta = pd.DataFrame({"fold": rng.integers(1, 10, n), "patient_id": rng.integers(0, 1800, n)})
+    y = (rng.random(n) < 0.02).astype(float)  # ~2 % prevalence: a random draw of 100 holds about 2 positives
+    pool = tuple(range(1, 9))
+    a = inner_split_folds(meta, y, pool, (9,), 100, 0.25, seed=1, case_fraction=0.25)
+    drawn = np.isin(a, (INNER_TRAIN, INNER_VAL))
+    assert np.array_equal(a, inner_split_folds(meta, y, pool, (9,), 100, 0.25, seed=1, case_fraction=0.25),
+                          equal_nan=True)
+    assert 25 <= y[drawn].sum() <= 28 and 100 <= drawn.sum() < 106  # 25 % cases; whole patients overshoot a little
+    inside = set(meta["patient_id"][drawn])
+    assert drawn.sum() == np.isin(meta["patient_id"], list(inside)).sum() - (
+        np.isin(meta["patient_id"], list(inside)) & ~np.isin(meta["fold"], pool)).sum()  # all pool ECGs of them
+    assert set(y[a == INNER_VAL]) == {0.0, 1.0}
+    assert np.array_equal(a == 9, meta["fold"].to_numpy() == 9)  # the test fold keeps its prevalence
+    plain = inner_split_folds(meta, y, pool, (9,), 100, 0.25, seed=1)
+    assert y[np.isin(plain, (INNER_TRAIN, INNER_VAL))].sum() < 10
+    with pytest.raises(ConfigError, match="case_fraction"):
+        inner_split_folds(meta, y, pool, (9,), 3000, 0.25, seed=1, case_fraction=0.5)
+    with pytest.raises(ConfigError, match="case_fraction"):
+        load_transfer_config(FAIR, overrides=["tuning.case_fraction={acute_mi: 1.5}"])
+
+
+def test_acute_config_is_the_fair_protocol_with_a_case_control_draw():
+    acute, fair = load_transfer_config(REPO / "configs" / "transfer_fair_acute.yaml"), load_transfer_config(FAIR)
+    assert acute.tuning.case_fraction == {"acute_mi": 0.25} and acute.grid.target_tasks == ("acute_mi",)
+    a, f = protocol(acute), protocol(fair)
+    assert "case_fraction" not in f["tuning"]  # the MI grid's protocol hash is unchanged by the new option
+    for d in (a, f):
+        d["tuning"].pop("case_fraction", None), d["tuning"].pop("select_metric"), d.pop("target_tasks")
+        d["target"].pop("task")
+    assert a == f  # everything else -- data, splits, budgets, tuning, evaluation -- is the MI grid's
+
+
 def test_candidates_and_step_budget():
     spec = load_transfer_config(FAIR).tuning
     assert len(candidates(spec, "scratch")) == 3 and len(candidates(spec, "finetune")) == 6

@@ -372,7 +372,8 @@ def _target_view(cfg: TransferConfig, cache: Any, seed: int, run: TargetRun | No
     task = task_from_name(_task_of(cfg, run), **cfg.target.task_options)
     if cfg.tuning is not None and run is not None:
         folds = inner_split_folds(cache.meta, task.labels_from_meta(cache.meta)[:, 0], cfg.target.folds,
-                                  cfg.target.test_folds, run.target_size, cfg.tuning.val_fraction, seed)
+                                  cfg.target.test_folds, run.target_size, cfg.tuning.val_fraction, seed,
+                                  cfg.tuning.case_fraction.get(_task_of(cfg, run)))
         return CacheView(cache, folds=folds)
     folds = cache.meta["fold"].to_numpy(dtype=np.float64).copy()
     if cfg.target.val_size is not None:
@@ -427,6 +428,8 @@ def protocol(cfg: TransferConfig) -> dict[str, Any]:
     target_data = {"target_data": d["target"]["cache"]} if d["target"]["cache"] else {}
     # the fair protocol's entries enter only when set (earlier folders keep their hash)
     fair = {k: d[k] for k in ("tuning",) if d[k] is not None}
+    if "tuning" in fair and not fair["tuning"]["case_fraction"]:  # enters only when set (earlier folders' hash)
+        del fair["tuning"]["case_fraction"]
     fair.update({k: d["grid"][k] for k in ("target_tasks", "controls") if d["grid"][k]})
     if cfg.source.share_target_ecgs:
         fair["share_target_ecgs"] = True

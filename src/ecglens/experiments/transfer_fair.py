@@ -75,6 +75,10 @@ class TuningSpec:
         Share of a run's target ECGs (whole patients) held out as its inner validation split.
     select_metric : dict
         ``{target task: auroc | auprc}``; default :data:`PRIMARY_METRIC`, else ``auroc``.
+    case_fraction : dict
+        ``{target task: fraction}``: a case-control draw for a rare target. Each run draws whole patients with a
+        positive ECG until at least ``fraction`` x size of its ECGs are positive, and patients without until the
+        size is reached; tasks not listed are drawn at their prevalence. The test folds keep theirs.
     """
 
     lr: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
@@ -83,6 +87,7 @@ class TuningSpec:
     patience_steps: int | None = 200
     val_fraction: float = 0.25
     select_metric: dict[str, str] = field(default_factory=dict)
+    case_fraction: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.lr or any(not float(v) > 0 for v in self.lr):
@@ -97,6 +102,10 @@ class TuningSpec:
         bad = {k: v for k, v in self.select_metric.items() if v not in METRICS}
         if bad:
             raise ConfigError(f"tuning.select_metric: {bad} not in {sorted(METRICS)}.")
+        bad = {k: v for k, v in self.case_fraction.items() if not 0 < float(v) < 1}
+        if bad:
+            raise ConfigError(f"tuning.case_fraction: {bad}; each must be a share of positive ECGs in (0, 1), "
+                              "e.g. {acute_mi: 0.25}.")
 
     def metric_for(self, task: str) -> str:
         """The selection metric of target task ``task``."""
@@ -139,8 +148,19 @@ def _patients(meta: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     return np.array([f"row{r}" for r in rows], dtype=object)
 
 
+def _draw_patients(pid: np.ndarray, size: int, rng: np.random.Generator,
+                   counted: np.ndarray | None = None) -> np.ndarray:
+    """Whole patients in a seeded random order until they hold at least ``size`` of the ECGs ``pid`` lists
+    (of those ``counted`` marks, when given)."""
+    order = rng.permutation(pd.unique(pid))
+    weight = np.ones(len(pid)) if counted is None else counted.astype(np.float64)
+    counts = pd.Series(weight).groupby(pid).sum().reindex(order).to_numpy()
+    return order[: int(np.searchsorted(np.cumsum(counts), int(size)) + 1)]
+
+
 def inner_split_folds(meta: pd.DataFrame, y: np.ndarray, pool_folds: tuple[int, ...],
-                      test_folds: tuple[int, ...], size: int | str, val_fraction: float, seed: int) -> np.ndarray:
+                      test_folds: tuple[int, ...], size: int | str, val_fraction: float, seed: int,
+                      case_fraction: float | None = None) -> np.ndarray:
     """Fold codes of one tuned run: its inner training / validation ECGs and the untouched test folds.
 
     Parameters
@@ -157,6 +177,9 @@ def inner_split_folds(meta: pd.DataFrame, y: np.ndarray, pool_folds: tuple[int, 
         Share of the drawn patients (per label, so both classes are in it) held out for validation.
     seed : int
         Seed of both draws.
+    case_fraction : float, optional
+        Case-control draw: patients with a positive ECG until at least ``case_fraction * size`` positive ECGs,
+        then patients without one until ``size`` ECGs (:class:`TuningSpec`); ``None``: patients at random.
 
     Returns
     -------
@@ -167,10 +190,21 @@ def inner_split_folds(meta: pd.DataFrame, y: np.ndarray, pool_folds: tuple[int, 
     pool = np.flatnonzero(np.isin(fold, pool_folds) & ~np.isnan(y))
     rng = np.random.default_rng(seed)
     pid = _patients(meta, pool)
-    order = rng.permutation(pd.unique(pid))
-    if size != "all":
-        counts = pd.Series(pid).value_counts().reindex(order).to_numpy()
-        order = order[: int(np.searchsorted(np.cumsum(counts), int(size)) + 1)]
+    if size == "all":
+        order = pd.unique(pid)
+    elif case_fraction is None:
+        order = _draw_patients(pid, int(size), rng)
+    else:
+        is_pos = y[pool] == 1
+        positive = pd.Series(is_pos).groupby(pid).transform("max").to_numpy(dtype=bool)  # patients with a case
+        need = int(np.ceil(case_fraction * int(size)))
+        if int(is_pos.sum()) < need:
+            raise ConfigError(f"A case-control draw of {size} ECGs with {case_fraction:.0%} positives needs "
+                              f"{need} positive ECGs; the pool (folds {list(pool_folds)}) holds {int(is_pos.sum())}:"
+                              " lower tuning.case_fraction or the target size.")
+        cases = _draw_patients(pid[positive], need, rng, counted=is_pos[positive])
+        rest = int(size) - int(np.isin(pid, cases).sum())
+        order = np.concatenate([cases, _draw_patients(pid[~positive], rest, rng) if rest > 0 else []])
     drawn = pool[np.isin(pid, order)]
     by_patient = pd.DataFrame({"pid": _patients(meta, drawn), "y": y[drawn]}).groupby("pid")["y"].max()
     val_ids: list[Any] = []
