@@ -73,10 +73,28 @@ def test_report_over_seeds_and_paired_differences_written(grid):
     assert "## Over seeds" in text and "## Paired differences" in text and "figures/seeds.png" in text
     assert (out / "figures" / "seeds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "metrics are on folds 9" in (out / "comparison.md").read_text()
+    assert "## Paired differences of single runs" in text
     paired = pd.read_csv(out / "paired.csv")
-    assert sorted(paired["metric"]) == ["age_mae", "sex_auroc"]
+    assert sorted(paired["metric"]) == ["age_mae", "age_mae", "sex_auroc", "sex_auroc"]
+    assert sorted(paired["pairing"]) == ["seed_mean", "seed_mean", "single_runs", "single_runs"]
     assert set(paired["arm"]) == {"noisy"} and set(paired["reference"]) == {"default"}
     assert set(paired["seeds"].astype(str)) == {"0 1"} and (paired["family_size"] == 1).all()
+
+
+def test_single_run_pairing_averages_the_per_seed_differences(grid):
+    out, table = grid["out"], read_results(grid["out"])
+    paired = paired_differences(table, out, axis="variant", n_boot=100, pairing="single_runs")
+    runs = table.assign(variant=table["variant"].fillna("")).set_index(["variant", "seed"])
+    # each run's own metric (results.csv, computed on the same evaluated ECGs) averaged over the two seeds
+    age = paired[paired["metric"] == "age_mae"].iloc[0]
+    noisy, base = runs.loc["noisy", "age_mae"], runs.loc["", "age_mae"]
+    assert age["value_arm"] == pytest.approx(noisy.mean(), abs=1e-4)
+    assert age["diff"] == pytest.approx((noisy - base).mean(), abs=1e-4)
+    sex = paired[paired["metric"] == "sex_auroc"].iloc[0]
+    assert sex["value_reference"] == pytest.approx(runs.loc["", "sex_auroc"].mean(), abs=1e-4)
+    assert sex["ci_low"] <= sex["diff"] <= sex["ci_high"]
+    with pytest.raises(ConfigError, match="pairing"):
+        paired_differences(table, out, pairing="by_patient")
 
 
 def test_summary_over_seeds_is_the_mean_and_sd_of_the_runs(grid):
@@ -189,5 +207,6 @@ def test_state_script_carries_a_comparison_to_a_fresh_folder(grid, tmp_path):
     assert plan["done"].all() and len(plan) == 4
     p = pd.read_csv(write_seed_report(read_results(fresh), fresh, n_boot=50)["paired"])
     q = paired_differences(table, out, n_boot=50)
+    p = p[p["pairing"] == "seed_mean"]
     np.testing.assert_allclose(p["diff"], q["diff"])
     np.testing.assert_allclose(p["ci_low"], q["ci_low"])

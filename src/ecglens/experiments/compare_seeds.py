@@ -12,10 +12,12 @@ Two tables, from ``results.csv`` and the runs' ``eval/predictions.csv``:
   is bootstrapped over the ECGs (patients, where the predictions carry ``patient_id``;
   :func:`~ecglens.evaluate.bootstrap.paired_bootstrap_diff`). Within a family (task, metric, reference, the
   other axis's value) the p-values are Holm-adjusted over the arms; the CI is the unadjusted percentile
-  interval.
+  interval. With ``pairing="single_runs"`` seed ``j`` of the arm is paired with seed ``j`` of the reference
+  instead, and the difference is the mean over seeds of the per-seed difference (the expected effect on one
+  training run; averaging seeds first measures the effect on a seed ensemble, which can differ).
 
-:func:`write_seed_report` writes ``OUT/seeds.md``, ``OUT/paired.csv`` and ``OUT/figures/seeds.png`` (every seed's
-value as a dot, the mean as a bar).
+:func:`write_seed_report` writes ``OUT/seeds.md``, ``OUT/paired.csv`` (both pairings, column ``pairing``) and
+``OUT/figures/seeds.png`` (every seed's value as a dot, the mean as a bar).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ _PAIRED: dict[str, tuple[str, str, Callable[..., float]]] = {
 }
 #: columns of ``paired.csv``
 PAIRED_COLUMNS: tuple[str, ...] = (
-    "axis", "task", "fixed", "metric", "arm", "reference", "seeds", "n_records", "value_arm", "value_reference",
+    "axis", "pairing", "task", "fixed", "metric", "arm", "reference", "seeds", "n_records", "value_arm",
+    "value_reference",
     "diff", "ci_low", "ci_high", "ci_level", "p_value", "p_holm", "family_size", "significant", "n_boot",
 )
 _GROUP = ("model", "task", "variant")
@@ -127,9 +130,41 @@ def _seed_mean(out: Path, runs: pd.DataFrame, column: str, truth: str) -> pd.Dat
     return averaged.rename(columns={column: "p", truth: "y"})
 
 
+def _seed_columns(out: Path, runs: pd.DataFrame, column: str, truth: str) -> pd.DataFrame:
+    """``record_id``, ``y``, ``patient_id`` when present and one prediction column ``p<seed>`` per run."""
+    wide = pd.DataFrame()
+    for _, run in runs.sort_values("seed").iterrows():
+        table = _predictions(out, str(run["run_dir"]))
+        if column not in table or truth not in table:
+            return pd.DataFrame()
+        name = f"p{int(run['seed'])}"
+        if wide.empty:
+            ids = ["record_id", truth] + (["patient_id"] if "patient_id" in table else [])
+            wide = table[ids + [column]].rename(columns={truth: "y", column: name})
+        else:
+            wide = wide.merge(table[["record_id", column]].rename(columns={column: name}), on="record_id")
+    return wide
+
+
+def _paired_arrays(out: Path, arm_runs: pd.DataFrame, ref_runs: pd.DataFrame, column: str, truth: str,
+                   pairing: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The records both arms scored with their prediction columns (one per arm, or one per seed and arm)."""
+    if pairing == "seed_mean":
+        a, b = _seed_mean(out, arm_runs, column, truth), _seed_mean(out, ref_runs, column, truth)
+        names = ["p"]
+    else:
+        a, b = _seed_columns(out, arm_runs, column, truth), _seed_columns(out, ref_runs, column, truth)
+        names = [f"p{int(s)}" for s in sorted(arm_runs["seed"])]
+    cols_a, cols_b = [f"{c}_arm" for c in names], [f"{c}_ref" for c in names]
+    if a.empty or b.empty:
+        return pd.DataFrame(), cols_a, cols_b
+    both = a.merge(b[["record_id", *names]], on="record_id", suffixes=("_arm", "_ref"))
+    return both, cols_a, cols_b
+
+
 def paired_differences(results: pd.DataFrame, out: str | os.PathLike[str], *, axis: str = "variant",
                        reference: str | None = None, n_boot: int = 1000, alpha: float = 0.05,
-                       seed: int = 0) -> pd.DataFrame:
+                       seed: int = 0, pairing: str = "seed_mean") -> pd.DataFrame:
     """Each arm against ``reference`` along ``axis`` on the same ECGs (see the module docstring).
 
     Parameters
@@ -145,6 +180,9 @@ def paired_differences(results: pd.DataFrame, out: str | os.PathLike[str], *, ax
         model in ``results`` along ``"model"``).
     n_boot, alpha, seed
         Bootstrap resamples, 1 - CI level (and the level the Holm-adjusted p-values are tested at), seed.
+    pairing : {"seed_mean", "single_runs"}
+        Average each arm's seeds per ECG first, or pair seed ``j`` with seed ``j`` and average the per-seed
+        differences (module docstring).
 
     Returns
     -------
@@ -153,6 +191,8 @@ def paired_differences(results: pd.DataFrame, out: str | os.PathLike[str], *, ax
     """
     if axis not in ("variant", "model"):
         raise ConfigError(f"axis must be 'variant' or 'model', got {axis!r}.")
+    if pairing not in ("seed_mean", "single_runs"):
+        raise ConfigError(f"pairing must be 'seed_mean' or 'single_runs', got {pairing!r}.")
     out = Path(out)
     df = _with_variant(results)
     fixed_axis = "model" if axis == "variant" else "variant"
@@ -171,16 +211,17 @@ def paired_differences(results: pd.DataFrame, out: str | os.PathLike[str], *, ax
                 seeds = sorted(set(arm_runs["seed"]) & set(ref_runs["seed"]))
                 if not seeds:
                     continue
-                a = _seed_mean(out, arm_runs[arm_runs["seed"].isin(seeds)], column, truth)
-                b = _seed_mean(out, ref_runs[ref_runs["seed"].isin(seeds)], column, truth)
-                if a.empty or b.empty:
+                both, cols_a, cols_b = _paired_arrays(out, arm_runs[arm_runs["seed"].isin(seeds)],
+                                                      ref_runs[ref_runs["seed"].isin(seeds)], column, truth, pairing)
+                if both.empty:
                     continue
-                both = a.merge(b[["record_id", "p"]], on="record_id", suffixes=("_arm", "_ref"))
                 groups = both["patient_id"] if "patient_id" in both else None
-                r = paired_bootstrap_diff(fn, both["y"], both["p_arm"], both["p_ref"], n_boot=n_boot, alpha=alpha,
+                r = paired_bootstrap_diff(fn, both["y"], both[cols_a].to_numpy(np.float64),
+                                          both[cols_b].to_numpy(np.float64), n_boot=n_boot, alpha=alpha,
                                           seed=seed, groups=groups)
                 family.append({
-                    "axis": axis, "task": task, "fixed": fixed, "metric": metric, "arm": arm, "reference": reference,
+                    "axis": axis, "pairing": pairing, "task": task, "fixed": fixed, "metric": metric, "arm": arm,
+                    "reference": reference,
                     "seeds": " ".join(str(int(s)) for s in seeds), "n_records": r["n"], "value_arm": r["value_a"],
                     "value_reference": r["value_b"], "diff": r["diff"], "ci_low": r["ci_low"],
                     "ci_high": r["ci_high"], "ci_level": 1.0 - alpha, "p_value": r["p_value"],
@@ -267,7 +308,8 @@ def write_seed_report(results: pd.DataFrame, out: str | os.PathLike[str], *, axe
     missing = [d for d in df["run_dir"] if not (out / str(d) / "eval" / "predictions.csv").is_file()]
     paired = [] if missing else [
         paired_differences(df, out, axis=a, reference=(references or {}).get(a), n_boot=n_boot, alpha=alpha,
-                           seed=seed) for a in axes if df[a].nunique() > 1]
+                           seed=seed, pairing=pairing) for pairing in ("seed_mean", "single_runs")
+        for a in axes if df[a].nunique() > 1]
     table = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame(columns=list(PAIRED_COLUMNS))
     table.to_csv(out / "paired.csv", index=False)
     figure = plot_seeds(df, out / "figures" / "seeds.png")
@@ -285,6 +327,11 @@ def write_seed_report(results: pd.DataFrame, out: str | os.PathLike[str], *, axe
                   f"percentile bootstrap over ECGs ({n_boot} resamples), p-values Holm-adjusted within each task x "
                   "metric x reference family; * adjusted p < "
                   f"{alpha:g}. Age MAE: negative = the arm is better; AUROC: positive = better.", "",
-                  *_paired_markdown(table), ""]
+                  *_paired_markdown(table[table["pairing"] == "seed_mean"]), "",
+                  "## Paired differences of single runs", "",
+                  "Seed j of the arm against seed j of the reference, the mean over seeds of the per-seed "
+                  "difference, bootstrapped over ECGs on the same resamples for every seed; Holm as above. "
+                  "Arm and reference values are the mean single-run metrics.", "",
+                  *_paired_markdown(table[table["pairing"] == "single_runs"]), ""]
     (out / "seeds.md").write_text("\n".join(lines), encoding="utf-8")
     return {"markdown": out / "seeds.md", "paired": out / "paired.csv", "figure": figure}
