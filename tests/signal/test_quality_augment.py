@@ -41,6 +41,25 @@ def test_flat_noisy_saturated_and_nan_leads_are_flagged(rng):
     assert d["flat_leads"] == ["V3"] and not report.ok
 
 
+def test_finite_fast_path_equals_the_general_path(rng):
+    from ecglens.signal.quality import _lead_mean_std, _saturated
+
+    x = rng.normal(0, 0.3, (12, 5000))
+    x[3, 1000:1600] = x[3].max()  # a saturated stretch
+    x[5] = 0.0  # a flat lead
+    mean, std = _lead_mean_std(x, None)
+    mean_g, std_g = _lead_mean_std(x, np.zeros(x.shape, dtype=bool))
+    np.testing.assert_allclose(mean, mean_g, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(std, std_g, rtol=1e-12, atol=1e-15)
+    flat = std < 0.005
+    assert np.array_equal(_saturated(x, 500.0, flat, has_nan=False), _saturated(x, 500.0, flat, has_nan=True))
+    with_nan = x.copy()
+    with_nan[0, 10] = np.nan  # the general path, same findings apart from the NaN lead itself
+    a, b = assess_quality(x, 500.0), assess_quality(with_nan, 500.0)
+    assert a.saturated_leads == b.saturated_leads == ("aVR",) and a.flat_leads == b.flat_leads == ("aVF",)
+    assert b.nan_leads == ("I",) and not a.nan_leads
+
+
 def test_noise_fraction_is_the_noise_share_of_power(rng):
     fs = 500
     white = rng.standard_normal((1, 5000))

@@ -143,6 +143,21 @@ def test_random_crop_is_reproducible_with_a_seed():
     assert any(not np.array_equal(a, o) for o in others)
 
 
+def test_high_pass_runs_at_the_lower_of_the_two_rates():
+    from ecglens.signal import functional as F
+
+    down, up = make_ecg(500, 10.0), make_ecg(50, 10.0)
+    x, y = down.signal.astype(np.float64), up.signal.astype(np.float64)
+    # downsampled: resample, then the 0.5 Hz high-pass at the model's 100 Hz (a fifth of the samples to filter)
+    np.testing.assert_allclose(Preprocess().apply(down), F.highpass(F.resample(x, 500, 100), 100, 0.5), atol=1e-5)
+    # upsampled: the high-pass at the native 50 Hz, then resample
+    np.testing.assert_allclose(Preprocess().apply(up), F.resample(F.highpass(y, 50, 0.5), 50, 100), atol=1e-5)
+    # the other order differs by little: < 2 uV after the first and before the last second, < 50 uV at the edges
+    other = F.resample(F.highpass(x, 500, 0.5), 500, 100)
+    diff = np.abs(Preprocess().apply(down) - other)
+    assert diff[:, 100:-100].max() < 0.002 and diff.max() < 0.05
+
+
 def test_notch_is_applied_at_native_rate_and_skipped_when_impossible():
     fs = 500
     t = np.arange(fs * 10) / fs

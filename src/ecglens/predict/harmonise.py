@@ -303,8 +303,7 @@ class InputAdapter:
             fs, xs = stds[0].fs, x[keep]
             n_total = _resampled_length(xs.shape[-1], fs, pre.fs)
             starts, cropped = plan_windows(n_total, pre.n_samples, self.max_windows, pre.crop)
-            y = F.highpass(xs, fs, pre.highpass_hz) if pre.highpass_hz is not None else xs
-            windows = _cut_windows(F.resample(y, fs, pre.fs), starts, pre)  # [B, W, L, T]
+            windows = _cut_windows(pre.filter_and_resample(xs, fs), starts, pre)  # [B, W, L, T]
             quality = _quality_flags(xs, fs, stds[0].leads, assess_quality) if self.quality else None
         if caught:  # a repair warning cannot be told apart per record: let each record say its own
             return {}

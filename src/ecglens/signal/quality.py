@@ -129,32 +129,39 @@ def noise_fraction(x: np.ndarray, fs: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if fs / 2 - NOISE_BAND_HZ < _MIN_NOISE_BAND_WIDTH_HZ or x.shape[-1] < 4:
         return np.zeros(x.shape[0])
-    power = np.abs(np.fft.rfft(x - x.mean(axis=-1, keepdims=True), axis=-1)) ** 2
-    freqs = np.fft.rfftfreq(x.shape[-1], 1.0 / fs)
-    total_band = freqs >= _TOTAL_BAND_HZ
-    noise_band = freqs >= NOISE_BAND_HZ
-    total = power[:, total_band].mean(axis=-1)
-    noise = power[:, noise_band].mean(axis=-1)
+    spectrum = np.fft.rfft(x - x.mean(axis=-1, keepdims=True), axis=-1)
+    power = spectrum.real**2 + spectrum.imag**2  # |X|^2 without the square root
+    freqs = np.fft.rfftfreq(x.shape[-1], 1.0 / fs)  # increasing: each band is a tail of the spectrum
+    total = power[:, int(np.searchsorted(freqs, _TOTAL_BAND_HZ)):].mean(axis=-1)
+    noise = power[:, int(np.searchsorted(freqs, NOISE_BAND_HZ)):].mean(axis=-1)
     return np.where(total > 0, noise / np.where(total > 0, total, 1.0), 0.0)
 
 
-def _lead_mean_std(x: np.ndarray, nan: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-lead mean and standard deviation over the non-NaN samples (0 for an all-NaN lead), no warnings."""
+def _lead_mean_std(x: np.ndarray, nan: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-lead mean and standard deviation over the non-NaN samples (0 for an all-NaN lead), no warnings;
+    ``nan=None``: the signal has no NaN."""
+    if nan is None:
+        mean = x.mean(axis=-1)
+        return mean, x.std(axis=-1)
     counts = np.maximum((~nan).sum(axis=-1), 1)
     mean = np.where(nan, 0.0, x).sum(axis=-1) / counts
     std = np.sqrt((np.where(nan, 0.0, x - mean[:, None]) ** 2).sum(axis=-1) / counts)
     return mean, std
 
 
-def _saturated(x: np.ndarray, fs: float, flat: np.ndarray) -> np.ndarray:
+def _saturated(x: np.ndarray, fs: float, flat: np.ndarray, has_nan: bool = True) -> np.ndarray:
     """Leads that stay at their own maximum or minimum for at least SATURATION_MIN_S (NaNs ignored)."""
     min_run = max(_SATURATION_MIN_SAMPLES, int(np.ceil(SATURATION_MIN_S * fs)))
     out = np.zeros(x.shape[0], dtype=bool)
     if x.shape[-1] < min_run:
         return out
-    with np.errstate(invalid="ignore"):
-        at_max = x == np.where(np.isnan(x), -np.inf, x).max(axis=-1, keepdims=True)
-        at_min = x == np.where(np.isnan(x), np.inf, x).min(axis=-1, keepdims=True)
+    if not has_nan:
+        at_max = x == x.max(axis=-1, keepdims=True)
+        at_min = x == x.min(axis=-1, keepdims=True)
+    else:
+        with np.errstate(invalid="ignore"):
+            at_max = x == np.where(np.isnan(x), -np.inf, x).max(axis=-1, keepdims=True)
+            at_min = x == np.where(np.isnan(x), np.inf, x).min(axis=-1, keepdims=True)
     # a run of min_run samples needs at least min_run samples at the extreme: test those leads only
     candidates = ((at_max.sum(-1) >= min_run) | (at_min.sum(-1) >= min_run)) & ~flat
     for i in np.flatnonzero(candidates):
@@ -188,15 +195,19 @@ def assess_quality(
     x = np.asarray(signal, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"assess_quality expects [n_leads, n_samples], got shape {x.shape}.")
-    x = np.where(np.isinf(x), np.nan, x)  # infinite samples count as missing, like NaN
     names = _lead_names(x.shape[0], leads)
-    nan = np.isnan(x)
+    nan = ~np.isfinite(x)  # infinite samples count as missing, like NaN
     nan_leads = nan.any(axis=-1)
-    mean, std = _lead_mean_std(x, nan)
+    if nan_leads.any():
+        x = np.where(nan, np.nan, x)
+        mean, std = _lead_mean_std(x, nan)
+        clean = np.where(nan, mean[:, None], x)
+    else:  # the common case: no copies
+        mean, std = _lead_mean_std(x, None)
+        clean = x
     flat = std < FLAT_STD_MV
-    clean = np.where(nan, mean[:, None], x)
     noisy = (noise_fraction(clean, float(fs)) > NOISY_FRACTION) & ~flat
-    saturated = _saturated(x, float(fs), flat)
+    saturated = _saturated(x, float(fs), flat, has_nan=bool(nan_leads.any()))
     findings = {"flat": flat, "noisy": noisy, "saturated": saturated, "nan": nan_leads}
     flags = tuple(f"{kind}:{names[i]}" for i in range(len(names)) for kind, hit in findings.items() if hit[i])
     return QualityReport(

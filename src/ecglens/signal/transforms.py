@@ -12,9 +12,12 @@ Order of the steps (each one a pure function of :mod:`ecglens.signal.functional`
 3. unit check (``check_units``): :func:`~ecglens.signal.functional.check_amplitude` raises
    :class:`~ecglens.exceptions.UnitError` for microvolts / counts / volts passed as mV; then a record flat on
    every lead raises :class:`~ecglens.exceptions.SignalQualityError`;
-4. high-pass (baseline wander) and notch (mains) at the **native** sampling rate; a notch at or above the
-   native Nyquist frequency is skipped (the interference cannot be present);
-5. resample to ``fs``;
+4. notch (mains) at the **native** sampling rate, skipped at or above the native Nyquist frequency (the
+   interference cannot be present); high-pass (baseline wander) at the lower of the native rate and ``fs``:
+   before resampling when the record is upsampled, after it when downsampled (the same 0.5 Hz filter, at a
+   fifth of the cost for a 500 Hz record; the two orders differ by < 1 uV away from the first and last
+   second, at most ~15 uV at the edges);
+5. resample to ``fs`` (for a downsampled record, then the high-pass of step 4);
 6. crop or pad to ``n_samples`` (``crop`` mode; padding is zeros and is reported by the mask);
 7. normalise each lead over its real (unpadded) samples.
 """
@@ -273,11 +276,30 @@ class Preprocess:
             except UnitError as err:
                 raise UnitError(f"record {ecg.record_id!r}: {err}") from None
         check_usable(x, record=ecg.record_id)
-        if self.highpass_hz is not None:
-            x = F.highpass(x, ecg.fs, self.highpass_hz)
-        if self.notch_hz is not None and self.notch_hz < ecg.fs / 2:
-            x = F.notch(x, ecg.fs, self.notch_hz)
-        return F.resample(x, ecg.fs, self.fs)
+        return self.filter_and_resample(x, ecg.fs)
+
+    def filter_and_resample(self, x: np.ndarray, fs: float) -> np.ndarray:
+        """Steps 4-5 on a checked array: notch at ``fs``, high-pass at ``min(fs, self.fs)``, resampling.
+
+        Parameters
+        ----------
+        x : np.ndarray, shape (..., n)
+            Signal in mV at ``fs`` Hz (any leading axes, e.g. [B, L, n] for a batch).
+        fs : float
+            Its sampling rate in Hz.
+
+        Returns
+        -------
+        np.ndarray, shape (..., round(n * self.fs / fs))
+            At ``self.fs`` Hz.
+        """
+        late = self.highpass_hz is not None and fs > self.fs  # downsampled: filter at the lower rate
+        if self.highpass_hz is not None and not late:
+            x = F.highpass(x, fs, self.highpass_hz)
+        if self.notch_hz is not None and self.notch_hz < fs / 2:
+            x = F.notch(x, fs, self.notch_hz)
+        x = F.resample(x, fs, self.fs)
+        return F.highpass(x, self.fs, self.highpass_hz) if late else x
 
     def _finish(
         self, x: np.ndarray, mode: str, rng: np.random.Generator | None
