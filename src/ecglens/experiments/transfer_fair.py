@@ -191,7 +191,7 @@ def inner_split_folds(meta: pd.DataFrame, y: np.ndarray, pool_folds: tuple[int, 
     rng = np.random.default_rng(seed)
     pid = _patients(meta, pool)
     if size == "all":
-        order = pd.unique(pid)
+        order = rng.permutation(pd.unique(pid))  # drawn all the same: the inner split's draws follow it
     elif case_fraction is None:
         order = _draw_patients(pid, int(size), rng)
     else:

@@ -188,8 +188,8 @@ def per_run_comparisons(results: pd.DataFrame, out: Path, *, n_boot: int = 1000,
     n_boot, alpha, seed
         Bootstrap resamples, 1 - CI level (and the Holm threshold), seed.
     references : tuple of str
-        Arms every other arm of a cell is compared with (controls that fit one model per seed only, e.g.
-        ``scratch_demographics``; the logistic regression has no seeds of its own worth pairing).
+        Arms every other arm of a cell is compared with (:func:`write_paired` uses ``scratch`` and
+        ``scratch_demographics``).
 
     Returns
     -------
