@@ -238,7 +238,10 @@ def plot_gain_vs_source_size(results: pd.DataFrame, path: str | os.PathLike[str]
                          for _, s in g.groupby("source_size")]
                 x, mean, _, lo, hi = (np.array(v, dtype=float) for v in zip(*sorted(stats), strict=True))
                 ax.plot(x, mean, marker="o", ms=3, color=color, label=f"target {size}")
-                ax.fill_between(x, lo, hi, color=color, alpha=0.12, lw=0)
+                if len(x) > 1:
+                    ax.fill_between(x, lo, hi, color=color, alpha=0.12, lw=0)
+                elif np.isfinite(lo).all():  # one source size: its interval as an error bar
+                    ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], color=color, lw=1, capsize=2)
             ax.axhline(0.0, color="0.4", lw=0.8)
             _log_x(ax)
             ax.set_title(f"{model}: {task}", fontsize=9)
@@ -246,6 +249,12 @@ def plot_gain_vs_source_size(results: pd.DataFrame, path: str | os.PathLike[str]
             ax.set_ylabel(f"gain in {_label(metric)}")
             ax.grid(alpha=0.3, which="both")
             _legend(ax, 6)
+    n_source = pd.to_numeric(gains["n_source"], errors="coerce")
+    n_source = n_source[np.isfinite(n_source) & (n_source > 0)]
+    if len(n_source):  # one x range for every panel: a task run at one source size sits where it belongs
+        for ax in axes.flat:
+            if ax.has_data():
+                ax.set_xlim(n_source.min() / 1.4, n_source.max() * 1.4)
     return save_figure(fig, path, f"Gain over training from scratch ({strategy}),\npaired by model, target size "
                             "and seed")
 
