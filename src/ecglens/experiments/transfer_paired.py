@@ -106,6 +106,11 @@ def _compare(arm: pd.DataFrame, ref: pd.DataFrame, metric: str, n_boot: int, alp
     groups = both["patient_id"].to_numpy() if "patient_id" in both else None
     d = paired_bootstrap_diff(METRICS[metric], both["label"].to_numpy(np.float64), both["p_arm"].to_numpy(),
                               both["p_ref"].to_numpy(), n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
+    return _stats(d)
+
+
+def _stats(d: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`paired_bootstrap_diff` output under the names of :data:`PAIRED_COLUMNS`."""
     return {"n_records": d["n"], "n_patients": d.get("n_groups"), "value_arm": d["value_a"],
             "value_reference": d["value_b"], "diff": d["diff"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
             "p_value": d["p_value"], "n_boot": d["n_boot"]}
@@ -146,13 +151,17 @@ def paired_comparisons(results: pd.DataFrame, out: Path, *, n_boot: int = 1000, 
                     family.append({**dict(zip(_CELL, cell, strict=True)), "metric": metric, "arm": name,
                                    "reference": ref, "n_seeds_arm": arms[(*cell, name)][1],
                                    "n_seeds_reference": arms[(*cell, ref)][1], **stats})
-                adjusted = holm_adjust([r["p_value"] for r in family])
-                for r, p in zip(family, adjusted, strict=True):
-                    r.update({"p_holm": p, "family_size": len(family), "significant": bool(p < alpha),
-                              "ci_level": 1.0 - alpha,
-                              "primary": metric == PRIMARY_METRIC.get(r["target_task"], "auroc")})
-                rows += family
+                rows += _holm_family(family, metric, alpha)
     return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+
+
+def _holm_family(family: list[dict[str, Any]], metric: str, alpha: float) -> list[dict[str, Any]]:
+    """The family's rows with Holm-adjusted p-values, significance, CI level and the primary-metric mark."""
+    adjusted = holm_adjust([r["p_value"] for r in family]) if family else []
+    for r, p in zip(family, adjusted, strict=True):
+        r.update({"p_holm": p, "family_size": len(family), "significant": bool(p < alpha), "ci_level": 1.0 - alpha,
+                  "primary": metric == PRIMARY_METRIC.get(r["target_task"], "auroc")})
+    return family
 
 
 def paired_markdown(paired: pd.DataFrame) -> str:
@@ -219,15 +228,8 @@ def per_run_comparisons(results: pd.DataFrame, out: Path, *, n_boot: int = 1000,
                         n_boot=n_boot, alpha=alpha, seed=seed, groups=groups)
                     family.append({**dict(zip(_CELL, cell, strict=True)), "metric": metric, "arm": name,
                                    "reference": ref, "n_seeds_arm": len(matched), "n_seeds_reference": len(matched),
-                                   "n_records": d["n"], "n_patients": d.get("n_groups"), "value_arm": d["value_a"],
-                                   "value_reference": d["value_b"], "diff": d["diff"], "ci_low": d["ci_low"],
-                                   "ci_high": d["ci_high"], "p_value": d["p_value"], "n_boot": d["n_boot"]})
-                adjusted = holm_adjust([r["p_value"] for r in family]) if family else []
-                for r, p in zip(family, adjusted, strict=True):
-                    r.update({"p_holm": p, "family_size": len(family), "significant": bool(p < alpha),
-                              "ci_level": 1.0 - alpha,
-                              "primary": metric == PRIMARY_METRIC.get(r["target_task"], "auroc")})
-                rows += family
+                                   **_stats(d)})
+                rows += _holm_family(family, metric, alpha)
     return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
 
 
