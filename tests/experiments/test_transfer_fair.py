@@ -274,3 +274,34 @@ def test_targets_filter_runs_part_of_the_grid_under_the_same_protocol(fair_run, 
     assert app(["experiment", "transfer", str(FAIR), "--profile", "quick", "--out", str(fresh), "--dry-run",
                 "--targets", "MI,AMI"]) == 2
     assert "--targets ['AMI'] not among the config's target tasks: MI, acute_mi" in capsys.readouterr().err
+
+
+def test_paper_table_script_puts_both_analyses_side_by_side(fair_run, tmp_path, capsys):
+    out, table = fair_run
+    summary = _script("transfer_summary")
+    assert summary.main([str(out / "results.csv"), "--out", str(tmp_path), "--n-boot", "20"]) == 0
+    capsys.readouterr()
+    paper = _script("transfer_paper_table")
+    assert paper.main([str(tmp_path), "--target", "MI", "--metric", "auroc"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    averaged = pd.read_csv(tmp_path / "paired.csv", dtype={"target_size": str})
+    single = pd.read_csv(tmp_path / "paired_runs.csv", dtype={"target_size": str})
+    mi = averaged[(averaged["target_task"] == "MI") & (averaged["metric"] == "auroc")]
+    arms = set(mi["arm"]) | {"scratch"}
+    assert len(lines) == 2 + len(arms) * mi["target_size"].nunique()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert [r[1] for r in rows[:3]] == ["`scratch`", "`demographics_logreg`", "`scratch_demographics`"]
+    # every pretrained arm's cell is the CSV's difference, CI and Holm star, in both analyses
+    for r in rows:
+        arm = r[1].strip("`")
+        if arm in ("scratch", "demographics_logreg", "scratch_demographics"):
+            assert r[4] == "" and r[7] == ""
+            continue
+        for frame, col in ((averaged, 3), (single, 6)):
+            hit = frame[(frame["arm"] == arm) & (frame["reference"] == "scratch") & (frame["metric"] == "auroc")
+                        & (frame["target_task"] == "MI") & (frame["target_size"] == r[0])].iloc[0]
+            star = " *" if hit["significant"] else ""
+            assert r[col] == f"{hit['diff']:+.3f} [{hit['ci_low']:+.3f}, {hit['ci_high']:+.3f}]{star}"
+            assert r[col - 1] == f"{hit['value_arm']:.3f}"
+    with pytest.raises(SystemExit):
+        paper.main([str(tmp_path / "nothing"), "--target", "MI"])
