@@ -69,8 +69,8 @@ def paper_table(averaged: pd.DataFrame, single: pd.DataFrame, target: str, metri
         pick[label] = frame[(frame["target_task"] == target) & (frame["metric"] == metric)]
     if pick["avg"].empty:
         raise SystemExit(f"no {metric} rows for target {target!r} in paired.csv")
-    sizes = sorted(pick["avg"]["target_size"].unique(), key=lambda s: (str(s) == "all", float(s) if
-                                                                      str(s).isdigit() else 0))
+    sizes = sorted(pick["avg"]["target_size"].astype(str).unique(),
+                   key=lambda s: (s == "all", float(s) if s.isdigit() else 0.0))  # numbers, then "all"
     for size in sizes:
         avg = pick["avg"][pick["avg"]["target_size"] == size]
         one = pick["one"][pick["one"]["target_size"] == size]
