@@ -3,7 +3,7 @@
 Oracle: :meth:`InputAdapter.prepare` on each record alone; windows must be bit-identical (``array_equal``, same
 dtype) and flags, starts, warnings, names and recorded demographics equal, for one-window (10 s) and
 several-window (4 s) contracts, with records that must leave the batch (microvolts, flat, a lead beyond 50 mV,
-another fs) and a saturated lead mixed in.
+another fs) and records with a saturated, a flat and a noisy lead mixed in.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ def _records(seed: int = 0) -> list[Ecg]:
     clipped = out[0].signal.copy()
     clipped[3] = np.clip(clipped[3], None, np.percentile(clipped[3], 50))
     out.append(Ecg(clipped, 100.0, CANONICAL_LEADS, record_id="saturated"))             # a quality flag
+    one_flat = out[6].signal.copy()
+    one_flat[8] = 0.2
+    out.append(Ecg(one_flat, 100.0, CANONICAL_LEADS, record_id="flat-V3"))              # flat:V3, stays in
+    noisy = out[7].signal.copy()
+    noisy[1] += rng.normal(0, 2.0, noisy.shape[1]).astype(np.float32)
+    out.append(Ecg(noisy, 100.0, CANONICAL_LEADS, record_id="noisy-II"))                # noisy:II, stays in
     out.append(Ecg(out[1].signal * 1000, 100.0, CANONICAL_LEADS, record_id="uV"))       # unit converted alone
     flat = np.zeros_like(out[2].signal)
     out.append(Ecg(flat, 100.0, CANONICAL_LEADS, record_id="flat"))                     # an error
@@ -79,6 +85,7 @@ def test_prepare_many_equals_prepare(seconds: float, quality: bool) -> None:
     assert "unit_converted:uV->mV" in ok["uV"].flags and "derived:III,aVR,aVL,aVF" in ok["8lead-b"].flags
     assert ok["r0"].n_windows == (1 if seconds == 10.0 else 3)
     assert not quality or "saturated:aVR" in ok["saturated"].flags
+    assert not quality or ("flat:V3" in ok["flat-V3"].flags and "noisy:II" in ok["noisy-II"].flags)
 
 
 def test_prepare_many_on_real_records(fixtures_dir: Path) -> None:

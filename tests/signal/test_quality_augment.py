@@ -60,6 +60,19 @@ def test_finite_fast_path_equals_the_general_path(rng):
     assert b.nan_leads == ("I",) and not a.nan_leads
 
 
+def test_assess_finite_rows_equals_assess_quality(rng):
+    from ecglens.signal.quality import assess_finite_rows
+
+    fs = 500
+    x = synthetic_ecg(fs).astype(np.float64)
+    x[8] = 0.002 * rng.standard_normal(x.shape[1])  # flat
+    x[1] += rng.normal(0, 1.0, x.shape[1])  # noisy
+    x[6] = np.clip(x[6] + np.linspace(0, 3, x.shape[1]), None, 1.2)  # saturated
+    names = [f"row{i}" for i in range(12)]
+    fast, general = assess_finite_rows(x, fs, names, x.std(axis=-1)), assess_quality(x, fs, names)
+    assert fast == general and set(fast.flags) == {"flat:row8", "noisy:row1", "saturated:row6"}
+
+
 def test_noise_fraction_is_the_noise_share_of_power(rng):
     fs = 500
     white = rng.standard_normal((1, 5000))

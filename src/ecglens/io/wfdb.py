@@ -40,6 +40,7 @@ below 0.05 mV peak-to-peak as a per-volt gain, multiplies the amplitudes by 1000
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -50,7 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..ecg import MAX_FS, MIN_FS, Ecg, check_recorded_signal, sex_to_code
+from ..ecg import MAX_ABS_MV, MAX_FS, MIN_FS, Ecg, check_recorded_signal, sex_to_code
 from ..exceptions import (
     CorruptRecordError,
     EcglensError,
@@ -165,7 +166,8 @@ class _HeaderFacts:
     ``signals``: one ``(file, fmt, samples_per_frame, byte_offset)`` per signal line; ``segments``: the
     segment names of a multi-segment record (empty otherwise); ``fs_field``: the sampling-rate field as
     written; ``gain_fields``: the ``GAIN(BASELINE)/UNIT`` field of each signal line as written (``None`` when
-    absent).
+    absent); ``raw``: the header file's bytes (single-segment records; read once, parsed again by the fast
+    path).
     """
 
     n_sig: int
@@ -175,6 +177,7 @@ class _HeaderFacts:
     segments: tuple[str, ...]
     gain_fields: tuple[str | None, ...] = ()
     segment_lengths: tuple[int, ...] = ()
+    raw: bytes = dataclasses.field(default=b"", repr=False)  # the header's bytes (single-segment records)
 
 
 def _malformed(hea: Path, what: str) -> CorruptRecordError:
@@ -233,7 +236,7 @@ def _header_facts(hea: Path) -> _HeaderFacts:
         fields = line.split()
         gains.append(fields[2] if len(fields) > 2 else None)
     return _HeaderFacts(
-        n_sig, record.group("fs"), int(sig_len) if sig_len else None, tuple(signals), (), tuple(gains)
+        n_sig, record.group("fs"), int(sig_len) if sig_len else None, tuple(signals), (), tuple(gains), raw=raw
     )
 
 
@@ -418,18 +421,23 @@ def _fix_volt_gain(signal_mv: np.ndarray, header: Any, units: Sequence[str]) -> 
     return signal_mv * _VOLT_GAIN_FACTOR, note
 
 
-def _check_content(signal: np.ndarray, hea: Path) -> None:
-    """Reject signals that carry no information. signal: [n_samples, n_leads] in mV."""
+def _check_content(signal: np.ndarray, hea: Path) -> float | None:
+    """Reject signals that carry no information. signal: [n_samples, n_leads] in mV.
+
+    Returns the largest absolute sample (mV) when every sample is finite (the usual case, found from the
+    signal's minimum and maximum alone, which NaN would propagate into; whole-array reductions, several times
+    faster than per-lead ones along the sample axis), else None."""
     if signal.size == 0:
         raise SignalQualityError(f"{hea}: the record has 0 samples; nothing to analyse.")
-    finite = np.isfinite(signal)
-    if finite.all():  # the usual case: the same checks without the masked copies
-        if not np.any(signal):
+    lo, hi = float(signal.min()), float(signal.max())
+    if math.isfinite(lo) and math.isfinite(hi):  # every sample finite: no masked copies needed
+        if lo == 0.0 and hi == 0.0:
             raise SignalQualityError(f"{hea}: the signal is all zeros on every lead; the electrodes were off or "
                                      "the export failed. Exclude this record or re-export it.")
-        if np.all(signal.max(axis=0) - signal.min(axis=0) <= 0):
+        if not np.any(signal != signal[0]):  # every lead constant: each sample equals the first
             raise SignalQualityError(f"{hea}: every lead is a flat line; the record holds no ECG. Exclude it.")
-        return
+        return max(hi, -lo)
+    finite = np.isfinite(signal)
     if np.isinf(signal).any():
         raise UnitError(
             f"{hea}: the gains and baselines in the header turn samples into infinite values; fix the gain "
@@ -450,6 +458,7 @@ def _check_content(signal: np.ndarray, hea: Path) -> None:
     hi = np.where(finite, signal, -np.inf).max(axis=0)
     if np.all(hi - lo <= 0):
         raise SignalQualityError(f"{hea}: every lead is a flat line; the record holds no ECG. Exclude it.")
+    return None
 
 
 def _read_physical(hea: Path) -> Any:
@@ -550,16 +559,20 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
     facts = _header_facts(hea)
     _check_header(facts, hea)
     _check_signal_files(facts, hea)
-    record = (read_fast(hea) if fast else None) or _read_physical(hea)
+    record = (read_fast(hea, text=facts.raw.decode("ascii", "ignore") if facts.raw else None) if fast else None
+              ) or _read_physical(hea)
     signal = _physical_signal(record, facts, hea)
     units = _written_units(facts, record)
-    signal = signal * _unit_factors(units, hea)
+    factors = _unit_factors(units, hea)
+    if not np.all(factors == 1.0):  # x * 1.0 is x: millivolt records skip the pass
+        signal = signal * factors
     correction = None
     if fix_volt_gain:
         signal, correction = _fix_volt_gain(signal, record, units)
-    _check_content(signal, hea)
-    signal = fill_nans(signal.T, tuple(map(str, record.sig_name or ())), str(hea)).T
-    check_recorded_signal(signal.T, str(hea), "WFDB")
+    peak = _check_content(signal, hea)
+    if peak is None or not peak <= MAX_ABS_MV:  # NaNs to fill, or an amplitude for the check to report
+        signal = fill_nans(signal.T, tuple(map(str, record.sig_name or ())), str(hea)).T
+        check_recorded_signal(signal.T, str(hea), "WFDB")
     info = parse_header_comments(record.comments or [])
     meta: dict[str, Any] = {"format": "wfdb", **info.to_meta(), "header_units": units}
     if correction:

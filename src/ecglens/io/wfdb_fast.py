@@ -190,8 +190,9 @@ def read_samples(rec: FastRecord, folder: Path) -> np.ndarray | None:
     folder : Path
         The header's folder (signal files are bare names beside it).
     """
-    digital = np.empty((rec.sig_len, rec.n_sig), dtype=np.int32)
-    for name, fmt, offset, sl in _groups(rec):
+    groups = _groups(rec)
+    digital = None if len(groups) == 1 else np.empty((rec.sig_len, rec.n_sig), dtype=np.int32)
+    for name, fmt, offset, sl in groups:
         n_ch = sl.stop - sl.start
         n_samples = rec.sig_len * n_ch
         n_bytes = int(np.ceil(n_samples * FAST_FORMATS[fmt]))
@@ -203,11 +204,16 @@ def read_samples(rec: FastRecord, folder: Path) -> np.ndarray | None:
         samples = _decode(raw, fmt, n_samples).reshape(rec.sig_len, n_ch)
         if fmt == "8":
             samples = np.cumsum(samples, axis=0, dtype=np.int32) + np.asarray(rec.init_value[sl], dtype=np.int32)
-        digital[:, sl] = samples
+        if digital is None:  # one signal file (the common case): no staging copy
+            digital = samples
+        else:
+            digital[:, sl] = samples
+    assert digital is not None  # at least one signal: parse_header guarantees it
     invalid = np.array([np.iinfo(np.int64).min if _INVALID[f] is None else _INVALID[f] for f in rec.fmt])
     nan = digital == invalid
-    physical = (digital.astype(np.float64) - np.asarray(rec.baseline, dtype=np.float64)) / np.asarray(
-        rec.adc_gain, dtype=np.float64)
+    physical = digital.astype(np.float64)  # (digital - baseline) / gain, in place: the same arithmetic
+    physical -= np.asarray(rec.baseline, dtype=np.float64)
+    physical /= np.asarray(rec.adc_gain, dtype=np.float64)
     if nan.any():
         physical[nan] = np.nan
     return physical

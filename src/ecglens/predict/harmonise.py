@@ -286,7 +286,7 @@ class InputAdapter:
         """Prepared records of a group sharing :meth:`_batch_key`, by position; those left out go alone."""
         from ..exceptions import SignalQualityWarning
         from ..signal import functional as F
-        from ..signal.quality import FLAT_STD_MV, assess_quality
+        from ..signal.quality import FLAT_STD_MV
 
         pre = self.preprocess
         with warnings.catch_warnings(record=True) as caught:
@@ -296,7 +296,9 @@ class InputAdapter:
             amp = F.robust_peak_to_peak_batch(x)
             unit_ok = (amp == 0.0) | ((amp >= F.MIN_PEAK_TO_PEAK_MV) & (amp <= F.MAX_PEAK_TO_PEAK_MV))
             peaks_ok = (np.abs(x).max(axis=-1) <= MAX_ABS_MV).all(axis=-1) if pre.check_units else True
-            usable = (x.astype(np.float64).std(axis=-1) >= FLAT_STD_MV).any(axis=-1)
+            x64 = x.astype(np.float64)  # the flat check and the quality checks share it and its std
+            lead_std = x64.std(axis=-1)  # [B, L]; NaN for a lead with NaN (then not kept)
+            usable = (lead_std >= FLAT_STD_MV).any(axis=-1)
             keep = np.flatnonzero(np.isfinite(x).all(axis=(1, 2)) & unit_ok & peaks_ok & usable)
             if keep.size < 2:
                 return {}
@@ -304,7 +306,7 @@ class InputAdapter:
             n_total = _resampled_length(xs.shape[-1], fs, pre.fs)
             starts, cropped = plan_windows(n_total, pre.n_samples, self.max_windows, pre.crop)
             windows = _cut_windows(pre.filter_and_resample(xs, fs), starts, pre)  # [B, W, L, T]
-            quality = _quality_flags(xs, fs, stds[0].leads, assess_quality) if self.quality else None
+            quality = (_quality_flags(x64[keep], fs, stds[0].leads, lead_std[keep]) if self.quality else None)
         if caught:  # a repair warning cannot be told apart per record: let each record say its own
             return {}
         derived = [lead for lead in pre.leads if lead in stds[0].derived_leads]
@@ -353,11 +355,15 @@ def _cut_windows(y: np.ndarray, starts: list[int], pre: Any) -> np.ndarray:
     return np.stack([y[..., s:s + width] for s in cuts], axis=1).astype(np.float32)
 
 
-def _quality_flags(x: np.ndarray, fs: float, leads: Sequence[str], assess: Any) -> list[tuple[str, ...]]:
-    """Quality flags of each record of ``x`` [B, L, n]: one :func:`assess_quality` call over all B x L rows (each
-    of its checks is per row), its flags split back by record."""
+def _quality_flags(x: np.ndarray, fs: float, leads: Sequence[str], std: np.ndarray) -> list[tuple[str, ...]]:
+    """Quality flags of each record of ``x`` [B, L, n] (finite, float64; ``std`` [B, L] its per-lead standard
+    deviation): one quality assessment over all B x L rows (each of its checks is per row, the same as
+    :func:`~ecglens.signal.quality.assess_quality` of each record), its flags split back by record."""
+    from ..signal.quality import assess_finite_rows
+
     b, n_leads = x.shape[0], x.shape[1]
-    report = assess(x.reshape(b * n_leads, x.shape[-1]), fs, [f"{i}\t{lead}" for i in range(b) for lead in leads])
+    report = assess_finite_rows(x.reshape(b * n_leads, x.shape[-1]), fs,
+                                [f"{i}\t{lead}" for i in range(b) for lead in leads], std.reshape(-1))
     out: list[list[str]] = [[] for _ in range(b)]
     for flag in report.flags:
         kind, name = flag.split(":", 1)

@@ -36,6 +36,7 @@ __all__ = [
     "NOISY_FRACTION",
     "SATURATION_MIN_S",
     "QualityReport",
+    "assess_finite_rows",
     "assess_quality",
     "check_usable",
     "noise_fraction",
@@ -195,19 +196,49 @@ def assess_quality(
     x = np.asarray(signal, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"assess_quality expects [n_leads, n_samples], got shape {x.shape}.")
-    names = _lead_names(x.shape[0], leads)
-    nan = ~np.isfinite(x)  # infinite samples count as missing, like NaN
-    nan_leads = nan.any(axis=-1)
-    if nan_leads.any():
+    return _report(x, float(fs), _lead_names(x.shape[0], leads))
+
+
+def assess_finite_rows(x: np.ndarray, fs: float, leads: Sequence[str], std: np.ndarray) -> QualityReport:
+    """:func:`assess_quality` of a finite float64 array whose per-row standard deviation is already known.
+
+    For callers that have computed ``x.std(axis=-1)`` anyway (the batched harmonising of
+    :meth:`ecglens.predict.InputAdapter.prepare_many`): the report equals ``assess_quality(x, fs, leads)``.
+
+    Parameters
+    ----------
+    x : np.ndarray, float64, shape (n_rows, n_samples)
+        Finite signal in mV at ``fs`` Hz (not checked: the caller knows it).
+    fs : float
+        Sampling rate in Hz.
+    leads : sequence of str
+        One name per row.
+    std : np.ndarray, shape (n_rows,)
+        ``x.std(axis=-1)``.
+
+    Returns
+    -------
+    QualityReport
+    """
+    return _report(x, float(fs), _lead_names(x.shape[0], leads), std=std)
+
+
+def _report(x: np.ndarray, fs: float, names: tuple[str, ...], std: np.ndarray | None = None) -> QualityReport:
+    """The checks of :func:`assess_quality` on float64 ``x`` [n_leads, n_samples]; ``std``: its per-row
+    standard deviation when known (``x`` then has no NaN)."""
+    nan = None if std is not None else ~np.isfinite(x)  # infinite samples count as missing, like NaN
+    nan_leads = np.zeros(x.shape[0], dtype=bool) if nan is None else nan.any(axis=-1)
+    if nan is not None and nan_leads.any():
         x = np.where(nan, np.nan, x)
         mean, std = _lead_mean_std(x, nan)
         clean = np.where(nan, mean[:, None], x)
     else:  # the common case: no copies
-        mean, std = _lead_mean_std(x, None)
+        if std is None:
+            std = x.std(axis=-1)
         clean = x
     flat = std < FLAT_STD_MV
-    noisy = (noise_fraction(clean, float(fs)) > NOISY_FRACTION) & ~flat
-    saturated = _saturated(x, float(fs), flat, has_nan=bool(nan_leads.any()))
+    noisy = (noise_fraction(clean, fs) > NOISY_FRACTION) & ~flat
+    saturated = _saturated(x, fs, flat, has_nan=bool(nan_leads.any()))
     findings = {"flat": flat, "noisy": noisy, "saturated": saturated, "nan": nan_leads}
     flags = tuple(f"{kind}:{names[i]}" for i in range(len(names)) for kind, hit in findings.items() if hit[i])
     return QualityReport(
@@ -215,7 +246,7 @@ def assess_quality(
         noisy_leads=tuple(n for n, hit in zip(names, noisy, strict=True) if hit),
         saturated_leads=tuple(n for n, hit in zip(names, saturated, strict=True) if hit),
         nan_leads=tuple(n for n, hit in zip(names, nan_leads, strict=True) if hit),
-        nan_fraction=float(nan.mean()) if nan.size else 0.0,
+        nan_fraction=float(nan.mean()) if nan is not None and nan.size else 0.0,
         flags=flags,
     )
 
