@@ -57,7 +57,6 @@ from ..exceptions import (
     EcglensError,
     LeadError,
     SamplingRateError,
-    SignalQualityError,
     UnitError,
     UnsupportedFormatError,
 )
@@ -65,6 +64,7 @@ from ..signal.transforms import fill_nans
 from .metadata import parse_header_comments
 from .paths import walk_files
 from .registry import register_reader
+from .wfdb_content import check_content, repair_volt_gain
 from .wfdb_fast import read_fast
 
 __all__ = ["MAX_SIGNALS", "UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "signal_records",
@@ -107,9 +107,6 @@ _GAIN_FIELD = re.compile(r"^(?P<gain>[^(/]*)(?:\((?P<base>[^)]*)\))?(?:/(?P<unit
 _GAIN_RANGE = (1e-3, 1e9)  # counts per unit: beyond either end the physical values are meaningless
 _MAX_SAMPLES_PER_BYTE = 16  # no codec stores an ECG sample in less than half a bit
 _WFDB_SUFFIXES = (".hea", ".dat", ".mat")
-_IMPLAUSIBLE_GAIN_PER_MV = 1e5  # >= this many counts per mV means < 10 nV resolution
-_TINY_PEAK_TO_PEAK_MV = 0.05  # a real ECG lead spans more than this
-_VOLT_GAIN_FACTOR = 1e3
 
 
 # --------------------------------------------------------------------------- paths and sniffing
@@ -395,72 +392,6 @@ def _unit_factors(units: Sequence[str | None], hea: Path) -> np.ndarray:
     return np.asarray(factors, dtype=np.float64)
 
 
-def _robust_peak_to_peak(signal: np.ndarray) -> float:
-    """Median over leads of the 0.5-99.5 percentile range (mV); signal is [n_samples, n_leads]."""
-    finite = np.where(np.isfinite(signal), signal, np.nan)
-    with np.errstate(all="ignore"):
-        spans = np.nanpercentile(finite, 99.5, axis=0) - np.nanpercentile(finite, 0.5, axis=0)
-    spans = spans[np.isfinite(spans)]
-    return float(np.median(spans)) if spans.size else float("nan")
-
-
-def _fix_volt_gain(signal_mv: np.ndarray, header: Any, units: Sequence[str]) -> tuple[np.ndarray, str | None]:
-    """Undo a per-volt gain labelled per mV (see the module docstring). signal_mv: [n_samples, n_leads]."""
-    gains = np.asarray(header.adc_gain, dtype=np.float64)
-    labelled_mv = all((u or "mV").strip().lower() == "mv" for u in units)
-    if not labelled_mv or gains.size == 0 or np.min(gains) < _IMPLAUSIBLE_GAIN_PER_MV:
-        return signal_mv, None
-    span = _robust_peak_to_peak(signal_mv)
-    if not (0 < span < _TINY_PEAK_TO_PEAK_MV):
-        return signal_mv, None
-    note = (
-        f"header gain {gains[0]:.0f}/mV read as {gains[0]:.0f}/V (x{_VOLT_GAIN_FACTOR:g}): "
-        "literal reading gave "
-        f"{span:.2g} mV peak-to-peak"
-    )
-    return signal_mv * _VOLT_GAIN_FACTOR, note
-
-
-def _check_content(signal: np.ndarray, hea: Path) -> float | None:
-    """Reject signals that carry no information. signal: [n_samples, n_leads] in mV.
-
-    Returns the largest absolute sample (mV) when every sample is finite (the usual case, found from the
-    signal's minimum and maximum alone, which NaN would propagate into; whole-array reductions, several times
-    faster than per-lead ones along the sample axis), else None."""
-    if signal.size == 0:
-        raise SignalQualityError(f"{hea}: the record has 0 samples; nothing to analyse.")
-    lo, hi = float(signal.min()), float(signal.max())
-    if math.isfinite(lo) and math.isfinite(hi):  # every sample finite: no masked copies needed
-        if lo == 0.0 and hi == 0.0:
-            raise SignalQualityError(f"{hea}: the signal is all zeros on every lead; the electrodes were off or "
-                                     "the export failed. Exclude this record or re-export it.")
-        if not np.any(signal != signal[0]):  # every lead constant: each sample equals the first
-            raise SignalQualityError(f"{hea}: every lead is a flat line; the record holds no ECG. Exclude it.")
-        return max(hi, -lo)
-    finite = np.isfinite(signal)
-    if np.isinf(signal).any():
-        raise UnitError(
-            f"{hea}: the gains and baselines in the header turn samples into infinite values; fix the gain "
-            "field ('200(0)/mV') or export the record again."
-        )
-    if not finite.any():
-        raise SignalQualityError(
-            f"{hea}: every sample is NaN (WFDB's 'invalid sample' value); the recording holds no signal. "
-            "Exclude this record or re-export it from the source device."
-        )
-    values = np.where(finite, signal, 0.0)
-    if not np.any(values):
-        raise SignalQualityError(
-            f"{hea}: the signal is all zeros on every lead; the electrodes were off or the export failed. "
-            "Exclude this record or re-export it."
-        )
-    lo = np.where(finite, signal, np.inf).min(axis=0)
-    hi = np.where(finite, signal, -np.inf).max(axis=0)
-    if np.all(hi - lo <= 0):
-        raise SignalQualityError(f"{hea}: every lead is a flat line; the record holds no ECG. Exclude it.")
-    return None
-
-
 def _read_physical(hea: Path) -> Any:
     """``wfdb.rdrecord(physical=True)``; any wfdb failure becomes :class:`CorruptRecordError`."""
     import wfdb
@@ -568,8 +499,8 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
         signal = signal * factors
     correction = None
     if fix_volt_gain:
-        signal, correction = _fix_volt_gain(signal, record, units)
-    peak = _check_content(signal, hea)
+        signal, correction = repair_volt_gain(signal, record.adc_gain, units)
+    peak = check_content(signal, hea)
     if peak is None or not peak <= MAX_ABS_MV:  # NaNs to fill, or an amplitude for the check to report
         signal = fill_nans(signal.T, tuple(map(str, record.sig_name or ())), str(hea)).T
         check_recorded_signal(signal.T, str(hea), "WFDB")
