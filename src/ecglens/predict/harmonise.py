@@ -306,7 +306,7 @@ class InputAdapter:
             n_total = _resampled_length(xs.shape[-1], fs, pre.fs)
             starts, cropped = plan_windows(n_total, pre.n_samples, self.max_windows, pre.crop)
             windows = _cut_windows(pre.filter_and_resample(xs, fs), starts, pre)  # [B, W, L, T]
-            quality = (_quality_flags(x64[keep], fs, stds[0].leads, lead_std[keep]) if self.quality else None)
+            quality = _quality_flags(x64[keep], fs, stds[0].leads, lead_std[keep]) if self.quality else None
         if caught:  # a repair warning cannot be told apart per record: let each record say its own
             return {}
         derived = [lead for lead in pre.leads if lead in stds[0].derived_leads]
