@@ -91,9 +91,11 @@ def resolve_device(device: str | None = "cpu") -> str:
         build), on a machine without a visible GPU, or a GPU index that does not exist; ``mps`` where it is not
         available.
     """
+    text = (device or "cpu").strip().lower()
+    if text == "cpu":  # without importing torch: an exported (ONNX) model runs without it
+        return "cpu"
     import torch
 
-    text = (device or "cpu").strip().lower()
     if text == "auto":
         if torch.cuda.is_available():
             return "cuda"

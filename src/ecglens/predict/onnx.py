@@ -18,7 +18,6 @@ import numpy as np
 from ..artifact import ONNX, model_format
 from ..artifact.onnx import INPUT_NAME, OUTPUT_NAME, onnx_session, read_onnx_metadata
 from ..exceptions import CheckpointError, ConfigError, LeadError
-from ..export import cached_onnx
 from .backends import cores_left
 
 __all__ = ["OnnxBackend", "onnx_backend"]
@@ -140,7 +139,11 @@ def onnx_backend(checkpoint: Any, onnx_path: str | os.PathLike[str] | None = Non
     own = Path(getattr(checkpoint, "path", "") or "")
     if onnx_path is None and model_format(own) is ONNX:
         onnx_path = own
-    path = Path(onnx_path) if onnx_path is not None else cached_onnx(checkpoint, cache_dir, opset)
+    if onnx_path is None:  # an export needs torch; running an exported file does not (no torch import then)
+        from ..export import cached_onnx
+
+        onnx_path = cached_onnx(checkpoint, cache_dir, opset)
+    path = Path(onnx_path)
     backend = OnnxBackend(path, threads=num_threads)
     _check_match(checkpoint, backend)
     return backend
