@@ -99,6 +99,8 @@ def test_robust_peak_to_peak_batch_equals_per_record() -> None:
     x[1, 3] = 0.0  # a constant lead is ignored
     x[2] = 0.0     # no varying lead: 0
     assert np.array_equal(robust_peak_to_peak_batch(x), [robust_peak_to_peak(r) for r in x])
+    x32 = x.astype(np.float32)  # what the batched harmonising passes
+    assert np.array_equal(robust_peak_to_peak_batch(x32), [robust_peak_to_peak(r) for r in x32])
     x[3, 0, 5] = np.nan
     assert np.array_equal(robust_peak_to_peak_batch(x), [robust_peak_to_peak(r) for r in x])
 

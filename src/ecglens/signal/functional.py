@@ -573,7 +573,10 @@ def robust_peak_to_peak_batch(x: np.ndarray) -> np.ndarray:
     low, high = np.percentile(arr.reshape(-1, arr.shape[-1]), [1, 99], axis=-1)
     spread = (high - low).reshape(arr.shape[:2])
     valid = np.isfinite(spread) & (spread > 0)
-    return np.array([float(np.median(s[v])) if v.any() else 0.0 for s, v in zip(spread, valid, strict=True)])
+    out = np.median(spread, axis=-1).astype(np.float64)  # the usual case: every lead varies, one call for all
+    for i in np.flatnonzero(~valid.all(axis=-1)):  # records with a constant lead: the median of the others
+        out[i] = float(np.median(spread[i][valid[i]])) if valid[i].any() else 0.0
+    return out
 
 
 def guess_unit_scale(
