@@ -408,3 +408,25 @@ def test_an_unexpected_reader_failure_becomes_a_corrupt_record_error(tmp_path, m
     monkeypatch.setitem(registry._READERS, "numpy", dataclasses.replace(get_reader("numpy"), read=broken))
     with pytest.raises(CorruptRecordError, match=r"x\.npy: the numpy reader could not read this file \(error"):
         read_ecg(path, format="numpy", fs=100)
+
+
+@pytest.mark.parametrize(
+    ("peak", "zero", "nan", "error"),
+    [(49.9, False, False, None), (50.1, False, False, UnitError), (-50.1, False, False, UnitError),
+     (1.0, True, False, SignalQualityError), (1.0, False, True, UnitError)],
+)
+def test_check_recorded_signal_bounds(peak, zero, nan, error):
+    """The shared check of every reader, on a lead-major view of a sample-major array (as WFDB passes it)."""
+    from ecglens.ecg import check_recorded_signal
+
+    x = np.zeros((500, 12)) if zero else np.random.default_rng(0).uniform(-1, 1, (500, 12))
+    if not zero:
+        x[100, 4] = peak
+    if nan:
+        x[7, 2] = np.nan
+    if error is None:
+        check_recorded_signal(x.T, "rec", "WFDB")
+    else:
+        with pytest.raises(error, match="zero on every|beyond") as err:
+            check_recorded_signal(x.T, "rec", "WFDB")
+        assert "rec" in str(err.value)

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..ecg import MAX_ABS_MV, MAX_FS, MIN_FS, Ecg, check_recorded_signal, sex_to_code
+from ..ecg import MAX_FS, MIN_FS, Ecg, check_recorded_signal, sex_to_code
 from ..exceptions import (
     CorruptRecordError,
     EcglensError,
@@ -500,10 +500,9 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
     correction = None
     if fix_volt_gain:
         signal, correction = repair_volt_gain(signal, record.adc_gain, units)
-    peak = check_content(signal, hea)
-    if peak is None or not peak <= MAX_ABS_MV:  # NaNs to fill, or an amplitude for the check to report
-        signal = fill_nans(signal.T, tuple(map(str, record.sig_name or ())), str(hea)).T
-        check_recorded_signal(signal.T, str(hea), "WFDB")
+    check_content(signal, hea)
+    signal = fill_nans(signal.T, tuple(map(str, record.sig_name or ())), str(hea)).T
+    check_recorded_signal(signal.T, str(hea), "WFDB")
     info = parse_header_comments(record.comments or [])
     meta: dict[str, Any] = {"format": "wfdb", **info.to_meta(), "header_units": units}
     if correction:

@@ -68,7 +68,7 @@ def repair_volt_gain(
     return signal_mv * _VOLT_GAIN_FACTOR, note
 
 
-def check_content(signal: np.ndarray, hea: Path) -> float | None:
+def check_content(signal: np.ndarray, hea: Path) -> None:
     """Reject signals that carry no information.
 
     Parameters
@@ -78,12 +78,10 @@ def check_content(signal: np.ndarray, hea: Path) -> float | None:
     hea : Path
         The header, for the messages.
 
-    Returns
-    -------
-    float or None
-        The largest absolute sample (mV) when every sample is finite (the usual case; found from the signal's
-        minimum and maximum alone, which NaN would propagate into: whole-array reductions, several times faster
-        than per-lead ones along the sample axis), else None.
+    Notes
+    -----
+    A finite signal (the usual case) is checked from its minimum and maximum alone, which NaN would propagate
+    into: whole-array reductions, several times faster than per-lead ones along the sample axis.
 
     Raises
     ------
@@ -101,7 +99,7 @@ def check_content(signal: np.ndarray, hea: Path) -> float | None:
                                      "the export failed. Exclude this record or re-export it.")
         if not np.any(signal != signal[0]):  # every lead constant: each sample equals the first
             raise SignalQualityError(f"{hea}: every lead is a flat line; the record holds no ECG. Exclude it.")
-        return max(hi, -lo)
+        return
     finite = np.isfinite(signal)
     if np.isinf(signal).any():
         raise UnitError(
@@ -123,4 +121,3 @@ def check_content(signal: np.ndarray, hea: Path) -> float | None:
     hi = np.where(finite, signal, -np.inf).max(axis=0)
     if np.all(hi - lo <= 0):
         raise SignalQualityError(f"{hea}: every lead is a flat line; the record holds no ECG. Exclude it.")
-    return None
