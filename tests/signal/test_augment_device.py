@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.signal import welch
@@ -72,6 +74,35 @@ def test_precordial_swap_exchanges_two_neighbouring_chest_leads(rng):
     changed = [i for i in range(12) if not np.array_equal(x[i], y[i])]
     assert len(changed) == 2 and changed[1] == changed[0] + 1 and changed[0] >= 6
     np.testing.assert_array_equal(np.sort(y, axis=0), np.sort(x, axis=0))
+
+
+def test_chest_gain_scales_v1_to_v6_together_and_leaves_the_limb_leads(rng):
+    x = np.random.default_rng(1).normal(size=(12, 50)).astype(np.float32)
+    gains = []
+    for _ in range(200):
+        y = A.chest_gain(x, rng, 0.4, 2.5)
+        np.testing.assert_array_equal(y[:6], x[:6])
+        ratio = y[6:] / x[6:]
+        np.testing.assert_allclose(ratio, ratio[0, 0], rtol=1e-5)
+        gains.append(ratio[0, 0])
+    assert 0.4 <= min(gains) and max(gains) <= 2.5
+    assert abs(np.median(np.log(gains))) < 0.2            # log-uniform: as many gains below 1 as above
+    three = np.ones((3, 10), np.float32)
+    np.testing.assert_array_equal(A.chest_gain(three, rng), three)   # not a 12-lead record: unchanged
+    with pytest.raises(ConfigError, match="chest_gain_low must be positive"):
+        A.Augment(chest_gain_low=0.0)
+    with pytest.raises(ConfigError, match="chest_gain_low <= chest_gain_high"):
+        A.Augment(chest_gain_low=2.0, chest_gain_high=1.0)
+
+
+def test_a_zero_probability_step_draws_nothing_so_old_specs_augment_as_before(rng):
+    x = np.random.default_rng(2).normal(size=(12, 400)).astype(np.float32)
+    old = A.Augment.robust()
+    a = old(x, FS, np.random.default_rng(5))
+    b = dataclasses.replace(old, chest_gain_low=0.5)(x, FS, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    with_gain = dataclasses.replace(old, chest_gain_p=1.0)(x, FS, np.random.default_rng(5))
+    assert not np.array_equal(a[6:], with_gain[6:])
 
 
 def test_robust_preset_round_trips_validates_and_keeps_shapes(rng):

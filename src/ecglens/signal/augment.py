@@ -26,6 +26,7 @@ __all__ = [
     "Augment",
     "amplitude_scale",
     "baseline_wander",
+    "chest_gain",
     "gaussian_noise",
     "lead_dropout",
     "limb_lead_swap",
@@ -278,6 +279,33 @@ def limb_lead_swap(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def chest_gain(x: np.ndarray, rng: np.random.Generator, low: float = 0.4, high: float = 2.5) -> np.ndarray:
+    """Multiply the six chest leads V1-V6 by one gain drawn log-uniformly from ``[low, high]``.
+
+    Devices differ in how they scale the precordial leads against the limb leads (LUDB's records V1-V6 at about
+    half of PTB-XL's size, the limb leads at about the same; docs/results.md, "Other hospitals"). One gain for the
+    group keeps the chest leads' ratios to each other, which carry anatomy.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (12, n_samples)
+        Signal in mV in the canonical lead order; other lead counts are returned unchanged.
+    rng : np.random.Generator
+        Random source.
+    low, high : float
+        Gain range (positive; the log of the gain is uniform, so 0.4-2.5 is symmetric around 1).
+
+    Returns
+    -------
+    np.ndarray, float32, same shape as ``x``.
+    """
+    out = _f32(x)
+    if out.ndim != 2 or out.shape[0] != 12:
+        return out
+    out[6:12] *= np.float32(math.exp(rng.uniform(math.log(low), math.log(high))))
+    return out
+
+
 def precordial_swap(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Swap two neighbouring precordial leads (V1-V6), as a misplaced chest electrode pair does.
 
@@ -306,7 +334,7 @@ class Augment:
 
     Applied in this order, each with its probability: random crop (always, when ``crop_seconds`` is set),
     amplitude scale, baseline wander, Gaussian noise, time shift, per-lead gain, low-pass, resampling round
-    trip, mains, limb-lead swap, chest-lead swap, lead dropout.
+    trip, mains, limb-lead swap, chest-lead swap, lead dropout, chest-lead gain.
 
     Parameters
     ----------
@@ -335,6 +363,9 @@ class Augment:
         Probability and largest amplitude (mV) of :func:`powerline` (50/60 Hz mains).
     limb_swap_p, chest_swap_p : float
         Probabilities of :func:`limb_lead_swap` and :func:`precordial_swap` (electrode misplacement).
+    chest_gain_p, chest_gain_low, chest_gain_high : float
+        Probability and (log-uniform) gain range of :func:`chest_gain`: one gain for V1-V6 together, as a
+        device that scales the chest leads differently from the limb leads records them.
 
     The device and site augmentations (``lead_scale_p`` ... ``chest_swap_p``) imitate recordings from other
     hospitals; :meth:`robust` is a preset that turns them on.
@@ -364,6 +395,9 @@ class Augment:
     powerline_mv: float = 0.05
     limb_swap_p: float = 0.0
     chest_swap_p: float = 0.0
+    chest_gain_p: float = 0.0
+    chest_gain_low: float = 0.4
+    chest_gain_high: float = 2.5
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -377,11 +411,13 @@ class Augment:
             if value < 0:
                 raise ConfigError(f"Augment.{f.name} must not be negative, got {value!r}.")
         for low, high in (("scale_low", "scale_high"), ("lead_scale_low", "lead_scale_high"),
-                          ("lowpass_low_hz", "lowpass_high_hz")):
+                          ("lowpass_low_hz", "lowpass_high_hz"), ("chest_gain_low", "chest_gain_high")):
             if getattr(self, low) > getattr(self, high):
                 raise ConfigError(
                     f"Augment needs {low} <= {high}, got {getattr(self, low)} > {getattr(self, high)}."
                 )
+        if self.chest_gain_low <= 0:
+            raise ConfigError(f"Augment.chest_gain_low must be positive (a gain), got {self.chest_gain_low!r}.")
         if self.dropout_max_leads != int(self.dropout_max_leads):
             raise ConfigError(
                 f"Augment.dropout_max_leads must be a whole number, got {self.dropout_max_leads!r}."
@@ -462,6 +498,7 @@ class Augment:
             (self.limb_swap_p, limb_lead_swap),
             (self.chest_swap_p, lambda a: precordial_swap(a, rng)),
             (self.dropout_p, lambda a: lead_dropout(a, rng, self.dropout_max_leads)),
+            (self.chest_gain_p, lambda a: chest_gain(a, rng, self.chest_gain_low, self.chest_gain_high)),
         )
         for prob, step in steps:
             if prob > 0 and rng.random() < prob:
