@@ -521,15 +521,28 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
 
 
 # --------------------------------------------------------------------------- folders and catalogues
-def _header_kind(hea: Path) -> tuple[str, tuple[str, ...]]:
-    """Classify a header from its text: ("signal" | "multi" | "none", segment names)."""
+def _segment_names(hea: Path) -> tuple[str, ...]:
+    """The segment names of a multi-segment header; () for any other header, or one that cannot be read.
+
+    Listing needs only this. The record line decides it (``NAME/NSEG ...``), so a single-segment header is
+    settled from its first line without parsing its signal lines; a multi-segment one is parsed in full.
+    """
     try:
-        facts = _header_facts(hea)
+        raw = hea.read_bytes()
+    except OSError:
+        return ()  # listed, so that reading it reports why
+    for line in raw.splitlines():
+        line = line.split(b"#", 1)[0].strip()
+        if line:
+            if b"/" not in line.split(None, 1)[0]:
+                return ()
+            break
+    else:
+        return ()
+    try:
+        return _header_facts(hea).segments
     except (EcglensError, OSError):
-        return "signal", ()  # malformed: listed, so that reading it reports why
-    if facts.segments:
-        return "multi", facts.segments
-    return ("signal" if any(f != "~" for f, *_ in facts.signals) else "none"), ()
+        return ()  # malformed: listed, so that reading it reports why
 
 
 def find_wfdb_records(folder: str | Path) -> list[Path]:
@@ -560,9 +573,8 @@ def signal_records(headers: Iterable[Path]) -> list[Path]:
     listed; every other header is, even one that declares no stored signal (``~``) or names itself, so that
     reading it reports the problem. Of headers that only name each other in a cycle, the first is listed.
     """
-    kinds = {hea: _header_kind(hea) for hea in headers}
-    children = {hea: {hea.parent / f"{seg}.hea" for seg in segs} - {hea}
-                for hea, (kind, segs) in kinds.items() if kind == "multi"}
+    kinds = {hea: _segment_names(hea) for hea in headers}
+    children = {hea: {hea.parent / f"{seg}.hea" for seg in segs} - {hea} for hea, segs in kinds.items() if segs}
     named = set().union(*children.values())
     listed = [hea for hea in kinds if hea not in named]
     covered = _reachable(listed, children)
