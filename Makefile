@@ -72,6 +72,7 @@ bench: setup-dev
 	$(BIN)/python benchmarks/bench_harmonise.py
 	$(BIN)/python benchmarks/bench_harmonise_steps.py
 	$(BIN)/python benchmarks/bench_read_harmonise.py
+	$(BIN)/python benchmarks/bench_startup.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache $(SMOKE_VENV) $(WHEEL_DIR) site

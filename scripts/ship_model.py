@@ -139,6 +139,22 @@ def _calibration_lines(ckpt, metrics: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _selects_epoch(cfg: dict) -> bool:
+    """Whether the run kept the epoch its validation folds chose (``trainer.monitor``), not simply the last."""
+    return "ensemble" in cfg or (cfg.get("trainer") or {}).get("monitor", "val_loss") is not None
+
+
+def _data_line(cfg: dict) -> str:
+    """The card's line on training data: folds, distillation, how the epoch was chosen."""
+    data = cfg.get("data") or {}
+    teacher = (f", with labels blended {1 - data.get('teacher_weight', 0.5):g}:{data.get('teacher_weight', 0.5):g} "
+               f"with a teacher's predictions on them (distillation, `{data['teacher']}`)" if data.get("teacher")
+               else "")
+    chosen = "fold 9 to select the epoch" if _selects_epoch(cfg) else "the last epoch kept (no epoch selection)"
+    return (f"- PTB-XL v1.0.3 at 100 Hz (Wagner et al. 2020, CC BY 4.0), `strat_fold` 1-8 for training{teacher}; "
+            f"{chosen}; fold 10 (the blind test set) was never used.")
+
+
 def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
     ckpt = load_checkpoint(_checkpoint_file(run))
     metrics = json.loads((ev / "metrics.json").read_text())
@@ -167,8 +183,7 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         "",
         "## Training data and budget",
         "",
-        ("- PTB-XL v1.0.3 at 100 Hz (Wagner et al. 2020, CC BY 4.0), `strat_fold` 1-8 for training, fold 9 to select "
-         "the epoch; fold 10 (the blind test set) was never used."),
+        _data_line(cfg),
         *(_ensemble_lines(cfg["ensemble"]) if "ensemble" in cfg else [
             f"- optimiser: `{json.dumps(cfg.get('optim', {}))}`",
             f"- augmentation: `{json.dumps(cfg.get('augment', {}))}`",
@@ -178,8 +193,10 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         (f"## Metrics on PTB-XL fold 9 ({metrics['n_records']} ECGs; {metrics['ci']}, "
          f"{metrics['n_boot']} resamples by {metrics['resampling']})"),
         "",
-        ("Fold 9 was also used to select the epoch, so these are validation numbers, slightly optimistic; the blind "
-         "fold 10 is the honest test." + (f" {args.note}" if args.note else "")),
+        ((_selects_epoch(cfg) and "Fold 9 was also used to select the epoch, so these are validation numbers, "
+          "slightly optimistic; the blind fold 10 is the honest test." or "Fold 9 selected no epoch here (the "
+          "last was kept); these are still validation numbers, the blind fold 10 is the honest test.")
+         + (f" {args.note}" if args.note else "")),
         "",
         *_metric_rows(metrics),
         "",
