@@ -256,6 +256,13 @@ def powerline(x: np.ndarray, fs: float, rng: np.random.Generator, amplitude_mv: 
     return (out + gains * hum).astype(np.float32)
 
 
+def _twelve_leads(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A float32 copy of ``x`` and whether it is a canonical 12-lead array ``[12, n]`` (the lead-specific
+    augmentations return any other array unchanged)."""
+    out = _f32(x)
+    return out, out.ndim == 2 and out.shape[0] == 12
+
+
 def limb_lead_swap(x: np.ndarray) -> np.ndarray:
     """Left/right arm electrode reversal on a canonical 12-lead array: I -> -I, II <-> III, aVR <-> aVL.
 
@@ -269,8 +276,8 @@ def limb_lead_swap(x: np.ndarray) -> np.ndarray:
     -------
     np.ndarray, float32, same shape as ``x``.
     """
-    out = _f32(x)
-    if out.ndim != 2 or out.shape[0] != 12:
+    out, twelve = _twelve_leads(x)
+    if not twelve:
         return out
     src = out.copy()
     out[0] = -src[0]
@@ -299,8 +306,8 @@ def chest_gain(x: np.ndarray, rng: np.random.Generator, low: float = 0.4, high: 
     -------
     np.ndarray, float32, same shape as ``x``.
     """
-    out = _f32(x)
-    if out.ndim != 2 or out.shape[0] != 12:
+    out, twelve = _twelve_leads(x)
+    if not twelve:
         return out
     out[6:12] *= np.float32(math.exp(rng.uniform(math.log(low), math.log(high))))
     return out
@@ -320,8 +327,8 @@ def precordial_swap(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     -------
     np.ndarray, float32, same shape as ``x``.
     """
-    out = _f32(x)
-    if out.ndim != 2 or out.shape[0] != 12:
+    out, twelve = _twelve_leads(x)
+    if not twelve:
         return out
     i = 6 + int(rng.integers(5))
     out[[i, i + 1]] = out[[i + 1, i]]
