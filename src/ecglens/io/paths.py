@@ -33,18 +33,27 @@ def walk_files(folder: str | os.PathLike[str], suffixes: Iterable[str] | None = 
     wanted = None if suffixes is None else {s.lower() for s in suffixes}
     seen: set[str] = set()
     found: list[Path] = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    todo = [os.fspath(folder)]
+    while todo:  # depth first, sorted: the order of os.walk(top-down) with sorted folders
+        root = todo.pop()
         real = os.path.realpath(root)
         if real in seen:
-            dirs[:] = []        # already walked through another path: do not list (or descend) it twice
-            continue
+            continue            # already walked through another path: do not list (or descend) it twice
         seen.add(real)
-        dirs.sort()
-        base = Path(root)
-        for name in files:
-            if wanted is None or os.path.splitext(name)[1].lower() in wanted:
-                if os.path.isfile(os.path.join(root, name)):  # not a broken link, a socket or a device
-                    found.append(base / name)
+        try:
+            entries = list(os.scandir(root))
+        except OSError:
+            continue            # unreadable, or gone: as os.walk, skip it
+        base, folders = Path(root), []
+        for entry in entries:
+            try:
+                if entry.is_dir():      # follows links to folders
+                    folders.append(entry.path)
+                elif (wanted is None or os.path.splitext(entry.name)[1].lower() in wanted) and entry.is_file():
+                    found.append(base / entry.name)  # not a broken link, a socket or a device; no stat for a file
+            except OSError:
+                continue
+        todo.extend(sorted(folders, reverse=True))
     return sorted(found, key=_parts)
 
 
