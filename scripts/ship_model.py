@@ -193,9 +193,9 @@ def _card(name: str, run: Path, ev: Path, args: argparse.Namespace) -> str:
         (f"## Metrics on PTB-XL fold 9 ({metrics['n_records']} ECGs; {metrics['ci']}, "
          f"{metrics['n_boot']} resamples by {metrics['resampling']})"),
         "",
-        ((_selects_epoch(cfg) and "Fold 9 was also used to select the epoch, so these are validation numbers, "
-          "slightly optimistic; the blind fold 10 is the honest test." or "Fold 9 selected no epoch here (the "
-          "last was kept); these are still validation numbers, the blind fold 10 is the honest test.")
+        (("Fold 9 was also used to select the epoch, so these are validation numbers, slightly optimistic; the "
+          "blind fold 10 is the honest test." if _selects_epoch(cfg) else "Fold 9 selected no epoch here (the last "
+          "was kept); these are still validation numbers, the blind fold 10 is the honest test.")
          + (f" {args.note}" if args.note else "")),
         "",
         *_metric_rows(metrics),

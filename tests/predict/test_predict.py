@@ -278,10 +278,11 @@ def test_find_records_counts_a_wfdb_record_once(mixed_folder, tmp_path: Path) ->
 def test_find_records_walks_a_folder_once(mixed_folder, monkeypatch) -> None:
     from ecglens.io import paths
 
-    walks, real_walk = [], paths.os.walk
-    monkeypatch.setattr(paths.os, "walk", lambda top, **kw: (walks.append(top), real_walk(top, **kw))[1])
+    scans, real_scandir = [], paths.os.scandir
+    monkeypatch.setattr(paths.os, "scandir", lambda top: (scans.append(str(top)), real_scandir(top))[1])
     root, n_good, n_bad = mixed_folder
-    assert len(find_records(root)) == n_good + n_bad and walks == [root]
+    assert len(find_records(root)) == n_good + n_bad
+    assert scans[0] == str(root) and len(scans) == len(set(scans)) == 2  # the folder and "sub", each once
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -573,17 +573,17 @@ def signal_records(headers: Iterable[Path]) -> list[Path]:
     listed; every other header is, even one that declares no stored signal (``~``) or names itself, so that
     reading it reports the problem. Of headers that only name each other in a cycle, the first is listed.
     """
-    kinds = {hea: _segment_names(hea) for hea in headers}
-    children = {hea: {hea.parent / f"{seg}.hea" for seg in segs} - {hea} for hea, segs in kinds.items() if segs}
+    segments = {hea: _segment_names(hea) for hea in headers}
+    children = {hea: {hea.parent / f"{seg}.hea" for seg in segs} - {hea} for hea, segs in segments.items() if segs}
     named = set().union(*children.values())
-    listed = [hea for hea in kinds if hea not in named]
+    listed = [hea for hea in segments if hea not in named]
     covered = _reachable(listed, children)
-    for hea in kinds:
+    for hea in segments:
         if hea not in covered:  # on a cycle of multi-segment headers that no listed header reaches
             listed.append(hea)
             covered |= _reachable([hea], children)
     keep = set(listed)
-    return [hea for hea in kinds if hea in keep]
+    return [hea for hea in segments if hea in keep]
 
 
 def _reachable(start: Iterable[Path], children: dict[Path, set[Path]]) -> set[Path]:
