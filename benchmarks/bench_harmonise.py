@@ -17,7 +17,6 @@ Prints a table and writes ``benchmarks/results/bench_harmonise.json`` (git-ignor
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import write_results
 
 from ecglens import Ecg, __version__
 from ecglens.io import read_ecg
@@ -99,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "default_group_records": default_size}
         print(f"{fs:>6g} " + " ".join(f"{ms[str(s)]:>7.3f} ({ms[str(s)] / base:.2f})" for s in sizes)
               + f"   default = groups of {default_size}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.json}")
+    write_results(args.json, result)
     return 0
 
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import machine, print_ratio_table, tree_env, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_read_harmonise.json"
 HERE = Path(__file__).resolve()
@@ -90,9 +90,7 @@ def worker(args: argparse.Namespace) -> dict[str, float]:
 
 
 def _run(tree: Path | None, args: argparse.Namespace) -> dict[str, float]:
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree / "src"), env.get("PYTHONPATH", "")]))
+    env = tree_env(tree)
     cmd = [sys.executable, str(HERE), "--worker", "--ptbxl", str(args.ptbxl), "--ludb", str(args.ludb),
            "--n", str(args.n), "--model", args.model, "--repeats", str(args.repeats)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -115,19 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     medians = {name: {s: statistics.median(x[s] for x in runs) for s in STEPS if s in runs[0]}
                for name, runs in rounds.items()}
-    print(f"{'step':<18}" + "".join(f"{name + ' ms/rec':>18}" for name in trees)
-          + (f"{'this / baseline':>18}" if args.baseline else ""))
-    for step in medians["this"]:
-        row = f"{step:<18}" + "".join(f"{medians[name][step]:>18.3f}" for name in trees)
-        if args.baseline:
-            row += f"{medians['this'][step] / medians['baseline'][step]:>18.2f}"
-        print(row)
-    result = {"medians_ms_per_record": medians, "rounds": rounds, "args": {k: str(v) for k, v in vars(args).items()},
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "load_avg": os.getloadavg()}}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.json}")
+    print_ratio_table(medians, list(medians["this"]), "step", unit=" ms/rec")
+    write_results(args.json, {"medians_ms_per_record": medians, "rounds": rounds,
+                              "args": {k: str(v) for k, v in vars(args).items()}, "machine": machine()})
     return 0
 
 

@@ -18,15 +18,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import machine, print_ratio_table, tree_env, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_startup.json"
 _LIST = ("import sys, time\nfrom ecglens.predict.records import find_records\n"
@@ -44,22 +43,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _env(tree: Path | None) -> dict[str, str]:
-    env = dict(os.environ)
-    if tree is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree / "src"), env.get("PYTHONPATH", "")]))
-    return env
-
-
 def _predict_seconds(tree: Path | None, record: Path, model: str, out: Path) -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "ecglens", "predict", str(record), "--model", model, "--output", str(out),
-                    "--no-progress"], env=_env(tree), check=True, capture_output=True)
+                    "--no-progress"], env=tree_env(tree), check=True, capture_output=True)
     return time.perf_counter() - t0
 
 
 def _list_seconds(tree: Path | None, folder: Path) -> tuple[float, int]:
-    done = subprocess.run([sys.executable, "-c", _LIST, str(folder)], env=_env(tree), check=True,
+    done = subprocess.run([sys.executable, "-c", _LIST, str(folder)], env=tree_env(tree), check=True,
                           capture_output=True, text=True)
     seconds, n = done.stdout.split()[-2:]
     return float(seconds), int(n)
@@ -85,21 +77,10 @@ def main(argv: list[str] | None = None) -> int:
                 times[name]["list the folder"].append(seconds)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     medians = {name: {s: statistics.median(v) for s, v in per.items()} for name, per in times.items()}
-    width = max(len(s) for s in steps) + 2
-    print(f"{'step (median s)':<{width}}" + "".join(f"{name:>12}" for name in trees)
-          + (f"{'this / baseline':>18}" if args.baseline else ""))
-    for step in steps:
-        row = f"{step:<{width}}" + "".join(f"{medians[name][step]:>12.3f}" for name in trees)
-        if args.baseline:
-            row += f"{medians['this'][step] / medians['baseline'][step]:>18.2f}"
-        print(row)
+    print_ratio_table(medians, steps, "step (median s)", width=max(len(s) for s in steps) + 2)
     print(f"(folder: {n_listed} records listed; {args.rounds} rounds)")
-    result = {"medians_s": medians, "times_s": times, "n_listed": n_listed,
-              "args": {k: str(v) for k, v in vars(args).items()},
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()}}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.json}")
+    write_results(args.json, {"medians_s": medians, "times_s": times, "n_listed": n_listed,
+                              "args": {k: str(v) for k, v in vars(args).items()}, "machine": machine()})
     return 0
 
 
