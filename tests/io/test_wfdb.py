@@ -271,6 +271,17 @@ def test_find_wfdb_records(fixtures_dir, tmp_path):
     multi = read_ecg(tmp_path / "multi")
     assert multi.n_samples == 20 and multi.leads == ("I",)
 
+@pytest.mark.parametrize("comment_bytes", [0, 4000, 4093, 5000])
+def test_find_wfdb_records_headers_beyond_the_first_bytes_read(tmp_path, comment_bytes):
+    """Listing reads a header's first 4,096 bytes; a record line after long comments, or cut at that boundary,
+    is still read as what it is (multi-segment: its segments are not listed)."""
+    comments = f"# {'x' * (comment_bytes - 3)}\n" if comment_bytes else ""  # the record line starts after them
+    (tmp_path / "multi.hea").write_text(comments + "multi/2 1 250 20\nseg1 10\nseg2 10\n")
+    for seg in ("seg1", "seg2"):
+        _write(tmp_path, seg, np.arange(10.0)[:, None] / 10, ["I"], fs=250)
+    (tmp_path / "single.hea").write_text(comments + "single 1 250 10\nsingle.dat 16 200/mV 16 0 0 0 0 I\n")
+    assert find_wfdb_records(tmp_path) == [tmp_path / "multi.hea", tmp_path / "single.hea"]
+
 
 def test_wfdb_catalogue(fixtures_dir):
     cat = wfdb_catalogue(fixtures_dir / "code15b")

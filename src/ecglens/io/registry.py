@@ -68,6 +68,25 @@ class ReaderSpec:
 _READERS: dict[str, ReaderSpec] = {}
 
 
+@dataclass(frozen=True)
+class _SuffixRule:
+    """What the registry says about every file with one (lower-case) suffix, worked out once per suffix.
+
+    ``record_suffix``: the suffix of the file its record is read through (a companion's record file, or the
+    suffix itself for a multi-file format's record file), None for single-file formats and unclaimed suffixes;
+    ``listed``: an eligible reader claims it; ``sniffers``: the eligible readers whose sniff decides whether it
+    is listed (empty when the suffix alone decides).
+    """
+
+    record_suffix: str | None
+    listed: bool
+    sniffers: tuple[ReaderSpec, ...]
+
+
+#: (suffix, raw) -> its rule; cleared whenever a reader is registered
+_SUFFIX_RULES: dict[tuple[str, bool], _SuffixRule] = {}
+
+
 def register_reader(
     name: str,
     suffixes: tuple[str, ...],
@@ -85,6 +104,7 @@ def register_reader(
     def deco(fn: Callable[..., Ecg]) -> Callable[..., Ecg]:
         if name in _READERS:
             raise ValueError(f"a reader named {name!r} is already registered")
+        _SUFFIX_RULES.clear()  # the rules per suffix are derived from the registry
         _READERS[name] = ReaderSpec(
             name=name,
             suffixes=tuple(s.lower() for s in suffixes),
@@ -130,6 +150,35 @@ def companion_of(path: str | Path) -> Path | None:
     return None if spec is None else path.with_suffix(spec.suffixes[0])
 
 
+def _suffix_rule(suffix: str, raw: bool) -> _SuffixRule:
+    """The registry's rule for files with ``suffix`` (lower case; :class:`_SuffixRule`), cached per suffix."""
+    rule = _SUFFIX_RULES.get((suffix, raw))
+    if rule is None:
+        readers = list_readers()
+        owner = next((r for r in _READERS.values() if suffix in r.companions), None)
+        if owner is not None:
+            record_suffix: str | None = owner.suffixes[0]
+        elif any(r.companions and suffix == r.suffixes[0] for r in readers):
+            record_suffix = suffix
+        else:
+            record_suffix = None
+        claims = [r for r in readers if suffix in r.suffixes or suffix in r.companions]
+        eligible = tuple(r for r in claims if raw or not r.raw)
+        needs_sniff = bool(eligible) and not raw and any(r.raw for r in claims)
+        rule = _SuffixRule(record_suffix, bool(eligible), eligible if needs_sniff else ())
+        _SUFFIX_RULES[(suffix, raw)] = rule
+    return rule
+
+
+def _record_path(path: Path, suffix: str, present: Container[Path] | None) -> Path | None:
+    """:func:`record_file` of ``path``, whose lower-case suffix is ``suffix``."""
+    main_suffix = _suffix_rule(suffix, False).record_suffix
+    if main_suffix is None:
+        return None
+    main = path if main_suffix == suffix else path.with_suffix(main_suffix)
+    return main if (main.is_file() if present is None else main in present) else None
+
+
 def record_file(path: str | Path, present: Container[Path] | None = None) -> Path | None:
     """The file through which the multi-file record that ``path`` belongs to is read, when it exists:
     ``rec.dat`` -> ``rec.hea``, ``rec.hea`` -> itself. ``None`` for the files of single-file formats and for
@@ -140,13 +189,7 @@ def record_file(path: str | Path, present: Container[Path] | None = None) -> Pat
     """
     _ensure_loaded()
     path = path if isinstance(path, Path) else Path(path)
-    suffix = path.suffix.lower()
-    main = companion_of(path)
-    if main is None and any(r.companions and suffix == r.suffixes[0] for r in _READERS.values()):
-        main = path
-    if main is None:
-        return None
-    return main if (main.is_file() if present is None else main in present) else None
+    return _record_path(path, path.suffix.lower(), present)
 
 
 def _sniffs(spec: ReaderSpec, path: Path) -> bool:
@@ -169,13 +212,13 @@ def is_record_file(path: str | Path, raw: bool = False, present: Container[Path]
     _ensure_loaded()
     path = path if isinstance(path, Path) else Path(path)
     suffix = path.suffix.lower()
-    claims = [r for r in list_readers() if suffix in r.suffixes or suffix in r.companions]
-    eligible = [r for r in claims if raw or not r.raw]
-    if not eligible or record_file(path, present) not in (None, path):
-        return False
-    if raw or not any(r.raw for r in claims):
+    rule = _suffix_rule(suffix, bool(raw))
+    if not rule.listed or (rule.record_suffix not in (None, suffix)
+                           and _record_path(path, suffix, present) is not None):
+        return False  # no reader for it, or a companion whose record file is there (that file is listed)
+    if not rule.sniffers:
         return True
-    return any(_sniffs(r, path) for r in eligible)  # only a shared suffix (.txt) costs a look at the content
+    return any(_sniffs(r, path) for r in rule.sniffers)  # only a shared suffix (.txt) costs a look at the content
 
 
 def _candidates(path: Path) -> list[Path]:
