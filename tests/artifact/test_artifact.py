@@ -16,6 +16,7 @@ from ecglens.artifact import (
     ONNX,
     SAFETENSORS,
     OutputSpec,
+    aggregate_records,
     aggregate_windows,
     check_contract,
     list_formats,
@@ -108,6 +109,20 @@ def test_aggregate_windows_mean_and_sample_sd() -> None:
     means, spread = aggregate_windows({"age": np.array([50.0, 54.0]), "p": np.array([0.2])})
     assert means == {"age": 52.0, "p": pytest.approx(0.2)}
     assert spread["age"] == pytest.approx(np.std([50.0, 54.0], ddof=1)) and np.isnan(spread["p"])
+
+
+def test_aggregate_records_equals_aggregate_windows_per_record() -> None:
+    rng = np.random.default_rng(3)
+    counts = rng.integers(1, 31, size=120)
+    per_window = {"age": rng.normal(55, 15, counts.sum()), "p": rng.random(counts.sum())}
+    means, spread = aggregate_records(per_window, counts)
+    start = 0
+    for i, n in enumerate(counts):
+        one_means, one_spread = aggregate_windows({k: v[start:start + n] for k, v in per_window.items()})
+        start += n
+        for k in per_window:  # the same reductions: equal to the last bit
+            assert means[k][i] == one_means[k]
+            assert spread[k][i] == one_spread[k] or (np.isnan(spread[k][i]) and np.isnan(one_spread[k]))
 
 
 # ----------------------------------------------------------------------------------------------- layering

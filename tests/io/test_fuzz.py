@@ -131,3 +131,11 @@ def test_plausible_outputs_stay_ok(predictor):
     pred = predictor.predict_ecg(_ecg())
     assert 0 <= pred.outputs["age"] <= 120 and pred.outputs["age_std"] > 0 and 0 <= pred.outputs["p_female"] <= 1
     assert predictor.implausible_outputs(pred.outputs) is None
+
+
+def test_implausible_mask_agrees_with_implausible_outputs(predictor):
+    outputs = {"age": np.array([50.0, 130.0, np.nan, 40.0, 60.0]), "age_std": np.array([5.0, 5.0, 5.0, 0.0, 4.0]),
+               "p_female": np.array([0.5, 0.5, 0.5, 0.5, 1.5])}
+    mask = predictor.implausible_mask(outputs)
+    each = [predictor.implausible_outputs({k: float(v[i]) for k, v in outputs.items()}) is not None for i in range(5)]
+    assert mask.tolist() == each == [False, True, True, True, True]

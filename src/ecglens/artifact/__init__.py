@@ -39,6 +39,7 @@ from .pretrained import create_model, pretrained_architectures
 from .windows import (
     DEFAULT_MAX_WINDOWS,
     WINDOW_TOLERANCE,
+    aggregate_records,
     aggregate_windows,
     inference_window,
     mean_over_windows,
@@ -60,6 +61,7 @@ __all__ = [
     "Output",
     "OutputSpec",
     "RegressionOutput",
+    "aggregate_records",
     "aggregate_windows",
     "check_contract",
     "create_model",

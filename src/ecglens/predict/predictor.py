@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..artifact.formats import load_model_file, model_format
-from ..artifact.windows import DEFAULT_MAX_WINDOWS, aggregate_windows
+from ..artifact.windows import DEFAULT_MAX_WINDOWS, aggregate_records, aggregate_windows
 from ..ecg import Ecg
 from ..exceptions import CheckpointError, ConfigError, EcglensError
 from .backends import Backend, create_backend, usable_cores
@@ -192,6 +192,20 @@ class Predictor:
     def row_flags(self, flags: tuple[str, ...]) -> tuple[str, ...]:
         """A predicted record's flags, with ``site_gain`` when one was applied."""
         return flags if self._site_gain is None else (*flags, "site_gain")
+
+    def implausible_mask(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """For outputs of many records (``{name: [N]}``), which records :meth:`implausible_outputs` rejects:
+        bool [N]."""
+        bad = np.zeros(len(next(iter(outputs.values()), ())), dtype=bool)
+        for name, values in outputs.items():
+            low, high = _output_range(self.checkpoint.task, name)
+            values = np.asarray(values, dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                wrong = ~(np.isfinite(values) & (values >= low) & (values <= high))
+                if name.endswith("_std"):
+                    wrong |= ~(values > 0)
+            bad |= wrong
+        return bad
 
     def implausible_outputs(self, outputs: Mapping[str, float]) -> str | None:
         """Why a record's outputs cannot be a prediction for an ECG, or None when they are plausible.
@@ -472,29 +486,31 @@ class _Batcher:
         return self._rows(items, outputs, failure)
 
     def _rows(self, items: list[PipelineItem], outputs: Mapping[str, np.ndarray], failure: str | None) -> list[dict]:
-        rows, pos = [], 0
-        names = self.predictor.output_names
-        nan_outputs = dict.fromkeys(names, np.nan)
-        # records of one window (the usual case): per-window outputs are the means, no per-record aggregation
-        values = {k: v.tolist() for k, v in outputs.items()}
+        """Table rows of ``items`` in order; ``outputs`` holds the windows of the items without error, in order
+        (an item with an error has no windows)."""
+        predictor = self.predictor
+        ok = [item for item in items if item.error is None] if failure is None else []
+        values: dict[str, list[float]] = {}
+        bad = np.zeros(0, dtype=bool)
+        if ok:  # every record of the batch reduced at once (aggregate_records), its plausibility checked at once
+            means, _ = aggregate_records(outputs, [item.n_windows for item in ok])
+            bad = predictor.implausible_mask(means)
+            values = {k: v.tolist() for k, v in means.items()}
+        nan_outputs = dict.fromkeys(predictor.output_names, np.nan)
+        rows, row = [], 0
         for item in items:
             recorded = item.recorded or recorded_fields(None)
             if item.error is not None or failure is not None:
                 rows.append({"record": item.record, "status": "error", "message": item.error or failure,
                              **nan_outputs, **recorded, "n_windows": 0, "flags": ";".join(item.flags)})
-                pos += item.n_windows
                 continue
-            if item.n_windows == 1:
-                means = {k: v[pos] for k, v in values.items()}
-                spread = dict.fromkeys(values, np.nan)
-            else:
-                means, spread = aggregate_windows({k: v[pos:pos + item.n_windows] for k, v in outputs.items()})
-            pos += item.n_windows
-            problem = self.predictor.implausible_outputs(means)
-            if problem:
-                rows.append({"record": item.record, "status": "error", "message": problem, **nan_outputs,
+            record_means = {k: v[row] for k, v in values.items()}
+            if bad[row]:
+                rows.append({"record": item.record, "status": "error",
+                             "message": predictor.implausible_outputs(record_means), **nan_outputs,
                              **recorded, "n_windows": item.n_windows, "flags": ";".join(item.flags)})
-                continue
-            rows.append(Prediction(item.record, means, spread, item.n_windows, self.predictor.row_flags(item.flags),
-                                   item.warnings, recorded).to_row())
+            else:
+                rows.append(Prediction(item.record, record_means, {}, item.n_windows,
+                                       predictor.row_flags(item.flags), item.warnings, recorded).to_row())
+            row += 1
         return rows
