@@ -240,3 +240,15 @@ def test_check_amplitude_on_a_real_record_with_a_wrong_gain(fixtures_dir):
         F.check_amplitude(x)
     assert F.guess_unit_scale(x) == pytest.approx(1e3)
     assert 0.3 < F.check_amplitude(x * 1000) < 4.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 2, 11, 1000, 5000])
+def test_row_percentiles_equal_numpy_percentile(dtype, n):
+    rng = np.random.default_rng(n)
+    rows = rng.normal(0, 1, size=(4, 3, n)).astype(dtype)
+    rows[0, 0, : n // 2] = 0.0  # ties
+    q = [0, 1, 25, 50, 99, 99.9, 100]
+    got = F.row_percentiles(rows, q)
+    assert got.shape == (len(q), 4, 3) and got.dtype == np.float64
+    np.testing.assert_allclose(got, np.percentile(rows, q, axis=-1), rtol=1e-12, atol=0)

