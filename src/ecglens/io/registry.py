@@ -146,8 +146,8 @@ def companion_of(path: str | Path) -> Path | None:
     _ensure_loaded()
     path = path if isinstance(path, Path) else Path(path)
     suffix = path.suffix.lower()
-    spec = next((r for r in _READERS.values() if suffix in r.companions), None)
-    return None if spec is None else path.with_suffix(spec.suffixes[0])
+    record_suffix = _suffix_rule(suffix, False).record_suffix
+    return None if record_suffix in (None, suffix) else path.with_suffix(record_suffix)
 
 
 def _suffix_rule(suffix: str, raw: bool) -> _SuffixRule:
