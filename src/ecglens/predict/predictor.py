@@ -510,7 +510,7 @@ class _Batcher:
                              "message": predictor.implausible_outputs(record_means), **nan_outputs,
                              **recorded, "n_windows": item.n_windows, "flags": ";".join(item.flags)})
             else:
-                rows.append(Prediction(item.record, record_means, {}, item.n_windows,
+                rows.append(Prediction(item.record, record_means, {}, item.n_windows,  # no spread column in tables
                                        predictor.row_flags(item.flags), item.warnings, recorded).to_row())
             row += 1
         return rows
