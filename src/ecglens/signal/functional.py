@@ -527,8 +527,7 @@ def normalize(x: np.ndarray, method: str = "none") -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- units
-#: rows up to this many float32 samples are sorted by :func:`row_percentiles` (faster there; see its notes)
-SORT_PERCENTILE_MAX_SAMPLES: int = 2500
+SORT_PERCENTILE_MAX_SAMPLES: int = 2500  #: float32 rows up to this long are sorted by :func:`row_percentiles`
 
 
 def row_percentiles(rows: np.ndarray, q: Sequence[float]) -> np.ndarray:
@@ -547,12 +546,10 @@ def row_percentiles(rows: np.ndarray, q: Sequence[float]) -> np.ndarray:
 
     Notes
     -----
-    NumPy's percentile partitions along a strided axis. For float32 rows of up to
-    :data:`SORT_PERCENTILE_MAX_SAMPLES` samples a contiguous sort along the last axis (SIMD-vectorised) is faster,
-    and the values are then interpolated as NumPy interpolates them: equal to ``np.percentile`` to rounding
-    (tested; bitwise with NumPy 2.x). The 1st and 99th percentiles of 96 rows (eight 12-lead records), 2026-12-06:
-    float32 rows of 1,000 samples (10 s at 100 Hz) 0.56 against 1.43 ms, 2,500 samples 2.4 against 3.3 ms; at
-    5,000 samples the two are level, and for float64 rows the sort is slower, so those go to ``np.percentile``.
+    For float32 rows of up to :data:`SORT_PERCENTILE_MAX_SAMPLES` samples a contiguous (SIMD) sort is faster than
+    NumPy's partition along a strided axis; the values are interpolated as NumPy does (equal to rounding, tested).
+    1st and 99th percentiles of 96 float32 rows (2026-12-06): 1,000 samples 0.56 against 1.43 ms, 2,500 samples
+    2.4 against 3.3 ms, 5,000 level; float64 rows sort slower, so they go to ``np.percentile``.
     """
     n = rows.shape[-1]
     if rows.dtype != np.float32 or n > SORT_PERCENTILE_MAX_SAMPLES or n == 0:
