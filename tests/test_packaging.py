@@ -242,3 +242,15 @@ def test_cli_stdout_holds_only_the_result(tmp_path, capsys):
         shown = [c for c in written if written[c].notna().all()]  # the non-empty columns of the one record
         assert lines[-1] == f"wrote {out}" and [line.split()[0] for line in lines[:-1]] == shown
         assert ("ECG/s" in done.err) is not quiet  # the progress bar is on stderr, and off with --quiet
+
+
+def test_console_script_entry_point_exits_with_the_commands_code(tmp_path):
+    """``ecglens.cli:main`` (the console script) ends the process with the command's exit code, its output
+    flushed, after freezing the objects left (no final garbage collection)."""
+    code = "import sys; from ecglens.cli import main; sys.argv = ['ecglens'] + sys.argv[1:]; main()"
+    ok = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True, cwd=tmp_path,
+                        timeout=300, check=False)
+    assert ok.returncode == 0 and ok.stdout.startswith("ecglens ")
+    bad = subprocess.run([sys.executable, "-c", code, "info", str(tmp_path / "missing.hea")], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=300, check=False)
+    assert bad.returncode == 2 and "error" in bad.stderr
