@@ -147,7 +147,8 @@ def aggregate_windows(per_window: Mapping[str, np.ndarray]) -> tuple[dict[str, f
     means, spread : dict of str to float
     """
     means = {k: float(np.mean(v)) for k, v in per_window.items()}
-    spread = {k: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan") for k, v in per_window.items()}
+    with np.errstate(invalid="ignore"):  # infinite outputs: NaN spread (such a record is refused anyway)
+        spread = {k: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan") for k, v in per_window.items()}
     return means, spread
 
 
@@ -182,7 +183,8 @@ def aggregate_records(per_window: Mapping[str, np.ndarray], counts: Sequence[int
             block = np.asarray(values, dtype=np.float64)[index]
             means[k][rows] = block.mean(axis=-1)
             if width > 1:
-                spread[k][rows] = block.std(axis=-1, ddof=1)
+                with np.errstate(invalid="ignore"):  # infinite outputs: NaN spread (the row is refused anyway)
+                    spread[k][rows] = block.std(axis=-1, ddof=1)
     return means, spread
 
 
