@@ -193,18 +193,22 @@ class Predictor:
         """A predicted record's flags, with ``site_gain`` when one was applied."""
         return flags if self._site_gain is None else (*flags, "site_gain")
 
+    def _out_of_range(self, name: str, values: Any) -> np.ndarray:
+        """Where output ``name`` (a value or an array of them) is implausible (see :meth:`implausible_outputs`)."""
+        low, high = _output_range(self.checkpoint.task, name)
+        values = np.asarray(values, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            wrong = ~(np.isfinite(values) & (values >= low) & (values <= high))
+            if name.endswith("_std"):
+                wrong |= ~(values > 0)
+        return wrong
+
     def implausible_mask(self, outputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """For outputs of many records (``{name: [N]}``), which records :meth:`implausible_outputs` rejects:
         bool [N]."""
         bad = np.zeros(len(next(iter(outputs.values()), ())), dtype=bool)
         for name, values in outputs.items():
-            low, high = _output_range(self.checkpoint.task, name)
-            values = np.asarray(values, dtype=np.float64)
-            with np.errstate(invalid="ignore"):
-                wrong = ~(np.isfinite(values) & (values >= low) & (values <= high))
-                if name.endswith("_std"):
-                    wrong |= ~(values > 0)
-            bad |= wrong
+            bad |= self._out_of_range(name, values)
         return bad
 
     def implausible_outputs(self, outputs: Mapping[str, float]) -> str | None:
@@ -213,11 +217,7 @@ class Predictor:
         Every output must be finite; ages within 0-120 years, standard deviations (``*_std``) above 0 and
         probabilities (binary / multilabel outputs) within [0, 1].
         """
-        bad = []
-        for name, value in outputs.items():
-            low, high = _output_range(self.checkpoint.task, name)
-            if not (np.isfinite(value) and low <= value <= high) or (name.endswith("_std") and not value > 0):
-                bad.append(f"{name}={value:.4g}")
+        bad = [f"{name}={value:.4g}" for name, value in outputs.items() if self._out_of_range(name, value)]
         if not bad:
             return None
         return (f"implausible model outputs ({', '.join(bad)}): the input is probably not an ECG in mV at its "
