@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from small_models import SMALL
@@ -22,6 +23,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from ecglens.artifact import load_checkpoint, load_onnx_checkpoint, read_onnx_metadata, save_checkpoint
+from ecglens.artifact.onnx import onnx_session
 from ecglens.data.targets import task_from_name
 from ecglens.exceptions import CheckpointError, ConfigError
 from ecglens.export import cached_onnx, export_onnx, verify_onnx
@@ -202,6 +204,28 @@ def test_onnx_backend_shares_cores_with_reading_workers(onnx_path: Path, monkeyp
     fixed = OnnxBackend(onnx_path, threads=2)
     with fixed.sharing_cores(3):
         assert fixed._session.get_session_options().intra_op_num_threads == 2
+
+
+def test_reading_workers_run_an_onnx_model_beside_the_main_process_session(onnx_path: Path, long_record: Path,
+                                                                          tmp_path: Path) -> None:
+    """Each forked worker opens its own single-thread session and leaves the inherited one alone: while this
+    process holds a session with a thread pool (and has predicted with it), a pooled run finishes and gives the
+    same table as this process alone. (Replacing the inherited session in a worker hung ``ecglens predict`` with
+    the int8 ``age-sex`` file in its destructor; this tiny model does not reproduce that.)"""
+    from ecglens.predict import Predictor
+
+    for k in range(4):
+        (tmp_path / str(k)).mkdir()
+        for suffix in (".hea", ".dat"):
+            (tmp_path / str(k) / f"long{suffix}").symlink_to(long_record.with_suffix(suffix))
+    predictor = Predictor.from_pretrained(onnx_path)
+    predictor.backend._session = onnx_session(onnx_path, threads=2)  # a thread pool, whatever the machine's cores
+    alone = predictor.predict_paths(tmp_path, progress=False, workers=0)
+    assert predictor.backend.threads is None and callable(predictor.backend.for_worker())
+    pooled = predictor.predict_paths(tmp_path, progress=False, workers=2, chunk_size=1, timeout=60)
+    assert (pooled["status"] == "ok").all(), pooled["message"].tolist()
+    pd.testing.assert_frame_equal(pooled, alone, check_exact=False, rtol=1e-6)
+    assert OnnxBackend(onnx_path, threads=1).for_worker() is None  # explicit threads: the model stays here
 
 
 def test_predictor_with_weightless_onnx_checkpoint(onnx_path: Path, ckpt_path: Path, long_record: Path) -> None:

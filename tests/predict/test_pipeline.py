@@ -72,3 +72,65 @@ def test_keep_freed_memory_applies_on_glibc() -> None:
     with ctx.Pool(1) as pool:
         applied = pool.apply(keep_freed_memory)
     assert applied is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def _tiny_predictor(folder: Path, **backend_options):
+    """A Predictor of a random tiny model (cnn_baseline, age-sex task, 10-s input) saved in ``folder``."""
+    import torch
+
+    from ecglens.artifact import save_checkpoint
+    from ecglens.data.targets import task_from_name
+    from ecglens.models import create_model
+    from ecglens.predict import Predictor
+
+    torch.manual_seed(0)
+    task = task_from_name("age_sex").fit(np.array([[40.0, 1.0], [60.0, 0.0], [80.0, 1.0]]))
+    model = create_model("cnn_baseline", in_leads=12, num_outputs=task.num_outputs, channels=(8, 16))
+    path = save_checkpoint(folder / "tiny.safetensors", model, task=task,
+                           preprocess=Preprocess(seconds=10.0))
+    return Predictor(str(path), **backend_options)
+
+
+def test_a_worker_model_runs_the_chunk_and_reports_failures(tmp_path: Path) -> None:
+    """With a model, a chunk comes back as the outputs of its windows (what the main process would compute from
+    them); a model that fails turns the chunk's records into errors, not a crash."""
+    from ecglens.predict.workers import ChunkOutputs, WorkerModel
+
+    predictor = _tiny_predictor(tmp_path)
+    paths = [str(p) for p in example_paths()]
+    chunk = [(0, "a", paths[0]), (1, "b", paths[1])]
+    _init_worker(predictor.adapter, None)
+    items, windows = _prepare_chunk(chunk)
+    expected = predictor.run_windows(windows)
+    _init_worker(predictor.adapter, None, model=WorkerModel(predictor, predictor.backend.for_worker(), 64))
+    try:
+        items2, got = _prepare_chunk(chunk)
+        assert isinstance(got, ChunkOutputs) and got.failure is None and items2 == items
+        assert set(got.outputs) == set(expected)
+        for name in expected:
+            np.testing.assert_array_equal(got.outputs[name], expected[name])
+
+        def broken():
+            raise RuntimeError("no model here")
+
+        _init_worker(predictor.adapter, None, model=WorkerModel(predictor, broken, 64))
+        _, failed = _prepare_chunk(chunk)
+        assert failed.outputs == {} and failed.failure == "model inference failed: RuntimeError: no model here"
+    finally:
+        _init_worker(predictor.adapter, None)
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def test_which_backends_run_in_reading_workers(tmp_path: Path) -> None:
+    """CPU backends run in the workers; a GPU (here torch's "meta" device) or explicit threads keep the model in
+    the main process."""
+    predictor = _tiny_predictor(tmp_path)
+    assert callable(predictor.backend.for_worker())
+    assert _tiny_predictor(tmp_path, num_threads=1).backend.for_worker() is None
+    meta = backends.TorchBackend(predictor.checkpoint, device="meta")
+    assert meta.for_worker() is None
+    assert predictor._worker_model(32).batch_size == 32
+    predictor.backend = object()  # a custom backend without for_worker
+    assert predictor._worker_model(32) is None

@@ -309,6 +309,22 @@ def test_folder_with_good_and_broken_files(predictor: Predictor, mixed_folder, w
     assert ok.loc["sim_500hz_12lead", "age"] == pytest.approx(single.outputs["age"], rel=1e-6)
 
 
+def test_reading_workers_run_the_model_with_the_same_results(checkpoint_path: Path, mixed_folder) -> None:
+    """With two reading workers the model runs in them (the main process's backend never runs) and the table is
+    the one the main process computes alone, row for row (outputs to float32 rounding: the batches differ)."""
+    root, _, _ = mixed_folder
+    alone = Predictor.from_pretrained(checkpoint_path).predict_paths([root], progress=False, workers=0)
+    predictor = Predictor.from_pretrained(checkpoint_path)
+    calls: list[int] = []
+    real_run = predictor.backend.run
+    predictor.backend.run = lambda x: (calls.append(len(x)), real_run(x))[1]  # type: ignore[method-assign]
+    pooled = predictor.predict_paths([root], progress=False, workers=2, chunk_size=1, batch_size=2)
+    assert calls == []  # the workers' calls happened in their own (forked) copies
+    pd.testing.assert_frame_equal(pooled, alone, check_exact=False, rtol=1e-6)
+    predictor.predict_paths([root], progress=False, workers=0)
+    assert calls  # and in this process when it reads alone
+
+
 def test_raw_arrays_with_reader_options_beside_wfdb(predictor: Predictor, tmp_path: Path) -> None:
     _copy_record(example_paths()[2], tmp_path)
     eight = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"]

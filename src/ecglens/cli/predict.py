@@ -98,10 +98,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"printed), {DEFAULT_OUTPUT} for several. With --shard: the folder of the shards")
     p.add_argument("--batch-size", type=int, default=64, help="model windows per forward pass (default 64)")
     p.add_argument("--workers", type=int, default=None,
-                   help="reading processes (default: min(4, CPU count); 0 reads in the main process)")
+                   help="reading processes (default: min(4, CPU count); 0 reads in the main process). With two or "
+                        "more, each also runs the model on what it read (CPU)")
     p.add_argument("--backend", default="torch", help="inference backend: torch (default) or onnx")
     p.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads of the torch backend (default: torch's choice)")
+                   help="intra-op threads of the model; setting it keeps the model in the main process (default: "
+                        "the reading processes run it on one thread each; with fewer than two, the backend's choice)")
     p.add_argument("--max-windows", type=int, default=None,
                    help="most windows per record for recordings longer than the model's input window (each "
                         "window as long as that input, e.g. 4 s for the shipped models; default 30)")

@@ -3,6 +3,11 @@
 A backend is any object with ``run(x [N, L, T] float32) -> raw outputs [N, K]``, built by name from a registry
 (:func:`register_backend`): ``"torch"`` here, ``"onnx"`` (:mod:`ecglens.predict.onnx`) registered by the
 package, which imports it when first used, so onnxruntime is needed only for it.
+
+A backend may also have ``for_worker() -> factory or None``: how a forked reading worker builds its own copy
+(``factory()``, called in the worker), so that batch prediction runs the model beside the reading
+(:class:`ecglens.predict.workers.WorkerModel`); ``None`` (or no such method: e.g. a GPU, or a custom object)
+keeps the model in the main process.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -119,6 +125,11 @@ class TorchBackend:
             if share:
                 torch.set_num_threads(before)
 
+    def for_worker(self) -> Callable[[], TorchBackend] | None:
+        """How a forked reading worker gets its copy: this backend (inherited by the fork) on one intra-op
+        thread; None on a GPU or with ``num_threads`` set, where the model stays in the main process."""
+        return partial(_on_one_thread, self) if self.device.type == "cpu" and self.num_threads is None else None
+
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw outputs ``[N, num_outputs]`` of ``x`` float32 ``[N, L, T]``.
 
@@ -133,6 +144,14 @@ class TorchBackend:
             parts = [self.model(torch.from_numpy(x[i:i + step]).to(self.device)).float().cpu().numpy()
                      for i in range(0, max(len(x), 1), step)]
         return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
+def _on_one_thread(backend: TorchBackend) -> TorchBackend:
+    """In a forked reading worker: the inherited ``backend``, torch set to one intra-op thread (the workers
+    share the cores)."""
+    backend._torch.set_num_threads(1)
+    backend.num_threads = 1
+    return backend
 
 
 register_backend("torch", TorchBackend)

@@ -8,8 +8,10 @@ file itself runs; for a ``.safetensors`` checkpoint the model is exported once i
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,11 @@ class OnnxBackend:
         finally:
             self._session = own
 
+    def for_worker(self) -> Callable[[], OnnxBackend] | None:
+        """How a forked reading worker gets its copy: a new session on one thread, without spinning; None with
+        ``threads`` set, where the model stays in the main process."""
+        return partial(_worker_copy, self) if self.threads is None else None
+
     def run(self, x: np.ndarray) -> np.ndarray:
         """Raw model outputs.
 
@@ -104,6 +111,16 @@ class OnnxBackend:
             return np.concatenate(parts) if parts else np.zeros((0, self.metadata["model"]["num_outputs"]),
                                                                 np.float32)
         return self._session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+
+def _worker_copy(backend: OnnxBackend) -> OnnxBackend:
+    """In a forked reading worker: a copy of ``backend`` with its own single-thread session. The inherited
+    session stays referenced by ``backend``: destroying a forked copy of a session with a thread pool can hang
+    (:class:`~ecglens.predict.workers.WorkerModel`)."""
+    own = copy.copy(backend)
+    own.threads, own._shared = 1, {}
+    own._session = onnx_session(backend.path, 1, spin=False)
+    return own
 
 
 def _check_match(ckpt: Any, backend: OnnxBackend) -> None:

@@ -29,7 +29,7 @@ from .harmonise import RECORDED_COLUMNS, InputAdapter, PreparedEcg, recorded_fie
 from .postprocess import apply_calibration
 from .records import find_records, read_record, record_key
 from .site import SiteGain, as_site_gain, estimate_site_gain, lead_rms
-from .workers import PipelineItem, chunk_stream
+from .workers import ChunkOutputs, PipelineItem, WorkerModel, chunk_stream, workers_can_predict
 
 __all__ = ["BASE_COLUMNS", "Prediction", "Predictor"]
 
@@ -405,13 +405,22 @@ class Predictor:
         leads = self.preprocess.leads
         return estimate_site_gain(np.array(rms).reshape(-1, len(leads)), reference, leads)
 
+    def _worker_model(self, batch_size: int) -> WorkerModel | None:
+        """The model for forked reading workers to run, or None when it stays in this process (no fork, or a
+        backend without ``for_worker``, or one that declines, e.g. on a GPU)."""
+        factory = getattr(self.backend, "for_worker", _no_worker_copy)() if workers_can_predict() else None
+        return None if factory is None else WorkerModel(self, factory, max(1, int(batch_size)))
+
     def iter_predict(self, records: Sequence[tuple[str, Path]], progress: bool = True, batch_size: int = 64,
                      workers: int | None = None, read_kwargs: Mapping[str, Any] | None = None,
                      chunk_size: int | None = None, timeout: float = 600.0) -> Iterator[dict[str, Any]]:
         """Stream table rows (dicts, :attr:`columns`) for ``(record name, path)`` pairs, in order.
 
-        Reading and harmonisation run in ``workers`` processes; the model runs here on batches of about
-        ``batch_size`` windows. Only the chunks in flight and one batch are held in memory.
+        Reading and harmonisation run in ``workers`` processes. With two or more of them (forked) and a backend
+        that can run there (CPU: :meth:`~ecglens.predict.backends.TorchBackend.for_worker`), each worker also runs
+        the model on its chunk and this process only writes rows; otherwise (one worker, a GPU, a custom backend)
+        the model runs here on batches of about ``batch_size`` windows. Only the chunks in flight and one batch
+        are held in memory.
         """
         from tqdm.auto import tqdm
 
@@ -421,8 +430,9 @@ class Predictor:
         chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
         batcher = _Batcher(self, batch_size)
         pooled = n_workers if n_workers > 1 and len(chunks) > 1 else 0  # chunk_stream's rule for a pool
-        share = getattr(self.backend, "sharing_cores", None)
-        with chunk_stream(chunks, self.adapter, read_kwargs, n_workers, timeout) as stream, \
+        model = self._worker_model(batch_size) if pooled else None
+        share = getattr(self.backend, "sharing_cores", None) if model is None else None
+        with chunk_stream(chunks, self.adapter, read_kwargs, n_workers, timeout, model) as stream, \
                 share(pooled) if share is not None else nullcontext(), \
                 tqdm(total=len(tasks), unit="ECG", desc="predict", disable=not progress) as bar:
             for items, windows in stream:
@@ -432,6 +442,10 @@ class Predictor:
             rows = batcher.flush()
             bar.update(len(rows))
             yield from rows
+
+
+def _no_worker_copy() -> None:
+    return None
 
 
 def _output_range(task: Any, name: str) -> tuple[float, float]:
@@ -466,7 +480,9 @@ class _Batcher:
         self.arrays: list[np.ndarray] = []
         self.n_windows = 0
 
-    def add(self, items: list[PipelineItem], windows: np.ndarray | None) -> list[dict[str, Any]]:
+    def add(self, items: list[PipelineItem], windows: np.ndarray | ChunkOutputs | None) -> list[dict[str, Any]]:
+        if isinstance(windows, ChunkOutputs):  # a reading worker ran the model: rows now, after any held ones
+            return self.flush() + self._rows(items, windows.outputs, windows.failure)
         self.items.extend(items)
         if windows is not None:
             self.arrays.append(windows)
