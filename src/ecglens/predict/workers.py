@@ -7,8 +7,8 @@ a chunk comes back as its records' :class:`PipelineItem` (errors included) and t
 Where the backend allows it (CPU; see :class:`WorkerModel`) and workers are forked, each worker also runs the
 model on its chunk and sends back :class:`ChunkOutputs` (a few numbers per window) instead of the windows: every
 core then reads, harmonises and predicts, and the main process only writes rows. On 2 cores, 10,000 PTB-XL
-records at 100 Hz: ``age-sex`` 167 -> 331 ECG/s (torch, 2,000 records), its int8 file 705 -> 794-819, ``age-sex-fast``
-int8 931-1,035 -> 1,142-1,146 (``predict_paths`` alone, no start-up; outputs identical).
+records at 100 Hz, against the model in the main process (2026-12-07): ``age-sex`` 215 -> 300 ECG/s, its int8 file
+0.89x the wall time (median of seven pairs), ``age-sex-fast`` int8 0.85x; identical tables (README, Benchmarks).
 """
 
 from __future__ import annotations
@@ -170,8 +170,8 @@ def _prepare_chunk(chunk: Sequence[tuple[int, str, str]]
         return items, ChunkOutputs({}, f"model inference failed: {type(err).__name__}: {err}")
 
 
-#: chunks submitted and not yet consumed, per reading worker. The model runs in bursts in the main process; with
-#: too few chunks queued the readers wait for it. 10,000 PTB-XL records, ``age-sex-fast`` int8, 2 workers on 2 cores
+#: chunks submitted and not yet consumed, per reading worker. Where the model runs in the main process it runs in
+#: bursts; with too few chunks queued the readers wait for it. 10,000 PTB-XL records, ``age-sex-fast`` int8, 2 workers on 2 cores
 #: (2026-12-06, beside a training run): 5 in flight (the earlier 2 per worker + 1) 14.9-15.1 s, 8 13.3-14.3 s,
 #: 16 13.3-14.3 s, 32 14.0-14.5 s. Memory: a chunk of 32 records of three 4-s windows is 1.8 MB.
 IN_FLIGHT_PER_WORKER = 8
