@@ -134,3 +134,12 @@ def test_which_backends_run_in_reading_workers(tmp_path: Path) -> None:
     assert predictor._worker_model(32).batch_size == 32
     predictor.backend = object()  # a custom backend without for_worker
     assert predictor._worker_model(32) is None
+
+
+def test_default_workers_one_per_core_when_they_run_the_model(monkeypatch) -> None:
+    from ecglens.predict import predictor
+
+    monkeypatch.setattr(predictor, "usable_cores", lambda: 32)
+    assert predictor._default_workers(True) == 16 and predictor._default_workers() == 4
+    monkeypatch.setattr(predictor, "usable_cores", lambda: 2)
+    assert predictor._default_workers(True) == 2 == predictor._default_workers()

@@ -98,8 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"printed), {DEFAULT_OUTPUT} for several. With --shard: the folder of the shards")
     p.add_argument("--batch-size", type=int, default=64, help="model windows per forward pass (default 64)")
     p.add_argument("--workers", type=int, default=None,
-                   help="reading processes (default: min(4, CPU count); 0 reads in the main process). With two or "
-                        "more, each also runs the model on what it read (CPU)")
+                   help="reading processes; with two or more, each also runs the model on what it read (CPU) "
+                        "(default: one per usable core, at most 16; at most 4 when the model stays in the main "
+                        "process: a GPU, --threads); 0 reads in the main process")
     p.add_argument("--backend", default="torch", help="inference backend: torch (default) or onnx")
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op threads of the model; setting it keeps the model in the main process (default: "

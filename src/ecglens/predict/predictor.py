@@ -312,7 +312,8 @@ class Predictor:
         batch_size : int
             Model windows per forward pass.
         workers : int, optional
-            Reading processes (default: ``min(4, usable cores)``; 0 or 1 reads in this process).
+            Reading processes (default: one per usable core, at most 16 when they run the model (CPU backends),
+            else at most 4; 0 or 1 reads in this process).
         read_kwargs : mapping, optional
             Reader options (``fs``, ``leads``, ``units`` for raw arrays; each reader gets those it accepts).
         chunk_size : int, optional
@@ -424,13 +425,14 @@ class Predictor:
         """
         from tqdm.auto import tqdm
 
-        n_workers = _default_workers() if workers is None else max(0, int(workers))
+        model = self._worker_model(batch_size)
+        n_workers = _default_workers(model is not None) if workers is None else max(0, int(workers))
         size = chunk_size or max(1, min(32, math.ceil(len(records) / max(1, 4 * n_workers))))
         tasks = [(i, name, str(path)) for i, (name, path) in enumerate(records)]
         chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
         batcher = _Batcher(self, batch_size)
         pooled = n_workers if n_workers > 1 and len(chunks) > 1 else 0  # chunk_stream's rule for a pool
-        model = self._worker_model(batch_size) if pooled else None
+        model = model if pooled else None
         share = getattr(self.backend, "sharing_cores", None) if model is None else None
         with chunk_stream(chunks, self.adapter, read_kwargs, n_workers, timeout, model) as stream, \
                 share(pooled) if share is not None else nullcontext(), \
@@ -460,8 +462,16 @@ def _output_range(task: Any, name: str) -> tuple[float, float]:
     return -math.inf, math.inf
 
 
-def _default_workers() -> int:
-    return max(1, min(4, usable_cores()))
+#: default reading workers: at most this many when they only read and harmonise (the model then runs in the main
+#: process on the other cores), at most :data:`MAX_PREDICTING_WORKERS` when each also runs the model
+MAX_READING_WORKERS = 4
+MAX_PREDICTING_WORKERS = 16
+
+
+def _default_workers(predicting: bool = False) -> int:
+    """One worker per usable core, up to :data:`MAX_PREDICTING_WORKERS` when the workers run the model (then
+    they are all the compute), else up to :data:`MAX_READING_WORKERS`."""
+    return max(1, min(MAX_PREDICTING_WORKERS if predicting else MAX_READING_WORKERS, usable_cores()))
 
 
 def _describe_inputs(inputs: Any) -> str:

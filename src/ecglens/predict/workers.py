@@ -20,7 +20,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -81,7 +81,7 @@ class WorkerModel:
     predictor: Any
     factory: Callable[[], Any]
     batch_size: int
-    _own: Any = None
+    _own: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __call__(self, windows: np.ndarray) -> dict[str, np.ndarray]:
         if self._own is None:
@@ -171,9 +171,10 @@ def _prepare_chunk(chunk: Sequence[tuple[int, str, str]]
 
 
 #: chunks submitted and not yet consumed, per reading worker. Where the model runs in the main process it runs in
-#: bursts; with too few chunks queued the readers wait for it. 10,000 PTB-XL records, ``age-sex-fast`` int8, 2 workers on 2 cores
-#: (2026-12-06, beside a training run): 5 in flight (the earlier 2 per worker + 1) 14.9-15.1 s, 8 13.3-14.3 s,
-#: 16 13.3-14.3 s, 32 14.0-14.5 s. Memory: a chunk of 32 records of three 4-s windows is 1.8 MB.
+#: bursts; with too few chunks queued the readers wait for it. 10,000 PTB-XL records, ``age-sex-fast`` int8, 2
+#: workers on 2 cores, model in the main process (2026-12-06, beside a training run): 5 in flight (the earlier 2 per
+#: worker + 1) 14.9-15.1 s, 8 13.3-14.3 s, 16 13.3-14.3 s, 32 14.0-14.5 s. Memory: a chunk of 32 records of three
+#: 4-s windows is 1.8 MB.
 IN_FLIGHT_PER_WORKER = 8
 
 
