@@ -126,6 +126,19 @@ def test_predicting_with_a_gain_equals_predicting_inputs_scaled_by_hand(checkpoi
         Predictor(checkpoint, site_gain="auto")
 
 
+def test_reading_workers_that_run_the_model_apply_the_site_gain(checkpoint, tmp_path):
+    """With two reading workers the model runs in them, on inputs scaled by the gain, as in this process alone."""
+    gain = SiteGain(CANONICAL_LEADS, tuple(2.0 if lead in HALF else 1.0 for lead in CANONICAL_LEADS), 50,
+                    (0.1,) * 12, (0.2,) * 12)
+    site = _write_site(tmp_path / "site", 4)
+    alone = Predictor(checkpoint, site_gain=gain).predict_paths(site, progress=False, workers=0)
+    pooled = Predictor(checkpoint, site_gain=gain).predict_paths(site, progress=False, workers=2, chunk_size=1)
+    plain = Predictor(checkpoint).predict_paths(site, progress=False, workers=2, chunk_size=1)
+    assert (pooled["flags"].str.contains("site_gain")).all() and not plain["flags"].str.contains("site_gain").any()
+    pd.testing.assert_frame_equal(pooled, alone, check_exact=False, rtol=1e-6)
+    assert not np.allclose(pooled["age"], plain["age"])
+
+
 def _write_site(folder: Path, n: int) -> Path:
     folder.mkdir()
     for i in range(n):
