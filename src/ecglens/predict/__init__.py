@@ -14,8 +14,9 @@ filters, normalisation). :class:`Predictor` brings any recording to it, and says
 * **quality** — flat, noisy, saturated and NaN-containing leads are flagged (``flat:V3``), not refused.
 
 Batch prediction (:meth:`Predictor.predict_paths`) reads and harmonises records in a pool of worker processes
-(chunked, a bounded number of chunks in flight) and runs the model in the parent on batches, so signals are
-streamed, never all held. A bad file gives an ``error`` row with its reason; it never stops the job.
+(chunked, a bounded number of chunks in flight); on the CPU each worker also runs the model on its chunk (each
+its own copy, one thread), elsewhere (a GPU, explicit threads) the model runs in the parent on batches. Signals
+are streamed, never all held. A bad file gives an ``error`` row with its reason; it never stops the job.
 
 The model runs through a pluggable :class:`Backend` (``run(x [N, L, T] float32) -> raw outputs``), chosen by
 name from a registry (:func:`register_backend`): ``"torch"``, and ``"onnx"`` (:mod:`~ecglens.predict.onnx`,
