@@ -96,7 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", type=Path, default=None,
                    help=f"table to write, .csv or .parquet; default: none for a single record (its table is "
                         f"printed), {DEFAULT_OUTPUT} for several. With --shard: the folder of the shards")
-    p.add_argument("--batch-size", type=int, default=64, help="model windows per forward pass (default 64)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="model windows per forward pass (default 64; where the reading workers run the model, at "
+                        "most the windows of one chunk of up to 32 records)")
     p.add_argument("--workers", type=int, default=None,
                    help="reading processes; with two or more, each also runs the model on what it read (CPU) "
                         "(default: one per usable core, at most 16; at most 4 when the model stays in the main "
