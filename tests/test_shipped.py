@@ -16,7 +16,18 @@ import pandas as pd
 import pytest
 import torch
 
-from ecglens.artifact import list_pretrained, load_checkpoint, pretrained_aliases, resolve_checkpoint
+from ecglens.artifact import (
+    ONNX,
+    list_pretrained,
+    list_shipped_exports,
+    load_checkpoint,
+    load_model_file,
+    model_format,
+    pretrained_aliases,
+    resolve_checkpoint,
+    shipped_export,
+)
+from ecglens.exceptions import CheckpointError
 from ecglens.predict import Predictor
 
 SHIPPED = list_pretrained()
@@ -108,3 +119,32 @@ def test_report_of_the_mi_model_has_a_card_per_diagnosis() -> None:
     for what in ("normal ECG", "myocardial infarction", "ST/T change", "conduction disturbance", "hypertrophy"):
         assert f'<div class="k">{what}</div>' in text
     assert "Validation AUROC of this output" in text and "age_std" not in text.split("<h2>Model card</h2>")[0]
+
+
+EXPORTS = list_shipped_exports()
+
+
+@pytest.mark.skipif(not EXPORTS, reason="no exported file is shipped in src/ecglens/weights/")
+@pytest.mark.parametrize("name", EXPORTS)
+def test_shipped_int8_file_has_its_own_metrics_card_and_predicts_like_its_float_model(name: str) -> None:
+    """`age-sex-int8` & co.: found by bare name, described by its own fold-9 metrics (not the float model's), with
+    a card; on the examples within a year of age and 0.05 of probability of the float model it was made from."""
+    pytest.importorskip("onnxruntime")
+    path = shipped_export(name)
+    assert model_format(name) is ONNX and path is not None and path.stat().st_size <= 20 * 1024 * 1024
+    text = path.with_suffix(".md").read_text()
+    for section in ("## Input contract", "## Metrics", "## How it was made"):
+        assert section in text, f"model card of {name} lacks {section!r}"
+    ckpt = load_model_file(name)
+    assert ckpt.model is None and ckpt.path == path
+    assert ckpt.metrics != ckpt.meta["float_metrics"] and "own" in ckpt.meta["onnx"]["int8"]["metrics_note"]
+    float_name = name.removesuffix("-int8")
+    assert ckpt.task.output_names == load_checkpoint(float_name).task.output_names
+    with pytest.raises(CheckpointError, match="no PyTorch weights"):
+        resolve_checkpoint(name)
+    int8 = Predictor.from_pretrained(name).predict_paths([EXAMPLES], progress=False, workers=0)
+    ref = Predictor.from_pretrained(float_name).predict_paths([EXAMPLES], progress=False, workers=0)
+    assert (int8["status"] == "ok").all() and list(int8["record"]) == list(ref["record"])
+    for column in ckpt.task.output_names:
+        tolerance = 0.05 if column.startswith("p_") else 1.0
+        assert np.abs(int8[column] - ref[column]).max() <= tolerance, column

@@ -29,9 +29,11 @@ from .formats import (
     SAFETENSORS,
     ModelFormat,
     list_formats,
+    list_shipped_exports,
     load_model_file,
     model_format,
     register_loader,
+    shipped_export,
 )
 from .onnx import load_onnx_checkpoint, read_onnx_metadata
 from .outputs import BinaryOutput, MultilabelOutput, Output, OutputSpec, RegressionOutput
@@ -68,6 +70,7 @@ __all__ = [
     "inference_window",
     "list_formats",
     "list_pretrained",
+    "list_shipped_exports",
     "load_checkpoint",
     "load_model_file",
     "load_onnx_checkpoint",
@@ -81,6 +84,7 @@ __all__ = [
     "register_loader",
     "resolve_checkpoint",
     "save_checkpoint",
+    "shipped_export",
     "window_starts",
     "windowed_raw",
 ]

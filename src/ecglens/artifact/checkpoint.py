@@ -37,7 +37,7 @@ from .._version import __version__, source_commit
 from ..exceptions import CheckpointError, EcglensError, LeadError
 from ..jsonutil import json_ready
 from .calibration import Calibration
-from .formats import SAFETENSORS, file_forward, register_loader
+from .formats import SAFETENSORS, file_forward, list_shipped_exports, register_loader
 from .outputs import OutputSpec
 from .windows import mean_over_windows, windowed_raw
 
@@ -242,8 +242,10 @@ def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
     text = os.fspath(path_or_name)
     available = list_pretrained()
     aliases = pretrained_aliases()
+    exports = list_shipped_exports()
     listing = (
-        f"Shipped models: {', '.join(available)}" + "".join(f"; {a} (= {n})" for a, n in aliases.items()) + "."
+        f"Shipped models: {', '.join(available)}" + "".join(f"; {a} (= {n})" for a, n in aliases.items())
+        + (f"; exported files (predict only): {', '.join(exports)}" if exports else "") + "."
         if available else "No models are shipped in this install."
     )
     if _is_bare_name(text):
@@ -251,6 +253,12 @@ def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
         if candidate.is_file():
             with resources.as_file(candidate) as real:
                 return Path(real)
+        if text in list_shipped_exports():
+            raise CheckpointError(
+                f"{text!r} is a shipped exported file ({text}.onnx: no PyTorch weights); predict or evaluate with "
+                f"it (`ecglens predict --model {text}`, Predictor.from_pretrained({text!r})), or load its float "
+                "checkpoint for anything else."
+            )
         raise CheckpointError(
             f"Unknown model name {text!r}. {listing} Or pass the path of a .safetensors "
             "checkpoint (written by `ecglens train`)."

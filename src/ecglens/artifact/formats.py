@@ -5,7 +5,9 @@
 * ``onnx`` — an exported graph with the same description (:mod:`ecglens.artifact.onnx`); runs only with ``onnx``.
 
 Code that takes "a model file" asks :func:`model_format` what it is (never the suffix itself) and
-:func:`load_model_file` to load it. Each format's module in this package registers its loader
+:func:`load_model_file` to load it. Both also take the bare name of a shipped export (an ``.onnx`` file in the
+package's ``weights`` folder, e.g. ``"age-sex-int8"``: :func:`list_shipped_exports`), as they take the name of a
+shipped checkpoint (``"age-sex"``). Each format's module in this package registers its loader
 (:func:`register_loader`) and imports its optional dependencies (onnx, onnxruntime) only when a file is read;
 ``ecglens.artifact`` imports them all.
 """
@@ -15,13 +17,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import CheckpointError
 
-__all__ = ["ONNX", "SAFETENSORS", "ModelFormat", "file_forward", "list_formats", "load_model_file", "model_format",
-           "register_format", "register_forward", "register_loader"]
+__all__ = ["ONNX", "SAFETENSORS", "ModelFormat", "file_forward", "list_formats", "list_shipped_exports",
+           "load_model_file", "model_format", "register_format", "register_forward", "register_loader",
+           "shipped_export"]
 
 
 @dataclass(frozen=True)
@@ -94,23 +98,52 @@ ONNX = register_format(ModelFormat("onnx", ".onnx", "onnx", True))
 
 
 
-def model_format(path_or_name: str | os.PathLike[str]) -> ModelFormat | None:
-    """The format of a model file by its suffix (case-insensitive); ``None`` for anything else.
+#: suffix of the exported files shipped in the package's ``weights`` folder
+_EXPORT_SUFFIX = ".onnx"
 
-    A shipped model's bare name (``"age-sex"``) has no format of its own: it names a ``safetensors`` file.
+
+def list_shipped_exports() -> list[str]:
+    """Names of the exported model files shipped in the package (``ecglens/weights/<name>.onnx``, e.g.
+    ``"age-sex-int8"``); the shipped checkpoints are :func:`~ecglens.artifact.list_pretrained`."""
+    folder = resources.files("ecglens") / "weights"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(_EXPORT_SUFFIX)] for p in folder.iterdir() if p.name.endswith(_EXPORT_SUFFIX))
+
+
+def shipped_export(path_or_name: str | os.PathLike[str]) -> Path | None:
+    """The file of a shipped export named bare (``"age-sex-int8"``), or ``None`` for anything else (a path, an
+    existing file, a shipped checkpoint's name, an unknown name)."""
+    text = os.fspath(path_or_name)
+    if not text or "/" in text or os.sep in text or Path(text).suffix.lower() in {f.suffix for f in _FORMATS.values()}:
+        return None
+    candidate = resources.files("ecglens") / "weights" / f"{text}{_EXPORT_SUFFIX}"
+    if Path(text).exists() or not candidate.is_file():
+        return None
+    with resources.as_file(candidate) as real:
+        return Path(real)
+
+
+def model_format(path_or_name: str | os.PathLike[str]) -> ModelFormat | None:
+    """The format of a model file by its suffix (case-insensitive), or of a shipped export named bare
+    (:func:`shipped_export`); ``None`` for anything else.
+
+    A shipped checkpoint's bare name (``"age-sex"``) has no format of its own: it names a ``safetensors`` file.
     """
-    suffix = Path(os.fspath(path_or_name)).suffix.lower()
+    export = shipped_export(path_or_name)
+    suffix = (export or Path(os.fspath(path_or_name))).suffix.lower()
     return next((f for f in _FORMATS.values() if f.suffix == suffix), None)
 
 
 def load_model_file(path_or_name: str | os.PathLike[str]) -> Any:
-    """Load any registered model file, or a shipped model by name, as a ``Checkpoint``.
+    """Load any registered model file, or a shipped checkpoint or export by name, as a ``Checkpoint``.
 
     Raises
     ------
     CheckpointError
         When no loader is registered for the format, or the file is missing or bad.
     """
+    path_or_name = shipped_export(path_or_name) or path_or_name
     fmt = model_format(path_or_name) or SAFETENSORS
     if fmt.name not in _LOADERS:
         raise CheckpointError(f"no loader is registered for {fmt.suffix} model files (format {fmt.name!r}); "

@@ -460,13 +460,21 @@ def _card(name: str, meta: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _shipped_cards() -> list[dict[str, Any]]:
-    """Cards of the shipped checkpoints (a damaged one is listed with its error)."""
-    from ..artifact import list_pretrained, read_checkpoint_metadata
+    """Cards of the shipped checkpoints and exported files (a damaged one is listed with its error)."""
+    from ..artifact import (
+        list_pretrained,
+        list_shipped_exports,
+        read_checkpoint_metadata,
+        read_onnx_metadata,
+        shipped_export,
+    )
 
     cards = []
-    for name in list_pretrained():
+    readers = [(name, read_checkpoint_metadata) for name in list_pretrained()]
+    readers += [(name, lambda n: read_onnx_metadata(shipped_export(n))) for name in list_shipped_exports()]
+    for name, read in readers:
         try:
-            cards.append(_card(name, read_checkpoint_metadata(name)))
+            cards.append(_card(name, read(name)))
         except Exception as err:  # noqa: BLE001 - one bad file must not hide the others
             cards.append({"name": name, "error": str(err)})
     return cards
