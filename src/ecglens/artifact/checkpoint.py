@@ -253,7 +253,7 @@ def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
         if candidate.is_file():
             with resources.as_file(candidate) as real:
                 return Path(real)
-        if text in list_shipped_exports():
+        if text in exports:
             raise CheckpointError(
                 f"{text!r} is a shipped exported file ({text}.onnx: no PyTorch weights); predict or evaluate with "
                 f"it (`ecglens predict --model {text}`, Predictor.from_pretrained({text!r})), or load its float "
