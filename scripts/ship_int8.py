@@ -57,14 +57,16 @@ def _card(name: str, float_name: str, document: dict[str, Any], results: dict[st
         "and no PyTorch.", "",
         "## Model", "",
         f"- `{document['model']['name']}` with `{json.dumps(document['model'].get('kwargs') or {})}`, exported from "
-        f"`{float_name}` (ecglens {document.get('ecglens_version')}, commit {document.get('commit')})",
+        f"`{float_name}` (ecglens {document.get('ecglens_version')}"
+        + (f", commit {document['commit']}" if document.get("commit") else "") + ")",
         f"- quantization: {int8.get('method', '')}; {int8.get('calibration', '')}",
         f"- file: `{name}.onnx` (ONNX graph + the JSON description of `ecglens info {name}`)", "",
         "## Input contract (stored in the file; `Predictor` brings any input to it)", "",
         f"- `{json.dumps(pre)}`",
         "- signal in mV, leads in canonical order; other rates are resampled; longer records are split into windows "
         f"of {pre.get('seconds', 0):g} s covering them evenly and the outputs averaged", "",
-        f"## Metrics on PTB-XL fold(s) {folds} ({results['n_records']} ECGs; {results['ci']}, "
+        f"## Metrics on PTB-XL fold {', '.join(str(f) for f in folds or [])} ({results['n_records']} ECGs; "
+        f"{results['ci']}, "
         f"{results['n_boot']} resamples by record)", "",
         "Fold 9 selected the float model's epoch and the quantization setting (docs/scale.md), so these are "
         "validation numbers; the blind fold 10 is the honest test.", "",
