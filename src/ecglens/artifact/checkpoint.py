@@ -245,7 +245,7 @@ def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
     exports = list_shipped_exports()
     listing = (
         f"Shipped models: {', '.join(available)}" + "".join(f"; {a} (= {n})" for a, n in aliases.items())
-        + (f"; exported files (predict only): {', '.join(exports)}" if exports else "") + "."
+        + (f"; exported files (predict, evaluate, serve): {', '.join(exports)}" if exports else "") + "."
         if available else "No models are shipped in this install."
     )
     if _is_bare_name(text):
