@@ -148,3 +148,19 @@ def test_shipped_int8_file_has_its_own_metrics_card_and_predicts_like_its_float_
     for column in ckpt.task.output_names:
         tolerance = 0.05 if column.startswith("p_") else 1.0
         assert np.abs(int8[column] - ref[column]).max() <= tolerance, column
+
+
+@pytest.mark.skipif("age-sex-int8" not in EXPORTS, reason="age-sex-int8 is not shipped")
+def test_predict_by_the_name_of_a_shipped_int8_file_never_imports_torch(tmp_path: Path) -> None:
+    """`ecglens predict --model age-sex-int8` runs on onnxruntime alone, as with the file's path."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    record, out = next(EXAMPLES.glob("*.hea")), tmp_path / "pred.csv"
+    code = ("import sys\nfrom ecglens.cli import app\n"
+            f"rc = app(['predict', {str(record)!r}, '--model', 'age-sex-int8', '-o', {str(out)!r}])\n"
+            "print(rc, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-2:] == ["0", "False"], done.stdout + done.stderr
+    assert out.read_text().count("\n") == 2  # a header and the record
