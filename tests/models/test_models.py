@@ -390,3 +390,23 @@ def test_onnx_export_with_dynamic_length(name: str, tmp_path) -> None:
     with torch.no_grad():
         want = model(x).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+
+
+def test_ribeiro_stem_stride_halves_the_first_block_and_keeps_the_output_length() -> None:
+    """``stem_stride=2`` with the first block downsampling by 2 instead of 4: the same time steps at the end, the
+    first block's convolutions on half as many (counted by a hook), any input length works."""
+    from ecglens.models import create_model
+
+    kwargs = {"filters": [8, 12, 16, 20, 24], "kernel_size": 9}
+    plain = create_model("resnet1d_ribeiro", num_outputs=3, downsample=[4, 4, 2, 2], **kwargs)
+    strided = create_model("resnet1d_ribeiro", num_outputs=3, downsample=[2, 4, 2, 2], stem_stride=2, **kwargs)
+    lengths: dict[str, list[int]] = {"plain": [], "strided": []}
+    for key, model in (("plain", plain), ("strided", strided)):
+        model.blocks[0].conv1.register_forward_hook(lambda m, i, o, key=key: lengths[key].append(o.shape[-1]))
+        model.blocks[-1].conv2.register_forward_hook(lambda m, i, o, key=key: lengths[key].append(o.shape[-1]))
+        for n in (400, 1000, 333):
+            assert model.eval()(torch.randn(2, 12, n)).shape == (2, 3)
+    assert lengths["strided"][0::2] == [200, 500, 167] and lengths["plain"][0::2] == [400, 1000, 333]
+    assert lengths["strided"][1::2] == lengths["plain"][1::2]  # the same final time steps
+    with pytest.raises(Exception, match="stem_stride"):
+        create_model("resnet1d_ribeiro", stem_stride=0, **kwargs)
