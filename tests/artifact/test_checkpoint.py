@@ -12,6 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ecglens.artifact import checkpoint as ckpt_mod
+from ecglens.artifact import formats as formats_mod
 from ecglens.artifact import (
     list_pretrained,
     load_checkpoint,
@@ -123,7 +124,8 @@ def test_predict_checks_leads_and_accepts_a_single_record(tmp_path, trained):
 def test_bare_names_are_looked_up_in_the_weights_folder(tmp_path, trained, monkeypatch):
     model, task, pre, _ = trained
     _save(tmp_path / "tiny-age-sex.safetensors", model, task, pre)
-    monkeypatch.setattr(ckpt_mod, "_weights_dir", lambda: tmp_path)
+    monkeypatch.setattr(ckpt_mod, "weights_dir", lambda: tmp_path)
+    monkeypatch.setattr(formats_mod, "weights_dir", lambda: tmp_path)
     monkeypatch.chdir(tmp_path.parent)
     assert list_pretrained() == ["tiny-age-sex"]
     ck = load_checkpoint("tiny-age-sex")
@@ -134,7 +136,8 @@ def test_bare_names_are_looked_up_in_the_weights_folder(tmp_path, trained, monke
 
 def test_an_alias_names_its_shipped_model_only_where_that_model_is_shipped(tmp_path, trained, monkeypatch):
     model, task, pre, _ = trained
-    monkeypatch.setattr(ckpt_mod, "_weights_dir", lambda: tmp_path)
+    monkeypatch.setattr(ckpt_mod, "weights_dir", lambda: tmp_path)
+    monkeypatch.setattr(formats_mod, "weights_dir", lambda: tmp_path)
     monkeypatch.setattr(ckpt_mod, "PRETRAINED_ALIASES", {"tiny": "tiny-age-sex"})
     monkeypatch.chdir(tmp_path.parent)
     assert ckpt_mod.pretrained_aliases() == {}

@@ -37,7 +37,7 @@ from .._version import __version__, source_commit
 from ..exceptions import CheckpointError, EcglensError, LeadError
 from ..jsonutil import json_ready
 from .calibration import Calibration
-from .formats import SAFETENSORS, file_forward, list_shipped_exports, register_loader
+from .formats import SAFETENSORS, file_forward, list_shipped_exports, register_loader, weights_dir
 from .outputs import OutputSpec
 from .windows import mean_over_windows, windowed_raw
 
@@ -210,10 +210,6 @@ def update_checkpoint(source: str | os.PathLike[str], out: str | os.PathLike[str
 # ----------------------------------------------------------------------------------------------- lookup
 
 
-def _weights_dir() -> Any:
-    return resources.files("ecglens") / "weights"
-
-
 #: Other names of shipped models, alias -> shipped name. ``mi`` is the PTB-XL superclass model: its ``p_MI`` output
 #: is the probability of myocardial infarction (one network gives all five superclasses at no extra cost).
 PRETRAINED_ALIASES: dict[str, str] = {"mi": "superclasses"}
@@ -221,7 +217,7 @@ PRETRAINED_ALIASES: dict[str, str] = {"mi": "superclasses"}
 
 def list_pretrained() -> list[str]:
     """Names of the checkpoints shipped in the package (``ecglens/weights/<name>.safetensors``), no aliases."""
-    folder = _weights_dir()
+    folder = weights_dir()
     if not folder.is_dir():
         return []
     return sorted(p.name[: -len(_SUFFIX)] for p in folder.iterdir() if p.name.endswith(_SUFFIX))
@@ -249,7 +245,7 @@ def resolve_checkpoint(path_or_name: str | os.PathLike[str]) -> Path:
         if available else "No models are shipped in this install."
     )
     if _is_bare_name(text):
-        candidate = _weights_dir() / f"{aliases.get(text, text)}{_SUFFIX}"
+        candidate = weights_dir() / f"{aliases.get(text, text)}{_SUFFIX}"
         if candidate.is_file():
             with resources.as_file(candidate) as real:
                 return Path(real)

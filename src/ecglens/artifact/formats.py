@@ -25,7 +25,7 @@ from ..exceptions import CheckpointError
 
 __all__ = ["ONNX", "SAFETENSORS", "ModelFormat", "file_forward", "list_formats", "list_shipped_exports",
            "load_model_file", "model_format", "register_format", "register_forward", "register_loader",
-           "shipped_export"]
+           "shipped_export", "weights_dir"]
 
 
 @dataclass(frozen=True)
@@ -102,10 +102,15 @@ ONNX = register_format(ModelFormat("onnx", ".onnx", "onnx", True))
 _EXPORT_SUFFIX = ".onnx"
 
 
+def weights_dir() -> Any:
+    """The package's ``weights`` folder (an importlib resource), where shipped checkpoints and exports live."""
+    return resources.files("ecglens") / "weights"
+
+
 def list_shipped_exports() -> list[str]:
     """Names of the exported model files shipped in the package (``ecglens/weights/<name>.onnx``, e.g.
     ``"age-sex-int8"``); the shipped checkpoints are :func:`~ecglens.artifact.list_pretrained`."""
-    folder = resources.files("ecglens") / "weights"
+    folder = weights_dir()
     if not folder.is_dir():
         return []
     return sorted(p.name[: -len(_EXPORT_SUFFIX)] for p in folder.iterdir() if p.name.endswith(_EXPORT_SUFFIX))
@@ -117,7 +122,7 @@ def shipped_export(path_or_name: str | os.PathLike[str]) -> Path | None:
     text = os.fspath(path_or_name)
     if not text or "/" in text or os.sep in text or Path(text).suffix.lower() in {f.suffix for f in _FORMATS.values()}:
         return None
-    candidate = resources.files("ecglens") / "weights" / f"{text}{_EXPORT_SUFFIX}"
+    candidate = weights_dir() / f"{text}{_EXPORT_SUFFIX}"
     if Path(text).exists() or not candidate.is_file():
         return None
     with resources.as_file(candidate) as real:

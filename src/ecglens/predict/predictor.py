@@ -409,7 +409,8 @@ class Predictor:
     def _worker_model(self, batch_size: int) -> WorkerModel | None:
         """The model for forked reading workers to run, or None when it stays in this process (no fork, or a
         backend without ``for_worker``, or one that declines, e.g. on a GPU)."""
-        factory = getattr(self.backend, "for_worker", _no_worker_copy)() if workers_can_predict() else None
+        for_worker = getattr(self.backend, "for_worker", None)
+        factory = for_worker() if for_worker is not None and workers_can_predict() else None
         return None if factory is None else WorkerModel(self, factory, max(1, int(batch_size)))
 
     def iter_predict(self, records: Sequence[tuple[str, Path]], progress: bool = True, batch_size: int = 64,
@@ -444,10 +445,6 @@ class Predictor:
             rows = batcher.flush()
             bar.update(len(rows))
             yield from rows
-
-
-def _no_worker_copy() -> None:
-    return None
 
 
 def _output_range(task: Any, name: str) -> tuple[float, float]:
