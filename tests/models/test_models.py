@@ -410,3 +410,27 @@ def test_ribeiro_stem_stride_halves_the_first_block_and_keeps_the_output_length(
     assert lengths["strided"][1::2] == lengths["plain"][1::2]  # the same final time steps
     with pytest.raises(Exception, match="stem_stride"):
         create_model("resnet1d_ribeiro", stem_stride=0, **kwargs)
+
+
+def test_ribeiro_separable_blocks_factor_each_conv_and_keep_the_shapes() -> None:
+    """``separable=True``: every block conv is a depthwise conv (one filter per channel, the block's stride) and a
+    pointwise one; the stem stays a full conv; the same feature and output shapes at any length, far fewer
+    weights; a checkpoint's kwargs rebuild it (``create_model``)."""
+    from ecglens.models import create_model
+
+    kwargs = {"filters": [16, 24, 32, 40, 48], "kernel_size": 9, "downsample": [4, 4, 2, 2]}
+    plain = create_model("resnet1d_ribeiro", num_outputs=3, **kwargs)
+    sep = create_model("resnet1d_ribeiro", num_outputs=3, separable=True, **kwargs)
+    assert isinstance(sep.stem[0], torch.nn.Conv1d) and sep.stem[0].groups == 1
+    for block, (a, b) in zip(sep.blocks, zip(kwargs["filters"][:-1], kwargs["filters"][1:], strict=True), strict=True):
+        depthwise, pointwise = block.conv1
+        assert (depthwise.groups, depthwise.in_channels, depthwise.out_channels) == (a, a, a)
+        assert (pointwise.kernel_size, pointwise.in_channels, pointwise.out_channels) == ((1,), a, b)
+    assert [blk.conv2[0].stride[0] for blk in sep.blocks] == kwargs["downsample"]
+    n_plain = sum(p.numel() for p in plain.parameters())
+    n_sep = sum(p.numel() for p in sep.parameters())
+    assert n_sep < 0.3 * n_plain
+    for n in (400, 1000, 333):
+        x = torch.randn(2, 12, n)
+        assert sep.eval()(x).shape == plain.eval()(x).shape == (2, 3)
+        assert sep.forward_features(x).shape == (2, 48)

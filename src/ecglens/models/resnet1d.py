@@ -42,21 +42,35 @@ def _odd_kernel(kernel_size: object) -> int:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _block_conv(in_ch: int, out_ch: int, kernel_size: int, stride: int, separable: bool) -> nn.Module:
+    """A ``Conv1d(in_ch, out_ch, kernel_size, stride)`` without bias; with ``separable``, a depthwise conv
+    (``kernel_size``, ``stride``, one filter per input channel) followed by a pointwise ``1 x 1`` conv: about
+    ``1 / kernel_size + 1 / out_ch`` of the multiply-adds and weights (MobileNet's factorisation)."""
+    pad = (kernel_size - 1) // 2
+    if not separable:
+        return nn.Conv1d(in_ch, out_ch, kernel_size, stride=stride, padding=pad, bias=False)
+    return nn.Sequential(
+        nn.Conv1d(in_ch, in_ch, kernel_size, stride=stride, padding=pad, groups=in_ch, bias=False),
+        nn.Conv1d(in_ch, out_ch, 1, bias=False),
+    )
+
+
 class RibeiroBlock(nn.Module):
     """Residual unit of Ribeiro et al. 2020: two convs, the skip downsampled by max-pool and 1x1 conv.
 
     Works on a pair ``(x, y)``: ``x`` is the activated stream, ``y`` the (un-activated) skip stream.
     ``x -> conv(k) -> BN -> ReLU -> Dropout -> conv(k, stride=s)``; ``y -> MaxPool(s) -> Conv1x1``;
-    ``y' = x + y``; ``x' = Dropout(ReLU(BN(y')))``. Lengths go from ``T`` to ``ceil(T / s)``.
+    ``y' = x + y``; ``x' = Dropout(ReLU(BN(y')))``. Lengths go from ``T`` to ``ceil(T / s)``. With
+    ``separable``, each ``conv(k)`` is a depthwise conv followed by a pointwise one (:func:`_block_conv`).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, downsample: int, kernel_size: int, dropout: float) -> None:
+    def __init__(self, in_ch: int, out_ch: int, downsample: int, kernel_size: int, dropout: float,
+                 separable: bool = False) -> None:
         super().__init__()
-        pad = (kernel_size - 1) // 2
-        self.conv1 = nn.Conv1d(in_ch, out_ch, kernel_size, padding=pad, bias=False)
+        self.conv1 = _block_conv(in_ch, out_ch, kernel_size, 1, separable)
         self.bn1 = nn.BatchNorm1d(out_ch)
         self.drop1 = nn.Dropout(dropout)
-        self.conv2 = nn.Conv1d(out_ch, out_ch, kernel_size, stride=downsample, padding=pad, bias=False)
+        self.conv2 = _block_conv(out_ch, out_ch, kernel_size, downsample, separable)
         self.bn2 = nn.BatchNorm1d(out_ch)
         self.drop2 = nn.Dropout(dropout)
         skip: list[nn.Module] = []
@@ -110,6 +124,11 @@ class RibeiroResNet1d(EcgModel):
         Temporal stride of the stem convolution (1, the paper's). 2 halves the time steps that the first block's
         convolutions see (about 0.8x the multiply-adds of the shipped ``age-sex`` width when the first block then
         downsamples by 2 instead of 4, keeping the output length).
+    separable : bool
+        Depthwise-separable convolutions in the residual blocks (False, the paper's): each ``conv(k)`` becomes a
+        depthwise ``conv(k)`` and a pointwise ``conv(1)``. At the shipped ``age-sex`` width (filters 64-192,
+        kernel 9) about 0.18x the multiply-adds per window (11.2 vs 62.8 M) and 0.17x the weights; the stem stays
+        a full convolution.
 
     Notes
     -----
@@ -128,6 +147,7 @@ class RibeiroResNet1d(EcgModel):
         block_dropout: float = 0.2,
         dropout: float = 0.0,
         stem_stride: int = 1,
+        separable: bool = False,
     ) -> None:
         super().__init__(in_leads, num_outputs, dropout)
         filters = check_int_sequence("filters", filters)
@@ -140,7 +160,7 @@ class RibeiroResNet1d(EcgModel):
             nn.BatchNorm1d(filters[0]),
         )
         self.blocks = nn.ModuleList(
-            RibeiroBlock(a, b, s, k, block_dropout)
+            RibeiroBlock(a, b, s, k, block_dropout, bool(separable))
             for a, b, s in zip(filters[:-1], filters[1:], downsample, strict=True)
         )
         self.num_features = filters[-1]
