@@ -434,3 +434,10 @@ def test_ribeiro_separable_blocks_factor_each_conv_and_keep_the_shapes() -> None
         x = torch.randn(2, 12, n)
         assert sep.eval()(x).shape == plain.eval()(x).shape == (2, 3)
         assert sep.forward_features(x).shape == (2, 48)
+    mixed = create_model("resnet1d_ribeiro", num_outputs=3, separable=[True, False, False, False], **kwargs)
+    assert isinstance(mixed.blocks[0].conv1, torch.nn.Sequential)
+    assert all(isinstance(b.conv1, torch.nn.Conv1d) for b in mixed.blocks[1:])
+    assert mixed.eval()(torch.randn(2, 12, 400)).shape == (2, 3)
+    for bad in ([True, False], "yes", 1):
+        with pytest.raises(Exception, match="separable"):
+            create_model("resnet1d_ribeiro", separable=bad, **kwargs)

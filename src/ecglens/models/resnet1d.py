@@ -55,6 +55,17 @@ def _block_conv(in_ch: int, out_ch: int, kernel_size: int, stride: int, separabl
     )
 
 
+def _per_block_flags(name: str, value: object, n_blocks: int) -> tuple[bool, ...]:
+    """One bool per residual block from a bool (every block) or a sequence of ``n_blocks`` bools."""
+    if isinstance(value, bool):
+        return (value,) * n_blocks
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) == n_blocks \
+            and all(isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise ConfigError(f"{name} must be true, false or a list of {n_blocks} true/false values (one per residual "
+                      f"block), got {value!r}.")
+
+
 class RibeiroBlock(nn.Module):
     """Residual unit of Ribeiro et al. 2020: two convs, the skip downsampled by max-pool and 1x1 conv.
 
@@ -124,11 +135,11 @@ class RibeiroResNet1d(EcgModel):
         Temporal stride of the stem convolution (1, the paper's). 2 halves the time steps that the first block's
         convolutions see (about 0.8x the multiply-adds of the shipped ``age-sex`` width when the first block then
         downsamples by 2 instead of 4, keeping the output length).
-    separable : bool
+    separable : bool or sequence of bool
         Depthwise-separable convolutions in the residual blocks (False, the paper's): each ``conv(k)`` becomes a
-        depthwise ``conv(k)`` and a pointwise ``conv(1)``. At the shipped ``age-sex`` width (filters 64-192,
-        kernel 9) about 0.18x the multiply-adds per window (11.2 vs 62.8 M) and 0.17x the weights; the stem stays
-        a full convolution.
+        depthwise ``conv(k)`` and a pointwise ``conv(1)``; one value for every block or one per block. With every
+        block separable at the shipped ``age-sex`` width (filters 64-192, kernel 9): about 0.18x the
+        multiply-adds per 4-s window (11.2 vs 62.8 M) and 0.17x the weights; the stem stays a full convolution.
 
     Notes
     -----
@@ -147,7 +158,7 @@ class RibeiroResNet1d(EcgModel):
         block_dropout: float = 0.2,
         dropout: float = 0.0,
         stem_stride: int = 1,
-        separable: bool = False,
+        separable: bool | Sequence[bool] = False,
     ) -> None:
         super().__init__(in_leads, num_outputs, dropout)
         filters = check_int_sequence("filters", filters)
@@ -160,8 +171,9 @@ class RibeiroResNet1d(EcgModel):
             nn.BatchNorm1d(filters[0]),
         )
         self.blocks = nn.ModuleList(
-            RibeiroBlock(a, b, s, k, block_dropout, bool(separable))
-            for a, b, s in zip(filters[:-1], filters[1:], downsample, strict=True)
+            RibeiroBlock(a, b, s, k, block_dropout, sep)
+            for a, b, s, sep in zip(filters[:-1], filters[1:], downsample,
+                                    _per_block_flags("separable", separable, len(downsample)), strict=True)
         )
         self.num_features = filters[-1]
         self.head = self.build_head(num_outputs)
