@@ -415,7 +415,7 @@ def test_ribeiro_stem_stride_halves_the_first_block_and_keeps_the_output_length(
 def test_ribeiro_separable_blocks_factor_each_conv_and_keep_the_shapes() -> None:
     """``separable=True``: every block conv is a depthwise conv (one filter per channel, the block's stride) and a
     pointwise one; the stem stays a full conv; the same feature and output shapes at any length, far fewer
-    weights; a checkpoint's kwargs rebuild it (``create_model``)."""
+    weights; a list gives one value per block, and anything else is refused naming the option."""
     from ecglens.models import create_model
 
     kwargs = {"filters": [16, 24, 32, 40, 48], "kernel_size": 9, "downsample": [4, 4, 2, 2]}

@@ -139,7 +139,7 @@ class RibeiroResNet1d(EcgModel):
         Depthwise-separable convolutions in the residual blocks (False, the paper's): each ``conv(k)`` becomes a
         depthwise ``conv(k)`` and a pointwise ``conv(1)``; one value for every block or one per block. With every
         block separable at the shipped ``age-sex`` width (filters 64-192, kernel 9): about 0.18x the
-        multiply-adds per 4-s window (11.2 vs 62.8 M) and 0.17x the weights; the stem stays a full convolution.
+        multiply-adds per 4-s window (11.2 vs 62.8 M) and 0.16x the weights; the stem stays a full convolution.
 
     Notes
     -----
