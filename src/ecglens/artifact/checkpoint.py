@@ -37,7 +37,14 @@ from .._version import __version__, source_commit
 from ..exceptions import CheckpointError, EcglensError, LeadError
 from ..jsonutil import json_ready
 from .calibration import Calibration
-from .formats import SAFETENSORS, file_forward, list_shipped_exports, register_loader, weights_dir
+from .formats import (
+    SAFETENSORS,
+    file_forward,
+    list_shipped_exports,
+    register_loader,
+    shipped_names,
+    weights_dir,
+)
 from .outputs import OutputSpec
 from .windows import mean_over_windows, windowed_raw
 
@@ -217,10 +224,7 @@ PRETRAINED_ALIASES: dict[str, str] = {"mi": "superclasses"}
 
 def list_pretrained() -> list[str]:
     """Names of the checkpoints shipped in the package (``ecglens/weights/<name>.safetensors``), no aliases."""
-    folder = weights_dir()
-    if not folder.is_dir():
-        return []
-    return sorted(p.name[: -len(_SUFFIX)] for p in folder.iterdir() if p.name.endswith(_SUFFIX))
+    return shipped_names(_SUFFIX)
 
 
 def pretrained_aliases() -> dict[str, str]:

@@ -25,7 +25,7 @@ from ..exceptions import CheckpointError
 
 __all__ = ["ONNX", "SAFETENSORS", "ModelFormat", "file_forward", "list_formats", "list_shipped_exports",
            "load_model_file", "model_format", "register_format", "register_forward", "register_loader",
-           "shipped_export", "weights_dir"]
+           "shipped_export", "shipped_names", "weights_dir"]
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,19 @@ def weights_dir() -> Any:
     return resources.files("ecglens") / "weights"
 
 
-def list_shipped_exports() -> list[str]:
-    """Names of the exported model files shipped in the package (``ecglens/weights/<name>.onnx``, e.g.
-    ``"age-sex-int8"``); the shipped checkpoints are :func:`~ecglens.artifact.list_pretrained`."""
+def shipped_names(suffix: str) -> list[str]:
+    """Sorted names of the files ending in ``suffix`` in the package's ``weights`` folder, the suffix removed
+    (``[]`` when there is no such folder)."""
     folder = weights_dir()
     if not folder.is_dir():
         return []
-    return sorted(p.name[: -len(_EXPORT_SUFFIX)] for p in folder.iterdir() if p.name.endswith(_EXPORT_SUFFIX))
+    return sorted(p.name[: -len(suffix)] for p in folder.iterdir() if p.name.endswith(suffix))
+
+
+def list_shipped_exports() -> list[str]:
+    """Names of the exported model files shipped in the package (``ecglens/weights/<name>.onnx``, e.g.
+    ``"age-sex-int8"``); the shipped checkpoints are :func:`~ecglens.artifact.list_pretrained`."""
+    return shipped_names(_EXPORT_SUFFIX)
 
 
 def shipped_export(path_or_name: str | os.PathLike[str]) -> Path | None:
