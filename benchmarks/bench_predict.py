@@ -1,7 +1,8 @@
 """Prediction benchmark: ``ecglens predict`` end to end on N PTB-XL records, against reading the same files.
 
-In one run, on the first ``--n`` records of ``records100/`` (100 Hz, 10 s; symbolic links in a temporary
-folder, so discovery, reading, harmonisation, inference and the CSV are all timed):
+In one run, on the first ``--n`` records of ``records100/`` (100 Hz, 10 s; hard links in a temporary folder, so
+that they are plain files as in an archive -- symbolic links where hard ones cannot be made, said in the table --
+and discovery, reading, harmonisation, inference and the CSV are all timed):
 
 * **reading alone**, in this process: ``wfdb.rdsamp`` on every file (the baseline of issue #21), the fast
   reader's raw samples (:func:`ecglens.io.wfdb_fast.read_fast`) and the full checked reader
@@ -78,15 +79,25 @@ def _env() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ setup
-def link_records(ptbxl: Path, n: int, folder: Path) -> list[Path]:
-    """Symbolic links to the first ``n`` records of ``records100/`` (sorted) in ``folder``; their headers."""
+def link_records(ptbxl: Path, n: int, folder: Path) -> tuple[list[Path], str]:
+    """Links to the first ``n`` records of ``records100/`` (sorted) in ``folder``, in its sub-folders; returns
+    their headers and the kind of link: ``"hard"`` (the same files under a second name: to ``ecglens`` they are
+    plain files, as in a real archive) or, where the temporary folder is on another file system,
+    ``"symbolic"`` (every file found costs one more ``stat`` while listing, and one more lookup when opened)."""
     headers = sorted((ptbxl / "records100").glob("*/*.hea"))[:n]
+    kind = "hard"
     for hea in headers:
         sub = folder / hea.parent.name
         sub.mkdir(exist_ok=True)
         for part in (hea, hea.with_suffix(".dat")):
+            if kind == "hard":
+                try:
+                    os.link(part, sub / part.name)
+                    continue
+                except OSError:
+                    kind = "symbolic"
             (sub / part.name).symlink_to(part)
-    return headers
+    return headers, kind
 
 
 def stand_in_model(work: Path) -> str:
@@ -205,8 +216,8 @@ def environment() -> dict[str, Any]:
 def print_table(result: dict[str, Any]) -> None:
     yes = {True: "yes", False: "NO"}
     read = result["reading"]
-    rows = [("records (100 Hz)", f"{result['n']} PTB-XL, {result['workers']} workers, backend {result['backend']}",
-             ""),
+    rows = [("records (100 Hz)", f"{result['n']} PTB-XL ({result['links']} links), {result['workers']} workers, "
+             f"backend {result['backend']}", ""),
             ("read: wfdb.rdsamp (1 process)", f"{read['wfdb_rdsamp']:.0f} rec/s", ""),
             ("read: fast path, raw samples", f"{read['read_fast']:.0f} rec/s",
              f"{read['read_fast'] / read['wfdb_rdsamp']:.1f}x wfdb"),
@@ -251,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         folder = work / "records"
         folder.mkdir()
-        headers = link_records(args.ptbxl, args.n, folder)
+        headers, links = link_records(args.ptbxl, args.n, folder)
         models = {m: m for m in args.model} if args.model else {
             "resnet1d 10 s (random weights)": stand_in_model(work), "age-sex-fast": "age-sex-fast"}
         hz500 = make_500hz(headers[: args.n500], args.cache) if args.n500 > 0 else None
@@ -267,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             if hz500 is not None and i == 0:
                 res["hz500"] = run_cli([str(hz500)], model, args, work / f"preds{i}_500.csv")
             by_model[label] = res
-    result = {"n": len(headers), "n500": args.n500, "workers": args.workers, "backend": args.backend,
+    result = {"n": len(headers), "links": links, "n500": args.n500, "workers": args.workers, "backend": args.backend,
               "batch_size": args.batch_size, "reading": read, "models": by_model, "environment": env,
               "targets": {"ratio_to_wfdb": TARGET_RATIO_WFDB, "peak_mb": TARGET_PEAK_MB,
                           "ecgs_per_s_500hz": TARGET_500HZ, "goal_ecgs_per_s": GOAL_ECGS_PER_S}}

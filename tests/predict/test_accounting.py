@@ -99,6 +99,54 @@ def test_discovery_lists_special_records_once(mixed_folder: tuple[Path, dict[str
     assert str(root / "special" / "cycle" / "b") not in names
 
 
+def _find_by_paths(folder: Path, with_arrays: bool) -> list[tuple[str, Path]]:
+    """Discovery of a folder as it was written before the string listing (one ``Path`` per file, the public
+    per-file rules): the reference that :func:`find_records` must equal."""
+    from ecglens.io.paths import walk_files
+    from ecglens.io.registry import is_record_file
+    from ecglens.io.wfdb import signal_records
+    from ecglens.predict.records import record_key
+
+    listing = walk_files(folder)
+    present = set(listing)
+    files = [f for f in listing if is_record_file(f, raw=with_arrays, present=present)]
+    kept = set(signal_records([f for f in files if f.suffix.lower() == ".hea"]))
+    found = sorted((f for f in files if f.suffix.lower() != ".hea" or f in kept), key=lambda f: f.parts)
+    present = set(found)
+    return [record_key(f, present if f.suffix.lower() == ".hea" else None) for f in found]
+
+
+def _odd_names(root: Path, fixtures: Path) -> None:
+    """Names whose suffixes pathlib and naive string code read differently, upper-case WFDB files, arrays."""
+    _copy_record(fixtures, "code15/100003", root / "odd")
+    for name in ("UPPER.HEA", "UPPER.DAT"):
+        shutil.copyfile(fixtures / "code15" / f"100003{Path(name).suffix.lower()}", root / "odd" / name)
+    shutil.copyfile(fixtures / "code15" / "100003.dat", root / "odd" / "mixed.DAT")  # its header: mixed.hea
+    shutil.copyfile(fixtures / "code15" / "100003.hea", root / "odd" / "mixed.hea")
+    for name in (".hea", "..hea", "rec.", "a.b.hea.txt", "x.npy", "table.csv", "notes.txt", "dot.dir.xml"):
+        (root / "odd" / name).write_bytes(b"1,2\n3,4\n")
+    (root / "odd" / "folder.hea").mkdir()
+    (root / "odd" / "folder.hea" / "inner.hea").write_bytes(b"inner 1 500 10\n")
+
+
+@pytest.mark.parametrize("with_arrays", [False, True])
+def test_discovery_equals_the_per_path_rules(mixed_folder: tuple[Path, dict[str, str]], fixtures_dir: Path,
+                                             with_arrays: bool, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The folder listing works on strings for speed; it lists the same records, named and ordered the same,
+    as the per-file rules on ``Path`` objects, also for a folder given as ``.`` or with a trailing slash."""
+    root, _ = mixed_folder
+    _odd_names(tmp_path, fixtures_dir)
+    with unpacked_archives():
+        assert find_records(root, with_arrays=with_arrays) == _find_by_paths(root, with_arrays)
+        assert find_records(f"{tmp_path}/", with_arrays=with_arrays) == _find_by_paths(tmp_path, with_arrays)
+        monkeypatch.chdir(tmp_path / "odd")
+        here = find_records(".", with_arrays=with_arrays)
+        assert here == _find_by_paths(Path("."), with_arrays)
+    assert ("UPPER", Path("UPPER.HEA")) in here and ("mixed", Path("mixed.hea")) in here
+    assert not any(name.startswith("./") for name, _ in here)
+
+
 def test_every_input_appears_once(mixed_folder: tuple[Path, dict[str, str]]) -> None:
     root, expect = mixed_folder
     predictor = Predictor.from_pretrained("age-sex")

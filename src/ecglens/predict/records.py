@@ -13,6 +13,7 @@ from typing import Any
 
 from ..ecg import Ecg
 from ..io.archive import ArchiveLimits, extract_archive, is_archive
+from ..io.paths import path_suffix
 
 __all__ = ["archive_names", "find_records", "read_record", "record_key", "unpack_archive", "unpacked_archives"]
 
@@ -41,16 +42,26 @@ def record_key(path: Path, present: Container[Path] | None = None) -> tuple[str,
 def _folder_files(folder: Path, with_arrays: bool) -> list[Path]:
     """Record files under ``folder``, as the reader registry decides (:func:`ecglens.io.registry.is_record_file`);
     of the WFDB headers, only those of records with stored signals (not segment or layout headers)."""
-    from ..io.paths import walk_files
-    from ..io.registry import is_record_file
+    return [Path(name) if header is None else header for name, header in _folder_listing(folder, with_arrays)]
+
+
+def _folder_listing(folder: Path, with_arrays: bool) -> list[tuple[str, Path | None]]:
+    """:func:`_folder_files` as path strings, each with its ``Path`` when it is a WFDB header (those are built
+    to read their first line; for the other files no ``Path`` is made here)."""
+    from ..io.paths import walk_file_names
+    from ..io.registry import listed_record_names
     from ..io.wfdb import signal_records
 
-    listing = walk_files(folder)  # the tree is walked once; what it found replaces a look at the disk per file
-    present = set(listing)
-    files = [f for f in listing if is_record_file(f, raw=with_arrays, present=present)]
-    headers = [f for f in files if f.suffix.lower() == ".hea"]
-    kept = set(signal_records(headers))
-    return sorted((f for f in files if f.suffix.lower() != ".hea" or f in kept), key=lambda f: f.parts)
+    # the tree is walked once; what it found replaces a look at the disk per file
+    files = listed_record_names(walk_file_names(folder), raw=with_arrays)
+    headers = {f: Path(f) for f in files if _is_header(f)}
+    kept = {id(h) for h in signal_records(list(headers.values()))}
+    return [(f, headers.get(f)) for f in files if f not in headers or id(headers[f]) in kept]  # walk order
+
+
+def _is_header(name: str) -> bool:
+    """Whether a path string names a WFDB header (``.hea``, any case)."""
+    return path_suffix(name[name.rfind(os.sep) + 1:]).lower() == ".hea"
 
 
 def find_records(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
@@ -90,14 +101,24 @@ def find_records(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str
         if path.is_file() and is_archive(path):
             pairs = _archive_records(path, with_arrays, limits)
         elif path.is_dir():
-            found = _folder_files(path, with_arrays)
-            present = set(found)  # a folder's record files; a .hea among them exists
-            pairs = [record_key(f, present if f.suffix.lower() == ".hea" else None) for f in found]
+            pairs = _folder_pairs(path, with_arrays)
         else:
             pairs = [record_key(path)]
         for name, target in pairs:
             seen.setdefault(name, target)
     return list(seen.items())
+
+
+def _folder_pairs(folder: Path, with_arrays: bool) -> list[tuple[str, Path]]:
+    """:func:`record_key` of each record file of a folder: a header found in the listing names its record
+    by its path without the suffix (it exists), any other file goes through :func:`record_key`."""
+    pairs = []
+    for name, header in _folder_listing(folder, with_arrays):
+        if header is None:
+            pairs.append(record_key(Path(name)))
+        else:
+            pairs.append((name[: len(name) - len(path_suffix(header.name))], header))
+    return pairs
 
 
 def unpack_archive(archive: str | os.PathLike[str], limits: ArchiveLimits | None = None) -> Path:
