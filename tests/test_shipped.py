@@ -9,6 +9,7 @@ a broken contract (wrong units, rate or lead order give absurd ages), not accura
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,28 @@ def test_predict_by_the_name_of_a_shipped_int8_file_never_imports_torch(tmp_path
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split()[-2:] == ["0", "False"], done.stdout + done.stderr
     assert out.read_text().count("\n") == 2  # a header and the record
+
+
+def test_a_large_cpu_job_on_a_float_model_is_told_about_its_int8_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ecglens predict --model age-sex` on many records names `age-sex-int8`; small jobs, a checkpoint path, a
+    GPU and the onnx backend are not told (the threshold is lowered here to the example folder's size)."""
+    from ecglens.artifact.formats import list_shipped_exports
+    from ecglens.cli import app
+    from ecglens.cli import predict as cli_predict
+
+    if "age-sex-int8" not in list_shipped_exports():
+        pytest.skip("age-sex-int8 is not shipped")
+    n = len(Predictor.from_pretrained("age-sex").predict_paths([EXAMPLES], progress=False, workers=0))
+    monkeypatch.setattr(cli_predict, "INT8_TIP_RECORDS", n)
+    assert app(["--quiet", "predict", str(EXAMPLES), "--model", "age-sex", "--workers", "0", "--no-progress",
+                "-o", str(tmp_path / "p.csv")]) == 0
+    assert "--model age-sex-int8" in capsys.readouterr().err
+
+    def tip(n_records: int, **changes: str) -> str | None:
+        args = {"model": "age-sex", "backend": "torch", "device": "cpu", **changes}
+        return cli_predict._int8_tip(argparse.Namespace(**args), n_records)
+
+    assert tip(n) is not None and tip(n - 1) is None
+    assert tip(n, device="cuda") is None and tip(n, backend="onnx") is None
+    assert tip(n, model="age-sex-int8") is None and tip(n, model="runs/x/model.safetensors") is None

@@ -325,7 +325,28 @@ def run_predict(args: argparse.Namespace) -> int:
             print(f"wrote {output}", file=sys.stdout)
     else:
         print(_summary(table, output), file=sys.stdout)
+    tip = _int8_tip(args, len(table))
+    if tip:
+        print(tip, file=sys.stderr)
     return 0 if table.attrs["n_ok"] > 0 else 1
+
+
+#: records from which a batch job on a float model that has a shipped int8 file is told about that file
+INT8_TIP_RECORDS = 1000
+
+
+def _int8_tip(args: argparse.Namespace, n_records: int) -> str | None:
+    """A hint for a large CPU job on a shipped float model whose int8 file is shipped too (``age-sex`` ->
+    ``age-sex-int8``); None otherwise (small jobs, checkpoint paths, a GPU, the onnx backend)."""
+    from ..artifact.formats import list_shipped_exports
+
+    name = str(args.model)
+    if (n_records < INT8_TIP_RECORDS or args.backend != "torch" or (args.device or "cpu") != "cpu"
+            or f"{name}-int8" not in list_shipped_exports()):
+        return None
+    return (f"tip: for large jobs on a CPU, --model {name}-int8 runs this network with 8-bit integer weights "
+            f"(onnxruntime, `pip install \"ecglens[export]\"`), faster on a CPU (README, Benchmarks); its card states "
+            f"its accuracy against this model (`ecglens info {name}-int8`).")
 
 
 def _site_gain_path(output: Path) -> Path:

@@ -55,8 +55,8 @@ def _folder_listing(folder: Path, with_arrays: bool) -> list[tuple[str, Path | N
     # the tree is walked once; what it found replaces a look at the disk per file
     files = listed_record_names(walk_file_names(folder), raw=with_arrays)
     headers = {f: Path(f) for f in files if _is_header(f)}
-    kept = {id(h) for h in signal_records(list(headers.values()))}
-    return [(f, headers.get(f)) for f in files if f not in headers or id(headers[f]) in kept]  # walk order
+    kept = set(signal_records(list(headers.values())))
+    return [(f, headers.get(f)) for f in files if f not in headers or headers[f] in kept]  # walk order
 
 
 def _is_header(name: str) -> bool:
