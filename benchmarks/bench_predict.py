@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -61,8 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=10_000, help="100 Hz records (default 10,000)")
     p.add_argument("--n500", type=int, default=2000, help="500 Hz records (default 2,000; 0 skips)")
     p.add_argument("--model", action="append", default=None,
-                   help="model name or checkpoint; repeat for several in one run (the 500 Hz run uses the first; "
-                        "default: a random 10 s resnet1d_ribeiro stand-in, and age-sex-fast)")
+                   help="model name or checkpoint, optionally followed by ecglens predict options for it "
+                        "(\"age-sex --precision bf16\"); repeat for several in one run (the 500 Hz run uses the "
+                        "first; default: a random 10 s resnet1d_ribeiro stand-in, and age-sex-fast)")
     p.add_argument("--backend", default="torch", help="inference backend of ecglens predict (default torch)")
     p.add_argument("--workers", type=int, default=2, help="reading processes of ecglens predict (default 2)")
     p.add_argument("--batch-size", type=int, default=64, help="windows per forward pass (default 64)")
@@ -169,7 +171,8 @@ def run_cli(inputs: list[str], model: str, args: argparse.Namespace, out_csv: Pa
     import pandas as pd
     import psutil
 
-    cmd = [sys.executable, "-m", "ecglens", "predict", *inputs, "--model", model, "--output", str(out_csv),
+    model, *options = shlex.split(model)  # a model spec: the model, then its own predict options
+    cmd = [sys.executable, "-m", "ecglens", "predict", *inputs, "--model", model, *options, "--output", str(out_csv),
            "--workers", str(args.workers), "--batch-size", str(args.batch_size), "--backend", args.backend,
            "--no-progress"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

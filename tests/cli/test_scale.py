@@ -151,3 +151,28 @@ def test_device_with_the_onnx_backend_is_refused(checkpoint: Path, records: Path
     monkeypatch.setattr(device, "resolve_device", lambda name: "cuda")  # as on a GPU machine
     assert _predict(str(records), "--model", str(checkpoint), "--backend", "onnx", "--device", "cuda") == 2
     assert "applies to the torch backend" in capsys.readouterr().err
+
+
+def test_precision_reaches_the_served_model_and_the_shard_identity(
+        checkpoint: Path, records: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--precision bf16`` builds the served backend with it, and a shard written in float32 is not finished
+    for a bf16 rerun of the same job (the identity differs), nor the other way round."""
+    import warnings
+
+    uvicorn = pytest.importorskip("uvicorn")
+    pytest.importorskip("fastapi")
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda application, **kwargs: served.append(application))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a CPU without bf16 instructions
+        assert app(["serve", "--model", str(checkpoint), "--precision", "bf16"]) == 0
+        assert served[0].state.ecglens.predictor.backend.precision == "bf16"
+        out = tmp_path / "shards"
+        assert _predict(str(records), "--model", str(checkpoint), "--shard", "1/2", "-o", str(out)) == 0
+        side = json.loads((out / "shard-00001-of-00002.json").read_text())
+        assert "precision" not in side["options"]  # float32: the identity of shards written before the option
+        capsys.readouterr()
+        assert _predict(str(records), "--model", str(checkpoint), "--shard", "1/2", "-o", str(out),
+                        "--precision", "bf16") == 2
+    assert "of another job (its options differ from this run's)" in capsys.readouterr().err

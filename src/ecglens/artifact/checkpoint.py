@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._version import __version__, source_commit
-from ..exceptions import CheckpointError, EcglensError, LeadError
+from ..exceptions import CheckpointError, ConfigError, EcglensError, LeadError
 from ..jsonutil import json_ready
 from .calibration import Calibration
 from .formats import (
@@ -391,7 +391,7 @@ class Checkpoint:
         raise CheckpointError(f"checkpoint {self.path} holds no model to predict with; load a .safetensors or "
                               ".onnx file.")
 
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    def predict(self, x: np.ndarray, batch_size: int = 256, precision: str = "32") -> dict[str, np.ndarray]:
         """Predict from preprocessed input (with PyTorch, or onnxruntime for an exported ``.onnx`` file).
 
         Parameters
@@ -403,6 +403,9 @@ class Checkpoint:
             ``n_samples`` covering them evenly and the outputs averaged (:mod:`ecglens.artifact.windows`).
         batch_size : int
             Records per forward pass.
+        precision : {"32", "bf16", "16"}
+            The PyTorch model's forward pass in float32 or under autocast (:mod:`ecglens.artifact.precision`);
+            an exported file runs as exported (``"32"`` only).
 
         Returns
         -------
@@ -412,6 +415,8 @@ class Checkpoint:
         """
         import torch
 
+        from .precision import autocast, check_precision
+
         x = np.asarray(x, dtype=np.float32)
         x = x[None] if x.ndim == 2 else x
         if x.ndim != 3 or x.shape[1] != self.in_leads:
@@ -420,9 +425,13 @@ class Checkpoint:
                 f"{x.shape}. Bring records to the model's contract first (ecglens.Predictor does)."
             )
         forward, device = self._forward()
+        device_type = torch.device(device).type
+        if self.model is None and str(precision) != "32":
+            raise ConfigError(f"precision {precision} needs the PyTorch model; {self.path.name} runs as exported.")
+        precision = check_precision(precision, device_type)
         width = self.preprocess.n_samples if self.preprocess is not None else None
         raws = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device_type, precision):
             for start in range(0, len(x), max(1, int(batch_size))):
                 batch = torch.from_numpy(x[start : start + batch_size]).to(device)
                 raws.append(windowed_raw(forward, batch, width).float().cpu())

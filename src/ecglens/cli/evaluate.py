@@ -13,7 +13,8 @@ subsets and per decade. Binary decisions use threshold 0.5 unless ``--threshold-
 on which the threshold is chosen (Youden's J by default) and then applied unchanged. The command prints a table
 and writes ``metrics.json``, ``predictions.csv`` and the figures (PNG) to ``--out`` (default
 ``eval_<checkpoint>_<data>_fold9``, ``..._all`` without ``--folds``); an existing folder is never overwritten
-without ``--force``. ``--device cuda`` (``cuda:N``, ``mps``, ``auto``) runs the model on a GPU.
+without ``--force``. ``--device cuda`` (``cuda:N``, ``mps``, ``auto``) runs the model on a GPU; ``--precision
+bf16`` (``16`` on a GPU) in 16-bit arithmetic (docs/scale.md), stored in ``metrics.json``'s provenance.
 
 Records of the checkpoint's training folds (its config's ``train_folds`` against the cache's ``fold`` column) or
 training records (the run folder's ``splits.csv``) are refused, with or without ``--folds``:
@@ -81,20 +82,27 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``ecglens evaluate``; returns the exit code."""
     from ..artifact import load_checkpoint
     from ..artifact.formats import ONNX, load_model_file, model_format
+    from ..artifact.precision import check_precision
     from ..evaluate.runner import check_out_dir, evaluate_checkpoint, format_results
+    from ..exceptions import ConfigError
     from ..predict.device import resolve_device
 
     device = resolve_device(args.device)  # before anything is loaded or written
+    precision = check_precision(args.precision, device.split(":")[0])
     out = args.out or default_out(args.checkpoint, args.data, args.folds)
     check_out_dir(out, args.force)
     if model_format(args.checkpoint) is ONNX:  # an exported (e.g. int8) file: predicted with onnxruntime
+        if precision != "32":
+            raise ConfigError(f"--precision {precision} needs a PyTorch checkpoint; {args.checkpoint} runs as "
+                              "exported.")
         checkpoint = load_model_file(args.checkpoint)
     else:
         checkpoint = load_checkpoint(args.checkpoint, map_location=device)
     results = evaluate_checkpoint(checkpoint, args.data, folds=args.folds, out_dir=out, n_boot=args.n_boot,
                                   seed=args.seed, batch_size=args.batch_size, threshold_folds=args.threshold_folds,
                                   threshold_method=args.threshold_method, progress=not args.quiet,
-                                  allow_train_folds=args.allow_train_folds, site_gain=args.site_gain)
+                                  allow_train_folds=args.allow_train_folds, site_gain=args.site_gain,
+                                  precision=precision)
     prov = results["provenance"]
     folds = "all records" if args.folds is None else f"folds {args.folds}"
     print(f"\n{prov['checkpoint']} on {prov['data']} ({folds}): {prov['n_evaluated']} records, "

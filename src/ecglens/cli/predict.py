@@ -74,6 +74,10 @@ def add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu",
                    help="where the model runs: cpu (default), cuda, cuda:N, mps or auto (a GPU when torch sees "
                         "one); cuda needs a CUDA build of torch (docs/scale.md)")
+    p.add_argument("--precision", choices=("32", "bf16", "16"), default="32",
+                   help="the network's arithmetic: 32 (float32, default), bf16 (bfloat16 autocast: faster on GPUs "
+                        "and on CPUs with AVX-512 BF16 or AMX, close to but not equal to 32; docs/scale.md) or 16 "
+                        "(float16 autocast, GPU only); the torch backend only")
 
 
 def array_read_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,21 +158,30 @@ def _record_table(table: Any) -> str:
 
 
 def device_options(args: argparse.Namespace, check: bool = True) -> dict[str, Any]:
-    """``{"device": ...}`` for ``Predictor.from_pretrained`` from ``--device`` (empty for the CPU), checked here
+    """``{"device": ..., "precision": ...}`` for ``Predictor.from_pretrained`` from ``--device`` and
+    ``--precision`` (each left out at its default: the CPU, 32), the device checked here
     (:func:`~ecglens.predict.device.resolve_device`) unless ``check`` is False (remote workers check it)."""
     from ..artifact.formats import model_format
     from ..exceptions import ConfigError
     from ..predict.device import resolve_device
 
     device = resolve_device(args.device) if check else str(args.device)
-    if device == "cpu":
+    precision = str(getattr(args, "precision", "32"))
+    options = {k: v for k, v, default in (("device", device, "cpu"), ("precision", precision, "32")) if v != default}
+    if not options:
         return {}
     fmt = model_format(args.model)
     backend = fmt.backend if fmt is not None and fmt.backend_only else args.backend
     if backend != "torch":
-        raise ConfigError(f"--device {args.device} applies to the torch backend; the {backend} backend runs on the "
-                          "CPU here. Predict a .safetensors checkpoint or shipped model with --backend torch.")
-    return {"device": device}
+        given = " ".join(f"--{k} {getattr(args, k)}" for k in options)
+        raise ConfigError(f"{given} applies to the torch backend; the {backend} backend runs an exported file as "
+                          "exported, on the CPU. Predict a .safetensors checkpoint or shipped model with --backend "
+                          "torch (for 8-bit integers on a CPU: a shipped -int8 model, or `ecglens export --int8`).")
+    if check and "precision" in options:
+        from ..artifact.precision import check_precision
+
+        check_precision(precision, device.split(":")[0])
+    return options
 
 
 def _predictor_options(args: argparse.Namespace, check_device: bool = True) -> dict[str, Any]:
@@ -342,6 +355,7 @@ def _int8_tip(args: argparse.Namespace, n_records: int) -> str | None:
 
     name = str(args.model)
     if (n_records < INT8_TIP_RECORDS or args.backend != "torch" or (args.device or "cpu") != "cpu"
+            or str(getattr(args, "precision", "32")) != "32"
             or f"{name}-int8" not in list_shipped_exports()):
         return None
     return (f"tip: for large jobs on a CPU, --model {name}-int8 runs this network with 8-bit integer weights "
@@ -376,6 +390,8 @@ def _run_shard(args: argparse.Namespace, job: _Job, shard: tuple[int, int]) -> i
     identity = {"model": args.model, "backend": args.backend, "inputs": [str(p) for p in args.inputs],
                 "options": {"read": array_read_kwargs(args), "max_windows": job.options["max_windows"],
                             "site_gain": job.options.get("site_gain")}}
+    if "precision" in job.options:  # float32 shards keep the identity they had before --precision existed
+        identity["options"]["precision"] = job.options["precision"]
     result = run_shard(records, k, n, args.output, job, identity, fmt=args.format or "csv", force=args.force,
                        describe=job.describe)
     side = result.sidecar

@@ -487,9 +487,9 @@ def format_results(results: dict[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------------------------- checkpoint
 def predict_cache(checkpoint: Checkpoint, signals: np.ndarray, indices: np.ndarray, batch_size: int = 256,
-                  progress: bool = True, site_gain: Any = None) -> dict[str, np.ndarray]:
-    """``checkpoint.predict`` over ``signals[indices]`` ([N, L, T], e.g. a memory map) in batches, each lead
-    multiplied by its ``site_gain`` (:class:`~ecglens.predict.site.SiteGain`) when one is given.
+                  progress: bool = True, site_gain: Any = None, precision: str = "32") -> dict[str, np.ndarray]:
+    """``checkpoint.predict`` (in ``precision``) over ``signals[indices]`` ([N, L, T], e.g. a memory map) in
+    batches, each lead multiplied by its ``site_gain`` (:class:`~ecglens.predict.site.SiteGain`) when one is given.
 
     Returns
     -------
@@ -498,11 +498,13 @@ def predict_cache(checkpoint: Checkpoint, signals: np.ndarray, indices: np.ndarr
     from tqdm.auto import tqdm
 
     parts: dict[str, list[np.ndarray]] = defaultdict(list)
+    options = {} if str(precision) == "32" else {"precision": precision}  # any object with .predict(x) at 32
     starts = range(0, len(indices), max(1, int(batch_size)))
     for start in tqdm(starts, desc="predict", unit="batch", disable=not progress):
         rows = indices[start:start + batch_size]
         x = np.asarray(signals[rows], dtype=np.float32)
-        for name, values in checkpoint.predict(x if site_gain is None else site_gain.apply(x)).items():
+        x = x if site_gain is None else site_gain.apply(x)
+        for name, values in checkpoint.predict(x, **options).items():
             parts[name].append(np.asarray(values, dtype=np.float64).reshape(len(rows), -1)[:, 0])
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
@@ -516,15 +518,16 @@ def calibrated_outputs(outputs: dict[str, np.ndarray], checkpoint: Any) -> dict[
 
 
 def _select_thresholds(checkpoint: Checkpoint, cache: Any, folds: Any, eval_idx: np.ndarray, method: str,
-                       batch_size: int, progress: bool, site_gain: Any = None) -> tuple[dict[str, float], list[str]]:
+                       batch_size: int, progress: bool, site_gain: Any = None, precision: str = "32"
+                       ) -> tuple[dict[str, float], list[str]]:
     """Thresholds per binary output chosen on ``folds`` (which must not overlap the evaluated records)."""
     idx = cache.indices(folds)
     if np.intersect1d(idx, eval_idx).size:
         raise ConfigError(f"threshold folds {folds} overlap the evaluated folds: choose thresholds on separate "
                           "validation data (e.g. --threshold-folds 9 when evaluating fold 10).")
     meta = cache.meta.iloc[idx].reset_index(drop=True)
-    outputs = calibrated_outputs(predict_cache(checkpoint, cache.signals, idx, batch_size, progress, site_gain),
-                                 checkpoint)
+    outputs = calibrated_outputs(predict_cache(checkpoint, cache.signals, idx, batch_size, progress, site_gain,
+                                               precision), checkpoint)
     targets, _ = map_outputs(list(outputs), meta, getattr(checkpoint, "task", None))
     chosen, notes = {}, []
     for target in (t for t in targets if t.kind == "binary"):
@@ -589,7 +592,7 @@ def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = Non
                         out_dir: str | os.PathLike[str] | None = None, n_boot: int = 1000, seed: int = 0,
                         batch_size: int = 256, threshold_folds: Any = None, threshold_method: str = "youden",
                         progress: bool = True, *, allow_train_folds: bool = False,
-                        site_gain: Any = None) -> dict[str, Any]:
+                        site_gain: Any = None, precision: str = "32") -> dict[str, Any]:
     """Predict a prepared cache with a checkpoint and evaluate (metrics, CIs, figures, predictions.csv).
 
     Parameters
@@ -620,11 +623,15 @@ def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = Non
     site_gain : "auto" or SiteGain or dict or path, optional
         Scale each lead of the inputs by a site gain (:mod:`ecglens.predict.site`): ``"auto"`` estimates it from
         the evaluated records themselves (no labels are used), else a saved one. Stored in ``provenance``.
+    precision : {"32", "bf16", "16"}
+        The model's forward pass in float32 or under autocast (:mod:`ecglens.artifact.precision`); another
+        than ``"32"`` is stored in ``provenance``.
 
     Returns
     -------
     dict
-        :func:`evaluate_predictions` output plus ``provenance`` (checkpoint, data, folds, counts, site gain),
+        :func:`evaluate_predictions` output plus ``provenance`` (checkpoint, data, folds, counts, site gain,
+        precision),
         ``warnings`` and, when written, ``files``.
     """
     if not hasattr(checkpoint, "predict"):
@@ -645,10 +652,10 @@ def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = Non
     thresholds, notes = {}, [] if gain is None else [gain.describe()]
     if threshold_folds is not None:
         thresholds, chosen_notes = _select_thresholds(checkpoint, cache, threshold_folds, idx, threshold_method,
-                                                      batch_size, progress, gain)
+                                                      batch_size, progress, gain, precision)
         notes += chosen_notes
-    outputs = calibrated_outputs(predict_cache(checkpoint, cache.signals, idx, batch_size, progress, gain),
-                                 checkpoint)
+    outputs = calibrated_outputs(predict_cache(checkpoint, cache.signals, idx, batch_size, progress, gain,
+                                               precision), checkpoint)
     task = getattr(checkpoint, "task", None)
     cal = calibration_of(checkpoint)
     results = evaluate_predictions(outputs, meta, task=task, n_boot=n_boot, seed=seed, thresholds=thresholds,
@@ -660,6 +667,8 @@ def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = Non
     results["provenance"] = _provenance(checkpoint, cache, folds, int(idx.size))
     if gain is not None:
         results["provenance"]["site_gain"] = gain.to_dict()
+    if str(precision) != "32":
+        results["provenance"]["precision"] = str(precision)
     if threshold_folds is not None:
         results["provenance"]["threshold_folds"] = threshold_folds
         results["provenance"]["threshold_method"] = threshold_method

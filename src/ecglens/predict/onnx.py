@@ -136,7 +136,7 @@ def _check_match(ckpt: Any, backend: OnnxBackend) -> None:
 
 def onnx_backend(checkpoint: Any, onnx_path: str | os.PathLike[str] | None = None,
                  cache_dir: str | os.PathLike[str] | None = None, opset: int = 17,
-                 num_threads: int | None = None) -> OnnxBackend:
+                 num_threads: int | None = None, precision: str = "32") -> OnnxBackend:
     """The ``"onnx"`` backend factory (registered with :func:`ecglens.predict.register_backend` by the package).
 
     Parameters
@@ -152,7 +152,14 @@ def onnx_backend(checkpoint: Any, onnx_path: str | os.PathLike[str] | None = Non
         Opset of on-the-fly exports.
     num_threads : int, optional
         onnxruntime intra-op threads (the same option name as the torch backend's).
+    precision : str
+        Only ``"32"``: an exported file runs in the precision it was exported in (``ecglens export --int8``
+        for 8 bits); reduced precision by autocast is the torch backend's.
     """
+    if str(precision) != "32":
+        raise ConfigError(f"precision {precision} applies to the torch backend; an ONNX file runs as exported "
+                          "(for 8-bit integers export one with `ecglens export --int8`, or use a shipped -int8 "
+                          "model).")
     own = Path(getattr(checkpoint, "path", "") or "")
     if onnx_path is None and model_format(own) is ONNX:
         onnx_path = own

@@ -95,7 +95,7 @@ class Predictor:
         with :meth:`estimate_site_gain`), applied to every model input; predicted rows get the flag
         ``site_gain``.
     **backend_options
-        Passed to the backend factory (e.g. ``device="cuda"``, ``num_threads=1``).
+        Passed to the backend factory (e.g. ``device="cuda"``, ``num_threads=1``, ``precision="bf16"``).
     """
 
     def __init__(self, checkpoint: Any, backend: str | Backend = "torch", *,
