@@ -624,15 +624,14 @@ def evaluate_checkpoint(checkpoint: CheckpointLike, cache: Any, folds: Any = Non
         Scale each lead of the inputs by a site gain (:mod:`ecglens.predict.site`): ``"auto"`` estimates it from
         the evaluated records themselves (no labels are used), else a saved one. Stored in ``provenance``.
     precision : {"32", "bf16", "16"}
-        The model's forward pass in float32 or under autocast (:mod:`ecglens.artifact.precision`); another
-        than ``"32"`` is stored in ``provenance``.
+        The model's forward pass in float32 or under autocast (:mod:`ecglens.artifact.precision`); stored in
+        ``provenance`` unless ``"32"``.
 
     Returns
     -------
     dict
         :func:`evaluate_predictions` output plus ``provenance`` (checkpoint, data, folds, counts, site gain,
-        precision),
-        ``warnings`` and, when written, ``files``.
+        precision), ``warnings`` and, when written, ``files``.
     """
     if not hasattr(checkpoint, "predict"):
 
