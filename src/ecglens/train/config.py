@@ -147,9 +147,9 @@ class TrainerConfig:
     falls back to ``32-true``; ``bf16-mixed`` on a CPU with bfloat16 instructions trains in about 0.6x the time
     per epoch (docs/results.md, "Training in bfloat16 on the CPU"). ``max_time`` is ``"DD:HH:MM:SS"`` (quote it
     in YAML). ``patience`` epochs without improvement of ``monitor`` stop training (``null`` disables early
-    stopping). ``monitor`` also picks the epoch whose weights the run keeps; ``monitor: null`` keeps the last epoch instead (no selection on the
-    validation split, which is then only reported; needs ``patience: null``). ``num_threads``:
-    torch CPU threads (default: the CPU count minus the data-loader workers, at least 1).
+    stopping). ``monitor`` also picks the epoch whose weights the run keeps; ``monitor: null`` keeps the last
+    epoch instead (no selection on the validation split, which is then only reported; needs ``patience: null``).
+    ``num_threads``: torch CPU threads (default: the CPU count minus the data-loader workers, at least 1).
     """
 
     accelerator: str = "auto"
