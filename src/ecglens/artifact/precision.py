@@ -18,13 +18,14 @@ __all__ = ["PRECISIONS", "autocast", "check_precision"]
 
 #: accepted precisions: float32, or autocast to bfloat16 / float16
 PRECISIONS: tuple[str, ...] = ("32", "bf16", "16")
+_WARNED: list[bool] = []  # whether this process has warned of bf16 without bfloat16 instructions
 
 
 def check_precision(precision: str, device_type: str) -> str:
     """``precision`` (as a string) if it can run on a device of ``device_type`` (``"cpu"``, ``"cuda"``, ...).
 
-    Warns (``RuntimeWarning``) for bf16 on a CPU without bfloat16 instructions, where it runs emulated and
-    slower than float32.
+    Warns (``RuntimeWarning``, once per process) for bf16 on a CPU without bfloat16 instructions, where it runs
+    emulated and slower than float32.
 
     Raises
     ------
@@ -36,7 +37,8 @@ def check_precision(precision: str, device_type: str) -> str:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)} (32: float32).")
     if precision == "16" and device_type == "cpu":
         raise ConfigError("precision 16 (float16) runs on a GPU only; on a CPU use bf16 (bfloat16), or 32.")
-    if precision == "bf16" and device_type == "cpu" and not _cpu_has_bf16():
+    if precision == "bf16" and device_type == "cpu" and not _WARNED and not _cpu_has_bf16():
+        _WARNED.append(True)  # once per process: the command line, the backend and the checkpoint all check
         warnings.warn("this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX): precision bf16 runs emulated "
                       "and slower than 32 here.", RuntimeWarning, stacklevel=3)
     return precision
