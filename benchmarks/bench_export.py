@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from ecglens import __version__
+from ecglens._version import source_commit
 from ecglens.exceptions import CheckpointError
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_export.json"
@@ -206,7 +207,8 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 def _environment() -> dict[str, Any]:
     import onnxruntime
 
-    return {"ecglens": __version__, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+    return {"ecglens": __version__, "commit": source_commit(),
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "python": sys.version.split()[0], "platform": platform.platform(), "cpu_count": os.cpu_count(),
             "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 

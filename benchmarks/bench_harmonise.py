@@ -28,6 +28,7 @@ import numpy as np
 from _common import write_results
 
 from ecglens import Ecg, __version__
+from ecglens._version import source_commit
 from ecglens.io import read_ecg
 from ecglens.predict import Predictor, harmonise
 from ecglens.signal.functional import resample
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes: list[int | str] = [1, 2, 4, 8, 16, CHUNK, "default"]
     result: dict[str, Any] = {"model": args.model, "chunk": CHUNK, "repeats": args.repeats,
                               "group_records_default": harmonise.GROUP_RECORDS, "ecglens": __version__,
+                              "commit": source_commit(),
                               "python": platform.python_version(), "machine": platform.machine(), "fs": {}}
     print(f"prepare_many on a chunk of {CHUNK} PTB-XL records, {args.model}'s input contract, "
           f"median of {args.repeats} repeats (ms per record; ratio to one group of {CHUNK})")

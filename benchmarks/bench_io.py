@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ecglens import __version__
+from ecglens._version import source_commit
 from ecglens.data.cache import open_cache, prepare_cache
 from ecglens.io import read_ecg
 from ecglens.io.ptbxl import ptbxl_catalogue
@@ -139,7 +140,7 @@ def environment() -> dict[str, Any]:
     import wfdb
 
     return {
-        "ecglens": __version__, "python": platform.python_version(), "numpy": np.__version__,
+        "ecglens": __version__, "commit": source_commit(), "python": platform.python_version(), "numpy": np.__version__,
         "pandas": pandas.__version__, "wfdb": wfdb.__version__, "machine": platform.machine(),
         "cpu_count": os.cpu_count(), "load_avg_1m_before": round(os.getloadavg()[0], 2),
     }

@@ -210,8 +210,10 @@ def environment() -> dict[str, Any]:
     import wfdb
 
     from ecglens import __version__
+    from ecglens._version import source_commit
 
-    return {"ecglens": __version__, "python": platform.python_version(), "torch": torch.__version__,
+    return {"ecglens": __version__, "commit": source_commit(),
+            "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "wfdb": wfdb.__version__, "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "load_avg_1m_before": round(os.getloadavg()[0], 2)}
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import fuzzing  # noqa: E402  (tests/fuzzing.py, the mutator)
 
 from ecglens import __version__  # noqa: E402
+from ecglens._version import source_commit  # noqa: E402
 
 
 def _table(counts: dict[str, dict[str, int]], slowest: dict[str, float]) -> str:
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     n_ok_garbage = sum(v == "ok" for v in garbage_preds.values())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "ecglens": __version__, "python": platform.python_version(), "cases": len(rows), "seed": args.seed,
+        "ecglens": __version__, "commit": source_commit(),
+        "python": platform.python_version(), "cases": len(rows), "seed": args.seed,
         "seconds": seconds, "counts": counts, "slowest_case_s": slowest,
         "errors": dict(Counter(r[4].split(":")[0] for r in rows if r[3] == "error")),
         "defects": [dict(zip(("index", "format", "family", "outcome", "detail", "seconds"), r, strict=True))

@@ -30,6 +30,7 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "serve")]
 import campaign  # noqa: E402  (tests/serve/campaign.py)
 
 from ecglens import __version__  # noqa: E402
+from ecglens._version import source_commit  # noqa: E402
 from ecglens.serve import create_app  # noqa: E402
 
 
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  defect {r['family']} #{r['index']}: {r['outcome']} {r['status']} {str(r['detail'])[:120]}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "ecglens": __version__, "python": platform.python_version(), "cases": len(rows), "seed": args.seed,
+        "ecglens": __version__, "commit": source_commit(),
+        "python": platform.python_version(), "cases": len(rows), "seed": args.seed,
         "concurrency": args.concurrency, "model": args.model, "seconds": seconds,
         "counts": {family: dict(c) for family, c in counts.items()}, "defects": defects,
     }, indent=1, default=str))
