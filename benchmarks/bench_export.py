@@ -115,6 +115,29 @@ def onnx_runner(ckpt: Any, threads: int, opset: int, folder: Path) -> Runner:
     return backend.run
 
 
+def multiply_adds(model: torch.nn.Module, x: np.ndarray) -> int:
+    """Multiply-adds of one forward pass of ONE input of ``x``'s shape: every convolution and linear layer (their
+    share of the arithmetic; normalisation, activations and pooling are a few per cent at most), counted with
+    forward hooks."""
+    total = 0
+
+    def count(module: torch.nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        per_output = (module.in_channels // module.groups * int(np.prod(module.kernel_size))
+                      if isinstance(module, torch.nn.modules.conv._ConvNd) else module.in_features)
+        total += out[:1].numel() * per_output
+
+    layers = (torch.nn.modules.conv._ConvNd, torch.nn.Linear)
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, layers)]
+    try:
+        with torch.inference_mode():
+            model(torch.from_numpy(x[:1]))
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
 def time_calls(run: Runner, x: np.ndarray, repeats: int, warmup: int) -> list[float]:
     """Seconds of each of ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
@@ -149,10 +172,10 @@ def measure(name: str, build: Callable[[], Runner], x1: np.ndarray, xb: np.ndarr
     }
 
 
-def print_table(rows: list[dict[str, Any]], header: str) -> None:
+def print_table(rows: list[dict[str, Any]], header: str, macs: int) -> None:
     print(f"\n{header}\n")
     print(f"{'runtime':<15} {'latency ms (b=1)':>17} {'p90 ms':>8} {'ECG/s (b=64)':>13} {'vs eager':>9} "
-          f"{'max |diff|':>11} {'setup s':>8}")
+          f"{'GMAC/s (b=64)':>14} {'max |diff|':>11} {'setup s':>8}")
     eager = next((r["throughput_ecg_s"] for r in rows if r["runtime"] == "torch eager" and "error" not in r), None)
     for r in rows:
         if "error" in r:
@@ -161,7 +184,10 @@ def print_table(rows: list[dict[str, Any]], header: str) -> None:
         ratio = f"{r['throughput_ecg_s'] / eager:.2f}x" if eager else "-"
         diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e}"
         print(f"{r['runtime']:<15} {r['latency_ms_median']:>17.2f} {r['latency_ms_p90']:>8.2f} "
-              f"{r['throughput_ecg_s']:>13.1f} {ratio:>9} {diff:>11} {r['setup_s']:>8.1f}")
+              f"{r['throughput_ecg_s']:>13.1f} {ratio:>9} {r['throughput_ecg_s'] * macs / 1e9:>14.1f} {diff:>11} "
+              f"{r['setup_s']:>8.1f}")
+    print(f"\n{macs / 1e6:.1f} M multiply-adds per input (convolutions and linear layers); GMAC/s: the rate "
+          "the runtime sustained on all its threads (a float32 ceiling of the CPU bounds it)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,9 +222,11 @@ def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     rows = [measure(name, build, x1, xb, reference, args) for name, build in builds.items()]
     header = (f"{what}; input [1 | {args.batch_size}, {ckpt.in_leads}, {n}] float32; {threads} thread(s); "
               f"torch {torch.__version__}")
-    print_table(rows, header)
+    macs = multiply_adds(model, x1)
+    print_table(rows, header, macs)
     result = {"benchmark": "bench_export", "model": what, "architecture": ckpt.model_name,
-              "input_shape": [args.batch_size, int(ckpt.in_leads), n], "threads": threads, "results": rows,
+              "input_shape": [args.batch_size, int(ckpt.in_leads), n], "threads": threads,
+              "multiply_adds_per_input": macs, "results": rows,
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "environment": _environment()}
     return result
