@@ -142,7 +142,9 @@ def _summary(table: Any, output: Path | None) -> str:
     lines = [head] + ([f"wrote {output}"] if output is not None else [])
     errors = table[table["status"] == "error"]
     for _, row in errors.head(_SHOW_ERRORS).iterrows():
-        lines.append(f"  error {row['record']}: {row['message']}")
+        record, message = str(row["record"]), str(row["message"])
+        message = message.removeprefix(f"{record}: ")  # a reader's error names its file: once is enough here
+        lines.append(f"  error {record}: {message}")
     if len(errors) > _SHOW_ERRORS:
         lines.append(f"  ... and {len(errors) - _SHOW_ERRORS} more (see the status/message columns)")
     return "\n".join(lines)
