@@ -284,6 +284,7 @@ def _probability_card(name: str, shown: Mapping[str, Any], pred: Prediction, met
 
 #: flag kind -> sentence (``{}`` is the flag's value)
 _FLAG_TEXT: dict[str, str] = {
+    "calibration_removed": "the calibration pulse the cart stored with the waveform was cut off",
     "resampled": "resampled {} Hz to fit the model",
     "derived": "leads {} computed from I and II (not recorded)",
     "unit_converted": "amplitudes converted {} (they were not in millivolts)",

@@ -6,7 +6,7 @@ How the expected values are made:
   against the same ECG converted to HL7 aECG by Philips' translator (``philips_ad4d3d80_104_as_aecg.xml``), read
   by the independent HL7 reader. The aECG declares an "Adaptive" 60 Hz notch filter (its controlVariable) that
   the XML's ``notchfiltered="False"`` data did not have, so the two agree within one quantisation step (5 uV)
-  on most samples, never by more than 4 steps, with a correlation above 0.999 on every lead (the XLI decode itself
+  on most samples, never by more than 4 steps, with a correlation above 0.995 on every lead (the XLI decode itself
   was checked offline to be identical, sample for sample, to the ``sierraecg`` package's decode of this file).
 * Synthetic files: integer counts of a synthetic 12-lead ECG, encoded here with an XLI *encoder* written from the
   format description (second differences, high/low byte planes, 10-bit LZW) and the Philips limb-lead residuals,
@@ -234,15 +234,28 @@ def vendor(fixtures_dir) -> Path:
 def test_real_103_and_104(vendor):
     old = read_ecg(vendor / "philips_129DYPRG_103.xml")
     new = read_ecg(vendor / "philips_ad4d3d80_104.xml")
-    for ecg, age, sex, version in ((old, 50.0, "M", "1.03"), (new, 32.0, "F", "1.04")):
-        assert ecg.leads == CANONICAL_LEADS and ecg.fs == 500 and ecg.n_samples == 5500
+    # 11 s per lead in the file; the cart's calibration pulse (zeros, 0.2 s at 1 mV on every lead, zeros) is cut
+    for ecg, age, sex, version, n in ((old, 50.0, "M", "1.03", 5264), (new, 32.0, "F", "1.04", 5300)):
+        assert ecg.leads == CANONICAL_LEADS and ecg.fs == 500 and ecg.n_samples == n
+        assert ecg.meta["calibration_removed_s"] == [0.0, (5500 - n) / 500]
+        assert not (ecg.signal == 1.0).all(axis=0).any()  # no sample left with every lead at 1 mV
         assert (ecg.age, ecg.sex, ecg.meta["document_version"]) == (age, sex, version)
         peak = np.abs(ecg.signal).max(axis=1)
         assert (peak > 0.05).all() and (peak < 20).all()  # plausible mV on every lead
-    # restored limb leads follow Einthoven within the rounding of the residual code (before the 1 mV
-    # calibration pulses that the cart appends to each lead in the last second)
-    ten_s = slice(0, 5000)
-    np.testing.assert_allclose(new.lead("III")[ten_s], (new.lead("II") - new.lead("I"))[ten_s], atol=0.0051)
+    # restored limb leads follow Einthoven within the rounding of the residual code
+    np.testing.assert_allclose(new.lead("III"), new.lead("II") - new.lead("I"), atol=0.0051)
+
+
+def test_calibration_pulse_kept_in_the_decoded_waveform(vendor):
+    """Below the reader's last step the 11 s are there, pulse included: what was cut is exactly that."""
+    from ecglens.io._vendor import strip_calibration
+
+    ecg = read_ecg(vendor / "philips_ad4d3d80_104.xml")
+    full = ecg.replace(signal=np.concatenate([ecg.signal, np.zeros((12, 200), np.float32)], axis=1), meta={})
+    full.signal[:, 5350:5450] = 1.0
+    again = strip_calibration(full, vendor / "x.xml", "test")
+    assert np.array_equal(again.signal, ecg.signal) and again.meta["calibration_removed_s"] == [0.0, 0.4]
+    assert strip_calibration(ecg, vendor / "x.xml", "test") is ecg  # nothing (left) to cut
 
 
 def test_real_104_matches_its_hl7_conversion(vendor):
@@ -254,6 +267,7 @@ def test_real_104_matches_its_hl7_conversion(vendor):
     steps = np.abs(philips.signal - aecg.signal) / (RES_UV / 1000)
     assert (steps <= 1 + 1e-3).mean(
         axis=1
-    ).min() > 0.9  # within one 5 uV step on > 90 % of samples, every lead
+    ).min() > 0.85  # within one 5 uV step on > 85 % of samples, every lead (V5: 89.8 %)
     assert steps.max() <= 4 + 1e-3
-    assert min(np.corrcoef(p, a)[0, 1] for p, a in zip(philips.signal, aecg.signal, strict=True)) > 0.999
+    # (0.996 on the quietest lead once the calibration pulse, common to both, is cut)
+    assert min(np.corrcoef(p, a)[0, 1] for p, a in zip(philips.signal, aecg.signal, strict=True)) > 0.995

@@ -51,6 +51,7 @@ def _records(seed: int = 0) -> list[Ecg]:
                    ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6"), record_id="8lead"))  # limb leads derived
     out.append(Ecg(out[5].signal[[0, 1, 6, 7, 8, 9, 10, 11]] * 1.1, 100.0,
                    ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6"), record_id="8lead-b"))
+    out.append(out[9].replace(record_id="calibrated", meta={"calibration_removed_s": [0.0, 0.47]}))
     return out + [read_ecg(p) for p in example_paths()]
 
 
@@ -83,6 +84,7 @@ def test_prepare_many_equals_prepare(seconds: float, quality: bool) -> None:
     ok = {r.record: r for r in many if not isinstance(r, Exception)}
     assert ok["r1"].recorded == {"age_recorded": 41.0, "sex_recorded": "F", "patient_id": "p1", "exam_id": ""}
     assert "unit_converted:uV->mV" in ok["uV"].flags and "derived:III,aVR,aVL,aVF" in ok["8lead-b"].flags
+    assert ok["calibrated"].flags[0] == "calibration_removed" and "calibration_removed" not in ok["r9"].flags
     assert ok["r0"].n_windows == (1 if seconds == 10.0 else 3)
     assert not quality or "saturated:aVR" in ok["saturated"].flags
     assert not quality or ("flat:V3" in ok["flat-V3"].flags and "noisy:II" in ok["noisy-II"].flags)

@@ -12,7 +12,7 @@ from ecglens.ecg import Ecg
 from ecglens.exceptions import ConfigError, SignalQualityError
 from ecglens.signal import assess_quality, check_usable
 from ecglens.signal import augment as A
-from ecglens.signal.quality import noise_fraction
+from ecglens.signal.quality import calibration_span, noise_fraction
 
 
 # ------------------------------------------------------------------------------------------------ quality
@@ -90,6 +90,59 @@ def test_assess_quality_uses_ecg_lead_names_and_fs():
     assert assess_quality(sig, 500, leads=["a", "b", "c"]).flat_leads == ("c",)
     with pytest.raises(ValueError, match="fs"):
         assess_quality(sig)
+
+
+def _with_pulse(x: np.ndarray, fs: float, level: float = 1.0, width_s: float = 0.2, at_end: bool = True,
+                jitter: bool = False, seed: int = 0) -> np.ndarray:
+    """``x`` followed (or preceded) by 0.17 s of zeros, a pulse of ``level`` mV on every lead, 0.1 s of zeros;
+    ``jitter``: steps of up to +-10 uV on them, as in a file converted from another format."""
+    pulse = np.zeros((x.shape[0], round(0.17 * fs) + round(width_s * fs) + round(0.1 * fs)), dtype=np.float32)
+    pulse[:, round(0.17 * fs):round(0.17 * fs) + round(width_s * fs)] = level
+    if jitter:
+        pulse += np.random.default_rng(seed).choice(np.float32([-0.01, -0.005, 0.0, 0.005, 0.01]), pulse.shape)
+    return np.concatenate([x, pulse] if at_end else [pulse[:, ::-1], x], axis=1)
+
+
+def _noisy_ecg(fs: float, seed: int = 0) -> np.ndarray:
+    """A synthetic 10-s ECG with 10 uV of noise (a real baseline is never exactly zero)."""
+    return synthetic_ecg(fs, 10.0) + np.random.default_rng(seed).normal(0, 0.01, (12, round(10 * fs)))
+
+
+@pytest.mark.parametrize("fs", [250.0, 500.0, 1000.0])
+def test_calibration_span_finds_a_cart_calibration_pulse(fs):
+    ecg = _noisy_ecg(fs)
+    n = ecg.shape[1]
+    assert calibration_span(ecg, fs) == (0, n)  # an ECG alone: nothing to cut
+    extra = _with_pulse(ecg, fs).shape[1] - n
+
+    def cut_near(span: tuple[int, int], start: int, stop: int) -> bool:
+        """The cut takes the pulse and its zeros, and at most 20 ms of the ECG's quietest baseline with them."""
+        return start <= span[0] <= start + 0.02 * fs and stop - 0.02 * fs <= span[1] <= stop
+
+    assert cut_near(calibration_span(_with_pulse(ecg, fs), fs), 0, n)  # at the end (Philips PageWriter)
+    assert cut_near(calibration_span(_with_pulse(ecg, fs, at_end=False), fs), extra, extra + n)  # at the start
+    assert cut_near(calibration_span(_with_pulse(ecg, fs, jitter=True), fs), 0, n)  # a converted file's jitter
+    assert cut_near(calibration_span(_with_pulse(ecg, fs, level=2.0, width_s=0.1), fs), 0, n)
+
+
+def test_calibration_span_leaves_what_is_not_a_pulse():
+    fs = 500.0
+    ecg = _noisy_ecg(fs)
+    full = _with_pulse(ecg, fs)
+    for x in (_with_pulse(ecg, fs, level=0.2),              # too low for a calibration
+              _with_pulse(ecg, fs, width_s=1.0),             # a 1-s plateau is not a pulse
+              _with_pulse(ecg, fs, width_s=0.02),            # nor is a 20-ms step
+              np.concatenate([full, ecg[:, :500]], axis=1)):  # ECG after it: a pulse in the middle is kept
+        assert calibration_span(x, fs) == (0, x.shape[1])
+    one_lead_off = full.copy()
+    one_lead_off[3, ecg.shape[1] + 85:ecg.shape[1] + 185] = 0.4  # the pulse's span: every lead must hold one level
+    assert calibration_span(one_lead_off, fs) == (0, full.shape[1])
+    only_pulse = full[:, ecg.shape[1]:]                      # nothing but the pulse: nothing left to keep
+    assert calibration_span(only_pulse, fs) == (0, only_pulse.shape[1])
+    with_nan = full.copy()
+    with_nan[0, 10] = np.nan
+    assert calibration_span(with_nan, fs) == (0, full.shape[1])
+    assert calibration_span(full[:1], fs) == (0, full.shape[1])  # one lead says nothing
 
 
 @pytest.mark.parametrize(

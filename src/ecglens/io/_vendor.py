@@ -13,7 +13,11 @@
   II when the file lacks them; non-standard leads are kept after the 12.
 * :func:`names_format` makes every ecglens error a reader raises name the format it was reading.
 * :func:`finish_twelve_lead` is the last step of every 12-lead vendor reader: canonical order, then a refusal
-  (never a silent bad signal) when a standard lead is missing or the signal is non-finite or all zero.
+  (never a silent bad signal) when a standard lead is missing or the signal is non-finite or all zero, then
+  :func:`strip_calibration` (also called by the DICOM and SCP-ECG readers).
+* :func:`strip_calibration` cuts a calibration pulse that the cart appended to the waveform (Philips PageWriter:
+  the 11th second), found by :func:`ecglens.signal.quality.calibration_span`, and records it in
+  ``meta["calibration_removed_s"]``.
 * :func:`age_in_years` / :data:`SEX_CODES` convert vendor spellings of age and sex.
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -34,6 +39,7 @@ import numpy as np
 from ..ecg import Ecg, check_recorded_signal
 from ..exceptions import CorruptRecordError, EcglensError, LeadError, UnsupportedFormatError
 from ..leads import CANONICAL_LEADS, LIMB_DERIVED
+from ..signal.quality import calibration_span
 
 __all__ = [
     "has_xml_root",
@@ -51,8 +57,11 @@ __all__ = [
     "parse_date",
     "parse_xml_safely",
     "standardise_leads",
+    "strip_calibration",
     "xml_root",
 ]
+
+log = logging.getLogger(__name__)
 
 #: sex spellings seen in vendor files -> "F" / "M" (anything else is unknown)
 SEX_CODES: dict[str, str] = {"F": "F", "FEMALE": "F", "W": "F", "M": "M", "MALE": "M"}
@@ -333,7 +342,8 @@ def finish_twelve_lead(ecg: Ecg, path: Path, fmt: str) -> Ecg:
     Returns
     -------
     Ecg
-        As :func:`standardise_leads`: the 12 standard leads first, non-standard leads after them.
+        As :func:`standardise_leads`: the 12 standard leads first, non-standard leads after them; a calibration
+        pulse the cart appended is cut off (:func:`strip_calibration`).
 
     Raises
     ------
@@ -362,7 +372,39 @@ def finish_twelve_lead(ecg: Ecg, path: Path, fmt: str) -> Ecg:
             "did not decode. Export the ECG again."
         )
     check_recorded_signal(ecg.signal, str(path), fmt)
-    return ecg
+    return strip_calibration(ecg, path, fmt)
+
+
+def strip_calibration(ecg: Ecg, path: Path, fmt: str) -> Ecg:
+    """Cut a calibration pulse that the cart stored with the ECG (at the end or the start of the waveform).
+
+    Parameters
+    ----------
+    ecg : Ecg
+        A record as read, leads in any order; ``derived_leads`` (computed, so without the pulse) are not
+        looked at.
+    path : Path
+        The file (for the log).
+    fmt : str
+        Human name of the format (for the log).
+
+    Returns
+    -------
+    Ecg
+        ``ecg`` itself when it has no pulse (:func:`ecglens.signal.quality.calibration_span`); otherwise a copy
+        without the pulse and the zeros around it, with ``meta["calibration_removed_s"]`` = [seconds cut at the
+        start, seconds cut at the end]. ``ecglens predict`` flags such rows ``calibration_removed``.
+    """
+    recorded = [i for i, lead in enumerate(ecg.leads) if lead not in ecg.derived_leads]
+    start, stop = calibration_span(ecg.signal[recorded], ecg.fs)
+    n = ecg.signal.shape[-1]
+    if (start, stop) == (0, n):
+        return ecg
+    cut = [round(start / ecg.fs, 4), round((n - stop) / ecg.fs, 4)]
+    log.info("%s: removed the cart's calibration pulse from the %s waveform (%g s at the start, %g s at the end)",
+             path, fmt, *cut)
+    return ecg.replace(signal=np.ascontiguousarray(ecg.signal[:, start:stop]),
+                       meta={**ecg.meta, "calibration_removed_s": cut})
 
 
 # ---------------------------------------------------------------------------------------------- age / dates

@@ -41,7 +41,7 @@ import numpy as np
 from ..ecg import Ecg, check_recorded_fs, check_recorded_signal
 from ..exceptions import ConfigError, CorruptRecordError, EcglensError, UnitError, UnsupportedFormatError
 from ..leads import normalize_lead_name
-from ._vendor import SEX_CODES, VOLTAGE_TO_MV, age_from_dates, age_in_years, standardise_leads
+from ._vendor import SEX_CODES, VOLTAGE_TO_MV, age_from_dates, age_in_years, standardise_leads, strip_calibration
 from .registry import register_reader
 
 __all__ = ["ECG_SOP_CLASSES", "read_dicom", "sniff_dicom"]
@@ -165,7 +165,7 @@ def _dicom_ecg(ds: Any, path: Path, waveform: str | None, group: int | None) -> 
         source=str(path),
         meta=_dicom_meta(ds, index),
     )
-    return standardise_leads(ecg)
+    return strip_calibration(standardise_leads(ecg), path, FORMAT)
 
 
 def _acquired(ds: Any) -> str:

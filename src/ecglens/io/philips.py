@@ -41,6 +41,9 @@ matched by local name)::
   chunk running past the payload, an unknown LZW code or too few samples are refused as a damaged file.
 * Uncompressed waveforms are the leads one after the other, int16 little-endian; a limb lead stored as all
   zeros (not recorded) is derived from I and II instead (``Ecg.derived_leads`` names it).
+* PageWriter carts store 11 s per lead: the ECG, then zeros, a 0.2 s calibration pulse at 1 mV on every lead and
+  zeros again. That tail is cut (:func:`ecglens.io._vendor.strip_calibration`; ``meta["calibration_removed_s"]``
+  says how much), so that no model window and no quality check sees it.
 * Age from ``<age>`` (years, months, weeks, days or hours), else from ``<dateofbirth>`` and the acquisition date;
   ``defaultage`` (the age the interpretation assumed when none was entered) is not the patient's age and is
   ignored. Sex from ``<sex>``.

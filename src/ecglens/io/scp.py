@@ -47,7 +47,7 @@ import numpy as np
 
 from ..ecg import Ecg, check_recorded_fs, check_recorded_signal
 from ..exceptions import CorruptRecordError, LeadError, SamplingRateError, UnitError, UnsupportedFormatError
-from ._vendor import age_from_dates, age_in_years, standardise_leads
+from ._vendor import age_from_dates, age_in_years, standardise_leads, strip_calibration
 from .registry import register_reader
 from .scp_huffman import decode_values, max_values, parse_tables
 
@@ -157,7 +157,7 @@ def read_scp(path: str | Path) -> Ecg:
         source=str(path),
         meta={"format": "scp", "scp_version": data[_RECORD_HEADER + 9] / 10, **patient},
     )
-    return standardise_leads(ecg)
+    return strip_calibration(standardise_leads(ecg), path, FORMAT)
 
 
 # ---------------------------------------------------------------------------------------------- container

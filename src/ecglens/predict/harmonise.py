@@ -57,8 +57,9 @@ class PreparedEcg:
     n_resampled : int
         Length of the whole record at the model's fs.
     flags : tuple of str
-        What was done or found (``resampled:500->100``, ``derived:...``, ``unit_converted:uV->mV``, ``padded``,
-        ``cropped``, ``flat:V3``, ...).
+        What was done or found (``calibration_removed``: the reader cut a calibration pulse the cart stored,
+        ``resampled:500->100``, ``derived:...``, ``unit_converted:uV->mV``, ``padded``, ``cropped``, ``flat:V3``,
+        ...).
     warnings : tuple of str
         Messages of data-repair warnings (e.g. NaN samples interpolated).
     ecg : Ecg or None
@@ -163,7 +164,7 @@ class InputAdapter:
                 "the range an ECG recording is read and resampled from. Check the rate stated in the file."
             )
         std = ecg.to_standard_leads(pre.leads, derive=True)
-        flags: list[str] = []
+        flags: list[str] = list(_reader_flags(ecg))
         derived = [lead for lead in pre.leads if lead in std.derived_leads]
         if derived:
             flags.append("derived:" + ",".join(derived))
@@ -316,7 +317,7 @@ class InputAdapter:
         out = {}
         for row, pos in enumerate(keep):
             ecg = ecgs[pos]
-            flags = (*head, *(quality[row] if quality is not None else ()), *tail)
+            flags = (*_reader_flags(ecg), *head, *(quality[row] if quality is not None else ()), *tail)
             out[int(pos)] = PreparedEcg(record=ecg.record_id if names[pos] is None else names[pos],
                                         windows=windows[row], starts=tuple(starts[:windows.shape[1]]),
                                         n_resampled=n_total,
@@ -353,6 +354,11 @@ def _cut_windows(y: np.ndarray, starts: list[int], pre: Any) -> np.ndarray:
     hop = round((starts[1] - starts[0]) / pre.fs * pre.fs)
     cuts = range(0, y.shape[-1] - width + 1, hop)[: len(starts)]
     return np.stack([y[..., s:s + width] for s in cuts], axis=1).astype(np.float32)
+
+
+def _reader_flags(ecg: Ecg) -> tuple[str, ...]:
+    """Flags for what the reader did to the file's waveform (``calibration_removed``)."""
+    return ("calibration_removed",) if ecg.meta.get("calibration_removed_s") else ()
 
 
 def _quality_flags(x: np.ndarray, fs: float, leads: Sequence[str], std: np.ndarray) -> list[tuple[str, ...]]:
