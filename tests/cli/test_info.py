@@ -42,3 +42,19 @@ def test_info_shows_metrics_and_calibration(tmp_path, capsys):
     assert app(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["metrics"]["age_mae_ci"] == [6.75, 7.24] and info["calibration"]["temperatures"] == {"p_female": 1.17}
+
+
+
+def test_info_of_a_record_shows_short_list_metadata(monkeypatch):
+    import ecglens.io
+    from ecglens import Ecg
+    from ecglens.cli.info import record_info
+    from ecglens.leads import CANONICAL_LEADS
+
+    signal = np.random.default_rng(0).normal(0, 0.3, (12, 1000)).astype(np.float32)
+    meta = {"calibration_removed_s": [0.0, 0.472], "matrix": [[1, 2]], "long": list(range(9)), "device": "X"}
+    ecg = Ecg(signal, 100.0, CANONICAL_LEADS, record_id="r", meta=meta)  # as a reader that cut a pulse returns it
+    monkeypatch.setattr(ecglens.io, "read_ecg", lambda path, format=None: ecg)
+    shown = record_info("r.xml")
+    assert shown["meta_calibration_removed_s"] == [0.0, 0.472] and shown["meta_device"] == "X"
+    assert "meta_matrix" not in shown and "meta_long" not in shown  # nested or long lists stay out

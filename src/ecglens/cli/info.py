@@ -53,9 +53,12 @@ def record_info(path: Path, format: str | None = None) -> dict[str, Any]:
     ecg = read_ecg(path, format=format)
     info = dict(ecg.summary())
     info.update(_quality(ecg))
+    scalar = (str, int, float, bool)
     for key, value in ecg.meta.items():
-        if isinstance(value, (str, int, float, bool)) and len(str(value)) <= 200 and key not in info:
-            info[f"meta_{key}"] = value
+        short = isinstance(value, scalar) or (isinstance(value, (list, tuple)) and len(value) <= 8
+                                              and all(isinstance(v, scalar) for v in value))
+        if short and len(str(value)) <= 200 and key not in info:
+            info[f"meta_{key}"] = list(value) if isinstance(value, tuple) else value
     return json_ready(info)
 
 

@@ -401,7 +401,7 @@ def strip_calibration(ecg: Ecg, path: Path, fmt: str) -> Ecg:
     if (start, stop) == (0, n):
         return ecg
     cut = [round(start / ecg.fs, 4), round((n - stop) / ecg.fs, 4)]
-    log.info("%s: removed the cart's calibration pulse from the %s waveform (%g s at the start, %g s at the end)",
+    log.debug("%s: removed the cart's calibration pulse from the %s waveform (%g s at the start, %g s at the end)",
              path, fmt, *cut)
     return ecg.replace(signal=np.ascontiguousarray(ecg.signal[:, start:stop]),
                        meta={**ecg.meta, "calibration_removed_s": cut})
