@@ -145,6 +145,18 @@ def test_calibration_span_leaves_what_is_not_a_pulse():
     assert calibration_span(full[:1], fs) == (0, full.shape[1])  # one lead says nothing
 
 
+def test_no_real_wfdb_record_has_a_calibration_pulse(fixtures_dir, ludb_dir):
+    """Real recordings without a pulse keep every sample: LUDB (197 at 500 Hz) and the WFDB fixtures."""
+    from ecglens.io import read_ecg
+
+    heads = sorted(ludb_dir.glob("*.hea")) + sorted(fixtures_dir.rglob("*.hea"))
+    assert len(heads) > 200
+    for head in heads:
+        ecg = read_ecg(head)
+        recorded = [i for i, lead in enumerate(ecg.leads) if lead not in ecg.derived_leads]
+        assert calibration_span(ecg.signal[recorded], ecg.fs) == (0, ecg.n_samples), head
+
+
 @pytest.mark.parametrize(
     "signal, match",
     [
