@@ -81,6 +81,15 @@ def test_noise_fraction_is_the_noise_share_of_power(rng):
     assert not noise_fraction(white, 60).any()  # fs too low for a band above 40 Hz: never noisy
 
 
+@pytest.mark.parametrize(("fs", "n"), [(500, 5000), (100, 1000), (250, 1251), (1000, 37)])
+def test_noise_fraction_equals_the_band_power_ratio_of_the_mean_free_signal(rng, fs, n):
+    x = synthetic_ecg(fs, n / fs, n_leads=3).astype(np.float64) + 0.3 + rng.normal(0, 0.05, (3, n))
+    power = np.abs(np.fft.rfft(x - x.mean(axis=-1, keepdims=True), axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(n, 1 / fs)
+    expect = power[:, freqs >= 40].mean(axis=-1) / power[:, freqs >= 0.5].mean(axis=-1)
+    np.testing.assert_allclose(noise_fraction(x, fs), expect, rtol=1e-10)
+
+
 def test_assess_quality_uses_ecg_lead_names_and_fs():
     sig = synthetic_ecg(500, n_leads=3)
     sig[2] = 0.0
