@@ -149,7 +149,9 @@ def test_calibration_span_leaves_what_is_not_a_pulse():
     only_pulse = full[:, ecg.shape[1]:]                      # nothing but the pulse: nothing left to keep
     assert calibration_span(only_pulse, fs) == (0, only_pulse.shape[1])
     with_nan = full.copy()
-    with_nan[0, 10] = np.nan
+    with_nan[0, 10] = np.nan                                 # far from the pulse: it is still found
+    assert calibration_span(with_nan, fs)[1] <= ecg.shape[1]
+    with_nan[0, -150] = np.nan                               # in the searched last 1.5 s: nothing is cut
     assert calibration_span(with_nan, fs) == (0, full.shape[1])
     assert calibration_span(full[:1], fs) == (0, full.shape[1])  # one lead says nothing
 

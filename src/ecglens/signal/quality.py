@@ -316,7 +316,10 @@ def check_usable(signal: np.ndarray | Ecg, record: str = "") -> None:
 def _trailing_calibration(x: np.ndarray, fs: float) -> int:
     """Samples at the end of ``x`` [n_leads, n] taken by zeros + one calibration pulse + zeros (0 if none)."""
     n = x.shape[-1]
-    tail = x[:, n - min(n, int(np.ceil(_CAL_MAX_SPAN_S * fs))):]
+    tail = np.asarray(x[:, n - min(n, int(np.ceil(_CAL_MAX_SPAN_S * fs))):], dtype=np.float64)
+    # no sample where every lead is near a pulse's level (a real ECG, nearly always): nothing to look for
+    if not np.isfinite(tail).all() or not (tail.min(axis=0) >= _CAL_LEVEL_MV[0] - _CAL_TOL_MV).any():
+        return 0
     zero = (np.abs(tail) <= _CAL_TOL_MV).all(axis=0)
     level = np.median(tail, axis=0)
     pulse = (np.abs(tail - level) <= _CAL_TOL_MV).all(axis=0) & (level >= _CAL_LEVEL_MV[0]) & (
@@ -354,11 +357,12 @@ def calibration_span(x: np.ndarray, fs: float) -> tuple[int, int]:
     Returns
     -------
     tuple of int
-        ``(start, stop)``: keep ``x[:, start:stop]``; ``(0, n_samples)`` when there is no pulse.
+        ``(start, stop)``: keep ``x[:, start:stop]``; ``(0, n_samples)`` when there is no pulse (or NaN / infinite
+        samples in the searched 1.5 s). Only the first and last 1.5 s are looked at.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
     n = x.shape[-1]
-    if x.ndim != 2 or x.shape[0] < 2 or n == 0 or not np.isfinite(x).all():
+    if x.ndim != 2 or x.shape[0] < 2 or n == 0:
         return 0, n
     stop = n - _trailing_calibration(x, float(fs))
     start = _trailing_calibration(x[:, :stop][:, ::-1], float(fs))
