@@ -297,3 +297,21 @@ def test_wfdb_catalogue_unknown_values(fixtures_dir):
     assert len(cat) == 40 and cat["age"].isna().all() and cat["sex"].isna().all()
     assert (cat["fs"] == 100).all() and (cat["error"] == "").all()
     assert all(math.isnan(p) for p in cat["patient_id"])
+
+
+def test_a_calibration_pulse_is_cut_as_by_the_vendor_readers(tmp_path):
+    """A WFDB conversion of a cart's file keeps its calibration pulse; the reader cuts it, like the XML ones."""
+    from synthetic_signals import synthetic_ecg
+
+    from ecglens.io.wfdb_write import write_wfdb_records
+
+    fs = 500.0
+    ecg = synthetic_ecg(fs, 10.0) + np.random.default_rng(0).normal(0, 0.01, (12, 5000)).astype(np.float32)
+    tail = np.zeros((12, 500), np.float32)
+    tail[:, 150:250] = 1.0                                    # zeros, 0.2 s at 1 mV on every lead, zeros
+    [plain, pulsed] = write_wfdb_records(np.stack([ecg, np.concatenate([ecg[:, :4500], tail], axis=1)]), fs,
+                                         ["plain", "pulsed"], tmp_path)
+    assert "calibration_removed_s" not in read_ecg(plain).meta
+    read = read_ecg(pulsed)
+    assert read.meta["calibration_removed_s"][0] == 0.0 and 4490 <= read.n_samples <= 4500
+    assert not (read.signal >= 0.98).all(axis=0).any()

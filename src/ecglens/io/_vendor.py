@@ -14,7 +14,7 @@
 * :func:`names_format` makes every ecglens error a reader raises name the format it was reading.
 * :func:`finish_twelve_lead` is the last step of every 12-lead vendor reader: canonical order, then a refusal
   (never a silent bad signal) when a standard lead is missing or the signal is non-finite or all zero, then
-  :func:`strip_calibration` (also called by the DICOM and SCP-ECG readers).
+  :func:`strip_calibration` (also called by the DICOM, SCP-ECG, EDF and WFDB readers).
 * :func:`strip_calibration` cuts a calibration pulse that the cart appended to the waveform (Philips PageWriter:
   the 11th second), found by :func:`ecglens.signal.quality.calibration_span`, and records it in
   ``meta["calibration_removed_s"]``.
@@ -396,7 +396,7 @@ def strip_calibration(ecg: Ecg, path: Path, fmt: str) -> Ecg:
         start, seconds cut at the end]. ``ecglens predict`` flags such rows ``calibration_removed``.
     """
     recorded = [i for i, lead in enumerate(ecg.leads) if lead not in ecg.derived_leads]
-    start, stop = calibration_span(ecg.signal[recorded], ecg.fs)
+    start, stop = calibration_span(ecg.signal[recorded] if ecg.derived_leads else ecg.signal, ecg.fs)
     n = ecg.signal.shape[-1]
     if (start, stop) == (0, n):
         return ecg

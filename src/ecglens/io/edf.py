@@ -32,7 +32,7 @@ import numpy as np
 from ..ecg import Ecg, check_recorded_fs, check_recorded_signal
 from ..exceptions import CorruptRecordError, LeadError, SamplingRateError, UnitError, UnsupportedFormatError
 from ..leads import CANONICAL_LEADS, normalize_lead_name
-from ._vendor import VOLTAGE_TO_MV, standardise_leads
+from ._vendor import VOLTAGE_TO_MV, standardise_leads, strip_calibration
 from .registry import register_reader
 
 __all__ = ["edf_lead_name", "read_edf", "sniff_edf"]
@@ -123,7 +123,7 @@ def read_edf(path: str | Path) -> Ecg:
         source=str(path),
         meta=meta,
     )
-    return standardise_leads(ecg)
+    return strip_calibration(standardise_leads(ecg), path, FORMAT)
 
 
 def _load(path: Path) -> tuple[Any, list[str]]:

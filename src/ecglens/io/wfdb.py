@@ -62,6 +62,7 @@ from ..exceptions import (
     UnsupportedFormatError,
 )
 from ..signal.transforms import fill_nans
+from ._vendor import strip_calibration
 from .metadata import parse_header_comments
 from .paths import walk_files
 from .registry import register_reader
@@ -473,7 +474,9 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
     Ecg
         ``signal`` float32 [n_leads, n_samples] in mV at the header's fs; ``record_id`` the record name;
         ``age``/``sex`` from the comments; ``meta`` with ``patient_id``, ``exam_id``, ``dx``, ``comments``,
-        ``header_units`` (and ``gain_correction`` when applied).
+        ``header_units`` (and ``gain_correction`` when applied). A calibration pulse stored with the ECG (as in
+        a conversion of a Philips PageWriter file) is cut, as by the vendor readers
+        (:func:`ecglens.io._vendor.strip_calibration`, ``meta["calibration_removed_s"]``).
 
     Raises
     ------
@@ -518,6 +521,7 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
         source=str(path),
         meta=meta,
     )
+    ecg = strip_calibration(ecg, hea, "WFDB")
     return _standardise(ecg) if standard_leads else ecg
 
 

@@ -316,9 +316,15 @@ def check_usable(signal: np.ndarray | Ecg, record: str = "") -> None:
 def _trailing_calibration(x: np.ndarray, fs: float) -> int:
     """Samples at the end of ``x`` [n_leads, n] taken by zeros + one calibration pulse + zeros (0 if none)."""
     n = x.shape[-1]
-    tail = np.asarray(x[:, n - min(n, int(np.ceil(_CAL_MAX_SPAN_S * fs))):], dtype=np.float64)
-    # no sample where every lead is near a pulse's level (a real ECG, nearly always): nothing to look for
-    if not np.isfinite(tail).all() or not (tail.min(axis=0) >= _CAL_LEVEL_MV[0] - _CAL_TOL_MV).any():
+    tail = x[:, n - min(n, int(np.ceil(_CAL_MAX_SPAN_S * fs))):]
+    # cheap necessary condition first (a real ECG nearly always fails it): a sample where the first lead is near
+    # a pulse's level and the second and last leads are within twice the tolerance of it
+    first, near = tail[0], 2 * _CAL_TOL_MV
+    if not ((first >= _CAL_LEVEL_MV[0] - _CAL_TOL_MV) & (np.abs(first - tail[1]) <= near)
+            & (np.abs(first - tail[-1]) <= near)).any():
+        return 0
+    tail = np.asarray(tail, dtype=np.float64)
+    if not np.isfinite(tail).all():
         return 0
     zero = (np.abs(tail) <= _CAL_TOL_MV).all(axis=0)
     level = np.median(tail, axis=0)
