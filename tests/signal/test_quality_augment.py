@@ -154,6 +154,8 @@ def test_calibration_span_leaves_what_is_not_a_pulse():
     with_nan[0, -150] = np.nan                               # in the searched last 1.5 s: nothing is cut
     assert calibration_span(with_nan, fs) == (0, full.shape[1])
     assert calibration_span(full[:1], fs) == (0, full.shape[1])  # one lead says nothing
+    with pytest.raises(ValueError, match="n_leads, n_samples"):
+        calibration_span(full[0], fs)
 
 
 def test_no_real_wfdb_record_has_a_calibration_pulse(fixtures_dir, ludb_dir):

@@ -365,10 +365,17 @@ def calibration_span(x: np.ndarray, fs: float) -> tuple[int, int]:
     tuple of int
         ``(start, stop)``: keep ``x[:, start:stop]``; ``(0, n_samples)`` when there is no pulse (or NaN / infinite
         samples in the searched 1.5 s). Only the first and last 1.5 s are looked at.
+
+    Raises
+    ------
+    ValueError
+        ``x`` is not two-dimensional.
     """
     x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"calibration_span expects [n_leads, n_samples], got shape {x.shape}.")
     n = x.shape[-1]
-    if x.ndim != 2 or x.shape[0] < 2 or n == 0:
+    if x.shape[0] < 2 or n == 0:
         return 0, n
     stop = n - _trailing_calibration(x, float(fs))
     start = _trailing_calibration(x[:, :stop][:, ::-1], float(fs))
