@@ -391,6 +391,23 @@ class Checkpoint:
         raise CheckpointError(f"checkpoint {self.path} holds no model to predict with; load a .safetensors or "
                               ".onnx file.")
 
+    def check_precision(self, precision: str, device_type: str = "cpu") -> str:
+        """``precision`` (``"32"``, ``"bf16"``, ``"16"``) if this checkpoint can predict in it on ``device_type``.
+
+        Raises
+        ------
+        ConfigError
+            A reduced precision for an exported file (it runs as exported), or what
+            :func:`ecglens.artifact.precision.check_precision` refuses.
+        """
+        from .precision import check_precision
+
+        if self.model is None and str(precision) != "32":
+            name = self.path.name if self.path is not None else "this checkpoint"
+            raise ConfigError(f"precision {precision} needs the PyTorch model; {name} runs in the precision it was "
+                              "exported in. Use the .safetensors checkpoint (or shipped name) for --precision.")
+        return check_precision(precision, device_type)
+
     def predict(self, x: np.ndarray, batch_size: int = 256, precision: str = "32") -> dict[str, np.ndarray]:
         """Predict from preprocessed input (with PyTorch, or onnxruntime for an exported ``.onnx`` file).
 
@@ -415,7 +432,7 @@ class Checkpoint:
         """
         import torch
 
-        from .precision import autocast, check_precision
+        from .precision import autocast
 
         x = np.asarray(x, dtype=np.float32)
         x = x[None] if x.ndim == 2 else x
@@ -426,9 +443,7 @@ class Checkpoint:
             )
         forward, device = self._forward()
         device_type = torch.device(device).type
-        if self.model is None and str(precision) != "32":
-            raise ConfigError(f"precision {precision} needs the PyTorch model; {self.path.name} runs as exported.")
-        precision = check_precision(precision, device_type)
+        precision = self.check_precision(precision, device_type)
         width = self.preprocess.n_samples if self.preprocess is not None else None
         raws = []
         with torch.inference_mode(), autocast(device_type, precision):

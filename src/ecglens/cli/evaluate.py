@@ -82,22 +82,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``ecglens evaluate``; returns the exit code."""
     from ..artifact import load_checkpoint
     from ..artifact.formats import ONNX, load_model_file, model_format
-    from ..artifact.precision import check_precision
     from ..evaluate.runner import check_out_dir, evaluate_checkpoint, format_results
-    from ..exceptions import ConfigError
     from ..predict.device import resolve_device
 
     device = resolve_device(args.device)  # before anything is loaded or written
-    precision = check_precision(args.precision, device.split(":")[0])
     out = args.out or default_out(args.checkpoint, args.data, args.folds)
     check_out_dir(out, args.force)
     if model_format(args.checkpoint) is ONNX:  # an exported (e.g. int8) file: predicted with onnxruntime
-        if precision != "32":
-            raise ConfigError(f"--precision {precision} needs a PyTorch checkpoint; {args.checkpoint} runs as "
-                              "exported.")
         checkpoint = load_model_file(args.checkpoint)
     else:
         checkpoint = load_checkpoint(args.checkpoint, map_location=device)
+    precision = checkpoint.check_precision(args.precision, device.split(":")[0])  # before the cache is read
     results = evaluate_checkpoint(checkpoint, args.data, folds=args.folds, out_dir=out, n_boot=args.n_boot,
                                   seed=args.seed, batch_size=args.batch_size, threshold_folds=args.threshold_folds,
                                   threshold_method=args.threshold_method, progress=not args.quiet,

@@ -395,8 +395,9 @@ def strip_calibration(ecg: Ecg, path: Path, fmt: str) -> Ecg:
         without the pulse and the zeros around it, with ``meta["calibration_removed_s"]`` = [seconds cut at the
         start, seconds cut at the end]. ``ecglens predict`` flags such rows ``calibration_removed``.
     """
-    recorded = [i for i, lead in enumerate(ecg.leads) if lead not in ecg.derived_leads]
-    start, stop = calibration_span(ecg.signal[recorded] if ecg.derived_leads else ecg.signal, ecg.fs)
+    recorded = ecg.signal if not ecg.derived_leads else ecg.signal[
+        [i for i, lead in enumerate(ecg.leads) if lead not in ecg.derived_leads]]
+    start, stop = calibration_span(recorded, ecg.fs)
     n = ecg.signal.shape[-1]
     if (start, stop) == (0, n):
         return ecg
