@@ -1,9 +1,11 @@
 """The harmonising steps one by one: high-pass at 500 Hz vs at 100 Hz, resampling, quality checks, unit check.
 
 Times each step on the same seeded ``[8, 12, 5000]`` array (8 records, 12 leads, 10 s at 500 Hz) and its
-resampling to 100 Hz, median of ``--repeats``, in ms per record, with two ratios: the high-pass at 100 Hz (after
+resampling to 100 Hz, median of ``--repeats``, in ms per record, with three ratios: the high-pass at 100 Hz (after
 resampling, what the input contract does for a downsampled record since 2026-12-06) to the high-pass at 500 Hz
-(before), and the unit check's 1st/99th percentiles of float32 records by
+(before); :func:`ecglens.signal.functional.resample` (vectorised integer decimation) to
+``scipy.signal.resample_poly`` with the same filter, on float32 records as the pipeline holds them; and the unit
+check's 1st/99th percentiles of float32 records by
 :func:`ecglens.signal.functional.row_percentiles` to ``np.percentile`` (at 100 and 500 Hz). Prints a table and
 writes ``benchmarks/results/bench_harmonise_steps.json`` (git-ignored). Usage::
 
@@ -19,9 +21,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import signal as sps
 
 from ecglens.signal import functional as F
 from ecglens.signal.quality import assess_quality
+from ecglens.signal.resampling import _polyphase_fir
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_harmonise_steps.json"
 
@@ -32,10 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     x = np.random.default_rng(0).normal(0.0, 0.2, (8, 12, 5000))
     y = F.resample(x, 500.0, 100.0)
+    x32 = x.astype(np.float32)
     steps = {
         "high-pass at 500 Hz": lambda: F.highpass(x, 500.0, 0.5),
         "high-pass at 100 Hz": lambda: F.highpass(y, 100.0, 0.5),
         "resample 500 -> 100 Hz": lambda: F.resample(x, 500.0, 100.0),
+        "resample 500 -> 100 Hz float32": lambda: F.resample(x32, 500.0, 100.0),
+        "resample 500 -> 100 Hz float32, scipy resample_poly": lambda: sps.resample_poly(
+            x32, 1, 5, axis=-1, window=_polyphase_fir(1, 5), padtype="antireflect"),
         "quality checks at 500 Hz": lambda: assess_quality(x.reshape(96, 5000), 500.0),
     }
     for fs, rows in ((100, y.reshape(96, -1).astype(np.float32)), (500, x.reshape(96, -1).astype(np.float32))):
@@ -49,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append((time.perf_counter() - t0) * 1000.0 / x.shape[0])
     result = {name: statistics.median(v) for name, v in times.items()}
     result["ratio high-pass 100 / 500 Hz"] = result["high-pass at 100 Hz"] / result["high-pass at 500 Hz"]
+    result["ratio resample float32: ecglens / scipy resample_poly"] = (
+        result["resample 500 -> 100 Hz float32"] / result["resample 500 -> 100 Hz float32, scipy resample_poly"])
     for fs in (100, 500):
         result[f"ratio percentiles {fs} Hz: row_percentiles / np.percentile"] = (
             result[f"percentiles row_percentiles {fs} Hz"] / result[f"percentiles np.percentile {fs} Hz"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ecglens.examples import example_paths
 from ecglens.io import read_ecg
@@ -143,3 +144,21 @@ def test_default_workers_one_per_core_when_they_run_the_model(monkeypatch) -> No
     assert predictor._default_workers(True) == 16 and predictor._default_workers() == 4
     monkeypatch.setattr(predictor, "usable_cores", lambda: 2)
     assert predictor._default_workers(True) == 2 == predictor._default_workers()
+
+
+def _blas_threads(_: int) -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_pooled_reading_workers_run_one_blas_thread() -> None:
+    # resampling is a BLAS product: with a thread per core in each of the one-per-core workers, a 500 Hz batch job
+    # took 1.6x the time (ecglens._threads)
+    import multiprocessing as mp
+
+    pytest.importorskip("threadpoolctl")
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1, initializer=_init_worker, initargs=(InputAdapter(Preprocess(seconds=10.0)), None, True)) as pool:
+        threads = pool.apply(_blas_threads, (0,))
+    assert threads and all(n == 1 for n in threads)

@@ -243,7 +243,7 @@ def test_check_amplitude_on_a_real_record_with_a_wrong_gain(fixtures_dir):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [1, 2, 11, 1000, 5000])
+@pytest.mark.parametrize("n", [1, 2, 11, 1000, 5000, 5001])
 def test_row_percentiles_equal_numpy_percentile(dtype, n):
     rng = np.random.default_rng(n)
     rows = rng.normal(0, 1, size=(4, 3, n)).astype(dtype)

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._threads import limit_blas_threads
 from .._version import __version__
 from ..ecg import sex_to_code
 from ..exceptions import ConfigError, CorruptRecordError, EcglensError
@@ -210,7 +211,9 @@ _STATE: dict[str, Any] = {}
 
 
 def _init_worker(preprocess: Preprocess, dtype: str) -> None:
-    """Pool initializer: keep the preprocessing and the dtype in the worker (sent once, not per record)."""
+    """Pool initializer: keep the preprocessing and the dtype in the worker (sent once, not per record); one BLAS
+    thread (one worker per core already)."""
+    limit_blas_threads(1)
     _STATE["preprocess"] = preprocess
     _STATE["dtype"] = _DTYPES[dtype]
 

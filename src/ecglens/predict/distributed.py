@@ -38,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from .._optional import require
+from .._threads import limit_blas_threads
 from ..artifact.calibration import Calibration
 from ..exceptions import ConfigError, EcglensError
 from .postprocess import apply_calibration, calibration_of
@@ -71,6 +72,7 @@ def _worker_predictor(model: str, backend: str, options: Mapping[str, Any]) -> t
                 import torch
 
                 torch.set_num_threads(int(threads))  # the worker's process: one model, its own threads
+                limit_blas_threads(int(threads))  # and as many for NumPy's BLAS (resampling)
             _PREDICTORS[key] = (Predictor.from_pretrained(model, backend=backend, **opts), threading.Lock())
         return _PREDICTORS[key]
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._threads import limit_blas_threads
 from ..exceptions import EcglensError
 from .harmonise import InputAdapter, recorded_fields
 from .records import archive_names, read_record
@@ -124,6 +125,7 @@ def _init_worker(adapter: InputAdapter, read_kwargs: Mapping[str, Any] | None, p
                  model: WorkerModel | None = None) -> None:
     if pooled:
         keep_freed_memory()
+        limit_blas_threads(1)  # one process per core already
     _WORKER["adapter"] = adapter
     _WORKER["read_kwargs"] = dict(read_kwargs or {})
     _WORKER["model"] = model

@@ -7,7 +7,8 @@ millivolts (mV). Floating inputs keep their dtype (float32 stays float32); integ
 
 Filters are zero-phase (forward-backward, ``sosfiltfilt``) so that waves are not shifted in time. Their
 coefficients (and the polyphase anti-aliasing FIR of :func:`resample`) are designed once per parameter set and
-cached (:func:`functools.lru_cache`), so per-record work is filtering only.
+cached (:func:`functools.lru_cache`), so per-record work is filtering only. :func:`resample` and its limits live
+in :mod:`.resampling` and are re-exported here.
 
 Thresholds (documented where they are defined):
 
@@ -20,16 +21,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
 from scipy import signal as sps
 
 from ..exceptions import ConfigError, SamplingRateError, UnitError
+from ._common import _check_fs, _float_array
+from .resampling import MAX_DENOMINATOR, MAX_UPSAMPLE_FACTOR, MIN_SOURCE_FS, resample, resample_factors
 
 __all__ = [
     "CROP_MODES",
+    "MAX_DENOMINATOR",
     "MAX_PEAK_TO_PEAK_MV",
     "MAX_UPSAMPLE_FACTOR",
     "MIN_PEAK_TO_PEAK_MV",
@@ -50,15 +53,6 @@ __all__ = [
     "row_percentiles",
 ]
 
-#: Lowest source sampling rate (Hz) :func:`resample` accepts. Below 50 Hz the Nyquist frequency (25 Hz) cuts
-#: into the QRS complex (most of its energy lies at 5-40 Hz), so what a model would see is no longer an ECG.
-MIN_SOURCE_FS: float = 50.0
-#: Largest upsampling factor :func:`resample` accepts (e.g. 100 -> 1000 Hz). Upsampling adds no information;
-#: a larger factor almost always means a wrong ``fs`` (e.g. a sampling *interval* given as a rate).
-MAX_UPSAMPLE_FACTOR: float = 10.0
-#: Largest denominator of the rational approximation ``target_fs / fs = up / down`` used for polyphase
-#: resampling (exact for every integer rate up to 1000 Hz: 257, 360, 400, 500, 1000 -> 100 Hz ...).
-MAX_DENOMINATOR: int = 1000
 
 #: Upper bound (mV) of the per-record amplitude statistic of :func:`robust_peak_to_peak` (median over leads of
 #: the 1st-99th percentile range). On 3,000 random PTB-XL records it spans 0.31-3.74 mV, and the real-format
@@ -81,26 +75,6 @@ _UNIT_FACTORS: dict[float, str] = {
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _float_array(x: np.ndarray) -> np.ndarray:
-    """``x`` as a floating array (float64 for integer or boolean input), without copying floats."""
-    arr = np.asarray(x)
-    return arr if arr.dtype.kind == "f" else arr.astype(np.float64)
-
-
-def _check_fs(fs: float, name: str = "fs") -> float:
-    """Validate a sampling rate in Hz and return it as float."""
-    try:
-        value = float(fs)
-    except (TypeError, ValueError):
-        raise SamplingRateError(f"{name} must be a sampling rate in Hz, got {fs!r}.") from None
-    if not math.isfinite(value) or value <= 0:
-        raise SamplingRateError(
-            f"{name} must be a positive, finite sampling rate in Hz, got {fs!r}. "
-            "Check the record header (or pass fs=... explicitly)."
-        )
-    return value
-
-
 def _check_cutoff(freq_hz: float, fs: float, what: str) -> float:
     """Validate a filter frequency: 0 < freq_hz < fs / 2."""
     freq = float(freq_hz)
@@ -117,78 +91,6 @@ def _check_cutoff(freq_hz: float, fs: float, what: str) -> float:
 def _padlen(n_samples: int, wanted: int) -> int:
     """Edge padding for ``sosfiltfilt``: ``wanted`` samples, but fewer than the signal length."""
     return max(0, min(int(wanted), n_samples - 1))
-
-
-# ---------------------------------------------------------------------------------------------- resampling
-def resample_factors(fs: float, target_fs: float) -> tuple[int, int]:
-    """Integer factors ``(up, down)`` with ``up / down ~= target_fs / fs`` (denominator at most 1000).
-
-    Raises
-    ------
-    SamplingRateError
-        ``fs`` or ``target_fs`` not positive, ``fs`` below :data:`MIN_SOURCE_FS`, or an upsampling factor above
-        :data:`MAX_UPSAMPLE_FACTOR`.
-    """
-    fs = _check_fs(fs)
-    target_fs = _check_fs(target_fs, "target_fs")
-    if fs < MIN_SOURCE_FS:
-        raise SamplingRateError(
-            f"cannot resample from {fs:g} Hz: below {MIN_SOURCE_FS:g} Hz an ECG has lost its QRS content. "
-            "Check the record's sampling rate (a wrong header?) or use a recording sampled at >= 50 Hz."
-        )
-    if target_fs / fs > MAX_UPSAMPLE_FACTOR:
-        raise SamplingRateError(
-            f"upsampling {fs:g} Hz -> {target_fs:g} Hz (x{target_fs / fs:.3g}) exceeds the maximum factor "
-            f"{MAX_UPSAMPLE_FACTOR:g}; upsampling adds no information. Check fs, or use a model trained at a "
-            "sampling rate closer to the recording's."
-        )
-    ratio = (Fraction(str(target_fs)) / Fraction(str(fs))).limit_denominator(MAX_DENOMINATOR)
-    return ratio.numerator, ratio.denominator
-
-
-@lru_cache(maxsize=64)
-def _polyphase_fir(up: int, down: int) -> np.ndarray:
-    """scipy's default anti-aliasing FIR of ``resample_poly`` (Kaiser beta 5), designed once per ratio."""
-    max_rate = max(up, down)
-    taps = sps.firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
-    taps.setflags(write=False)
-    return taps
-
-
-def resample(x: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
-    """Resample along the last axis with a polyphase anti-aliasing filter.
-
-    Parameters
-    ----------
-    x : np.ndarray, shape (..., n_samples)
-        Signal sampled at ``fs``.
-    fs : float
-        Source sampling rate in Hz (>= :data:`MIN_SOURCE_FS`).
-    target_fs : float
-        Wanted sampling rate in Hz (at most :data:`MAX_UPSAMPLE_FACTOR` times ``fs``).
-
-    Returns
-    -------
-    np.ndarray, shape (..., ceil(n_samples * up / down))
-        A new array; ``up / down`` is the rational approximation of ``target_fs / fs`` from
-        :func:`resample_factors` (exact for integer rates up to 1000 Hz). Equal rates return a copy (at any
-        rate, even below :data:`MIN_SOURCE_FS`).
-        Edges are extended by odd reflection about the edge sample (``padtype="antireflect"``), so a DC offset
-        causes no edge transient (the edge error on real ECG segments is 0.02 mV at the 90th percentile).
-
-    Raises
-    ------
-    SamplingRateError
-        See :func:`resample_factors`.
-    """
-    arr = _float_array(x)
-    if _check_fs(fs) == _check_fs(target_fs, "target_fs"):
-        return arr.copy()
-    up, down = resample_factors(fs, target_fs)
-    if up == down:
-        return arr.copy()
-    y = sps.resample_poly(arr, up, down, axis=-1, window=_polyphase_fir(up, down), padtype="antireflect")
-    return np.asarray(y, dtype=arr.dtype)
 
 
 # ---------------------------------------------------------------------------------------------- crop / pad
@@ -527,7 +429,8 @@ def normalize(x: np.ndarray, method: str = "none") -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- units
-SORT_PERCENTILE_MAX_SAMPLES: int = 2500  #: float32 rows up to this long are sorted by :func:`row_percentiles`
+#: float32 rows up to this long (10 s at 500 Hz) are sorted by :func:`row_percentiles` (see its notes)
+SORT_PERCENTILE_MAX_SAMPLES: int = 5000
 
 
 def row_percentiles(rows: np.ndarray, q: Sequence[float]) -> np.ndarray:
@@ -548,8 +451,10 @@ def row_percentiles(rows: np.ndarray, q: Sequence[float]) -> np.ndarray:
     -----
     For float32 rows of up to :data:`SORT_PERCENTILE_MAX_SAMPLES` samples a contiguous (SIMD) sort is faster than
     NumPy's partition along a strided axis; the values are interpolated as NumPy does (equal to rounding, tested).
-    1st/99th percentiles of a 12-lead 10-s float32 record at 100 Hz: 0.082 against 0.190 ms (2026-12-06,
-    ``benchmarks/bench_harmonise_steps.py``); level at 5,000 samples; float64 rows sort slower (np.percentile).
+    How much faster depends on the CPU's vector unit (``benchmarks/bench_harmonise_steps.py``, 1st/99th
+    percentiles of twelve 10-s leads): on the AVX2 machine of 2026-12-06, 0.082 against 0.190 ms at 100 Hz and
+    level at 500 Hz; on an AVX-512 machine (2026-12-07) 0.03 against 0.17 ms at 100 Hz and 0.11 against 0.72 ms
+    at 500 Hz. Longer rows and float64 rows go to ``np.percentile``.
     """
     n = rows.shape[-1]
     if rows.dtype != np.float32 or n > SORT_PERCENTILE_MAX_SAMPLES or n == 0:
