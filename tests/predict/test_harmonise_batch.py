@@ -47,6 +47,7 @@ def _records(seed: int = 0) -> list[Ecg]:
     loud[5] *= 200
     out.append(Ecg(loud, 100.0, CANONICAL_LEADS, record_id="loud"))                     # an error
     out.append(Ecg(np.repeat(out[4].signal, 5, axis=1), 500.0, CANONICAL_LEADS, record_id="500hz"))
+    out.append(Ecg(np.repeat(out[5].signal, 5, axis=1), 500.0, CANONICAL_LEADS, record_id="500hz-b"))  # a pair
     out.append(Ecg(out[5].signal[[0, 1, 6, 7, 8, 9, 10, 11]], 100.0,
                    ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6"), record_id="8lead"))  # limb leads derived
     out.append(Ecg(out[5].signal[[0, 1, 6, 7, 8, 9, 10, 11]] * 1.1, 100.0,

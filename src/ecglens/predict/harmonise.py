@@ -294,20 +294,23 @@ class InputAdapter:
             warnings.simplefilter("always", SignalQualityWarning)
             stds = [ecg.to_standard_leads(pre.leads, derive=True) for ecg in ecgs]
             x = np.stack([std.signal for std in stds])  # [B, L, n], native fs, mV
-            amp = F.robust_peak_to_peak_batch(x)
+            top, bottom = x.max(axis=-1), x.min(axis=-1)  # [B, L]: NaN or inf where a lead is not finite
+            finite = (np.isfinite(top) & np.isfinite(bottom)).all(axis=-1)
+            amp = F.robust_peak_to_peak_batch(x, assume_finite=bool(finite.all()))
             unit_ok = (amp == 0.0) | ((amp >= F.MIN_PEAK_TO_PEAK_MV) & (amp <= F.MAX_PEAK_TO_PEAK_MV))
-            peaks_ok = (np.abs(x).max(axis=-1) <= MAX_ABS_MV).all(axis=-1) if pre.check_units else True
+            peaks_ok = (np.maximum(top, -bottom) <= MAX_ABS_MV).all(axis=-1) if pre.check_units else True
             x64 = x.astype(np.float64)  # the flat check and the quality checks share it and its std
             lead_std = x64.std(axis=-1)  # [B, L]; NaN for a lead with NaN (then not kept)
             usable = (lead_std >= FLAT_STD_MV).any(axis=-1)
-            keep = np.flatnonzero(np.isfinite(x).all(axis=(1, 2)) & unit_ok & peaks_ok & usable)
+            keep = np.flatnonzero(finite & unit_ok & peaks_ok & usable)
             if keep.size < 2:
                 return {}
             fs, xs = stds[0].fs, x[keep]
             n_total = _resampled_length(xs.shape[-1], fs, pre.fs)
             starts, cropped = plan_windows(n_total, pre.n_samples, self.max_windows, pre.crop)
             windows = _cut_windows(pre.filter_and_resample(xs, fs), starts, pre)  # [B, W, L, T]
-            quality = _quality_flags(x64[keep], fs, stds[0].leads, lead_std[keep]) if self.quality else None
+            quality = (_quality_flags(x64[keep], fs, stds[0].leads, lead_std[keep], (top[keep], bottom[keep]))
+                       if self.quality else None)
         if caught:  # a repair warning cannot be told apart per record: let each record say its own
             return {}
         derived = [lead for lead in pre.leads if lead in stds[0].derived_leads]
@@ -361,15 +364,19 @@ def _reader_flags(ecg: Ecg) -> tuple[str, ...]:
     return ("calibration_removed",) if ecg.meta.get("calibration_removed_s") else ()
 
 
-def _quality_flags(x: np.ndarray, fs: float, leads: Sequence[str], std: np.ndarray) -> list[tuple[str, ...]]:
+def _quality_flags(x: np.ndarray, fs: float, leads: Sequence[str], std: np.ndarray,
+                   extremes: tuple[np.ndarray, np.ndarray]) -> list[tuple[str, ...]]:
     """Quality flags of each record of ``x`` [B, L, n] (finite, float64; ``std`` [B, L] its per-lead standard
-    deviation): one quality assessment over all B x L rows (each of its checks is per row, the same as
-    :func:`~ecglens.signal.quality.assess_quality` of each record), its flags split back by record."""
+    deviation, ``extremes`` its per-lead maximum and minimum [B, L]): one quality assessment over all B x L rows
+    (each of its checks is per row, the same as :func:`~ecglens.signal.quality.assess_quality` of each record),
+    its flags split back by record."""
     from ..signal.quality import assess_finite_rows
 
     b, n_leads = x.shape[0], x.shape[1]
+    rows = tuple(np.asarray(e, dtype=np.float64).reshape(-1) for e in extremes)
     report = assess_finite_rows(x.reshape(b * n_leads, x.shape[-1]), fs,
-                                [f"{i}\t{lead}" for i in range(b) for lead in leads], std.reshape(-1))
+                                [f"{i}\t{lead}" for i in range(b) for lead in leads], std.reshape(-1),
+                                (rows[0], rows[1]))
     out: list[list[str]] = [[] for _ in range(b)]
     for flag in report.flags:
         kind, name = flag.split(":", 1)

@@ -168,13 +168,17 @@ def _lead_mean_std(x: np.ndarray, nan: np.ndarray | None) -> tuple[np.ndarray, n
     return mean, std
 
 
-def _saturated(x: np.ndarray, fs: float, flat: np.ndarray, has_nan: bool = True) -> np.ndarray:
-    """Leads that stay at their own maximum or minimum for at least SATURATION_MIN_S (NaNs ignored)."""
+def _saturated(x: np.ndarray, fs: float, flat: np.ndarray, has_nan: bool = True,
+               extremes: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Leads that stay at their own maximum or minimum for at least SATURATION_MIN_S (NaNs ignored);
+    ``extremes``: each row's maximum and minimum [rows] when known (``x`` then has no NaN)."""
     min_run = max(_SATURATION_MIN_SAMPLES, int(np.ceil(SATURATION_MIN_S * fs)))
     out = np.zeros(x.shape[0], dtype=bool)
     if x.shape[-1] < min_run:
         return out
-    if not has_nan:
+    if extremes is not None:
+        at_max, at_min = x == extremes[0][:, None], x == extremes[1][:, None]
+    elif not has_nan:
         at_max = x == x.max(axis=-1, keepdims=True)
         at_min = x == x.min(axis=-1, keepdims=True)
     else:
@@ -217,7 +221,8 @@ def assess_quality(
     return _report(x, float(fs), _lead_names(x.shape[0], leads))
 
 
-def assess_finite_rows(x: np.ndarray, fs: float, leads: Sequence[str], std: np.ndarray) -> QualityReport:
+def assess_finite_rows(x: np.ndarray, fs: float, leads: Sequence[str], std: np.ndarray,
+                       extremes: tuple[np.ndarray, np.ndarray] | None = None) -> QualityReport:
     """:func:`assess_quality` of a finite float64 array whose per-row standard deviation is already known.
 
     For callers that have computed ``x.std(axis=-1)`` anyway (the batched harmonising of
@@ -233,17 +238,20 @@ def assess_finite_rows(x: np.ndarray, fs: float, leads: Sequence[str], std: np.n
         One name per row.
     std : np.ndarray, shape (n_rows,)
         ``x.std(axis=-1)``.
+    extremes : (np.ndarray, np.ndarray), optional
+        ``(x.max(axis=-1), x.min(axis=-1))``, each shape (n_rows,), when known (computed otherwise).
 
     Returns
     -------
     QualityReport
     """
-    return _report(x, float(fs), _lead_names(x.shape[0], leads), std=std)
+    return _report(x, float(fs), _lead_names(x.shape[0], leads), std=std, extremes=extremes)
 
 
-def _report(x: np.ndarray, fs: float, names: tuple[str, ...], std: np.ndarray | None = None) -> QualityReport:
+def _report(x: np.ndarray, fs: float, names: tuple[str, ...], std: np.ndarray | None = None,
+            extremes: tuple[np.ndarray, np.ndarray] | None = None) -> QualityReport:
     """The checks of :func:`assess_quality` on float64 ``x`` [n_leads, n_samples]; ``std``: its per-row
-    standard deviation when known (``x`` then has no NaN)."""
+    standard deviation when known (``x`` then has no NaN), ``extremes`` its per-row maximum and minimum."""
     nan = None if std is not None else ~np.isfinite(x)  # infinite samples count as missing, like NaN
     nan_leads = np.zeros(x.shape[0], dtype=bool) if nan is None else nan.any(axis=-1)
     if nan is not None and nan_leads.any():
@@ -256,7 +264,7 @@ def _report(x: np.ndarray, fs: float, names: tuple[str, ...], std: np.ndarray | 
         clean = x
     flat = std < FLAT_STD_MV
     noisy = (noise_fraction(clean, fs) > NOISY_FRACTION) & ~flat
-    saturated = _saturated(x, fs, flat, has_nan=bool(nan_leads.any()))
+    saturated = _saturated(x, fs, flat, has_nan=bool(nan_leads.any()), extremes=extremes)
     findings = {"flat": flat, "noisy": noisy, "saturated": saturated, "nan": nan_leads}
     flags = tuple(f"{kind}:{names[i]}" for i in range(len(names)) for kind, hit in findings.items() if hit[i])
     return QualityReport(
