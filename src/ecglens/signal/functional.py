@@ -453,7 +453,7 @@ def row_percentiles(rows: np.ndarray, q: Sequence[float]) -> np.ndarray:
     NumPy's partition along a strided axis; the values are interpolated as NumPy does (equal to rounding, tested).
     How much faster depends on the CPU's vector unit (``benchmarks/bench_harmonise_steps.py``, 1st/99th
     percentiles of twelve 10-s leads): on the AVX2 machine of 2026-12-06, 0.082 against 0.190 ms at 100 Hz and
-    level at 500 Hz; on an AVX-512 machine (2026-12-07) 0.03 against 0.17 ms at 100 Hz and 0.11 against 0.72 ms
+    level at 500 Hz; on an AVX-512 machine (2026-12-07) 0.03 against 0.17 ms at 100 Hz and 0.13 against 0.72 ms
     at 500 Hz. Longer rows and float64 rows go to ``np.percentile``.
     """
     n = rows.shape[-1]

@@ -6,7 +6,9 @@ computed instead by :func:`_decimate`: the same filter, the same edge extension 
 written as one matrix product and ``n_taps / down`` shifted additions, which vectorise, where scipy's
 ``upfirdn`` runs a scalar loop per output sample. Equal to ``resample_poly`` to the rounding of the input's
 precision (on unit-variance noise, float64: <= 3e-15; float32: <= 1e-6; tested). Speed: see
-``benchmarks/bench_harmonise_steps.py`` (README, Benchmarks).
+``benchmarks/bench_harmonise_steps.py`` (README, Benchmarks). The product runs on NumPy's BLAS, whose threads
+processes started one per core should limit to one (:func:`ecglens._threads.limit_blas_threads`; the reading
+workers of ``ecglens predict`` and ``ecglens prepare`` do).
 """
 
 from __future__ import annotations
