@@ -31,3 +31,15 @@ def test_multiply_adds_counts_convolutions_and_linear_layers_per_input():
     # conv 1: 3 x 10 outputs x (2 x 5); conv 2: 6 x 4 outputs x (1 x 3); linear: 4 x 24
     assert bench.multiply_adds(model, x) == 3 * 10 * 10 + 6 * 4 * 3 + 4 * 24
     assert not any(m._forward_hooks for m in model.modules())  # the hooks are removed
+
+
+def test_bench_predict_reports_the_median_round_and_the_range():
+    bench = _load("bench_predict")
+    runs = [{"wall_s": w, "ecgs_per_s": 1000 / w, "cpu_ms_per_ecg": c} for w, c in ((12.0, 4.0), (10.0, 3.5),
+                                                                                   (20.0, 5.0))]
+    mid = bench.median_run(runs)
+    assert mid["wall_s"] == 12.0 and mid["rounds_ecgs_per_s"] == [1000 / 12, 100.0, 50.0]
+    assert mid["rounds_cpu_ms_per_ecg"] == [4.0, 3.5, 5.0]
+    assert bench._spread(mid) == "; 3 rounds 50-100"
+    assert bench.median_run(runs[:2])["wall_s"] == 10.0  # an even count: the faster of the middle two
+    assert bench._spread(bench.median_run(runs[:1])) == ""
