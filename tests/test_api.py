@@ -146,6 +146,16 @@ def test_ecg_to_dataframe_has_time_in_seconds_and_one_column_per_lead():
     np.testing.assert_array_equal(df["V3"].to_numpy(), ecg.lead("V3"))
 
 
+def test_an_ecg_holds_its_signal_time_contiguous(fixtures_dir):
+    # readers hand over [samples, leads] transposed; the batch checks along time ran 38x slower on such views
+    signal = np.asfortranarray(synthetic_ecg(fs=500.0, seconds=2.0))  # [12, 1000], time the slow axis
+    ecg = Ecg(signal, fs=500.0, leads=CANONICAL_LEADS)
+    assert ecg.signal.flags.c_contiguous and ecg.signal.dtype == np.float32
+    np.testing.assert_array_equal(ecg.signal, signal.astype(np.float32))
+    for path in sorted(fixtures_dir.rglob("*.hea"))[:5]:
+        assert ecglens.read_ecg(path).signal.flags.c_contiguous, path
+
+
 def test_ecg_plot_returns_the_paper_figure(tmp_path):
     ecg = Ecg(synthetic_ecg(fs=500.0, seconds=10.0), fs=500.0, leads=CANONICAL_LEADS, record_id="p")
     fig = ecg.plot(title="demo", path=tmp_path / "p.png", dpi=50)

@@ -2,7 +2,8 @@
 
 Conventions (hold everywhere in the library):
 
-* ``signal``: float32 array ``[n_leads, n_samples]`` in **millivolts**.
+* ``signal``: float32 array ``[n_leads, n_samples]`` in **millivolts**, C-contiguous (each lead's samples
+  adjacent in memory, whatever layout the reader had: the signal functions work along time).
 * ``fs``: sampling rate in Hz.
 * ``leads``: canonical names (see :mod:`ecglens.leads`), one per row of ``signal``.
 * ``age``: years as float; PTB-XL's "300" (over 89) is stored as 90.0; unknown is ``None``.
@@ -159,7 +160,7 @@ class Ecg:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        sig = np.asarray(self.signal, dtype=np.float32)
+        sig = np.ascontiguousarray(self.signal, dtype=np.float32)  # [leads, samples], time contiguous
         if sig.ndim != 2:
             raise LeadError(f"Ecg.signal must be 2-D [n_leads, n_samples], got shape {sig.shape}.")
         if not np.isfinite(sig).all():
