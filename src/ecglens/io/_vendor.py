@@ -404,7 +404,7 @@ def strip_calibration(ecg: Ecg, path: Path, fmt: str) -> Ecg:
     cut = [round(start / ecg.fs, 4), round((n - stop) / ecg.fs, 4)]
     log.debug("%s: removed the cart's calibration pulse from the %s waveform (%g s at the start, %g s at the end)",
              path, fmt, *cut)
-    return ecg.replace(signal=np.ascontiguousarray(ecg.signal[:, start:stop]),
+    return ecg.replace(signal=ecg.signal[:, start:stop],  # Ecg makes it contiguous
                        meta={**ecg.meta, "calibration_removed_s": cut})
 
 
