@@ -1,11 +1,12 @@
 """The harmonising steps one by one: high-pass at 500 Hz vs at 100 Hz, resampling, quality checks, unit check.
 
 Times each step on the same seeded ``[8, 12, 5000]`` array (8 records, 12 leads, 10 s at 500 Hz) and its
-resampling to 100 Hz, median of ``--repeats``, in ms per record, with three ratios: the high-pass at 100 Hz (after
+resampling to 100 Hz, median of ``--repeats``, in ms per record, with four ratios: the high-pass at 100 Hz (after
 resampling, what the input contract does for a downsampled record since 2026-12-06) to the high-pass at 500 Hz
 (before); :func:`ecglens.signal.functional.resample` (vectorised integer decimation) to
-``scipy.signal.resample_poly`` with the same filter, on float32 records as the pipeline holds them; and the unit
-check's 1st/99th percentiles of float32 records by
+``scipy.signal.resample_poly`` with the same filter, on float32 records as the pipeline holds them; a lead's maximum
+along time on a stack of records in the WFDB reader's transposed layout to the same on contiguous memory (the
+layout every ``Ecg`` has had since 2026-12-07); and the unit check's 1st/99th percentiles of float32 records by
 :func:`ecglens.signal.functional.row_percentiles` to ``np.percentile`` (at 100 and 500 Hz). Prints a table and
 writes ``benchmarks/results/bench_harmonise_steps.json`` (git-ignored). Usage::
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     x = np.random.default_rng(0).normal(0.0, 0.2, (8, 12, 5000))
     y = F.resample(x, 500.0, 100.0)
     x32 = x.astype(np.float32)
+    # the same values laid out as the WFDB reader's [samples, leads] array seen through .T (before 2026-12-07 an Ecg
+    # kept that layout, and np.stack of such records gives a strided time axis)
+    x32_reader = np.stack([np.ascontiguousarray(r.T).T for r in x32])
     steps = {
         "high-pass at 500 Hz": lambda: F.highpass(x, 500.0, 0.5),
         "high-pass at 100 Hz": lambda: F.highpass(y, 100.0, 0.5),
@@ -45,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         "resample 500 -> 100 Hz float32, scipy resample_poly": lambda: sps.resample_poly(
             x32, 1, 5, axis=-1, window=_polyphase_fir(1, 5), padtype="antireflect"),
         "quality checks at 500 Hz": lambda: assess_quality(x.reshape(96, 5000), 500.0),
+        "max along time, 500 Hz float32, contiguous": lambda: x32.max(axis=-1),
+        "max along time, 500 Hz float32, reader's transposed layout": lambda: x32_reader.max(axis=-1),
     }
     for fs, rows in ((100, y.reshape(96, -1).astype(np.float32)), (500, x.reshape(96, -1).astype(np.float32))):
         steps[f"percentiles np.percentile {fs} Hz"] = lambda r=rows: np.percentile(r, [1, 99], axis=-1)
@@ -57,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append((time.perf_counter() - t0) * 1000.0 / x.shape[0])
     result = {name: statistics.median(v) for name, v in times.items()}
     result["ratio high-pass 100 / 500 Hz"] = result["high-pass at 100 Hz"] / result["high-pass at 500 Hz"]
+    result["ratio max along time: transposed layout / contiguous"] = (
+        result["max along time, 500 Hz float32, reader's transposed layout"]
+        / result["max along time, 500 Hz float32, contiguous"])
     result["ratio resample float32: ecglens / scipy resample_poly"] = (
         result["resample 500 -> 100 Hz float32"] / result["resample 500 -> 100 Hz float32, scipy resample_poly"])
     for fs in (100, 500):

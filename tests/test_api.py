@@ -147,7 +147,7 @@ def test_ecg_to_dataframe_has_time_in_seconds_and_one_column_per_lead():
 
 
 def test_an_ecg_holds_its_signal_time_contiguous(fixtures_dir):
-    # readers hand over [samples, leads] transposed; the batch checks along time ran 38x slower on such views
+    # readers hand over [samples, leads] transposed; batch checks along time ran 11-12x slower on such views
     signal = np.asfortranarray(synthetic_ecg(fs=500.0, seconds=2.0))  # [12, 1000], time the slow axis
     ecg = Ecg(signal, fs=500.0, leads=CANONICAL_LEADS)
     assert ecg.signal.flags.c_contiguous and ecg.signal.dtype == np.float32
