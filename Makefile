@@ -69,6 +69,7 @@ bench: setup-dev
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/bench_predict.py
 	$(BIN)/python benchmarks/bench_export.py
+	$(BIN)/python benchmarks/bench_layout.py
 	$(BIN)/python benchmarks/bench_harmonise.py
 	$(BIN)/python benchmarks/bench_harmonise_steps.py
 	$(BIN)/python benchmarks/bench_read_harmonise.py

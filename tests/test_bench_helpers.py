@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -43,3 +44,18 @@ def test_bench_predict_reports_the_median_round_and_the_range():
     assert bench._spread(mid) == "; 3 rounds 50-100"
     assert bench.median_run(runs[:2])["wall_s"] == 10.0  # an even count: the faster of the middle two
     assert bench._spread(bench.median_run(runs[:1])) == ""
+
+
+def test_bench_layout_times_both_paths_and_restores_the_switch(tmp_path, capsys):
+    bench = _load("bench_layout")
+    from ecglens.models import _layout
+
+    out = tmp_path / "layout.json"
+    assert bench.main(["--model", "age-sex-fast", "--batch", "2", "--rounds", "1", "--calls", "1",
+                       "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["results"][0]
+    assert row["model"] == "age-sex-fast" and row["window_samples"] == 400
+    assert row["ms_per_window_1d"] > 0 and row["ms_per_window_2d"] > 0
+    assert row["max_abs_diff"] < 1e-4  # the two paths give the same outputs
+    assert _layout.ENABLED  # the benchmark leaves the path switched on
+    assert "age-sex-fast" in capsys.readouterr().out

@@ -1,0 +1,101 @@
+"""The channels-last 2-D inference path of ``resnet1d_ribeiro`` against the 1-D layers, network alone, on CPU.
+
+For each model (default: the shipped ``resnet1d_ribeiro`` models), in one process with ``--threads`` intra-op
+threads (default 1, as in ``ecglens predict``'s reading workers), on the same random batch of ``--batch`` windows
+of the model's input length: milliseconds per window of the 1-D layers (``ecglens.models._layout.ENABLED =
+False``) and of the 2-D path, measured in alternating rounds (``--rounds``), and the largest difference of the
+raw outputs. The process keeps freed memory for reuse, as the reading workers do
+(:func:`ecglens.predict.workers.keep_freed_memory`). Prints a table of the medians over the rounds and writes
+JSON (``--json``, default ``benchmarks/results/bench_layout.json``, git-ignored). Compare numbers within one
+run only: the CPU is shared. End to end, the path's effect is measured with ``ecglens predict`` against the
+commit before it (see docs/benchmarks.md). Usage::
+
+    python benchmarks/bench_layout.py
+    python benchmarks/bench_layout.py --model age-sex --batch 32 --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from _common import machine, write_results
+
+from ecglens import __version__
+from ecglens._version import source_commit
+from ecglens.artifact.checkpoint import load_checkpoint
+from ecglens.models import _layout
+from ecglens.predict.workers import keep_freed_memory
+
+DEFAULT_MODELS = ("age-sex", "age-sex-plain", "age-sex-fast", "superclasses")
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_layout.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", action="append", help="shipped name or checkpoint (repeatable; default: "
+                   + ", ".join(DEFAULT_MODELS) + ")")
+    p.add_argument("--batch", type=int, default=81,
+                   help="windows per forward pass (default 81: what ecglens predict's CPU passes hold at 400 "
+                        "samples)")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
+    p.add_argument("--calls", type=int, default=6, help="timed forward passes per path and round (default 6)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
+    return p.parse_args(argv)
+
+
+def _ms_per_window(model: torch.nn.Module, x: torch.Tensor, calls: int, enabled: bool) -> float:
+    _layout.ENABLED = enabled
+    model(x)  # warm-up
+    start = time.perf_counter()
+    for _ in range(calls):
+        model(x)
+    return (time.perf_counter() - start) / calls / len(x) * 1e3
+
+
+def bench_model(name: str, args: argparse.Namespace) -> dict:
+    ckpt = load_checkpoint(name)
+    model = ckpt.model.eval()
+    n_samples = ckpt.preprocess.n_samples if ckpt.preprocess is not None else 400
+    x = torch.randn(args.batch, model.in_leads, n_samples, generator=torch.Generator().manual_seed(0))
+    times: dict[str, list[float]] = {"1d": [], "2d": []}
+    with torch.inference_mode():
+        _layout.ENABLED = False
+        one_d = model(x)
+        _layout.ENABLED = True
+        two_d = model(x)
+        for _ in range(args.rounds):
+            times["1d"].append(_ms_per_window(model, x, args.calls, False))
+            times["2d"].append(_ms_per_window(model, x, args.calls, True))
+    _layout.ENABLED = True
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"model": name, "arch": type(model).__name__, "window_samples": n_samples,
+            "ms_per_window_1d": med["1d"], "ms_per_window_2d": med["2d"], "ratio_2d_1d": med["2d"] / med["1d"],
+            "rounds_1d": times["1d"], "rounds_2d": times["2d"],
+            "max_abs_diff": float((one_d - two_d).abs().max())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as ecglens predict's reading workers, where the network runs
+    rows = [bench_model(name, args) for name in (args.model or DEFAULT_MODELS)]
+    print(f"network alone, {args.threads} thread(s), batches of {args.batch} windows, median of {args.rounds} "
+          "alternating rounds")
+    print(f"{'model':<16}{'1-D ms/window':>15}{'2-D ms/window':>15}{'2-D / 1-D':>11}{'max |diff|':>12}")
+    for r in rows:
+        print(f"{r['model']:<16}{r['ms_per_window_1d']:>15.3f}{r['ms_per_window_2d']:>15.3f}"
+              f"{r['ratio_2d_1d']:>11.2f}{r['max_abs_diff']:>12.1e}")
+    write_results(args.json, {"benchmark": "bench_layout", "ecglens": __version__, "commit": source_commit(),
+                              "machine": machine(), "threads": args.threads, "batch": args.batch,
+                              "rounds": args.rounds, "calls": args.calls, "results": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

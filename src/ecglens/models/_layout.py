@@ -1,0 +1,100 @@
+"""Run 1-D convolutional layers as 2-D ones on channels-last tensors: a faster CPU inference path, same weights.
+
+PyTorch hands a 1-D convolution to oneDNN as a 2-D one of height 1 in the channels-first layout
+(``[batch, channels, 1, time]``). For the shipped ``resnet1d_ribeiro`` networks oneDNN is much faster on the
+channels-last layout (``[batch, 1, time, channels]`` in memory), above all for the long, wide feature maps of the
+first block and for depthwise and pointwise convolutions: the shipped ``age-sex`` network took 0.62-0.99 ms per
+4-s window this way against 1.11-1.52 ms (one thread, batches of 32 and 96 windows, 2026-12-07;
+``python benchmarks/bench_layout.py``). A 3-D tensor cannot carry that layout through the layers, so the
+path keeps a ``[batch, channels, 1, time]`` channels-last tensor from the first layer to the pooling and runs each
+layer with the 2-D functional op on a view of its own 1-D weights (no copy, nothing cached: a weight update is
+seen at once).
+
+Used only where it changes nothing but the speed: CPU, gradients off (``torch.inference_mode`` or
+``torch.no_grad``), the module in ``eval()`` mode, not while exporting to ONNX, tracing or scripting. The outputs
+equal those of the 1-D path up to float rounding (the order of the sums changes: about 2e-6 of a logit).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - PyTorch's own convention
+from torch import nn
+
+__all__ = ["ENABLED", "channels_last_inference", "conv_bn_2d", "run_2d", "to_2d"]
+
+#: False turns the path off everywhere (for benchmarks and tests that compare the two paths)
+ENABLED: bool = True
+
+
+def channels_last_inference(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``module`` may run ``x`` on the channels-last 2-D path (see the module docstring)."""
+    if not ENABLED or module.training or x.device.type != "cpu" or torch.is_grad_enabled():
+        return False
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return False
+    return x.dtype in (torch.float32, torch.bfloat16)
+
+
+def to_2d(x: torch.Tensor) -> torch.Tensor:
+    """``[batch, channels, time]`` -> ``[batch, channels, 1, time]`` in the channels-last layout (a copy)."""
+    return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+def run_2d(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply ``module`` (a 1-D layer or a Sequential of them, in eval mode) to ``x`` ``[batch, C, 1, T]``.
+
+    Supported: ``Conv1d`` (any stride, padding given as a number, groups, dilation, bias), ``BatchNorm1d``,
+    ``MaxPool1d``, ``ReLU``, ``Dropout`` and ``Identity``; anything else raises
+    ``TypeError`` (a bug in the caller, which decides what runs here).
+    """
+    if isinstance(module, nn.Sequential):
+        for layer in module:
+            x = run_2d(layer, x)
+        return x
+    if isinstance(module, nn.Conv1d):
+        if not isinstance(module.padding, tuple) or module.padding_mode != "zeros":
+            raise TypeError(f"run_2d: {module} pads by name or not with zeros")
+        return F.conv2d(x, module.weight.unsqueeze(2), module.bias, (1, module.stride[0]),
+                        (0, module.padding[0]), (1, module.dilation[0]), module.groups)
+    if isinstance(module, nn.BatchNorm1d):
+        batch_stats = module.training or module.running_mean is None
+        return F.batch_norm(x, module.running_mean, module.running_var, module.weight, module.bias,
+                            batch_stats, 0.0, module.eps)
+    if isinstance(module, nn.MaxPool1d):
+        k, s, p, d = (v[0] if isinstance(v, tuple) else v for v in (module.kernel_size, module.stride,
+                                                                      module.padding, module.dilation))
+        return F.max_pool2d(x, (1, k), (1, s), (0, p), (1, d), module.ceil_mode)
+    if isinstance(module, nn.ReLU):
+        return torch.relu(x)
+    if isinstance(module, nn.Dropout):
+        return F.dropout(x, module.p, module.training)
+    if isinstance(module, nn.Identity):
+        return x
+    raise TypeError(f"run_2d does not know {type(module).__name__}")
+
+
+def conv_bn_2d(conv: nn.Module, bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))`` on ``[batch, C, 1, T]``, with an eval-mode ``bn`` folded into the last convolution of
+    ``conv`` (a ``Conv1d`` or a Sequential ending in one): ``conv(x, w * s) + b`` with ``s = gamma / sqrt(var +
+    eps)`` and ``b = beta - mean * s (+ bias * s)``, computed from the current weights at each call (a few
+    microseconds). One pass fewer over the layer's output, which at the first block's length is the largest
+    tensor of the network. Falls back to the two layers where the fold does not apply."""
+    last = conv[-1] if isinstance(conv, nn.Sequential) and len(conv) else conv
+    if bn.training or bn.running_mean is None or not isinstance(last, nn.Conv1d) or last.padding_mode != "zeros" \
+            or not isinstance(last.padding, tuple):
+        return run_2d(bn, run_2d(conv, x))
+    if last is not conv:
+        for layer in conv[:-1]:
+            x = run_2d(layer, x)
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    if last.bias is not None:
+        shift = shift + last.bias * scale
+    weight = (last.weight * scale.view(-1, 1, 1)).unsqueeze(2)
+    return F.conv2d(x, weight, shift, (1, last.stride[0]), (0, last.padding[0]), (1, last.dilation[0]),
+                    last.groups)

@@ -1,0 +1,91 @@
+"""The channels-last 2-D inference path of ``resnet1d_ribeiro`` (:mod:`ecglens.models._layout`): same outputs as
+the 1-D layers, used only for CPU inference with gradients off, never while training or exporting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ecglens.models import _layout as layout
+from ecglens.models import create_model
+
+SMALL = {"filters": [8, 12, 16, 20, 24], "kernel_size": 5}
+
+
+def _outputs(model: nn.Module, x: torch.Tensor, enabled: bool, monkeypatch: pytest.MonkeyPatch) -> torch.Tensor:
+    monkeypatch.setattr(layout, "ENABLED", enabled)
+    with torch.inference_mode():
+        return model(x)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"separable": True},
+    {"separable": [True, True, False, False]},
+    {"stem_stride": 2, "downsample": [2, 4, 2, 2]},
+])
+@pytest.mark.parametrize("n_samples", [400, 333])
+def test_2d_path_gives_the_1d_outputs(kwargs: dict, n_samples: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every shipped variant of the architecture (plain, separable, strided stem), a length that no stride
+    divides (ceil-mode pooling), trained batch-norm statistics: the two paths agree to float rounding."""
+    torch.manual_seed(0)
+    model = create_model("resnet1d_ribeiro", num_outputs=3, **SMALL, **kwargs)
+    with torch.no_grad():  # batch-norm statistics that are not the identity
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    x = torch.randn(5, 12, n_samples)
+    one_d = _outputs(model, x, False, monkeypatch)
+    two_d = _outputs(model, x, True, monkeypatch)
+    assert two_d.shape == one_d.shape == (5, 3)
+    torch.testing.assert_close(two_d, one_d, rtol=1e-5, atol=1e-5)
+
+
+def test_path_is_taken_only_for_cpu_inference_without_gradients() -> None:
+    model = create_model("resnet1d_ribeiro", num_outputs=1, **SMALL)
+    x = torch.randn(2, 12, 100)
+    model.train()
+    with torch.inference_mode():
+        assert not layout.channels_last_inference(model, x)  # training: dropout and batch statistics
+    model.eval()
+    assert not layout.channels_last_inference(model, x)  # gradients on: weights may be learning
+    with torch.no_grad():
+        assert layout.channels_last_inference(model, x)
+        assert not layout.channels_last_inference(model, x.double())
+    with torch.inference_mode():
+        assert layout.channels_last_inference(model, x)
+
+
+def test_2d_path_really_runs_and_gradients_still_reach_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inference goes through ``forward_2d``; with gradients on (fine-tuning in eval mode) the 1-D layers run
+    and every weight gets a gradient."""
+    model = create_model("resnet1d_ribeiro", num_outputs=1, **SMALL).eval()
+    calls = []
+    block_type = type(model.blocks[0])
+    original = block_type.forward_2d
+    monkeypatch.setattr(block_type, "forward_2d", lambda self, x, y: calls.append(1) or original(self, x, y))
+    x = torch.randn(2, 12, 100)
+    with torch.inference_mode():
+        model(x)
+    assert len(calls) == len(model.blocks)
+    calls.clear()
+    model(x).sum().backward()
+    assert not calls
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_run_2d_refuses_layers_it_does_not_know() -> None:
+    with pytest.raises(TypeError, match="LSTM"):
+        layout.run_2d(nn.LSTM(4, 4), torch.zeros(1, 4, 1, 8))
+
+
+def test_run_2d_dropout_follows_its_mode() -> None:
+    x = torch.ones(2, 4, 1, 50).contiguous(memory_format=torch.channels_last)
+    drop = nn.Dropout(0.5)
+    assert torch.equal(layout.run_2d(drop.eval(), x), x)
+    assert (layout.run_2d(drop.train(), x) == 0).any()
