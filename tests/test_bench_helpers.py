@@ -59,3 +59,27 @@ def test_bench_layout_times_both_paths_and_restores_the_switch(tmp_path, capsys)
     assert row["max_abs_diff"] < 1e-4  # the two paths give the same outputs
     assert _layout.ENABLED  # the benchmark leaves the path switched on
     assert "age-sex-fast" in capsys.readouterr().out
+
+
+def test_bench_stages_splits_the_cpu_time_of_predict_by_stage(tmp_path, capsys):
+    """Three example records through ``ecglens predict`` with two reading workers (three chunks of one record,
+    so the forked workers read, harmonise and predict): every record counted, reading, harmonising and the model
+    timed in the workers, the rows adding up to the total."""
+    from ecglens.examples import example_paths
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for hea in example_paths():
+        for part in hea.parent.glob(hea.stem + ".*"):
+            (folder / part.name).write_bytes(part.read_bytes())
+    bench = _load("bench_stages")
+    out = tmp_path / "stages.json"
+    assert bench.main([str(folder), "--model", "age-sex-fast", "--workers", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["records"] == 3
+    rows = result["cpu_ms_per_ecg"]
+    assert result["workers"] >= 1 and not result["chunks_in_main_process"]
+    assert rows["read"] > 0 and rows["harmonise"] > 0 and rows["model (in workers)"] > 0
+    assert rows["main process, the rest"] > 0
+    assert abs(sum(rows.values()) - result["cpu_ms_per_ecg_total"]) < 1e-9
+    assert "CPU ms per ECG" in capsys.readouterr().out
