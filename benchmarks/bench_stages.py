@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         workers.WorkerModel.__call__ = _timed(workers.WorkerModel.__call__, totals, "model")
         chunk = _timed(workers._prepare_chunk, totals, "chunk")
 
+        @functools.wraps(originals[3])  # pickled by reference, as ecglens.predict.workers._prepare_chunk
         def prepare_and_save(c):
             result = chunk(c)
             (out_dir / f"{os.getpid()}.json").write_text(json.dumps(totals))
