@@ -389,11 +389,17 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+#: how ecglens writes graphs; part of :func:`cached_onnx`'s key. 2 (2026-12-07): ``resnet1d_ribeiro`` as 2-D
+#: channels-last convolutions with folded batch norms (:mod:`ecglens.models._layout`)
+GRAPH_VERSION = 2
+
+
 def cached_onnx(checkpoint: CheckpointLike, cache_dir: str | os.PathLike[str] | None = None, opset: int = 17) -> Path:
     """The ONNX export of a checkpoint, written on first use into a cache folder.
 
-    The cache key is the checkpoint file's SHA-256 (first 16 hex digits), the opset and the torch version, so a
-    retrained checkpoint under the same name is exported afresh.
+    The cache key is the checkpoint file's SHA-256 (first 16 hex digits), the opset, the torch version and
+    :data:`GRAPH_VERSION`, so a retrained checkpoint under the same name, or a graph that ecglens now exports
+    differently, is exported afresh.
 
     Returns
     -------
@@ -402,7 +408,8 @@ def cached_onnx(checkpoint: CheckpointLike, cache_dir: str | os.PathLike[str] | 
     """
     ckpt = _load(checkpoint)
     folder = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
-    tag = hashlib.sha256(f"{_file_digest(Path(ckpt.path))}:{torch.__version__}".encode()).hexdigest()[:16]
+    key = f"{_file_digest(Path(ckpt.path))}:{torch.__version__}:{GRAPH_VERSION}"
+    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
     target = folder / f"{ckpt.model_name}-{tag}-opset{int(opset)}.onnx"
     if not target.is_file():
         export_onnx(ckpt, target, opset=opset)

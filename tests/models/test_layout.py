@@ -1,8 +1,9 @@
 """The channels-last 2-D inference path of ``resnet1d_ribeiro`` (:mod:`ecglens.models._layout`): same outputs as
-the 1-D layers, used only for CPU inference with gradients off, never while training or exporting."""
+the 1-D layers, used only for CPU inference with gradients off (and in ONNX exports), never while training."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -89,3 +90,24 @@ def test_run_2d_dropout_follows_its_mode() -> None:
     drop = nn.Dropout(0.5)
     assert torch.equal(layout.run_2d(drop.eval(), x), x)
     assert (layout.run_2d(drop.train(), x) == 0).any()
+
+
+def test_onnx_export_holds_the_2d_graph_and_matches_torch(tmp_path) -> None:
+    """An ONNX export traces the 2-D path (2-D convolutions), and onnxruntime gives PyTorch's outputs, at another
+    batch size and length too (dynamic axes)."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = create_model("resnet1d_ribeiro", num_outputs=2, separable=[True, False, False, False], **SMALL).eval()
+    path = tmp_path / "m.onnx"
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.randn(2, 12, 200),), str(path), input_names=["ecg"], output_names=["y"],
+                          dynamic_axes={"ecg": {0: "batch", 2: "samples"}}, opset_version=17, dynamo=False)
+    graph = onnx.load(str(path)).graph
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert convs and all(len(next(a.ints for a in n.attribute if a.name == "kernel_shape")) == 2 for n in convs)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 12, 333)
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(session.run(None, {"ecg": x.numpy()})[0], expected, rtol=1e-4, atol=1e-5)
