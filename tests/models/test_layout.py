@@ -14,6 +14,12 @@ from ecglens.models import create_model
 SMALL = {"filters": [8, 12, 16, 20, 24], "kernel_size": 5}
 
 
+@pytest.fixture(autouse=True)
+def _any_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' tiny batches take the path too (by default only batches of MIN_SAMPLES samples do)."""
+    monkeypatch.setattr(layout, "MIN_SAMPLES", 0)
+
+
 def _outputs(model: nn.Module, x: torch.Tensor, enabled: bool, monkeypatch: pytest.MonkeyPatch) -> torch.Tensor:
     monkeypatch.setattr(layout, "ENABLED", enabled)
     with torch.inference_mode():
@@ -60,6 +66,16 @@ def test_path_is_taken_only_for_cpu_inference_without_gradients() -> None:
         assert not layout.channels_last_inference(model, x.double())
     with torch.inference_mode():
         assert layout.channels_last_inference(model, x)
+
+
+def test_small_batches_keep_the_1d_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single ECG's three 4-s windows run faster on the 1-D layers: the path starts at MIN_SAMPLES."""
+    monkeypatch.setattr(layout, "MIN_SAMPLES", 8 * 400)
+    model = create_model("resnet1d_ribeiro", num_outputs=1, **SMALL).eval()
+    with torch.inference_mode():
+        assert not layout.channels_last_inference(model, torch.zeros(3, 12, 400))
+        assert layout.channels_last_inference(model, torch.zeros(8, 12, 400))
+        assert layout.channels_last_inference(model, torch.zeros(4, 12, 1000))
 
 
 def test_2d_path_really_runs_and_gradients_still_reach_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
