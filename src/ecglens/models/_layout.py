@@ -3,12 +3,12 @@
 PyTorch hands a 1-D convolution to oneDNN as a 2-D one of height 1 in the channels-first layout
 (``[batch, channels, 1, time]``). For the shipped ``resnet1d_ribeiro`` networks oneDNN is much faster on the
 channels-last layout (``[batch, 1, time, channels]`` in memory), above all for the long, wide feature maps of the
-first block and for depthwise and pointwise convolutions: the shipped ``age-sex`` network took 0.62-0.99 ms per
-4-s window this way against 1.11-1.52 ms (one thread, batches of 32 and 96 windows, 2026-12-07;
-``python benchmarks/bench_layout.py``). A 3-D tensor cannot carry that layout through the layers, so the
-path keeps a ``[batch, channels, 1, time]`` channels-last tensor from the first layer to the pooling and runs each
-layer with the 2-D functional op on a view of its own 1-D weights (no copy, nothing cached: a weight update is
-seen at once).
+first block and for depthwise and pointwise convolutions: the shipped ``age-sex`` network took 0.60 and 0.52 ms
+per 4-s window this way against 0.95 and 0.66 ms on the 1-D layers (two runs of ``python
+benchmarks/bench_layout.py``: one thread, batches of 81 windows, 2026-12-07). A 3-D tensor cannot carry that
+layout through the layers, so the path keeps a ``[batch, channels, 1, time]`` channels-last tensor from the first
+layer to the pooling and runs each layer with the 2-D functional op on a view of its own 1-D weights (no copy,
+nothing cached: a weight update is seen at once).
 
 Used only where it changes nothing but the speed: CPU, gradients off (``torch.inference_mode`` or
 ``torch.no_grad``), the module in ``eval()`` mode, batches of at least :data:`MIN_SAMPLES` samples (a single ECG's
