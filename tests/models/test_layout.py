@@ -3,6 +3,8 @@ the 1-D layers, used only for CPU inference with gradients off (and in ONNX expo
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,39 @@ def test_onnx_export_holds_the_2d_graph_and_matches_torch(tmp_path) -> None:
     with torch.inference_mode():
         expected = model(x).numpy()
     np.testing.assert_allclose(session.run(None, {"ecg": x.numpy()})[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_layers_the_path_does_not_know_keep_the_1d_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose batch norms were converted to SyncBatchNorm (DDP) runs on the 1-D layers, not into a
+    TypeError, with the same outputs."""
+    torch.manual_seed(0)
+    model = create_model("resnet1d_ribeiro", num_outputs=1, **SMALL).eval()
+    x = torch.randn(4, 12, 100)
+    with torch.inference_mode():
+        expected = model(x)
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model)).eval()  # converts in place
+    assert not layout.supported(synced.stem, *synced.blocks)
+    assert layout.supported(model.stem, *model.blocks)
+    calls = []
+    block_type = type(synced.blocks[0])
+    monkeypatch.setattr(block_type, "forward_2d", lambda self, x, y: calls.append(1))
+    with torch.inference_mode():
+        torch.testing.assert_close(synced(x), expected, rtol=1e-5, atol=1e-5)
+    assert not calls
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_run_2d_batch_norm_in_training_matches_batchnorm1d(momentum: float | None) -> None:
+    """Batch statistics, the running statistics' update (momentum, or the cumulative average) and the batch count
+    as ``BatchNorm1d`` itself does them."""
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(6, momentum=momentum).train()
+    twin = copy.deepcopy(bn)
+    x = torch.randn(4, 6, 50)
+    for _ in range(2):
+        expected = bn(x)
+        got = layout.run_2d(twin, layout.to_2d(x)).squeeze(2)
+        torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(twin.running_mean, bn.running_mean)
+    torch.testing.assert_close(twin.running_var, bn.running_var)
+    assert int(twin.num_batches_tracked) == int(bn.num_batches_tracked) == 2

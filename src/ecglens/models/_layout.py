@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - PyTorch's own convention
 from torch import nn
 
-__all__ = ["ENABLED", "MIN_SAMPLES", "channels_last_inference", "conv_bn_2d", "run_2d", "to_2d"]
+__all__ = ["ENABLED", "MIN_SAMPLES", "SUPPORTED", "channels_last_inference", "conv_bn_2d", "run_2d", "supported",
+           "to_2d"]
 
 #: False turns the path off everywhere (for benchmarks and tests that compare the two paths)
 ENABLED: bool = True
@@ -68,9 +69,7 @@ def run_2d(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, module.weight.unsqueeze(2), module.bias, (1, module.stride[0]),
                         (0, module.padding[0]), (1, module.dilation[0]), module.groups)
     if isinstance(module, nn.BatchNorm1d):
-        batch_stats = module.training or module.running_mean is None
-        return F.batch_norm(x, module.running_mean, module.running_var, module.weight, module.bias,
-                            batch_stats, 0.0, module.eps)
+        return _batch_norm(module, x)
     if isinstance(module, nn.MaxPool1d):
         k, s, p, d = (v[0] if isinstance(v, tuple) else v for v in (module.kernel_size, module.stride,
                                                                       module.padding, module.dilation))
@@ -82,6 +81,31 @@ def run_2d(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(module, nn.Identity):
         return x
     raise TypeError(f"run_2d does not know {type(module).__name__}")
+
+
+def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
+    """``bn`` on a 4-D tensor, as ``torch.nn.modules.batchnorm._BatchNorm.forward`` runs it (which refuses 4-D
+    input in ``BatchNorm1d``): batch statistics in training, the running ones updated by ``momentum`` (a cumulative
+    average when it is None) and ``num_batches_tracked`` counted."""
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
+    keep = not bn.training or bn.track_running_stats
+    return F.batch_norm(x, bn.running_mean if keep else None, bn.running_var if keep else None, bn.weight, bn.bias,
+                        batch_stats, factor, bn.eps)
+
+
+#: the layer types :func:`run_2d` runs (a model holding any other, e.g. ``SyncBatchNorm``, keeps the 1-D layers)
+SUPPORTED = (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.ReLU, nn.Dropout, nn.Identity)
+
+
+def supported(*modules: nn.Module) -> bool:
+    """Whether every leaf layer inside ``modules`` is one :func:`run_2d` runs (checked at each call: cheap, and
+    models can be changed after they are built, e.g. by ``nn.SyncBatchNorm.convert_sync_batchnorm``)."""
+    return all(isinstance(m, SUPPORTED) for module in modules for m in module.modules()
+               if next(m.children(), None) is None)
 
 
 def conv_bn_2d(conv: nn.Module, bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:

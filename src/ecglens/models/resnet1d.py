@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..exceptions import ConfigError
-from ._layout import channels_last_inference, conv_bn_2d, run_2d, to_2d
+from ._layout import channels_last_inference, conv_bn_2d, run_2d, supported, to_2d
 from ._registry import register_model
 from .layers import (
     ConvBnAct,
@@ -195,7 +195,7 @@ class RibeiroResNet1d(EcgModel):
         the same weights and outputs, faster (:mod:`ecglens.models._layout`).
         """
         x = self.check_input(x)
-        if channels_last_inference(self, x):
+        if channels_last_inference(self, x) and supported(self.stem, *self.blocks):
             x = conv_bn_2d(self.stem[0], self.stem[1], to_2d(x))
             y = x
             for block in self.blocks:
