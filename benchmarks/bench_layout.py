@@ -2,13 +2,14 @@
 
 For each model (default: the shipped ``resnet1d_ribeiro`` models), in one process with ``--threads`` intra-op
 threads (default 1, as in ``ecglens predict``'s reading workers), on the same random batch of ``--batch`` windows
-of the model's input length: milliseconds per window of the 1-D layers (``ecglens.models._layout.ENABLED =
-False``) and of the 2-D path, measured in alternating rounds (``--rounds``), and the largest difference of the
-raw outputs. The process keeps freed memory for reuse, as the reading workers do
-(:func:`ecglens.predict.workers.keep_freed_memory`). Prints a table of the medians over the rounds and writes
-JSON (``--json``, default ``benchmarks/results/bench_layout.json``, git-ignored). Compare numbers within one
-run only: the CPU is shared. End to end, the path's effect is measured with ``ecglens predict`` against the
-commit before it (see docs/benchmarks.md). Usage::
+of the model's input length: milliseconds per window of the 1-D layers (``ecglens.models._layout.ENABLED = False``)
+and of the 2-D path, measured in alternating rounds (``--rounds``), and the largest difference of the raw outputs.
+The 2-D path is timed at any batch size (``ecglens`` itself takes it from ``_layout.MIN_SAMPLES`` samples on, where
+it pays: ``--batch 3`` shows why). The process keeps freed memory for reuse, as the reading workers do
+(:func:`ecglens.predict.workers.keep_freed_memory`). Prints a table of the medians over the rounds and writes JSON
+(``--json``, default ``benchmarks/results/bench_layout.json``, git-ignored). Compare numbers within one run only:
+the CPU is shared. End to end, the path's effect is measured with ``ecglens predict`` against the commit before it
+(see docs/benchmarks.md). Usage::
 
     python benchmarks/bench_layout.py
     python benchmarks/bench_layout.py --model age-sex --batch 32 --rounds 9
@@ -51,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _ms_per_window(model: torch.nn.Module, x: torch.Tensor, calls: int, enabled: bool) -> float:
     _layout.ENABLED = enabled
+    _layout.MIN_SAMPLES = 0  # the path at any batch size: this benchmark measures where it pays
     model(x)  # warm-up
     start = time.perf_counter()
     for _ in range(calls):
@@ -64,7 +66,9 @@ def bench_model(name: str, args: argparse.Namespace) -> dict:
     n_samples = ckpt.preprocess.n_samples if ckpt.preprocess is not None else 400
     x = torch.randn(args.batch, model.in_leads, n_samples, generator=torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {"1d": [], "2d": []}
+    min_samples = _layout.MIN_SAMPLES
     with torch.inference_mode():
+        _layout.MIN_SAMPLES = 0
         _layout.ENABLED = False
         one_d = model(x)
         _layout.ENABLED = True
@@ -72,7 +76,7 @@ def bench_model(name: str, args: argparse.Namespace) -> dict:
         for _ in range(args.rounds):
             times["1d"].append(_ms_per_window(model, x, args.calls, False))
             times["2d"].append(_ms_per_window(model, x, args.calls, True))
-    _layout.ENABLED = True
+    _layout.ENABLED, _layout.MIN_SAMPLES = True, min_samples
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"model": name, "arch": type(model).__name__, "window_samples": n_samples,
             "ms_per_window_1d": med["1d"], "ms_per_window_2d": med["2d"], "ratio_2d_1d": med["2d"] / med["1d"],

@@ -31,8 +31,9 @@ __all__ = ["ENABLED", "MIN_SAMPLES", "SUPPORTED", "channels_last_inference", "co
 #: False turns the path off everywhere (for benchmarks and tests that compare the two paths)
 ENABLED: bool = True
 #: the path runs for inputs of at least this many samples in all (batch x time): below it the 1-D layers are
-#: faster. ``age-sex``, one thread, 4-s windows (2026-12-07): 2-4 windows 3.1-3.8 ms per call on the 1-D layers
-#: against 4.0-4.8 on this path, 8 windows 6.7 against 6.5, 16 10.7 against 9.6, 32 31.7 against 17.0
+#: faster. ``age-sex``, one thread, 4-s windows (2026-12-07, a scratch timing): 2-4 windows 3.1-3.8 ms per call on
+#: the 1-D layers against 4.0-4.8 on this path, 8 windows 6.7 against 6.5, 16 10.7 against 9.6, 32 31.7 against
+#: 17.0; ``python benchmarks/bench_layout.py --model age-sex --batch 3``: 1.23 against 1.46 ms per window
 MIN_SAMPLES: int = 8 * 400
 
 
