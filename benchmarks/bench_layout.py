@@ -13,11 +13,13 @@ the CPU is shared. End to end, the path's effect is measured with ``ecglens pred
 
     python benchmarks/bench_layout.py
     python benchmarks/bench_layout.py --model age-sex --batch 32 --rounds 9
+    python benchmarks/bench_layout.py --model age-sex --train --batch 128 --threads 2 --calls 3   # training steps
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -46,8 +48,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds (default 5)")
     p.add_argument("--calls", type=int, default=6, help="timed forward passes per path and round (default 6)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--train", action="store_true",
+                   help="time training steps instead (train mode, forward + MSE loss + backward + AdamW step, on "
+                        "the model's architecture as loaded; ms per window of the batch)")
+    p.add_argument("--bf16", action="store_true", help="with --train: bfloat16 autocast, as trainer.precision="
+                   "bf16-mixed")
     p.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     return p.parse_args(argv)
+
+
+def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, bf16: bool) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = model(x)
+    loss = torch.nn.functional.mse_loss(out.float(), torch.zeros_like(out, dtype=torch.float32))
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+
+
+def _train_ms_per_window(model, opt, x: torch.Tensor, calls: int, enabled: bool, bf16: bool) -> float:
+    _layout.ENABLED = enabled
+    _layout.MIN_SAMPLES = 0
+    _train_step(model, opt, x, bf16)  # warm-up
+    start = time.perf_counter()
+    for _ in range(calls):
+        _train_step(model, opt, x, bf16)
+    return (time.perf_counter() - start) / calls / len(x) * 1e3
 
 
 def _ms_per_window(model: torch.nn.Module, x: torch.Tensor, calls: int, enabled: bool) -> float:
@@ -67,6 +93,19 @@ def bench_model(name: str, args: argparse.Namespace) -> dict:
     x = torch.randn(args.batch, model.in_leads, n_samples, generator=torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {"1d": [], "2d": []}
     min_samples = _layout.MIN_SAMPLES
+    if args.train:  # two copies, one per path, each with its own optimizer: the same work every round
+        models = {k: copy.deepcopy(model).train() for k in times}
+        opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+        for _ in range(args.rounds):
+            for key in times:
+                times[key].append(_train_ms_per_window(models[key], opts[key], x, args.calls, key == "2d",
+                                                       args.bf16))
+        _layout.ENABLED, _layout.MIN_SAMPLES = True, min_samples
+        med = {k: statistics.median(v) for k, v in times.items()}
+        return {"model": name, "arch": type(model).__name__, "window_samples": n_samples, "train": True,
+                "bf16": args.bf16, "ms_per_window_1d": med["1d"], "ms_per_window_2d": med["2d"],
+                "ratio_2d_1d": med["2d"] / med["1d"], "rounds_1d": times["1d"], "rounds_2d": times["2d"],
+                "max_abs_diff": float("nan")}
     with torch.inference_mode():
         _layout.MIN_SAMPLES = 0
         _layout.ENABLED = False
@@ -89,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as ecglens predict's reading workers, where the network runs
     rows = [bench_model(name, args) for name in (args.model or DEFAULT_MODELS)]
-    print(f"network alone, {args.threads} thread(s), batches of {args.batch} windows, median of {args.rounds} "
+    what = (f"training steps{' in bfloat16' if args.bf16 else ''}" if args.train else "network alone")
+    print(f"{what}, {args.threads} thread(s), batches of {args.batch} windows, median of {args.rounds} "
           "alternating rounds")
     print(f"{'model':<16}{'1-D ms/window':>15}{'2-D ms/window':>15}{'2-D / 1-D':>11}{'max |diff|':>12}")
     for r in rows:
@@ -97,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ratio_2d_1d']:>11.2f}{r['max_abs_diff']:>12.1e}")
     write_results(args.json, {"benchmark": "bench_layout", "ecglens": __version__, "commit": source_commit(),
                               "machine": machine(), "threads": args.threads, "batch": args.batch,
-                              "rounds": args.rounds, "calls": args.calls, "results": rows})
+                              "rounds": args.rounds, "calls": args.calls, "train": args.train, "bf16": args.bf16,
+                              "results": rows})
     return 0
 
 

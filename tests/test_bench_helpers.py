@@ -59,6 +59,11 @@ def test_bench_layout_times_both_paths_and_restores_the_switch(tmp_path, capsys)
     assert row["max_abs_diff"] < 1e-4  # the two paths give the same outputs
     assert _layout.ENABLED  # the benchmark leaves the path switched on
     assert "age-sex-fast" in capsys.readouterr().out
+    assert bench.main(["--model", "age-sex-fast", "--batch", "2", "--rounds", "1", "--calls", "1", "--train",
+                       "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["results"][0]
+    assert row["train"] and row["ms_per_window_1d"] > 0 and row["ms_per_window_2d"] > 0
+    assert "training steps" in capsys.readouterr().out
 
 
 def test_bench_stages_splits_the_cpu_time_of_predict_by_stage(tmp_path, capsys):

@@ -1,5 +1,5 @@
 """The channels-last 2-D inference path of ``resnet1d_ribeiro`` (:mod:`ecglens.models._layout`): same outputs as
-the 1-D layers, used only for CPU inference with gradients off (and in ONNX exports), never while training."""
+the 1-D layers, on the CPU in inference, training and ONNX exports."""
 
 from __future__ import annotations
 
@@ -55,19 +55,15 @@ def test_2d_path_gives_the_1d_outputs(kwargs: dict, n_samples: int, monkeypatch:
     torch.testing.assert_close(two_d, one_d, rtol=1e-5, atol=1e-5)
 
 
-def test_path_is_taken_only_for_cpu_inference_without_gradients() -> None:
+def test_path_is_taken_on_the_cpu_for_float_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
     model = create_model("resnet1d_ribeiro", num_outputs=1, **SMALL)
     x = torch.randn(2, 12, 100)
-    model.train()
-    with torch.inference_mode():
-        assert not layout.channels_last_inference(model, x)  # training: dropout and batch statistics
-    model.eval()
-    assert not layout.channels_last_inference(model, x)  # gradients on: weights may be learning
-    with torch.no_grad():
-        assert layout.channels_last_inference(model, x)
-        assert not layout.channels_last_inference(model, x.double())
-    with torch.inference_mode():
-        assert layout.channels_last_inference(model, x)
+    assert layout.channels_last_path(model.train(), x)  # training too
+    assert layout.channels_last_path(model.eval(), x)
+    assert not layout.channels_last_path(model, x.double())
+    assert not layout.channels_last_path(model, x[0])  # not [batch, leads, samples]: check_input says why
+    monkeypatch.setattr(layout, "ENABLED", False)
+    assert not layout.channels_last_path(model, x)
 
 
 def test_small_batches_keep_the_1d_layers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,27 +71,64 @@ def test_small_batches_keep_the_1d_layers(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(layout, "MIN_SAMPLES", 8 * 400)
     model = create_model("resnet1d_ribeiro", num_outputs=1, **SMALL).eval()
     with torch.inference_mode():
-        assert not layout.channels_last_inference(model, torch.zeros(3, 12, 400))
-        assert layout.channels_last_inference(model, torch.zeros(8, 12, 400))
-        assert layout.channels_last_inference(model, torch.zeros(4, 12, 1000))
+        assert not layout.channels_last_path(model, torch.zeros(3, 12, 400))
+        assert layout.channels_last_path(model, torch.zeros(8, 12, 400))
+        assert layout.channels_last_path(model, torch.zeros(4, 12, 1000))
 
 
-def test_2d_path_really_runs_and_gradients_still_reach_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inference goes through ``forward_2d``; with gradients on (fine-tuning in eval mode) the 1-D layers run
-    and every weight gets a gradient."""
-    model = create_model("resnet1d_ribeiro", num_outputs=1, **SMALL).eval()
+def _grads(model: nn.Module, x: torch.Tensor, enabled: bool, monkeypatch: pytest.MonkeyPatch
+           ) -> tuple[torch.Tensor, list[torch.Tensor], nn.Module]:
+    monkeypatch.setattr(layout, "ENABLED", enabled)
+    model = copy.deepcopy(model)
+    out = model(x)
+    (out ** 2).mean().backward()
+    return out.detach(), [p.grad.clone() for p in model.parameters()], model
+
+
+def test_training_step_on_the_2d_path_matches_a_float64_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train mode (batch statistics), no dropout: outputs, every weight's gradient and the running statistics
+    as the 1-D layers give them, the gradients within 1e-4 of a float64 computation."""
+    torch.manual_seed(0)
+    model = create_model("resnet1d_ribeiro", num_outputs=2, block_dropout=0.0, separable=[True, True, False, False],
+                         **SMALL).train()
+    x = torch.randn(16, 12, 200)
+    out_1d, grads_1d, trained_1d = _grads(model, x, False, monkeypatch)
+    out_2d, grads_2d, trained_2d = _grads(model, x, True, monkeypatch)
+    monkeypatch.setattr(layout, "ENABLED", False)
+    reference = copy.deepcopy(model).double()
+    (reference(x.double()) ** 2).mean().backward()
+    torch.testing.assert_close(out_2d, out_1d, rtol=1e-4, atol=1e-5)
+    for p_ref, g in zip(reference.parameters(), grads_2d, strict=True):
+        assert ((g.double() - p_ref.grad).norm() / p_ref.grad.norm()) < 1e-4
+    for g1, g2 in zip(grads_1d, grads_2d, strict=True):
+        torch.testing.assert_close(g2, g1, rtol=1e-2, atol=1e-5)
+    for (name, b1), (_, b2) in zip(trained_1d.named_buffers(), trained_2d.named_buffers(), strict=True):
+        torch.testing.assert_close(b2, b1, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_2d_path_runs_in_training_with_dropout_and_in_eval_with_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training with dropout goes through ``forward_2d`` and every weight gets a gradient; in eval mode with
+    gradients on (saliency, fine-tuning with frozen batch norms) the folded batch norms pass gradients to their
+    weights and to the input as the 1-D layers do."""
+    model = create_model("resnet1d_ribeiro", num_outputs=1, **SMALL).train()
     calls = []
     block_type = type(model.blocks[0])
     original = block_type.forward_2d
     monkeypatch.setattr(block_type, "forward_2d", lambda self, x, y: calls.append(1) or original(self, x, y))
-    x = torch.randn(2, 12, 100)
-    with torch.inference_mode():
-        model(x)
-    assert len(calls) == len(model.blocks)
-    calls.clear()
+    x = torch.randn(4, 12, 100)
     model(x).sum().backward()
-    assert not calls
+    assert len(calls) == len(model.blocks)
     assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    grads = {}
+    for enabled in (False, True):
+        monkeypatch.setattr(layout, "ENABLED", enabled)
+        xi = x.clone().requires_grad_(True)
+        model.zero_grad()
+        model(xi).sum().backward()
+        grads[enabled] = (xi.grad, model.blocks[0].bn1.weight.grad.clone())
+    torch.testing.assert_close(grads[True][0], grads[False][0], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(grads[True][1], grads[False][1], rtol=1e-4, atol=1e-6)
 
 
 def test_run_2d_refuses_layers_it_does_not_know() -> None:

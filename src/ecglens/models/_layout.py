@@ -1,4 +1,4 @@
-"""Run 1-D convolutional layers as 2-D ones on channels-last tensors: a faster CPU inference path, same weights.
+"""Run 1-D convolutional layers as 2-D ones on channels-last tensors: a faster CPU path, the same weights.
 
 PyTorch hands a 1-D convolution to oneDNN as a 2-D one of height 1 in the channels-first layout
 (``[batch, channels, 1, time]``). For the shipped ``resnet1d_ribeiro`` networks oneDNN is much faster on the
@@ -10,13 +10,20 @@ layout through the layers, so the path keeps a ``[batch, channels, 1, time]`` ch
 layer to the pooling and runs each layer with the 2-D functional op on a view of its own 1-D weights (no copy,
 nothing cached: a weight update is seen at once).
 
-Used only where it changes nothing but the speed: CPU, gradients off (``torch.inference_mode`` or
-``torch.no_grad``), the module in ``eval()`` mode, batches of at least :data:`MIN_SAMPLES` samples (a single ECG's
-three windows run faster on the 1-D layers), not while scripting or tracing with TorchScript. An ONNX export
+Used where it changes nothing but the speed: on a CPU, for batches of at least :data:`MIN_SAMPLES` samples (a single
+ECG's three windows run faster on the 1-D layers), not while scripting or tracing with TorchScript; in inference
+(eval mode, gradients off) with the batch norms that follow a convolution folded into it, in training with the batch
+norms as ``BatchNorm1d`` runs them (batch statistics, running statistics updated). A training step of the
+``age-sex`` / ``age-sex-plain`` architectures (batch 128, AdamW, 2 threads) took 0.76x / 0.85x the time in float32
+and 0.95x / 0.88x in bfloat16 (``python benchmarks/bench_layout.py --model age-sex --model age-sex-plain --train
+--batch 128 --threads 2 --calls 3 --rounds 3``, and with ``--bf16``; 2026-12-07), and the float32 gradients of the
+``age-sex`` architecture came closer to a float64 reference (relative error 2e-4 against 7e-3 on the 1-D layers, a
+scratch check; ``tests/models/test_layout.py`` holds the 2-D path to 1e-4 of float64). Dropout masks are drawn in
+the channels-last order, so a training run is not bit-identical to one on the 1-D layers. An ONNX export
 (:func:`ecglens.export.export_onnx`, on the CPU) takes it too: the graph then holds 2-D convolutions with the batch
-norms folded, which onnxruntime's CPU kernels run faster (the float ``age-sex`` network 0.495 against 0.881 ms
-per window, one thread, batches of 81; its int8 file equally fast either way, 0.20 ms). The outputs equal those of
-the 1-D path up to float rounding (the order of the sums changes: about 2e-6 of a logit).
+norms folded, which onnxruntime's CPU kernels run faster (the float ``age-sex`` network 0.495 against 0.881 ms per
+window, one thread, batches of 81; its int8 file equally fast either way, 0.20 ms). The outputs equal those of the
+1-D path up to float rounding (the order of the sums changes: about 2e-6 of a logit).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - PyTorch's own convention
 from torch import nn
 
-__all__ = ["ENABLED", "MIN_SAMPLES", "SUPPORTED", "channels_last_inference", "conv_bn_2d", "run_2d", "supported",
+__all__ = ["ENABLED", "MIN_SAMPLES", "SUPPORTED", "channels_last_path", "conv_bn_2d", "run_2d", "supported",
            "to_2d"]
 
 #: False turns the path off everywhere (for benchmarks and tests that compare the two paths)
@@ -37,9 +44,9 @@ ENABLED: bool = True
 MIN_SAMPLES: int = 8 * 400
 
 
-def channels_last_inference(module: nn.Module, x: torch.Tensor) -> bool:
+def channels_last_path(module: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``module`` may run ``x`` on the channels-last 2-D path (see the module docstring)."""
-    if not ENABLED or module.training or x.device.type != "cpu" or torch.is_grad_enabled():
+    if not ENABLED or x.device.type != "cpu":
         return False
     if torch.jit.is_scripting() or (torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()):
         return False

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..exceptions import ConfigError
-from ._layout import channels_last_inference, conv_bn_2d, run_2d, supported, to_2d
+from ._layout import channels_last_path, conv_bn_2d, run_2d, supported, to_2d
 from ._registry import register_model
 from .layers import (
     ConvBnAct,
@@ -191,11 +191,11 @@ class RibeiroResNet1d(EcgModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[batch, in_leads, n_samples]`` -> ``[batch, filters[-1]]``.
 
-        For inference on a CPU (eval mode, gradients off) the layers run as 2-D ones on channels-last tensors,
-        the same weights and outputs, faster (:mod:`ecglens.models._layout`).
+        On a CPU (batches of 8 four-second windows or more; inference and training) the layers run as 2-D ones
+        on channels-last tensors: the same weights and outputs, faster (:mod:`ecglens.models._layout`).
         """
         x = self.check_input(x)
-        if channels_last_inference(self, x) and supported(self.stem, *self.blocks):
+        if channels_last_path(self, x) and supported(self.stem, *self.blocks):
             x = conv_bn_2d(self.stem[0], self.stem[1], to_2d(x))
             y = x
             for block in self.blocks:
