@@ -55,25 +55,21 @@ def test_2d_path_gives_the_1d_outputs(kwargs: dict, n_samples: int, monkeypatch:
     torch.testing.assert_close(two_d, one_d, rtol=1e-5, atol=1e-5)
 
 
-def test_path_is_taken_on_the_cpu_for_float_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = create_model("resnet1d_ribeiro", num_outputs=1, **SMALL)
+def test_path_is_taken_on_the_cpu_for_float_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.randn(2, 12, 100)
-    assert layout.channels_last_path(model.train(), x)  # training too
-    assert layout.channels_last_path(model.eval(), x)
-    assert not layout.channels_last_path(model, x.double())
-    assert not layout.channels_last_path(model, x[0])  # not [batch, leads, samples]: check_input says why
+    assert layout.channels_last_path(x)  # in training and inference alike
+    assert not layout.channels_last_path(x.double())
+    assert not layout.channels_last_path(x[0])  # not [batch, leads, samples]: check_input says why
     monkeypatch.setattr(layout, "ENABLED", False)
-    assert not layout.channels_last_path(model, x)
+    assert not layout.channels_last_path(x)
 
 
 def test_small_batches_keep_the_1d_layers(monkeypatch: pytest.MonkeyPatch) -> None:
     """A single ECG's three 4-s windows run faster on the 1-D layers: the path starts at MIN_SAMPLES."""
     monkeypatch.setattr(layout, "MIN_SAMPLES", 8 * 400)
-    model = create_model("resnet1d_ribeiro", num_outputs=1, **SMALL).eval()
-    with torch.inference_mode():
-        assert not layout.channels_last_path(model, torch.zeros(3, 12, 400))
-        assert layout.channels_last_path(model, torch.zeros(8, 12, 400))
-        assert layout.channels_last_path(model, torch.zeros(4, 12, 1000))
+    assert not layout.channels_last_path(torch.zeros(3, 12, 400))
+    assert layout.channels_last_path(torch.zeros(8, 12, 400))
+    assert layout.channels_last_path(torch.zeros(4, 12, 1000))
 
 
 def _grads(model: nn.Module, x: torch.Tensor, enabled: bool, monkeypatch: pytest.MonkeyPatch

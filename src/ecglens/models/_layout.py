@@ -44,8 +44,9 @@ ENABLED: bool = True
 MIN_SAMPLES: int = 8 * 400
 
 
-def channels_last_path(module: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``module`` may run ``x`` on the channels-last 2-D path (see the module docstring)."""
+def channels_last_path(x: torch.Tensor) -> bool:
+    """Whether a model may run ``x`` ``[batch, leads, samples]`` on the channels-last 2-D path (see the module
+    docstring; the model also checks that it holds only :data:`SUPPORTED` layers, :func:`supported`)."""
     if not ENABLED or x.device.type != "cpu":
         return False
     if torch.jit.is_scripting() or (torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export()):

@@ -195,7 +195,7 @@ class RibeiroResNet1d(EcgModel):
         on channels-last tensors: the same weights and outputs, faster (:mod:`ecglens.models._layout`).
         """
         x = self.check_input(x)
-        if channels_last_path(self, x) and supported(self.stem, *self.blocks):
+        if channels_last_path(x) and supported(self.stem, *self.blocks):
             x = conv_bn_2d(self.stem[0], self.stem[1], to_2d(x))
             y = x
             for block in self.blocks:
