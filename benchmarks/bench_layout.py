@@ -19,10 +19,13 @@ the CPU is shared. End to end, the path's effect is measured with ``ecglens pred
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -66,24 +69,14 @@ def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Ten
     opt.zero_grad()
 
 
-def _train_ms_per_window(model, opt, x: torch.Tensor, calls: int, enabled: bool, bf16: bool) -> float:
+def _ms_per_window(step: Callable[[], object], n_windows: int, calls: int, enabled: bool) -> float:
+    """Milliseconds per window of ``calls`` runs of ``step`` (after one untimed run) on one path."""
     _layout.ENABLED = enabled
-    _layout.MIN_SAMPLES = 0
-    _train_step(model, opt, x, bf16)  # warm-up
+    step()  # warm-up
     start = time.perf_counter()
     for _ in range(calls):
-        _train_step(model, opt, x, bf16)
-    return (time.perf_counter() - start) / calls / len(x) * 1e3
-
-
-def _ms_per_window(model: torch.nn.Module, x: torch.Tensor, calls: int, enabled: bool) -> float:
-    _layout.ENABLED = enabled
-    _layout.MIN_SAMPLES = 0  # the path at any batch size: this benchmark measures where it pays
-    model(x)  # warm-up
-    start = time.perf_counter()
-    for _ in range(calls):
-        model(x)
-    return (time.perf_counter() - start) / calls / len(x) * 1e3
+        step()
+    return (time.perf_counter() - start) / calls / n_windows * 1e3
 
 
 def bench_model(name: str, args: argparse.Namespace) -> dict:
@@ -91,36 +84,37 @@ def bench_model(name: str, args: argparse.Namespace) -> dict:
     model = ckpt.model.eval()
     n_samples = ckpt.preprocess.n_samples if ckpt.preprocess is not None else 400
     x = torch.randn(args.batch, model.in_leads, n_samples, generator=torch.Generator().manual_seed(0))
-    times: dict[str, list[float]] = {"1d": [], "2d": []}
+    paths = ("1d", "2d")
+    times: dict[str, list[float]] = {k: [] for k in paths}
+    max_diff = float("nan")
     min_samples = _layout.MIN_SAMPLES
-    if args.train:  # two copies, one per path, each with its own optimizer: the same work every round
-        models = {k: copy.deepcopy(model).train() for k in times}
-        opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
-        for _ in range(args.rounds):
-            for key in times:
-                times[key].append(_train_ms_per_window(models[key], opts[key], x, args.calls, key == "2d",
-                                                       args.bf16))
+    _layout.MIN_SAMPLES = 0  # the path at any batch size: this benchmark measures where it pays
+    try:
+        if args.train:  # a copy and an optimizer per path: the same work every round
+            models = {k: copy.deepcopy(model).train() for k in paths}
+            opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
+            steps = {k: partial(_train_step, models[k], opts[k], x, args.bf16) for k in paths}
+            context: contextlib.AbstractContextManager = contextlib.nullcontext()
+        else:
+            steps = {k: partial(model, x) for k in paths}
+            context = torch.inference_mode()
+        with context:
+            if not args.train:
+                outputs = {}
+                for k in paths:
+                    _layout.ENABLED = k == "2d"
+                    outputs[k] = model(x)
+                max_diff = float((outputs["1d"] - outputs["2d"]).abs().max())
+            for _ in range(args.rounds):
+                for k in paths:
+                    times[k].append(_ms_per_window(steps[k], len(x), args.calls, k == "2d"))
+    finally:
         _layout.ENABLED, _layout.MIN_SAMPLES = True, min_samples
-        med = {k: statistics.median(v) for k, v in times.items()}
-        return {"model": name, "arch": type(model).__name__, "window_samples": n_samples, "train": True,
-                "bf16": args.bf16, "ms_per_window_1d": med["1d"], "ms_per_window_2d": med["2d"],
-                "ratio_2d_1d": med["2d"] / med["1d"], "rounds_1d": times["1d"], "rounds_2d": times["2d"],
-                "max_abs_diff": float("nan")}
-    with torch.inference_mode():
-        _layout.MIN_SAMPLES = 0
-        _layout.ENABLED = False
-        one_d = model(x)
-        _layout.ENABLED = True
-        two_d = model(x)
-        for _ in range(args.rounds):
-            times["1d"].append(_ms_per_window(model, x, args.calls, False))
-            times["2d"].append(_ms_per_window(model, x, args.calls, True))
-    _layout.ENABLED, _layout.MIN_SAMPLES = True, min_samples
     med = {k: statistics.median(v) for k, v in times.items()}
-    return {"model": name, "arch": type(model).__name__, "window_samples": n_samples,
-            "ms_per_window_1d": med["1d"], "ms_per_window_2d": med["2d"], "ratio_2d_1d": med["2d"] / med["1d"],
-            "rounds_1d": times["1d"], "rounds_2d": times["2d"],
-            "max_abs_diff": float((one_d - two_d).abs().max())}
+    return {"model": name, "arch": type(model).__name__, "window_samples": n_samples, "train": args.train,
+            "bf16": args.train and args.bf16, "ms_per_window_1d": med["1d"], "ms_per_window_2d": med["2d"],
+            "ratio_2d_1d": med["2d"] / med["1d"], "rounds_1d": times["1d"], "rounds_2d": times["2d"],
+            "max_abs_diff": max_diff}
 
 
 def main(argv: list[str] | None = None) -> int:

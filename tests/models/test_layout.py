@@ -130,6 +130,11 @@ def test_2d_path_runs_in_training_with_dropout_and_in_eval_with_gradients(monkey
 def test_run_2d_refuses_layers_it_does_not_know() -> None:
     with pytest.raises(TypeError, match="LSTM"):
         layout.run_2d(nn.LSTM(4, 4), torch.zeros(1, 4, 1, 8))
+    assert layout.supported(nn.Sequential(nn.Conv1d(2, 2, 3, padding=1), nn.BatchNorm1d(2)))
+    assert not layout.supported(nn.Conv1d(2, 2, 3, padding="same"))  # padding by name: the 1-D layers
+    assert not layout.supported(nn.Conv1d(2, 2, 3, padding=1, padding_mode="reflect"))
+    with pytest.raises(TypeError, match="Conv1d"):
+        layout.run_2d(nn.Conv1d(2, 2, 3, padding="same"), torch.zeros(1, 2, 1, 8))
 
 
 def test_run_2d_dropout_follows_its_mode() -> None:

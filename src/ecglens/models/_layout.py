@@ -16,14 +16,14 @@ ECG's three windows run faster on the 1-D layers), not while scripting or tracin
 norms as ``BatchNorm1d`` runs them (batch statistics, running statistics updated). A training step of the
 ``age-sex`` / ``age-sex-plain`` architectures (batch 128, AdamW, 2 threads) took 0.76x / 0.85x the time in float32
 and 0.95x / 0.88x in bfloat16 (``python benchmarks/bench_layout.py --model age-sex --model age-sex-plain --train
---batch 128 --threads 2 --calls 3 --rounds 3``, and with ``--bf16``; 2026-12-07), and the float32 gradients of the
-``age-sex`` architecture came closer to a float64 reference (relative error 2e-4 against 7e-3 on the 1-D layers, a
-scratch check; ``tests/models/test_layout.py`` holds the 2-D path to 1e-4 of float64). Dropout masks are drawn in
-the channels-last order, so a training run is not bit-identical to one on the 1-D layers. An ONNX export
-(:func:`ecglens.export.export_onnx`, on the CPU) takes it too: the graph then holds 2-D convolutions with the batch
-norms folded, which onnxruntime's CPU kernels run faster (the float ``age-sex`` network 0.495 against 0.881 ms per
-window, one thread, batches of 81; its int8 file equally fast either way, 0.20 ms). The outputs equal those of the
-1-D path up to float rounding (the order of the sums changes: about 2e-6 of a logit).
+--batch 128 --threads 2 --calls 3 --rounds 3``, and with ``--bf16``; 2026-12-07); ``tests/models/test_layout.py``
+holds its gradients to 1e-4 of a float64 computation. Dropout masks are drawn in the channels-last order, so a
+training run is not bit-identical to one on the 1-D layers. An ONNX export (:func:`ecglens.export.export_onnx`, on
+the CPU) takes it too: the graph then holds 2-D convolutions with the batch norms folded, which onnxruntime's CPU
+kernels run faster (the float ``age-sex`` network 2,032 against 968 windows/s, one thread, batches of 81: ``python
+benchmarks/bench_export.py --checkpoint age-sex --threads 1 --batch-size 81`` on this code and on d96c7d5); int8
+files gain nothing from it (docs/benchmarks.md). The outputs equal those of the 1-D path up to float rounding (the
+order of the sums changes: about 2e-6 of a logit).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ __all__ = ["ENABLED", "MIN_SAMPLES", "SUPPORTED", "channels_last_path", "conv_bn
 #: False turns the path off everywhere (for benchmarks and tests that compare the two paths)
 ENABLED: bool = True
 #: the path runs for inputs of at least this many samples in all (batch x time): below it the 1-D layers are
-#: faster. ``age-sex``, one thread, 4-s windows (2026-12-07, a scratch timing): 2-4 windows 3.1-3.8 ms per call on
-#: the 1-D layers against 4.0-4.8 on this path, 8 windows 6.7 against 6.5, 16 10.7 against 9.6, 32 31.7 against
-#: 17.0; ``python benchmarks/bench_layout.py --model age-sex --batch 3``: 1.23 against 1.46 ms per window
+#: faster. ``python benchmarks/bench_layout.py --model age-sex --batch B --rounds 5 --calls 20`` (one thread,
+#: 2026-12-07), ms per 4-s window on the 1-D layers against this path: B = 3 1.60 against 1.73 (an earlier run 1.23
+#: against 1.46), 8 1.06 against 1.02, 16 0.88 against 0.75, 32 0.91 against 0.78
 MIN_SAMPLES: int = 8 * 400
 
 
@@ -61,22 +61,26 @@ def to_2d(x: torch.Tensor) -> torch.Tensor:
     return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
 
 
-def run_2d(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply ``module`` (a 1-D layer or a Sequential of them, in eval mode) to ``x`` ``[batch, C, 1, T]``.
+def _conv2d(conv: nn.Conv1d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv``'s stride, padding, dilation and groups applied as a 2-D convolution of height 1 with ``weight``
+    ``[out, in / groups, 1, k]``."""
+    return F.conv2d(x, weight, bias, (1, conv.stride[0]), (0, conv.padding[0]), (1, conv.dilation[0]), conv.groups)
 
-    Supported: ``Conv1d`` (any stride, padding given as a number, groups, dilation, bias), ``BatchNorm1d``,
-    ``MaxPool1d``, ``ReLU``, ``Dropout`` and ``Identity``; anything else raises
-    ``TypeError`` (a bug in the caller, which decides what runs here).
+
+def run_2d(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply ``module`` (a 1-D layer or a Sequential of them, in training or eval mode) to ``x`` ``[batch, C, 1,
+    T]``.
+
+    Supported (:func:`supported`): ``Conv1d`` (any stride, groups, dilation, bias; zero padding given as a
+    number), ``BatchNorm1d``, ``MaxPool1d``, ``ReLU``, ``Dropout`` and ``Identity``; anything else raises
+    ``TypeError`` (a bug in the caller, which checks :func:`supported` first).
     """
     if isinstance(module, nn.Sequential):
         for layer in module:
             x = run_2d(layer, x)
         return x
-    if isinstance(module, nn.Conv1d):
-        if not isinstance(module.padding, tuple) or module.padding_mode != "zeros":
-            raise TypeError(f"run_2d: {module} pads by name or not with zeros")
-        return F.conv2d(x, module.weight.unsqueeze(2), module.bias, (1, module.stride[0]),
-                        (0, module.padding[0]), (1, module.dilation[0]), module.groups)
+    if isinstance(module, nn.Conv1d) and _known(module):
+        return _conv2d(module, x, module.weight.unsqueeze(2), module.bias)
     if isinstance(module, nn.BatchNorm1d):
         return _batch_norm(module, x)
     if isinstance(module, nn.MaxPool1d):
@@ -110,11 +114,17 @@ def _batch_norm(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
 SUPPORTED = (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.ReLU, nn.Dropout, nn.Identity)
 
 
+def _known(layer: nn.Module) -> bool:
+    if isinstance(layer, nn.Conv1d):  # padding="same" / "valid" or reflect padding: not as a 2-D op here
+        return isinstance(layer.padding, tuple) and layer.padding_mode == "zeros"
+    return isinstance(layer, SUPPORTED)
+
+
 def supported(*modules: nn.Module) -> bool:
-    """Whether every leaf layer inside ``modules`` is one :func:`run_2d` runs (checked at each call: cheap, and
-    models can be changed after they are built, e.g. by ``nn.SyncBatchNorm.convert_sync_batchnorm``)."""
-    return all(isinstance(m, SUPPORTED) for module in modules for m in module.modules()
-               if next(m.children(), None) is None)
+    """Whether every leaf layer inside ``modules`` is one :func:`run_2d` runs (checked at each call, about 0.1 ms
+    for ``resnet1d_ribeiro``: models can be changed after they are built, e.g. by
+    ``nn.SyncBatchNorm.convert_sync_batchnorm``)."""
+    return all(_known(m) for module in modules for m in module.modules() if next(m.children(), None) is None)
 
 
 def conv_bn_2d(conv: nn.Module, bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
@@ -124,12 +134,10 @@ def conv_bn_2d(conv: nn.Module, bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Te
     microseconds). One pass fewer over the layer's output, which at the first block's length is the largest
     tensor of the network. Falls back to the two layers where the fold does not apply."""
     last = conv[-1] if isinstance(conv, nn.Sequential) and len(conv) else conv
-    if bn.training or bn.running_mean is None or not isinstance(last, nn.Conv1d) or last.padding_mode != "zeros" \
-            or not isinstance(last.padding, tuple):
+    if bn.training or bn.running_mean is None or not isinstance(last, nn.Conv1d) or not _known(last):
         return run_2d(bn, run_2d(conv, x))
     if last is not conv:
-        for layer in conv[:-1]:
-            x = run_2d(layer, x)
+        x = run_2d(conv[:-1], x)
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight
@@ -138,6 +146,4 @@ def conv_bn_2d(conv: nn.Module, bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Te
         shift = shift + bn.bias
     if last.bias is not None:
         shift = shift + last.bias * scale
-    weight = (last.weight * scale.view(-1, 1, 1)).unsqueeze(2)
-    return F.conv2d(x, weight, shift, (1, last.stride[0]), (0, last.padding[0]), (1, last.dilation[0]),
-                    last.groups)
+    return _conv2d(last, x, (last.weight * scale.view(-1, 1, 1)).unsqueeze(2), shift)
