@@ -11,6 +11,7 @@ Einthoven / Goldberger identities, with all signals in mV at the same fs::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -68,6 +69,14 @@ def normalize_lead_name(name: str) -> str:
 
 def normalize_lead_names(names: Sequence[str]) -> tuple[str, ...]:
     """Normalise a list of lead names; raise :class:`LeadError` on duplicates after normalisation."""
+    key = tuple(names)
+    if all(type(n) is str for n in key):  # the usual case: cached, as an archive repeats a few lead lists
+        return _normalized_names(key)
+    return _normalized_names.__wrapped__(key)
+
+
+@lru_cache(maxsize=1024)
+def _normalized_names(names: tuple[str, ...]) -> tuple[str, ...]:
     out = tuple(normalize_lead_name(n) for n in names)
     seen: set[str] = set()
     dup = [n for n in out if n in seen or seen.add(n)]

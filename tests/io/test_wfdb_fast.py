@@ -15,7 +15,7 @@ import pytest
 import wfdb
 
 from ecglens.exceptions import CorruptRecordError
-from ecglens.io.wfdb import read_wfdb
+from ecglens.io.wfdb import _fast_facts, _header_facts, read_wfdb
 from ecglens.io.wfdb_fast import parse_header, read_fast
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "ecglens" / "examples"
@@ -45,6 +45,31 @@ def test_read_wfdb_fast_and_slow_give_the_same_ecg(fixtures_dir: Path) -> None:
         assert np.array_equal(a.signal, b.signal, equal_nan=True), hea
         assert (a.leads, a.fs, a.age, a.sex, a.record_id, a.meta) == (b.leads, b.fs, b.age, b.sex, b.record_id,
                                                                         b.meta)
+
+
+def test_one_parse_gives_the_facts_of_the_checks(fixtures_dir: Path) -> None:
+    """read_wfdb parses a header the fast path takes once: the facts its checks then see equal the checks' own
+    parser's, on every fixture and example header."""
+    headers = sorted(fixtures_dir.rglob("*.hea")) + sorted(EXAMPLES.rglob("*.hea"))
+    taken = 0
+    for hea in headers:
+        raw = hea.read_bytes()
+        parsed = _fast_facts(raw)
+        if parsed is not None:
+            taken += 1
+            assert parsed[0] == _header_facts(hea), hea
+    assert taken > 50
+
+
+def test_non_ascii_header_keeps_its_written_unit(tmp_path: Path) -> None:
+    """A header with a byte outside ASCII (here the micro sign of the unit) is not taken by the one-parse path,
+    so the unit stays microvolts as written, and the record reads as with wfdb."""
+    (tmp_path / "rec.dat").write_bytes(np.array([1000, -500, 250, 0], "<i2").tobytes())
+    (tmp_path / "rec.hea").write_bytes("rec 1 500 4\nrec.dat 16 1/\u00b5V 16 0 0 0 0 I\n".encode("utf-8"))
+    assert _fast_facts((tmp_path / "rec.hea").read_bytes()) is None
+    ecg = read_wfdb(tmp_path / "rec.hea", standard_leads=False)
+    assert ecg.meta["header_units"] == ["\u00b5V"]
+    assert np.allclose(ecg.signal[0], [1.0, -0.5, 0.25, 0.0])
 
 
 def _digital(n: int, n_sig: int, lo: int, hi: int, seed: int = 0) -> np.ndarray:

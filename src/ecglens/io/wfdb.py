@@ -46,6 +46,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ from .metadata import parse_header_comments
 from .paths import walk_files
 from .registry import register_reader
 from .wfdb_content import check_content, repair_volt_gain
-from .wfdb_fast import read_fast
+from .wfdb_fast import FastRecord, parse_header, read_fast, read_parsed
 
 __all__ = ["MAX_SIGNALS", "UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "signal_records",
            "wfdb_catalogue"]
@@ -183,14 +184,40 @@ def _malformed(hea: Path, what: str) -> CorruptRecordError:
     return CorruptRecordError(f"{hea}: malformed WFDB header ({what}). {_MALFORMED_HINT}")
 
 
-def _header_facts(hea: Path) -> _HeaderFacts:
-    """Parse the record and signal lines of ``hea`` (no wfdb; cheap) or raise :class:`CorruptRecordError`."""
+def _header_bytes(hea: Path) -> bytes:
+    """The header file's bytes, or :class:`CorruptRecordError` saying it is missing."""
     if not hea.is_file():
         raise CorruptRecordError(
             f"{hea}: header file missing. A WFDB record needs its .hea header beside the signal file; "
             "copy the header into the same folder (same record name)."
         )
-    raw = hea.read_bytes()
+    return hea.read_bytes()
+
+
+def _fast_facts(raw: bytes) -> tuple[_HeaderFacts, FastRecord] | None:
+    """The facts of a header the fast path takes, from its one parse (:func:`~ecglens.io.wfdb_fast.parse_header`).
+
+    Only for ASCII headers (their text then decodes the same for both parsers) of at most :data:`MAX_SIGNALS`
+    signals; None otherwise, and :func:`_header_facts` decides. For a header the fast path takes, the facts equal
+    :func:`_header_facts`' (tested on every fixture).
+    """
+    if not raw.isascii():
+        return None
+    rec = parse_header(raw.decode("ascii"))
+    if rec is None or rec.n_sig > MAX_SIGNALS:
+        return None
+    signals = tuple((name, fmt, 1, offset) for name, fmt, offset in zip(rec.file_name, rec.fmt, rec.byte_offset,
+                                                                        strict=True))
+    return _HeaderFacts(rec.n_sig, rec.fs_field, rec.sig_len, signals, (), tuple(rec.gain_fields), raw=raw), rec
+
+
+def _header_facts(hea: Path, raw: bytes | None = None) -> _HeaderFacts:
+    """Parse the record and signal lines of ``hea`` (no wfdb; cheap) or raise :class:`CorruptRecordError`.
+
+    ``raw``: the header's bytes when already read.
+    """
+    if raw is None:
+        raw = _header_bytes(hea)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -274,18 +301,28 @@ def _written_fs(facts: _HeaderFacts, hea: Path) -> float | None:
     return fs
 
 
-def _check_gain_field(field: str | None, hea: Path) -> None:
-    """Check one ``GAIN(BASELINE)/UNIT`` field: gain within :data:`_GAIN_RANGE`, baseline an integer."""
-    match = _GAIN_FIELD.match(field or "")
-    if field is None or match is None:
-        return
+@lru_cache(maxsize=4096)
+def _gain_field(field: str) -> tuple[bool, str | None]:
+    """Whether one ``GAIN(BASELINE)/UNIT`` field as written is usable (gain within :data:`_GAIN_RANGE`, baseline an
+    integer; a field the pattern does not take is left to wfdb), and its unit as written (None when absent).
+
+    Cached: an archive's records repeat a handful of such fields.
+    """
+    match = _GAIN_FIELD.match(field)
+    if match is None:
+        return True, None
     gain, base = match.group("gain"), match.group("base")
     try:
         value = float(gain) if gain else 200.0  # WFDB's default gain
     except ValueError:
         value = float("nan")
     integer_base = base is None or re.fullmatch(r"[+-]?\d{1,10}", base) is not None
-    if not (_GAIN_RANGE[0] <= value <= _GAIN_RANGE[1] and integer_base):
+    return _GAIN_RANGE[0] <= value <= _GAIN_RANGE[1] and integer_base, match.group("unit")
+
+
+def _check_gain_field(field: str | None, hea: Path) -> None:
+    """Check one ``GAIN(BASELINE)/UNIT`` field: gain within :data:`_GAIN_RANGE`, baseline an integer."""
+    if field is not None and not _gain_field(field)[0]:
         raise UnitError(
             f"{hea}: signal gain field {field!r} is not a positive finite gain with an integer baseline (a gain "
             "of 0 means uncalibrated samples). Write the ADC gain in counts per unit, e.g. '200(0)/mV'."
@@ -432,8 +469,8 @@ def _written_units(facts: _HeaderFacts, record: Any) -> list[str]:
     records, whose units live in the segment headers."""
     if facts.segments or len(facts.gain_fields) != (record.n_sig or 0):
         return list(record.units or ["mV"] * record.n_sig)
-    matches = (_GAIN_FIELD.match(field or "") for field in facts.gain_fields)
-    return [m.group("unit") if m and m.group("unit") is not None else "mV" for m in matches]
+    units = (_gain_field(field or "")[1] for field in facts.gain_fields)
+    return ["mV" if unit is None else unit for unit in units]
 
 
 def _standardise(ecg: Ecg) -> Ecg:
@@ -491,11 +528,17 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
         All-zero, all-NaN or flat signal.
     """
     hea = resolve_header(path)
-    facts = _header_facts(hea)
+    raw = _header_bytes(hea)
+    parsed = _fast_facts(raw) if fast else None
+    facts = parsed[0] if parsed is not None else _header_facts(hea, raw)
     _check_header(facts, hea)
     _check_signal_files(facts, hea)
-    record = (read_fast(hea, text=facts.raw.decode("ascii", "ignore") if facts.raw else None) if fast else None
-              ) or _read_physical(hea)
+    record = None
+    if parsed is not None:
+        record = read_parsed(parsed[1], hea)
+    elif fast and facts.raw:  # a non-ASCII header: the fast path decodes it as wfdb does
+        record = read_fast(hea, text=facts.raw.decode("ascii", "ignore"))
+    record = record or _read_physical(hea)
     signal = _physical_signal(record, facts, hea)
     units = _written_units(facts, record)
     factors = _unit_factors(units, hea)

@@ -19,13 +19,14 @@ before either path.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FAST_FORMATS", "FastRecord", "parse_header", "read_fast", "read_samples"]
+__all__ = ["FAST_FORMATS", "FastRecord", "parse_header", "read_fast", "read_parsed", "read_samples"]
 
 #: formats the fast path reads: bytes per sample
 FAST_FORMATS: dict[str, float] = {"8": 1, "16": 2, "24": 3, "32": 4, "80": 1, "212": 1.5}
@@ -33,11 +34,16 @@ FAST_FORMATS: dict[str, float] = {"8": 1, "16": 2, "24": 3, "32": 4, "80": 1, "2
 _INVALID: dict[str, int | None] = {"8": None, "16": -(2**15), "24": -(2**23), "32": -(2**31), "80": -(2**7),
                                    "212": -(2**11)}
 _NAME = re.compile(r"^[-\w]+$")
-_FILE = re.compile(r"^[-\w]+(?:\.\w*)?$")  # wfdb's own file-name pattern: no folder part possible
 _FS = re.compile(r"^\d+(?:\.\d*)?$")
-_FMT = re.compile(r"^(?P<fmt>\d+)(?:x1)?(?:\+(?P<offset>\d+))?$")
-_GAIN = re.compile(r"^(?P<gain>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)(?:\((?P<base>-?\d+)\))?(?:/(?P<unit>[^\s()/]+))?$")
-_INT = re.compile(r"^-?\d+$")
+#: a whole signal line the fast path takes, in one match: ``FILE FMT[x1][+OFFSET] GAIN[(BASE)][/UNIT] RES ZERO
+#: INIT CHECKSUM BLOCKSIZE DESCRIPTION``; the file name as wfdb's own pattern has it (no folder part possible)
+_SIGNAL = re.compile(
+    r"(?P<file>[-\w]+(?:\.\w*)?)\s+"
+    r"(?P<fmt>\d+)(?:x1)?(?:\+(?P<offset>\d+))?\s+"
+    r"(?P<gain_field>(?P<gain>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)(?:\((?P<base>-?\d+)\))?(?:/(?P<unit>[^\s()/]+))?)\s+"
+    r"\d+\s+(?P<zero>-?\d+)\s+(?P<init>-?\d+)\s+-?\d+\s+\d+\s+"
+    r"(?P<desc>\S.*)"
+)
 
 
 @dataclass
@@ -45,7 +51,8 @@ class FastRecord:
     """A record as the fast path read it; the attributes ``read_wfdb`` uses, named as on ``wfdb.Record``.
 
     ``p_signal`` float64 [sig_len, n_sig] in the header's units (NaN for invalid samples); ``adc_gain``,
-    ``baseline`` per signal; ``units`` as wfdb would give them (the reader re-reads the written ones).
+    ``baseline`` per signal; ``units`` as wfdb would give them (the reader re-reads the written ones);
+    ``fs_field`` and ``gain_fields``: the sampling-rate field and each ``GAIN(BASE)/UNIT`` field as written.
     """
 
     record_name: str
@@ -62,6 +69,8 @@ class FastRecord:
     sig_name: list[str]
     comments: list[str]
     p_signal: np.ndarray | None = None
+    fs_field: str = ""
+    gain_fields: list[str] = field(default_factory=list)
 
 
 def parse_header(text: str) -> FastRecord | None:
@@ -97,7 +106,8 @@ def parse_header(text: str) -> FastRecord | None:
     n_sig, sig_len = int(head[1]), int(head[3])
     if n_sig < 1 or sig_len < 1 or len(lines) != 1 + n_sig:
         return None
-    rec = FastRecord(head[0], n_sig, float(head[2]), sig_len, [], [], [], [], [], [], [], [], comments)
+    rec = FastRecord(head[0], n_sig, float(head[2]), sig_len, [], [], [], [], [], [], [], [], comments,
+                     fs_field=head[2])
     for line in lines[1:]:
         if not _signal_line(line, rec):
             return None
@@ -106,27 +116,22 @@ def parse_header(text: str) -> FastRecord | None:
 
 def _signal_line(line: str, rec: FastRecord) -> bool:
     """Append one signal line's fields to ``rec``; False when the fast path does not take it."""
-    parts = line.split(None, 8)
-    if len(parts) < 9:
+    match = _SIGNAL.fullmatch(line)
+    if match is None or match["fmt"] not in FAST_FORMATS:
         return False
-    name, fmt_field, gain_field, res, zero, init, checksum, block, desc = parts
-    fmt, gain = _FMT.match(fmt_field), _GAIN.match(gain_field)
-    if not _FILE.match(name) or fmt is None or fmt.group("fmt") not in FAST_FORMATS or gain is None:
+    gain_value = float(match["gain"])
+    if not gain_value > 0 or not math.isfinite(gain_value):
         return False
-    if not (res.isdigit() and block.isdigit() and all(_INT.match(f) for f in (zero, init, checksum))):
-        return False
-    gain_value = float(gain.group("gain"))
-    if not gain_value > 0 or not np.isfinite(gain_value):
-        return False
-    base = gain.group("base")
-    rec.file_name.append(name)
-    rec.fmt.append(fmt.group("fmt"))
-    rec.byte_offset.append(int(fmt.group("offset") or 0))
+    base = match["base"]
+    rec.file_name.append(match["file"])
+    rec.fmt.append(match["fmt"])
+    rec.byte_offset.append(int(match["offset"] or 0))
     rec.adc_gain.append(gain_value)
-    rec.baseline.append(int(base) if base is not None else int(zero))
-    rec.units.append(gain.group("unit") or "mV")
-    rec.init_value.append(int(init))
-    rec.sig_name.append(desc)
+    rec.baseline.append(int(base if base is not None else match["zero"]))
+    rec.units.append(match["unit"] or "mV")
+    rec.init_value.append(int(match["init"]))
+    rec.sig_name.append(match["desc"])
+    rec.gain_fields.append(match["gain_field"])
     return True
 
 
@@ -183,6 +188,9 @@ def _decode(raw: np.ndarray, fmt: str, n_samples: int) -> np.ndarray:
 def read_samples(rec: FastRecord, folder: Path) -> np.ndarray | None:
     """Physical samples float64 [sig_len, n_sig] of a parsed header, or None when a file is too short.
 
+    The array is a transposed view of a ``[n_sig, sig_len]`` C-contiguous one (Fortran order): each signal's
+    samples lie together, as :class:`~ecglens.ecg.Ecg` holds them, and the per-signal arithmetic runs along them.
+
     Parameters
     ----------
     rec : FastRecord
@@ -190,9 +198,9 @@ def read_samples(rec: FastRecord, folder: Path) -> np.ndarray | None:
     folder : Path
         The header's folder (signal files are bare names beside it).
     """
-    groups = _groups(rec)
-    digital = None if len(groups) == 1 else np.empty((rec.sig_len, rec.n_sig), dtype=np.int32)
-    for name, fmt, offset, sl in groups:
+    physical = np.empty((rec.n_sig, rec.sig_len), dtype=np.float64)  # signal-major: [n_sig, sig_len]
+    invalid: list[np.ndarray] = []
+    for name, fmt, offset, sl in _groups(rec):
         n_ch = sl.stop - sl.start
         n_samples = rec.sig_len * n_ch
         n_bytes = int(np.ceil(n_samples * FAST_FORMATS[fmt]))
@@ -204,19 +212,18 @@ def read_samples(rec: FastRecord, folder: Path) -> np.ndarray | None:
         samples = _decode(raw, fmt, n_samples).reshape(rec.sig_len, n_ch)
         if fmt == "8":
             samples = np.cumsum(samples, axis=0, dtype=np.int32) + np.asarray(rec.init_value[sl], dtype=np.int32)
-        if digital is None:  # one signal file (the common case): no staging copy
-            digital = samples
-        else:
-            digital[:, sl] = samples
-    assert digital is not None  # at least one signal: parse_header guarantees it
-    invalid = np.array([np.iinfo(np.int64).min if _INVALID[f] is None else _INVALID[f] for f in rec.fmt])
-    nan = digital == invalid
-    physical = digital.astype(np.float64)  # (digital - baseline) / gain, in place: the same arithmetic
-    physical -= np.asarray(rec.baseline, dtype=np.float64)
-    physical /= np.asarray(rec.adc_gain, dtype=np.float64)
-    if nan.any():
-        physical[nan] = np.nan
-    return physical
+        physical[sl] = samples.T
+        if _INVALID[fmt] is not None:
+            mask = samples == _INVALID[fmt]
+            if mask.any():
+                invalid.append(np.zeros_like(physical, dtype=bool))
+                invalid[-1][sl] = mask.T
+    # (digital - baseline) / gain, in place: the same arithmetic as wfdb, sample by sample
+    physical -= np.asarray(rec.baseline, dtype=np.float64)[:, None]
+    physical /= np.asarray(rec.adc_gain, dtype=np.float64)[:, None]
+    for mask in invalid:
+        physical[mask] = np.nan
+    return physical.T
 
 
 def read_fast(hea: str | Path, text: str | None = None) -> FastRecord | None:
@@ -238,10 +245,14 @@ def read_fast(hea: str | Path, text: str | None = None) -> FastRecord | None:
     if text is None:
         text = hea.read_bytes().decode("ascii", "ignore")
     rec = parse_header(text)
-    if rec is None:
-        return None
+    return None if rec is None else read_parsed(rec, hea)
+
+
+def read_parsed(rec: FastRecord, hea: str | Path) -> FastRecord | None:
+    """:func:`read_fast` for a header already parsed by :func:`parse_header`: ``rec`` with ``p_signal`` filled,
+    or None when a signal file cannot be read or is too short."""
     try:
-        rec.p_signal = read_samples(rec, hea.parent)
+        rec.p_signal = read_samples(rec, Path(hea).parent)
     except OSError:
         return None
     return rec if rec.p_signal is not None else None
