@@ -23,7 +23,8 @@ and baselines are applied exactly as wfdb applies them. This module adds what a 
   written, no infinite value, missing samples (WFDB's invalid-sample value) interpolated with a
   :class:`~ecglens.exceptions.SignalQualityWarning`, and the signal neither all zero / all NaN / flat nor beyond
   +-50 mV (:func:`~ecglens.ecg.check_recorded_signal`). Each failure raises a specific
-  :mod:`ecglens.exceptions` error naming the file and what to do.
+  :mod:`ecglens.exceptions` error naming the file and what to do. A header the fast path takes (ASCII, one
+  segment) is read and parsed once: the checks see the facts of that parse, equal to their own parser's.
 
 Gains written per volt but labelled ``/mV`` (PhysioNet/CinC 2020 PTB records)
 -------------------------------------------------------------------------------
@@ -161,13 +162,13 @@ _SIGNAL_LINE = re.compile(
 
 @dataclass(frozen=True)
 class _HeaderFacts:
-    """What the pre-read checks need from a header, parsed from its text (wfdb parses it again to read).
+    """What the pre-read checks need from a header, parsed from its text (by :func:`_header_facts`, or taken from
+    the fast path's one parse, :func:`_fast_facts`; wfdb parses it again where it reads the record).
 
     ``signals``: one ``(file, fmt, samples_per_frame, byte_offset)`` per signal line; ``segments``: the
     segment names of a multi-segment record (empty otherwise); ``fs_field``: the sampling-rate field as
     written; ``gain_fields``: the ``GAIN(BASELINE)/UNIT`` field of each signal line as written (``None`` when
-    absent); ``raw``: the header file's bytes (single-segment records; read once, parsed again by the fast
-    path).
+    absent); ``raw``: the header file's bytes (single-segment records; read once).
     """
 
     n_sig: int
