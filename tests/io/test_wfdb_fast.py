@@ -15,8 +15,9 @@ import pytest
 import wfdb
 
 from ecglens.exceptions import CorruptRecordError
-from ecglens.io.wfdb import _fast_facts, _header_facts, read_wfdb
+from ecglens.io.wfdb import read_wfdb
 from ecglens.io.wfdb_fast import parse_header, read_fast
+from ecglens.io.wfdb_header import fast_facts, header_facts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "ecglens" / "examples"
 
@@ -54,10 +55,10 @@ def test_one_parse_gives_the_facts_of_the_checks(fixtures_dir: Path) -> None:
     taken = 0
     for hea in headers:
         raw = hea.read_bytes()
-        parsed = _fast_facts(raw)
+        parsed = fast_facts(raw)
         if parsed is not None:
             taken += 1
-            assert parsed[0] == _header_facts(hea), hea
+            assert parsed[0] == header_facts(hea), hea
     assert taken > 50
 
 
@@ -66,7 +67,7 @@ def test_non_ascii_header_keeps_its_written_unit(tmp_path: Path) -> None:
     so the unit stays microvolts as written, and the record reads as with wfdb."""
     (tmp_path / "rec.dat").write_bytes(np.array([1000, -500, 250, 0], "<i2").tobytes())
     (tmp_path / "rec.hea").write_bytes("rec 1 500 4\nrec.dat 16 1/\u00b5V 16 0 0 0 0 I\n".encode("utf-8"))
-    assert _fast_facts((tmp_path / "rec.hea").read_bytes()) is None
+    assert fast_facts((tmp_path / "rec.hea").read_bytes()) is None
     ecg = read_wfdb(tmp_path / "rec.hea", standard_leads=False)
     assert ecg.meta["header_units"] == ["\u00b5V"]
     assert np.allclose(ecg.signal[0], [1.0, -0.5, 0.25, 0.0])

@@ -41,20 +41,15 @@ below 0.05 mV peak-to-peak as a per-volt gain, multiplies the amplitudes by 1000
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..ecg import MAX_FS, MIN_FS, Ecg, check_recorded_signal, sex_to_code
+from ..ecg import Ecg, check_recorded_signal, sex_to_code
 from ..exceptions import (
     CorruptRecordError,
     EcglensError,
@@ -69,7 +64,20 @@ from .metadata import parse_header_comments
 from .paths import walk_files
 from .registry import register_reader
 from .wfdb_content import check_content, repair_volt_gain
-from .wfdb_fast import FastRecord, parse_header, read_fast, read_parsed
+from .wfdb_fast import read_fast, read_parsed
+from .wfdb_header import (
+    MAX_SIGNALS,
+    HeaderFacts,
+    check_header,
+    check_signal_files,
+    fast_facts,
+    gain_field,
+    header_bytes,
+    header_facts,
+    malformed,
+    read_header,
+    written_fs,
+)
 
 __all__ = ["MAX_SIGNALS", "UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "signal_records",
            "wfdb_catalogue"]
@@ -90,26 +98,6 @@ UNIT_TO_MV: dict[str, float] = {
     "nv": 1e-6,
 }
 
-#: bytes per sample of the fixed-size WFDB formats (FLAC formats 508/516/524 are compressed: not checked)
-_BYTES_PER_SAMPLE: dict[str, float] = {
-    "8": 1,
-    "16": 2,
-    "61": 2,
-    "80": 1,
-    "160": 2,
-    "24": 3,
-    "32": 4,
-    "212": 1.5,
-    "310": 4 / 3,
-    "311": 4 / 3,
-}
-
-#: most signals a header may declare (12-lead ECGs have 12-15; polysomnography records a few dozen)
-MAX_SIGNALS: int = 256
-_PLAIN_FS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(?:/.*)?$")  # FS[/COUNTER_FREQ[(BASE)]]
-_GAIN_FIELD = re.compile(r"^(?P<gain>[^(/]*)(?:\((?P<base>[^)]*)\))?(?:/(?P<unit>.*))?$")
-_GAIN_RANGE = (1e-3, 1e9)  # counts per unit: beyond either end the physical values are meaningless
-_MAX_SAMPLES_PER_BYTE = 16  # no codec stores an ECG sample in less than half a bit
 _WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 
 
@@ -147,276 +135,6 @@ def _sniff(path: Path) -> bool:
     return path.is_file() or resolve_header(path).is_file()
 
 
-# --------------------------------------------------------------------------- header checks
-_MALFORMED_HINT = (
-    "The first line must read 'NAME N_SIGNALS FS N_SAMPLES' and each signal line 'FILE FORMAT GAIN/UNIT ... "
-    "LEAD'; re-export the record or fix the header."
-)
-_RECORD_LINE = re.compile(
-    r"^(?P<name>[^\s/]+)(?:/(?P<nseg>\d+))?\s+(?P<nsig>\d+)(?:\s+(?P<fs>\S+))?(?:\s+(?P<len>\d+))?"
-)
-_SIGNAL_LINE = re.compile(
-    r"^(?P<file>\S+)\s+(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::\d+)?(?:\+(?P<offset>\d+))?(?:\s|$)"
-)
-
-
-@dataclass(frozen=True)
-class _HeaderFacts:
-    """What the pre-read checks need from a header, parsed from its text (by :func:`_header_facts`, or taken from
-    the fast path's one parse, :func:`_fast_facts`; wfdb parses it again where it reads the record).
-
-    ``signals``: one ``(file, fmt, samples_per_frame, byte_offset)`` per signal line; ``segments``: the
-    segment names of a multi-segment record (empty otherwise); ``fs_field``: the sampling-rate field as
-    written; ``gain_fields``: the ``GAIN(BASELINE)/UNIT`` field of each signal line as written (``None`` when
-    absent); ``raw``: the header file's bytes (single-segment records; read once).
-    """
-
-    n_sig: int
-    fs_field: str | None
-    sig_len: int | None
-    signals: tuple[tuple[str, str, int, int], ...]
-    segments: tuple[str, ...]
-    gain_fields: tuple[str | None, ...] = ()
-    segment_lengths: tuple[int, ...] = ()
-    raw: bytes = dataclasses.field(default=b"", repr=False)  # the header's bytes (single-segment records)
-
-
-def _malformed(hea: Path, what: str) -> CorruptRecordError:
-    return CorruptRecordError(f"{hea}: malformed WFDB header ({what}). {_MALFORMED_HINT}")
-
-
-def _header_bytes(hea: Path) -> bytes:
-    """The header file's bytes, or :class:`CorruptRecordError` saying it is missing."""
-    if not hea.is_file():
-        raise CorruptRecordError(
-            f"{hea}: header file missing. A WFDB record needs its .hea header beside the signal file; "
-            "copy the header into the same folder (same record name)."
-        )
-    return hea.read_bytes()
-
-
-def _fast_facts(raw: bytes) -> tuple[_HeaderFacts, FastRecord] | None:
-    """The facts of a header the fast path takes, from its one parse (:func:`~ecglens.io.wfdb_fast.parse_header`).
-
-    Only for ASCII headers (their text then decodes the same for both parsers) of at most :data:`MAX_SIGNALS`
-    signals; None otherwise, and :func:`_header_facts` decides. For a header the fast path takes, the facts equal
-    :func:`_header_facts`' (tested on every fixture).
-    """
-    if not raw.isascii():
-        return None
-    rec = parse_header(raw.decode("ascii"))
-    if rec is None or rec.n_sig > MAX_SIGNALS:
-        return None
-    signals = tuple((name, fmt, 1, offset) for name, fmt, offset in zip(rec.file_name, rec.fmt, rec.byte_offset,
-                                                                        strict=True))
-    return _HeaderFacts(rec.n_sig, rec.fs_field, rec.sig_len, signals, (), tuple(rec.gain_fields), raw=raw), rec
-
-
-def _header_facts(hea: Path, raw: bytes | None = None) -> _HeaderFacts:
-    """Parse the record and signal lines of ``hea`` (no wfdb; cheap) or raise :class:`CorruptRecordError`.
-
-    ``raw``: the header's bytes when already read.
-    """
-    if raw is None:
-        raw = _header_bytes(hea)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    lines = [ln.split("#")[0].strip() for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln]
-    record = _RECORD_LINE.match(lines[0]) if lines else None
-    if record is None:
-        raise _malformed(
-            hea, "no record line 'NAME N_SIGNALS ...'" if not lines else f"record line {lines[0]!r}"
-        )
-    n_sig, sig_len = int(record.group("nsig")), record.group("len")
-    if n_sig > MAX_SIGNALS:
-        raise _malformed(hea, f"the record line declares {n_sig} signals, more than the {MAX_SIGNALS} a "
-                              "recording has")
-    if record.group("nseg"):
-        seg_lines = [ln.split() for ln in lines[1 : 1 + int(record.group("nseg"))]]
-        segments = tuple(parts[0] for parts in seg_lines)
-        for seg in segments:
-            _check_file_name(seg, "segment", hea)
-        lengths = tuple(int(p[1]) if len(p) > 1 and p[1].isdigit() else 0 for p in seg_lines)
-        return _HeaderFacts(n_sig, record.group("fs"), int(sig_len) if sig_len else None, (), segments,
-                            segment_lengths=lengths)
-    if len(lines) - 1 < n_sig:
-        raise _malformed(
-            hea, f"the record line declares {n_sig} signals but {len(lines) - 1} signal lines follow"
-        )
-    signals, gains = [], []
-    for line in lines[1 : 1 + n_sig]:
-        match = _SIGNAL_LINE.match(line)
-        if match is None:
-            raise _malformed(hea, f"signal line {line!r}")
-        _check_file_name(match.group("file"), "signal file", hea)
-        signals.append(
-            (
-                match.group("file"),
-                match.group("fmt"),
-                int(match.group("spf") or 1),
-                int(match.group("offset") or 0),
-            )
-        )
-        fields = line.split()
-        gains.append(fields[2] if len(fields) > 2 else None)
-    return _HeaderFacts(
-        n_sig, record.group("fs"), int(sig_len) if sig_len else None, tuple(signals), (), tuple(gains), raw=raw
-    )
-
-
-def is_plain_file_name(name: str) -> bool:
-    """True when ``name`` names a file in the header's own folder: no folder part, not absolute, not ``..``.
-
-    WFDB signal files and segment headers live beside their header; a header naming any other path (e.g.
-    ``/etc/passwd`` or ``../x.dat``) is refused, so that reading a record never opens a file elsewhere.
-    """
-    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and ":" not in name
-
-
-def _check_file_name(name: str, what: str, hea: Path) -> None:
-    if name != "~" and not is_plain_file_name(name):
-        raise CorruptRecordError(
-            f"{hea}: the header names the {what} {name!r}, which is not a file name in the header's folder. "
-            f"A WFDB record's {what}s must sit beside its header; fix the header to give the bare file name."
-        )
-
-
-def _written_fs(facts: _HeaderFacts, hea: Path) -> float | None:
-    """The sampling rate as written (None when the header leaves it out: WFDB's default, 250 Hz).
-
-    Checked on the text: wfdb silently falls back to 250 Hz on ``-500`` or ``+400`` and reads ``4e2`` as 4 Hz.
-    """
-    if facts.fs_field is None:
-        return None
-    match = _PLAIN_FS.match(facts.fs_field)
-    fs = float(match.group(1)) if match else float("nan")
-    if not MIN_FS <= fs <= MAX_FS:
-        raise SamplingRateError(
-            f"{hea}: sampling rate field {facts.fs_field!r} in the header is not a plain number of Hz between "
-            f"{MIN_FS:g} and {MAX_FS:g}. Set the third field of the first header line to the real sampling "
-            "rate in Hz (e.g. 500)."
-        )
-    return fs
-
-
-@lru_cache(maxsize=4096)
-def _gain_field(field: str) -> tuple[bool, str | None]:
-    """Whether one ``GAIN(BASELINE)/UNIT`` field as written is usable (gain within :data:`_GAIN_RANGE`, baseline an
-    integer; a field the pattern does not take is left to wfdb), and its unit as written (None when absent).
-
-    Cached: an archive's records repeat a handful of such fields.
-    """
-    match = _GAIN_FIELD.match(field)
-    if match is None:
-        return True, None
-    gain, base = match.group("gain"), match.group("base")
-    try:
-        value = float(gain) if gain else 200.0  # WFDB's default gain
-    except ValueError:
-        value = float("nan")
-    integer_base = base is None or re.fullmatch(r"[+-]?\d{1,10}", base) is not None
-    return _GAIN_RANGE[0] <= value <= _GAIN_RANGE[1] and integer_base, match.group("unit")
-
-
-def _check_gain_field(field: str | None, hea: Path) -> None:
-    """Check one ``GAIN(BASELINE)/UNIT`` field: gain within :data:`_GAIN_RANGE`, baseline an integer."""
-    if field is not None and not _gain_field(field)[0]:
-        raise UnitError(
-            f"{hea}: signal gain field {field!r} is not a positive finite gain with an integer baseline (a gain "
-            "of 0 means uncalibrated samples). Write the ADC gain in counts per unit, e.g. '200(0)/mV'."
-        )
-
-
-def _check_header(facts: _HeaderFacts, hea: Path) -> None:
-    """Sampling rate written plainly and plausible, signals > 0, gains and baselines usable."""
-    _written_fs(facts, hea)
-    if not facts.n_sig:
-        raise CorruptRecordError(f"{hea}: header declares 0 signals; this record holds no ECG to read.")
-    for field in facts.gain_fields:
-        _check_gain_field(field, hea)
-
-
-def _expected_sizes(facts: _HeaderFacts) -> dict[str, int]:
-    """Minimum byte size of each signal file, from the header (files in compressed formats omitted)."""
-    if not facts.sig_len:
-        return {}
-    unchecked = {f for f, fmt, _, _ in facts.signals if fmt not in _BYTES_PER_SAMPLE or f == "~"}
-    per_file: dict[str, list[float]] = {}
-    for name, fmt, spf, offset in facts.signals:
-        if name not in unchecked:
-            per_file.setdefault(name, [offset, 0.0])[1] += facts.sig_len * spf * _BYTES_PER_SAMPLE[fmt]
-    return {name: int(off) + math.floor(n) for name, (off, n) in per_file.items()}
-
-
-def _check_segments(facts: _HeaderFacts, hea: Path) -> None:
-    """Each segment is a single-segment record whose files hold what it announces, and the lengths the
-    multi-segment header states (gaps ``~`` included: wfdb fills them, sized by the header) are at most twice
-    the samples the segments hold: no allocation from a header's word alone."""
-    stored = 0
-    for seg, length in zip(facts.segments, facts.segment_lengths, strict=True):
-        if seg == "~":
-            continue
-        seg_hea = hea.parent / f"{seg}.hea"
-        seg_facts = _header_facts(seg_hea)
-        if seg_facts.segments:  # WFDB segments are single-segment records; this also ends self-references
-            raise CorruptRecordError(
-                f"{hea}: segment {seg!r} is itself a multi-segment record. WFDB segments must be "
-                "single-segment records; re-export the record."
-            )
-        _check_header(seg_facts, seg_hea)
-        _check_signal_files(seg_facts, seg_hea)
-        if seg_facts.sig_len is None or length > seg_facts.sig_len:
-            raise _malformed(hea, f"segment {seg!r} is listed with {length} samples but its header states "
-                                  f"{seg_facts.sig_len}")
-        stored += length
-    declared = max(facts.sig_len or 0, sum(facts.segment_lengths))
-    if declared > 2 * stored:
-        raise _malformed(hea, f"it declares {declared} samples but its segments hold {stored}; gap "
-                              "segments ('~') may not make up most of a record")
-
-
-def _check_signal_files(facts: _HeaderFacts, hea: Path) -> None:
-    """Every signal file exists and holds at least the bytes the header announces (per segment when
-    the record is multi-segment)."""
-    if facts.segments:
-        _check_segments(facts, hea)
-    names = [n for n in dict.fromkeys(f for f, *_ in facts.signals) if n != "~"]
-    missing = [n for n in names if not (hea.parent / n).is_file()]
-    if missing:
-        raise CorruptRecordError(
-            f"{hea}: signal file {missing[0]!r} is missing (expected at {hea.parent / missing[0]}). "
-            "Copy the .dat/.mat file that belongs to this header into the same folder."
-        )
-    for name, fmt, spf, _ in facts.signals:
-        if name != "~" and fmt not in _BYTES_PER_SAMPLE and facts.sig_len:  # compressed (FLAC): bound the ratio
-            size = (hea.parent / name).stat().st_size
-            if facts.sig_len * spf > _MAX_SAMPLES_PER_BYTE * size:
-                raise _malformed(hea, f"{facts.sig_len} samples of format {fmt} cannot fit in the {size} bytes "
-                                      f"of {name!r}")
-    for name, expected in _expected_sizes(facts).items():
-        actual = (hea.parent / name).stat().st_size
-        if actual < expected:
-            raise CorruptRecordError(
-                f"{hea.parent / name}: truncated signal file ({actual} bytes, the header announces "
-                f"{facts.sig_len} samples x {facts.n_sig} signals = {expected} bytes). "
-                "The download or copy was probably interrupted; fetch the record again."
-            )
-
-
-def _read_header(hea: Path) -> Any:
-    """``wfdb.rdheader`` (after the text checks) with its failures turned into ecglens errors."""
-    import wfdb
-
-    _check_header(_header_facts(hea), hea)
-    try:
-        return wfdb.rdheader(str(hea)[: -len(".hea")])
-    except Exception as err:  # wfdb raises many kinds on malformed text
-        raise _malformed(hea, f"{type(err).__name__}: {err}") from err
-
-
 # --------------------------------------------------------------------------- signal conversion
 def _unit_factors(units: Sequence[str | None], hea: Path) -> np.ndarray:
     """Per-channel factor to mV from the header units (missing unit = WFDB default, mV)."""
@@ -440,16 +158,16 @@ def _read_physical(hea: Path) -> Any:
         return wfdb.rdrecord(str(hea)[: -len(".hea")], physical=True, m2s=True)
     except Exception as err:
         if "HeaderSyntax" in type(err).__name__:
-            raise _malformed(hea, f"{type(err).__name__}: {err}") from err
+            raise malformed(hea, f"{type(err).__name__}: {err}") from err
         raise CorruptRecordError(
             f"{hea}: wfdb could not read the record ({type(err).__name__}: {err}). "
             "Check that the header matches its signal file (format, number of signals and samples)."
         ) from err
 
 
-def _physical_signal(record: Any, facts: _HeaderFacts, hea: Path) -> np.ndarray:
+def _physical_signal(record: Any, facts: HeaderFacts, hea: Path) -> np.ndarray:
     """wfdb's physical signal [n_samples, n_leads], checked against what the header states."""
-    fs = _written_fs(facts, hea)
+    fs = written_fs(facts, hea)
     if fs is not None and float(record.fs) != fs:
         raise SamplingRateError(
             f"{hea}: the header states {facts.fs_field!r} Hz but wfdb read {record.fs!r} Hz. Write the sampling "
@@ -465,12 +183,12 @@ def _physical_signal(record: Any, facts: _HeaderFacts, hea: Path) -> np.ndarray:
     return signal
 
 
-def _written_units(facts: _HeaderFacts, record: Any) -> list[str]:
+def _written_units(facts: HeaderFacts, record: Any) -> list[str]:
     """Each channel's unit from the header text (``µV`` stays microvolts); wfdb's units for multi-segment
     records, whose units live in the segment headers."""
     if facts.segments or len(facts.gain_fields) != (record.n_sig or 0):
         return list(record.units or ["mV"] * record.n_sig)
-    units = (_gain_field(field or "")[1] for field in facts.gain_fields)
+    units = (gain_field(field or "")[1] for field in facts.gain_fields)
     return ["mV" if unit is None else unit for unit in units]
 
 
@@ -529,11 +247,11 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
         All-zero, all-NaN or flat signal.
     """
     hea = resolve_header(path)
-    raw = _header_bytes(hea)
-    parsed = _fast_facts(raw) if fast else None
-    facts = parsed[0] if parsed is not None else _header_facts(hea, raw)
-    _check_header(facts, hea)
-    _check_signal_files(facts, hea)
+    raw = header_bytes(hea)
+    parsed = fast_facts(raw) if fast else None
+    facts = parsed[0] if parsed is not None else header_facts(hea, raw)
+    check_header(facts, hea)
+    check_signal_files(facts, hea)
     record = None
     if parsed is not None:
         record = read_parsed(parsed[1], hea)
@@ -593,7 +311,7 @@ def _segment_names(hea: Path) -> tuple[str, ...]:
         if len(raw) < _HEAD_BYTES:
             return ()
     try:
-        return _header_facts(hea).segments
+        return header_facts(hea).segments
     except (EcglensError, OSError):
         return ()  # malformed: listed, so that reading it reports why
 
@@ -666,7 +384,7 @@ def _reachable(start: Iterable[Path], children: dict[Path, set[Path]]) -> set[Pa
 
 
 def _catalogue_row(hea: Path) -> dict[str, Any]:
-    header = _read_header(hea)
+    header = read_header(hea)
     info = parse_header_comments(header.comments or [])
     return {
         "record_id": str(header.record_name or hea.stem),

@@ -76,7 +76,7 @@ from ..exceptions import (
 )
 from ..io.archive import ARCHIVE_SUFFIXES, ArchiveError, ArchiveLimits, extract_archive, is_archive, safe_filename
 from ..io.registry import companion_of, record_file, record_suffixes
-from ..io.wfdb import is_plain_file_name
+from ..io.wfdb_header import is_plain_file_name
 from ..jsonutil import json_ready
 from ..predict.postprocess import calibrate_record
 
