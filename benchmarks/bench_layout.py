@@ -14,6 +14,7 @@ the CPU is shared. End to end, the path's effect is measured with ``ecglens pred
     python benchmarks/bench_layout.py
     python benchmarks/bench_layout.py --model age-sex --batch 32 --rounds 9
     python benchmarks/bench_layout.py --model age-sex --train --batch 128 --threads 2 --calls 3   # training steps
+    python benchmarks/bench_layout.py --model age-sex --profile 12    # + the operators that take the time
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "the model's architecture as loaded; ms per window of the batch)")
     p.add_argument("--bf16", action="store_true", help="with --train: bfloat16 autocast, as trainer.precision="
                    "bf16-mixed")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also list the N operators of the 2-D path with the most CPU time of their own "
+                        "(torch.profiler over --calls passes after the timed rounds, each input shape apart): "
+                        "where a cheaper architecture would have to save")
     p.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     return p.parse_args(argv)
 
@@ -77,6 +82,25 @@ def _ms_per_window(step: Callable[[], object], n_windows: int, calls: int, enabl
     for _ in range(calls):
         step()
     return (time.perf_counter() - start) / calls / n_windows * 1e3
+
+
+def top_operators(step: Callable[[], object], n_windows: int, calls: int, top: int) -> list[dict]:
+    """The ``top`` operators of the 2-D path by CPU time of their own over ``calls`` runs of ``step``.
+
+    Each row: the operator, its input shapes (``[batch, channels, 1, time]`` and the weight's for a convolution),
+    milliseconds per window and the share of all operators' own time.
+    """
+    _layout.ENABLED = True
+    step()  # warm-up
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(calls):
+            step()
+    events = list(prof.key_averages(group_by_input_shape=True))
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [{"op": e.key, "input_shapes": [s for s in e.input_shapes if s][:2],
+             "ms_per_window": e.self_cpu_time_total / 1e3 / calls / n_windows,
+             "share": e.self_cpu_time_total / total} for e in events[:top]]
 
 
 def bench_model(name: str, args: argparse.Namespace) -> dict:
@@ -108,13 +132,14 @@ def bench_model(name: str, args: argparse.Namespace) -> dict:
             for _ in range(args.rounds):
                 for k in paths:
                     times[k].append(_ms_per_window(steps[k], len(x), args.calls, k == "2d"))
+            operators = top_operators(steps["2d"], len(x), args.calls, args.profile) if args.profile else []
     finally:
         _layout.ENABLED, _layout.MIN_SAMPLES = True, min_samples
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"model": name, "arch": type(model).__name__, "window_samples": n_samples, "train": args.train,
             "bf16": args.train and args.bf16, "ms_per_window_1d": med["1d"], "ms_per_window_2d": med["2d"],
             "ratio_2d_1d": med["2d"] / med["1d"], "rounds_1d": times["1d"], "rounds_2d": times["2d"],
-            "max_abs_diff": max_diff}
+            "max_abs_diff": max_diff, "top_operators_2d": operators}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['model']:<16}{r['ms_per_window_1d']:>15.3f}{r['ms_per_window_2d']:>15.3f}"
               f"{r['ratio_2d_1d']:>11.2f}{r['max_abs_diff']:>12.1e}")
+    for r in rows:
+        if r["top_operators_2d"]:
+            print(f"\n{r['model']}: the {len(r['top_operators_2d'])} operators of the 2-D path with the most CPU "
+                  "time of their own")
+            print(f"{'share':>7}{'ms/window':>11}  operator and input shapes")
+            for op in r["top_operators_2d"]:
+                print(f"{op['share']:>7.1%}{op['ms_per_window']:>11.4f}  {op['op']} {op['input_shapes']}")
     write_results(args.json, {"benchmark": "bench_layout", "ecglens": __version__, "commit": source_commit(),
                               "machine": machine(), "threads": args.threads, "batch": args.batch,
                               "rounds": args.rounds, "calls": args.calls, "train": args.train, "bf16": args.bf16,

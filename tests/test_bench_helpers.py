@@ -59,6 +59,13 @@ def test_bench_layout_times_both_paths_and_restores_the_switch(tmp_path, capsys)
     assert row["max_abs_diff"] < 1e-4  # the two paths give the same outputs
     assert _layout.ENABLED  # the benchmark leaves the path switched on
     assert "age-sex-fast" in capsys.readouterr().out
+    assert bench.main(["--model", "age-sex-fast", "--batch", "2", "--rounds", "1", "--calls", "1", "--profile", "3",
+                       "--json", str(out)]) == 0
+    ops = json.loads(out.read_text())["results"][0]["top_operators_2d"]
+    assert len(ops) == 3 and all(op["ms_per_window"] > 0 and 0 < op["share"] <= 1 for op in ops)
+    assert ops[0]["share"] >= ops[-1]["share"]  # most time first
+    assert "operators of the 2-D path" in capsys.readouterr().out
+    assert _layout.ENABLED
     assert bench.main(["--model", "age-sex-fast", "--batch", "2", "--rounds", "1", "--calls", "1", "--train",
                        "--json", str(out)]) == 0
     row = json.loads(out.read_text())["results"][0]
