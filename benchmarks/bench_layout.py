@@ -62,7 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(torch.profiler over --calls passes after the timed rounds, each input shape apart): "
                         "where a cheaper architecture would have to save")
     p.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.profile < 0:
+        p.error(f"--profile takes a number of operators >= 0 (0: no profile), got {args.profile}")
+    return args
 
 
 def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, bf16: bool) -> None:
