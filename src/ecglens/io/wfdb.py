@@ -76,7 +76,6 @@ from .wfdb_header import (
     header_facts,
     malformed,
     read_header,
-    written_fs,
 )
 
 __all__ = ["MAX_SIGNALS", "UNIT_TO_MV", "find_wfdb_records", "read_wfdb", "resolve_header", "signal_records",
@@ -165,9 +164,9 @@ def _read_physical(hea: Path) -> Any:
         ) from err
 
 
-def _physical_signal(record: Any, facts: HeaderFacts, hea: Path) -> np.ndarray:
-    """wfdb's physical signal [n_samples, n_leads], checked against what the header states."""
-    fs = written_fs(facts, hea)
+def _physical_signal(record: Any, facts: HeaderFacts, fs: float | None, hea: Path) -> np.ndarray:
+    """wfdb's physical signal [n_samples, n_leads], checked against what the header states (``fs``: the
+    written sampling rate, from :func:`~ecglens.io.wfdb_header.check_header`)."""
     if fs is not None and float(record.fs) != fs:
         raise SamplingRateError(
             f"{hea}: the header states {facts.fs_field!r} Hz but wfdb read {record.fs!r} Hz. Write the sampling "
@@ -250,7 +249,7 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
     raw = header_bytes(hea)
     parsed = fast_facts(raw) if fast else None
     facts = parsed[0] if parsed is not None else header_facts(hea, raw)
-    check_header(facts, hea)
+    fs = check_header(facts, hea)
     check_signal_files(facts, hea)
     record = None
     if parsed is not None:
@@ -258,7 +257,7 @@ def read_wfdb(path: str | Path, *, standard_leads: bool = True, fix_volt_gain: b
     elif fast and facts.raw:  # a non-ASCII header: the fast path decodes it as wfdb does
         record = read_fast(hea, text=facts.raw.decode("ascii", "ignore"))
     record = record or _read_physical(hea)
-    signal = _physical_signal(record, facts, hea)
+    signal = _physical_signal(record, facts, fs, hea)
     units = _written_units(facts, record)
     factors = _unit_factors(units, hea)
     if not np.all(factors == 1.0):  # x * 1.0 is x: millivolt records skip the pass

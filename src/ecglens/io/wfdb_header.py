@@ -230,13 +230,17 @@ def _check_gain_field(field: str | None, hea: Path) -> None:
         )
 
 
-def check_header(facts: HeaderFacts, hea: Path) -> None:
-    """Sampling rate written plainly and plausible, signals > 0, gains and baselines usable."""
-    written_fs(facts, hea)
+def check_header(facts: HeaderFacts, hea: Path) -> float | None:
+    """Sampling rate written plainly and plausible, signals > 0, gains and baselines usable.
+
+    Returns the written sampling rate in Hz (:func:`written_fs`; None when the header leaves it out).
+    """
+    fs = written_fs(facts, hea)
     if not facts.n_sig:
         raise CorruptRecordError(f"{hea}: header declares 0 signals; this record holds no ECG to read.")
     for field in facts.gain_fields:
         _check_gain_field(field, hea)
+    return fs
 
 
 def _expected_sizes(facts: HeaderFacts) -> dict[str, int]:
