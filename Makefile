@@ -74,6 +74,7 @@ bench: setup-dev
 	$(BIN)/python benchmarks/bench_harmonise_steps.py
 	$(BIN)/python benchmarks/bench_read_harmonise.py
 	$(BIN)/python benchmarks/bench_startup.py
+	$(BIN)/python benchmarks/bench_readers.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache $(SMOKE_VENV) $(WHEEL_DIR) site

@@ -11,19 +11,24 @@ How the expected values are made:
 * Synthetic files: integer counts of a synthetic 12-lead ECG, encoded here with an XLI *encoder* written from the
   format description (second differences, high/low byte planes, 10-bit LZW) and the Philips limb-lead residuals,
   or stored uncompressed; the reader must return exactly ``count * resolution``.
+* LZW expansion: the vectorised ``_lzw_expand`` against ``_reference_lzw_expand``, the old pure-Python loop kept
+  here as the oracle (same bytes, or the same ``_XliError`` message), on the real chunks, on streams made by the
+  encoder below from random and ECG-like bytes, and on damaged streams.
 """
 
 from __future__ import annotations
 
 import base64
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ecglens.exceptions import CorruptRecordError, LeadError, UnsupportedFormatError
-from ecglens.io import detect_format, read_ecg
-from ecglens.io.philips import read_philips, xli_decode
+from ecglens.io import detect_format, philips, read_ecg
+from ecglens.io._vendor import child, decode_base64, parse_xml_safely
+from ecglens.io.philips import _lzw_expand, _xli_codes, _XliError, read_philips, xli_decode
 from ecglens.leads import CANONICAL_LEADS
 
 FS = 250
@@ -44,9 +49,36 @@ def synthetic_counts(n: int = N, seed: int = 0) -> np.ndarray:
     return np.vstack([one, two, *limb, free[2:]])
 
 
+# ------------------------------------------------------------------------------------------ LZW oracle
+def _reference_lzw_expand(codes: np.ndarray, max_bytes: int) -> bytes:
+    """The OLD pure-Python ``ecglens.io.philips._lzw_expand`` loop, kept verbatim as the test oracle.
+
+    The module's vectorised ``_lzw_expand`` must return the same bytes and raise ``_XliError`` where this does.
+    """
+    table = [bytes([i]) for i in range(256)]
+    out = bytearray()
+    previous = b""
+    for code in codes.tolist():
+        if code > 1022:
+            break
+        if code < len(table):
+            entry = table[code]
+        elif code == len(table) and previous:
+            entry = previous + previous[:1]
+        else:
+            raise _XliError(f"LZW code {code} is not yet defined (table has {len(table)} entries)")
+        if previous and len(table) <= 1022:
+            table.append(previous + entry[:1])
+        out += entry
+        previous = entry
+        if len(out) > max_bytes:
+            raise _XliError(f"a lead chunk expands to more than the {max_bytes} bytes its samples need")
+    return bytes(out)
+
+
 # ------------------------------------------------------------------------------------------ XLI encoder
-def _lzw_compress(data: bytes) -> bytes:
-    """10-bit LZW, MSB-first bit packing, table 256..1022 (the decoder's rules)."""
+def lzw_codes(data: bytes) -> list[int]:
+    """The 10-bit LZW codes of ``data`` (table 256..1022, then fixed), without the 1023 end code."""
     table = {bytes([i]): i for i in range(256)}
     codes, word = [], b""
     for value in data:
@@ -58,23 +90,32 @@ def _lzw_compress(data: bytes) -> bytes:
         if len(table) <= 1022:
             table[candidate] = len(table)
         word = bytes([value])
-    codes.append(table[word])
-    bits = "".join(f"{c:010b}" for c in codes)
+    if word:
+        codes.append(table[word])
+    return codes
+
+
+def _lzw_compress(data: bytes) -> bytes:
+    """10-bit LZW, MSB-first bit packing, table 256..1022 (the decoder's rules)."""
+    bits = "".join(f"{c:010b}" for c in lzw_codes(data))
     bits += "0" * (-len(bits) % 8)
     return bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
 
 
-def xli_encode_lead(x: np.ndarray) -> bytes:
-    """One XLI chunk: header (size, 2 unused bytes, third-sample residual) + LZW of the byte planes."""
+def byte_planes(x: np.ndarray) -> tuple[bytes, int]:
+    """What XLI LZW-compresses for one lead (high bytes, then low bytes) and the third-sample residual."""
     x = x.astype(np.int64)
     residual = 2 * x[1:-1] - x[:-2] - x[2:]  # r[i] for i = 2..n-1
     stored = np.concatenate([x[:2], residual[1:] + 64, [64]])  # v[i] = r[i+1] + 64 for i >= 2
     planes = bytes(((stored >> 8) & 0xFF).astype(np.uint8)) + bytes((stored & 0xFF).astype(np.uint8))
+    return planes, int(residual[0])
+
+
+def xli_encode_lead(x: np.ndarray) -> bytes:
+    """One XLI chunk: header (size, 2 unused bytes, third-sample residual) + LZW of the byte planes."""
+    planes, first = byte_planes(x)
     body = _lzw_compress(planes)
-    header = (
-        len(body).to_bytes(4, "little") + b"\x01\x00" + int(residual[0]).to_bytes(2, "little", signed=True)
-    )
-    return header + body
+    return len(body).to_bytes(4, "little") + b"\x01\x00" + first.to_bytes(2, "little", signed=True) + body
 
 
 def limb_residuals(counts: np.ndarray) -> np.ndarray:
@@ -271,3 +312,166 @@ def test_real_104_matches_its_hl7_conversion(vendor):
     assert steps.max() <= 4 + 1e-3
     # (0.996 on the quietest lead once the calibration pulse, common to both, is cut)
     assert min(np.corrcoef(p, a)[0, 1] for p, a in zip(philips.signal, aecg.signal, strict=True)) > 0.995
+
+
+# ========================================================================================== LZW: new vs old loop
+# ``_lzw_expand`` is vectorised (pointer doubling, with a loop for very long entries); ``_reference_lzw_expand``
+# above is the old loop it replaced. Both must give the same bytes, or the same _XliError message, on every input.
+REAL_PHILIPS = ("philips_129DYPRG_103.xml", "philips_ad4d3d80_104.xml")
+REAL_SAMPLES = 5500  # durationperchannel 11000 ms at 500 Hz in both files
+
+
+def _outcome(expand, codes: np.ndarray, max_bytes: int) -> bytes | tuple[str, str]:
+    """The expanded bytes, or ("error", message) for an _XliError."""
+    try:
+        return expand(codes, max_bytes)
+    except _XliError as err:
+        return ("error", str(err))
+
+
+def _same_as_old(codes: np.ndarray, max_bytes: int) -> bytes | tuple[str, str]:
+    old = _outcome(_reference_lzw_expand, codes, max_bytes)
+    assert _outcome(_lzw_expand, codes, max_bytes) == old, (codes[:12], codes.size, max_bytes)
+    return old
+
+
+def _no_loop(codes: np.ndarray) -> bytes:
+    raise AssertionError("the loop fallback ran where the vectorised expansion was expected")
+
+
+def byte_strings(seed: int) -> list[bytes]:
+    """Random and ECG-like byte strings (long runs give deep table entries; most fill the table to 1022)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 4000))
+    alphabet = rng.integers(0, int(rng.integers(2, 9)), n)
+    runs = np.repeat(rng.integers(0, 4, n), rng.geometric(1 / int(rng.integers(2, 300)), n))[:n]
+    lead = synthetic_counts(n=int(rng.integers(3, 2500)), seed=seed)[int(rng.integers(0, 12))]
+    return [
+        rng.integers(0, 256, n).astype(np.uint8).tobytes(),
+        alphabet.astype(np.uint8).tobytes(),
+        runs.astype(np.uint8).tobytes(),
+        byte_planes(lead)[0],  # what a Philips cart compresses: high bytes (mostly 0) then low bytes
+        bytes([seed % 256]) * n,  # one byte repeated: each code is the entry being added (KwKwK)
+    ]
+
+
+@pytest.mark.parametrize("path", ["as chosen", "vectorised", "loop"])
+def test_lzw_expand_matches_old_loop_on_encoded_streams(monkeypatch, path):
+    if path != "as chosen":
+        monkeypatch.setattr(philips, "_LZW_LOOP_FACTOR", 0 if path == "loop" else 10**18)
+    rng = np.random.default_rng(7)
+    seen = {"KwKwK": 0, "table full": 0, "deep entry": 0}
+    for seed in range(12):
+        for data in byte_strings(seed):
+            codes = np.array(lzw_codes(data), dtype=np.uint32)
+            seen["KwKwK"] += bool((codes[1:] == 256 + np.arange(codes.size - 1)).any())
+            seen["table full"] += codes.size > 800
+            seen["deep entry"] += len(data) / max(codes.size, 1) > 40
+            ended = np.concatenate([codes, [1023], rng.integers(0, 1024, 6)]).astype(np.uint32)  # tail ignored
+            for stream in (codes, np.append(codes, 1023).astype(np.uint32), ended, codes.astype(np.int64)):
+                assert _same_as_old(stream, 2 * len(data) + 2) == data
+            for max_bytes in (len(data), len(data) - 1, int(rng.integers(-1, len(data) + 1))):
+                _same_as_old(ended, max_bytes)
+    assert all(count >= 3 for count in seen.values()), seen
+
+
+def test_lzw_expand_same_error_on_damaged_streams():
+    rng = np.random.default_rng(11)
+    kinds = {"ok": 0, "not yet defined": 0, "more than": 0}
+    for trial in range(400):
+        data = byte_strings(trial % 40)[trial % 5]
+        codes = np.array(lzw_codes(data) + [1023], dtype=np.uint32)
+        damaged = codes.copy()
+        where = rng.integers(0, codes.size, int(rng.integers(1, 4)))
+        if trial % 2:
+            damaged[where] = rng.integers(0, 1024, where.size)  # any code, 1023 (an early end) included
+        else:
+            damaged[where] = np.minimum(256 + where + rng.integers(0, 4, where.size), 1022)  # just undefined
+        out = _same_as_old(damaged, int(rng.integers(0, 2 * len(data) + 3)))
+        kinds[next((k for k in kinds if k in out[1]), "?") if isinstance(out, tuple) else "ok"] += 1
+    assert min(kinds.values()) >= 30 and sum(kinds.values()) == 400, kinds
+
+
+@pytest.mark.parametrize(
+    ("codes", "max_bytes", "expected"),
+    [
+        ([], 10, b""),
+        ([1023], 10, b""),
+        ([1023, 999, 5], 10, b""),  # nothing after the end code is read
+        ([65, 66, 256, 258, 1023, 1000], 10, b"ABABABA"),  # 258 is being added at its step (KwKwK)
+        ([65, 66, 256, 258], 7, b"ABABABA"),  # exactly max_bytes
+        ([65, 66, 256, 258], 6, "more than the 6 bytes"),
+        ([256], 10, "LZW code 256 is not yet defined (table has 256 entries)"),
+        ([65, 258], 10, "LZW code 258 is not yet defined (table has 256 entries)"),
+        ([65, 66, 67, 260, 65], 10, "LZW code 260 is not yet defined (table has 258 entries)"),
+        ([65, 66, 67, 260], 2, "more than the 2 bytes"),  # the overflow comes at an earlier code
+        ([65, 66, 256, 257, 300], 4, "more than the 4 bytes"),
+        ([65, 66, 256, 257, 300], 100, "LZW code 300 is not yet defined (table has 259 entries)"),
+        ([65], 0, "more than the 0 bytes"),
+        ([65], -3, "more than the -3 bytes"),
+        ([300], -3, "LZW code 300 is not yet defined"),
+    ],
+)
+def test_lzw_expand_edge_cases(codes, max_bytes, expected):
+    out = _same_as_old(np.array(codes, dtype=np.uint32), max_bytes)
+    assert out == expected if isinstance(expected, bytes) else expected in out[1]
+
+
+def test_lzw_expand_refuses_negative_codes():
+    # the old loop indexed its table from the end for a negative code (Python's negative indexing); codes from
+    # _xli_codes are 0..1023, and the new expansion refuses anything else as a damaged chunk
+    with pytest.raises(_XliError, match="LZW code -2 is not a 10-bit code"):
+        _lzw_expand(np.array([65, 66, -2]), 10)
+
+
+def test_lzw_expand_deep_chains_identical_and_bounded(monkeypatch):
+    # a hostile chunk: each code is the entry being added (lengths 1, 2, ..., 768), then the deepest one again
+    chain = np.array([7, *range(256, 1023)] + [1022] * 2000, dtype=np.uint32)
+    expected = _reference_lzw_expand(chain, 2_000_000)
+    assert len(expected) == 768 * 769 // 2 + 2000 * 768
+    tracemalloc.start()
+    assert _lzw_expand(chain, 2_000_000) == expected  # long entries: the loop, in memory like the old one
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 * len(expected), peak
+    assert _same_as_old(chain, 300_000)[0] == "error"  # refused from the lengths, before any byte is made
+    monkeypatch.setattr(philips, "_LZW_LOOP_FACTOR", 10**18)  # the vectorised path on the deepest entries too
+    assert _lzw_expand(chain[:900], 10**6) == _reference_lzw_expand(chain[:900], 10**6)
+
+
+def _real_payload(path: Path) -> bytes:
+    root = parse_xml_safely(path, "Philips")
+    return decode_base64(child(root, "waveforms", "parsedwaveforms").text, path, "Philips", "waveform")
+
+
+def _real_chunks(payload: bytes) -> list[np.ndarray]:
+    """The LZW codes of every lead chunk (including any beyond the 12 leads)."""
+    chunks, offset = [], 0
+    while offset + 8 <= len(payload):
+        size = int.from_bytes(payload[offset : offset + 4], "little", signed=True)
+        chunks.append(_xli_codes(payload[offset + 8 : offset + 8 + size]))
+        offset += 8 + size
+    return chunks
+
+
+@pytest.mark.parametrize("name", REAL_PHILIPS)
+def test_lzw_expand_matches_old_loop_on_real_chunks(vendor, monkeypatch, name):
+    chunks = _real_chunks(_real_payload(vendor / name))
+    assert len(chunks) == 16  # 12 leads, then 4 all-zero chunks (not decoded by the reader; long entries: loop)
+    for lead, codes in enumerate(chunks):
+        with monkeypatch.context() as patch:
+            if lead < 12:  # the ECG chunks take the vectorised path
+                patch.setattr(philips, "_lzw_expand_loop", _no_loop)
+            expected = _same_as_old(codes, 2 * REAL_SAMPLES + 2)
+            assert isinstance(expected, bytes) and len(expected) == 2 * REAL_SAMPLES
+            assert _same_as_old(codes, len(expected) - 1)[0] == "error"
+
+
+@pytest.mark.parametrize("name", REAL_PHILIPS)
+def test_xli_decode_matches_old_loop_on_real_files(vendor, monkeypatch, name):
+    payload = _real_payload(vendor / name)
+    new = xli_decode(payload, 12, REAL_SAMPLES)
+    monkeypatch.setattr(philips, "_lzw_expand", _reference_lzw_expand)
+    old = xli_decode(payload, 12, REAL_SAMPLES)
+    assert new.dtype == old.dtype == np.int64 and new.shape == (12, REAL_SAMPLES)
+    np.testing.assert_array_equal(new, old)

@@ -13,6 +13,11 @@ How the expected values are made:
 * The default Huffman table is checked against the base codes printed in the standard (0, 1, 5, 3, 11, ...).
 * Damaged files are seeded mutations of the two real files (truncation, byte flips with and without repaired
   CRCs, section lengths, pointer table entries): each must raise an ecglens error naming SCP-ECG.
+* The numpy Huffman decoder (``decode_values``) is compared with the Python loop it replaced, kept here as an
+  oracle (``_reference_decode_values``): same int64 values, or the same error class and message, on every lead
+  of the real files (also truncated and with flipped bytes), on seeded random streams of the default table
+  (written by a small encoder here from known values, escapes and int8/int16 extremes included) and on seeded
+  random custom tables with table switches, missing tables, bit patterns without a code and damaged streams.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ import numpy as np
 import pytest
 
 from ecglens.exceptions import CorruptRecordError, EcglensError, LeadError, UnsupportedFormatError
-from ecglens.io import detect_format, read_ecg
+from ecglens.io import detect_format, read_ecg, scp_huffman
 from ecglens.io.scp import read_scp
-from ecglens.io.scp_huffman import DEFAULT_TABLE
+from ecglens.io.scp_huffman import DEFAULT_TABLE, HuffmanCode, decode_values, parse_tables
 
 FIXTURES = ("toolkit_example.scp", "contec_demo.scp")
 
@@ -136,6 +141,84 @@ def write(tmp_path: Path, sections: dict[int, bytes], name: str = "x.scp") -> Pa
     path = tmp_path / name
     path.write_bytes(scp_record(sections))
     return path
+
+
+# ------------------------------------------------------------------------------------------ the old decoder (oracle)
+# ``decode_values`` as it was before it was vectorised: a Python loop over codes. It and the helpers it used are
+# copied here unchanged and kept only for testing; the numpy decoder must give the same int64 values and raise
+# the same errors (same class and message) on every input.
+def _reference_lookup(table: tuple[HuffmanCode, ...], width: int, where: str) -> list[int]:
+    lut = np.full(1 << width, -1, dtype=np.int32)
+    for i, code in enumerate(table):
+        lo = code.code << (width - code.prefix_bits)
+        hi = (code.code + 1) << (width - code.prefix_bits)
+        if (lut[lo:hi] != -1).any():
+            raise CorruptRecordError(
+                f"{where}: SCP-ECG Huffman table is not prefix-free (code {i + 1} is ambiguous)."
+            )
+        lut[lo:hi] = i
+    return lut.tolist()
+
+
+def _reference_windows(data: bytes) -> list[int]:
+    n = len(data)
+    padded = np.zeros(n + 5, dtype=np.uint64)
+    padded[:n] = np.frombuffer(data, dtype=np.uint8)
+    forty = sum(padded[k : k + n] << np.uint64(8 * (4 - k)) for k in range(5))  # bytes i..i+4, big endian
+    win = np.zeros(8 * n + 64, dtype=np.uint64)
+    for r in range(8):
+        win[r : 8 * n : 8] = (forty >> np.uint64(8 - r)) & np.uint64(0xFFFFFFFF)
+    return win.tolist()
+
+
+def _reference_max_values(n_bytes: int, tables: list[tuple[HuffmanCode, ...]] | None) -> int:
+    return n_bytes // 2 if tables is None else 8 * n_bytes // min(c.total_bits for t in tables for c in t)
+
+
+def _reference_decode_values(
+    data: bytes, n_values: int, tables: list[tuple[HuffmanCode, ...]] | None, where: str
+) -> np.ndarray:
+    if n_values > _reference_max_values(len(data), tables):
+        raise CorruptRecordError(
+            f"{where}: {len(data)} bytes cannot hold {n_values} values; the file is truncated or damaged."
+        )
+    if tables is None:
+        return np.frombuffer(data, dtype="<i2", count=n_values).astype(np.int64)
+    width = max(c.prefix_bits for table in tables for c in table)
+    luts = [_reference_lookup(table, width, where) for table in tables]
+    win, nbits, shift = _reference_windows(data), 8 * len(data), 32 - width
+    out = np.empty(n_values, dtype=np.int64)
+    codes, lut, pos, k = tables[0], luts[0], 0, 0
+    while k < n_values:
+        if pos >= nbits:
+            break
+        i = lut[win[pos] >> shift]
+        if i < 0:
+            raise CorruptRecordError(
+                f"{where}: bit {pos} starts no code of the Huffman table; the data are damaged."
+            )
+        code = codes[i]
+        if not code.is_value:
+            if not 1 <= code.base_value <= len(tables):
+                raise CorruptRecordError(
+                    f"{where}: switch to Huffman table {code.base_value}, which does not exist."
+                )
+            codes, lut = tables[code.base_value - 1], luts[code.base_value - 1]
+            pos += code.prefix_bits
+            continue
+        extra = code.total_bits - code.prefix_bits
+        if extra:
+            value = win[pos + code.prefix_bits] >> (32 - extra)
+            out[k] = value - (1 << extra) if value >> (extra - 1) else value
+        else:
+            out[k] = code.base_value
+        pos += code.total_bits
+        k += 1
+    if k < n_values or pos > nbits:
+        raise CorruptRecordError(
+            f"{where}: the encoded data end after {k} of {n_values} values; the file is truncated or damaged."
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------------------ real files
@@ -288,6 +371,229 @@ def test_flat_rhythm_is_refused(tmp_path):
     path = write(tmp_path, {3: leads([1, 2], 50), 6: samples(1000, 2000, 0, 0, [int16(np.zeros(50))] * 2)})
     with pytest.raises(CorruptRecordError, match="flat"):
         read_scp(path)
+
+
+# ------------------------------------------------------------------------------------------ numpy decoder vs the loop
+def _same_as_reference(data: bytes, n_values: int, tables: list | None) -> str:
+    """Decode with the numpy decoder and the old loop: the same int64 values or the same error. What happened."""
+    where = "x.scp: SCP-ECG section 6, lead V1"
+    try:
+        expected = _reference_decode_values(data, n_values, tables, where)
+    except CorruptRecordError as err:
+        with pytest.raises(CorruptRecordError) as got:
+            decode_values(data, n_values, tables, where)
+        assert str(got.value) == str(err)
+        kinds = ("cannot hold", "starts no code", "which does not exist", "data end after", "prefix-free")
+        return next(kind for kind in kinds if kind in str(err))
+    got = decode_values(data, n_values, tables, where)
+    assert got.dtype == np.int64 and got.shape == (n_values,)
+    np.testing.assert_array_equal(got, expected)
+    return "ok"
+
+
+@pytest.fixture(params=["numpy", "loop"])
+def decoder(request, monkeypatch) -> str:
+    """Both ways of ``decode_values``: numpy (pointer doubling), and its loop for too many decoder states."""
+    if request.param == "loop":
+        monkeypatch.setattr(scp_huffman, "_MAX_STATES", 0)
+    return request.param
+
+
+def _recorded_calls(path: Path, monkeypatch) -> list[tuple]:
+    """The arguments of every ``decode_values`` call made while reading ``path``."""
+    calls = []
+
+    def record(*args):
+        calls.append(args)
+        return decode_values(*args)
+
+    with monkeypatch.context() as m:
+        m.setattr("ecglens.io.scp.decode_values", record)
+        read_scp(path)
+    return calls
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_decoder_matches_the_reference_loop_on_the_real_files(vendor, monkeypatch, decoder, name):
+    calls = _recorded_calls(vendor / name, monkeypatch)
+    assert len(calls) == (12 if name == "toolkit_example.scp" else 8)
+    rng = np.random.default_rng(len(name))
+    seen = set()
+    for data, n_values, tables, _ in calls:
+        assert _same_as_reference(data, n_values, tables) == "ok"
+        seen.add(_same_as_reference(data, n_values + 1, tables))
+        for cut in (len(data) - 1, len(data) // 2, 3, 0):
+            seen.add(_same_as_reference(data[:cut], n_values, tables))
+            seen.add(_same_as_reference(data[:cut], min(n_values, 2 * cut), tables))
+        for pos in rng.integers(0, len(data), 3).tolist():
+            flipped = bytearray(data)
+            flipped[pos] ^= int(rng.integers(1, 256))
+            seen.add(_same_as_reference(bytes(flipped), n_values, tables))
+    with monkeypatch.context() as m:
+        m.setattr("ecglens.io.scp.decode_values", _reference_decode_values)
+        expected = read_scp(vendor / name).signal
+    np.testing.assert_array_equal(read_scp(vendor / name).signal, expected)
+    if name == "toolkit_example.scp":  # Huffman coded (contec_demo.scp holds int16 samples)
+        assert {"cannot hold", "data end after"} <= seen
+
+
+def _encode_default(values: list[int], rng: np.random.Generator) -> bytes:
+    """Encode with the default table: 0, k ones + 0 + sign (|v| <= 8), else an 8- or 16-bit escape; random tail."""
+    bits = []
+    for v in values:
+        if -8 <= v <= 8 and rng.random() < 0.9:
+            bits.append("0" if v == 0 else "1" * abs(v) + ("01" if v < 0 else "00"))
+        elif -128 <= v <= 127 and rng.random() < 0.8:
+            bits.append("1111111110" + format(v & 0xFF, "08b"))
+        else:
+            bits.append("1111111111" + format(v & 0xFFFF, "016b"))
+    text = "".join(bits)
+    text += "".join(rng.choice(["0", "1"], size=-len(text) % 8))
+    return int(text, 2).to_bytes(len(text) // 8, "big") if text else b""
+
+
+def test_default_table_encoder_and_decoder_agree_on_known_values():
+    rng = np.random.default_rng(5)
+    values = [0, 1, -1, 8, -8, 9, -9, 127, -128, 128, -129, 32767, -32768, 0]
+    data = _encode_default(values, rng)
+    np.testing.assert_array_equal(decode_values(data, len(values), [DEFAULT_TABLE], "x"), values)
+
+
+def test_decoder_matches_the_reference_loop_on_random_default_table_streams(decoder):
+    rng = np.random.default_rng(11)
+    extremes = [-32768, -32767, -129, -128, -127, -9, -8, 8, 9, 126, 127, 128, 32766, 32767]
+    seen: dict[str, int] = {}
+    for case in range(150):
+        n = int(rng.integers(0, 300))
+        kind = rng.random(n)
+        values = np.where(
+            kind < 0.6,
+            rng.integers(-8, 9, n),
+            np.where(kind < 0.8, rng.integers(-128, 128, n), rng.integers(-32768, 32768, n)),
+        )
+        values[rng.random(n) < 0.05] = rng.choice(extremes)
+        values = values.tolist()
+        data = _encode_default(values, rng)
+        np.testing.assert_array_equal(decode_values(data, n, [DEFAULT_TABLE], "x"), values)
+        assert _same_as_reference(data, n, [DEFAULT_TABLE]) == "ok"
+        cut = data[: int(rng.integers(0, len(data) + 1))]
+        damaged = bytearray(data + rng.bytes(int(rng.integers(0, 4))))
+        if damaged:
+            damaged[int(rng.integers(len(damaged)))] ^= 1 << int(rng.integers(8))
+        for stream, count in ((cut, n), (bytes(damaged), n), (data, n + int(rng.integers(1, 4))), (cut, case % 7)):
+            outcome = _same_as_reference(stream, count, [DEFAULT_TABLE])
+            seen[outcome] = seen.get(outcome, 0) + 1
+    assert {"ok", "data end after", "cannot hold"} <= set(seen), seen
+
+
+def _random_tables(rng: np.random.Generator, n_tables: int) -> list:
+    """Random prefix codes (section 2 form, like ``TABLES``): values with 0-32 trailing bits, switches (some to
+    tables that do not exist, some longer than their prefix), prefixes up to 16 bits, some patterns without a code.
+    """
+    tables = []
+    for _ in range(n_tables):
+        leaves = ["0", "1"]
+        for _ in range(int(rng.integers(0, 10))):
+            leaf = leaves.pop(int(rng.integers(len(leaves))))
+            leaves += [leaf + "0", leaf + "1"]
+        if rng.random() < 0.1:  # one long prefix (a lookup of up to 2**16 entries)
+            leaf = leaves.pop(int(rng.integers(len(leaves))))
+            leaves += [leaf + "0" * (int(rng.integers(12, 17)) - len(leaf)), leaf + "1"]
+        if len(leaves) > 2 and rng.random() < 0.3:  # some bit patterns start no code
+            leaves.pop(int(rng.integers(len(leaves))))
+        table = []
+        for leaf in leaves:
+            if rng.random() < 0.25:
+                target = int(rng.integers(1, n_tables + 1)) if rng.random() < 0.9 else int(rng.choice([0, 9]))
+                table.append((len(leaf), len(leaf) + int(rng.random() < 0.2), 0, target, leaf))
+            else:
+                extra = int(rng.choice([0, 0, 0, 0, 0, 1, 2, 5, 8, 16, 31, 32]))
+                table.append((len(leaf), len(leaf) + extra, 1, int(rng.integers(-32768, 32768)), leaf))
+        tables.append(table)
+    return tables
+
+
+def _random_stream(rng: np.random.Generator, tables: list) -> tuple[str, int]:
+    """Bits of random codes walked through ``tables`` from table 1 (switches followed); the values they hold."""
+    bits, current, n_values = [], 0, 0
+    for _ in range(int(rng.integers(0, 200))):
+        prefix, total, is_value, base, code = tables[current][int(rng.integers(len(tables[current])))]
+        bits.append(code + "".join(rng.choice(["0", "1"], size=total - prefix)))
+        if is_value:
+            n_values += 1
+        elif 1 <= base <= len(tables):
+            current = base - 1
+            bits[-1] = code  # a switch is its prefix alone
+        else:
+            break
+    return "".join(bits), n_values
+
+
+def test_decoder_matches_the_reference_loop_on_random_tables_with_switches(decoder):
+    rng = np.random.default_rng(23)
+    seen: dict[str, int] = {}
+    for _ in range(100):
+        raw = _random_tables(rng, int(rng.integers(1, 4)))
+        tables = parse_tables(section2(raw), "x")
+        text, n = _random_stream(rng, raw)
+        text += "".join(rng.choice(["0", "1"], size=int(rng.integers(0, 12))))
+        text += "0" * (-len(text) % 8)
+        data = int(text, 2).to_bytes(len(text) // 8, "big") if text else b""
+        cut = data[: int(rng.integers(0, len(data) + 1))]
+        damaged = bytearray(data)
+        if damaged:
+            damaged[int(rng.integers(len(damaged)))] ^= int(rng.integers(1, 256))
+        cases = [(data, n), (data, max(n - 1, 0)), (data, n + 1), (cut, n), (bytes(damaged), n), (rng.bytes(40), n)]
+        for stream, count in cases:
+            outcome = _same_as_reference(stream, count, tables)
+            seen[outcome] = seen.get(outcome, 0) + 1
+    assert {"ok", "data end after", "cannot hold", "starts no code", "which does not exist"} <= set(seen), seen
+
+
+def test_decoder_errors_name_the_position_table_and_count(decoder):
+    one = parse_tables(section2([[(1, 1, 1, 5, "0"), (2, 2, 0, 3, "10")]]), "x")  # "11" starts no code
+    with pytest.raises(CorruptRecordError, match=r"^x: bit 2 starts no code of the Huffman table"):
+        decode_values(b"\x30", 4, one, "x")  # 0 0 11...
+    with pytest.raises(CorruptRecordError, match=r"^x: switch to Huffman table 3, which does not exist"):
+        decode_values(b"\x20", 4, one, "x")  # 0 0 10...
+    with pytest.raises(CorruptRecordError, match=r"^x: the encoded data end after 1 of 2 values"):
+        decode_values(b"\xff\xff", 2, [DEFAULT_TABLE], "x")  # a 16-bit escape needs 26 bits
+    with pytest.raises(CorruptRecordError, match=r"^x: the encoded data end after 1 of 1 values"):
+        decode_values(b"\xff\xc0\x00", 1, [DEFAULT_TABLE], "x")  # the last code runs past the data
+    with pytest.raises(CorruptRecordError, match=r"^x: 2 bytes cannot hold 17 values"):
+        decode_values(b"\x00\x00", 17, [DEFAULT_TABLE], "x")
+    ambiguous = parse_tables(section2([[(1, 1, 1, 0, "0"), (2, 2, 1, 1, "01")]]), "x")
+    for n in (0, 1):
+        assert _same_as_reference(b"\x00", n, ambiguous) == "prefix-free"
+    np.testing.assert_array_equal(decode_values(b"\x00", 8, [DEFAULT_TABLE], "x"), np.zeros(8, np.int64))
+    raw = [[(1, 1, 1, 0, "0"), (20, 20, 1, 9, "1" * 20), (20, 24, 1, 0, "1" * 19 + "0")]]  # 20-bit prefixes
+    longest = parse_tables(section2(raw), "x")
+    stream = int("0" + "1" * 20 + "1" * 19 + "0" + "1010" + "0" + "00", 2).to_bytes(6, "big")  # 0, 9, -6, 0
+    np.testing.assert_array_equal(decode_values(stream, 4, longest, "x"), [0, 9, -6, 0])
+    for n in (4, 5, 11):
+        _same_as_reference(stream, n, longest)
+    assert decode_values(b"", 0, [DEFAULT_TABLE], "x").shape == (0,)
+
+
+def test_decoding_is_bounded_on_tables_that_only_switch(decoder):
+    """Codes that never give a value (switches back and forth, or to the same table) end with the data."""
+    raw = [[(1, 1, 0, 2, "0"), (1, 1, 0, 1, "1")], [(1, 3, 0, 1, "0"), (1, 1, 0, 2, "1")]]
+    only_switches = parse_tables(section2(raw), "x")
+    data = np.random.default_rng(3).bytes(2000)
+    assert _same_as_reference(data, 5, only_switches) == "data end after"
+    with pytest.raises(CorruptRecordError, match="end after 0 of 5 values"):
+        decode_values(data, 5, only_switches, "x")
+
+
+def test_many_reachable_tables_fall_back_to_the_loop(monkeypatch):
+    """A chain of 300 tables (hostile) is more decoder states than numpy decodes at once: the loop, same result."""
+    raw = [[(1, 1, 1, t, "0"), (1, 1, 0, t % 300 + 1, "1")] for t in range(1, 301)]  # table t switches to t + 1
+    tables = parse_tables(section2(raw), "x")
+    data = np.random.default_rng(4).bytes(1000)
+    assert 300 * 8 * len(data) > scp_huffman._MAX_STATES
+    monkeypatch.setattr(scp_huffman, "_states", None)  # the numpy path is not taken
+    assert _same_as_reference(data, 3000, tables) == "ok"
+    assert _same_as_reference(data, 7000, tables) == "data end after"
 
 
 # ------------------------------------------------------------------------------------------ damaged real files

@@ -472,6 +472,15 @@ def test_xml_entities_refused(tmp_path, mv12, doctype):
         read_ecg(_write(tmp_path / "bomb.xml", data))
 
 
+@pytest.mark.parametrize("inside", ['<!ENTITY a "aaaa">', '<!DOCTYPE RestingECG [<!ENTITY a "aaaa">]>', "&a;"])
+def test_declarations_after_the_root_are_refused_as_malformed(tmp_path, mv12, inside):
+    """The entity scan stops at the root element; what follows it is refused by the full parse, never expanded."""
+    counts = quantise({k: mv12[k] for k in EIGHT}, 4.88e-3)
+    data = muse_xml(counts).replace(b"MUSE-0042", inside.encode())
+    with pytest.raises(CorruptRecordError, match="not well-formed XML"):
+        read_muse(_write(tmp_path / "late.xml", data))
+
+
 # ========================================================================================== arrays
 def test_numpy_leads_first_default_12_and_microvolts(tmp_path, rng):
     x = rng.standard_normal((12, 300))
@@ -547,3 +556,39 @@ def test_tsv_and_txt_without_header(tmp_path, rng):
     )
     assert detect_format(txt)[0] == "csv"
     np.testing.assert_allclose(read_ecg(txt, fs=250, units="uV").signal, x, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ text numbers
+@pytest.mark.parametrize("text", [
+    "1 2 -3 +4 0005", "-2\n-2\t-3 ", "", None, "1.5 2", "1e3 -2.5E-1", "-0 0", "nan 1 inf",
+    "9223372036854775808 1", "-9223372036854775809", " 12 ", "3 1_000",
+])
+def test_text_numbers_equal_the_float_parse(text):
+    """Integers first, floats where needed: the same values as parsing every token as a float."""
+    from ecglens.io._vendor import text_numbers
+
+    got = text_numbers(text)
+    expected = np.array((text or "").split(), dtype=np.float64)
+    assert got.dtype == np.float64 and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "1, 2 ,3", "1,,2\n3", "9223372036854775808,1", ",1,2,"])
+def test_text_numbers_integers_only_as_cardiosoft_separates(text):
+    """CardioSoft's samples: commas or whitespace between integers, values as ``int()`` gives them."""
+    import re
+
+    from ecglens.io._vendor import text_numbers
+
+    tokens = [t for t in re.split(r"[,\s]+", text) if t]
+    got = text_numbers(text.replace(",", " "), integers_only=True)
+    np.testing.assert_array_equal(got, np.array([int(t) for t in tokens], dtype=np.float64))
+
+
+@pytest.mark.parametrize(("text", "integers_only"), [("1 x 3", False), ("1 2.5", True), ("0x10", False),
+                                                      ("1 1e3", True)])
+def test_text_numbers_refuse_what_is_no_number(text, integers_only):
+    from ecglens.io._vendor import text_numbers
+
+    with pytest.raises(ValueError):
+        text_numbers(text, integers_only=integers_only)

@@ -63,6 +63,7 @@ from ._vendor import (
     local_name,
     names_format,
     parse_xml_safely,
+    text_numbers,
 )
 from .registry import register_reader
 
@@ -75,7 +76,6 @@ _WAVEFORMS: dict[str | None, tuple[str, ...]] = {
     "rhythm": ("StripData",),
     "median": ("RestingECGMeasurements", "MedianSamples"),
 }
-_SAMPLE_SEPARATORS = re.compile(r"[,\s]+")
 _FREQUENCY_TO_HZ: dict[str, float] = {"HZ": 1.0, "KHZ": 1000.0}
 
 
@@ -200,9 +200,8 @@ def _leads(strip: ET.Element, path: Path) -> tuple[list[str], np.ndarray]:
             raise CorruptRecordError(
                 f"{path}: a <WaveformData> has no lead attribute; cannot tell which lead."
             )
-        tokens = [t for t in _SAMPLE_SEPARATORS.split(data.text or "") if t]
-        try:
-            rows.append(np.array([int(t) for t in tokens], dtype=np.float64))
+        try:  # commas and any whitespace separate samples
+            rows.append(text_numbers((data.text or "").replace(",", " "), integers_only=True))
         except ValueError as err:
             raise CorruptRecordError(
                 f"{path}: lead {lead}: <WaveformData> holds something other than comma-separated integers "

@@ -78,6 +78,7 @@ from ._vendor import (
     local_name,
     names_format,
     parse_xml_safely,
+    text_numbers,
 )
 from .registry import register_reader
 
@@ -321,7 +322,7 @@ def _lead_values(value: ET.Element | None, code: str, path: Path) -> np.ndarray:
     scale = _quantity_mv(child(value, "scale"), "scale", code, path, default=None)
     digits = child(value, "digits")
     try:
-        numbers = np.array((digits.text or "").split() if digits is not None else [], dtype=np.float64)
+        numbers = text_numbers(digits.text if digits is not None else None)
     except ValueError as err:
         raise CorruptRecordError(
             f"{path}: {code} <digits> holds something other than whitespace-separated numbers ({err}); the "

@@ -55,8 +55,8 @@ because (1) correctness on bad input: it does not check chunk sizes, sample coun
 truncated chunk decodes silently to a short or wrong lead; an out-of-range value raises NumPy's
 ``OverflowError``), and it restores the limb leads in int16 arithmetic; (2) it needs ``defusedxml`` and parses
 the whole file a second time with ``minidom``; (3) speed: its per-sample Python loops take ~0.15 s per 12-lead
-file, while here only the LZW table walk is a Python loop and the bit unpacking and the second-difference
-integration are NumPy (~0.01 s per file, whole read).
+file, while here the bit unpacking, the LZW expansion (pointer doubling, :func:`_lzw_expand`) and the
+second-difference integration are NumPy (~5 ms per file, whole read).
 
 Tested on: the real exports ``philips_129DYPRG_103.xml`` (SierraECG 1.03, UTF-8, XLI, age in years) and
 ``philips_ad4d3d80_104.xml`` (PhilipsECG 1.04, UTF-16, XLI, date of birth), the latter against the same ECG
@@ -106,6 +106,10 @@ _AGE_FIELDS: tuple[tuple[str, str], ...] = (
 )
 _LZW_BITS = 10
 _LZW_LAST_CODE = (1 << _LZW_BITS) - 2  # 1022: the last dictionary entry; 1023 ends a chunk
+_LZW_ROOTS = np.arange(256)
+_LZW_NEW = (np.arange(_LZW_LAST_CODE + 1) >= 256).astype(np.intp)  # 1 link from an entry to its parent, 0 at roots
+#: _lzw_expand loops instead of gathering when output bytes x (gather rounds + 3) exceed this many per code
+_LZW_LOOP_FACTOR = 300
 _XLI_HEADER = 8
 _INT16 = (-(1 << 15), (1 << 15) - 1)
 #: samples per lead above which a file is refused as damaged (over 30 minutes at 500 Hz)
@@ -373,25 +377,91 @@ def _xli_codes(chunk: bytes) -> np.ndarray:
 
 
 def _lzw_expand(codes: np.ndarray, max_bytes: int) -> bytes:
-    """LZW-expand ``codes`` (256 single-byte roots, table up to code 1022, 1023 = end); at most ``max_bytes``."""
+    """LZW-expand one chunk's codes (256 single-byte roots, table up to code 1022, 1023 = end), vectorised.
+
+    Rules (a plain LZW decoder; the codes after the first code above 1022 are ignored): step ``i`` outputs table
+    entry ``c_i``; from step 1 on it also adds entry ``255 + i`` = entry ``c_{i-1}`` followed by the first byte of
+    entry ``c_i``, until the table is full at 1022. So ``c_i`` must be at most ``255 + i`` (``c_i == 255 + i``,
+    the entry being added, is the KwKwK case).
+
+    Method (NumPy, no Python loop per code or byte): every entry is its parent plus one byte, ``parent(256 + j)
+    = c_j``, so the depth (length - 1) and the root (first byte) of all entries are found by pointer doubling over
+    the table (at most 10 rounds). Then each output byte is either the last byte of its step's entry (the root of
+    ``c_{j+1}`` for entry ``256 + j``) or, since entry ``256 + j`` starts with step ``j``'s output, a copy of the
+    byte at the same offset in step ``j``'s output: pointer jumping over these links resolves every byte in
+    ``ceil(log2(longest entry))`` gathers over the output. Only the first ``max_bytes + 1`` codes are read (each
+    outputs at least one byte) and lengths are checked before any byte is made, so work and memory are O(n log n)
+    in the output, itself at most ``max_bytes``. Where entries are so long on average that the gathers would cost
+    more, the same table walk runs as a loop over the (already checked) codes.
+
+    Parameters
+    ----------
+    codes : np.ndarray, shape (n_codes,), integer
+        The 10-bit codes (0..1023) of one chunk, as :func:`_xli_codes` returns them.
+    max_bytes : int
+        Most bytes the chunk may expand to.
+
+    Returns
+    -------
+    bytes
+        The expanded bytes (at most ``max_bytes``).
+
+    Raises
+    ------
+    _XliError
+        A code not yet defined at its step (or negative), or an output longer than ``max_bytes``; where a chunk
+        has both, the one at the earlier code.
+    """
+    given = np.asarray(codes)
+    codes = given[: max(max_bytes, 0) + 1].astype(np.intp)
+    stop = codes > np.minimum(np.arange(255, 255 + codes.size), _LZW_LAST_CODE)  # above the step's last code
+    if given.dtype.kind != "u":
+        stop |= codes < 0
+    n = int(stop.argmax()) if stop.any() else codes.size
+    valid = codes[:n]
+    n_new = min(max(n - 1, 0), _LZW_LAST_CODE - 255)  # entries 256 .. 255 + n_new are defined
+    root = np.concatenate([_LZW_ROOTS, valid[:n_new]])  # parent links, doubled until all reach a root byte
+    depth = _LZW_NEW[: root.size].copy()
+    while root.max() >= 256:
+        depth += depth[root]
+        root = root[root]
+    length = depth[valid] + 1  # bytes output by each step
+    ends = np.cumsum(length)
+    if n and ends[-1] > max_bytes:
+        raise _XliError(f"a lead chunk expands to more than the {max_bytes} bytes its samples need")
+    if n < codes.size and codes[n] <= _LZW_LAST_CODE:
+        what = "not a 10-bit code" if codes[n] < 0 else "not yet defined"
+        raise _XliError(f"LZW code {int(codes[n])} is {what} (table has {max(255 + n, 256)} entries)")
+    if not n:
+        return b""
+    total, rounds = int(ends[-1]), int(length.max() - 1).bit_length()
+    if total * (rounds + 3) > _LZW_LOOP_FACTOR * n:
+        return _lzw_expand_loop(valid)
+    # link[256 + t] -> source of output byte t; link[b] = b for b < 256 (a known byte, where all links end)
+    starts = ends - length
+    link = np.empty(256 + total, dtype=np.intp)
+    link[:256] = _LZW_ROOTS
+    copy_from = np.take(starts, valid - 256, mode="clip") - starts  # step j = c_i - 256 (unused for roots)
+    link[256:] = np.repeat(copy_from, length)
+    link[256:] += np.arange(256, 256 + total)  # (one large temporary at a time: much faster on big outputs)
+    link[ends + 255] = root[np.concatenate([_LZW_ROOTS, valid[1 : n_new + 1]])][valid]  # last bytes
+    spare = np.empty_like(link)
+    for _ in range(rounds):  # each round doubles the links followed (indices are in range: clip changes nothing)
+        link, spare = np.take(link, link, out=spare, mode="clip"), link
+    return link[256:].astype(np.uint8).tobytes()
+
+
+def _lzw_expand_loop(codes: np.ndarray) -> bytes:
+    """The LZW table walk of :func:`_lzw_expand` as a loop, for codes it has checked (long entries only)."""
     table = [bytes([i]) for i in range(256)]
     out = bytearray()
     previous = b""
     for code in codes.tolist():
-        if code > _LZW_LAST_CODE:
-            break
-        if code < len(table):
-            entry = table[code]
-        elif code == len(table) and previous:
-            entry = previous + previous[:1]
-        else:
-            raise _XliError(f"LZW code {code} is not yet defined (table has {len(table)} entries)")
+        entry = table[code] if code < len(table) else previous + previous[:1]
         if previous and len(table) <= _LZW_LAST_CODE:
             table.append(previous + entry[:1])
         out += entry
         previous = entry
-        if len(out) > max_bytes:
-            raise _XliError(f"a lead chunk expands to more than the {max_bytes} bytes its samples need")
     return bytes(out)
 
 
