@@ -160,7 +160,8 @@ class Ecg:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        sig = np.ascontiguousarray(self.signal, dtype=np.float32)  # [leads, samples], time contiguous
+        with np.errstate(over="ignore"):  # values beyond float32 become inf: refused below with the reason
+            sig = np.ascontiguousarray(self.signal, dtype=np.float32)  # [leads, samples], time contiguous
         if sig.ndim != 2:
             raise LeadError(f"Ecg.signal must be 2-D [n_leads, n_samples], got shape {sig.shape}.")
         if not np.isfinite(sig).all():
