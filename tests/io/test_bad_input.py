@@ -432,3 +432,38 @@ def test_check_recorded_signal_bounds(peak, zero, nan, error):
         with pytest.raises(error, match="zero on every|beyond") as err:
             check_recorded_signal(x.T, "rec", "WFDB")
         assert "rec" in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "old", "new", "field"), [
+    ("muse_phi1.xml", b"<SampleBase>500</SampleBase>", b"<SampleBase>5</SampleBase>", "SampleBase"),
+    ("muse_phi1.xml", b"<SampleBase>500</SampleBase>", b"<SampleBase>1e-308</SampleBase>", "SampleBase"),
+    ("cardiosoft_dummy.xml", b'<SampleRate units="Hz">500</SampleRate>', b'<SampleRate units="Hz">1e-308</SampleRate>',
+     "SampleRate"),
+    ("cardiosoft_dummy.xml", b'<SampleRate units="Hz">500</SampleRate>', b'<SampleRate units="kHz">500</SampleRate>',
+     "SampleRate"),
+    ("aecg_hl7_example.xml", b'<increment value="0.002" unit="s"/>', b'<increment value="2" unit="s"/>', "increment"),
+    ("philips_129DYPRG_103.xml", b"<samplingrate>500", b"<samplingrate>5", "samplingrate"),
+])
+def test_vendor_sampling_rate_outside_the_ecg_range_is_refused(fixtures_dir, tmp_path, name, old, new, field):
+    """Every vendor reader refuses a stated rate outside 50 Hz - 20 kHz when reading, naming the field (a fuzzed
+    CardioSoft file once came out of the reader as an Ecg at 1e-308 Hz)."""
+    data = (fixtures_dir / "vendor" / name).read_bytes()
+    assert old in data
+    (tmp_path / name).write_bytes(data.replace(old, new))
+    with pytest.raises(SamplingRateError, match=field):
+        read_ecg(tmp_path / name)
+
+
+def test_npz_with_an_unsupported_zip_feature_is_a_corrupt_record(tmp_path):
+    """zipfile raises NotImplementedError for a zip version or compression method it does not know (a fuzzed
+    .npz once escaped as that)."""
+    from ecglens.io.array import read_numpy
+
+    np.savez(tmp_path / "a.npz", ecg=np.ones((12, 100)))
+    data = bytearray((tmp_path / "a.npz").read_bytes())
+    local, central = data.find(b"PK\x03\x04"), data.find(b"PK\x01\x02")
+    data[local + 8: local + 10] = (99).to_bytes(2, "little")  # compression method 99: not one zipfile knows
+    data[central + 10: central + 12] = (99).to_bytes(2, "little")
+    (tmp_path / "b.npz").write_bytes(bytes(data))
+    with pytest.raises(CorruptRecordError, match="cannot load the array"):
+        read_numpy(tmp_path / "b.npz", fs=500.0)

@@ -33,6 +33,20 @@ def test_quick_profile_finds_no_defect(fuzz_sources):
     assert {s.label for s in fuzz_sources} <= set(counts)
 
 
+@pytest.mark.parametrize(("seed", "index", "what"), [
+    (7, 3347, "CardioSoft <SampleRate> 1e-308 Hz read as an Ecg"),
+    (3032, 3109, "MUSE <SampleExponent> beyond the float range: OverflowError"),
+    (3032, 5633, "DICOM element of impossible length: pydicom's BytesLengthException"),
+    (20261208, 8393, "DICOM value representation pydicom does not know: NotImplementedError"),
+    (20261208, 17475, "EDF signal header edfio 0.4.18 fails on: UnboundLocalError"),
+])
+def test_defects_the_long_profile_found_stay_fixed(fuzz_sources, seed, index, what):
+    """Cases ``index`` of ``python benchmarks/fuzz_readers.py --seed SEED`` (enough ``--cases``) that were defects
+    (2026-12-08)."""
+    rows = list(fuzzing.run_cases(fuzz_sources, [index], seed=seed, workers=1, timeout=10.0))
+    assert rows[0][3] not in fuzzing.DEFECTS, (what, rows[0])
+
+
 def test_mutations_are_reproducible(fuzz_sources, tmp_path):
     src = fuzz_sources[0]
     (tmp_path / "a").mkdir()

@@ -248,8 +248,10 @@ def read_numpy(
             array = loaded
     except EcglensError:
         raise
-    # np.load parses a .npy header with the tokenizer and ast; an .npz is a zip archive
-    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error) as err:
+    # np.load parses a .npy header with the tokenizer and ast; an .npz is a zip archive (a damaged one can claim a
+    # zip version or compression method that zipfile does not support: NotImplementedError)
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError) as err:
         raise CorruptRecordError(
             f"{path}: cannot load the array ({err}). Only plain numeric arrays are read (allow_pickle=False); "
             "save with np.save / np.savez from a numeric array."

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ecg import Ecg
+from ..ecg import Ecg, check_recorded_fs
 from ..exceptions import ConfigError, CorruptRecordError, UnitError, UnsupportedFormatError
 from ..leads import normalize_lead_name
 from ._vendor import (
@@ -174,7 +174,8 @@ def _sampling_rate(strip: ET.Element, path: Path) -> float:
     unit = (elem.get("units") if elem is not None else None) or "Hz"
     if unit.upper() not in _FREQUENCY_TO_HZ:
         raise UnitError(f"{path}: <SampleRate units={unit!r}> is not Hz or kHz; fix the unit in the file.")
-    return _number(elem, "SampleRate", path) * _FREQUENCY_TO_HZ[unit.upper()]
+    return check_recorded_fs(_number(elem, "SampleRate", path) * _FREQUENCY_TO_HZ[unit.upper()], str(path),
+                             "<SampleRate>")
 
 
 def _resolution_mv(strip: ET.Element, path: Path) -> float:

@@ -63,9 +63,10 @@ _CODE_NUMBER = re.compile(r"^(?:5\.6\.3-9-|2:)(\d+)$")
 _UNSUPPORTED_INTERPRETATIONS = {"MB": "mu-law", "AB": "A-law"}
 _WAVEFORM_TAG_LE = b"\x00\x54\x00\x01"  # (5400,0100) WaveformSequence, little endian
 _SNIFF_BYTES = 65536
-#: what pydicom, struct and NumPy raise on a damaged file (translated to CorruptRecordError)
+#: what pydicom, struct and NumPy raise on a damaged file (translated to CorruptRecordError; pydicom raises
+#: NotImplementedError for a value representation it does not know, e.g. a damaged VR field)
 _DAMAGED = (OSError, struct.error, TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError,
-            MemoryError, UnicodeError, RecursionError)
+            MemoryError, UnicodeError, RecursionError, NotImplementedError)
 
 
 def sniff_dicom(path: Path) -> bool:
@@ -112,13 +113,15 @@ def read_dicom(path: str | Path, waveform: str | None = None, group: int | None 
     UnitError
         Uncalibrated channels or unknown sensitivity units.
     """
+    from pydicom.errors import BytesLengthException  # pydicom's own: a value whose length fits no element
+
     path = Path(path)
     ds = _read_dataset(path)
     try:
         return _dicom_ecg(ds, path, waveform, group)
     except EcglensError:
         raise
-    except _DAMAGED as err:
+    except (*_DAMAGED, BytesLengthException) as err:
         raise CorruptRecordError(
             f"{path}: the {FORMAT} file is damaged ({type(err).__name__}: {str(err)[:200]}). Export it again."
         ) from err
@@ -127,7 +130,7 @@ def read_dicom(path: str | Path, waveform: str | None = None, group: int | None 
 def _read_dataset(path: Path) -> Any:
     """``pydicom.dcmread`` of the file's bytes (held in memory: lengths in the file cannot exceed its size)."""
     import pydicom
-    from pydicom.errors import InvalidDicomError
+    from pydicom.errors import BytesLengthException, InvalidDicomError
 
     try:
         return pydicom.dcmread(io.BytesIO(path.read_bytes()))
@@ -135,7 +138,7 @@ def _read_dataset(path: Path) -> Any:
         raise UnsupportedFormatError(
             f"{path}: not a readable DICOM file ({err}); expected a {FORMAT}."
         ) from err
-    except _DAMAGED as err:
+    except (*_DAMAGED, BytesLengthException) as err:
         raise CorruptRecordError(
             f"{path}: the {FORMAT} file is damaged ({type(err).__name__}: {str(err)[:200]}). Export it again."
         ) from err

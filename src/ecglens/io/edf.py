@@ -40,7 +40,10 @@ __all__ = ["edf_lead_name", "read_edf", "sniff_edf"]
 FORMAT = "EDF/EDF+"
 _PREFIX = re.compile(r"^\s*(?:ECG|EKG)(?:[\s_.:\-]+|(?=[IiVvAa]))", re.IGNORECASE)
 _REFERENCE = re.compile(r"[\s_\-]*(?:ref|avg|average)\s*$", re.IGNORECASE)
-_READ_ERRORS = (ValueError, IndexError, KeyError, TypeError, ArithmeticError, UnicodeDecodeError, struct.error)
+#: what edfio raises on a malformed header (UnboundLocalError: edfio 0.4.18's signal-header parser on some damaged
+#: sampling-rate fields, seen by the fuzzer)
+_READ_ERRORS = (ValueError, IndexError, KeyError, TypeError, ArithmeticError, UnicodeDecodeError, struct.error,
+                UnboundLocalError)
 
 
 def sniff_edf(path: Path) -> bool:

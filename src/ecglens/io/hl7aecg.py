@@ -63,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ecg import Ecg
+from ..ecg import Ecg, check_recorded_fs
 from ..exceptions import ConfigError, CorruptRecordError, SamplingRateError, UnitError, UnsupportedFormatError
 from ..leads import normalize_lead_name
 from ._vendor import (
@@ -290,7 +290,7 @@ def _sampling_rate(value: ET.Element | None, code: str, path: Path) -> float:
             f"{path}: the {code} sequence has no usable <increment> (value {_attr(inc, 'value')!r}, unit "
             f"{unit!r}; units known: {sorted(_TIME_TO_SECONDS)}), so the sampling rate is unknown."
         )
-    return round(1.0 / step, 6)
+    return check_recorded_fs(round(1.0 / step, 6), str(path), f"1 / <increment> of {code}")
 
 
 def _quantity_mv(elem: ET.Element | None, what: str, code: str, path: Path, default: float | None) -> float:

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ecg import Ecg
+from ..ecg import Ecg, check_recorded_fs
 from ..exceptions import ConfigError, CorruptRecordError, UnitError, UnsupportedFormatError
 from ..leads import normalize_lead_name
 from ._vendor import (
@@ -201,14 +201,14 @@ def _sampling_rate(wave: ET.Element, path: Path) -> float:
     base, exponent = child_text(wave, "SampleBase"), child_text(wave, "SampleExponent") or "0"
     try:
         fs = float(base) * 10.0 ** int(exponent)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an exponent beyond the float range
         fs = float("nan")
     if not fs > 0:
         raise CorruptRecordError(
             f"{path}: the <Waveform> has no valid <SampleBase> (got {base!r}, exponent {exponent!r}), so the "
             f"sampling rate is unknown; a {FORMAT} file must state it. Export the ECG again."
         )
-    return fs
+    return check_recorded_fs(fs, str(path), "<SampleBase> x 10^<SampleExponent>")
 
 
 def _decode_leads(

@@ -72,7 +72,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ecg import Ecg
+from ..ecg import Ecg, check_recorded_fs
 from ..exceptions import CorruptRecordError, LeadError, UnsupportedFormatError
 from ..leads import CANONICAL_LEADS, normalize_lead_name
 from ._vendor import (
@@ -173,9 +173,9 @@ def read_philips(path: str | Path) -> Ecg:
             "(only measurements or median beats). Export the ECG again with its waveforms."
         )
     signal_info = child(root, "dataacquisition", "signalcharacteristics")
-    fs = _positive(
+    fs = check_recorded_fs(_positive(
         wave.get("samplespersecond") or child_text(signal_info, "samplingrate"), "sampling rate", path
-    )
+    ), str(path), "samplespersecond (or <samplingrate>)")
     n_samples = round(_positive(wave.get("durationperchannel"), "durationperchannel (ms)", path) * fs / 1000)
     if not 3 <= n_samples <= _MAX_SAMPLES:
         raise CorruptRecordError(
