@@ -467,3 +467,15 @@ def test_npz_with_an_unsupported_zip_feature_is_a_corrupt_record(tmp_path):
     (tmp_path / "b.npz").write_bytes(bytes(data))
     with pytest.raises(CorruptRecordError, match="cannot load the array"):
         read_numpy(tmp_path / "b.npz", fs=500.0)
+
+
+def test_volt_gain_check_is_quiet_about_an_all_nan_lead():
+    """A lead of NaN only (a multi-segment record's absent signal) gives the span check no NumPy warning."""
+    from ecglens.io.wfdb_content import repair_volt_gain
+
+    signal = np.random.default_rng(0).normal(0, 1e-3, (1000, 3))
+    signal[:, 1] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, note = repair_volt_gain(signal, [2e5, 2e5, 2e5], ["mV", "mV", "mV"])
+    assert note is not None and np.allclose(out[:, 0], signal[:, 0] * 1e3)

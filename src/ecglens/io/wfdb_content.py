@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +26,8 @@ _VOLT_GAIN_FACTOR = 1e3
 def _robust_peak_to_peak(signal: np.ndarray) -> float:
     """Median over leads of the 0.5-99.5 percentile range (mV); signal is [n_samples, n_leads]."""
     finite = np.where(np.isfinite(signal), signal, np.nan)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN lead: its span is NaN, dropped below
         spans = np.nanpercentile(finite, 99.5, axis=0) - np.nanpercentile(finite, 0.5, axis=0)
     spans = spans[np.isfinite(spans)]
     return float(np.median(spans)) if spans.size else float("nan")
