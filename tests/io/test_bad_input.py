@@ -479,3 +479,8 @@ def test_volt_gain_check_is_quiet_about_an_all_nan_lead():
         warnings.simplefilter("error")
         out, note = repair_volt_gain(signal, [2e5, 2e5, 2e5], ["mV", "mV", "mV"])
     assert note is not None and np.allclose(out[:, 0], signal[:, 0] * 1e3)
+    # the absent signal's gain is None: the other gains decide (here plausible ones: nothing to repair)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, note = repair_volt_gain(signal, [1000.0, None, 1000.0], ["mV", None, "mV"])
+    assert note is None and out is signal

@@ -42,8 +42,8 @@ def repair_volt_gain(
     ----------
     signal_mv : np.ndarray, shape (n_samples, n_leads)
         The signal as the header's gains made it, in "mV".
-    adc_gain : sequence of float
-        The header's gain of each signal (counts per unit).
+    adc_gain : sequence of float or None
+        The header's gain of each signal (counts per unit; None for an absent signal of a multi-segment record).
     units : sequence of str
         The header's unit of each signal.
 
@@ -55,7 +55,8 @@ def repair_volt_gain(
     note : str or None
         What was repaired (None when nothing was).
     """
-    gains = np.asarray(adc_gain, dtype=np.float64)
+    gains = np.asarray([np.nan if g is None else g for g in adc_gain], dtype=np.float64)
+    gains = gains[np.isfinite(gains)]  # an absent signal of a multi-segment record has no gain (None)
     labelled_mv = all((u or "mV").strip().lower() == "mv" for u in units)
     if not labelled_mv or gains.size == 0 or np.min(gains) < _IMPLAUSIBLE_GAIN_PER_MV:
         return signal_mv, None
