@@ -39,6 +39,7 @@ def test_quick_profile_finds_no_defect(fuzz_sources):
     (3032, 5633, "DICOM element of impossible length: pydicom's BytesLengthException"),
     (20261208, 8393, "DICOM value representation pydicom does not know: NotImplementedError"),
     (20261208, 17475, "EDF signal header edfio 0.4.18 fails on: UnboundLocalError"),
+    (5, 26910, "Philips XML declaring the encoding 'UTG-8': LookupError"),
 ])
 def test_defects_the_long_profile_found_stay_fixed(fuzz_sources, seed, index, what):
     """Cases ``index`` of ``python benchmarks/fuzz_readers.py --seed SEED`` (enough ``--cases``) that were defects

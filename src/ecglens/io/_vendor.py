@@ -189,7 +189,7 @@ def parse_xml_safely(path: str | Path, fmt: str) -> ET.Element:
     try:
         _refuse_entities(path, fmt, data)
         return ET.fromstring(data)
-    except (expat.ExpatError, ET.ParseError) as err:
+    except (expat.ExpatError, ET.ParseError, LookupError) as err:  # LookupError: an encoding Python does not know
         raise CorruptRecordError(
             f"{path}: not well-formed XML ({err}); expected a {fmt} file. The file may be truncated or not "
             "an XML export; export the ECG again."
