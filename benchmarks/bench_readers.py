@@ -103,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     medians = {name: {label: statistics.median(x[label] for x in runs) for label, _ in FILES}
                for name, runs in rounds.items()}
     print_ratio_table(medians, [label for label, _ in FILES], "format", unit=" ms/file", width=30, digits=2)
-    write_results(args.json, {"medians_ms_per_file": medians, "rounds": rounds, "files": dict(FILES),
+    from ecglens import __version__
+    from ecglens._version import source_commit
+
+    write_results(args.json, {"benchmark": "bench_readers", "ecglens": __version__, "commit": source_commit(),
+                              "baseline": str(args.baseline) if args.baseline else None,
+                              "medians_ms_per_file": medians, "rounds": rounds, "files": dict(FILES),
                               "args": {k: str(v) for k, v in vars(args).items()}, "machine": machine()})
     return 0
 
