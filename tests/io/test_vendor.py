@@ -592,3 +592,17 @@ def test_text_numbers_refuse_what_is_no_number(text, integers_only):
 
     with pytest.raises(ValueError):
         text_numbers(text, integers_only=integers_only)
+
+
+def test_children_match_local_names_exactly():
+    """``children`` / ``child`` match a tag's local name in any namespace, never a name that merely ends alike."""
+    import xml.etree.ElementTree as ET
+
+    from ecglens.io._vendor import child, children, local_name
+
+    root = ET.fromstring('<r xmlns:a="urn:a"><SampleRate>1</SampleRate><Rate>2</Rate><a:Rate>3</a:Rate>'
+                         '<b xmlns="urn:b"><Rate>4</Rate></b><xRate>5</xRate></r>')
+    for name in ("Rate", "SampleRate", "b", "xRate", "ate", "r"):
+        assert [c.text for c in children(root, name)] == [c.text for c in root if local_name(c.tag) == name]
+    assert child(root, "b", "Rate").text == "4"
+    assert child(root, "Rate").text == "2" and child(root, "missing", "Rate") is None
