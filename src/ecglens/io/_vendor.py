@@ -10,7 +10,7 @@
   processing instructions, comments and a DOCTYPE: the content sniffing used to choose a reader.
 * :func:`decode_base64` decodes a waveform's Base64 text or raises :class:`CorruptRecordError` naming the format.
 * :func:`text_numbers` turns a waveform written as text (HL7 aECG ``<digits>``, CardioSoft ``<WaveformData>``)
-  into float64 samples, integers parsed as integers (about twice as fast as parsing them as floats).
+  into float64 samples, integers parsed as integers (faster than parsing them as floats).
 * :func:`standardise_leads` puts a record's leads in canonical order, deriving III, aVR, aVL and aVF from I and
   II when the file lacks them; non-standard leads are kept after the 12.
 * :func:`names_format` makes every ecglens error a reader raises name the format it was reading.
@@ -298,8 +298,11 @@ def text_numbers(text: str | None, *, integers_only: bool = False) -> np.ndarray
     Notes
     -----
     Tokens are parsed as int64 first: waveform text is almost always integers (HL7 aECG's ``digits`` are
-    ``LIST<INT>``), and NumPy parses those about twice as fast as floats (0.47 against 0.96 ms for 5,000 tokens,
-    2026-12-08). Decimals or integers beyond int64 fall back to the float (or Python ``int``) parse.
+    ``LIST<INT>``), and NumPy parses those faster than floats: 5,000 tokens of -2000..1999, 0.29 against 0.83 ms
+    (2026-12-08, best of 5; ``S="import numpy as np; t=' '.join(map(str, np.random.default_rng(0).integers(-2000,
+    2000, 5000))).split()"; python -m timeit -s "$S" "np.array(t, dtype=np.int64).astype(np.float64)"``, then
+    ``"np.array(t, dtype=np.float64)"``). Decimals or integers beyond int64 fall back to the float (or Python
+    ``int``) parse.
     """
     tokens = (text or "").split()
     try:
